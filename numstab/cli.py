@@ -1,0 +1,161 @@
+"""Command line: parses options, calls the runner, hands results to the renderers.
+
+Every command body is a thin call into plain functions (runner, render) that the
+tests call directly. Errors: a :class:`numstab.errors.UsageError` or a click
+usage error prints one line on stderr and exits 2; findings exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import UsageError
+
+HELP = dict(help_option_names=["-h", "--help"], max_content_width=100)
+
+
+def _emit(text: str, output, atomic=None) -> None:
+    if atomic is not None:
+        atomic.commit(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _open_output(output):
+    if not output or output == "-":
+        return None
+    from .outputs import AtomicFile
+
+    return AtomicFile(output)
+
+
+@click.group(context_settings=HELP)
+@click.version_option(__version__, prog_name="numstab")
+def cli():
+    """numstab: where softmax, log-softmax, log-sum-exp and cross-entropy break, with numbers."""
+
+
+def grid_options(f):
+    for opt in reversed([
+        click.option("--offsets", help="Offsets: start:stop:count or a comma list (default: per format)."),
+        click.option("--spreads", help="Spreads (standard deviation of x): spec as --offsets."),
+        click.option("--sizes", help="Vector lengths n: comma list or start:stop:count."),
+        click.option("--trials", type=int, help="Random vectors per grid cell (default 3)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random z."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def common_options(f):
+    for opt in reversed([
+        click.option("--accumulate", default="sequential", show_default=True,
+                     help="Accumulation model: sequential, pairwise or float32."),
+        click.option("--tolerance", type=float, default=4.0, show_default=True,
+                     help="ULP error above which an element is 'inaccurate'."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@cli.command(context_settings=HELP)
+@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default the four main ones).")
+@click.option("--function", "functions", multiple=True, help="Function (repeatable; default all).")
+@click.option("--impl", "impls", multiple=True, help="Implementation name (repeatable; default all).")
+@grid_options
+@common_options
+@click.option("--reference", "reference_mode", default="auto", show_default=True,
+              help="auto: proven fast path with mpmath fallback; mpmath: mpmath everywhere.")
+@click.option("--format", "fmt", default="table", show_default=True,
+              help="Output: table, json, csv or markdown.")
+@click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
+def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, accumulate, tolerance,
+            reference_mode, fmt, output):
+    """Evaluate implementations over a grid of inputs against the exact reference."""
+    from . import render
+    from .runner import check_choice, run_compare
+
+    check_choice("output format", fmt, render.FORMATS)
+    atomic = _open_output(output)
+    try:
+        run = run_compare(dtypes=dtypes or None, functions=functions or None, impls=impls or None,
+                          offsets=offsets, spreads=spreads, sizes=sizes, trials=trials, seed=seed,
+                          accumulate=accumulate, tolerance=tolerance,
+                          reference_mode=reference_mode, argv=sys.argv[1:] if _argv is None else _argv)
+        if fmt == "table":
+            if atomic is not None:
+                import io
+
+                buf = io.StringIO()
+                render.compare_table(run, file=buf)
+                atomic.commit(buf.getvalue())
+            else:
+                render.compare_table(run)
+            return
+        text = {"json": render.compare_json, "csv": render.compare_csv,
+                "markdown": render.compare_markdown}[fmt](run)
+        _emit(text, output, atomic)
+    except BaseException:
+        if atomic is not None:
+            atomic.abort()
+        raise
+
+
+@cli.command(context_settings=HELP)
+@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default all six).")
+@click.option("--n", "n", type=int, default=1000, show_default=True,
+              help="Vector length for the naive-sum overflow offset.")
+@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
+def thresholds(dtypes, n, fmt):
+    """Exact limits of exp in each format (computed with mpmath)."""
+    from . import render
+    from .runner import check_choice, run_thresholds
+
+    check_choice("output format", fmt, ("table", "json"))
+    data = run_thresholds(dtypes or None, n)
+    if fmt == "json":
+        click.echo(render.render_text(data), nl=False)
+    else:
+        render.thresholds_table(data)
+
+
+_argv = None
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit code (0 pass, 1 finding, 2 bad usage or input)."""
+    global _argv
+    _argv = list(argv) if argv is not None else None
+    args = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        rv = cli.main(args=args, prog_name="numstab", standalone_mode=False)
+        return int(rv) if isinstance(rv, int) else 0
+    except UsageError as exc:
+        click.echo(f"numstab: error: {exc}", err=True)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"numstab: error: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("numstab: aborted", err=True)
+        return 2
+    except BrokenPipeError:
+        # `numstab compare | head`: the reader left; say nothing more
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
+    finally:
+        _argv = None
+
+
+def entry() -> None:  # pragma: no cover - console script
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Floating-point formats as data, and correct rounding into them.
+
+A :class:`Format` is described by its precision ``p`` (significand bits,
+implicit bit included), its exponent range ``emin..emax`` and whether it has
+infinities. Everything else (max, tiny, eps, ULPs, rounding) is derived from
+those numbers, so a new format is one line in :data:`FORMATS`.
+
+Rounding from float64 is done here, not by ``astype``: ml_dtypes converts
+float64 -> bfloat16 through float32, which double-rounds some values (see
+``tests/test_formats.py`` for one). :func:`Format.round` rounds to nearest,
+ties to even, with gradual underflow and overflow to inf (NaN for formats
+without infinities, as ml_dtypes does for float8_e4m3fn).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import unknown_name
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    p: int  # significand bits, implicit bit included
+    emin: int
+    emax: int
+    has_inf: bool = True
+    max_significand: int | None = None  # integer significand of the largest finite value
+    note: str = ""
+    _dtype_name: str = field(default="", repr=False)
+
+    # ----- derived constants (exact in float64 for every format here) -----
+    @property
+    def max(self) -> float:
+        sig = self.max_significand if self.max_significand is not None else 2**self.p - 1
+        return math.ldexp(sig, self.emax - self.p + 1)
+
+    @property
+    def tiny(self) -> float:
+        """Smallest positive normal number."""
+        return math.ldexp(1.0, self.emin)
+
+    @property
+    def smallest_subnormal(self) -> float:
+        return math.ldexp(1.0, self.emin - self.p + 1)
+
+    @property
+    def eps(self) -> float:
+        """Distance from 1 to the next larger number, 2^(1-p)."""
+        return math.ldexp(1.0, 1 - self.p)
+
+    @property
+    def unit_roundoff(self) -> float:
+        return math.ldexp(1.0, -self.p)
+
+    @property
+    def overflow_value(self) -> float:
+        """What a too-large result becomes in this format."""
+        return math.inf if self.has_inf else math.nan
+
+    @property
+    def dtype(self) -> np.dtype:
+        if self._dtype_name in ("float16", "float32", "float64"):
+            return np.dtype(self._dtype_name)
+        import ml_dtypes  # imported lazily: only the non-native formats need it
+
+        return np.dtype(getattr(ml_dtypes, self._dtype_name))
+
+    # ----- rounding and ULPs, vectorized over float64 arrays -----
+    def round(self, x) -> np.ndarray:
+        """Round float64 values correctly (nearest, ties to even) into this format.
+
+        Returns float64 values that are exactly representable in the format
+        (or +-inf / NaN on overflow).
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if self.p == 53 and self.emin == -1022:
+            return x.copy()
+        with np.errstate(all="ignore"):
+            _, e = np.frexp(x)
+            q = np.maximum(e - 1, self.emin) - self.p + 1  # exponent of the quantum
+            y = np.ldexp(np.rint(np.ldexp(x, -q)), q)
+            big = np.abs(y) > self.max
+            if np.any(big):
+                y = np.where(big, np.copysign(self.overflow_value, x), y)
+        return y
+
+    def ulp(self, r) -> np.ndarray:
+        """ulp_F(r) = 2^(max(floor(log2|r|), emin) - p + 1); smallest subnormal for r = 0."""
+        r = np.asarray(r, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            _, e = np.frexp(r)
+            e = np.where(r == 0, self.emin + 1, e)
+            return np.ldexp(1.0, np.maximum(e - 1, self.emin) - self.p + 1)
+
+    def round_exact(self, negative: bool, man: int, exp: int) -> float:
+        """Round the exact value (-1)^negative * man * 2^exp (Python ints) into the format."""
+        if man == 0:
+            return -0.0 if negative else 0.0
+        e = man.bit_length() - 1 + exp  # floor(log2 |v|)
+        q = max(e, self.emin) - self.p + 1
+        shift = exp - q
+        if shift >= 0:
+            k = man << shift
+        else:
+            k, rem = divmod(man, 1 << -shift)
+            half = 1 << (-shift - 1)
+            if rem > half or (rem == half and k & 1):
+                k += 1
+        if k == 0:
+            return -0.0 if negative else 0.0
+        qm = self.emax - self.p + 1  # exponent of the quantum of max
+        max_sig = self.max_significand if self.max_significand is not None else 2**self.p - 1
+        too_big = (k << (q - qm)) > max_sig if q >= qm else k > (max_sig << (qm - q))
+        v = self.overflow_value if too_big else math.ldexp(k, q)
+        return -v if negative else v
+
+    def ulp_exponent_exact(self, man: int, exp: int) -> int:
+        """Exponent of ulp_F(r) for r = man * 2^exp exactly (man >= 0)."""
+        if man == 0:
+            return self.emin - self.p + 1
+        return max(man.bit_length() - 1 + exp, self.emin) - self.p + 1
+
+    def cast(self, values) -> np.ndarray:
+        """Cast float64 values that are already representable into this format's dtype."""
+        return np.asarray(values, dtype=np.float64).astype(self.dtype)
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("float16", 11, -14, 15, _dtype_name="float16"),
+        Format("bfloat16", 8, -126, 127, _dtype_name="bfloat16"),
+        Format("float32", 24, -126, 127, _dtype_name="float32"),
+        Format("float64", 53, -1022, 1023, _dtype_name="float64"),
+        Format(
+            "float8_e4m3fn", 4, -6, 8, has_inf=False, max_significand=0b1110,
+            note="no infinity: overflow gives NaN", _dtype_name="float8_e4m3fn",
+        ),
+        Format("float8_e5m2", 3, -14, 15, _dtype_name="float8_e5m2"),
+    )
+}
+
+#: The formats `compare` runs by default (float8 kernels come later).
+DEFAULT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def get_format(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise unknown_name("dtype", name, FORMATS) from None

@@ -1,0 +1,134 @@
+"""Input grids: x = offset + spread * z over a seeded standard normal z.
+
+A grid has four axes: offset, spread, n (vector length) and trials. The same
+z (drawn from ``numpy.random.default_rng([seed, n])``) is used for every offset
+and spread, so neighbouring cells differ only by the shift and scale. Inputs are
+generated in float64 and rounded correctly into the target format.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UsageError
+from .formats import Format
+
+#: Largest number of input elements one run may hold per format (8 bytes each,
+#: times about a dozen working copies): refuse rather than exhaust memory.
+MAX_ELEMENTS = 20_000_000
+MAX_N = 10_000_000
+
+
+def parse_spec(spec: str, what: str, integer: bool = False) -> tuple:
+    """Parse ``start:stop:count`` (inclusive, evenly spaced) or a comma list."""
+    text = str(spec).strip()
+    if not text:
+        raise UsageError(f"empty {what} spec")
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise ValueError
+            start, stop = float(parts[0]), float(parts[1])
+            count = int(parts[2])
+            if count < 1:
+                raise UsageError(f"bad {what} spec {spec!r}: count must be at least 1")
+            values = [start] if count == 1 else list(np.linspace(start, stop, count))
+        else:
+            values = [float(v) for v in text.split(",") if v.strip() != ""]
+            if not values:
+                raise ValueError
+    except UsageError:
+        raise
+    except ValueError:
+        raise UsageError(
+            f"malformed {what} spec {spec!r}: use start:stop:count (e.g. -20:20:41) or a comma list"
+        ) from None
+    if any(not math.isfinite(v) for v in values):
+        raise UsageError(f"bad {what} spec {spec!r}: values must be finite")
+    if integer:
+        if any(v != int(v) or v < 1 for v in values):
+            raise UsageError(f"bad {what} spec {spec!r}: sizes must be positive integers")
+        if any(v > MAX_N for v in values):
+            raise UsageError(f"bad {what} spec {spec!r}: n above {MAX_N} is refused")
+        return tuple(int(v) for v in values)
+    return tuple(round(float(v), 12) for v in values)
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    offsets: tuple
+    spreads: tuple
+    sizes: tuple
+    trials: int
+    seed: int
+
+    def to_dict(self) -> dict:
+        return {
+            "offsets": list(self.offsets), "spreads": list(self.spreads),
+            "sizes": list(self.sizes), "trials": self.trials, "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class Cell:
+    offset: float
+    spread: float
+    n: int
+    x: np.ndarray  # (trials, n) float64, exactly representable in the format
+    target: np.ndarray  # (trials,) int, for cross_entropy
+
+
+def overflow_threshold(fmt: Format) -> float:
+    """ln(max): where exp leaves the format (float64 accuracy; the exact value is in reference)."""
+    return math.log(fmt.max)
+
+
+def default_grid(fmt: Format, seed: int = 0) -> GridSpec:
+    """Offsets from -1.6T to +1.6T (T = ln(max)) in 17 steps, crossing both exp limits."""
+    t = overflow_threshold(fmt)
+    offsets = tuple(round(t * k / 10, 6) for k in range(-16, 17, 2))
+    return GridSpec(offsets=offsets, spreads=(1.0,), sizes=(2, 10, 1000), trials=3, seed=seed)
+
+
+def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, seed=0) -> GridSpec:
+    base = default_grid(fmt, seed)
+    trials = base.trials if trials is None else int(trials)
+    if trials < 1:
+        raise UsageError("--trials must be at least 1")
+    g = GridSpec(
+        offsets=parse_spec(offsets, "offsets") if offsets is not None else base.offsets,
+        spreads=parse_spec(spreads, "spreads") if spreads is not None else base.spreads,
+        sizes=parse_spec(sizes, "sizes", integer=True) if sizes is not None else base.sizes,
+        trials=trials,
+        seed=int(seed),
+    )
+    total = len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials
+    if total > MAX_ELEMENTS:
+        raise UsageError(
+            f"grid has {total:,} input elements per format, above the limit of {MAX_ELEMENTS:,}; "
+            "use fewer offsets, spreads, sizes or trials"
+        )
+    return g
+
+
+def cells(fmt: Format, grid: GridSpec) -> list[Cell]:
+    out = []
+    for n in grid.sizes:
+        rng = np.random.default_rng([grid.seed, n])
+        z = rng.standard_normal((grid.trials, n))
+        target = rng.integers(0, n, size=grid.trials)
+        for spread in grid.spreads:
+            for offset in grid.offsets:
+                with np.errstate(all="ignore"):
+                    x = fmt.round(offset + spread * z)
+                if not np.all(np.isfinite(x)):
+                    raise UsageError(
+                        f"offset {offset:g} with spread {spread:g} gives inputs that do not fit "
+                        f"{fmt.name} (max {fmt.max:g})"
+                    )
+                out.append(Cell(offset, spread, n, x, target))
+    return out

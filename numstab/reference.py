@@ -1,0 +1,308 @@
+"""Exact reference values: mpmath is the authority, a proven float64 bound the fast path.
+
+For a vector x (already rounded to the target format, so exact in float64) with
+m = max(x), k its first argmax and t = sum_{i != k} exp(x_i - m):
+
+    logsumexp     L   = m + log1p(t)
+    log_softmax_i     = (x_i - m) - log1p(t)      (two non-positive terms)
+    softmax_i         = exp(log_softmax_i)
+    cross_entropy     = log1p(t) - (x_target - m) (two non-negative terms)
+
+These forms never cancel (except L itself near 0), so one reference per input
+vector serves every function and implementation.
+
+Each reference value r is stored as what the metrics need, in float64:
+``rounded`` (r rounded to the format), ``ulp`` (ulp_F(r)), the interval
+``[dlo, dhi]`` holding (r - rounded) / ulp, and ``[alo, ahi]`` holding |r|.
+The mpmath path gives a point (dlo == dhi); the fast float64 path gives an
+interval from a rigorous error bound, and ``decided`` is False wherever that
+interval does not fix the rounded value: those vectors are recomputed with
+mpmath. mpmath is imported only in this module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formats import Format
+from .kernels import FUNCTIONS
+
+#: Working precisions tried by the escalation (bits), in order.
+START_PREC = 64
+MAX_PREC = 1 << 14
+
+U = 2.0**-53  # float64 unit roundoff
+C_LIB = 2.0**-49  # assumed bound on numpy's float64 exp/log1p error: 16 u (they promise < 4 ulp)
+TINY = 1e-300  # absolute slack covering float64 underflow of negligible terms
+
+
+@dataclass
+class RefData:
+    """Reference for one function over a batch: arrays of shape (B, n) or (B,)."""
+
+    rounded: np.ndarray
+    ulp: np.ndarray
+    dlo: np.ndarray
+    dhi: np.ndarray
+    alo: np.ndarray
+    ahi: np.ndarray
+    decided: np.ndarray  # bool: the interval fixes the rounded value and the ulp
+    determined: np.ndarray  # bool: False where mpmath could not settle the value
+
+    def take(self, rows) -> RefData:
+        return RefData(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
+    def put(self, rows, other: RefData) -> None:
+        for f in self.__dataclass_fields__:
+            getattr(self, f)[rows] = getattr(other, f)
+
+
+# ---------------------------------------------------------------- fast path
+def fast_supported(fmt: Format) -> bool:
+    """float64 bounds decide the rounding only for formats much narrower than float64."""
+    return fmt.p <= 24
+
+
+def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
+    """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
+
+    For a format with p < 53, every rounding step and binade edge of the format
+    is a float64 number, so r in (b', b) for a float64 bound b rounds and has the
+    ulp exactly as b' = the float64 just below b: decisions use that neighbour.
+    """
+    err = err * (1 + 2.0**-40) + TINY
+    with np.errstate(all="ignore"):
+        lo, hi = v - err, v + err
+        lo_d, hi_d = lo, hi
+        if lower is not None:
+            lo = np.maximum(lo, lower)
+            lo_d = np.where(lo == lower, np.nextafter(lo, np.inf), lo)
+        if upper is not None:
+            hi = np.minimum(hi, upper)
+            hi_d = np.where(hi == upper, np.nextafter(hi, -np.inf), hi)
+        rlo, rhi = fmt.round(lo_d), fmt.round(hi_d)
+        ulo, uhi = fmt.ulp(lo_d), fmt.ulp(hi_d)
+        decided = (rlo == rhi) & (ulo == uhi) & np.isfinite(rlo) & np.isfinite(v) & np.isfinite(err)
+        decided &= lo_d <= hi_d
+        rounded = np.where(decided, rlo, np.nan)
+        dlo = (lo - rounded) / ulo
+        dhi = (hi - rounded) / ulo
+        # the two subtractions above may round: widen by a relative 2^-50 and an absolute hair
+        dlo = dlo - np.abs(dlo) * 2.0**-50 - 2.0**-60
+        dhi = dhi + np.abs(dhi) * 2.0**-50 + 2.0**-60
+        straddle = (lo <= 0) & (hi >= 0)
+        alo = np.where(straddle, 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+        ahi = np.maximum(np.abs(lo), np.abs(hi))
+    return RefData(rounded, ulo, dlo, dhi, alo, ahi, decided, np.ones_like(decided))
+
+
+def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
+    """Vectorized float64 reference with a proven error bound (see module docstring).
+
+    ``x``: (B, n) float64, exact values of the format. Elements whose bound does
+    not decide the rounding have ``decided`` False.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    with np.errstate(all="ignore"):
+        m = np.max(x, axis=-1, keepdims=True)
+        k = np.argmax(x, axis=-1)[..., None]
+        d = x - m  # |error| <= U |d|
+        bb = d - x  # TwoSum (Knuth): the exact rounding error of x + (-m)
+        d_exact = ((x - (d - bb)) + (-m - bb)) == 0
+        ad = np.abs(d)
+        e = np.exp(d)  # relative error <= U |d| + C_LIB (+ TINY absolute below float64 range)
+        np.put_along_axis(e, k, 0.0, axis=-1)
+        t = np.sum(e, axis=-1)
+        rel_e = np.max(ad, axis=-1) * U * 1.01 + C_LIB
+        et = t * (rel_e + n * U) * 1.01 + n * TINY
+        lp = np.log1p(t)
+        elp = et / (1.0 + np.maximum(t - et, 0.0)) + C_LIB * lp + TINY
+        lp2 = lp[..., None]
+        elp2 = elp[..., None]
+
+        # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
+        # (exact in float64 for these formats), softmax_i < 1, cross_entropy > m - x_target
+        strict = n >= 2
+        out = {}
+        L = m[..., 0] + lp
+        out["logsumexp"] = _from_interval(fmt, L, 2 * (elp + U * np.abs(L)),
+                                          lower=m[..., 0] if strict else None)
+        ls = d - lp2
+        els = ad * U + elp2 + U * np.abs(ls)
+        out["log_softmax"] = _from_interval(fmt, ls, 2 * els,
+                                            upper=np.where(d_exact, d, np.inf) if strict else None)
+        sm = np.exp(ls)
+        out["softmax"] = _from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + C_LIB)),
+                                        upper=1.0 if strict else None)
+        tg = np.asarray(target)[..., None]
+        dt = np.take_along_axis(d, tg, axis=-1)[..., 0]
+        dt_exact = np.take_along_axis(d_exact, tg, axis=-1)[..., 0]
+        ce = lp - dt
+        out["cross_entropy"] = _from_interval(
+            fmt, ce, 2 * (elp + np.abs(dt) * U + U * np.abs(ce)),
+            lower=np.where(dt_exact, -dt, -np.inf) if strict else None,
+        )
+    return out
+
+
+# ------------------------------------------------------------- mpmath path
+def _mp():
+    import mpmath  # lazily: importing mpmath costs more than all of numstab
+
+    return mpmath
+
+
+def exact_values(x_row, target: int, prec: int) -> dict[str, list]:
+    """All reference values of one vector as mpf at working precision ``prec``."""
+    mpmath = _mp()
+    ctx = mpmath.mp
+    with ctx.workprec(prec):
+        xs = [mpmath.mpf(float(v)) for v in x_row]
+        k = max(range(len(xs)), key=lambda i: xs[i])
+        m = xs[k]
+        d = [mpmath.fsub(v, m, exact=True) for v in xs]
+        t = mpmath.fsum(mpmath.exp(di) for i, di in enumerate(d) if i != k)
+        lp = mpmath.log1p(t)
+        ls = [di - lp for di in d]
+        return {
+            "logsumexp": [m + lp],
+            "log_softmax": ls,
+            "softmax": [mpmath.exp(v) for v in ls],
+            "cross_entropy": [lp - d[int(target)]],
+        }
+
+
+def round_mpf(fmt: Format, v) -> float:
+    """Round an mpf (exactly, from its binary digits) into the format."""
+    mpmath = _mp()
+    if mpmath.isnan(v):
+        return math.nan
+    if mpmath.isinf(v):
+        return float(v)
+    sign, man, exp, _ = v._mpf_
+    return fmt.round_exact(bool(sign), int(man), int(exp))
+
+
+def escalate(fmt: Format, compute, start: int = START_PREC, max_prec: int = MAX_PREC):
+    """Raise the working precision until every value rounded to the format stops changing.
+
+    ``compute(prec)`` returns a flat list of mpf. Returns (values at the final
+    precision, list of bools: settled) -- a value still changing at ``max_prec``
+    is reported as not settled instead of guessed.
+    """
+    prec = start
+    prev = compute(prec)
+    prev_r = [round_mpf(fmt, v) for v in prev]
+    while True:
+        prec *= 2
+        cur = compute(prec)
+        cur_r = [round_mpf(fmt, v) for v in cur]
+        same = [_same(a, b) for a, b in zip(prev_r, cur_r)]
+        if all(same) or prec >= max_prec:
+            return cur, same
+        prev, prev_r = cur, cur_r
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _point(fmt: Format, v, settled: bool) -> tuple:
+    """(rounded, ulp, delta, |r|) of an mpf in float64 terms."""
+    mpmath = _mp()
+    rounded = round_mpf(fmt, v)
+    sign, man, exp, _ = v._mpf_ if v != 0 else (0, 0, 0, 0)
+    ue = fmt.ulp_exponent_exact(int(man), int(exp))
+    ulp = math.ldexp(1.0, ue)
+    if math.isfinite(rounded):
+        delta = float(mpmath.ldexp(v - mpmath.mpf(rounded), -ue))
+    else:
+        delta = math.nan
+    return rounded, ulp, delta, float(abs(v)), settled
+
+
+def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
+    """The authority: per vector, mpmath with precision escalation."""
+    x = np.asarray(x, dtype=np.float64)
+    B, n = x.shape
+    shape = {"softmax": (B, n), "log_softmax": (B, n), "logsumexp": (B,), "cross_entropy": (B,)}
+    cols = {f: np.empty(shape[f] + (5,), dtype=np.float64) for f in FUNCTIONS}
+    start = max(START_PREC, 2 * fmt.p + 32)
+    for b in range(B):
+        row, tgt = x[b], int(target[b])
+
+        def compute(prec, row=row, tgt=tgt):
+            vals = exact_values(row, tgt, prec)
+            return [v for f in FUNCTIONS for v in vals[f]]
+
+        vals, settled = escalate(fmt, compute, start=start)
+        i = 0
+        for f in FUNCTIONS:
+            size = n if f in ("softmax", "log_softmax") else 1
+            pts = [_point(fmt, vals[i + j], settled[i + j]) for j in range(size)]
+            i += size
+            cols[f][b] = np.array(pts).reshape(cols[f][b].shape)
+    out = {}
+    for f in FUNCTIONS:
+        c = cols[f]
+        rounded, ulp, delta, absr, settled = (c[..., j] for j in range(5))
+        determined = settled.astype(bool)
+        out[f] = RefData(rounded, ulp, delta.copy(), delta.copy(), absr, absr.copy(),
+                         np.ones_like(determined), determined)
+    return out
+
+
+# -------------------------------------------------------------- thresholds
+def thresholds(fmt: Format, n: int = 1000) -> dict:
+    """Exact limits of exp in the format, computed with mpmath (60 significant digits)."""
+    mpmath = _mp()
+    with mpmath.mp.workdps(60):
+        fmax = mpmath.mpf(fmt.max)
+        half_ulp = mpmath.ldexp(1, fmt.emax - fmt.p) if fmt.has_inf else None
+        if fmt.has_inf:
+            limit = fmax + half_ulp  # the tie rounds to even, 2^(emax+1): overflow
+        else:
+            # no infinity: the last finite value, plus half its ulp, still rounds to max (tie, even)
+            limit = fmax + mpmath.ldexp(1, fmt.emax - fmt.p + 1) / 2
+        ovf = mpmath.log(limit)
+        # largest representable x with exp(x) < limit (exp(x) == limit is impossible for x != 0)
+        cand = fmt.round_exact(False, *_man_exp(ovf))
+        if cand >= ovf:
+            cand = _pred(fmt, cand)
+        unf = mpmath.log(mpmath.mpf(fmt.smallest_subnormal) / 2)
+        sub = mpmath.log(mpmath.mpf(fmt.tiny))
+        naive_sum = mpmath.log(limit / n)
+        return {
+            "dtype": fmt.name,
+            "p": fmt.p,
+            "emin": fmt.emin,
+            "emax": fmt.emax,
+            "max": fmt.max,
+            "tiny": fmt.tiny,
+            "smallest_subnormal": fmt.smallest_subnormal,
+            "eps": fmt.eps,
+            "has_inf": fmt.has_inf,
+            "exp_overflow_x": mpmath.nstr(ovf, 30),
+            "largest_finite_exp_input": cand,
+            "exp_underflow_x": mpmath.nstr(unf, 30),
+            "exp_subnormal_x": mpmath.nstr(sub, 30),
+            "n": n,
+            "naive_sum_overflow_offset": mpmath.nstr(naive_sum, 30),
+            "note": fmt.note,
+        }
+
+
+def _man_exp(v):
+    _, man, exp, _ = v._mpf_
+    return int(man), int(exp)
+
+
+def _pred(fmt: Format, r: float) -> float:
+    """The largest format value below r (r > 0, normal)."""
+    u = float(fmt.ulp(r))
+    below = r - u / 2  # stepping below a power of two halves the ulp
+    return below if float(fmt.ulp(below)) < u else r - u

@@ -1,0 +1,114 @@
+"""Rendering of results: terminal tables (rich), JSON, CSV and Markdown.
+
+Only this layer (and ``plots``/``html``) imports rich or matplotlib.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from .results import CompareRun
+from .tables import CSV_FIELDS, build_tables, csv_rows, fmt_num, threshold_line, thresholds_by_dtype
+
+STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
+         "nan": "bold red", "undetermined": "cyan"}
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def console(file=None, width=None):
+    from rich.console import Console
+
+    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+
+
+def compare_table(run: CompareRun, file=None) -> None:
+    from rich.table import Table as RTable
+
+    con = console(file)
+    ths = thresholds_by_dtype(run)
+    shown = set()
+    for t in build_tables(run):
+        if t.dtype not in shown:
+            shown.add(t.dtype)
+            con.print(f"[bold]{threshold_line(ths.get(t.dtype, {}))}[/bold]")
+        tab = RTable(title=t.title, title_justify="left", show_lines=False)
+        for h in ("n", "offset", "x range"):
+            tab.add_column(h, justify="right")
+        for i in t.impls:
+            tab.add_column(i, justify="right")
+        prev_n = None
+        for n, off, lo, hi, vals in t.rows:
+            if prev_n is not None and n != prev_n:
+                tab.add_section()
+            prev_n = n
+            cells = [f"[{STYLE.get(st, '')}]{txt}[/]" if st else "" for txt, st in vals]
+            tab.add_row(str(n), fmt_num(off, 4), f"{fmt_num(lo, 4)}..{fmt_num(hi, 4)}", *cells)
+        con.print(tab)
+    con.print(
+        f"cells: max ULP error over all trials; OVF/UNF/NaN = overflow/underflow/NaN in some element; "
+        f"yellow = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
+        f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
+    )
+
+
+def compare_json(run: CompareRun) -> str:
+    return run.to_json() + "\n"
+
+
+def compare_csv(run: CompareRun) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for row in csv_rows(run):
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def compare_markdown(run: CompareRun) -> str:
+    ths = thresholds_by_dtype(run)
+    out = []
+    shown = set()
+    for t in build_tables(run):
+        if t.dtype not in shown:
+            shown.add(t.dtype)
+            out.append(f"**{threshold_line(ths.get(t.dtype, {}))}**\n")
+        out.append(f"### {t.title}\n")
+        out.append("| n | offset | x range | " + " | ".join(t.impls) + " |")
+        out.append("|---:|---:|---|" + "---:|" * len(t.impls))
+        for n, off, lo, hi, vals in t.rows:
+            cells = [f"**{txt}**" if st not in ("ok", "") else txt for txt, st in vals]
+            out.append(f"| {n} | {fmt_num(off, 4)} | {fmt_num(lo, 4)}..{fmt_num(hi, 4)} | "
+                       + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def render_text(data) -> str:
+    return json.dumps(data, indent=1, allow_nan=False) + "\n"
+
+
+def thresholds_table(data: dict, file=None) -> None:
+    from rich.table import Table as RTable
+
+    con = console(file)
+    tab = RTable(title="exp limits per format (exact, mpmath)", title_justify="left")
+    cols = ("dtype", "exp_overflow_x", "largest_finite_exp_input", "exp_subnormal_x",
+            "exp_underflow_x", "naive_sum_overflow_offset", "eps", "max", "tiny", "smallest_subnormal")
+    for c in cols:
+        tab.add_column(c.replace("_", " "), justify="right")
+    for f in data["formats"]:
+        row = []
+        for c in cols:
+            v = f[c]
+            row.append(v[:14] if isinstance(v, str) and c != "dtype" else
+                       (f"{v:.10g}" if isinstance(v, float) else str(v)))
+        tab.add_row(*row)
+    con.print(tab)
+    n = data["formats"][0]["n"] if data["formats"] else 1000
+    con.print(f"naive sum overflow offset: largest x at which {n} equal values' exp sum stays finite "
+              "(exact arithmetic).")
+    for f in data["formats"]:
+        if f.get("note"):
+            con.print(f"{f['dtype']}: {f['note']}")

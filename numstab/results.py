@@ -1,0 +1,127 @@
+"""Result records: frozen dataclasses with a versioned JSON schema.
+
+``numstab.compare/1`` is the record of a compare (and report) run; the other
+commands' schemas live beside their builders. Non-finite numbers are written
+as the strings "inf", "-inf" and "nan" (never bare NaN tokens); a figure that
+could not be determined is null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from .errors import UsageError
+
+COMPARE_SCHEMA = "numstab.compare/1"
+STATUS_KEYS = ("ok", "inaccurate", "underflow", "overflow", "nan", "undetermined")
+FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
+
+
+def jnum(v):
+    """A float as JSON allows it: finite floats as numbers, infinities as strings, NaN as null."""
+    if v is None:
+        return None
+    v = float(v)
+    if math.isnan(v):
+        return None
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
+def unjnum(v) -> float:
+    if v is None:
+        return math.nan
+    if isinstance(v, str):
+        return float(v)
+    return float(v)
+
+
+@dataclass(frozen=True)
+class CellResult:
+    function: str
+    impl: str
+    dtype: str
+    offset: float
+    spread: float
+    n: int
+    trials: int
+    x_min: float
+    x_max: float
+    max_ulp: float
+    median_ulp: float
+    max_rel: float
+    status: str
+    flags: tuple
+    counts: tuple  # ((status, count), ...) in STATUS_KEYS order
+
+    @property
+    def count(self) -> dict:
+        return dict(self.counts)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("offset", "spread", "x_min", "x_max", "max_ulp", "median_ulp", "max_rel"):
+            d[k] = jnum(d[k])
+        d["flags"] = list(self.flags)
+        d["counts"] = dict(self.counts)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CellResult:
+        try:
+            return cls(
+                function=str(d["function"]), impl=str(d["impl"]), dtype=str(d["dtype"]),
+                offset=unjnum(d["offset"]), spread=unjnum(d["spread"]), n=int(d["n"]),
+                trials=int(d.get("trials", 1)),
+                x_min=unjnum(d["x_min"]), x_max=unjnum(d["x_max"]),
+                max_ulp=unjnum(d["max_ulp"]), median_ulp=unjnum(d["median_ulp"]),
+                max_rel=unjnum(d["max_rel"]), status=str(d["status"]),
+                flags=tuple(d["flags"]),
+                counts=tuple((k, int(d["counts"].get(k, 0))) for k in STATUS_KEYS),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"malformed result record: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    meta: dict
+    results: tuple
+    thresholds: tuple = field(default=())  # one dict per dtype (strings for exact values)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": COMPARE_SCHEMA,
+            "meta": self.meta,
+            "thresholds": list(self.thresholds),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CompareRun:
+        if not isinstance(d, dict) or "schema" not in d:
+            raise UsageError("not a numstab result file (no 'schema' key)")
+        check_schema(d["schema"], COMPARE_SCHEMA)
+        return cls(
+            meta=dict(d.get("meta", {})),
+            results=tuple(CellResult.from_dict(r) for r in d.get("results", [])),
+            thresholds=tuple(d.get("thresholds", [])),
+        )
+
+
+def check_schema(found: str, expected: str) -> None:
+    """Accept the expected kind at a version we know; refuse others clearly."""
+    kind, _, version = str(found).rpartition("/")
+    ekind, _, eversion = expected.rpartition("/")
+    if kind != ekind:
+        raise UsageError(f"schema {found!r} is not {expected!r}")
+    if not version.isdigit() or int(version) > int(eversion):
+        raise UsageError(
+            f"schema {found!r} is newer than this numstab understands ({expected}); upgrade numstab"
+        )

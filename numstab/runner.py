@@ -1,0 +1,263 @@
+"""Domain work of the commands: evaluate implementations against the reference.
+
+Nothing here parses arguments or prints; the CLI and the tests call these
+functions and get result objects back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from .errors import NumstabError, UsageError, unknown_name
+from .formats import DEFAULT_DTYPES, Format, get_format
+from .grids import cells as grid_cells
+from .grids import make_grid
+from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
+from .metrics import DEFAULT_TOLERANCE, STATUSES, element_metrics, quantize
+from .reference import fast_reference, fast_supported, mp_reference
+from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun
+
+REFERENCE_MODES = ("auto", "mpmath")
+_FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
+            "divide by zero": "divide"}
+
+
+class CallableError(NumstabError):
+    """A user implementation raised, or returned the wrong shape or dtype."""
+
+
+@contextlib.contextmanager
+def capture_flags():
+    """Collect the IEEE exception flags numpy sees inside the block."""
+    seen: set = set()
+
+    def record(kind, _flag):
+        seen.add(_FLAG_OF.get(kind, kind))
+
+    old = np.seterrcall(record)
+    try:
+        with np.errstate(all="call"):
+            yield seen
+    finally:
+        np.seterrcall(old)
+
+
+def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, tuple]:
+    """Run one implementation on x (target dtype); (outputs as float64, sorted flags)."""
+    expected = x.shape[:-1] if impl.function in SCALAR_FUNCTIONS else x.shape
+    with capture_flags() as seen:
+        try:
+            y = impl(x, acc, target)
+        except NumstabError:
+            raise
+        except Exception as exc:  # a user's callable: report, don't crash
+            raise CallableError(f"{impl.name} raised {type(exc).__name__}: {exc}") from None
+    y = np.asarray(y)
+    if y.shape != expected:
+        raise CallableError(f"{impl.name} returned shape {y.shape}, expected {expected}")
+    if y.dtype != x.dtype:
+        raise CallableError(f"{impl.name} returned dtype {y.dtype}, expected {x.dtype}")
+    with np.errstate(all="ignore"):
+        return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
+
+
+def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto"):
+    """Reference for every function; returns (dict of RefData, bool mask of rows done by mpmath)."""
+    B = x.shape[0]
+    if mode == "mpmath" or not fast_supported(fmt):
+        return mp_reference(fmt, x, target), np.ones(B, dtype=bool)
+    ref = fast_reference(fmt, x, target)
+    undecided = np.zeros(B, dtype=bool)
+    for r in ref.values():
+        dec = r.decided if r.decided.ndim == 1 else r.decided.all(axis=-1)
+        undecided |= ~dec
+    exact = np.zeros(B, dtype=bool)
+    _refine(fmt, x, target, ref, exact, undecided)
+    return ref, exact
+
+
+def _refine(fmt, x, target, ref, exact, rows_mask):
+    rows = np.nonzero(rows_mask & ~exact)[0]
+    if rows.size:
+        mp = mp_reference(fmt, x[rows], target[rows])
+        for f in ref:
+            ref[f].put(rows, mp[f])
+        exact[rows] = True
+
+
+@dataclass
+class ImplOutcome:
+    impl: Impl
+    y: np.ndarray | None = None
+    flags: list = field(default_factory=list)  # one tuple per group
+    error: str | None = None
+    ulp: np.ndarray | None = None
+    rel: np.ndarray | None = None
+    status: np.ndarray | None = None
+
+
+def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
+             tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
+             ref=None, on_error: str = "raise"):
+    """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
+
+    ``groups``: row slices whose IEEE flags are recorded separately (default: one).
+    Returns (list of ImplOutcome, reference dict, exact-row mask).
+    """
+    B = x.shape[0]
+    groups = groups or [slice(0, B)]
+    xc = fmt.cast(x)
+    outs = []
+    for impl in impls:
+        o = ImplOutcome(impl)
+        ys = []
+        try:
+            for g in groups:
+                y, fl = run_impl(impl, xc[g], acc, target[g])
+                ys.append(y)
+                o.flags.append(fl)
+            o.y = np.concatenate(ys, axis=0)
+        except CallableError as exc:
+            if on_error == "raise":
+                raise
+            o.error = str(exc)
+        outs.append(o)
+    if ref is None:
+        ref, exact = reference(fmt, x, target, mode)
+    else:
+        ref, exact = ref
+    for _ in range(2):
+        unsettled = np.zeros(B, dtype=bool)
+        for o in outs:
+            if o.error is not None:
+                continue
+            r = ref[o.impl.function]
+            o.ulp, o.rel, o.status, settled = element_metrics(fmt, o.impl.function, o.y, r, tolerance)
+            unsettled |= ~(settled if settled.ndim == 1 else settled.all(axis=-1))
+        if not np.any(unsettled & ~exact):
+            break
+        _refine(fmt, x, target, ref, exact, unsettled)
+    return outs, ref, exact
+
+
+def summarize(o: ImplOutcome, rows) -> dict:
+    """Aggregate figures over the given rows of an outcome."""
+    st = o.status[rows].ravel()
+    u = o.ulp[rows].ravel()
+    r = o.rel[rows].ravel()
+    counts = {k: 0 for k in STATUS_KEYS}
+    for code, cnt in zip(*np.unique(st, return_counts=True)):
+        counts[STATUSES[code]] += int(cnt)
+    known = ~np.isnan(u)
+    worst = STATUSES[int(st.max())] if st.size else "ok"
+    return {
+        "status": worst,
+        "counts": counts,
+        "max_ulp": float(np.max(u[known])) if known.any() else float("nan"),
+        "median_ulp": float(quantize(np.median(u[known]))) if known.any() else float("nan"),
+        "max_rel": float(np.max(r[known])) if known.any() else float("nan"),
+    }
+
+
+def select_impls(functions=None, impl_names=None) -> list[Impl]:
+    functions = [get_function(f) for f in (functions or FUNCTIONS)]
+    chosen = []
+    names = list(impl_names or [])
+    all_names = sorted({n for f in FUNCTIONS for n in REGISTRY[f]})
+    for name in names:
+        if not any(name in REGISTRY[f] for f in functions):
+            raise unknown_name("implementation", name, all_names)
+    for f in functions:
+        for name, impl in REGISTRY[f].items():
+            if not names or name in names:
+                chosen.append(impl)
+    return chosen
+
+
+def check_choice(kind: str, value: str, choices) -> str:
+    if value not in choices:
+        raise unknown_name(kind, value, choices)
+    return value
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("numpy", "mpmath", "gmpy2", "ml_dtypes"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=None,
+                sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
+                tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
+                argv=None, progress=None) -> CompareRun:
+    """The compare job: every selected implementation over the grid of every dtype."""
+    check_choice("accumulation model", accumulate, ACCUMULATE)
+    check_choice("reference mode", reference_mode, REFERENCE_MODES)
+    if not (tolerance >= 0):
+        raise UsageError("--tolerance must be a number >= 0")
+    fmts = [get_format(d) for d in (dtypes or DEFAULT_DTYPES)]
+    chosen = select_impls(functions, impls)
+    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
+    results = []
+    from .reference import thresholds as exact_thresholds
+
+    for fmt in fmts:
+        grid = grids[fmt.name]
+        cl = grid_cells(fmt, grid)
+        for n in grid.sizes:
+            group = [c for c in cl if c.n == n]
+            x = np.concatenate([c.x for c in group], axis=0)
+            target = np.concatenate([c.target for c in group], axis=0)
+            T = grid.trials
+            slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
+            outs, _, _ = evaluate(fmt, x, target, chosen, accumulate, tolerance, slices,
+                                  reference_mode)
+            for o in outs:
+                for c, s, fl in zip(group, slices, o.flags):
+                    summ = summarize(o, s)
+                    results.append(CellResult(
+                        function=o.impl.function, impl=o.impl.name, dtype=fmt.name,
+                        offset=c.offset, spread=c.spread, n=n, trials=T,
+                        x_min=float(c.x.min()), x_max=float(c.x.max()),
+                        max_ulp=summ["max_ulp"], median_ulp=summ["median_ulp"],
+                        max_rel=summ["max_rel"], status=summ["status"], flags=fl,
+                        counts=tuple(summ["counts"].items()),
+                    ))
+            if progress:
+                progress(fmt.name, n)
+    order = {f: i for i, f in enumerate(FUNCTIONS)}
+    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, r.n, r.offset))
+    meta = {
+        "version": __version__,
+        "seed": int(seed),
+        "argv": list(argv) if argv is not None else None,
+        "accumulate": accumulate,
+        "tolerance": tolerance,
+        "reference": reference_mode,
+        "grids": {k: g.to_dict() for k, g in grids.items()},
+        **library_versions(),
+    }
+    th = tuple(exact_thresholds(f) for f in fmts)
+    return CompareRun(meta=meta, results=tuple(results), thresholds=th)
+
+
+def run_thresholds(dtypes=None, n: int = 1000) -> dict:
+    """The thresholds job: exact exp limits of each format."""
+    from .formats import FORMATS
+    from .reference import thresholds
+
+    if n < 1:
+        raise UsageError("--n must be at least 1")
+    fmts = [get_format(d) for d in (dtypes or FORMATS)]
+    return {"schema": "numstab.thresholds/1", "formats": [thresholds(f, n) for f in fmts]}

@@ -1,0 +1,112 @@
+"""Table model shared by every exporter (terminal, Markdown, HTML, CSV).
+
+One function builds the tables of a compare run as plain data; each exporter
+only decides how to draw them (the hyperfine way: one exporter per format,
+one table logic).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .kernels import FUNCTIONS
+from .results import CompareRun
+
+WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
+CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
+              "max_ulp", "median_ulp", "max_rel", "status", "flags", "ok", "inaccurate",
+              "underflow", "overflow", "nan", "undetermined")
+
+
+def fmt_num(v: float, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}"
+
+
+def cell_text(status: str, max_ulp: float) -> str:
+    if status in WORD:
+        return WORD[status]
+    return fmt_num(max_ulp)
+
+
+@dataclass(frozen=True)
+class Table:
+    function: str
+    dtype: str
+    spread: float
+    impls: tuple
+    rows: tuple  # ((n, offset, x_min, x_max, ((text, status), ...)), ...)
+
+    @property
+    def title(self) -> str:
+        return f"{self.function} in {self.dtype} (spread {fmt_num(self.spread)}): max ULP error"
+
+
+def threshold_line(th: dict) -> str:
+    if not th:
+        return ""
+    return (
+        f"{th['dtype']}: exp(x) overflows for x >= {th['exp_overflow_x'][:12]} "
+        f"(largest finite input {th['largest_finite_exp_input']:.10g}); "
+        f"exp(x) is subnormal below {th['exp_subnormal_x'][:10]} and rounds to 0 for "
+        f"x <= {th['exp_underflow_x'][:11]}; eps {th['eps']:.3g}; "
+        f"sum of {th['n']} equal exp(x) overflows above x = {th['naive_sum_overflow_offset'][:8]}"
+    )
+
+
+def build_tables(run: CompareRun) -> list[Table]:
+    tables = []
+    keys = []
+    for r in run.results:
+        k = (r.function, r.dtype, r.spread)
+        if k not in keys:
+            keys.append(k)
+    keys.sort(key=lambda k: (FUNCTIONS.index(k[0]) if k[0] in FUNCTIONS else 99, k[1], k[2]))
+    for f, dt, sp in keys:
+        rs = [r for r in run.results if (r.function, r.dtype, r.spread) == (f, dt, sp)]
+        impls = tuple(dict.fromkeys(r.impl for r in rs))
+        cells = {}
+        for r in rs:
+            cells[(r.n, r.offset, r.impl)] = r
+        row_keys = sorted({(r.n, r.offset) for r in rs})
+        rows = []
+        for n, off in row_keys:
+            first = next(cells[(n, off, i)] for i in impls if (n, off, i) in cells)
+            vals = tuple(
+                (cell_text(cells[(n, off, i)].status, cells[(n, off, i)].max_ulp),
+                 cells[(n, off, i)].status) if (n, off, i) in cells else ("", "")
+                for i in impls
+            )
+            rows.append((n, off, first.x_min, first.x_max, vals))
+        tables.append(Table(f, dt, sp, impls, tuple(rows)))
+    return tables
+
+
+def thresholds_by_dtype(run: CompareRun) -> dict:
+    return {t["dtype"]: t for t in run.thresholds}
+
+
+def csv_rows(run: CompareRun):
+    for r in run.results:
+        d = r.to_dict()
+        c = d.pop("counts")
+        d["flags"] = "|".join(d["flags"])
+        d.update(c)
+        yield [("" if d[k] is None else d[k]) for k in CSV_FIELDS]
+
+
+def verdicts(run: CompareRun) -> list[tuple]:
+    """(function, impl, dtype, worst status, cells failing, cells, worst max ULP) per implementation."""
+    out = {}
+    rank = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
+    for r in run.results:
+        k = (r.function, r.impl, r.dtype)
+        st, bad, tot, mu = out.get(k, ("ok", 0, 0, 0.0))
+        worse = r.status if rank.index(r.status) > rank.index(st) else st
+        mu = max(mu, r.max_ulp) if not math.isnan(r.max_ulp) else mu
+        out[k] = (worse, bad + (r.status != "ok"), tot + 1, mu)
+    return [(f, i, d, *v) for (f, i, d), v in out.items()]

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from numstab.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compare_json_schema_and_figures(capsys):
+    code, out, err = run_cli(capsys, "compare", "--dtype", "float16", "--function", "softmax",
+                             "--sizes", "2", "--offsets", "0,12", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["schema"] == "numstab.compare/1"
+    meta = data["meta"]
+    for k in ("version", "seed", "argv", "accumulate", "numpy", "mpmath"):
+        assert k in meta
+    assert meta["argv"][0] == "compare"
+    cells = {(r["impl"], r["offset"]): r for r in data["results"]}
+    assert cells[("naive", 12.0)]["status"] == "nan"
+    assert cells[("naive", 12.0)]["max_ulp"] == "inf"
+    assert "overflow" in cells[("naive", 12.0)]["flags"]
+    assert cells[("stable", 12.0)]["status"] == "ok"
+    assert cells[("stable", 12.0)]["max_ulp"] <= 1.5
+    assert set(cells[("stable", 0.0)]["counts"]) >= {"ok", "inaccurate", "underflow", "overflow", "nan"}
+    assert "NaN" not in out  # never a bare NaN token
+
+
+def test_compare_table_shows_thresholds(capsys):
+    code, out, _ = run_cli(capsys, "compare", "--dtype", "float16", "--function", "logsumexp",
+                           "--sizes", "2", "--offsets", "12")
+    assert code == 0
+    assert "11.0901107" in out and "OVF" in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["compare", "--dtype", "float17"], "unknown dtype 'float17'"),
+    (["compare", "--offsets", "1:2:0"], "count must be at least 1"),
+    (["compare", "--offsets", "a:b"], "malformed offsets spec"),
+    (["compare", "--sizes", "-3"], "positive integers"),
+    (["compare", "--impl", "stabel"], "did you mean 'stable'"),
+    (["compare", "--accumulate", "kahan"], "unknown accumulation model"),
+    (["compare", "--format", "yaml"], "unknown output format"),
+    (["compare", "--bogus"], "No such option"),
+    (["compare", "--dtype", "float16", "--offsets", "70000"], "do not fit float16"),
+    (["compare", "--sizes", "100000000"], "refused"),
+])
+def test_bad_usage_exits_2_with_one_line(capsys, argv, msg):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert msg in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_output_file_is_written_atomically(tmp_path, capsys):
+    target = tmp_path / "out.json"
+    target.write_text("precious")
+    code, _, _ = run_cli(capsys, "compare", "--dtype", "float17", "-o", str(target))
+    assert code == 2 and target.read_text() == "precious"  # a failed run keeps what was there
+    assert list(tmp_path.iterdir()) == [target]  # and leaves no temp file
+    code, _, _ = run_cli(capsys, "compare", "--dtype", "float16", "--sizes", "2", "--format", "json",
+                         "-o", str(target))
+    assert code == 0 and json.loads(target.read_text())["schema"] == "numstab.compare/1"
+    code, _, err = run_cli(capsys, "compare", "-o", str(tmp_path / "nodir" / "x.json"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_thresholds_json(capsys):
+    code, out, _ = run_cli(capsys, "thresholds", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["schema"] == "numstab.thresholds/1"
+    f16 = next(f for f in data["formats"] if f["dtype"] == "float16")
+    assert f16["exp_overflow_x"].startswith("11.0901107185")
+    assert f16["largest_finite_exp_input"] == 11.0859375
+    assert {f["dtype"] for f in data["formats"]} >= {"float8_e4m3fn", "float8_e5m2"}
+    e4 = next(f for f in data["formats"] if f["dtype"] == "float8_e4m3fn")
+    assert "NaN" in e4["note"] and e4["has_inf"] is False

@@ -1,0 +1,133 @@
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+
+from numstab.formats import FORMATS
+from numstab.metrics import INACCURATE, OK, OVERFLOW, UNDERFLOW, element_metrics
+from numstab.reference import (
+    RefData,
+    escalate,
+    exact_values,
+    fast_reference,
+    mp_reference,
+    round_mpf,
+    thresholds,
+)
+from numstab.runner import run_compare
+
+F16, F32, F64 = FORMATS["float16"], FORMATS["float32"], FORMATS["float64"]
+
+
+def point_ref(fmt, exact: list[Fraction]) -> RefData:
+    """A reference built by hand from exact rationals (independent of mpmath)."""
+    r = np.array([float(v) for v in exact])
+    rounded = fmt.round(r)
+    ulp = fmt.ulp(r)
+    delta = np.array([float((v - Fraction(float(q))) / Fraction(float(u))) if math.isfinite(q) else math.nan
+                      for v, q, u in zip(exact, rounded, ulp)])
+    a = np.abs(r)
+    ones = np.ones(len(exact), dtype=bool)
+    return RefData(rounded, ulp, delta, delta.copy(), a, a.copy(), ones, ones.copy())
+
+
+def test_ulp_error_hand_computed_cases():
+    exact = [Fraction(1), Fraction(1) - Fraction(1, 2**12), Fraction(3, 2**24), Fraction(0),
+             Fraction(1, 3)]
+    y = np.array([1 + 2.0**-10, 1.0, 2.0**-24, 2.0**-23, 0.0])
+    ref = point_ref(F16, exact)
+    ulp, rel, status, settled = element_metrics(F16, "softmax", y, ref, 4.0)
+    # 1 ULP above 1; 2^-12 off where the ulp is 2^-11: 0.5; subnormal 2 ULPs; zero reference: ulp is
+    # the smallest subnormal, so 2^-23 is 2 ULPs away; 0 where 1/3 rounds to nonzero: underflow
+    assert list(ulp[:4]) == [1.0, 0.5, 2.0, 2.0]
+    assert status[4] == UNDERFLOW and ulp[4] == pytest.approx(float(Fraction(1, 3) / 2**-12), rel=5e-3)
+    assert list(status[:4]) == [OK] * 4
+    assert rel[0] == pytest.approx(2.0**-10, rel=1e-2) and rel[3] == math.inf
+    assert settled.all()
+
+
+def test_status_overflow_inaccurate_and_exact_infinity():
+    ref = point_ref(F16, [Fraction(10), Fraction(10), Fraction(70000)])
+    y = np.array([np.inf, 10.0 + 5 * 2.0**-7, np.inf])
+    ulp, _, status, _ = element_metrics(F16, "logsumexp", y, ref, 4.0)
+    assert status[0] == OVERFLOW and ulp[0] == math.inf
+    assert status[1] == INACCURATE and ulp[1] == 5.0
+    assert status[2] == OK and ulp[2] == 0.0  # 70000 rounds to inf in float16: inf is right
+
+
+def test_precision_escalation_beats_fixed_precision():
+    # log_softmax of [0, -40] at index 0 in float64, by the naive formula: log(1 / (1 + e^-40)).
+    # At 53 bits 1 + e^-40 rounds to 1 and the answer comes out 0; the truth is -4.248e-18.
+    def naive(prec):
+        with mpmath.mp.workprec(prec):
+            return [mpmath.log(1 / (1 + mpmath.exp(-40)))]
+
+    assert round_mpf(F64, naive(53)[0]) == 0.0
+    vals, settled = escalate(F64, naive, start=53)
+    assert all(settled)
+    with mpmath.mp.workdps(50):
+        truth = -mpmath.log1p(mpmath.exp(-40))
+    assert round_mpf(F64, vals[0]) == float(truth) == pytest.approx(-4.248354255291589e-18, rel=1e-15)
+
+
+def test_escalation_reports_unsettled_instead_of_guessing():
+    # a value that keeps moving with the precision never settles: flagged, not printed
+    def moving(prec):
+        return [mpmath.mpf(1) + mpmath.ldexp(1, -40) * (prec.bit_length() % 2)]
+
+    _, settled = escalate(F64, moving, start=64, max_prec=1024)
+    assert settled == [False]
+
+
+def test_reference_spot_checks_against_independent_formulas():
+    with mpmath.mp.workdps(60):
+        v = exact_values([11.0, 11.0], 0, 200)
+        assert round_mpf(F16, v["logsumexp"][0]) == 11.6953125
+        assert mpmath.almosteq(v["logsumexp"][0], 11 + mpmath.log(2), 1e-50)
+        v = exact_values([1000.0, 0.0], 1, 200)
+        assert round_mpf(F32, v["log_softmax"][1]) == -1000.0
+        assert round_mpf(F64, v["softmax"][1]) == float(mpmath.exp(-1000) / (1 + mpmath.exp(-1000)))
+        assert round_mpf(F64, v["cross_entropy"][0]) == 1000.0
+    ref = mp_reference(F16, np.array([[0.0, 0.0]]), np.array([0]))
+    assert ref["softmax"].rounded.tolist() == [[0.5, 0.5]]
+    assert ref["softmax"].dlo.tolist() == [[0.0, 0.0]]
+
+
+def test_fast_reference_agrees_with_mpmath_where_it_decides():
+    rng = np.random.default_rng(7)
+    for name in ("float16", "bfloat16", "float32"):
+        f = FORMATS[name]
+        z = rng.standard_normal((40, 9)) * rng.uniform(0.1, 60, (40, 1))
+        x = f.round(z + rng.uniform(-90, 90, (40, 1)))
+        t = rng.integers(0, 9, 40)
+        fast, exact = fast_reference(f, x, t), mp_reference(f, x, t)
+        for fn in fast:
+            d = fast[fn].decided
+            assert d.mean() > 0.99, (name, fn, d.mean())
+            assert np.array_equal(fast[fn].rounded[d], exact[fn].rounded[d])
+            assert np.all(fast[fn].dlo[d] <= exact[fn].dlo[d]) and np.all(exact[fn].dhi[d] <= fast[fn].dhi[d])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_fast_path_and_mpmath_report_identical_figures(dtype):
+    seed = {"float16": 11, "bfloat16": 12, "float32": 13, "float64": 14}[dtype]
+    rng = np.random.default_rng(seed)
+    lim = {"float16": 12, "bfloat16": 90, "float32": 90, "float64": 700}[dtype]
+    offs = ",".join(f"{v:.3f}" for v in rng.uniform(-1.5 * lim, 1.5 * lim, 5))
+    spreads = ",".join(f"{v:.3f}" for v in rng.uniform(0.01, lim / 3, 2))
+    kw = dict(dtypes=[dtype], offsets=offs, spreads=spreads, sizes="2,5,33", trials=3, seed=seed)
+    a = run_compare(**kw)
+    b = run_compare(reference_mode="mpmath", **kw)
+    assert [r.to_dict() for r in a.results] == [r.to_dict() for r in b.results]
+
+
+def test_thresholds_exact_values():
+    t16, t32 = thresholds(F16), thresholds(F32)
+    assert t16["exp_overflow_x"].startswith("11.0901107185")
+    assert t16["largest_finite_exp_input"] == 11.0859375
+    assert t16["exp_underflow_x"].startswith("-17.3286795")
+    assert round(float(t32["exp_overflow_x"]), 10) == 88.7228390819
+    assert round(float(t32["exp_underflow_x"]), 9) == -103.972077084
+    assert thresholds(F64)["exp_overflow_x"].startswith("709.78271289338")

@@ -123,6 +123,34 @@ def thresholds(dtypes, n, fmt):
         render.thresholds_table(data)
 
 
+@cli.command(context_settings=HELP)
+@click.argument("function")
+@click.argument("values", nargs=-1)
+@click.option("--input", "input_file", help="File of inputs: .npy, .npz, .csv or .txt (1-D or 2-D).")
+@click.option("--target", type=int, help="Target index for cross_entropy.")
+@click.option("--targets", "targets_file", help="File of targets, one per vector, for a batch.")
+@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default float32).")
+@click.option("--impl", "impls", multiple=True, help="Implementation (repeatable; default all).")
+@common_options
+@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
+def inspect(function, values, input_file, target, targets_file, dtypes, impls, accumulate, tolerance,
+            fmt):
+    """One input, every implementation: each element's output, exact value and error.
+
+    Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
+    """
+    from . import render
+    from .runner import check_choice, run_inspect
+
+    check_choice("output format", fmt, ("table", "json"))
+    data = run_inspect(function, values, input_file, target, targets_file, dtypes or None,
+                       impls or None, accumulate, tolerance)
+    if fmt == "json":
+        click.echo(render.render_text(data), nl=False)
+    else:
+        render.inspect_table(data)
+
+
 _argv = None
 
 

@@ -256,6 +256,22 @@ def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, Re
     return out
 
 
+def exact_strings(fmt: Format, x_row, target: int, digits: int = 25) -> dict[str, list]:
+    """Decimal strings of the exact values of one vector (``digits`` significant digits)."""
+    mpmath = _mp()
+    flat_f = [f for f in FUNCTIONS for _ in range(len(x_row) if f in ("softmax", "log_softmax") else 1)]
+
+    def compute(prec):
+        vals = exact_values(x_row, target, max(prec, 4 * digits))
+        return [v for f in FUNCTIONS for v in vals[f]]
+
+    vals, settled = escalate(fmt, compute, start=max(START_PREC, 2 * fmt.p + 32))
+    out = {f: [] for f in FUNCTIONS}
+    for f, v, ok in zip(flat_f, vals, settled):
+        out[f].append(mpmath.nstr(v, digits, min_fixed=-6, max_fixed=12) if ok else None)
+    return out
+
+
 # -------------------------------------------------------------- thresholds
 def thresholds(fmt: Format, n: int = 1000) -> dict:
     """Exact limits of exp in the format, computed with mpmath (60 significant digits)."""

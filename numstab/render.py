@@ -18,8 +18,14 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 
 def console(file=None, width=None):
+    """A rich console; output that is not a terminal gets 200 columns instead of rich's 80."""
+    import sys
+
     from rich.console import Console
 
+    target = file if file is not None else sys.stdout
+    if width is None and not (hasattr(target, "isatty") and target.isatty()):
+        width = 200
     return Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
@@ -112,3 +118,43 @@ def thresholds_table(data: dict, file=None) -> None:
     for f in data["formats"]:
         if f.get("note"):
             con.print(f"{f['dtype']}: {f['note']}")
+
+
+def inspect_table(data: dict, file=None) -> None:
+    from rich.table import Table as RTable
+
+    con = console(file)
+    items = data["results"] if "results" in data else [data]
+    for d in items:
+        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']})"
+        if "vectors" in d:
+            c = d["counts"]
+            con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}, "
+                      f"{d['vectors_failing']} with a failure; status [{STYLE[d['status']]}]{d['status']}[/]")
+            con.print("  counts: " + ", ".join(f"{k} {v}" for k, v in c.items() if v)
+                      + f"; max ULP {_j(d['max_ulp'])}, median ULP {_j(d['median_ulp'])}"
+                      + (f"; flags: {', '.join(d['flags'])}" if d["flags"] else ""))
+            continue
+        tab = RTable(title=head, title_justify="left")
+        for h in ("i", "input", "output", "exact", "ULP error", "status"):
+            tab.add_column(h, justify="right" if h != "exact" else "left")
+        scalar = d.get("scalar", False)
+        for i, (y, ex, u, st) in enumerate(zip(d["outputs"], d["reference"], d["ulp_error"],
+                                               d["element_status"])):
+            inp = "all" if scalar else f"{d['inputs'][i]:.9g}"
+            tab.add_row("-" if scalar else str(i), inp, _j(y), ex if ex is not None else "(not settled)",
+                        _j(u), f"[{STYLE[st]}]{st}[/]")
+        con.print(tab)
+        if scalar:
+            con.print("  inputs: " + ", ".join(f"{v:.9g}" for v in d["inputs"])
+                      + (f"; target {d['target']}" if "target" in d else ""))
+        con.print(f"  IEEE flags: {', '.join(d['flags']) or 'none'}")
+        con.print(f"  verdict: [{STYLE[d['status']]}]{d['verdict']}[/]")
+
+
+def _j(v) -> str:
+    if v is None:
+        return "NaN"
+    if isinstance(v, str):
+        return v
+    return f"{v:.9g}"

@@ -56,6 +56,7 @@ class CellResult:
     status: str
     flags: tuple
     counts: tuple  # ((status, count), ...) in STATUS_KEYS order
+    underflow_cause: str | None = None  # "overflow" (x/inf = 0) or "underflow" (exp flushed to 0)
 
     @property
     def count(self) -> dict:
@@ -81,6 +82,7 @@ class CellResult:
                 max_rel=unjnum(d["max_rel"]), status=str(d["status"]),
                 flags=tuple(d["flags"]),
                 counts=tuple((k, int(d["counts"].get(k, 0))) for k in STATUS_KEYS),
+                underflow_cause=d.get("underflow_cause"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"malformed result record: {exc}") from None

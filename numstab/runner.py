@@ -20,7 +20,7 @@ from .grids import make_grid
 from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
 from .metrics import DEFAULT_TOLERANCE, STATUSES, element_metrics, quantize
 from .reference import fast_reference, fast_supported, mp_reference
-from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun
+from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, jnum
 
 REFERENCE_MODES = ("auto", "mpmath")
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
@@ -145,6 +145,13 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     return outs, ref, exact
 
 
+def underflow_cause(counts: dict, flags) -> str | None:
+    """Why outputs are 0 (or the log of 0): an overflowed sum (x/inf) or exp underflow."""
+    if not counts.get("underflow"):
+        return None
+    return "overflow" if "overflow" in flags else "underflow"
+
+
 def summarize(o: ImplOutcome, rows) -> dict:
     """Aggregate figures over the given rows of an outcome."""
     st = o.status[rows].ravel()
@@ -233,6 +240,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                         max_ulp=summ["max_ulp"], median_ulp=summ["median_ulp"],
                         max_rel=summ["max_rel"], status=summ["status"], flags=fl,
                         counts=tuple(summ["counts"].items()),
+                        underflow_cause=underflow_cause(summ["counts"], fl),
                     ))
             if progress:
                 progress(fmt.name, n)
@@ -261,3 +269,107 @@ def run_thresholds(dtypes=None, n: int = 1000) -> dict:
         raise UsageError("--n must be at least 1")
     fmts = [get_format(d) for d in (dtypes or FORMATS)]
     return {"schema": "numstab.thresholds/1", "formats": [thresholds(f, n) for f in fmts]}
+
+
+# ------------------------------------------------------------------ inspect
+INSPECT_SCHEMA = "numstab.inspect/1"
+
+
+def verdict(fmt: Format, th: dict, impl: Impl, x: np.ndarray, y: np.ndarray, status: np.ndarray,
+            ulp: np.ndarray, flags: tuple, tolerance: float) -> str:
+    """One line, in words, of what happened to one vector."""
+    n_el = status.size
+    words = []
+    ovf_x = float(th["exp_overflow_x"])
+    unf_x = float(th["exp_underflow_x"])
+    xmax, xmin = float(np.max(x)), float(np.min(x))
+    counts = {s: int(np.sum(status == i)) for i, s in enumerate(STATUSES)}
+    if counts["ok"] == n_el:
+        return f"ok: every output within {tolerance:g} ULP (max {np.nanmax(ulp):.3g} ULP)"
+    if "overflow" in flags:
+        if xmax >= ovf_x:
+            words.append(f"exp({xmax:.6g}) overflows {fmt.name} (limit {ovf_x:.6g})")
+        else:
+            words.append(f"every exp(x) is finite but their sum overflows {fmt.name} (max {fmt.max:.6g})")
+        words.append("sum is inf" + (", inf/inf is NaN" if counts["nan"] else "")
+                     + (", x/inf is 0" if counts["underflow"] else ""))
+    if "underflow" in flags and counts["underflow"] and "overflow" not in flags:
+        if xmin <= unf_x or impl.name != "naive":
+            words.append(f"exp of the small terms underflows (exp(x) is 0 for x <= {unf_x:.6g})")
+        else:
+            words.append("a small probability or sum underflows to 0")
+    parts = []
+    for s in ("nan", "overflow", "underflow", "inaccurate", "undetermined"):
+        if counts[s]:
+            what = {"nan": "NaN", "overflow": "overflow to inf",
+                    "underflow": "are 0 or the log of 0 (-inf/inf) where the exact value is not",
+                    "inaccurate": f"above {tolerance:g} ULP", "undetermined": "with no settled reference"}[s]
+            parts.append(f"{counts[s]} of {n_el} outputs {what}")
+    finite = ulp[np.isfinite(ulp)]
+    tail = f" (max error of the rest {finite.max():.3g} ULP)" if finite.size and counts["ok"] else ""
+    return "; ".join(words + parts) + tail
+
+
+def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
+                dtypes=("float32",), impls=None, accumulate: str = "sequential",
+                tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/1)."""
+    from .inputs import load_targets, load_vectors, parse_values, round_inputs
+    from .reference import exact_strings
+    from .reference import thresholds as exact_thresholds
+
+    function = get_function(function)
+    check_choice("accumulation model", accumulate, ACCUMULATE)
+    if (values is None or len(values) == 0) == (input_file is None):
+        raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
+                         "or --input FILE, not both and not neither")
+    x0 = load_vectors(input_file) if input_file is not None else parse_values(values)
+    B, n = x0.shape
+    tg = load_targets(target, targets_file, B, n, required=function == "cross_entropy")
+    chosen = select_impls([function], impls)
+    results = []
+    for dt in dtypes or ("float32",):
+        fmt = get_format(dt)
+        x = round_inputs(fmt, x0)
+        th = exact_thresholds(fmt)
+        groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
+        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups)
+        for o in outs:
+            flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
+            if B == 1:
+                y, st, u = o.y[0], o.status[0], o.ulp[0]
+                ex = exact_strings(fmt, x[0], int(tg[0]))[function]
+                scalar = function in SCALAR_FUNCTIONS
+                yy = np.atleast_1d(y)
+                results.append({
+                    "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
+                    "impl": o.impl.name, "accumulate": accumulate,
+                    **({"target": int(tg[0])} if function == "cross_entropy" else {}),
+                    "inputs": [float(v) for v in x[0]],
+                    "outputs": [jnum(v) for v in yy],
+                    "reference": ex,
+                    "ulp_error": [jnum(v) for v in np.atleast_1d(u)],
+                    "element_status": [STATUSES[int(s)] for s in np.atleast_1d(st)],
+                    "status": STATUSES[int(np.max(st))],
+                    "flags": list(flags),
+                    "underflow_cause": underflow_cause(
+                        {"underflow": int(np.sum(np.atleast_1d(st) == 3))}, flags),
+                    "verdict": verdict(fmt, th, o.impl, x[0], yy, np.atleast_1d(st), np.atleast_1d(u),
+                                       flags, tolerance),
+                    **({"scalar": True} if scalar else {}),
+                })
+            else:
+                summ = summarize(o, slice(0, B))
+                results.append({
+                    "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
+                    "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
+                    "counts": summ["counts"],
+                    "vectors_failing": int(np.sum(np.any(
+                        (o.status != 0) if o.status.ndim == 1 else (o.status != 0), axis=-1)
+                        if o.status.ndim > 1 else (o.status != 0))),
+                    "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
+                    "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
+                })
+    if len(results) == 1:
+        return results[0]
+    return {"schema": INSPECT_SCHEMA, "results": results}

@@ -15,7 +15,7 @@ from .results import CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
-              "max_ulp", "median_ulp", "max_rel", "status", "flags", "ok", "inaccurate",
+              "max_ulp", "median_ulp", "max_rel", "status", "underflow_cause", "flags", "ok", "inaccurate",
               "underflow", "overflow", "nan", "undetermined")
 
 

@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+
+from numstab.cli import main
+from numstab.runner import run_inspect
+
+
+def cli_json(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def by_impl(data):
+    return {r["impl"]: r for r in data["results"]}
+
+
+def test_log_softmax_1000_1_float32(capsys):
+    data = by_impl(cli_json(capsys, "inspect", "log_softmax", "--dtype", "float32", "--format", "json",
+                            "--", "1000", "1"))
+    for bad in ("naive", "log_of_stable"):
+        assert data[bad]["outputs"][1] == "-inf"
+        assert data[bad]["element_status"][1] == "underflow"
+    assert data["naive"]["underflow_cause"] == "overflow"  # 1/inf = 0, then log(0)
+    assert data["log_of_stable"]["underflow_cause"] == "underflow"  # exp(-999) flushed to 0
+    for good in ("stable", "log1p"):
+        assert data[good]["outputs"] == [0.0, -999.0]
+        assert data[good]["status"] == "ok"
+    ref = data["stable"]["reference"]
+    assert ref[0].startswith("-1.37978868332136968031") and ref[0].endswith("e-434")
+    assert ref[1].startswith("-999.0")
+
+
+def test_logsumexp_11_11_float16(capsys):
+    data = by_impl(cli_json(capsys, "inspect", "logsumexp", "--dtype", "float16", "--format", "json",
+                            "--", "11", "11"))
+    assert data["naive"]["status"] == "overflow" and data["naive"]["outputs"] == ["inf"]
+    assert "overflow" in data["naive"]["flags"]
+    assert data["stable"]["outputs"] == [11.6953125]
+    assert data["stable"]["reference"][0].startswith("11.6931471805599453094")  # 11 + ln 2
+    assert len(data["stable"]["reference"][0].replace(".", "")) >= 21
+
+
+def test_single_impl_json_is_one_object(capsys):
+    d = cli_json(capsys, "inspect", "softmax", "--dtype", "float16", "--impl", "naive", "--format",
+                 "json", "--", "12", "0")
+    assert d["schema"] == "numstab.inspect/1" and d["impl"] == "naive"
+    assert d["outputs"][0] is None and d["outputs"][1] == 0.0  # NaN as null, never a bare token
+    assert d["status"] == "nan"
+    assert "exp(12) overflows float16 (limit 11.0901)" in d["verdict"]
+    for key in ("function", "dtype", "inputs", "reference", "ulp_error", "flags"):
+        assert key in d
+
+
+def test_table_output_has_verdicts(capsys):
+    assert main(["inspect", "logsumexp", "--dtype", "float16", "--", "11", "11"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict" in out and "11.6953125" in out and "overflows float16" in out
+
+
+def test_batch_file_summary(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8)) * 4 + 10
+    f = tmp_path / "logits.npy"
+    np.save(f, x)
+    t = tmp_path / "t.txt"
+    t.write_text("\n".join(str(i % 8) for i in range(50)))
+    d = run_inspect("cross_entropy", input_file=str(f), targets_file=str(t), dtypes=["float16"])
+    res = {r["impl"]: r for r in d["results"]}
+    st = res["stable"]["counts"]
+    assert st["nan"] == st["overflow"] == 0 and sum(st.values()) == 50
+    # lse - x[target] cancels when the target dominates: a few inaccurate (or 0 where the exact
+    # loss is tiny but nonzero: underflow), never NaN or inf
+    assert st["ok"] >= 40
+    assert res["naive"]["vectors_failing"] > 0 and res["naive"]["vectors"] == 50
+
+
+def test_csv_input(tmp_path, capsys):
+    f = tmp_path / "v.csv"
+    f.write_text("1000, 1\n")
+    d = cli_json(capsys, "inspect", "log_softmax", "--input", str(f), "--impl", "stable", "--format", "json")
+    assert d["outputs"] == [0.0, -999.0]
+
+
+@pytest.mark.parametrize("setup,argv,msg", [
+    (None, ["inspect", "softmaks", "--", "1"], "unknown function 'softmaks'; did you mean 'softmax'"),
+    (None, ["inspect", "softmax", "--", "1", "abc"], "'abc' (value 1) is not a number"),
+    ("empty.csv", ["inspect", "softmax", "--input", "{f}"], "file is empty"),
+    (None, ["inspect", "cross_entropy", "--target", "5", "--", "1", "2"], "target 5 is out of range"),
+    (None, ["inspect", "cross_entropy", "--", "1", "2"], "needs --target"),
+    ("cube.npy", ["inspect", "softmax", "--input", "{f}"], "3-D array"),
+    ("ragged.txt", ["inspect", "softmax", "--input", "{f}"], "ragged rows"),
+    ("words.txt", ["inspect", "softmax", "--input", "{f}"], "is not a number"),
+    (None, ["inspect", "softmax", "--input", "/nonexistent.npy"], "no such file"),
+    (None, ["inspect", "softmax", "--", "1", "nan"], "non-finite input"),
+    (None, ["inspect", "softmax", "--dtype", "float16", "--", "1", "1e6"], "does not fit float16"),
+    (None, ["inspect", "softmax"], "give the values"),
+])
+def test_bad_input_exit_2(tmp_path, capsys, setup, argv, msg):
+    f = tmp_path / (setup or "x")
+    if setup == "empty.csv":
+        f.write_text("")
+    elif setup == "cube.npy":
+        np.save(f, np.zeros((2, 2, 2)))
+    elif setup == "ragged.txt":
+        f.write_text("1 2 3\n4 5\n")
+    elif setup == "words.txt":
+        f.write_text("1 2 three\n")
+    code = main([a.replace("{f}", str(f)) for a in argv])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert msg in err, err
+    assert err.count("\n") == 1

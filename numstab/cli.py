@@ -151,6 +151,50 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
         render.inspect_table(data)
 
 
+@cli.command(context_settings=HELP)
+@click.option("--config", "config", help="Audit file (default: numstab.toml, else [tool.numstab] "
+              "in pyproject.toml) -- used when no --function is given.")
+@click.option("--function", help="Function to audit.")
+@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default the four main ones).")
+@click.option("--impl", "impls", multiple=True, help="Built-in implementation (repeatable).")
+@click.option("--callable", "callables", multiple=True,
+              help="User implementation: module:function or path/to/file.py:function (repeatable).")
+@click.option("--library", "libraries", multiple=True, help="scipy, torch or jax (repeatable).")
+@click.option("--input", "input_file", help="Real inputs instead of the grid (.npy/.npz/.csv/.txt).")
+@click.option("--targets", "targets_file", help="Targets file for cross_entropy with --input.")
+@click.option("--target", type=int, help="One target index for every vector.")
+@grid_options
+@common_options
+@click.option("--max-ulp", "max_ulp", multiple=True, help="Largest finite ULP error allowed: X or dtype=X.")
+@click.option("--fail-on", "fail_on", multiple=True,
+              help="Statuses that fail the audit (default overflow,nan): overflow,underflow,nan,inaccurate.")
+@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
+def audit(config, function, dtypes, impls, callables, libraries, input_file, targets_file, target,
+          offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, fmt):
+    """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
+    from . import render
+    from .audit import load_config, make_spec, run_audit
+    from .runner import check_choice
+
+    check_choice("output format", fmt, ("table", "json"))
+    if function is None:
+        if impls or callables or libraries or input_file:
+            raise UsageError("--function is required with --impl/--callable/--library/--input")
+        specs = load_config(config)
+    else:
+        grid = tuple((k, v) for k, v in (("offsets", offsets), ("spreads", spreads), ("sizes", sizes),
+                                         ("trials", trials), ("seed", seed)) if v is not None)
+        specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
+                           fail_on or None, accumulate, tolerance, input_file, targets_file, target,
+                           grid)]
+    report = run_audit(specs)
+    if fmt == "json":
+        click.echo(render.render_text(report.to_dict()), nl=False)
+    else:
+        render.audit_table(report)
+    return 0 if report.passed else 1
+
+
 _argv = None
 
 

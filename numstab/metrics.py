@@ -7,8 +7,8 @@ Definitions (README, "What the numbers mean"):
 * relative error: |y - r| / |r|.
 * status, worst first: ``nan`` (y is NaN), ``overflow`` (y is +-inf where r
   rounds to a finite number), ``underflow`` (y is 0 where r rounds to a nonzero
-  number, or y is the infinity of a log of zero: -inf for log_softmax and
-  logsumexp, +inf for cross_entropy), ``inaccurate`` (ULP error above the
+  number, or y is -inf from a log of zero where r is finite; a +inf loss is an
+  overflow), ``inaccurate`` (ULP error above the
   tolerance), ``undetermined`` (the reference could not be settled: no figure is
   given), ``ok``.
 
@@ -55,11 +55,9 @@ def quantize_rel(v, fmt: Format) -> np.ndarray:
 
 
 def _log_of_zero(function: str, y: np.ndarray) -> np.ndarray:
-    """Which infinities are a log of an underflowed zero, by the function's sign."""
+    """-inf from log(0) is an underflow; +inf (cross-entropy's -log(0) too) is an overflow."""
     if function in ("log_softmax", "logsumexp"):
         return y == -np.inf
-    if function == "cross_entropy":
-        return y == np.inf
     return np.zeros(y.shape, dtype=bool)
 
 

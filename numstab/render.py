@@ -158,3 +158,26 @@ def _j(v) -> str:
     if isinstance(v, str):
         return v
     return f"{v:.9g}"
+
+
+def audit_table(report, file=None) -> None:
+    import json
+
+    from rich.table import Table as RTable
+
+    con = console(file)
+    tab = RTable(title="numstab audit", title_justify="left")
+    for h in ("function", "impl", "dtype", "result", "ok", "inacc", "unf", "ovf", "nan", "max ULP", "reasons"):
+        tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right")
+    for r in report.results:
+        c = dict(r.counts)
+        res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
+        tab.add_row(r.function, r.impl, r.dtype, res, str(c["ok"]), str(c["inaccurate"]),
+                    str(c["underflow"]), str(c["overflow"]), str(c["nan"]), fmt_num(r.max_ulp),
+                    "; ".join(r.reasons))
+    con.print(tab)
+    for r in report.results:
+        if r.first_failure:
+            con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
+                      + json.dumps(r.first_failure), soft_wrap=True)
+    con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")

@@ -1,0 +1,334 @@
+"""Audits: implementations checked against limits, for CI.
+
+Exit codes (set by the CLI): 0 every audit passed, 1 a limit was exceeded (a
+finding; a user callable that raises or returns the wrong shape or dtype is a
+finding too), 2 bad usage or input.
+
+Limits: ``fail_on`` statuses (default overflow and nan) and ``max_ulp`` (the
+largest finite ULP error allowed, per format or for all). Elements whose ULP
+error is infinite (NaN, overflow, underflow to a log of 0) are judged by
+``fail_on``, not by ``max_ulp``.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .adapters import library_impl, load_callable, user_impl
+from .errors import UsageError, unknown_name
+from .formats import get_format
+from .grids import cells as grid_cells
+from .grids import make_grid
+from .kernels import ACCUMULATE, SCALAR_FUNCTIONS, Impl, get_function, get_impl
+from .metrics import DEFAULT_TOLERANCE, STATUSES
+from .results import STATUS_KEYS, jnum
+
+AUDIT_SCHEMA = "numstab.audit/1"
+FAIL_ON_CHOICES = ("overflow", "underflow", "nan", "inaccurate")
+DEFAULT_FAIL_ON = ("overflow", "nan")
+CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
+               "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
+               "sizes", "trials", "seed", "name")
+
+
+@dataclass(frozen=True)
+class AuditSpec:
+    function: str
+    impls: tuple = ()
+    callables: tuple = ()  # specs "module:function" or "file.py:function", or (name, fn) pairs
+    libraries: tuple = ()
+    dtypes: tuple = ("float16", "bfloat16", "float32", "float64")
+    max_ulp: tuple = ()  # ((dtype or "*", limit), ...)
+    fail_on: tuple = DEFAULT_FAIL_ON
+    accumulate: str = "sequential"
+    tolerance: float = DEFAULT_TOLERANCE
+    input: str | None = None
+    targets: str | None = None
+    target: int | None = None
+    grid: tuple = ()  # ((key, value), ...) for make_grid
+    name: str = ""
+
+    def limit_for(self, dtype: str):
+        lim = dict(self.max_ulp)
+        return lim.get(dtype, lim.get("*"))
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    function: str
+    impl: str
+    dtype: str
+    counts: tuple
+    max_ulp: float
+    median_ulp: float
+    passed: bool
+    reasons: tuple
+    first_failure: dict | None = None
+    audit: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
+            "counts": dict(self.counts), "max_ulp": jnum(self.max_ulp),
+            "median_ulp": jnum(self.median_ulp), "passed": self.passed,
+            "reasons": list(self.reasons), "first_failure": self.first_failure,
+        }
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    results: tuple
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict:
+        return {"schema": AUDIT_SCHEMA, "passed": self.passed, "meta": self.meta,
+                "results": [r.to_dict() for r in self.results]}
+
+
+# ------------------------------------------------------------- parsing
+def parse_fail_on(values) -> tuple:
+    out = []
+    for v in values or ():
+        for part in str(v).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part not in FAIL_ON_CHOICES:
+                raise unknown_name("--fail-on status", part, FAIL_ON_CHOICES)
+            out.append(part)
+    return tuple(dict.fromkeys(out))
+
+
+def parse_max_ulp(values) -> tuple:
+    """'X' (every format) or 'dtype=X', repeatable; a dict from a config file."""
+    if isinstance(values, dict):
+        values = [f"{k}={v}" for k, v in values.items()]
+    elif isinstance(values, (int, float)):
+        values = [str(values)]
+    out = []
+    for v in values or ():
+        key, _, num = str(v).rpartition("=")
+        key = key or "*"
+        if key != "*":
+            get_format(key)
+        try:
+            lim = float(num)
+        except ValueError:
+            raise UsageError(f"--max-ulp {v!r}: not a number (use X or dtype=X)") from None
+        if not lim >= 0:
+            raise UsageError(f"--max-ulp {v!r}: must be >= 0")
+        out.append((key, lim))
+    return tuple(out)
+
+
+def _as_tuple(v) -> tuple:
+    if v is None:
+        return ()
+    if isinstance(v, (list, tuple)):
+        return tuple(str(x) for x in v)
+    return (str(v),)
+
+
+def spec_from_mapping(d: dict, where: str) -> AuditSpec:
+    for k in d:
+        if k not in CONFIG_KEYS:
+            raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
+    if "function" not in d:
+        raise UsageError(f"{where}: 'function' is required")
+    grid = tuple((k, d[k]) for k in ("offsets", "spreads", "sizes", "trials", "seed") if k in d)
+    dtypes = _as_tuple(d.get("dtypes")) or AuditSpec.dtypes
+    try:
+        return make_spec(
+            function=str(d["function"]), impls=_as_tuple(d.get("impl")),
+            callables=_as_tuple(d.get("callable")), libraries=_as_tuple(d.get("library")),
+            dtypes=dtypes, max_ulp=d.get("max_ulp"), fail_on=_as_tuple(d.get("fail_on")) or None,
+            accumulate=str(d.get("accumulate", "sequential")),
+            tolerance=float(d.get("tolerance", DEFAULT_TOLERANCE)), input=d.get("input"),
+            targets=d.get("targets"), target=d.get("target"),
+            grid=tuple((k, str(v) if k in ("offsets", "spreads", "sizes") else v) for k, v in grid),
+            name=str(d.get("name", "")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
+              fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
+              targets=None, target=None, grid=(), name="") -> AuditSpec:
+    function = get_function(function)
+    if accumulate not in ACCUMULATE:
+        raise unknown_name("accumulation model", accumulate, ACCUMULATE)
+    for i in impls:
+        get_impl(function, i)
+    for d in dtypes or ():
+        get_format(d)
+    if not (impls or callables or libraries):
+        raise UsageError("nothing to audit: give --impl, --callable or --library")
+    return AuditSpec(
+        function=function, impls=tuple(impls), callables=tuple(callables),
+        libraries=tuple(libraries), dtypes=tuple(dtypes or AuditSpec.dtypes),
+        max_ulp=parse_max_ulp(max_ulp), fail_on=parse_fail_on(fail_on) if fail_on else DEFAULT_FAIL_ON,
+        accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
+        target=target, grid=tuple(grid), name=name,
+    )
+
+
+def load_config(path=None) -> list[AuditSpec]:
+    """Audits from numstab.toml ([[audit]] tables) or pyproject.toml ([[tool.numstab.audit]])."""
+    if path is None:
+        for cand in ("numstab.toml", "pyproject.toml"):
+            if Path(cand).is_file():
+                specs = _load(Path(cand), quiet=cand == "pyproject.toml")
+                if specs:
+                    return specs
+        raise UsageError("no audit given: pass --function with --impl/--callable/--library, or write "
+                         "[[audit]] tables in numstab.toml (or [[tool.numstab.audit]] in pyproject.toml)")
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"config {p}: no such file")
+    specs = _load(p, quiet=False)
+    if not specs:
+        raise UsageError(f"config {p}: no [[audit]] tables")
+    return specs
+
+
+def _load(p: Path, quiet: bool) -> list[AuditSpec]:
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config {p}: {exc}") from None
+    if p.name == "pyproject.toml":
+        data = data.get("tool", {}).get("numstab", {})
+        if not data and quiet:
+            return []
+    for k in data:
+        if k != "audit":
+            raise unknown_name(f"key in {p}", k, ["audit"])
+    audits = data.get("audit", [])
+    if isinstance(audits, dict):
+        audits = [audits]
+    return [spec_from_mapping(a, f"{p} audit #{i + 1}") for i, a in enumerate(audits)]
+
+
+# ------------------------------------------------------------ running
+def _impls_of(spec: AuditSpec) -> list[Impl]:
+    out = [get_impl(spec.function, i) for i in spec.impls]
+    for c in spec.callables:
+        if isinstance(c, tuple):
+            name, fn = c
+        else:
+            name, fn = c, load_callable(c)
+        out.append(user_impl(spec.function, fn, name))
+    for lib in spec.libraries:
+        impl = library_impl(lib, spec.function)
+        if impl is None:
+            raise UsageError(f"--library {lib} has no {spec.function}")
+        out.append(impl)
+    return out
+
+
+def _inputs(spec: AuditSpec, fmt):
+    from .inputs import load_targets, load_vectors, round_inputs
+
+    if spec.input is not None:
+        x0 = load_vectors(spec.input)
+        x = round_inputs(fmt, x0)
+        t = load_targets(spec.target, spec.targets, x.shape[0], x.shape[1],
+                         required=spec.function == "cross_entropy")
+        return [(x, t)]
+    g = dict(spec.grid)
+    grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
+                     g.get("seed", 0))
+    by_n: dict = {}
+    for c in grid_cells(fmt, grid):
+        by_n.setdefault(c.n, []).append(c)
+    return [(np.concatenate([c.x for c in cs]), np.concatenate([c.target for c in cs]))
+            for cs in by_n.values()]
+
+
+def run_audit(specs, progress=None) -> AuditReport:
+    from .runner import evaluate
+
+    results = []
+    for spec in specs:
+        impls = _impls_of(spec)
+        for dt in spec.dtypes:
+            fmt = get_format(dt)
+            batches = _inputs(spec, fmt)
+            acc: dict = {}
+            for x, t in batches:
+                outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
+                                        on_error="record")
+                for o in outs:
+                    acc.setdefault(o.impl.name, []).append((o, x, t, ref))
+            for impl in impls:
+                results.append(_judge(spec, fmt, impl, acc[impl.name]))
+    return AuditReport(tuple(results))
+
+
+def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
+    errors = [o.error for o, *_ in parts if o.error]
+    counts = {k: 0 for k in STATUS_KEYS}
+    if errors:
+        return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
+                           False, (f"error: {errors[0]}",), None, spec.name)
+    ulps = []
+    for o, *_ in parts:
+        for code, cnt in zip(*np.unique(o.status, return_counts=True)):
+            counts[STATUSES[code]] += int(cnt)
+        ulps.append(o.ulp.ravel())
+    u = np.concatenate(ulps)
+    known = u[~np.isnan(u)]
+    fin = known[np.isfinite(known)]
+    max_u = float(known.max()) if known.size else math.nan
+    med_u = float(np.median(known)) if known.size else math.nan
+    total = sum(counts.values())
+    reasons = []
+    for s in spec.fail_on:
+        if counts[s]:
+            what = f"above {spec.tolerance:g} ULP" if s == "inaccurate" else ""
+            reasons.append(f"{s}: {counts[s]} of {total} elements {what}".rstrip())
+    limit = spec.limit_for(fmt.name)
+    if limit is not None and fin.size and fin.max() > limit:
+        reasons.append(f"max ULP error {fin.max():.3g} > {limit:g}")
+    first = _first_failure(spec, fmt, parts, limit) if reasons else None
+    return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), max_u, med_u,
+                       not reasons, tuple(reasons), first, spec.name)
+
+
+def _first_failure(spec, fmt, parts, limit):
+    codes = [STATUSES.index(s) for s in spec.fail_on]
+    for o, x, t, ref in parts:
+        st, u = o.status, o.ulp
+        bad = np.isin(st, codes)
+        if limit is not None:
+            bad |= np.isfinite(u) & (u > limit)
+        if st.ndim == 1:
+            bad = bad[:, None]
+        rows = np.nonzero(bad.any(axis=-1))[0]
+        if rows.size:
+            r = int(rows[0])
+            row_bad = bad[r]
+            j = int(np.argmax(row_bad))
+            y = o.y[r] if o.y.ndim == 2 else o.y[r:r + 1]
+            exact = ref[spec.function].rounded[r]
+            exact = exact if np.ndim(exact) else np.array([exact])
+            uu = u[r] if u.ndim == 2 else u[r:r + 1]
+            ss = st[r] if st.ndim == 2 else st[r:r + 1]
+            return {
+                "vector": [float(v) for v in x[r]],
+                **({"target": int(t[r])} if spec.function == "cross_entropy" else {}),
+                "element": None if spec.function in SCALAR_FUNCTIONS else j,
+                "output": jnum(y[j]), "exact_rounded": jnum(exact[j]), "ulp_error": jnum(uu[j]),
+                "status": STATUSES[int(ss[j])],
+            }
+    return None

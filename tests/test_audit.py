@@ -1,0 +1,204 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numstab.cli import main
+from numstab.testing import assert_stable
+
+DATA = Path(__file__).parent / "data"
+USER = str(DATA / "user_impls.py")
+SMALL = ["--sizes", "2,50", "--trials", "2"]
+BHH = Path(__file__).resolve().parents[1].parent / "shared" / "validation" / "bhh2021_presoftmax.npy"
+
+
+def audit(capsys, *argv):
+    code = main(["audit", *argv, "--format", "json"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if out.strip() else None), err
+
+
+def test_good_implementation_passes_exit_0(capsys):
+    code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16",
+                          "--callable", f"{USER}:stable_softmax", *SMALL)
+    assert code == 0 and data["passed"] is True
+    assert data["schema"] == "numstab.audit/1"
+    r = data["results"][0]
+    assert r["passed"] and r["counts"]["nan"] == 0 and r["counts"]["overflow"] == 0
+
+
+def test_naive_softmax_fails_in_float16_exit_1(capsys):
+    code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16",
+                          "--callable", f"{USER}:naive_softmax", *SMALL)
+    assert code == 1 and data["passed"] is False
+    r = data["results"][0]
+    assert r["counts"]["nan"] > 0 and any(x.startswith("nan:") for x in r["reasons"])
+    ff = r["first_failure"]
+    assert ff["status"] == "nan" and ff["output"] is None and len(ff["vector"]) == 2
+
+
+def test_max_ulp_limit_and_fail_on(capsys):
+    # sequential float16 summation of 50 terms is not within 0.5 ULP: a finding
+    code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16", "--impl", "stable",
+                          "--max-ulp", "0.5", *SMALL)
+    assert code == 1 and "max ULP error" in data["results"][0]["reasons"][0]
+    code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16", "--impl", "stable",
+                          "--max-ulp", "float16=1000", "--fail-on", "overflow,nan,underflow", *SMALL)
+    assert code == 0
+
+
+@pytest.mark.parametrize("fn,msg", [
+    ("raises", "raised RuntimeError: kaput"),
+    ("wrong_shape", ", 1), expected ("),
+    ("wrong_dtype", "returned dtype float64, expected float16"),
+])
+def test_broken_callables_are_findings_not_crashes(capsys, fn, msg):
+    code, data, err = audit(capsys, "--function", "softmax", "--dtype", "float16",
+                            "--callable", f"{USER}:{fn}", *SMALL)
+    assert code == 1 and "Traceback" not in err
+    assert msg in data["results"][0]["reasons"][0]
+
+
+def test_scipy_implementations_audited(capsys):
+    for f in ("softmax", "log_softmax", "logsumexp"):
+        code, data, _ = audit(capsys, "--function", f, "--dtype", "float32", "--library", "scipy", *SMALL)
+        assert code == 0, data
+        assert data["results"][0]["impl"] == "scipy.special"
+
+
+def test_cross_entropy_callable_with_targets(capsys, tmp_path):
+    x = np.array([[1000.0, 0.0, -5.0], [1.0, 2.0, 3.0]])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", np.array([1, 2]))
+    code, data, _ = audit(capsys, "--function", "cross_entropy", "--dtype", "float32",
+                          "--callable", f"{USER}:stable_cross_entropy", "--impl", "naive",
+                          "--input", str(tmp_path / "x.npy"), "--targets", str(tmp_path / "t.npy"))
+    res = {r["impl"]: r for r in data["results"]}
+    assert code == 1
+    assert res[f"{USER}:stable_cross_entropy"]["passed"]
+    assert not res["naive"]["passed"]
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--function", "softmax"], "nothing to audit"),
+    (["--function", "softmax", "--callable", "nomodule_xyz:f"], "cannot import"),
+    (["--function", "softmax", "--callable", f"{USER}:missing"], "has no attribute 'missing'"),
+    (["--function", "softmax", "--callable", "nocolon"], "module:function"),
+    (["--function", "cross_entropy", "--library", "scipy"], "has no cross_entropy"),
+    (["--function", "softmax", "--impl", "stable", "--fail-on", "overflw"], "did you mean 'overflow'"),
+    (["--function", "softmax", "--impl", "stable", "--max-ulp", "abc"], "not a number"),
+    (["--function", "softmax", "--library", "numpyy"], "unknown library"),
+])
+def test_bad_usage_exit_2(capsys, argv, msg):
+    code = main(["audit", *argv])
+    _, err = capsys.readouterr()
+    assert code == 2 and msg in err and err.count("\n") == 1
+
+
+def test_config_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "numstab.toml").write_text(f'''
+[[audit]]
+function = "softmax"
+callable = "{USER}:stable_softmax"
+dtypes = ["float16", "bfloat16"]
+sizes = "2,20"
+trials = 2
+
+[[audit]]
+function = "logsumexp"
+impl = ["stable", "log1p"]
+dtypes = ["float16"]
+max_ulp = {{ float16 = 3 }}
+sizes = "2"
+''')
+    code = main(["audit"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "all audits passed" in out
+    (tmp_path / "numstab.toml").write_text('[[audit]]\nfunction = "softmax"\nimpl = "stable"\nmax_ulps = 3\n')
+    code = main(["audit"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "unknown key in numstab.toml audit #1 'max_ulps'" in err and "max_ulp" in err
+
+
+def test_pyproject_config(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(f'''
+[tool.numstab]
+[[tool.numstab.audit]]
+function = "softmax"
+callable = "{USER}:naive_softmax"
+dtypes = ["float16"]
+sizes = "2"
+''')
+    assert main(["audit"]) == 1
+    capsys.readouterr()
+
+
+def test_no_config_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["audit"]) == 2
+    assert "no audit given" in capsys.readouterr().err
+
+
+def test_assert_stable_api():
+    from tests.data import user_impls as u
+
+    assert_stable(u.stable_softmax, function="softmax", dtypes=("float16", "float32"), sizes="2,30")
+    with pytest.raises(AssertionError, match="first failing input") as info:
+        assert_stable(u.naive_softmax, function="softmax", dtypes=("float16",), sizes="2,30")
+    assert "nan:" in str(info.value) and "float16" in str(info.value)
+    with pytest.raises(AssertionError, match="max ULP error"):
+        assert_stable(u.stable_softmax, function="softmax", dtypes=("float16",), max_ulp=0.5,
+                      sizes="50")
+
+
+@pytest.mark.skipif(not BHH.is_file(), reason=f"validation data not found at {BHH} (../shared/validation)")
+def test_reproduces_blanchard_higham_higham_2021(capsys):
+    """BHH 2021, MNIST logits in binary16, sequential sums: the published figures."""
+    code, data, _ = audit(capsys, "--function", "logsumexp", "--dtype", "float16", "--accumulate",
+                          "sequential", "--input", str(BHH), "--impl", "naive", "--impl", "stable",
+                          "--impl", "log1p")
+    res = {r["impl"]: r for r in data["results"]}
+    assert code == 1
+    assert res["naive"]["counts"]["overflow"] == 475  # of 2500 vectors
+    assert res["stable"]["counts"]["overflow"] == 0 and res["log1p"]["counts"]["overflow"] == 0
+    assert res["stable"]["passed"] and res["log1p"]["passed"]
+
+    # the paper's other figures, from the same engine
+    from numstab.formats import FORMATS
+    from numstab.kernels import REGISTRY
+    from numstab.reference import exact_values
+    from numstab.runner import evaluate
+
+    f = FORMATS["float16"]
+    x = f.round(np.load(BHH))
+    t = np.zeros(len(x), dtype=int)
+    lse = REGISTRY["logsumexp"]
+    sm = REGISTRY["softmax"]
+    outs, ref, _ = evaluate(f, x, t, [lse["naive"], lse["log1p"], sm["naive"], sm["stable"]])
+    a, b = outs[0].y, outs[1].y
+    both = np.isfinite(a) & np.isfinite(b)
+    assert both.sum() == 2025
+    exact = np.array([float(exact_values(row, 0, 120)["logsumexp"][0]) for row in x])
+    ea, eb = np.abs(a - exact) / np.abs(exact), np.abs(b - exact) / np.abs(exact)
+    assert np.sum(ea[both] == eb[both]) == 1863  # identical errors on 92%
+    ratio = ea[both] / eb[both]
+    assert round(ratio.min(), 2) == 0.19 and round(ratio.max()) == 59 and round(ratio.mean(), 2) == 1.07
+    # first-order bounds (u = 2^-11), where no exp overflows or underflows and outputs are normal
+    u, n = 2.0**-11, x.shape[1]
+    r = ref["softmax"]
+    ex = r.rounded + r.dlo * r.ulp
+    normal = ex >= f.tiny
+    clean = np.isfinite(a) & (x.min(axis=1) > np.log(f.tiny))
+    rel = np.where(normal, np.abs(outs[2].y - ex) / ex, 0).max(axis=1)
+    assert np.all(rel[clean] <= (n + 3) * u)
+    rel = np.where(normal, np.abs(outs[3].y - ex) / ex, 0).max(axis=1)
+    assert np.all(rel <= (n + 2 + 2 * (x.max(axis=1) - x.min(axis=1))) * u)
+
+
+def test_env_independent_of_cwd():
+    assert os.path.isfile(USER)

@@ -167,7 +167,8 @@ def audit_table(report, file=None) -> None:
 
     con = console(file)
     tab = RTable(title="numstab audit", title_justify="left")
-    for h in ("function", "impl", "dtype", "result", "ok", "inacc", "unf", "ovf", "nan", "max ULP", "reasons"):
+    heads = ("function", "impl", "dtype", "result", "ok", "inacc", "unf", "ovf", "nan", "max ULP", "reasons")
+    for h in heads:
         tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right")
     for r in report.results:
         c = dict(r.counts)

@@ -73,19 +73,23 @@ def common_options(f):
 @click.option("--format", "fmt", default="table", show_default=True,
               help="Output: table, json, csv or markdown.")
 @click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
+@click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, accumulate, tolerance,
-            reference_mode, fmt, output):
+            reference_mode, fmt, output, jobs, quiet):
     """Evaluate implementations over a grid of inputs against the exact reference."""
     from . import render
     from .runner import check_choice, run_compare
 
     check_choice("output format", fmt, render.FORMATS)
     atomic = _open_output(output)
+    bar = render.ProgressBar("compare", enabled=not quiet)
     try:
         run = run_compare(dtypes=dtypes or None, functions=functions or None, impls=impls or None,
                           offsets=offsets, spreads=spreads, sizes=sizes, trials=trials, seed=seed,
                           accumulate=accumulate, tolerance=tolerance,
-                          reference_mode=reference_mode, argv=sys.argv[1:] if _argv is None else _argv)
+                          reference_mode=reference_mode, argv=_argv_now(), progress=bar, jobs=jobs)
+        bar.close()
         if fmt == "table":
             if atomic is not None:
                 import io
@@ -100,6 +104,7 @@ def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, acc
                 "markdown": render.compare_markdown}[fmt](run)
         _emit(text, output, atomic)
     except BaseException:
+        bar.close()
         if atomic is not None:
             atomic.abort()
         raise
@@ -196,6 +201,10 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
 
 
 _argv = None
+
+
+def _argv_now() -> list:
+    return list(sys.argv[1:] if _argv is None else _argv)
 
 
 def main(argv=None) -> int:

@@ -72,9 +72,11 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     For a format with p < 53, every rounding step and binade edge of the format
     is a float64 number, so r in (b', b) for a float64 bound b rounds and has the
     ulp exactly as b' = the float64 just below b: decisions use that neighbour.
+    (r - rounded) / ulp is computed exactly: the two are within one ulp_F of each
+    other (Sterbenz) and ulp is a power of two.
     """
-    err = err * (1 + 2.0**-40) + TINY
     with np.errstate(all="ignore"):
+        err = err * (1 + 2.0**-40) + TINY
         lo, hi = v - err, v + err
         lo_d, hi_d = lo, hi
         if lower is not None:
@@ -83,29 +85,40 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
         if upper is not None:
             hi = np.minimum(hi, upper)
             hi_d = np.where(hi == upper, np.nextafter(hi, -np.inf), hi)
-        rlo, rhi = fmt.round(lo_d), fmt.round(hi_d)
-        ulo, uhi = fmt.ulp(lo_d), fmt.ulp(hi_d)
-        decided = (rlo == rhi) & (ulo == uhi) & np.isfinite(rlo) & np.isfinite(v) & np.isfinite(err)
-        decided &= lo_d <= hi_d
+        rlo, ulo = fmt.round_ulp(lo_d)
+        rhi, uhi = fmt.round_ulp(hi_d)
+        decided = (rlo == rhi) & (ulo == uhi) & np.isfinite(rlo) & (lo_d <= hi_d)
         rounded = np.where(decided, rlo, np.nan)
         dlo = (lo - rounded) / ulo
         dhi = (hi - rounded) / ulo
-        # the two subtractions above may round: widen by a relative 2^-50 and an absolute hair
-        dlo = dlo - np.abs(dlo) * 2.0**-50 - 2.0**-60
-        dhi = dhi + np.abs(dhi) * 2.0**-50 + 2.0**-60
-        straddle = (lo <= 0) & (hi >= 0)
-        alo = np.where(straddle, 0.0, np.minimum(np.abs(lo), np.abs(hi)))
+        alo = np.minimum(np.abs(lo), np.abs(hi))
+        alo[(lo <= 0) & (hi >= 0)] = 0.0
         ahi = np.maximum(np.abs(lo), np.abs(hi))
     return RefData(rounded, ulo, dlo, dhi, alo, ahi, decided, np.ones_like(decided))
+
+
+#: Elements per block of the fast path: big enough for numpy, small enough for the cache.
+BLOCK = 1 << 17
 
 
 def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
     """Vectorized float64 reference with a proven error bound (see module docstring).
 
     ``x``: (B, n) float64, exact values of the format. Elements whose bound does
-    not decide the rounding have ``decided`` False.
+    not decide the rounding have ``decided`` False. Works in blocks of rows so the
+    cost stays linear in the number of elements.
     """
     x = np.asarray(x, dtype=np.float64)
+    rows = max(1, BLOCK // max(1, x.shape[-1]))
+    if x.shape[0] <= rows:
+        return _fast_block(fmt, x, np.asarray(target))
+    parts = [_fast_block(fmt, x[i:i + rows], np.asarray(target)[i:i + rows])
+             for i in range(0, x.shape[0], rows)]
+    return {f: RefData(*(np.concatenate([getattr(p[f], k) for p in parts])
+                         for k in RefData.__dataclass_fields__)) for f in parts[0]}
+
+
+def _fast_block(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
     n = x.shape[-1]
     with np.errstate(all="ignore"):
         m = np.max(x, axis=-1, keepdims=True)
@@ -156,43 +169,57 @@ def _mp():
     return mpmath
 
 
+def _exact_raw(x_row, target: int, prec: int) -> dict[str, list]:
+    """All reference values of one vector as raw mpmath tuples at working precision ``prec``.
+
+    Works on mpmath's libmp tuples (sign, man, exp, bc) to skip object overhead:
+    the reference settles every element of every vector, so this is the hot loop.
+    """
+    mpmath = _mp()
+    from mpmath.libmp import from_float, mpf_add, mpf_exp, mpf_sub, mpf_sum
+
+    xs = [from_float(float(v)) for v in x_row]  # exact
+    k = int(np.argmax(x_row))
+    m = xs[k]
+    d = [mpf_sub(v, m, 0) for v in xs]  # precision 0: exact
+    wp = prec + 10
+    t = mpf_sum([mpf_exp(di, wp, "n") for i, di in enumerate(d) if i != k], wp, "n")
+    with mpmath.mp.workprec(wp):
+        lp = mpmath.log1p(mpmath.mpf(t))._mpf_
+    ls = [mpf_sub(di, lp, prec, "n") for di in d]
+    return {
+        "logsumexp": [mpf_add(m, lp, prec, "n")],
+        "log_softmax": ls,
+        "softmax": [mpf_exp(v, prec, "n") for v in ls],
+        "cross_entropy": [mpf_sub(lp, d[int(target)], prec, "n")],
+    }
+
+
 def exact_values(x_row, target: int, prec: int) -> dict[str, list]:
     """All reference values of one vector as mpf at working precision ``prec``."""
-    mpmath = _mp()
-    ctx = mpmath.mp
-    with ctx.workprec(prec):
-        xs = [mpmath.mpf(float(v)) for v in x_row]
-        k = max(range(len(xs)), key=lambda i: xs[i])
-        m = xs[k]
-        d = [mpmath.fsub(v, m, exact=True) for v in xs]
-        t = mpmath.fsum(mpmath.exp(di) for i, di in enumerate(d) if i != k)
-        lp = mpmath.log1p(t)
-        ls = [di - lp for di in d]
-        return {
-            "logsumexp": [m + lp],
-            "log_softmax": ls,
-            "softmax": [mpmath.exp(v) for v in ls],
-            "cross_entropy": [lp - d[int(target)]],
-        }
+    make = _mp().mp.make_mpf
+    return {f: [make(v) for v in vals] for f, vals in _exact_raw(x_row, target, prec).items()}
 
 
 def round_mpf(fmt: Format, v) -> float:
-    """Round an mpf (exactly, from its binary digits) into the format."""
-    mpmath = _mp()
-    if mpmath.isnan(v):
-        return math.nan
-    if mpmath.isinf(v):
-        return float(v)
-    sign, man, exp, _ = v._mpf_
+    """Round an mpf (or a raw mpmath tuple) exactly, from its binary digits, into the format."""
+    raw = getattr(v, "_mpf_", v)
+    sign, man, exp, bc = raw
+    if not man:
+        if exp == 0:  # zero
+            return -0.0 if sign else 0.0
+        from mpmath.libmp import to_float
+
+        return to_float(raw)  # inf or nan
     return fmt.round_exact(bool(sign), int(man), int(exp))
 
 
 def escalate(fmt: Format, compute, start: int = START_PREC, max_prec: int = MAX_PREC):
     """Raise the working precision until every value rounded to the format stops changing.
 
-    ``compute(prec)`` returns a flat list of mpf. Returns (values at the final
-    precision, list of bools: settled) -- a value still changing at ``max_prec``
-    is reported as not settled instead of guessed.
+    ``compute(prec)`` returns a flat list of mpf (or raw mpmath tuples). Returns
+    (values at the final precision, list of bools: settled) -- a value still
+    changing at ``max_prec`` is reported as not settled instead of guessed.
     """
     prec = start
     prev = compute(prec)
@@ -212,17 +239,19 @@ def _same(a: float, b: float) -> bool:
 
 
 def _point(fmt: Format, v, settled: bool) -> tuple:
-    """(rounded, ulp, delta, |r|) of an mpf in float64 terms."""
-    mpmath = _mp()
-    rounded = round_mpf(fmt, v)
-    sign, man, exp, _ = v._mpf_ if v != 0 else (0, 0, 0, 0)
+    """(rounded, ulp, delta, |r|, settled) of an mpf or raw tuple, in float64 terms."""
+    from mpmath.libmp import from_float, mpf_abs, mpf_shift, mpf_sub, to_float
+
+    raw = getattr(v, "_mpf_", v)
+    rounded = round_mpf(fmt, raw)
+    _, man, exp, _ = raw
     ue = fmt.ulp_exponent_exact(int(man), int(exp))
     ulp = math.ldexp(1.0, ue)
     if math.isfinite(rounded):
-        delta = float(mpmath.ldexp(v - mpmath.mpf(rounded), -ue))
+        delta = to_float(mpf_shift(mpf_sub(raw, from_float(rounded), 0), -ue))
     else:
         delta = math.nan
-    return rounded, ulp, delta, float(abs(v)), settled
+    return rounded, ulp, delta, to_float(mpf_abs(raw)), settled
 
 
 def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
@@ -236,7 +265,7 @@ def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, Re
         row, tgt = x[b], int(target[b])
 
         def compute(prec, row=row, tgt=tgt):
-            vals = exact_values(row, tgt, prec)
+            vals = _exact_raw(row, tgt, prec)
             return [v for f in FUNCTIONS for v in vals[f]]
 
         vals, settled = escalate(fmt, compute, start=start)

@@ -182,3 +182,41 @@ def audit_table(report, file=None) -> None:
             con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
                       + json.dumps(r.first_failure), soft_wrap=True)
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
+
+
+class ProgressBar:
+    """A rich progress bar on stderr, shown only on a terminal and only once a run passes ~1 s."""
+
+    def __init__(self, label: str, enabled: bool = True, delay: float = 1.0):
+        import sys
+        import time
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
+        self.start = time.monotonic()
+        self.delay = delay
+        self._bar = None
+        self._task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        import time
+
+        if self._bar is None:
+            if time.monotonic() - self.start < self.delay:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed:,}/{task.total:,} elements"),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

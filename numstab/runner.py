@@ -7,6 +7,7 @@ functions and get result objects back.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -15,8 +16,8 @@ import numpy as np
 from . import __version__
 from .errors import NumstabError, UsageError, unknown_name
 from .formats import DEFAULT_DTYPES, Format, get_format
+from .grids import GridSpec, make_grid
 from .grids import cells as grid_cells
-from .grids import make_grid
 from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
 from .metrics import DEFAULT_TOLERANCE, STATUSES, element_metrics, quantize
 from .reference import fast_reference, fast_supported, mp_reference
@@ -204,48 +205,130 @@ def library_versions() -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class _Task:
+    """One unit of compare work: some offsets of one (dtype, spread, n)."""
+
+    dtype: str
+    grid: GridSpec  # a sub-grid: one spread, one n, some offsets (same z as the full grid)
+    impl_keys: tuple
+    accumulate: str
+    tolerance: float
+    mode: str
+
+    @property
+    def elements(self) -> int:
+        return len(self.grid.offsets) * self.grid.trials * self.grid.sizes[0]
+
+    @property
+    def cost(self) -> float:
+        """Rough seconds: mpmath settles ~1.5e4 elements/s, the fast path ~2e6 (with the kernels)."""
+        mp = self.mode == "mpmath" or not fast_supported(get_format(self.dtype))
+        return self.elements / (1.5e4 if mp else 2e6)
+
+
+def _run_task(task: _Task) -> list[CellResult]:
+    fmt = get_format(task.dtype)
+    chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
+    group = grid_cells(fmt, task.grid)
+    n, T = task.grid.sizes[0], task.grid.trials
+    x = np.concatenate([c.x for c in group], axis=0)
+    target = np.concatenate([c.target for c in group], axis=0)
+    slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
+    outs, _, _ = evaluate(fmt, x, target, chosen, task.accumulate, task.tolerance, slices, task.mode)
+    results = []
+    for o in outs:
+        for c, s, fl in zip(group, slices, o.flags):
+            summ = summarize(o, s)
+            results.append(CellResult(
+                function=o.impl.function, impl=o.impl.name, dtype=fmt.name,
+                offset=c.offset, spread=c.spread, n=n, trials=T,
+                x_min=float(c.x.min()), x_max=float(c.x.max()),
+                max_ulp=summ["max_ulp"], median_ulp=summ["median_ulp"],
+                max_rel=summ["max_rel"], status=summ["status"], flags=fl,
+                counts=tuple(summ["counts"].items()),
+                underflow_cause=underflow_cause(summ["counts"], fl),
+            ))
+    return results
+
+
+def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs) -> list[_Task]:
+    keys = tuple((i.function, i.name) for i in chosen)
+    whole = []
+    for fmt in fmts:
+        g = grids[fmt.name]
+        for n in g.sizes:
+            for sp in g.spreads:
+                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
+                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode))
+    total = sum(t.cost for t in whole)
+    if jobs <= 1 or total < 1.0:
+        return whole
+    # split the costly ones so every worker gets several pieces
+    piece = total / (4 * jobs)
+    out = []
+    for t in whole:
+        k = min(len(t.grid.offsets), max(1, int(np.ceil(t.cost / piece))))
+        for chunk in np.array_split(np.array(t.grid.offsets), k):
+            sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
+                           t.grid.trials, t.grid.seed)
+            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode))
+    return out
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=None,
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
-                argv=None, progress=None) -> CompareRun:
-    """The compare job: every selected implementation over the grid of every dtype."""
+                argv=None, progress=None, jobs: int | None = None) -> CompareRun:
+    """The compare job: every selected implementation over the grid of every dtype.
+
+    ``jobs``: worker processes for independent grid cells (default: the machine's
+    cores; small runs stay in this process). ``progress(done, total)`` is called
+    with element counts as pieces finish.
+    """
     check_choice("accumulation model", accumulate, ACCUMULATE)
     check_choice("reference mode", reference_mode, REFERENCE_MODES)
     if not (tolerance >= 0):
         raise UsageError("--tolerance must be a number >= 0")
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     fmts = [get_format(d) for d in (dtypes or DEFAULT_DTYPES)]
     chosen = select_impls(functions, impls)
     grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
-    results = []
-    from .reference import thresholds as exact_thresholds
+    for f in fmts:  # inputs that do not fit the format: refuse before any work
+        g = grids[f.name]
+        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
+        grid_cells(f, probe)
+    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs)
+    total = sum(t.elements for t in tasks)
+    results, done = [], 0
+    if jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0:
+        import concurrent.futures as cf
+        import multiprocessing as mp
 
-    for fmt in fmts:
-        grid = grids[fmt.name]
-        cl = grid_cells(fmt, grid)
-        for n in grid.sizes:
-            group = [c for c in cl if c.n == n]
-            x = np.concatenate([c.x for c in group], axis=0)
-            target = np.concatenate([c.target for c in group], axis=0)
-            T = grid.trials
-            slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
-            outs, _, _ = evaluate(fmt, x, target, chosen, accumulate, tolerance, slices,
-                                  reference_mode)
-            for o in outs:
-                for c, s, fl in zip(group, slices, o.flags):
-                    summ = summarize(o, s)
-                    results.append(CellResult(
-                        function=o.impl.function, impl=o.impl.name, dtype=fmt.name,
-                        offset=c.offset, spread=c.spread, n=n, trials=T,
-                        x_min=float(c.x.min()), x_max=float(c.x.max()),
-                        max_ulp=summ["max_ulp"], median_ulp=summ["median_ulp"],
-                        max_rel=summ["max_rel"], status=summ["status"], flags=fl,
-                        counts=tuple(summ["counts"].items()),
-                        underflow_cause=underflow_cause(summ["counts"], fl),
-                    ))
+        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
+                                    mp_context=mp.get_context("fork")) as pool:
+            futs = {pool.submit(_run_task, t): t for t in tasks}
+            for fut in cf.as_completed(futs):
+                results.extend(fut.result())
+                done += futs[fut].elements
+                if progress:
+                    progress(done, total)
+    else:
+        for t in tasks:
+            results.extend(_run_task(t))
+            done += t.elements
             if progress:
-                progress(fmt.name, n)
+                progress(done, total)
     order = {f: i for i, f in enumerate(FUNCTIONS)}
-    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, r.n, r.offset))
+    impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
+    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, r.n, r.offset,
+                                impl_order[(r.function, r.impl)]))
     meta = {
         "version": __version__,
         "seed": int(seed),
@@ -256,6 +339,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         "grids": {k: g.to_dict() for k, g in grids.items()},
         **library_versions(),
     }
+    from .reference import thresholds as exact_thresholds
+
     th = tuple(exact_thresholds(f) for f in fmts)
     return CompareRun(meta=meta, results=tuple(results), thresholds=th)
 

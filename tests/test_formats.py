@@ -74,3 +74,15 @@ def test_ulp_by_hand():
 def test_unknown_dtype_suggests():
     with pytest.raises(UsageError, match="did you mean 'float16'"):
         get_format("flaot16")
+
+
+def test_round_ulp_matches_round_and_ulp():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(100_000) * np.exp(rng.uniform(-120, 120, 100_000))
+    x[:5] = [0.0, -0.0, 2.0**-30, 65520.0, -1e-300]
+    for f in FORMATS.values():
+        r, u = f.round_ulp(x)
+        with np.errstate(all="ignore"):
+            assert np.array_equal(r, f.round(x), equal_nan=True)
+            assert np.array_equal(u, f.ulp(x))
+    assert F16.round_ulp(np.array([0.0]))[1][0] == 2.0**-24

@@ -111,6 +111,47 @@ def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, acc
 
 
 @cli.command(context_settings=HELP)
+@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default the four main ones).")
+@click.option("--function", "functions", multiple=True, help="Function (repeatable; default all).")
+@click.option("--impl", "impls", multiple=True, help="Implementation name (repeatable; default all).")
+@grid_options
+@common_options
+@click.option("--reference", "reference_mode", default="auto", show_default=True,
+              help="auto or mpmath (see compare).")
+@click.option("--out", "out_dir", help="Report directory (default reports/<timestamp>).")
+@click.option("--formats", "formats", default="md,json,csv,html,png", show_default=True,
+              help="Files to write: md,json,csv,html,png.")
+@click.option("--force", is_flag=True, help="Overwrite an existing, non-empty report directory.")
+@click.option("--from", "from_file", help="Re-render a saved results.json without recomputing.")
+@click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def report(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, accumulate, tolerance,
+           reference_mode, out_dir, formats, force, from_file, jobs, quiet):
+    """Write report files (Markdown, JSON, CSV, HTML, PNG plots) for a compare run."""
+    from . import render
+    from .report import ReportWriter, default_dir, load_run, parse_formats
+    from .runner import run_compare
+
+    fmts = parse_formats(formats)
+    saved = load_run(from_file) if from_file else None
+    writer = ReportWriter(out_dir or default_dir(), fmts, force)
+    bar = render.ProgressBar("report", enabled=not quiet)
+    try:
+        run = saved or run_compare(dtypes=dtypes or None, functions=functions or None,
+                                   impls=impls or None, offsets=offsets, spreads=spreads, sizes=sizes,
+                                   trials=trials, seed=seed, accumulate=accumulate,
+                                   tolerance=tolerance, reference_mode=reference_mode,
+                                   argv=_argv_now(), progress=bar, jobs=jobs)
+        bar.close()
+        written = writer.write(run)
+    except BaseException:
+        bar.close()
+        writer.abort()
+        raise
+    click.echo(f"wrote {len(written)} files to {writer.dir}")
+
+
+@cli.command(context_settings=HELP)
 @click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default all six).")
 @click.option("--n", "n", type=int, default=1000, show_default=True,
               help="Vector length for the naive-sum overflow offset.")

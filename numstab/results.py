@@ -103,7 +103,12 @@ class CompareRun:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        """Header keys indented, then one compact line per result record."""
+        d = self.to_dict()
+        results = d.pop("results")
+        head = json.dumps(d, indent=1, allow_nan=False)
+        body = ",\n".join(json.dumps(r, allow_nan=False, separators=(",", ":")) for r in results)
+        return head[:-2] + ',\n "results": [\n' + body + "\n ]\n}"
 
     @classmethod
     def from_dict(cls, d: dict) -> CompareRun:

@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import UsageError
+from .errors import NumstabError, UsageError
 
 HELP = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
@@ -75,8 +75,11 @@ def common_options(f):
 @click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
 @click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--verify", type=int, default=0, metavar="K",
+              help="Self-check: recompute K random vectors of every piece at twice the precision; "
+                   "exit 1 on any disagreement.")
 def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, accumulate, tolerance,
-            reference_mode, fmt, output, jobs, quiet):
+            reference_mode, fmt, output, jobs, quiet, verify):
     """Evaluate implementations over a grid of inputs against the exact reference."""
     from . import render
     from .runner import check_choice, run_compare
@@ -88,7 +91,8 @@ def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, acc
         run = run_compare(dtypes=dtypes or None, functions=functions or None, impls=impls or None,
                           offsets=offsets, spreads=spreads, sizes=sizes, trials=trials, seed=seed,
                           accumulate=accumulate, tolerance=tolerance,
-                          reference_mode=reference_mode, argv=_argv_now(), progress=bar, jobs=jobs)
+                          reference_mode=reference_mode, argv=_argv_now(), progress=bar, jobs=jobs,
+                          verify=verify)
         bar.close()
         if fmt == "table":
             if atomic is not None:
@@ -267,6 +271,15 @@ def main(argv=None) -> int:
     except click.exceptions.Abort:
         click.echo("numstab: aborted", err=True)
         return 2
+    except NumstabError as exc:  # e.g. a failed --verify self-check: a finding about numstab itself
+        click.echo(f"numstab: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("numstab: interrupted", err=True)
+        return 2
+    except MemoryError:
+        click.echo("numstab: error: out of memory; use a smaller grid or input", err=True)
+        return 2
     except BrokenPipeError:
         # `numstab compare | head`: the reader left; say nothing more
         try:
@@ -275,9 +288,19 @@ def main(argv=None) -> int:
         except OSError:
             pass
         return 0
+    except Exception as exc:  # a bug in numstab: still one line, never a traceback
+        if os.environ.get("NUMSTAB_DEBUG"):
+            raise
+        click.echo(f"numstab: internal error: {type(exc).__name__}: {exc} (set NUMSTAB_DEBUG=1 for "
+                   "the traceback, and please report it)", err=True)
+        return 2
     finally:
         _argv = None
 
 
 def entry() -> None:  # pragma: no cover - console script
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m numstab.cli
+    entry()

@@ -95,6 +95,8 @@ def default_grid(fmt: Format, seed: int = 0) -> GridSpec:
 
 
 def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, seed=0) -> GridSpec:
+    if int(seed) < 0:
+        raise UsageError(f"--seed {seed}: must be a non-negative integer")
     base = default_grid(fmt, seed)
     trials = base.trials if trials is None else int(trials)
     if trials < 1:

@@ -301,6 +301,30 @@ def exact_strings(fmt: Format, x_row, target: int, digits: int = 25) -> dict[str
     return out
 
 
+def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows) -> list[str]:
+    """Recompute the given rows at twice the escalation's final precision; list disagreements.
+
+    Checks the value rounded to the format of every settled element of every
+    function, whichever path (fast or mpmath) produced it.
+    """
+    prec = 4 * max(START_PREC, 2 * fmt.p + 32)
+    bad = []
+    for b in rows:
+        vals = _exact_raw(x[b], int(target[b]), prec)
+        for f in FUNCTIONS:
+            r = ref[f]
+            for j, v in enumerate(vals[f]):
+                idx = (b, j) if r.rounded.ndim == 2 else (b,)
+                if not r.determined[idx]:
+                    continue
+                want = round_mpf(fmt, v)
+                got = float(r.rounded[idx])
+                if not _same(want, got):
+                    bad.append(f"{f} of vector {list(map(float, x[b]))[:8]} element {j}: reference "
+                               f"{got!r}, at {prec} bits {want!r}")
+    return bad
+
+
 # -------------------------------------------------------------- thresholds
 def thresholds(fmt: Format, n: int = 1000) -> dict:
     """Exact limits of exp in the format, computed with mpmath (60 significant digits)."""

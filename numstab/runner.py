@@ -32,6 +32,10 @@ class CallableError(NumstabError):
     """A user implementation raised, or returned the wrong shape or dtype."""
 
 
+class ReferenceMismatch(NumstabError):
+    """--verify found a reference value that changes at twice the precision."""
+
+
 @contextlib.contextmanager
 def capture_flags():
     """Collect the IEEE exception flags numpy sees inside the block."""
@@ -104,7 +108,7 @@ class ImplOutcome:
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
-             ref=None, on_error: str = "raise"):
+             ref=None, on_error: str = "raise", verify: int = 0):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
@@ -143,6 +147,14 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         if not np.any(unsettled & ~exact):
             break
         _refine(fmt, x, target, ref, exact, unsettled)
+    if verify:
+        from .reference import verify_rows
+
+        rows = np.random.default_rng(B).choice(B, size=min(verify, B), replace=False)
+        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()))
+        if bad:
+            raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
+                                    f"({len(bad)} disagreements)")
     return outs, ref, exact
 
 
@@ -215,6 +227,7 @@ class _Task:
     accumulate: str
     tolerance: float
     mode: str
+    verify: int = 0
 
     @property
     def elements(self) -> int:
@@ -235,7 +248,8 @@ def _run_task(task: _Task) -> list[CellResult]:
     x = np.concatenate([c.x for c in group], axis=0)
     target = np.concatenate([c.target for c in group], axis=0)
     slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
-    outs, _, _ = evaluate(fmt, x, target, chosen, task.accumulate, task.tolerance, slices, task.mode)
+    outs, _, _ = evaluate(fmt, x, target, chosen, task.accumulate, task.tolerance, slices, task.mode,
+                          verify=task.verify)
     results = []
     for o in outs:
         for c, s, fl in zip(group, slices, o.flags):
@@ -252,7 +266,7 @@ def _run_task(task: _Task) -> list[CellResult]:
     return results
 
 
-def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs) -> list[_Task]:
+def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0) -> list[_Task]:
     keys = tuple((i.function, i.name) for i in chosen)
     whole = []
     for fmt in fmts:
@@ -260,7 +274,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs) -> list[_Task
         for n in g.sizes:
             for sp in g.spreads:
                 sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
-                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode))
+                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify))
     total = sum(t.cost for t in whole)
     if jobs <= 1 or total < 1.0:
         return whole
@@ -272,7 +286,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs) -> list[_Task
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
                            t.grid.trials, t.grid.seed)
-            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode))
+            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify))
     return out
 
 
@@ -283,7 +297,7 @@ def default_jobs() -> int:
 def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=None,
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
-                argv=None, progress=None, jobs: int | None = None) -> CompareRun:
+                argv=None, progress=None, jobs: int | None = None, verify: int = 0) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``jobs``: worker processes for independent grid cells (default: the machine's
@@ -304,7 +318,9 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         g = grids[f.name]
         probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
         grid_cells(f, probe)
-    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs)
+    if verify < 0:
+        raise UsageError("--verify must be >= 0")
+    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify)
     total = sum(t.elements for t in tasks)
     results, done = [], 0
     if jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0:
@@ -334,8 +350,9 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         "seed": int(seed),
         "argv": list(argv) if argv is not None else None,
         "accumulate": accumulate,
-        "tolerance": tolerance,
+        "tolerance": jnum(tolerance),
         "reference": reference_mode,
+        **({"verify": int(verify)} if verify else {}),
         "grids": {k: g.to_dict() for k, g in grids.items()},
         **library_versions(),
     }

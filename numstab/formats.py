@@ -122,6 +122,10 @@ class Format:
             return -0.0 if negative else 0.0
         e = man.bit_length() - 1 + exp  # floor(log2 |v|)
         q = max(e, self.emin) - self.p + 1
+        if e <= q - 2:  # |v| < half the smallest subnormal: 0 (also for absurdly tiny exponents)
+            return -0.0 if negative else 0.0
+        if e > self.emax + 1:  # far beyond max: overflow without building huge integers
+            return -self.overflow_value if negative else self.overflow_value
         shift = exp - q
         if shift >= 0:
             k = man << shift

@@ -67,23 +67,16 @@ def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: floa
     point = ref.dlo == ref.dhi  # mpmath values: no widening
     with np.errstate(all="ignore"):
         ulp = ref.ulp
-        finite_r = np.isfinite(ref.rounded)
-        k = (y - ref.rounded) / ulp
+        # delta is measured from the rounded value, or from +-max where r rounds to +-inf
+        anchor = np.where(np.isfinite(ref.rounded), ref.rounded, np.copysign(fmt.max, ref.rounded))
+        k = (y - anchor) / ulp
         a, b = k - ref.dhi, k - ref.dlo  # (y - r)/ulp lies in [a, b]
         flo = np.where((a <= 0) & (b >= 0), 0.0, np.minimum(np.abs(a), np.abs(b)))
         fhi = np.maximum(np.abs(a), np.abs(b))
-        # exact value beyond the format's range: measure from |r| directly
-        sgn = np.sign(np.where(finite_r, 1.0, ref.rounded))
-        ra, rb = sgn * ref.alo, sgn * ref.ahi
-        da, db = (y - np.maximum(ra, rb)) / ulp, (y - np.minimum(ra, rb)) / ulp
-        flo = np.where(finite_r, flo, np.minimum(np.abs(da), np.abs(db)))
-        fhi = np.where(finite_r, fhi, np.maximum(np.abs(da), np.abs(db)))
         flo = np.where(point, flo, flo * (1 - 2.0**-50) - 2.0**-50)
         fhi = np.where(point, fhi, fhi * (1 + 2.0**-50) + 2.0**-50)
-        rlo = flo * ulp / ref.ahi
-        rhi = fhi * ulp / np.where(ref.alo > 0, ref.alo, 0.0)
-        rlo = np.where(ref.ahi == 0, np.where(flo == 0, 0.0, np.inf), rlo)
-        rhi = np.where(ref.alo == 0, np.where(fhi == 0, 0.0, np.inf), rhi)
+        rlo = np.where(flo <= 0, 0.0, np.maximum(flo, 0.0) * ref.qlo)
+        rhi = np.where(fhi == 0, 0.0, fhi * ref.qhi)
 
         nan = np.isnan(y)
         inf = np.isinf(y)

@@ -47,8 +47,8 @@ class RefData:
     ulp: np.ndarray
     dlo: np.ndarray
     dhi: np.ndarray
-    alo: np.ndarray
-    ahi: np.ndarray
+    qlo: np.ndarray  # bounds of ulp / |r| (inf for r = 0): relative error = ULP error * q
+    qhi: np.ndarray
     decided: np.ndarray  # bool: the interval fixes the rounded value and the ulp
     determined: np.ndarray  # bool: False where mpmath could not settle the value
 
@@ -93,8 +93,9 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
         dhi = (hi - rounded) / ulo
         alo = np.minimum(np.abs(lo), np.abs(hi))
         alo[(lo <= 0) & (hi >= 0)] = 0.0
-        ahi = np.maximum(np.abs(lo), np.abs(hi))
-    return RefData(rounded, ulo, dlo, dhi, alo, ahi, decided, np.ones_like(decided))
+        qlo = ulo / np.maximum(np.abs(lo), np.abs(hi))
+        qhi = ulo / alo
+    return RefData(rounded, ulo, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
 
 
 #: Elements per block of the fast path: big enough for numpy, small enough for the cache.
@@ -239,19 +240,23 @@ def _same(a: float, b: float) -> bool:
 
 
 def _point(fmt: Format, v, settled: bool) -> tuple:
-    """(rounded, ulp, delta, |r|, settled) of an mpf or raw tuple, in float64 terms."""
-    from mpmath.libmp import from_float, mpf_abs, mpf_shift, mpf_sub, to_float
+    """(rounded, ulp, delta, ulp/|r|, settled) of an mpf or raw tuple, in float64 terms.
+
+    delta = (r - anchor) / ulp exactly rounded, where the anchor is the rounded value,
+    or +-max when r rounds to an infinity (an exact value beyond the format's range
+    keeps an exact ULP distance to any finite output that way).
+    """
+    from mpmath.libmp import from_float, mpf_abs, mpf_div, mpf_shift, mpf_sub, to_float
 
     raw = getattr(v, "_mpf_", v)
     rounded = round_mpf(fmt, raw)
-    _, man, exp, _ = raw
+    sign, man, exp, _ = raw
     ue = fmt.ulp_exponent_exact(int(man), int(exp))
     ulp = math.ldexp(1.0, ue)
-    if math.isfinite(rounded):
-        delta = to_float(mpf_shift(mpf_sub(raw, from_float(rounded), 0), -ue))
-    else:
-        delta = math.nan
-    return rounded, ulp, delta, to_float(mpf_abs(raw)), settled
+    anchor = rounded if math.isfinite(rounded) else (-fmt.max if sign else fmt.max)
+    delta = to_float(mpf_shift(mpf_sub(raw, from_float(anchor), 0), -ue))
+    q = math.inf if not man else to_float(mpf_div(from_float(ulp), mpf_abs(raw), 64, "n"))
+    return rounded, ulp, delta, q, settled
 
 
 def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
@@ -278,9 +283,9 @@ def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, Re
     out = {}
     for f in FUNCTIONS:
         c = cols[f]
-        rounded, ulp, delta, absr, settled = (c[..., j] for j in range(5))
+        rounded, ulp, delta, q, settled = (c[..., j] for j in range(5))
         determined = settled.astype(bool)
-        out[f] = RefData(rounded, ulp, delta.copy(), delta.copy(), absr, absr.copy(),
+        out[f] = RefData(rounded, ulp, delta.copy(), delta.copy(), q, q.copy(),
                          np.ones_like(determined), determined)
     return out
 

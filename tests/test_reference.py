@@ -26,11 +26,12 @@ def point_ref(fmt, exact: list[Fraction]) -> RefData:
     r = np.array([float(v) for v in exact])
     rounded = fmt.round(r)
     ulp = fmt.ulp(r)
-    delta = np.array([float((v - Fraction(float(q))) / Fraction(float(u))) if math.isfinite(q) else math.nan
-                      for v, q, u in zip(exact, rounded, ulp)])
-    a = np.abs(r)
+    anchor = [q if math.isfinite(q) else math.copysign(fmt.max, q) for q in rounded]
+    delta = np.array([float((v - Fraction(a)) / Fraction(float(u))) for v, a, u in zip(exact, anchor, ulp)])
+    with np.errstate(divide="ignore"):
+        q = ulp / np.abs(r)
     ones = np.ones(len(exact), dtype=bool)
-    return RefData(rounded, ulp, delta, delta.copy(), a, a.copy(), ones, ones.copy())
+    return RefData(rounded, ulp, delta, delta.copy(), q, q.copy(), ones, ones.copy())
 
 
 def test_ulp_error_hand_computed_cases():
@@ -131,3 +132,23 @@ def test_thresholds_exact_values():
     assert round(float(t32["exp_overflow_x"]), 10) == 88.7228390819
     assert round(float(t32["exp_underflow_x"]), 9) == -103.972077084
     assert thresholds(F64)["exp_overflow_x"].startswith("709.78271289338")
+
+
+def test_exact_value_beyond_float64_range_keeps_exact_figures():
+    # cross-entropy of [1.5e308, -1.5e308] at target 1 is 3e308 (+ a hair): beyond float64's max
+    x = np.array([[1.5e308, -1.5e308]])
+    ref = mp_reference(F64, x, np.array([1]))["cross_entropy"]
+    assert ref.rounded[0] == math.inf
+    ulp, rel, status, _ = element_metrics(F64, "cross_entropy", np.array([math.inf, F64.max]),
+                                          point_like(ref), 4.0)
+    assert status[0] == OK and ulp[0] == 0.0  # inf is the correctly rounded answer
+    want = (Fraction(3 * 10**308) - Fraction(F64.max)) / 2**972  # |y - r| / ulp(r), r ~ 3e308
+    assert status[1] == INACCURATE and ulp[1] == pytest.approx(float(want), rel=5e-3)
+    assert rel[1] == pytest.approx(float((Fraction(3 * 10**308) - Fraction(F64.max)) / (3 * 10**308)),
+                                   rel=5e-3)
+
+
+def point_like(ref):
+    return RefData(np.repeat(ref.rounded, 2), np.repeat(ref.ulp, 2), np.repeat(ref.dlo, 2),
+                   np.repeat(ref.dhi, 2), np.repeat(ref.qlo, 2), np.repeat(ref.qhi, 2),
+                   np.repeat(ref.decided, 2), np.repeat(ref.determined, 2))

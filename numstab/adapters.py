@@ -148,4 +148,6 @@ def library_impl(library: str, function: str) -> Impl | None:
     if fn is None:
         return None
     name = {"scipy": "scipy.special", "torch": "torch.nn.functional", "jax": "jax.nn"}[library]
+    if library == "torch" and function == "logsumexp":
+        name = "torch"  # torch.logsumexp: nn.functional has none
     return Impl(function, name, fn, f"{name}.{function}")

@@ -68,6 +68,20 @@ def test_scipy_implementations_audited(capsys):
         assert data["results"][0]["impl"] == "scipy.special"
 
 
+def test_torch_implementations_audited(capsys):
+    pytest.importorskip("torch", reason="torch not installed (.ci/run installs torch==2.13.0 from the "
+                        "machine's local wheel when there is one)")
+    for f in ("softmax", "log_softmax", "logsumexp", "cross_entropy"):
+        code, data, _ = audit(capsys, "--function", f, "--dtype", "float16", "--dtype", "bfloat16",
+                              "--library", "torch", *SMALL)
+        assert code == 0, data
+        assert all(r["counts"]["nan"] == r["counts"]["overflow"] == 0 for r in data["results"])
+    # torch's half softmax computes in float32 inside: correctly rounded here
+    code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16", "--library", "torch",
+                          "--max-ulp", "0.5", *SMALL)
+    assert code == 0
+
+
 def test_cross_entropy_callable_with_targets(capsys, tmp_path):
     x = np.array([[1000.0, 0.0, -5.0], [1.0, 2.0, 3.0]])
     np.save(tmp_path / "x.npy", x)

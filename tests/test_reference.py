@@ -111,11 +111,14 @@ def test_fast_reference_agrees_with_mpmath_where_it_decides():
             assert np.all(fast[fn].dlo[d] <= exact[fn].dlo[d]) and np.all(exact[fn].dhi[d] <= fast[fn].dhi[d])
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64", "float8_e4m3fn",
+                                   "float8_e5m2"])
 def test_fast_path_and_mpmath_report_identical_figures(dtype):
-    seed = {"float16": 11, "bfloat16": 12, "float32": 13, "float64": 14}[dtype]
+    seed = {"float16": 11, "bfloat16": 12, "float32": 13, "float64": 14, "float8_e4m3fn": 15,
+            "float8_e5m2": 16}[dtype]
     rng = np.random.default_rng(seed)
-    lim = {"float16": 12, "bfloat16": 90, "float32": 90, "float64": 700}[dtype]
+    lim = {"float16": 12, "bfloat16": 90, "float32": 90, "float64": 700, "float8_e4m3fn": 6,
+           "float8_e5m2": 11}[dtype]
     offs = ",".join(f"{v:.3f}" for v in rng.uniform(-1.5 * lim, 1.5 * lim, 5))
     spreads = ",".join(f"{v:.3f}" for v in rng.uniform(0.01, lim / 3, 2))
     kw = dict(dtypes=[dtype], offsets=offs, spreads=spreads, sizes="2,5,33", trials=3, seed=seed)

@@ -130,6 +130,13 @@ def parse_max_ulp(values) -> tuple:
     return tuple(out)
 
 
+def grid_items(offsets=None, spreads=None, sizes=None, trials=None, seed=None) -> tuple:
+    """The grid settings that were given, as ((key, value), ...) for AuditSpec.grid."""
+    given = (("offsets", offsets), ("spreads", spreads), ("sizes", sizes), ("trials", trials),
+             ("seed", seed))
+    return tuple((k, v) for k, v in given if v is not None)
+
+
 def _as_tuple(v) -> tuple:
     if v is None:
         return ()
@@ -144,7 +151,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
-    grid = tuple((k, d[k]) for k in ("offsets", "spreads", "sizes", "trials", "seed") if k in d)
+    grid = grid_items(**{k: d.get(k) for k in ("offsets", "spreads", "sizes", "trials", "seed")})
     dtypes = _as_tuple(d.get("dtypes")) or AuditSpec.dtypes
     try:
         return make_spec(

@@ -62,38 +62,55 @@ def common_options(f):
     return f
 
 
+def run_options(f):
+    """The options of a compare run, shared by compare and report."""
+    for opt in reversed([
+        click.option("--dtype", "dtypes", multiple=True,
+                     help="Format (repeatable; default the four main ones)."),
+        click.option("--function", "functions", multiple=True, help="Function (repeatable; default all)."),
+        click.option("--impl", "impls", multiple=True,
+                     help="Implementation name (repeatable; default all)."),
+        grid_options,
+        common_options,
+        click.option("--reference", "reference_mode", default="auto", show_default=True,
+                     help="auto: proven fast path with mpmath fallback; mpmath: mpmath everywhere."),
+        click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option("--verify", type=int, default=0, metavar="K",
+                     help="Self-check: recompute K random vectors of every piece at twice the "
+                          "precision; exit 1 on any disagreement."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _run_compare(label: str, opts: dict):
+    """run_compare with the CLI's options and a progress bar on stderr."""
+    from . import render
+    from .runner import run_compare
+
+    bar = render.ProgressBar(label, enabled=not opts.pop("quiet"))
+    try:
+        return run_compare(**{k: (v or None) if k in ("dtypes", "functions", "impls") else v
+                              for k, v in opts.items()}, argv=_argv_now(), progress=bar)
+    finally:
+        bar.close()
+
+
 @cli.command(context_settings=HELP)
-@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default the four main ones).")
-@click.option("--function", "functions", multiple=True, help="Function (repeatable; default all).")
-@click.option("--impl", "impls", multiple=True, help="Implementation name (repeatable; default all).")
-@grid_options
-@common_options
-@click.option("--reference", "reference_mode", default="auto", show_default=True,
-              help="auto: proven fast path with mpmath fallback; mpmath: mpmath everywhere.")
+@run_options
 @click.option("--format", "fmt", default="table", show_default=True,
               help="Output: table, json, csv or markdown.")
 @click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
-@click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.option("--verify", type=int, default=0, metavar="K",
-              help="Self-check: recompute K random vectors of every piece at twice the precision; "
-                   "exit 1 on any disagreement.")
-def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, accumulate, tolerance,
-            reference_mode, fmt, output, jobs, quiet, verify):
+def compare(fmt, output, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
     from . import render
-    from .runner import check_choice, run_compare
+    from .runner import check_choice
 
     check_choice("output format", fmt, render.FORMATS)
     atomic = _open_output(output)
-    bar = render.ProgressBar("compare", enabled=not quiet)
     try:
-        run = run_compare(dtypes=dtypes or None, functions=functions or None, impls=impls or None,
-                          offsets=offsets, spreads=spreads, sizes=sizes, trials=trials, seed=seed,
-                          accumulate=accumulate, tolerance=tolerance,
-                          reference_mode=reference_mode, argv=_argv_now(), progress=bar, jobs=jobs,
-                          verify=verify)
-        bar.close()
+        run = _run_compare("compare", opts)
         if fmt == "table":
             if atomic is not None:
                 import io
@@ -108,48 +125,29 @@ def compare(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, acc
                 "markdown": render.compare_markdown}[fmt](run)
         _emit(text, output, atomic)
     except BaseException:
-        bar.close()
         if atomic is not None:
             atomic.abort()
         raise
 
 
 @cli.command(context_settings=HELP)
-@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default the four main ones).")
-@click.option("--function", "functions", multiple=True, help="Function (repeatable; default all).")
-@click.option("--impl", "impls", multiple=True, help="Implementation name (repeatable; default all).")
-@grid_options
-@common_options
-@click.option("--reference", "reference_mode", default="auto", show_default=True,
-              help="auto or mpmath (see compare).")
+@run_options
 @click.option("--out", "out_dir", help="Report directory (default reports/<timestamp>).")
 @click.option("--formats", "formats", default="md,json,csv,html,png", show_default=True,
               help="Files to write: md,json,csv,html,png.")
 @click.option("--force", is_flag=True, help="Overwrite an existing, non-empty report directory.")
 @click.option("--from", "from_file", help="Re-render a saved results.json without recomputing.")
-@click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def report(dtypes, functions, impls, offsets, spreads, sizes, trials, seed, accumulate, tolerance,
-           reference_mode, out_dir, formats, force, from_file, jobs, quiet):
+def report(out_dir, formats, force, from_file, **opts):
     """Write report files (Markdown, JSON, CSV, HTML, PNG plots) for a compare run."""
-    from . import render
     from .report import ReportWriter, default_dir, load_run, parse_formats
-    from .runner import run_compare
 
     fmts = parse_formats(formats)
     saved = load_run(from_file) if from_file else None
     writer = ReportWriter(out_dir or default_dir(), fmts, force)
-    bar = render.ProgressBar("report", enabled=not quiet)
     try:
-        run = saved or run_compare(dtypes=dtypes or None, functions=functions or None,
-                                   impls=impls or None, offsets=offsets, spreads=spreads, sizes=sizes,
-                                   trials=trials, seed=seed, accumulate=accumulate,
-                                   tolerance=tolerance, reference_mode=reference_mode,
-                                   argv=_argv_now(), progress=bar, jobs=jobs)
-        bar.close()
+        run = saved or _run_compare("report", opts)
         written = writer.write(run)
     except BaseException:
-        bar.close()
         writer.abort()
         raise
     click.echo(f"wrote {len(written)} files to {writer.dir}")
@@ -223,7 +221,7 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
           offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import render
-    from .audit import load_config, make_spec, run_audit
+    from .audit import grid_items, load_config, make_spec, run_audit
     from .runner import check_choice
 
     check_choice("output format", fmt, ("table", "json"))
@@ -232,8 +230,7 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
             raise UsageError("--function is required with --impl/--callable/--library/--input")
         specs = load_config(config)
     else:
-        grid = tuple((k, v) for k, v in (("offsets", offsets), ("spreads", spreads), ("sizes", sizes),
-                                         ("trials", trials), ("seed", seed)) if v is not None)
+        grid = grid_items(offsets, spreads, sizes, trials, seed)
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid)]

@@ -32,11 +32,7 @@ def jnum(v):
 
 
 def unjnum(v) -> float:
-    if v is None:
-        return math.nan
-    if isinstance(v, str):
-        return float(v)
-    return float(v)
+    return math.nan if v is None else float(v)  # float("inf") / float("-inf") for the strings
 
 
 @dataclass(frozen=True)

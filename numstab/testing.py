@@ -20,11 +20,10 @@ def assert_stable(fn, function: str = "softmax", dtypes=("float16",), max_ulp=No
     ``max_ulp`` (a number) also fails on a finite ULP error above it.
     Returns the audit report when everything passes.
     """
-    from .audit import make_spec, run_audit
+    from .audit import grid_items, make_spec, run_audit
 
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "callable")
-    grid = tuple((k, v) for k, v in (("offsets", offsets), ("spreads", spreads), ("sizes", sizes),
-                                     ("trials", trials), ("seed", seed)) if v is not None)
+    grid = grid_items(offsets, spreads, sizes, trials, seed)
     spec = make_spec(function, callables=((name, fn),), dtypes=tuple(dtypes),
                      max_ulp=max_ulp, fail_on=tuple(fail_on), accumulate=accumulate, input=input,
                      targets=targets, target=target, grid=grid)

@@ -10,7 +10,15 @@ import io
 import json
 
 from .results import CompareRun
-from .tables import CSV_FIELDS, build_tables, csv_rows, fmt_num, threshold_line, thresholds_by_dtype
+from .tables import (
+    CSV_FIELDS,
+    build_tables,
+    csv_rows,
+    fmt_num,
+    sig,
+    threshold_line,
+    thresholds_by_dtype,
+)
 
 STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
          "nan": "bold red", "undetermined": "cyan"}
@@ -99,23 +107,27 @@ def thresholds_table(data: dict, file=None) -> None:
     from rich.table import Table as RTable
 
     con = console(file)
-    tab = RTable(title="exp limits per format (exact, mpmath)", title_justify="left")
-    cols = ("dtype", "exp_overflow_x", "largest_finite_exp_input", "exp_subnormal_x",
-            "exp_underflow_x", "naive_sum_overflow_offset", "eps", "max", "tiny", "smallest_subnormal")
-    for c in cols:
-        tab.add_column(c.replace("_", " "), justify="right")
-    for f in data["formats"]:
-        row = []
-        for c in cols:
-            v = f[c]
-            row.append(v[:14] if isinstance(v, str) and c != "dtype" else
-                       (f"{v:.10g}" if isinstance(v, float) else str(v)))
-        tab.add_row(*row)
+    fmts = data["formats"]
+    tab = RTable(title="exp limits per format (exact, mpmath): limits rounded to 13 digits, "
+                       "format values as shortest round-trip decimals", title_justify="left")
+    tab.add_column("")
+    for f in fmts:
+        tab.add_column(f["dtype"], justify="right")
+    n = fmts[0]["n"] if fmts else 1000
+    rows = (("exp overflows for x >=", "exp_overflow_x"),
+            ("largest finite exp input", "largest_finite_exp_input"),
+            ("exp subnormal below x =", "exp_subnormal_x"),
+            ("exp rounds to 0 for x <=", "exp_underflow_x"),
+            (f"naive sum of {n} overflows above", "naive_sum_overflow_offset"),
+            ("eps", "eps"), ("max", "max"), ("tiny (smallest normal)", "tiny"),
+            ("smallest subnormal", "smallest_subnormal"), ("precision p (bits)", "p"))
+    for label, key in rows:
+        vals = [f[key] for f in fmts]
+        tab.add_row(label, *(sig(v, 13) if isinstance(v, str) else repr(v) for v in vals))
     con.print(tab)
-    n = data["formats"][0]["n"] if data["formats"] else 1000
-    con.print(f"naive sum overflow offset: largest x at which {n} equal values' exp sum stays finite "
+    con.print(f"naive sum: the largest offset at which {n} equal values keep sum(exp(x)) finite "
               "(exact arithmetic).")
-    for f in data["formats"]:
+    for f in fmts:
         if f.get("note"):
             con.print(f"{f['dtype']}: {f['note']}")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import UsageError
 from .outputs import AtomicFile
 from .results import CompareRun
-from .tables import build_tables, fmt_num, threshold_line, thresholds_by_dtype, verdicts
+from .tables import build_tables, fmt_num, sig, threshold_line, thresholds_by_dtype, verdicts
 
 REPORT_FORMATS = ("md", "json", "csv", "html", "png")
 STATUS_CSS = {"ok": "#2e7d32", "inaccurate": "#b28704", "underflow": "#7b1fa2", "overflow": "#c62828",
@@ -132,8 +132,8 @@ def report_markdown(run: CompareRun, plot_files=()) -> str:
             "| dtype | exp overflows for x >= | largest finite exp input | exp is 0 for x <= | "
             "exp subnormal below | eps |", "|---|---:|---:|---:|---:|---:|"]
     for t in run.thresholds:
-        out.append(f"| {t['dtype']} | {t['exp_overflow_x'][:14]} | {t['largest_finite_exp_input']:.10g} | "
-                   f"{t['exp_underflow_x'][:14]} | {t['exp_subnormal_x'][:14]} | {t['eps']:.3g} |")
+        out.append(f"| {t['dtype']} | {sig(t['exp_overflow_x'], 13)} | {t['largest_finite_exp_input']!r} | "
+                   f"{sig(t['exp_underflow_x'], 13)} | {sig(t['exp_subnormal_x'], 13)} | {t['eps']!r} |")
     if plot_files:
         out += ["", "## Plots", ""]
         for p in plot_files:

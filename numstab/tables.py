@@ -19,6 +19,13 @@ CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x
               "underflow", "overflow", "nan", "undetermined")
 
 
+def sig(text: str, digits: int = 12) -> str:
+    """Round an exact decimal string to `digits` significant digits (decimal rounding, not truncation)."""
+    from decimal import Decimal
+
+    return format(Decimal(text), f".{digits}g")
+
+
 def fmt_num(v: float, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -50,11 +57,11 @@ def threshold_line(th: dict) -> str:
     if not th:
         return ""
     return (
-        f"{th['dtype']}: exp(x) overflows for x >= {th['exp_overflow_x'][:12]} "
-        f"(largest finite input {th['largest_finite_exp_input']:.10g}); "
-        f"exp(x) is subnormal below {th['exp_subnormal_x'][:10]} and rounds to 0 for "
-        f"x <= {th['exp_underflow_x'][:11]}; eps {th['eps']:.3g}; "
-        f"sum of {th['n']} equal exp(x) overflows above x = {th['naive_sum_overflow_offset'][:8]}"
+        f"{th['dtype']}: exp(x) overflows for x >= {sig(th['exp_overflow_x'], 11)} "
+        f"(largest finite input {th['largest_finite_exp_input']!r}); "
+        f"exp(x) is subnormal below {sig(th['exp_subnormal_x'], 8)} and rounds to 0 for "
+        f"x <= {sig(th['exp_underflow_x'], 9)}; eps {th['eps']:.3g}; "
+        f"sum of {th['n']} equal exp(x) overflows above x = {sig(th['naive_sum_overflow_offset'], 7)}"
     )
 
 

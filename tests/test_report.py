@@ -32,7 +32,7 @@ def test_files_written(report_dir):
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     md = (report_dir / "report.md").read_text()
-    assert "## Verdict per implementation" in md and "11.09011071852" in md
+    assert "## Verdict per implementation" in md and "11.09011071853" in md
     assert "(plots/float16_softmax_ulp.png)" in md
 
 

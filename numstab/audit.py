@@ -262,8 +262,9 @@ def _inputs(spec: AuditSpec, fmt):
             for cs in by_n.values()]
 
 
-def run_audit(specs, progress=None) -> AuditReport:
-    from .runner import evaluate
+def run_audit(specs, argv=None) -> AuditReport:
+    from . import __version__
+    from .runner import evaluate, library_versions
 
     results = []
     for spec in specs:
@@ -279,7 +280,12 @@ def run_audit(specs, progress=None) -> AuditReport:
                     acc.setdefault(o.impl.name, []).append((o, x, t, ref))
             for impl in impls:
                 results.append(_judge(spec, fmt, impl, acc[impl.name]))
-    return AuditReport(tuple(results))
+    meta = {"version": __version__, "argv": list(argv) if argv is not None else None,
+            "audits": [{"function": s.function, "accumulate": s.accumulate, "tolerance": jnum(s.tolerance),
+                        "fail_on": list(s.fail_on), "max_ulp": dict(s.max_ulp), "grid": dict(s.grid),
+                        "input": s.input} for s in specs],
+            **library_versions()}
+    return AuditReport(tuple(results), meta)
 
 
 def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:

@@ -234,7 +234,7 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid)]
-    report = run_audit(specs)
+    report = run_audit(specs, argv=_argv_now())
     if fmt == "json":
         click.echo(render.render_text(report.to_dict()), nl=False)
     else:

@@ -108,6 +108,30 @@ class Format:
                     y = np.where(big, np.copysign(self.overflow_value, x), y)
         return y, u
 
+    def round_ulp_below(self, b) -> tuple[np.ndarray, np.ndarray]:
+        """(rounding, ulp) shared by every real just below b (b a float64; the limit from below).
+
+        Differs from round_ulp(b) where b is a midpoint (values below round to the
+        neighbour on the -inf side) or a positive power of two (values below are in
+        the binade with half the ulp).
+        """
+        b = np.asarray(b, dtype=np.float64)
+        r, u = self.round_ulp(b)
+        with np.errstate(all="ignore"):
+            mid = np.abs(b - r) == u / 2
+            r = np.where(mid, b - u / 2, r)
+            # below a positive power of two the binade is the one below (0.75 b lies in it);
+            # below a negative b, |r| > |b| stays in |b|'s binade
+            pow2 = (b > 0) & (np.frexp(b)[0] == 0.5)
+            if pow2.any():
+                u = np.where(pow2, self.ulp(b * 0.75), u)
+        return r, u
+
+    def round_ulp_above(self, a) -> tuple[np.ndarray, np.ndarray]:
+        """(rounding, ulp) shared by every real just above a: the mirror of round_ulp_below."""
+        r, u = self.round_ulp_below(-np.asarray(a, dtype=np.float64))
+        return -r, u
+
     def ulp(self, r) -> np.ndarray:
         """ulp_F(r) = 2^(max(floor(log2|r|), emin) - p + 1); smallest subnormal for r = 0."""
         r = np.asarray(r, dtype=np.float64)

@@ -34,8 +34,6 @@ from .kernels import FUNCTIONS
 START_PREC = 64
 MAX_PREC = 1 << 14
 
-U = 2.0**-53  # float64 unit roundoff
-C_LIB = 2.0**-49  # assumed bound on numpy's float64 exp/log1p error: 16 u (they promise < 4 ulp)
 TINY = 1e-300  # absolute slack covering float64 underflow of negligible terms
 
 
@@ -66,28 +64,58 @@ def fast_supported(fmt: Format) -> bool:
     return fmt.p <= 24
 
 
+def _down(v: np.ndarray) -> np.ndarray:
+    """float64 <= v (v in a wider float type): outward rounding of a lower bound."""
+    r = v.astype(np.float64)
+    return np.where(r > v, np.nextafter(r, -np.inf), r)
+
+
+def _up(v: np.ndarray) -> np.ndarray:
+    r = v.astype(np.float64)
+    return np.where(r < v, np.nextafter(r, np.inf), r)
+
+
+def _ends(closed, limit, x, strict):
+    """(rounding, ulp) at the ends x: closed(x), or the one-sided limit where r != x strictly."""
+    r, u = closed(x)
+    if strict.any():
+        r, u = r.copy(), u.copy()
+        r[strict], u[strict] = limit(x[strict])
+    return r, u
+
+
 def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
 
-    For a format with p < 53, every rounding step and binade edge of the format
-    is a float64 number, so r in (b', b) for a float64 bound b rounds and has the
-    ulp exactly as b' = the float64 just below b: decisions use that neighbour.
-    (r - rounded) / ulp is computed exactly: the two are within one ulp_F of each
-    other (Sterbenz) and ulp is a power of two.
+    Rounding is monotone and the ulp is constant on a binade, so the interval decides
+    r's rounded value and ulp when its two ends agree. An end cut at a strict bound
+    B stands for "just below B" (or above), whose rounding and ulp the format gives
+    exactly (Format.round_ulp_below): B may be a midpoint of the format or a power
+    of two. (r - rounded) / ulp is computed exactly in the working type: the two are
+    within one ulp_F of each other (Sterbenz) and ulp is a power of two. With a wider
+    working type (long double) the ends are rounded outward to float64 for the
+    decision -- an end that moved stands for "just inside it" -- and the deltas are
+    rounded outward into float64.
     """
+    wide = v.dtype != np.float64
     with np.errstate(all="ignore"):
         err = err * (1 + 2.0**-40) + TINY
         lo, hi = v - err, v + err
-        lo_d, hi_d = lo, hi
+        strict_lo = np.zeros(lo.shape, dtype=bool)
+        strict_hi = np.zeros(hi.shape, dtype=bool)
         if lower is not None:
             lo = np.maximum(lo, lower)
-            lo_d = np.where(lo == lower, np.nextafter(lo, np.inf), lo)
+            strict_lo = lo <= lower
         if upper is not None:
             hi = np.minimum(hi, upper)
-            hi_d = np.where(hi == upper, np.nextafter(hi, -np.inf), hi)
-        rlo, ulo = fmt.round_ulp(lo_d)
-        rhi, uhi = fmt.round_ulp(hi_d)
-        decided = (rlo == rhi) & (ulo == uhi) & np.isfinite(rlo) & (lo_d <= hi_d)
+            strict_hi = hi >= upper
+        a, b = (_down(lo), _up(hi)) if wide else (lo, hi)
+        if wide:  # an inexact conversion leaves r strictly inside the float64 ends
+            strict_lo |= a < lo
+            strict_hi |= b > hi
+        rlo, ulo = _ends(fmt.round_ulp, fmt.round_ulp_above, a, strict_lo)
+        rhi, uhi = _ends(fmt.round_ulp, fmt.round_ulp_below, b, strict_hi)
+        decided = (rlo == rhi) & (ulo == uhi) & np.isfinite(rlo) & (lo <= hi)
         rounded = np.where(decided, rlo, np.nan)
         dlo = (lo - rounded) / ulo
         dhi = (hi - rounded) / ulo
@@ -95,25 +123,35 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
         alo[(lo <= 0) & (hi >= 0)] = 0.0
         qlo = ulo / np.maximum(np.abs(lo), np.abs(hi))
         qhi = ulo / alo
+        if wide:
+            dlo, dhi, qlo, qhi = _down(dlo), _up(dhi), _down(qlo), _up(qhi)
     return RefData(rounded, ulo, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
 
 
 #: Elements per block of the fast path: big enough for numpy, small enough for the cache.
 BLOCK = 1 << 17
 
+#: Working types of the fast tiers: float64, then long double where it is wider (x86: 64-bit
+#: significand). Each tier is used only where the previous one left a figure undecided.
+FAST_TIERS = (np.dtype(np.float64),) + (
+    (np.dtype(np.longdouble),) if np.finfo(np.longdouble).nmant > 52 else ())
+MP_TIER = len(FAST_TIERS)  # the tier number of mpmath
 
-def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
-    """Vectorized float64 reference with a proven error bound (see module docstring).
+
+def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray, tier: int = 0) -> dict[str, RefData]:
+    """Vectorized reference with a proven error bound, in the working type of ``tier``.
 
     ``x``: (B, n) float64, exact values of the format. Elements whose bound does
     not decide the rounding have ``decided`` False. Works in blocks of rows so the
     cost stays linear in the number of elements.
     """
     x = np.asarray(x, dtype=np.float64)
+    target = np.asarray(target)
+    wt = FAST_TIERS[tier]
     rows = max(1, BLOCK // max(1, x.shape[-1]))
     if x.shape[0] <= rows:
-        return _fast_block(fmt, x, np.asarray(target))
-    parts = [_fast_block(fmt, x[i:i + rows], np.asarray(target)[i:i + rows])
+        return _fast_block(fmt, x.astype(wt), target)
+    parts = [_fast_block(fmt, x[i:i + rows].astype(wt), target[i:i + rows])
              for i in range(0, x.shape[0], rows)]
     return {f: RefData(*(np.concatenate([getattr(p[f], k) for p in parts])
                          for k in RefData.__dataclass_fields__)) for f in parts[0]}
@@ -121,43 +159,45 @@ def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, 
 
 def _fast_block(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
     n = x.shape[-1]
+    u = float(np.finfo(x.dtype).eps) / 2  # unit roundoff of the working type
+    c_lib = 16 * u  # assumed bound on the library's exp/log1p/expm1 error: 16 ulp
     with np.errstate(all="ignore"):
         m = np.max(x, axis=-1, keepdims=True)
         k = np.argmax(x, axis=-1)[..., None]
-        d = x - m  # |error| <= U |d|
+        d = x - m  # |error| <= u |d|
         bb = d - x  # TwoSum (Knuth): the exact rounding error of x + (-m)
         d_exact = ((x - (d - bb)) + (-m - bb)) == 0
         ad = np.abs(d)
-        e = np.exp(d)  # relative error <= U |d| + C_LIB (+ TINY absolute below float64 range)
+        e = np.exp(d)  # relative error <= u |d| + c_lib (+ TINY absolute below the type's range)
         np.put_along_axis(e, k, 0.0, axis=-1)
         t = np.sum(e, axis=-1)
-        rel_e = np.max(ad, axis=-1) * U * 1.01 + C_LIB
-        et = t * (rel_e + n * U) * 1.01 + n * TINY
+        rel_e = np.max(ad, axis=-1) * u * 1.01 + c_lib
+        et = t * (rel_e + n * u) * 1.01 + n * TINY
         lp = np.log1p(t)
-        elp = et / (1.0 + np.maximum(t - et, 0.0)) + C_LIB * lp + TINY
+        elp = et / (1.0 + np.maximum(t - et, 0.0)) + c_lib * lp + TINY
         lp2 = lp[..., None]
         elp2 = elp[..., None]
 
         # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
-        # (exact in float64 for these formats), softmax_i < 1, cross_entropy > m - x_target
+        # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target
         strict = n >= 2
         out = {}
         L = m[..., 0] + lp
-        out["logsumexp"] = _from_interval(fmt, L, 2 * (elp + U * np.abs(L)),
+        out["logsumexp"] = _from_interval(fmt, L, 2 * (elp + u * np.abs(L)),
                                           lower=m[..., 0] if strict else None)
         ls = d - lp2
-        els = ad * U + elp2 + U * np.abs(ls)
+        els = ad * u + elp2 + u * np.abs(ls)
         out["log_softmax"] = _from_interval(fmt, ls, 2 * els,
                                             upper=np.where(d_exact, d, np.inf) if strict else None)
         sm = np.exp(ls)
-        out["softmax"] = _from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + C_LIB)),
-                                        upper=1.0 if strict else None)
-        tg = np.asarray(target)[..., None]
+        out["softmax"] = _from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
+                                        upper=x.dtype.type(1.0) if strict else None)
+        tg = target[..., None]
         dt = np.take_along_axis(d, tg, axis=-1)[..., 0]
         dt_exact = np.take_along_axis(d_exact, tg, axis=-1)[..., 0]
         ce = lp - dt
         out["cross_entropy"] = _from_interval(
-            fmt, ce, 2 * (elp + np.abs(dt) * U + U * np.abs(ce)),
+            fmt, ce, 2 * (elp + np.abs(dt) * u + u * np.abs(ce)),
             lower=np.where(dt_exact, -dt, -np.inf) if strict else None,
         )
     return out

@@ -20,7 +20,7 @@ from .grids import GridSpec, make_grid
 from .grids import cells as grid_cells
 from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
 from .metrics import DEFAULT_TOLERANCE, STATUSES, element_metrics, quantize
-from .reference import fast_reference, fast_supported, mp_reference
+from .reference import MP_TIER, fast_reference, fast_supported, mp_reference
 from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, jnum
 
 REFERENCE_MODES = ("auto", "mpmath")
@@ -72,27 +72,47 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
 
 
 def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto"):
-    """Reference for every function; returns (dict of RefData, bool mask of rows done by mpmath)."""
+    """Reference for every function; returns (dict of RefData, tier per row).
+
+    Tiers: 0 = float64 fast path, then long double (where wider), then MP_TIER =
+    mpmath. Every row ends at the first tier whose bound decides its rounding.
+    """
     B = x.shape[0]
     if mode == "mpmath" or not fast_supported(fmt):
-        return mp_reference(fmt, x, target), np.ones(B, dtype=bool)
+        return mp_reference(fmt, x, target), np.full(B, MP_TIER, dtype=np.int8)
     ref = fast_reference(fmt, x, target)
-    undecided = np.zeros(B, dtype=bool)
+    tier = np.zeros(B, dtype=np.int8)
+    _decide(fmt, x, target, ref, tier)
+    return ref, tier
+
+
+def _undecided(ref) -> np.ndarray:
+    bad = None
     for r in ref.values():
         dec = r.decided if r.decided.ndim == 1 else r.decided.all(axis=-1)
-        undecided |= ~dec
-    exact = np.zeros(B, dtype=bool)
-    _refine(fmt, x, target, ref, exact, undecided)
-    return ref, exact
+        bad = ~dec if bad is None else bad | ~dec
+    return bad
 
 
-def _refine(fmt, x, target, ref, exact, rows_mask):
-    rows = np.nonzero(rows_mask & ~exact)[0]
-    if rows.size:
-        mp = mp_reference(fmt, x[rows], target[rows])
+def _bump(fmt, x, target, ref, tier, rows_mask) -> bool:
+    """Recompute the given rows one tier up; False when none could move."""
+    rows = np.nonzero(rows_mask & (tier < MP_TIER))[0]
+    if not rows.size:
+        return False
+    for t in np.unique(tier[rows]):
+        sel = rows[tier[rows] == t]
+        nxt = int(t) + 1
+        new = (mp_reference(fmt, x[sel], target[sel]) if nxt == MP_TIER
+               else fast_reference(fmt, x[sel], target[sel], tier=nxt))
         for f in ref:
-            ref[f].put(rows, mp[f])
-        exact[rows] = True
+            ref[f].put(sel, new[f])
+        tier[sel] = nxt
+    return True
+
+
+def _decide(fmt, x, target, ref, tier) -> None:
+    while _bump(fmt, x, target, ref, tier, _undecided(ref)):
+        pass
 
 
 @dataclass
@@ -112,7 +132,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
-    Returns (list of ImplOutcome, reference dict, exact-row mask).
+    Returns (list of ImplOutcome, reference dict, reference tier per row).
     """
     B = x.shape[0]
     groups = groups or [slice(0, B)]
@@ -133,10 +153,10 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             o.error = str(exc)
         outs.append(o)
     if ref is None:
-        ref, exact = reference(fmt, x, target, mode)
+        ref, tier = reference(fmt, x, target, mode)
     else:
-        ref, exact = ref
-    for _ in range(2):
+        ref, tier = ref
+    while True:
         unsettled = np.zeros(B, dtype=bool)
         for o in outs:
             if o.error is not None:
@@ -144,9 +164,9 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             r = ref[o.impl.function]
             o.ulp, o.rel, o.status, settled = element_metrics(fmt, o.impl.function, o.y, r, tolerance)
             unsettled |= ~(settled if settled.ndim == 1 else settled.all(axis=-1))
-        if not np.any(unsettled & ~exact):
+        if not _bump(fmt, x, target, ref, tier, unsettled):
             break
-        _refine(fmt, x, target, ref, exact, unsettled)
+        _decide(fmt, x, target, ref, tier)
     if verify:
         from .reference import verify_rows
 
@@ -155,7 +175,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         if bad:
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")
-    return outs, ref, exact
+    return outs, ref, tier
 
 
 def underflow_cause(counts: dict, flags) -> str | None:

@@ -86,3 +86,19 @@ def test_round_ulp_matches_round_and_ulp():
             assert np.array_equal(r, f.round(x), equal_nan=True)
             assert np.array_equal(u, f.ulp(x))
     assert F16.round_ulp(np.array([0.0]))[1][0] == 2.0**-24
+
+
+def test_one_sided_limits_of_rounding_and_ulp():
+    # just below a midpoint: the lower neighbour; just above: the upper one
+    mid = 1 + 2.0**-11  # halfway between 1 and 1 + 2^-10 in float16
+    assert F16.round(mid) == 1.0  # the tie goes to even
+    assert F16.round_ulp_below(np.array([mid]))[0][0] == 1.0
+    assert F16.round_ulp_above(np.array([mid]))[0][0] == 1 + 2.0**-10
+    # just below 1 the ulp halves; just above -1 (toward 0) too; just below -1 it does not
+    assert F16.round_ulp_below(np.array([1.0]))[1][0] == 2.0**-11
+    assert F16.round_ulp_above(np.array([-1.0]))[1][0] == 2.0**-11
+    assert F16.round_ulp_below(np.array([-1.0]))[1][0] == 2.0**-10
+    assert F16.round_ulp_above(np.array([1 - 2.0**-53]))[1][0] == 2.0**-11
+    # at zero and in the subnormal range the spacing is the smallest subnormal
+    assert F16.round_ulp_below(np.array([0.0]))[1][0] == 2.0**-24
+    assert F16.round_ulp_below(np.array([2.0**-14]))[1][0] == 2.0**-24

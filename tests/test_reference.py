@@ -8,6 +8,7 @@ import pytest
 from numstab.formats import FORMATS
 from numstab.metrics import INACCURATE, OK, OVERFLOW, UNDERFLOW, element_metrics
 from numstab.reference import (
+    FAST_TIERS,
     RefData,
     escalate,
     exact_values,
@@ -96,14 +97,15 @@ def test_reference_spot_checks_against_independent_formulas():
     assert ref["softmax"].dlo.tolist() == [[0.0, 0.0]]
 
 
-def test_fast_reference_agrees_with_mpmath_where_it_decides():
+@pytest.mark.parametrize("tier", range(len(FAST_TIERS)))
+def test_fast_reference_agrees_with_mpmath_where_it_decides(tier):
     rng = np.random.default_rng(7)
     for name in ("float16", "bfloat16", "float32"):
         f = FORMATS[name]
         z = rng.standard_normal((40, 9)) * rng.uniform(0.1, 60, (40, 1))
         x = f.round(z + rng.uniform(-90, 90, (40, 1)))
         t = rng.integers(0, 9, 40)
-        fast, exact = fast_reference(f, x, t), mp_reference(f, x, t)
+        fast, exact = fast_reference(f, x, t, tier=tier), mp_reference(f, x, t)
         for fn in fast:
             d = fast[fn].decided
             assert d.mean() > 0.99, (name, fn, d.mean())
@@ -155,3 +157,33 @@ def point_like(ref):
     return RefData(np.repeat(ref.rounded, 2), np.repeat(ref.ulp, 2), np.repeat(ref.dlo, 2),
                    np.repeat(ref.dhi, 2), np.repeat(ref.qlo, 2), np.repeat(ref.qhi, 2),
                    np.repeat(ref.decided, 2), np.repeat(ref.determined, 2))
+
+
+@pytest.mark.parametrize("dtype,row", [
+    ("float32", [64.0, 2.0**-47]),  # x_1 - max = -(64 - 2^-47): log_softmax just above -64
+    ("float32", [1.0, 2.0**-53, -300.0]),
+    ("bfloat16", [-75.5, -29.375, -239.0, -82.0, -42.0, -33.75, 26.75, -6.90625, -55.75]),
+    ("float16", [0.0, -40.0, -60000.0]),  # -40 - tiny: a midpoint neighbourhood in float16
+    ("float16", [69.3125, 26.609375, -22.640625]),
+])
+def test_crafted_boundary_cases_agree_with_mpmath(dtype, row):
+    """Exact values a hair away from a midpoint or a power of two, through every tier."""
+    from numstab.kernels import REGISTRY
+    from numstab.runner import evaluate
+
+    f = FORMATS[dtype]
+    x = f.round(np.array([row]))
+    impls = [i for fn in REGISTRY.values() for i in fn.values()]
+    t = np.array([1])
+    fast, _, _ = evaluate(f, x, t, impls)
+    exact, _, _ = evaluate(f, x, t, impls, mode="mpmath")
+    for a, b in zip(fast, exact):
+        assert np.array_equal(a.ulp, b.ulp, equal_nan=True), (a.impl.key, a.ulp, b.ulp)
+        assert np.array_equal(a.rel, b.rel, equal_nan=True) and np.array_equal(a.status, b.status)
+    for tier in range(len(FAST_TIERS)):
+        ref = fast_reference(f, x, t, tier=tier)
+        mp = mp_reference(f, x, t)
+        for fn in ref:
+            d = ref[fn].decided
+            assert np.array_equal(ref[fn].rounded[d], mp[fn].rounded[d]), (tier, fn)
+            assert np.array_equal(ref[fn].ulp[d], mp[fn].ulp[d]), (tier, fn)

@@ -69,7 +69,7 @@ def test_sequential_is_left_to_right():
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 
 
-@given(st.sampled_from(MAIN), st.lists(finite, min_size=1, max_size=40),
+@given(st.sampled_from(tuple(FORMATS)), st.lists(finite, min_size=1, max_size=40),
        st.sampled_from(("sequential", "pairwise", "float32")))
 def test_stable_implementations_never_return_inf_or_nan(dtype, values, acc):
     """Finite input: a stable kernel is finite wherever the exact result rounds to a finite number."""
@@ -84,7 +84,9 @@ def test_stable_implementations_never_return_inf_or_nan(dtype, values, acc):
                  LSE["log1p"], CE["stable"]):
         y = np.asarray(run(impl, x, dtype, acc, target), dtype=np.float64)
         want = ref[impl.function].rounded[0]
-        assert not np.any(np.isnan(y)), (impl.key, dtype, x, y)
+        # only where the exact value itself leaves the format (inf, or NaN in float8_e4m3fn)
         assert np.all(np.isfinite(y) | ~np.isfinite(want)), (impl.key, dtype, x, y)
+        if f.has_inf:
+            assert not np.any(np.isnan(y)), (impl.key, dtype, x, y)
     # softmax outputs are probabilities: never inf for any finite input
     assert np.all(np.isfinite(np.asarray(run(SM["stable"], x, dtype, acc), dtype=np.float64)))

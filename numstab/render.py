@@ -10,15 +10,7 @@ import io
 import json
 
 from .results import CompareRun
-from .tables import (
-    CSV_FIELDS,
-    build_tables,
-    csv_rows,
-    fmt_num,
-    sig,
-    threshold_line,
-    thresholds_by_dtype,
-)
+from .tables import CSV_FIELDS, csv_rows, fmt_num, sig, tables_with_thresholds
 
 STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
          "nan": "bold red", "undetermined": "cyan"}
@@ -41,12 +33,9 @@ def compare_table(run: CompareRun, file=None) -> None:
     from rich.table import Table as RTable
 
     con = console(file)
-    ths = thresholds_by_dtype(run)
-    shown = set()
-    for t in build_tables(run):
-        if t.dtype not in shown:
-            shown.add(t.dtype)
-            con.print(f"[bold]{threshold_line(ths.get(t.dtype, {}))}[/bold]")
+    for line, t in tables_with_thresholds(run):
+        if line:
+            con.print(f"[bold]{line}[/bold]")
         tab = RTable(title=t.title, title_justify="left", show_lines=False)
         for h in ("n", "offset", "x range"):
             tab.add_column(h, justify="right")
@@ -81,13 +70,10 @@ def compare_csv(run: CompareRun) -> str:
 
 
 def compare_markdown(run: CompareRun) -> str:
-    ths = thresholds_by_dtype(run)
     out = []
-    shown = set()
-    for t in build_tables(run):
-        if t.dtype not in shown:
-            shown.add(t.dtype)
-            out.append(f"**{threshold_line(ths.get(t.dtype, {}))}**\n")
+    for line, t in tables_with_thresholds(run):
+        if line:
+            out.append(f"**{line}**\n")
         out.append(f"### {t.title}\n")
         out.append("| n | offset | x range | " + " | ".join(t.impls) + " |")
         out.append("|---:|---:|---|" + "---:|" * len(t.impls))

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import UsageError
 from .outputs import AtomicFile
 from .results import CompareRun
-from .tables import build_tables, fmt_num, sig, threshold_line, thresholds_by_dtype, verdicts
+from .tables import fmt_num, sig, tables_with_thresholds, verdicts
 
 REPORT_FORMATS = ("md", "json", "csv", "html", "png")
 STATUS_CSS = {"ok": "#2e7d32", "inaccurate": "#b28704", "underflow": "#7b1fa2", "overflow": "#c62828",
@@ -146,7 +146,6 @@ def report_markdown(run: CompareRun, plot_files=()) -> str:
 
 def report_html(run: CompareRun, plots: dict) -> str:
     esc = html.escape
-    ths = thresholds_by_dtype(run)
     m = run.meta
     parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
              "<title>numstab report</title>", "<style>",
@@ -170,11 +169,9 @@ def report_html(run: CompareRun, plots: dict) -> str:
     for name in sorted(plots):
         b64 = base64.b64encode(plots[name]).decode("ascii")
         parts.append(f"<img alt=\"{esc(name)}\" src=\"data:image/png;base64,{b64}\">")
-    shown = set()
-    for t in build_tables(run):
-        if t.dtype not in shown:
-            shown.add(t.dtype)
-            parts.append(f"<p><b>{esc(threshold_line(ths.get(t.dtype, {})))}</b></p>")
+    for line, t in tables_with_thresholds(run):
+        if line:
+            parts.append(f"<p><b>{esc(line)}</b></p>")
         parts.append(f"<h3>{esc(t.title)}</h3><table><tr><th>n</th><th>offset</th><th>x range</th>"
                      + "".join(f"<th>{esc(i)}</th>" for i in t.impls) + "</tr>")
         for n, off, lo, hi, vals in t.rows:

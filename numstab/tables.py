@@ -93,6 +93,18 @@ def build_tables(run: CompareRun) -> list[Table]:
     return tables
 
 
+def tables_with_thresholds(run: CompareRun):
+    """(threshold line or None, Table): the line comes with the first table of each dtype."""
+    ths = thresholds_by_dtype(run)
+    shown = set()
+    for t in build_tables(run):
+        line = None
+        if t.dtype not in shown:
+            shown.add(t.dtype)
+            line = threshold_line(ths.get(t.dtype, {}))
+        yield line, t
+
+
 def thresholds_by_dtype(run: CompareRun) -> dict:
     return {t["dtype"]: t for t in run.thresholds}
 

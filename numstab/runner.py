@@ -486,9 +486,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
                     "counts": summ["counts"],
-                    "vectors_failing": int(np.sum(np.any(
-                        (o.status != 0) if o.status.ndim == 1 else (o.status != 0), axis=-1)
-                        if o.status.ndim > 1 else (o.status != 0))),
+                    "vectors_failing": int(np.sum((o.status != 0).reshape(B, -1).any(axis=1))),
                     "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
                 })

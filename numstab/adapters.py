@@ -120,6 +120,9 @@ def _torch(function: str):
 
 def _jax(function: str):
     import jax
+
+    # without x64 JAX silently computes float64 inputs in float32: audit what was asked for
+    jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
     def wrap(f):

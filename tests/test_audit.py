@@ -216,3 +216,13 @@ def test_reproduces_blanchard_higham_higham_2021(capsys):
 
 def test_env_independent_of_cwd():
     assert os.path.isfile(USER)
+
+
+def test_jax_implementations_audited(capsys):
+    pytest.importorskip("jax", reason="jax not installed (optional: pip install jax)")
+    for f in ("softmax", "log_softmax", "logsumexp"):
+        code, data, _ = audit(capsys, "--function", f, "--dtype", "float32", "--dtype", "float64",
+                              "--library", "jax", *SMALL)
+        assert code == 0, data
+        # float64 really computed in float64 (x64 mode): errors of a few ULP, not float32's 1e9
+        assert all(r["max_ulp"] < 100 for r in data["results"]), data["results"]

@@ -67,7 +67,12 @@ def user_impl(function: str, fn, name: str) -> Impl:
 
 # ------------------------------------------------------------ libraries
 def _cast(y, dtype):
-    return np.asarray(y).astype(dtype)
+    """A library's result, correctly rounded into the target format (not through float32)."""
+    from .formats import get_format
+
+    fmt = get_format(np.dtype(dtype).name)
+    with np.errstate(all="ignore"):
+        return fmt.cast(fmt.round(np.asarray(y).astype(np.float64)))
 
 
 def _scipy(function: str):
@@ -94,7 +99,7 @@ def _torch_back(t, dtype):
 
     if t.dtype == torch.bfloat16:
         t = t.to(torch.float32)
-    return t.numpy().astype(dtype)
+    return _cast(t.numpy(), dtype)
 
 
 def _torch(function: str):
@@ -126,7 +131,7 @@ def _jax(function: str):
     import jax.numpy as jnp
 
     def wrap(f):
-        return lambda x, acc: np.asarray(f(jnp.asarray(x), axis=-1)).astype(x.dtype)
+        return lambda x, acc: _cast(np.asarray(f(jnp.asarray(x), axis=-1)), x.dtype)
 
     return {
         "softmax": wrap(jax.nn.softmax),

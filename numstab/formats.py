@@ -77,32 +77,24 @@ class Format:
         Returns float64 values that are exactly representable in the format
         (or +-inf / NaN on overflow).
         """
-        x = np.asarray(x, dtype=np.float64)
-        if self.p == 53 and self.emin == -1022:
-            return x.copy()
-        with np.errstate(all="ignore"):
-            _, e = np.frexp(x)
-            q = np.maximum(e - 1, self.emin) - self.p + 1  # exponent of the quantum
-            y = np.ldexp(np.rint(np.ldexp(x, -q)), q)
-            big = np.abs(y) > self.max
-            if np.any(big):
-                y = np.where(big, np.copysign(self.overflow_value, x), y)
-        return y
+        return self.round_ulp(x)[0]
 
     def round_ulp(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """(round(x), ulp(x)) sharing one frexp: the fast reference's hot path."""
+        """(round(x), ulp(x)) sharing one frexp: the fast reference's hot path.
+
+        ulp is the quantum of x's binade (2^(max(floor(log2|x|), emin) - p + 1)); x / ulp
+        is exact (a power-of-two scaling), rint rounds it to nearest even, and results
+        beyond max overflow.
+        """
         x = np.asarray(x, dtype=np.float64)
         with np.errstate(all="ignore"):
             _, e = np.frexp(x)
-            e[x == 0] = self.emin + 1  # ulp(0) is the smallest subnormal
-            q = np.maximum(e - 1, self.emin)
-            q -= self.p - 1
-            u = np.ldexp(1.0, q)
+            e = np.where(x == 0, self.emin + 1, e)  # ulp(0) is the smallest subnormal
+            u = np.ldexp(1.0, np.maximum(e - 1, self.emin) - (self.p - 1))
             if self.p == 53 and self.emin == -1022:
                 y = x.copy()
             else:
-                y = np.rint(x / u)
-                y *= u
+                y = np.rint(x / u) * u
                 big = np.abs(y) > self.max
                 if big.any():
                     y = np.where(big, np.copysign(self.overflow_value, x), y)
@@ -134,11 +126,7 @@ class Format:
 
     def ulp(self, r) -> np.ndarray:
         """ulp_F(r) = 2^(max(floor(log2|r|), emin) - p + 1); smallest subnormal for r = 0."""
-        r = np.asarray(r, dtype=np.float64)
-        with np.errstate(all="ignore"):
-            _, e = np.frexp(r)
-            e = np.where(r == 0, self.emin + 1, e)
-            return np.ldexp(1.0, np.maximum(e - 1, self.emin) - self.p + 1)
+        return self.round_ulp(r)[1]
 
     def round_exact(self, negative: bool, man: int, exp: int) -> float:
         """Round the exact value (-1)^negative * man * 2^exp (Python ints) into the format."""

@@ -50,9 +50,6 @@ class RefData:
     decided: np.ndarray  # bool: the interval fixes the rounded value and the ulp
     determined: np.ndarray  # bool: False where mpmath could not settle the value
 
-    def take(self, rows) -> RefData:
-        return RefData(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
-
     def put(self, rows, other: RefData) -> None:
         for f in self.__dataclass_fields__:
             getattr(self, f)[rows] = getattr(other, f)

@@ -252,6 +252,11 @@ def round_mpf(fmt: Format, v) -> float:
     return fmt.round_exact(bool(sign), int(man), int(exp))
 
 
+def start_prec(fmt: Format) -> int:
+    """First working precision of the escalation for this format: max(64, 2p + 32) bits."""
+    return max(START_PREC, 2 * fmt.p + 32)
+
+
 def escalate(fmt: Format, compute, start: int = START_PREC, max_prec: int = MAX_PREC):
     """Raise the working precision until every value rounded to the format stops changing.
 
@@ -302,7 +307,7 @@ def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, Re
     B, n = x.shape
     shape = {"softmax": (B, n), "log_softmax": (B, n), "logsumexp": (B,), "cross_entropy": (B,)}
     cols = {f: np.empty(shape[f] + (5,), dtype=np.float64) for f in FUNCTIONS}
-    start = max(START_PREC, 2 * fmt.p + 32)
+    start = start_prec(fmt)
     for b in range(B):
         row, tgt = x[b], int(target[b])
 
@@ -336,7 +341,7 @@ def exact_strings(fmt: Format, x_row, target: int, digits: int = 25) -> dict[str
         vals = exact_values(x_row, target, max(prec, 4 * digits))
         return [v for f in FUNCTIONS for v in vals[f]]
 
-    vals, settled = escalate(fmt, compute, start=max(START_PREC, 2 * fmt.p + 32))
+    vals, settled = escalate(fmt, compute, start=start_prec(fmt))
     out = {f: [] for f in FUNCTIONS}
     for f, v, ok in zip(flat_f, vals, settled):
         out[f].append(mpmath.nstr(v, digits, min_fixed=-6, max_fixed=12) if ok else None)
@@ -349,7 +354,7 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows)
     Checks the value rounded to the format of every settled element of every
     function, whichever path (fast or mpmath) produced it.
     """
-    prec = 4 * max(START_PREC, 2 * fmt.p + 32)
+    prec = 4 * start_prec(fmt)
     bad = []
     for b in rows:
         vals = _exact_raw(x[b], int(target[b]), prec)

@@ -19,7 +19,7 @@ from .formats import DEFAULT_DTYPES, Format, get_format
 from .grids import GridSpec, make_grid
 from .grids import cells as grid_cells
 from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
-from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, element_metrics, quantize
+from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, UNDERFLOW, element_metrics, quantize
 from .reference import MP_TIER, fast_reference, fast_supported, mp_reference
 from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, jnum
 
@@ -456,11 +456,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
         outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups)
+        # the exact values depend only on the vector: one escalated mpmath run serves every impl
+        ex = exact_strings(fmt, x[0], int(tg[0]))[function] if B == 1 else None
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
             if B == 1:
                 y, st, u = o.y[0], o.status[0], o.ulp[0]
-                ex = exact_strings(fmt, x[0], int(tg[0]))[function]
                 scalar = function in SCALAR_FUNCTIONS
                 yy = np.atleast_1d(y)
                 results.append({
@@ -475,7 +476,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "status": STATUSES[int(np.max(st))],
                     "flags": list(flags),
                     "underflow_cause": underflow_cause(
-                        {"underflow": int(np.sum(np.atleast_1d(st) == 3))}, flags),
+                        {"underflow": int(np.sum(np.atleast_1d(st) == UNDERFLOW))}, flags),
                     "verdict": verdict(fmt, th, o.impl, x[0], yy, np.atleast_1d(st), np.atleast_1d(u),
                                        flags, tolerance),
                     **({"scalar": True} if scalar else {}),

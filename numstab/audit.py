@@ -23,7 +23,7 @@ from .adapters import library_impl, load_callable, user_impl
 from .errors import UsageError, unknown_name
 from .formats import get_format
 from .grids import cells as grid_cells
-from .grids import make_grid
+from .grids import make_grid, stack
 from .kernels import ACCUMULATE, SCALAR_FUNCTIONS, Impl, get_function, get_impl
 from .metrics import DEFAULT_TOLERANCE, STATUSES
 from .results import STATUS_KEYS, jnum
@@ -258,8 +258,7 @@ def _inputs(spec: AuditSpec, fmt):
     by_n: dict = {}
     for c in grid_cells(fmt, grid):
         by_n.setdefault(c.n, []).append(c)
-    return [(np.concatenate([c.x for c in cs]), np.concatenate([c.target for c in cs]))
-            for cs in by_n.values()]
+    return [stack(cs) for cs in by_n.values()]
 
 
 def run_audit(specs, argv=None) -> AuditReport:

@@ -134,3 +134,8 @@ def cells(fmt: Format, grid: GridSpec) -> list[Cell]:
                     )
                 out.append(Cell(offset, spread, n, x, target))
     return out
+
+
+def stack(group: list[Cell]) -> tuple[np.ndarray, np.ndarray]:
+    """The cells' vectors as one batch (rows in cell order) and their targets."""
+    return np.concatenate([c.x for c in group]), np.concatenate([c.target for c in group])

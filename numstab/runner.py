@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from .errors import NumstabError, UsageError, unknown_name
 from .formats import DEFAULT_DTYPES, Format, get_format
-from .grids import GridSpec, make_grid
+from .grids import GridSpec, make_grid, stack
 from .grids import cells as grid_cells
 from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
 from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, UNDERFLOW, element_metrics, quantize
@@ -265,8 +265,7 @@ def _run_task(task: _Task) -> list[CellResult]:
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
     group = grid_cells(fmt, task.grid)
     n, T = task.grid.sizes[0], task.grid.trials
-    x = np.concatenate([c.x for c in group], axis=0)
-    target = np.concatenate([c.target for c in group], axis=0)
+    x, target = stack(group)
     slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
     outs, _, _ = evaluate(fmt, x, target, chosen, task.accumulate, task.tolerance, slices, task.mode,
                           verify=task.verify)

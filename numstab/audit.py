@@ -4,10 +4,11 @@ Exit codes (set by the CLI): 0 every audit passed, 1 a limit was exceeded (a
 finding; a user callable that raises or returns the wrong shape or dtype is a
 finding too), 2 bad usage or input.
 
-Limits: ``fail_on`` statuses (default overflow and nan) and ``max_ulp`` (the
-largest finite ULP error allowed, per format or for all). Elements whose ULP
-error is infinite (NaN, overflow, underflow to a log of 0) are judged by
-``fail_on``, not by ``max_ulp``.
+Limits: ``fail_on`` (default: nan, overflow, underflow and zero -- every output that is
+NaN, infinite, or 0 (or the log of 0) where the exact value is not fails, whatever
+produced it; ``inaccurate`` adds the ULP tolerance) and ``max_ulp`` (the largest
+finite ULP error allowed, per format or for all). Elements whose ULP error is
+infinite (NaN, overflow, the log of 0) are judged by ``fail_on``, not by ``max_ulp``.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from .formats import get_format
 from .grids import cells as grid_cells
 from .grids import make_grid, stack
 from .kernels import ACCUMULATE, SCALAR_FUNCTIONS, Impl, get_function, get_impl
-from .metrics import DEFAULT_TOLERANCE, STATUSES
+from .metrics import DEFAULT_TOLERANCE, STATUSES, quantize
 from .results import STATUS_KEYS, jnum
 
-AUDIT_SCHEMA = "numstab.audit/1"
-FAIL_ON_CHOICES = ("overflow", "underflow", "nan", "inaccurate")
-DEFAULT_FAIL_ON = ("overflow", "nan")
+AUDIT_SCHEMA = "numstab.audit/2"
+#: "zero": an output that is 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not
+FAIL_ON_CHOICES = ("overflow", "underflow", "nan", "zero", "inaccurate")
+DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero")
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
                "sizes", "trials", "seed", "name")
@@ -70,11 +72,15 @@ class AuditResult:
     reasons: tuple
     first_failure: dict | None = None
     audit: str = ""
+    causes: tuple = ()  # ((cause, failing elements), ...)
+    cause_inferred: bool = False
+    zeros: int = 0  # outputs that are 0 or the log of 0 where the exact value is not
 
     def to_dict(self) -> dict:
         return {
             "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
-            "counts": dict(self.counts), "max_ulp": jnum(self.max_ulp),
+            "counts": dict(self.counts), "causes": dict(self.causes), "cause_inferred": self.cause_inferred,
+            "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),
             "median_ulp": jnum(self.median_ulp), "passed": self.passed,
             "reasons": list(self.reasons), "first_failure": self.first_failure,
         }
@@ -287,41 +293,65 @@ def run_audit(specs, argv=None) -> AuditReport:
     return AuditReport(tuple(results), meta)
 
 
+def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
+    """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not."""
+    with np.errstate(all="ignore"):
+        zero = (y == 0) & (rounded != 0) & ~np.isnan(rounded)
+        if function in ("log_softmax", "logsumexp", "cross_entropy"):
+            zero |= np.isinf(y) & (y != rounded)
+    return zero
+
+
 def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
+    from .runner import cause_counts
+
     errors = [o.error for o, *_ in parts if o.error]
     counts = {k: 0 for k in STATUS_KEYS}
     if errors:
         return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
                            False, (f"error: {errors[0]}",), None, spec.name)
-    ulps = []
-    for o, *_ in parts:
+    ulps, causes, zeros = [], {}, 0
+    for o, _x, _t, ref in parts:
         for code, cnt in zip(*np.unique(o.status, return_counts=True)):
             counts[STATUSES[code]] += int(cnt)
+        for c, k in cause_counts(o.status, o.cause).items():
+            causes[c] = causes.get(c, 0) + k
+        zeros += int(np.sum(_spurious_zero(spec.function, o.y, ref[spec.function].rounded)))
         ulps.append(o.ulp.ravel())
     u = np.concatenate(ulps)
     known = u[~np.isnan(u)]
     fin = known[np.isfinite(known)]
     max_u = float(known.max()) if known.size else math.nan
-    med_u = float(np.median(known)) if known.size else math.nan
+    med_u = float(quantize(np.median(known))) if known.size else math.nan
     total = sum(counts.values())
     reasons = []
     for s in spec.fail_on:
-        if counts[s]:
+        if s == "zero":
+            if zeros:
+                reasons.append(f"zero: {zeros} of {total} outputs are 0 (or the log of 0) where the exact "
+                               "value is not")
+        elif counts[s]:
             what = f"above {spec.tolerance:g} ULP" if s == "inaccurate" else ""
             reasons.append(f"{s}: {counts[s]} of {total} elements {what}".rstrip())
     limit = spec.limit_for(fmt.name)
     if limit is not None and fin.size and fin.max() > limit:
         reasons.append(f"max ULP error {fin.max():.3g} > {limit:g}")
     first = _first_failure(spec, fmt, parts, limit) if reasons else None
+    inferred = any(o.inferred for o, *_ in parts)
     return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), max_u, med_u,
-                       not reasons, tuple(reasons), first, spec.name)
+                       not reasons, tuple(reasons), first, spec.name,
+                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros)
 
 
 def _first_failure(spec, fmt, parts, limit):
-    codes = [STATUSES.index(s) for s in spec.fail_on]
+    from .causes import cause_name
+
+    codes = [STATUSES.index(s) for s in spec.fail_on if s in STATUSES]
     for o, x, t, ref in parts:
         st, u = o.status, o.ulp
         bad = np.isin(st, codes)
+        if "zero" in spec.fail_on:
+            bad |= _spurious_zero(spec.function, o.y, ref[spec.function].rounded)
         if limit is not None:
             bad |= np.isfinite(u) & (u > limit)
         if st.ndim == 1:
@@ -336,11 +366,13 @@ def _first_failure(spec, fmt, parts, limit):
             exact = exact if np.ndim(exact) else np.array([exact])
             uu = u[r] if u.ndim == 2 else u[r:r + 1]
             ss = st[r] if st.ndim == 2 else st[r:r + 1]
+            cc = o.cause[r] if o.cause.ndim == 2 else o.cause[r:r + 1]
             return {
                 "vector": [float(v) for v in x[r]],
                 **({"target": int(t[r])} if spec.function == "cross_entropy" else {}),
                 "element": None if spec.function in SCALAR_FUNCTIONS else j,
                 "output": jnum(y[j]), "exact_rounded": jnum(exact[j]), "ulp_error": jnum(uu[j]),
-                "status": STATUSES[int(ss[j])],
+                "status": STATUSES[int(ss[j])], "cause": cause_name(int(cc[j])),
+                "cause_inferred": o.inferred,
             }
     return None

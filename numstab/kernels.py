@@ -27,173 +27,151 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from .errors import unknown_name
+from .steps import ACC_MODELS as ACCUMULATE  # noqa: F401  (re-exported: the accumulation models)
+from .steps import PLAIN, acc_dtype, acc_sum  # noqa: F401  (acc_sum: public helper)
 
-ACCUMULATE = ("sequential", "pairwise", "float32")
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
 #: Functions whose output is one number per vector (the others: one per element).
 SCALAR_FUNCTIONS = ("logsumexp", "cross_entropy")
 
-
-def acc_dtype(dtype: np.dtype, acc: str) -> np.dtype:
-    if acc == "float32" and dtype.itemsize < 4:
-        return np.dtype(np.float32)
-    return dtype
-
-
-def acc_sum(a: np.ndarray, acc: str) -> np.ndarray:
-    """Sum along the last axis under the accumulation model; result in a's dtype."""
-    dt = a.dtype
-    if acc == "sequential":
-        return np.add.accumulate(a, axis=-1)[..., -1]
-    if acc == "pairwise":
-        while a.shape[-1] > 1:
-            k = a.shape[-1] // 2
-            head = a[..., 0 : 2 * k : 2] + a[..., 1 : 2 * k : 2]
-            a = np.concatenate([head, a[..., 2 * k :]], axis=-1) if a.shape[-1] % 2 else head
-        return a[..., 0]
-    if acc == "float32":
-        w = acc_dtype(dt, acc)
-        return np.sum(a.astype(w), axis=-1, dtype=w).astype(dt)
-    raise unknown_name("accumulation model", acc, ACCUMULATE)
-
-
-def _max(x):
-    return np.max(x, axis=-1, keepdims=True)
-
-
-def _sum_others(e: np.ndarray, x: np.ndarray, acc: str) -> np.ndarray:
-    """Sum of e over every element but the (first) argmax of x."""
-    idx = np.argmax(x, axis=-1)[..., None]
-    e = e.copy()
-    np.put_along_axis(e, idx, 0, axis=-1)
-    return acc_sum(e, acc)
+# Every kernel is written against ``o`` (numstab.steps): o.exp, o.sub, o.sum(e, acc), ... run
+# plain numpy (steps.PLAIN) or traced step by step (steps.Tracer) with bit-identical results.
+# Per-vector results keep a length-1 last axis until Impl strips it.
 
 
 # ---------------------------------------------------------------- softmax
-def softmax_naive(x, acc):
-    e = np.exp(x)
-    return e / acc_sum(e, acc)[..., None]
+def softmax_naive(x, acc, o):
+    e = o.exp(x)
+    return o.div(e, o.sum(e, acc, "the sum of exp(x)"))
 
 
-def softmax_stable(x, acc):
-    e = np.exp(x - _max(x))
-    return e / acc_sum(e, acc)[..., None]
+def softmax_stable(x, acc, o):
+    e = o.exp(o.sub(x, o.max(x)))
+    return o.div(e, o.sum(e, acc, "the sum of exp(x - max)"))
 
 
-def softmax_lse(x, acc):
-    return np.exp(x - logsumexp_stable(x, acc)[..., None])
+def softmax_lse(x, acc, o):
+    return o.exp(o.sub(x, logsumexp_stable(x, acc, o), "x - logsumexp(x)"))
 
 
-def _online_state(x, acc):
-    """Running max and rescaled sum (Milakov & Gimelshein 2018)."""
+def _online_state(x, acc, o):
+    """Running max and rescaled sum (Milakov & Gimelshein 2018); both with a length-1 last axis."""
     w = acc_dtype(x.dtype, acc)
     if acc == "pairwise":
-        m, d = x, np.ones_like(x, dtype=w)
+        m, d = x, o.ones(x, w)
         while m.shape[-1] > 1:
             k = m.shape[-1] // 2
-            m1, m2 = m[..., 0 : 2 * k : 2], m[..., 1 : 2 * k : 2]
-            d1, d2 = d[..., 0 : 2 * k : 2], d[..., 1 : 2 * k : 2]
-            mm = np.maximum(m1, m2)
-            dd = d1 * np.exp(m1 - mm).astype(w) + d2 * np.exp(m2 - mm).astype(w)
+            m1, m2 = m[..., 0: 2 * k: 2], m[..., 1: 2 * k: 2]
+            d1, d2 = d[..., 0: 2 * k: 2], d[..., 1: 2 * k: 2]
+            mm = o.maximum(m1, m2)
+            dd = o.add(o.mul(d1, o.cast(o.exp(o.sub(m1, mm)), w)), o.mul(d2, o.cast(o.exp(o.sub(m2, mm)), w)))
             if m.shape[-1] % 2:
-                mm = np.concatenate([mm, m[..., 2 * k :]], axis=-1)
-                dd = np.concatenate([dd, d[..., 2 * k :]], axis=-1)
+                mm = o.concat([mm, m[..., 2 * k:]])
+                dd = o.concat([dd, d[..., 2 * k:]])
             m, d = mm, dd
-        return m[..., 0], d[..., 0].astype(x.dtype)
-    m = x[..., 0]
-    d = np.ones_like(m, dtype=w)
+        return m, o.cast(d, x.dtype)
+    m = x[..., 0:1]
+    d = o.ones(m, w)
     for j in range(1, x.shape[-1]):
-        xj = x[..., j]
-        mn = np.maximum(m, xj)
-        d = d * np.exp(m - mn).astype(w) + np.exp(xj - mn).astype(w)
+        xj = x[..., j: j + 1]
+        mn = o.maximum(m, xj)
+        d = o.add(o.mul(d, o.cast(o.exp(o.sub(m, mn)), w)), o.cast(o.exp(o.sub(xj, mn)), w))
         m = mn
-    return m, d.astype(x.dtype)
+    return m, o.cast(d, x.dtype)
 
 
-def softmax_online(x, acc):
-    m, d = _online_state(x, acc)
-    return np.exp(x - m[..., None]) / d[..., None]
+def softmax_online(x, acc, o):
+    m, d = _online_state(x, acc, o)
+    return o.div(o.exp(o.sub(x, m)), d)
 
 
 # ------------------------------------------------------------ log_softmax
-def log_softmax_naive(x, acc):
-    return np.log(softmax_naive(x, acc))
+def log_softmax_naive(x, acc, o):
+    return o.log(softmax_naive(x, acc, o))
 
 
-def log_softmax_log_of_stable(x, acc):
-    return np.log(softmax_stable(x, acc))
+def log_softmax_log_of_stable(x, acc, o):
+    return o.log(softmax_stable(x, acc, o))
 
 
-def log_softmax_stable(x, acc):
-    s = x - _max(x)
-    return s - np.log(acc_sum(np.exp(s), acc))[..., None]
+def log_softmax_stable(x, acc, o):
+    s = o.sub(x, o.max(x))
+    return o.sub(s, o.log(o.sum(o.exp(s), acc, "the sum of exp(x - max)")), "(x - max) - log(sum)")
 
 
-def log_softmax_log1p(x, acc):
-    s = x - _max(x)
-    return s - np.log1p(_sum_others(np.exp(s), x, acc))[..., None]
+def log_softmax_log1p(x, acc, o):
+    s = o.sub(x, o.max(x))
+    return o.sub(s, o.log1p(o.sum(o.drop_argmax(o.exp(s), x), acc)))
 
 
 # -------------------------------------------------------------- logsumexp
-def logsumexp_naive(x, acc):
-    return np.log(acc_sum(np.exp(x), acc))
+def logsumexp_naive(x, acc, o):
+    return o.log(o.sum(o.exp(x), acc, "the sum of exp(x)"))
 
 
-def logsumexp_stable(x, acc):
-    m = _max(x)
-    return m[..., 0] + np.log(acc_sum(np.exp(x - m), acc))
+def logsumexp_stable(x, acc, o):
+    m = o.max(x)
+    return o.add(m, o.log(o.sum(o.exp(o.sub(x, m)), acc, "the sum of exp(x - max)")), "max + log(sum)")
 
 
-def logsumexp_log1p(x, acc):
-    m = _max(x)
-    return m[..., 0] + np.log1p(_sum_others(np.exp(x - m), x, acc))
+def logsumexp_log1p(x, acc, o):
+    m = o.max(x)
+    return o.add(m, o.log1p(o.sum(o.drop_argmax(o.exp(o.sub(x, m)), x), acc)), "max + log1p(sum)")
 
 
 # ---------------------------------------------------------- cross_entropy
-def _pick(v, target):
-    return np.take_along_axis(v, np.asarray(target)[..., None], axis=-1)[..., 0]
+def cross_entropy_naive(x, acc, target, o):
+    return o.neg(o.log(o.pick(softmax_naive(x, acc, o), target)))
 
 
-def cross_entropy_naive(x, acc, target):
-    return -np.log(_pick(softmax_naive(x, acc), target))
+def cross_entropy_clipped(x, acc, target, o):
+    """Keras-style: probabilities from a (stable) softmax, clipped to [1e-7, 1-1e-7] in the format."""
+    return o.neg(o.log(o.clip(o.pick(softmax_stable(x, acc, o), target), 1e-7, 1 - 1e-7)))
 
 
-def cross_entropy_clipped(x, acc, target):
-    """Keras-style: probabilities from a (stable) softmax, clipped to [1e-7, 1-1e-7]."""
-    p = _pick(softmax_stable(x, acc), target)
-    lo, hi = np.array([1e-7, 1 - 1e-7]).astype(x.dtype)
-    return -np.log(np.minimum(np.maximum(p, lo), hi))
-
-
-def cross_entropy_stable(x, acc, target):
-    return logsumexp_stable(x, acc) - _pick(x, target)
+def cross_entropy_stable(x, acc, target, o):
+    return o.sub(logsumexp_stable(x, acc, o), o.pick(x, target), "logsumexp(x) - x[target]")
 
 
 @dataclass(frozen=True)
 class Impl:
+    """An implementation of a function.
+
+    ``builtin`` ones are written against ``o`` (numstab.steps) and can be traced step by
+    step, so the causes of their failures are established; others (user callables,
+    libraries) are black boxes: ``fn(x, acc)`` (plus ``target`` for cross_entropy).
+    """
+
     function: str
     name: str
     fn: Callable
     description: str
+    builtin: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.function}:{self.name}"
 
     def __call__(self, x, acc="sequential", target=None):
+        if self.builtin:
+            return self.run(x, acc, target, PLAIN)
         if self.function == "cross_entropy":
             return self.fn(x, acc, target)
         return self.fn(x, acc)
+
+    def run(self, x, acc, target, o):
+        """A built-in kernel on ``x`` with the operations ``o``; scalar outputs lose their last axis."""
+        x = o.wrap(x)
+        y = self.fn(x, acc, target, o) if self.function == "cross_entropy" else self.fn(x, acc, o)
+        return o.first(y) if self.function in SCALAR_FUNCTIONS else y
 
 
 REGISTRY: dict[str, dict[str, Impl]] = {f: {} for f in FUNCTIONS}
 
 
 def register(function: str, name: str, fn: Callable, description: str) -> Impl:
-    impl = Impl(function, name, fn, description)
+    impl = Impl(function, name, fn, description, builtin=True)
     REGISTRY[function][name] = impl
     return impl
 

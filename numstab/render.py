@@ -10,7 +10,7 @@ import io
 import json
 
 from .results import CompareRun
-from .tables import CSV_FIELDS, csv_rows, fmt_num, sig, tables_with_thresholds
+from .tables import CAUSE_LEGEND, CSV_FIELDS, csv_rows, fmt_num, sig, tables_with_thresholds
 
 STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
          "nan": "bold red", "undetermined": "cyan"}
@@ -54,6 +54,7 @@ def compare_table(run: CompareRun, file=None) -> None:
         f"yellow = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
         f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
     )
+    con.print(CAUSE_LEGEND)
 
 
 def compare_json(run: CompareRun) -> str:
@@ -82,6 +83,7 @@ def compare_markdown(run: CompareRun) -> str:
             out.append(f"| {n} | {fmt_num(off, 4)} | {fmt_num(lo, 4)}..{fmt_num(hi, 4)} | "
                        + " | ".join(cells) + " |")
         out.append("")
+    out.append(f"Cells: max ULP error over all trials; {CAUSE_LEGEND}.")
     return "\n".join(out) + "\n"
 
 
@@ -165,7 +167,8 @@ def audit_table(report, file=None) -> None:
 
     con = console(file)
     tab = RTable(title="numstab audit", title_justify="left")
-    heads = ("function", "impl", "dtype", "result", "ok", "inacc", "unf", "ovf", "nan", "max ULP", "reasons")
+    heads = ("function", "impl", "dtype", "result", "ok", "inacc", "unf", "ovf", "nan", "max ULP", "causes",
+             "reasons")
     for h in heads:
         tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right")
     for r in report.results:
@@ -173,6 +176,7 @@ def audit_table(report, file=None) -> None:
         res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
         tab.add_row(r.function, r.impl, r.dtype, res, str(c["ok"]), str(c["inaccurate"]),
                     str(c["underflow"]), str(c["overflow"]), str(c["nan"]), fmt_num(r.max_ulp),
+                    ("~" if r.cause_inferred else "") + ", ".join(f"{k} {v}" for k, v in r.causes),
                     "; ".join(r.reasons))
     con.print(tab)
     for r in report.results:

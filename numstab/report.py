@@ -124,10 +124,10 @@ def report_markdown(run: CompareRun, plot_files=()) -> str:
                f"{m.get('numpy')}, mpmath {m.get('mpmath')}, ml_dtypes {m.get('ml_dtypes')}, Python "
                f"{m.get('python')}.")
     out += ["", "## Verdict per implementation", "",
-            "| function | dtype | impl | worst status | failing cells | worst max ULP |",
-            "|---|---|---|---|---:|---:|"]
-    for f, i, d, st, bad, tot, mu in _summary_rows(run):
-        out.append(f"| {f} | {d} | {i} | **{st}** | {bad}/{tot} | {fmt_num(mu)} |")
+            "| function | dtype | impl | worst status | failing cells | worst max ULP | causes (elements) |",
+            "|---|---|---|---|---:|---:|---|"]
+    for f, i, d, st, bad, tot, mu, causes in _summary_rows(run):
+        out.append(f"| {f} | {d} | {i} | **{st}** | {bad}/{tot} | {fmt_num(mu)} | {causes} |")
     out += ["", "## Thresholds (exact, mpmath)", "",
             "| dtype | exp overflows for x >= | largest finite exp input | exp is 0 for x <= | "
             "exp subnormal below | eps |", "|---|---:|---:|---:|---:|---:|"]
@@ -160,11 +160,11 @@ def report_html(run: CompareRun, plots: dict) -> str:
              f"{esc(str(m.get('tolerance')))} ULP, reference {esc(str(m.get('reference')))}.</p>",
              "<h2>Verdict per implementation</h2>",
              "<table><tr><th>function</th><th>dtype</th><th>impl</th><th>worst status</th>"
-             "<th>failing cells</th><th>worst max ULP</th></tr>"]
-    for f, i, d, st, bad, tot, mu in _summary_rows(run):
+             "<th>failing cells</th><th>worst max ULP</th><th>causes (elements)</th></tr>"]
+    for f, i, d, st, bad, tot, mu, causes in _summary_rows(run):
         parts.append(f"<tr><td class=l>{esc(f)}</td><td class=l>{esc(d)}</td><td class=l>{esc(i)}</td>"
                      f"<td style=\"color:{STATUS_CSS[st]}\">{esc(st)}</td><td>{bad}/{tot}</td>"
-                     f"<td>{esc(fmt_num(mu))}</td></tr>")
+                     f"<td>{esc(fmt_num(mu))}</td><td class=l>{esc(causes)}</td></tr>")
     parts.append("</table>")
     for name in sorted(plots):
         b64 = base64.b64encode(plots[name]).decode("ascii")

@@ -14,9 +14,14 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import UsageError
 
-COMPARE_SCHEMA = "numstab.compare/1"
+COMPARE_SCHEMA = "numstab.compare/2"
 STATUS_KEYS = ("ok", "inaccurate", "underflow", "overflow", "nan", "undetermined")
+#: statuses from best to worst (a cell's status is the worst of its elements')
+STATUS_ORDER = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
 FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
+#: Why an element failed, one word each (README "What the numbers mean"):
+CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
+          "clipping", "rounding")
 
 
 def jnum(v):
@@ -52,7 +57,9 @@ class CellResult:
     status: str
     flags: tuple
     counts: tuple  # ((status, count), ...) in STATUS_KEYS order
-    underflow_cause: str | None = None  # "overflow" (x/inf = 0) or "underflow" (exp flushed to 0)
+    cause: str | None = None  # the main cause of the worst status (CAUSES), None when all is ok
+    causes: tuple = ()  # ((cause, failing elements), ...)
+    cause_inferred: bool = False  # a black box: causes inferred, not established from its steps
 
     @property
     def count(self) -> dict:
@@ -64,6 +71,7 @@ class CellResult:
             d[k] = jnum(d[k])
         d["flags"] = list(self.flags)
         d["counts"] = dict(self.counts)
+        d["causes"] = dict(self.causes)
         return d
 
     @classmethod
@@ -78,10 +86,21 @@ class CellResult:
                 max_rel=unjnum(d["max_rel"]), status=str(d["status"]),
                 flags=tuple(d["flags"]),
                 counts=tuple((k, int(d["counts"].get(k, 0))) for k in STATUS_KEYS),
-                underflow_cause=d.get("underflow_cause"),
+                cause=_cause_of(d),
+                causes=tuple((str(k), int(v)) for k, v in dict(d.get("causes") or {}).items()),
+                cause_inferred=bool(d.get("cause_inferred", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"malformed result record: {exc}") from None
+
+
+def _cause_of(d: dict) -> str | None:
+    """The cause of a record; a numstab.compare/1 record only had ``underflow_cause``."""
+    if "cause" in d:
+        return None if d["cause"] is None else str(d["cause"])
+    # /1: "overflow" (an overflow was raised: exp or sum, it did not say) or "underflow" (exp flushed)
+    old = d.get("underflow_cause")
+    return str(old) if old else None
 
 
 @dataclass(frozen=True)

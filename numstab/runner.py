@@ -19,7 +19,7 @@ from .formats import DEFAULT_DTYPES, Format, get_format
 from .grids import GridSpec, make_grid, stack
 from .grids import cells as grid_cells
 from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
-from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, UNDERFLOW, element_metrics, quantize
+from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, element_metrics, quantize
 from .reference import MP_TIER, fast_reference, fast_supported, mp_reference
 from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, jnum
 
@@ -115,6 +115,24 @@ def _decide(fmt, x, target, ref, tier) -> None:
         pass
 
 
+def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
+    """Run a built-in kernel step by step over the whole batch.
+
+    Returns (outputs as float64, root codes, flags raised in the format for each group of rows).
+    """
+    from .steps import FLAG_BIT, Tracer
+
+    tr = Tracer(fmt, x.shape[0])
+    with np.errstate(all="ignore"):
+        out = impl.run(x, acc, target, tr)
+        y = out.v.astype(np.float64)
+    flags = []
+    for g in groups:
+        bits = int(np.bitwise_or.reduce(tr.flags[g])) if tr.flags[g].size else 0
+        flags.append(tuple(f for f in FLAG_NAMES if bits & FLAG_BIT[f]))
+    return y, out.root, flags
+
+
 @dataclass
 class ImplOutcome:
     impl: Impl
@@ -124,6 +142,10 @@ class ImplOutcome:
     ulp: np.ndarray | None = None
     rel: np.ndarray | None = None
     status: np.ndarray | None = None
+    cause: np.ndarray | None = None  # int8 codes per element (steps.CODE; 0 = none)
+    root: np.ndarray | None = None
+    inferred: bool = False  # causes inferred (a black box), not established from the steps
+    events: list = field(default_factory=list)  # (rows, tracer events) of the attribution passes
 
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
@@ -139,14 +161,17 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     xc = fmt.cast(x)
     outs = []
     for impl in impls:
-        o = ImplOutcome(impl)
+        o = ImplOutcome(impl, inferred=not impl.builtin)
         ys = []
         try:
-            for g in groups:
-                y, fl = run_impl(impl, xc[g], acc, target[g])
-                ys.append(y)
-                o.flags.append(fl)
-            o.y = np.concatenate(ys, axis=0)
+            if impl.builtin:
+                o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups)
+            else:
+                for g in groups:
+                    y, fl = run_impl(impl, xc[g], acc, target[g])
+                    ys.append(y)
+                    o.flags.append(fl)
+                o.y = np.concatenate(ys, axis=0)
         except CallableError as exc:
             if on_error == "raise":
                 raise
@@ -167,6 +192,9 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         if not _bump(fmt, x, target, ref, tier, unsettled):
             break
         _decide(fmt, x, target, ref, tier)
+    for o in outs:
+        if o.error is None:
+            _causes(fmt, x, xc, target, acc, tolerance, ref, o)
     if verify:
         from .reference import verify_rows
 
@@ -178,11 +206,41 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     return outs, ref, tier
 
 
-def underflow_cause(counts: dict, flags) -> str | None:
-    """Why outputs are 0 (or the log of 0): an overflowed sum (x/inf) or exp underflow."""
-    if not counts.get("underflow"):
+def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
+    """Final statuses and causes of one outcome (established for built-ins, inferred otherwise)."""
+    from .causes import attribute, finalize, infer
+
+    f = o.impl.function
+    r = ref[f]
+    if o.impl.builtin:
+        st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance)
+        rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
+        if rows.size:
+            codes, o.events = attribute(o.impl, fmt, xc, acc, target, rows)
+            cause[rows] = np.where(need[rows], codes, cause[rows])
+    else:
+        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance)
+    o.status, o.cause = st, cause
+
+
+def cause_counts(status: np.ndarray, cause: np.ndarray) -> dict:
+    """How many failing elements (nan, overflow, underflow, inaccurate) have each cause."""
+    from .results import CAUSES
+
+    failing = status >= INACCURATE
+    codes, cnt = np.unique(cause[failing], return_counts=True)
+    return {CAUSES[int(c) - 1]: int(k) for c, k in zip(codes, cnt) if c}
+
+
+def main_cause(status: np.ndarray, cause: np.ndarray) -> str | None:
+    """The most frequent cause among the elements with the worst failing status."""
+    from .results import CAUSES
+
+    if not status.size or status.max() < INACCURATE:
         return None
-    return "overflow" if "overflow" in flags else "underflow"
+    worst = cause[status == status.max()]
+    codes, cnt = np.unique(worst[worst != 0], return_counts=True)
+    return CAUSES[int(codes[np.argmax(cnt)]) - 1] if codes.size else None
 
 
 def summarize(o: ImplOutcome, rows) -> dict:
@@ -190,6 +248,7 @@ def summarize(o: ImplOutcome, rows) -> dict:
     st = o.status[rows].ravel()
     u = o.ulp[rows].ravel()
     r = o.rel[rows].ravel()
+    cs = o.cause[rows].ravel()
     counts = {k: 0 for k in STATUS_KEYS}
     for code, cnt in zip(*np.unique(st, return_counts=True)):
         counts[STATUSES[code]] += int(cnt)
@@ -198,6 +257,8 @@ def summarize(o: ImplOutcome, rows) -> dict:
     return {
         "status": worst,
         "counts": counts,
+        "causes": cause_counts(st, cs),
+        "cause": main_cause(st, cs),
         "max_ulp": float(np.max(u[known])) if known.any() else float("nan"),
         "median_ulp": float(quantize(np.median(u[known]))) if known.any() else float("nan"),
         "max_rel": float(np.max(r[known])) if known.any() else float("nan"),
@@ -280,7 +341,8 @@ def _run_task(task: _Task) -> list[CellResult]:
                 max_ulp=summ["max_ulp"], median_ulp=summ["median_ulp"],
                 max_rel=summ["max_rel"], status=summ["status"], flags=fl,
                 counts=tuple(summ["counts"].items()),
-                underflow_cause=underflow_cause(summ["counts"], fl),
+                cause=summ["cause"], causes=tuple(summ["causes"].items()),
+                cause_inferred=o.inferred,
             ))
     return results
 
@@ -393,48 +455,14 @@ def run_thresholds(dtypes=None, n: int = 1000) -> dict:
 
 
 # ------------------------------------------------------------------ inspect
-INSPECT_SCHEMA = "numstab.inspect/1"
-
-
-def verdict(fmt: Format, th: dict, impl: Impl, x: np.ndarray, y: np.ndarray, status: np.ndarray,
-            ulp: np.ndarray, flags: tuple, tolerance: float) -> str:
-    """One line, in words, of what happened to one vector."""
-    n_el = status.size
-    words = []
-    ovf_x = float(th["exp_overflow_x"])
-    unf_x = float(th["exp_underflow_x"])
-    xmax, xmin = float(np.max(x)), float(np.min(x))
-    counts = {s: int(np.sum(status == i)) for i, s in enumerate(STATUSES)}
-    if counts["ok"] == n_el:
-        return f"ok: every output within {tolerance:g} ULP (max {np.nanmax(ulp):.3g} ULP)"
-    if "overflow" in flags:
-        if xmax >= ovf_x:
-            words.append(f"exp({xmax:.6g}) overflows {fmt.name} (limit {ovf_x:.6g})")
-        else:
-            words.append(f"every exp(x) is finite but their sum overflows {fmt.name} (max {fmt.max:.6g})")
-        words.append("sum is inf" + (", inf/inf is NaN" if counts["nan"] else "")
-                     + (", x/inf is 0" if counts["underflow"] else ""))
-    if "underflow" in flags and counts["underflow"] and "overflow" not in flags:
-        if xmin <= unf_x or impl.name != "naive":
-            words.append(f"exp of the small terms underflows (exp(x) is 0 for x <= {unf_x:.6g})")
-        else:
-            words.append("a small probability or sum underflows to 0")
-    parts = []
-    for s in ("nan", "overflow", "underflow", "inaccurate", "undetermined"):
-        if counts[s]:
-            what = {"nan": "NaN", "overflow": "overflow to inf",
-                    "underflow": "are 0 or the log of 0 (-inf/inf) where the exact value is not",
-                    "inaccurate": f"above {tolerance:g} ULP", "undetermined": "with no settled reference"}[s]
-            parts.append(f"{counts[s]} of {n_el} outputs {what}")
-    finite = ulp[np.isfinite(ulp)]
-    tail = f" (max error of the rest {finite.max():.3g} ULP)" if finite.size and counts["ok"] else ""
-    return "; ".join(words + parts) + tail
+INSPECT_SCHEMA = "numstab.inspect/2"
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE) -> dict:
     """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/1)."""
+    from .causes import cause_name, verdict
     from .inputs import load_targets, load_vectors, parse_values, round_inputs
     from .reference import exact_strings
     from .reference import thresholds as exact_thresholds
@@ -459,10 +487,19 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         ex = exact_strings(fmt, x[0], int(tg[0]))[function] if B == 1 else None
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
+            names = [cause_name(int(c)) for c in np.atleast_1d(o.cause[0])] if B == 1 else None
             if B == 1:
                 y, st, u = o.y[0], o.status[0], o.ulp[0]
                 scalar = function in SCALAR_FUNCTIONS
                 yy = np.atleast_1d(y)
+                events = []
+                if o.impl.builtin:  # trace the vector step by step for the verdict's words
+                    from .steps import Tracer
+
+                    tr = Tracer(fmt, 1, attribute=True)
+                    with np.errstate(all="ignore"):
+                        o.impl.run(fmt.cast(x[:1]), accumulate, tg[:1], tr)
+                    events = tr.events
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
@@ -472,12 +509,15 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "reference": ex,
                     "ulp_error": [jnum(v) for v in np.atleast_1d(u)],
                     "element_status": [STATUSES[int(s)] for s in np.atleast_1d(st)],
+                    "element_cause": names,
                     "status": STATUSES[int(np.max(st))],
+                    "cause": main_cause(np.atleast_1d(st), np.atleast_1d(o.cause[0])),
+                    "causes": cause_counts(np.atleast_1d(st), np.atleast_1d(o.cause[0])),
+                    "cause_inferred": o.inferred,
                     "flags": list(flags),
-                    "underflow_cause": underflow_cause(
-                        {"underflow": int(np.sum(np.atleast_1d(st) == UNDERFLOW))}, flags),
-                    "verdict": verdict(fmt, th, o.impl, x[0], yy, np.atleast_1d(st), np.atleast_1d(u),
-                                       flags, tolerance),
+                    "verdict": verdict(fmt, th, function, o.impl.name, x[0], yy, st, o.cause[0], u,
+                                       flags, events, tolerance, o.inferred,
+                                       tg[0] if function == "cross_entropy" else None),
                     **({"scalar": True} if scalar else {}),
                 })
             else:
@@ -485,7 +525,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
-                    "counts": summ["counts"],
+                    "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
+                    "cause_inferred": o.inferred,
                     "vectors_failing": int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1))),
                     "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),

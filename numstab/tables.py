@@ -14,9 +14,15 @@ from .kernels import FUNCTIONS
 from .results import CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
+#: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
+CAUSE_TAG = {"exp_overflow": "exp", "sum_overflow": "sum", "invalid": "inv", "underflow": "unf",
+             "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round"}
+CAUSE_LEGEND = ("cause after ':': exp = exp overflow, sum = sum overflow, inv = invalid operation, unf = "
+                "underflow (flush or subnormal digits), canc = cancellation, abs = absorption, clip = "
+                "clipping, round = accumulated rounding; ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
-              "max_ulp", "median_ulp", "max_rel", "status", "underflow_cause", "flags", "ok", "inaccurate",
-              "underflow", "overflow", "nan", "undetermined")
+              "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
+              "ok", "inaccurate", "underflow", "overflow", "nan", "undetermined")
 
 
 def sig(text: str, digits: int = 12) -> str:
@@ -34,10 +40,11 @@ def fmt_num(v: float, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
-def cell_text(status: str, max_ulp: float) -> str:
-    if status in WORD:
-        return WORD[status]
-    return fmt_num(max_ulp)
+def cell_text(status: str, max_ulp: float, cause: str | None = None, inferred: bool = False) -> str:
+    text = WORD[status] if status in WORD else fmt_num(max_ulp)
+    if cause and status not in ("ok", "undetermined"):
+        text += (":~" if inferred else ":") + CAUSE_TAG.get(cause, cause)
+    return text
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,8 @@ def build_tables(run: CompareRun) -> list[Table]:
         for n, off in row_keys:
             first = next(cells[(n, off, i)] for i in impls if (n, off, i) in cells)
             vals = tuple(
-                (cell_text(cells[(n, off, i)].status, cells[(n, off, i)].max_ulp),
+                (cell_text(cells[(n, off, i)].status, cells[(n, off, i)].max_ulp, cells[(n, off, i)].cause,
+                           cells[(n, off, i)].cause_inferred),
                  cells[(n, off, i)].status) if (n, off, i) in cells else ("", "")
                 for i in impls
             )
@@ -114,18 +122,28 @@ def csv_rows(run: CompareRun):
         d = r.to_dict()
         c = d.pop("counts")
         d["flags"] = "|".join(d["flags"])
+        d["causes"] = "|".join(f"{k}:{v}" for k, v in d["causes"].items())
         d.update(c)
         yield [("" if d[k] is None else d[k]) for k in CSV_FIELDS]
 
 
 def verdicts(run: CompareRun) -> list[tuple]:
-    """(function, impl, dtype, worst status, cells failing, cells, worst max ULP) per implementation."""
-    out = {}
-    rank = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
+    """(function, impl, dtype, worst status, cells failing, cells, worst max ULP, causes) per implementation.
+
+    ``causes``: "cause (elements), ..." over every cell, most frequent first.
+    """
+    from .results import STATUS_ORDER
+
+    out, causes = {}, {}
     for r in run.results:
         k = (r.function, r.impl, r.dtype)
         st, bad, tot, mu = out.get(k, ("ok", 0, 0, 0.0))
-        worse = r.status if rank.index(r.status) > rank.index(st) else st
+        worse = r.status if STATUS_ORDER.index(r.status) > STATUS_ORDER.index(st) else st
         mu = max(mu, r.max_ulp) if not math.isnan(r.max_ulp) else mu
         out[k] = (worse, bad + (r.status != "ok"), tot + 1, mu)
-    return [(f, i, d, *v) for (f, i, d), v in out.items()]
+        for c, cnt in r.causes:
+            causes.setdefault(k, {})
+            causes[k][c] = causes[k].get(c, 0) + cnt
+    return [(f, i, d, *v, ", ".join(f"{c} ({n})" for c, n in sorted(causes.get((f, i, d), {}).items(),
+                                                                       key=lambda kv: -kv[1])))
+            for (f, i, d), v in out.items()]

@@ -23,9 +23,13 @@ def test_log_softmax_1000_1_float32(capsys):
                             "--", "1000", "1"))
     for bad in ("naive", "log_of_stable"):
         assert data[bad]["outputs"][1] == "-inf"
-        assert data[bad]["element_status"][1] == "underflow"
-    assert data["naive"]["underflow_cause"] == "overflow"  # 1/inf = 0, then log(0)
-    assert data["log_of_stable"]["underflow_cause"] == "underflow"  # exp(-999) flushed to 0
+    # naive: exp(1000) overflows, 1/inf = 0, then log(0): an overflow, not an underflow
+    assert data["naive"]["element_status"] == ["nan", "overflow"]
+    assert data["naive"]["element_cause"] == ["exp_overflow", "exp_overflow"]
+    # log of stable: exp(-999) flushes to 0 in float32, then log(0) = -inf
+    assert data["log_of_stable"]["element_status"][1] == "underflow"
+    assert data["log_of_stable"]["element_cause"] == [None, "underflow"]
+    assert "exp flushes to 0 in float32" in data["log_of_stable"]["verdict"]
     for good in ("stable", "log1p"):
         assert data[good]["outputs"] == [0.0, -999.0]
         assert data[good]["status"] == "ok"
@@ -47,10 +51,11 @@ def test_logsumexp_11_11_float16(capsys):
 def test_single_impl_json_is_one_object(capsys):
     d = cli_json(capsys, "inspect", "softmax", "--dtype", "float16", "--impl", "naive", "--format",
                  "json", "--", "12", "0")
-    assert d["schema"] == "numstab.inspect/1" and d["impl"] == "naive"
+    assert d["schema"] == "numstab.inspect/2" and d["impl"] == "naive"
     assert d["outputs"][0] is None and d["outputs"][1] == 0.0  # NaN as null, never a bare token
     assert d["status"] == "nan"
-    assert "exp(12) overflows float16 (limit 11.0901)" in d["verdict"]
+    assert "exp(12) overflows float16 (exp(x) is inf for x >= 11.0901)" in d["verdict"]
+    assert d["element_cause"] == ["exp_overflow", "exp_overflow"] and d["cause_inferred"] is False
     for key in ("function", "dtype", "inputs", "reference", "ulp_error", "flags"):
         assert key in d
 

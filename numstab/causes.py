@@ -1,0 +1,255 @@
+"""Final status and cause of every element: established for built-ins, inferred for black boxes.
+
+Statuses answer "where do overflow and underflow occur" truthfully:
+
+* ``nan``: the output is NaN.
+* ``overflow``: something overflowed -- an infinite output where the exact value
+  rounds to a finite number, and also the zeros (and logs of zeros) of x/inf after
+  an overflowed sum.
+* ``underflow``: something underflowed -- a zero (or the log of a zero) where the
+  exact value is not, produced by a flush to zero.
+* ``inaccurate``: the ULP error is above the tolerance; this includes zeros that
+  come from cancellation or absorption (an accuracy failure, not an underflow).
+
+Causes (``results.CAUSES``): for built-in kernels they come from the step-by-step
+trace (numstab.steps): the root of a special value, else the largest category of
+the propagated rounding error. For user callables and libraries they are inferred
+from the inputs, outputs and exact values, and marked as inferred.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .metrics import INACCURATE, NAN, OK, OVERFLOW, UNDERFLOW, UNDETERMINED
+from .results import CAUSES
+from .steps import CATEGORY_CODE, CODE, EXP_OVF, INVALID, SUM_OVF, Tracer
+from .steps import UNDERFLOW as C_UNDERFLOW
+
+#: rows per traced attribution pass are limited so its arrays stay small
+ATTRIBUTE_ELEMENTS = 1 << 18
+LOG_FUNCTIONS = ("log_softmax", "logsumexp", "cross_entropy")
+
+
+def cause_name(code: int) -> str | None:
+    return CAUSES[code - 1] if code else None
+
+
+def _status_of_root(root: np.ndarray) -> np.ndarray:
+    st = np.full(root.shape, -1, dtype=np.int8)
+    st[(root == EXP_OVF) | (root == SUM_OVF)] = OVERFLOW
+    st[root == C_UNDERFLOW] = UNDERFLOW
+    st[root == INVALID] = NAN
+    return st
+
+
+def _wrong_special(y, rounded):
+    """Zeros and infinities the exact value does not round to."""
+    with np.errstate(all="ignore"):
+        zero = (y == 0) & (rounded != 0) & ~np.isnan(rounded)
+        inf = np.isinf(y) & (y != rounded)
+    return zero, inf
+
+
+def finalize(fmt, function, y, rounded, ulp, status, root, tolerance):
+    """Statuses from the roots of special outputs; returns (status, cause codes, needs attribution).
+
+    ``status`` comes from metrics (figures only know the value); zeros and infinities
+    get the status of what produced them: an overflow (x/inf), a flush, or neither
+    (absorption, cancellation: then their ULP error decides, with an attributed cause).
+    """
+    status = status.copy()
+    cause = np.zeros(status.shape, dtype=np.int8)
+    zero, inf = _wrong_special(y, rounded)
+    special = zero | inf
+    by_root = _status_of_root(root)
+    nan = np.isnan(y)
+    cause[nan] = np.where(root[nan] != 0, root[nan], INVALID)
+    rooted = special & (by_root >= 0) & ~nan
+    status[rooted] = by_root[rooted]
+    cause[rooted] = root[rooted]
+    unrooted = special & ~rooted & ~nan & (status != UNDETERMINED)
+    # an unrooted zero or infinity is an accuracy failure (its ULP error is judged)
+    status[unrooted] = np.where(ulp[unrooted] > tolerance, INACCURATE, OK)
+    need = ((status == INACCURATE) & (cause == 0))
+    return status, cause, need
+
+
+def attribute(impl, fmt, xc, acc, target, rows):
+    """Cause codes (largest propagated error category) of every element of the given rows."""
+    n = xc.shape[-1]
+    step = max(1, ATTRIBUTE_ELEMENTS // max(1, n))
+    parts, events = [], []
+    for i in range(0, len(rows), step):
+        sel = rows[i:i + step]
+        tr = Tracer(fmt, len(sel), attribute=True)
+        with np.errstate(all="ignore"):
+            out = impl.run(xc[sel], acc, target[sel], tr)
+        err = np.abs(out.err)
+        best = np.argmax(err, axis=-1)
+        code = CATEGORY_CODE[best]
+        code = np.where(err.max(axis=-1) > 0, code, CODE["rounding"])
+        parts.append(code)
+        events.append((sel, tr.events))
+    return np.concatenate(parts, axis=0), events
+
+
+def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
+    """Statuses and causes of a black box's elements, inferred from inputs, outputs and exact values."""
+    status = status.copy()
+    lnmax = math.log(fmt.max)
+    ln_unf = math.log(fmt.smallest_subnormal) - math.log(2)
+    rounded = ref_all[function].rounded
+    with np.errstate(all="ignore"):
+        xmax = np.max(x, axis=-1)
+        L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
+        exp_ovf = xmax >= lnmax
+        sum_ovf = ~exp_ovf & ~(np.abs(L) < lnmax)
+        all_unf = xmax <= ln_unf
+    shape = status.shape
+    per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
+    exp_ovf, sum_ovf, all_unf = per_row(exp_ovf), per_row(sum_ovf), per_row(all_unf)
+    ovf_code = np.where(exp_ovf, EXP_OVF, np.where(sum_ovf, SUM_OVF, 0))
+    cause = np.zeros(shape, dtype=np.int8)
+    nan = np.isnan(y)
+    cause[nan] = np.where(ovf_code[nan] != 0, ovf_code[nan], np.where(all_unf[nan], C_UNDERFLOW, INVALID))
+    zero, inf = _wrong_special(y, rounded)
+    with np.errstate(all="ignore"):
+        tiny_exact = np.abs(rounded) < fmt.tiny
+        if function == "log_softmax":
+            tiny_exact = rounded <= ln_unf  # the probability itself underflows
+    for mask in (zero, inf):
+        m = mask & ~nan & (status != UNDETERMINED)
+        ovf = m & (ovf_code != 0)
+        status[ovf] = OVERFLOW
+        cause[ovf] = ovf_code[ovf]
+        unf = m & ~ovf & (tiny_exact | all_unf | ((function in LOG_FUNCTIONS) & inf & (y < 0)))
+        status[unf] = UNDERFLOW
+        cause[unf] = C_UNDERFLOW
+        rest = m & ~ovf & ~unf
+        status[rest] = np.where(ulp[rest] > tolerance, INACCURATE, OK)
+    inacc = (status == INACCURATE) & (cause == 0)
+    if inacc.any():
+        if function == "cross_entropy":
+            guess = CODE["cancellation"]
+        elif function == "logsumexp":
+            guess = CODE["absorption"]
+        else:
+            guess = CODE["rounding"]
+        cause[inacc] = np.where(tiny_exact[inacc], C_UNDERFLOW, guess)
+        if function in ("logsumexp", "log_softmax"):
+            zero_in = inacc & zero
+            cause[zero_in] = CODE["absorption"]
+    return status, cause
+
+
+# ------------------------------------------------------------------ verdicts in words
+def _row_events(events, kind):
+    """(label, details at each flagged element) of one vector's tracer events of a kind."""
+    out = []
+    for label, k, mask, detail in events:
+        if k != kind:
+            continue
+        m = np.asarray(mask)[0]
+        if detail is None:
+            out.append((label, None))
+            continue
+        cols = [np.broadcast_to(np.asarray(d)[0], m.shape)[m] for d in detail]
+        out.append((label, cols))
+    return out
+
+
+def _g(v: float, d: int = 7) -> str:
+    return f"{v:.{d}g}"
+
+
+def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, ulp, flags, events,
+            tolerance: float, inferred: bool, target=None) -> str:
+    """One line, in words, of what happened to one vector and why (naming the step)."""
+    from .metrics import STATUSES
+
+    status, cause, ulp = np.atleast_1d(status), np.atleast_1d(cause), np.atleast_1d(ulp)
+    y = np.atleast_1d(y)
+    n_el = status.size
+    counts = {s: int(np.sum(status == i)) for i, s in enumerate(STATUSES)}
+    if counts["ok"] == n_el:
+        fin = ulp[np.isfinite(ulp)]
+        return f"ok: every output within {tolerance:g} ULP (max {fin.max() if fin.size else 0:.3g} ULP)"
+    present = [CAUSES[c - 1] for c in sorted(set(int(c) for c in cause[status >= INACCURATE]) - {0})]
+    ovf_x, unf_x = float(th["exp_overflow_x"]), float(th["exp_underflow_x"])
+    xmax = float(np.max(x))
+    words = []
+    if inferred:
+        words.append("inferred from inputs, outputs and exact values (a black box)")
+    consequences = []
+    if counts["nan"] and not inferred:
+        nan_causes = {CAUSES[int(c) - 1] for c in cause[np.isnan(y)] if c}
+        if nan_causes & {"exp_overflow", "sum_overflow"}:
+            consequences.append("inf/inf is NaN")
+        if "underflow" in nan_causes:
+            consequences.append("0/0 is NaN")
+    if any((y == 0) & (status == OVERFLOW)):
+        consequences.append("x/inf is 0")
+    if any(np.isinf(y) & (status >= UNDERFLOW)) and function in LOG_FUNCTIONS:
+        consequences.append("the log of 0 is -inf" if any(y < 0) else "-log(0) is inf")
+    for c in present:
+        if c == "exp_overflow":
+            words.append(f"exp({_g(xmax, 6)}) overflows {fmt.name} (exp(x) is inf for x >= {ovf_x:.6g})")
+        elif c == "sum_overflow":
+            labels = [lb for lb, _ in _row_events(events, "overflow") if lb not in ("exp",)]
+            what = labels[0] if labels and labels[0] not in ("sum", "mul", "div") else "their sum"
+            words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
+        elif c == "underflow":
+            if any(lb == "exp" for lb, _ in _row_events(events, "flush")) or y.size and any(y == 0):
+                words.append(f"exp flushes to 0 in {fmt.name} (exp(x) is 0 for x <= {unf_x:.6g})")
+            else:
+                words.append(f"results below {fmt.tiny:.3g} are subnormal in {fmt.name} and lose digits")
+        elif c == "absorption":
+            ev = _row_events(events, "absorption")
+            hint = " (log1p keeps it)" if function in ("logsumexp", "log_softmax") else ""
+            if ev and ev[0][1] is not None:
+                label, (a, b, r) = max(ev, key=lambda e: np.max(np.abs(e[1][1])) if e[1] else 0)
+                j = int(np.argmax(np.abs(b)))
+                words.append(f"{_g(a[j])} + {_g(b[j], 4)} rounds to {_g(r[j])} in {fmt.name} "
+                             f"({label}): the small term is absorbed{hint}")
+            else:
+                words.append(f"small terms are absorbed into a larger one in {fmt.name}{hint}")
+        elif c == "cancellation":
+            ev = _row_events(events, "cancellation")
+            if ev and ev[0][1] is not None:
+                label, (a, b, r) = ev[-1]
+                j = int(np.argmin(np.abs(r)))
+                names = label.split(" - ") if " - " in label else ["a", "b"]
+                tgt = f"x[{int(target)}]" if target is not None else names[-1]
+                nb = names[-1].replace("x[target]", tgt)
+                words.append(f"{names[0]} = {_g(a[j])} and {nb} = {_g(-b[j])} cancel (difference "
+                             f"{_g(r[j])}): only their rounding errors are left")
+            else:
+                words.append("a subtraction of nearly equal rounded values cancels")
+        elif c == "clipping":
+            ev = _row_events(events, "clipping")
+            if ev and ev[0][1] is not None:
+                a, r = ev[0][1]
+                words.append(f"the probability {_g(a[0])} is clipped to {_g(r[0])} "
+                             "(clip(p, 1e-7, 1 - 1e-7) in the format)")
+            else:
+                words.append("the probability is clipped")
+        elif c == "rounding":
+            fin = ulp[np.isfinite(ulp)]
+            top = fin.max() if fin.size else 0
+            words.append(f"accumulated rounding (up to {top:.3g} ULP, n = {np.size(x)})")
+        elif c == "invalid":
+            words.append("an invalid operation (inf - inf, 0/0 or inf/inf) gives NaN")
+    words += consequences
+    parts = []
+    for s in ("nan", "overflow", "underflow", "inaccurate", "undetermined"):
+        if counts[s]:
+            what = {"nan": "NaN", "overflow": "overflow (inf, or 0 from x/inf)",
+                    "underflow": "underflow (0, or the log of 0, from a flush to zero)",
+                    "inaccurate": f"above {tolerance:g} ULP", "undetermined": "with no settled reference"}[s]
+            parts.append(f"{counts[s]} of {n_el} outputs {what}")
+    finite = ulp[np.isfinite(ulp) & (status == OK)]
+    tail = f" (max error of the rest {finite.max():.3g} ULP)" if finite.size and counts["ok"] else ""
+    return "; ".join(words + parts) + tail

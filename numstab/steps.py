@@ -1,0 +1,543 @@
+"""The operations kernels are written with: plain numpy, or traced step by step.
+
+A built-in kernel is written once against an ``ops`` object (``o.exp(x)``,
+``o.div(e, o.sum(e, acc))``, ...). :data:`PLAIN` runs it on numpy arrays of
+the target dtype. :class:`Tracer` runs the very same numpy operations (so the
+outputs are bit-identical) and, per element, establishes what each step did
+in the target format itself -- bfloat16 and float8 included, where numpy only
+sees float32:
+
+* **IEEE flags** per row (overflow, underflow, invalid, divide), decided from
+  the format's own range: a bfloat16 sum that rounds past bfloat16's max raises
+  overflow here even though float32 did not.
+* **root**: why a value is special (inf, NaN or a zero that should not be):
+  the first step that overflowed (``exp_overflow``: exp of a finite input
+  overflowed; ``sum_overflow``: a sum, product or quotient of finite values
+  overflowed), flushed a nonzero result to 0 (``underflow``), or an invalid
+  operation with no earlier cause (``invalid``). Special values carry their
+  root through later steps (x/inf = 0 keeps the overflow's root, inf/inf = NaN
+  too, log(0) keeps the flush's root).
+* **error attribution** (``attribute=True``): a first-order propagation of every
+  step's local rounding error to the outputs, split by category: ``underflow``
+  (a result in the subnormal range lost digits), ``absorption`` (an addend
+  vanished entirely: fl(a + b) == a with b != 0), ``clipping`` (a clip bound
+  replaced the value), ``rounding`` (ordinary rounding), and ``cancellation``:
+  an effective subtraction whose result is at least 4x smaller than its
+  operands (condition number (|a| + |b|) / |a + b| >= 4) amplifies the errors
+  its operands carry, which are then counted as cancellation.
+
+Local errors are measured against a shadow of each step computed from the
+same format operands in a wider type (float64; long double for float64).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .results import CAUSES, FLAG_NAMES
+
+# cause codes: 0 = none, else 1 + index in CAUSES
+CODE = {c: i + 1 for i, c in enumerate(CAUSES)}
+EXP_OVF, SUM_OVF, INVALID, UNDERFLOW = (CODE[c] for c in ("exp_overflow", "sum_overflow", "invalid",
+                                                            "underflow"))
+#: categories of the error attribution, in the order of the last axis of ``T.err``
+CATEGORIES = ("underflow", "cancellation", "absorption", "clipping", "rounding")
+C_UNF, C_CANC, C_ABS, C_CLIP, C_ROUND = range(len(CATEGORIES))
+CATEGORY_CODE = np.array([CODE[c] for c in CATEGORIES], dtype=np.int8)
+ACC_MODELS = ("sequential", "pairwise", "float32")
+FLAG_BIT = {f: 1 << i for i, f in enumerate(FLAG_NAMES)}
+#: condition number of an addition from which its incoming errors count as cancellation
+CANCEL_KAPPA = 4.0
+
+
+# ------------------------------------------------------------------ plain numpy
+def acc_dtype(dtype: np.dtype, acc: str) -> np.dtype:
+    if acc == "float32" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def acc_sum(a: np.ndarray, acc: str) -> np.ndarray:
+    """Sum along the last axis under the accumulation model; result in a's dtype."""
+    if acc == "sequential":
+        return np.add.accumulate(a, axis=-1)[..., -1]
+    if acc == "pairwise":
+        while a.shape[-1] > 1:
+            k = a.shape[-1] // 2
+            head = a[..., 0: 2 * k: 2] + a[..., 1: 2 * k: 2]
+            a = np.concatenate([head, a[..., 2 * k:]], axis=-1) if a.shape[-1] % 2 else head
+        return a[..., 0]
+    if acc == "float32":
+        w = acc_dtype(a.dtype, acc)
+        return np.sum(a.astype(w), axis=-1, dtype=w).astype(a.dtype)
+    from .errors import unknown_name
+
+    raise unknown_name("accumulation model", acc, ACC_MODELS)
+
+
+def _argmax_mask(x: np.ndarray) -> np.ndarray:
+    k = np.argmax(x, axis=-1)[..., None]
+    mask = np.zeros(x.shape, dtype=bool)
+    np.put_along_axis(mask, k, True, axis=-1)
+    return mask
+
+
+class Plain:
+    """Kernels' operations on plain numpy arrays of the target dtype."""
+
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    log1p = staticmethod(np.log1p)
+    maximum = staticmethod(np.maximum)
+
+    @staticmethod
+    def add(a, b, what=None):
+        return a + b
+
+    @staticmethod
+    def sub(a, b, what=None):
+        return a - b
+
+    @staticmethod
+    def mul(a, b):
+        return a * b
+
+    @staticmethod
+    def div(a, b):
+        return a / b
+
+    @staticmethod
+    def neg(a):
+        return -a
+
+    @staticmethod
+    def max(x):
+        return np.max(x, axis=-1, keepdims=True)
+
+    @staticmethod
+    def sum(a, acc, what=None):
+        """Sum along the last axis, kept as a length-1 axis."""
+        return acc_sum(a, acc)[..., None]
+
+    @staticmethod
+    def drop_argmax(e, x):
+        """e with the element at x's (first) argmax set to 0."""
+        return np.where(_argmax_mask(x), e.dtype.type(0), e)
+
+    @staticmethod
+    def pick(v, target):
+        return np.take_along_axis(v, np.asarray(target)[..., None], axis=-1)
+
+    @staticmethod
+    def clip(a, lo: float, hi: float):
+        lo_, hi_ = _consts(a.dtype, lo, hi)
+        return np.minimum(np.maximum(a, lo_), hi_)
+
+    @staticmethod
+    def cast(a, dtype):
+        return a.astype(dtype)
+
+    @staticmethod
+    def ones(like, dtype):
+        return np.ones(like.shape, dtype=dtype)
+
+    @staticmethod
+    def concat(parts):
+        return np.concatenate(parts, axis=-1)
+
+    @staticmethod
+    def first(a):
+        return a[..., 0]
+
+    @staticmethod
+    def wrap(x):
+        return x
+
+
+PLAIN = Plain()
+
+
+def _consts(dtype, *values):
+    """Constants in the format, correctly rounded, without touching the IEEE flags."""
+    from .formats import get_format
+
+    fmt = get_format(np.dtype(dtype).name)
+    with np.errstate(all="ignore"):
+        return tuple(fmt.cast(fmt.round(np.float64(v)))[()] for v in values)
+
+
+# ---------------------------------------------------------------------- tracing
+class T:
+    """A traced value: the format's array, its root cause codes and its error components."""
+
+    __slots__ = ("v", "root", "err")
+
+    def __init__(self, v, root, err):
+        self.v, self.root, self.err = v, root, err
+
+    @property
+    def shape(self):
+        return self.v.shape
+
+    @property
+    def dtype(self):
+        return self.v.dtype
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return T(self.v[key], self.root[key],
+                 None if self.err is None else self.err[key + (slice(None),)])
+
+
+def _special(v):
+    return ~np.isfinite(v) | (v == 0)
+
+
+class Tracer:
+    """Runs kernels with the same numpy operations as :data:`PLAIN`, recording what each step did."""
+
+    def __init__(self, fmt, batch: int, attribute: bool = False):
+        self.fmt = fmt
+        self.attribute = attribute
+        self.flags = np.zeros(batch, dtype=np.uint8)  # FLAG_BIT per row
+        self.wide = np.dtype(np.float64) if fmt.p <= 24 else np.dtype(np.longdouble)
+        #: per step: (label, event, element mask broadcast to the batch's rows) for verdicts
+        self.events: list = []
+
+    # -------------------------------------------------------------- helpers
+    def wrap(self, x: np.ndarray) -> T:
+        err = np.zeros(x.shape + (len(CATEGORIES),)) if self.attribute else None
+        return T(x, np.zeros(x.shape, dtype=np.int8), err)
+
+    def _flag(self, name: str, mask) -> None:
+        if mask.any():
+            rows = np.asarray(mask).reshape(mask.shape[0], -1).any(axis=1) if np.ndim(mask) else mask
+            self.flags[np.broadcast_to(rows, self.flags.shape)] |= FLAG_BIT[name]
+
+    def _w(self, v):
+        return np.asarray(v).astype(self.wide)
+
+    def _record(self, label, kind, mask, detail=None):
+        if np.any(mask):
+            self.events.append((label, kind, np.asarray(mask), detail))
+
+    def _finish(self, label, v, sh, root, err, local_cat=None, operands=(), nonzero=None):
+        """Common bookkeeping of one step: overflow/flush/underflow/invalid events, flags, root.
+
+        ``sh``: the step's result from the same operands in the wide type. Overflow: a
+        non-finite result from finite operands whose exact result is beyond max (a pole such
+        as log(0) or x/0 is not an overflow); flush: 0 from finite operands where the exact
+        result is not 0 (``nonzero``: where the exact result is known to be nonzero, e.g. exp of
+        any finite input, even where the wide shadow itself flushed).
+        """
+        fmt = self.fmt
+        shape = v.shape
+        with np.errstate(all="ignore"):
+            if err is None and np.isfinite(v).all() and not (np.abs(v) < fmt.tiny).any():
+                # nothing special happened in this step (the common case): no event, no root
+                return T(v, np.zeros(shape, dtype=np.int8), None)
+        fin_in, nan_in = True, False
+        for o in operands:
+            fin_in = fin_in & np.isfinite(o)
+            nan_in = nan_in | np.isnan(o)
+        fin_in = np.broadcast_to(fin_in, shape)
+        nan_in = np.broadcast_to(nan_in, shape)
+        with np.errstate(all="ignore"):
+            fin_sh = np.isfinite(sh)
+            beyond = (fin_sh & (np.abs(sh) > fmt.max)) | (np.isinf(sh) & (label in ("exp", "sum", "mul")))
+            over = ~np.isfinite(v) & fin_in & beyond
+            nz = (sh != 0) & fin_sh if nonzero is None else np.broadcast_to(nonzero, shape)
+            flush = (v == 0) & nz & fin_in
+            tiny = (np.abs(v) < fmt.tiny) & np.isfinite(v) & ((self._w(v) != sh) | flush) & fin_in
+            invalid = np.isnan(v) & ~nan_in & ~over
+        self._flag("overflow", over)
+        self._flag("underflow", tiny)
+        self._flag("invalid", invalid)
+        root = np.array(root, dtype=np.int8)
+        fresh = root == 0
+        root[over & fresh] = EXP_OVF if label == "exp" else SUM_OVF
+        root[flush & fresh] = UNDERFLOW
+        root[np.isnan(v) & (root == 0)] = INVALID
+        root[~_special(v)] = 0
+        self._record(label, "overflow", over)
+        self._record(label, "flush", flush)
+        if err is not None:
+            with np.errstate(all="ignore"):
+                local = (self._w(v) - sh).astype(np.float64)
+                local = np.where(np.isfinite(local), local, 0.0)
+                cat = np.where(np.abs(v) < fmt.tiny, C_UNF, C_ROUND) if local_cat is None else local_cat
+                for c in (C_UNF, C_ROUND, C_ABS):
+                    err[..., c] += np.where(cat == c, local, 0.0)
+                err[~np.isfinite(v)] = 0.0
+        return T(v, root, err)
+
+    def _root_of(self, *ts):
+        """Root of a result from its operands: the first operand root that is set."""
+        shape = np.broadcast_shapes(*(t.shape for t in ts))
+        root = np.zeros(shape, dtype=np.int8)
+        for t in ts:
+            if t.root.any():
+                root = np.where((root == 0) & (t.root != 0), t.root, root)
+        return root
+
+    def _quick(self, v, attribute_needed: bool):
+        """The common case of a step in flags mode: a finite, normal result -- no event, no root."""
+        if attribute_needed:
+            return None
+        with np.errstate(all="ignore"):
+            if np.isfinite(v).all() and not (np.abs(v) < self.fmt.tiny).any():
+                return T(v, np.zeros(v.shape, dtype=np.int8), None)
+        return None
+
+    def _t(self, a) -> T:
+        return a if isinstance(a, T) else self.wrap(np.asarray(a))
+
+    # ------------------------------------------------------------- unary
+    def _unary(self, label, f, a, deriv):
+        a = self._t(a)
+        with np.errstate(all="ignore"):
+            v = f(a.v)
+            quick = self._quick(v, a.err is not None)
+            if quick is not None:
+                if label == "log":
+                    self._flag("divide", (a.v == 0))
+                return quick
+            sh = f(self._w(a.v))
+            err = None
+            if a.err is not None:
+                dv = np.asarray(deriv(a.v.astype(np.float64), v.astype(np.float64)), dtype=np.float64)
+                err = a.err * np.where(np.isfinite(dv), dv, 0.0)[..., None]
+        root = np.where(_special(v), a.root, 0).astype(np.int8)
+        if label == "log":
+            self._flag("divide", (a.v == 0))
+        if label == "log1p":
+            self._flag("divide", (a.v == -1))
+        nonzero = {"exp": np.isfinite(a.v), "log": a.v != 1, "log1p": a.v != 0}[label]
+        return self._finish(label, v, sh, root, err, operands=(a.v,), nonzero=nonzero)
+
+    def exp(self, a):
+        return self._unary("exp", np.exp, a, lambda x, y: y)
+
+    def log(self, a):
+        return self._unary("log", np.log, a, lambda x, y: 1.0 / x)
+
+    def log1p(self, a):
+        return self._unary("log1p", np.log1p, a, lambda x, y: 1.0 / (1.0 + x))
+
+    def neg(self, a):
+        a = self._t(a)
+        return T(-a.v, a.root, None if a.err is None else -a.err)
+
+    # ------------------------------------------------------------ binary
+    def _addsub(self, label, a, b, sign, what=None):
+        a, b = self._t(a), self._t(b)
+        with np.errstate(all="ignore"):
+            v = a.v + b.v if sign > 0 else a.v - b.v
+            quick = self._quick(v, a.err is not None)
+            if quick is not None:
+                return quick
+            wa, wb = self._w(a.v), self._w(b.v)
+            sh = wa + wb if sign > 0 else wa - wb
+        root = self._root_of(a, b)
+        err = None
+        local_cat = None
+        if a.err is not None:
+            with np.errstate(all="ignore"):
+                err = a.err + (b.err if sign > 0 else -b.err)
+                fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
+                bb = fb if sign > 0 else -fb
+                fv = v.astype(np.float64)
+                kappa = (np.abs(fa) + np.abs(fb)) / np.abs(fv)
+                effective_sub = (np.sign(fa) * np.sign(bb) < 0) & (kappa >= CANCEL_KAPPA)
+                effective_sub &= np.isfinite(fa) & np.isfinite(fb)
+                if effective_sub.any():
+                    moved = err.sum(axis=-1)
+                    err[effective_sub] = 0.0
+                    err[..., C_CANC] += np.where(effective_sub, moved, 0.0)
+                absorbed = ((fv == fa) & (bb != 0)) | ((fv == bb) & (fa != 0))
+                absorbed &= np.isfinite(fv)
+                local_cat = np.where(absorbed, C_ABS, np.where(np.abs(v) < self.fmt.tiny, C_UNF, C_ROUND))
+                self._record(what or label, "absorption", absorbed & (fa != 0) & (bb != 0), (fa, bb, fv))
+                self._record(what or label, "cancellation", effective_sub, (fa, bb, fv))
+        return self._finish("sum" if label == "add" else label, v, sh, root, err, local_cat, (a.v, b.v))
+
+    def add(self, a, b, what=None):
+        return self._addsub("add", a, b, +1, what)
+
+    def sub(self, a, b, what=None):
+        return self._addsub("sub", a, b, -1, what)
+
+    def mul(self, a, b):
+        a, b = self._t(a), self._t(b)
+        with np.errstate(all="ignore"):
+            v = a.v * b.v
+            quick = self._quick(v, a.err is not None)
+            if quick is not None:
+                return quick
+            sh = self._w(a.v) * self._w(b.v)
+            err = None
+            if a.err is not None:
+                fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
+                err = np.nan_to_num(a.err * fb + b.err * fa, nan=0.0, posinf=0.0, neginf=0.0)
+        return self._finish("mul", v, sh, self._root_of(a, b), err, operands=(a.v, b.v),
+                            nonzero=(a.v != 0) & (b.v != 0))
+
+    def div(self, a, b):
+        a, b = self._t(a), self._t(b)
+        with np.errstate(all="ignore"):
+            v = a.v / b.v
+            quick = self._quick(v, a.err is not None)
+            if quick is not None:
+                return quick
+            sh = self._w(a.v) / self._w(b.v)
+            err = None
+            if a.err is not None:
+                fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
+                err = np.nan_to_num(a.err / fb - b.err * fa / (fb * fb), nan=0.0, posinf=0.0, neginf=0.0)
+        self._flag("divide", (b.v == 0) & (a.v != 0) & np.isfinite(a.v))
+        # 0/0 and inf/inf keep their operands' roots; x/inf = 0 keeps the inf's root
+        return self._finish("div", v, sh, self._root_of(b, a), err, operands=(a.v, b.v),
+                            nonzero=(a.v != 0) & np.isfinite(b.v))
+
+    def maximum(self, a, b):
+        a, b = self._t(a), self._t(b)
+        pick_a = np.broadcast_to(a.v >= b.v, np.broadcast_shapes(a.shape, b.shape))
+        return self._select(pick_a, a, b, np.maximum(a.v, b.v))
+
+    def _select(self, mask, a, b, v):
+        root = np.where(mask, np.broadcast_to(a.root, v.shape), np.broadcast_to(b.root, v.shape))
+        err = None
+        if a.err is not None:
+            err = np.where(mask[..., None], a.err, b.err)
+        return T(v, root.astype(np.int8), err)
+
+    # ---------------------------------------------------------- structure
+    def max(self, x):
+        x = self._t(x)
+        k = np.argmax(x.v, axis=-1)[..., None]
+        return T(np.take_along_axis(x.v, k, axis=-1), np.take_along_axis(x.root, k, axis=-1),
+                 None if x.err is None else np.take_along_axis(x.err, k[..., None], axis=-2))
+
+    def pick(self, a, target):
+        k = np.asarray(target)[..., None]
+        return T(np.take_along_axis(a.v, k, axis=-1), np.take_along_axis(a.root, k, axis=-1),
+                 None if a.err is None else np.take_along_axis(a.err, k[..., None], axis=-2))
+
+    def drop_argmax(self, e, x):
+        mask = _argmax_mask(x.v if isinstance(x, T) else x)
+        v = np.where(mask, e.v.dtype.type(0), e.v)
+        err = None if e.err is None else np.where(mask[..., None], 0.0, e.err)
+        return T(v, np.where(mask, 0, e.root).astype(np.int8), err)
+
+    def clip(self, a, lo: float, hi: float):
+        a = self._t(a)
+        lo_, hi_ = _consts(a.dtype, lo, hi)
+        v = np.minimum(np.maximum(a.v, lo_), hi_)
+        clipped = v != a.v
+        self._record("clip", "clipping", clipped, (a.v.astype(np.float64), v.astype(np.float64)))
+        err = None
+        if a.err is not None:
+            with np.errstate(all="ignore"):
+                true = a.v.astype(np.float64) - a.err.sum(axis=-1)
+                err = np.where(clipped[..., None], 0.0, a.err)
+                err[..., C_CLIP] += np.where(clipped, v.astype(np.float64) - true, 0.0)
+        return T(v, np.where(clipped, 0, a.root).astype(np.int8), err)
+
+    def cast(self, a, dtype):
+        a = self._t(a)
+        dtype = np.dtype(dtype)
+        if dtype.itemsize >= a.dtype.itemsize:  # widening: exact
+            return T(a.v.astype(dtype), a.root, a.err)
+        with np.errstate(all="ignore"):
+            v = a.v.astype(dtype)
+        return self._finish("sum", v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
+                            operands=(a.v,))
+
+    def ones(self, like, dtype):
+        return self.wrap(np.ones(like.shape, dtype=dtype))
+
+    def concat(self, parts):
+        return T(np.concatenate([p.v for p in parts], axis=-1),
+                 np.concatenate([p.root for p in parts], axis=-1),
+                 None if parts[0].err is None else np.concatenate([p.err for p in parts], axis=-2))
+
+    def first(self, a):
+        return a[..., 0]
+
+    # ---------------------------------------------------------------- sums
+    def sum(self, a, acc, what=None):
+        a = self._t(a)
+        if acc == "pairwise" or a.shape[-1] == 1:
+            while a.shape[-1] > 1:
+                k = a.shape[-1] // 2
+                head = self.add(a[..., 0: 2 * k: 2], a[..., 1: 2 * k: 2])
+                a = self.concat([head, a[..., 2 * k:]]) if a.shape[-1] % 2 else head
+            return a
+        if acc == "sequential":
+            return self._seq_sum(a, what)
+        if acc == "float32":
+            return self._wide_sum(a, acc, what)
+        return PLAIN.sum(a.v, acc)  # raises the unknown-model error
+
+    def _sum_root(self, a, v):
+        """Root of a sum: the first special term's root where the sum is special."""
+        root = np.zeros(v.shape, dtype=np.int8)
+        r = np.where(_special(a.v), a.root, 0)
+        first = np.argmax(r != 0, axis=-1)[..., None]
+        root = np.take_along_axis(r, first, axis=-1)
+        return np.where(_special(v), root, 0).astype(np.int8)
+
+    def _seq_sum(self, a, what=None):
+        P = np.add.accumulate(a.v, axis=-1)
+        v = P[..., -1:]
+        prev, terms, cur = P[..., :-1], a.v[..., 1:], P[..., 1:]
+        with np.errstate(all="ignore"):
+            sh = self._w(prev) + self._w(terms)
+            over = np.isinf(cur) & np.isfinite(prev) & np.isfinite(terms)
+            over = over | (np.isnan(cur) & ~np.isnan(prev) & ~np.isnan(terms) & np.isfinite(sh)
+                           & (np.abs(sh) > self.fmt.max))
+        self._flag("overflow", over)
+        self._record("sum", "overflow", over)
+        root = self._sum_root(a, v)
+        root = np.where((root == 0) & over.any(axis=-1, keepdims=True) & _special(v), SUM_OVF, root)
+        root = np.where(np.isnan(v) & (root == 0), INVALID, root).astype(np.int8)
+        err = None
+        if a.err is not None:
+            with np.errstate(all="ignore"):
+                local = (self._w(cur) - sh).astype(np.float64)
+                local = np.where(np.isfinite(local), local, 0.0)
+                absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
+                self._record(what or "sum", "absorption", absorbed,
+                             (prev.astype(np.float64), terms.astype(np.float64), cur.astype(np.float64)))
+                err = a.err.sum(axis=-2, keepdims=True)
+                err[..., C_ABS] += np.where(absorbed, local, 0.0).sum(axis=-1, keepdims=True)
+                err[..., C_ROUND] += np.where(absorbed, 0.0, local).sum(axis=-1, keepdims=True)
+                err[~np.isfinite(v)] = 0.0
+        return T(v, root, err)
+
+    def _wide_sum(self, a, acc, what=None):
+        w = acc_dtype(a.dtype, acc)
+        with np.errstate(all="ignore"):
+            s = np.sum(a.v.astype(w), axis=-1, dtype=w, keepdims=True)
+            v = s.astype(a.dtype)
+            sh = np.sum(self._w(a.v), axis=-1, keepdims=True)
+            terms_fin = np.isfinite(a.v).all(axis=-1, keepdims=True)
+            over = ~np.isfinite(v) & terms_fin & (np.abs(sh) > self.fmt.max)
+        self._flag("overflow", over)
+        self._record("sum", "overflow", over)
+        root = self._sum_root(a, v)
+        root = np.where((root == 0) & over, SUM_OVF, root).astype(np.int8)
+        err = None
+        if a.err is not None:
+            with np.errstate(all="ignore"):
+                local = np.where(np.isfinite(v), (self._w(v) - sh).astype(np.float64), 0.0)
+                big = np.max(a.v, axis=-1, keepdims=True)
+                others = (np.count_nonzero(a.v, axis=-1) > 1)[..., None]
+                absorbed = (v == big) & others & (local != 0)
+                self._record(what or "sum", "absorption", absorbed,
+                             (big.astype(np.float64), (sh - self._w(big)).astype(np.float64),
+                              v.astype(np.float64)))
+                err = a.err.sum(axis=-2, keepdims=True)
+                err[..., C_ABS] += np.where(absorbed, local, 0.0)
+                err[..., C_ROUND] += np.where(absorbed, 0.0, local)
+        return T(v, root, err)

@@ -1,0 +1,194 @@
+"""True verdicts: statuses say what happened, every failure has its established cause.
+
+Expected figures are computed independently here (plain float arithmetic, ml_dtypes
+rounding, mpmath at high precision), not through numstab's reference.
+"""
+
+import json
+import math
+
+import ml_dtypes
+import mpmath
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numstab.cli import main
+from numstab.formats import FORMATS
+from numstab.kernels import REGISTRY
+from numstab.results import CAUSES
+from numstab.runner import evaluate
+from numstab.steps import Tracer
+
+
+def inspect(capsys, *argv):
+    cut = argv.index("--")
+    code = main(["inspect", *argv[:cut], "--format", "json", *argv[cut:]])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    d = json.loads(out)
+    return {r["impl"]: r for r in d["results"]} if "results" in d else {d["impl"]: d}
+
+
+def test_zeros_of_x_over_inf_are_overflow_not_underflow(capsys):
+    # exp(10) in float16 is 22032 (spacing 16 above 16384); 3 x 22032 = 66096 > 65504: the sum overflows
+    assert float(np.float16(math.exp(10))) == 22032.0 and 3 * 22032 > 65504
+    d = inspect(capsys, "softmax", "--dtype", "float16", "--impl", "naive", "--", "10", "10", "10")["naive"]
+    assert d["outputs"] == [0.0, 0.0, 0.0]
+    assert d["element_status"] == ["overflow"] * 3
+    assert d["element_cause"] == ["sum_overflow"] * 3
+    assert d["flags"] == ["overflow"]  # nothing underflowed
+    assert "their sum overflows float16" in d["verdict"] and "x/inf is 0" in d["verdict"]
+
+
+def test_default_float16_compare_has_no_underflow_without_an_underflow(capsys):
+    assert main(["compare", "--dtype", "float16", "--format", "json", "--jobs", "1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema"] == "numstab.compare/2"
+    unf = [r for r in data["results"] if r["status"] == "underflow"]
+    assert unf and all("underflow" in r["flags"] for r in unf)
+    ovf = [r for r in data["results"] if r["status"] == "overflow"]
+    assert ovf and all("overflow" in r["flags"] for r in ovf)
+    for r in data["results"]:
+        failing = sum(r["counts"][k] for k in ("inaccurate", "underflow", "overflow", "nan"))
+        assert sum(r["causes"].values()) == failing, r  # every failing element has a cause
+        assert set(r["causes"]) <= set(CAUSES)
+        assert (r["cause"] is None) == (failing == 0)
+
+
+def test_absorption_in_logsumexp_float64(capsys):
+    exact = mpmath.log1p(mpmath.exp(-40))
+    with mpmath.workdps(40):
+        assert float(mpmath.log1p(mpmath.exp(-40))) == 4.248354255291589e-18
+    assert 1.0 + math.exp(-40) == 1.0  # the small term vanishes in float64
+    d = inspect(capsys, "logsumexp", "--dtype", "float64", "--", "0", "-40")
+    for impl in ("naive", "stable"):
+        assert d[impl]["outputs"] == [0.0]
+        assert d[impl]["status"] == "inaccurate" and d[impl]["element_cause"] == ["absorption"]
+        assert d[impl]["flags"] == []  # no flag: nothing overflowed or underflowed
+        assert "1 + 4.248e-18 rounds to 1 in float64" in d[impl]["verdict"]
+        assert "absorbed (log1p keeps it)" in d[impl]["verdict"]
+    assert d["log1p"]["outputs"] == [float(exact)] and d["log1p"]["status"] == "ok"
+
+
+def test_cancellation_in_cross_entropy_float32(capsys):
+    assert np.float32(1e8) + np.float32(math.log(2)) == np.float32(1e8)  # ulp(1e8) = 8 in float32
+    d = inspect(capsys, "cross_entropy", "--dtype", "float32", "--target", "1", "--", "1e8", "1e8")
+    s = d["stable"]
+    assert s["outputs"] == [0.0] and s["reference"][0].startswith("0.6931471805599453")
+    assert s["status"] == "inaccurate" and s["element_cause"] == ["cancellation"]
+    assert "logsumexp(x) = 1e+08 and x[1] = 1e+08 cancel" in s["verdict"]
+    assert d["naive"]["status"] == "nan" and d["naive"]["element_cause"] == ["exp_overflow"]
+
+
+def test_bfloat16_sum_overflow_is_seen(capsys):
+    bf = ml_dtypes.bfloat16
+    e = [float(bf(np.exp(np.float32(v)))) for v in (85.0, 88.0, 88.0)]
+    assert sum(e) > float(ml_dtypes.finfo(bf).max)  # each finite, the sum is not
+    d = inspect(capsys, "softmax", "--dtype", "bfloat16", "--impl", "naive", "--", "85", "88", "88")["naive"]
+    assert "overflow" in d["flags"]
+    assert d["element_status"] == ["overflow"] * 3 and d["element_cause"] == ["sum_overflow"] * 3
+
+
+def test_float8_e5m2_overflow_is_seen(capsys):
+    assert math.exp(12) > 57344  # float8_e5m2 max
+    d = inspect(capsys, "softmax", "--dtype", "float8_e5m2", "--impl", "naive", "--", "12", "5")["naive"]
+    assert "overflow" in d["flags"]
+    assert d["element_status"] == ["nan", "overflow"]
+    assert d["element_cause"] == ["exp_overflow", "exp_overflow"]
+
+
+def test_no_spurious_flag_from_the_clip_constant(capsys):
+    # 1e-7 is subnormal in float16; converting the constant must not raise underflow
+    d = inspect(capsys, "cross_entropy", "--dtype", "float16", "--impl", "clipped", "--target", "2",
+                "--", "1", "2", "3")["clipped"]
+    assert d["flags"] == [] and d["status"] == "ok"
+
+
+def test_clipping_cause(capsys):
+    d = inspect(capsys, "cross_entropy", "--dtype", "float32", "--impl", "clipped", "--target", "1",
+                "--", "0", "-200")["clipped"]
+    assert d["element_cause"] == ["clipping"]
+    assert math.isclose(d["outputs"][0], -math.log(np.float32(1e-7)), rel_tol=1e-6)
+
+
+def test_audit_fails_on_zeros_from_an_overflowed_sum(capsys):
+    code = main(["audit", "--function", "softmax", "--dtype", "float16", "--impl", "naive", "--sizes", "1000",
+                 "--offsets", "4.4,6.6", "--format", "json"])
+    d = json.loads(capsys.readouterr().out)
+    assert code == 1 and d["schema"] == "numstab.audit/2" and d["passed"] is False
+    r = d["results"][0]
+    assert r["counts"]["overflow"] == 6000 and r["zeros"] == 6000
+    assert r["causes"] == {"sum_overflow": 6000}
+    assert r["first_failure"]["output"] == 0.0 and r["first_failure"]["cause"] == "sum_overflow"
+
+
+def test_audit_fails_on_an_absorbed_zero_by_default(tmp_path, capsys):
+    (tmp_path / "x.csv").write_text("0,-40\n")
+    code = main(["audit", "--function", "logsumexp", "--dtype", "float64", "--impl", "stable",
+                 "--input", str(tmp_path / "x.csv"), "--format", "json"])
+    d = json.loads(capsys.readouterr().out)
+    assert code == 1 and any(s.startswith("zero:") for s in d["results"][0]["reasons"])
+
+
+def test_black_box_causes_are_inferred(capsys):
+    def naive(x):
+        e = np.exp(x)
+        return e / np.sum(e, axis=-1, keepdims=True)
+
+    fmt = FORMATS["float16"]
+    x = fmt.round(np.array([[10.0, 10.0, 10.0]]))
+    from numstab.adapters import user_impl
+
+    outs, _, _ = evaluate(fmt, x, np.zeros(1, dtype=int), [user_impl("softmax", naive, "mine")])
+    o = outs[0]
+    assert o.inferred and list(o.status[0]) == [4, 4, 4]  # overflow: x/inf = 0
+    assert [CAUSES[c - 1] for c in o.cause[0]] == ["sum_overflow"] * 3
+
+
+def test_report_reads_compare_1_files(tmp_path, capsys):
+    old = {"schema": "numstab.compare/1", "meta": {}, "thresholds": [], "results": [{
+        "function": "softmax", "impl": "naive", "dtype": "float16", "offset": 12.0, "spread": 1.0, "n": 2,
+        "trials": 1, "x_min": 11.0, "x_max": 12.0, "max_ulp": "inf", "median_ulp": "inf", "max_rel": "inf",
+        "status": "nan", "flags": ["overflow", "invalid"], "underflow_cause": "overflow",
+        "counts": {"ok": 0, "inaccurate": 0, "underflow": 1, "overflow": 0, "nan": 1, "undetermined": 0}}]}
+    f = tmp_path / "old.json"
+    f.write_text(json.dumps(old))
+    assert main(["report", "--from", str(f), "--out", str(tmp_path / "r"), "--formats", "md,json"]) == 0
+    capsys.readouterr()
+    new = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert new["schema"] == "numstab.compare/2" and new["results"][0]["cause"] == "overflow"
+
+
+# ------------------------------------------------------------------ properties
+FMT = st.sampled_from(["float16", "bfloat16", "float32", "float64", "float8_e4m3fn", "float8_e5m2"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(FMT, st.integers(2, 12), st.floats(-120, 120), st.floats(0, 30), st.integers(0, 2**31),
+       st.sampled_from(["sequential", "pairwise", "float32"]))
+def test_every_failure_has_a_cause_and_statuses_match_the_flags(dt, n, offset, spread, seed, acc):
+    fmt = FORMATS[dt]
+    rng = np.random.default_rng(seed)
+    with np.errstate(all="ignore"):
+        x = fmt.round(np.clip(offset + spread * rng.standard_normal((3, n)), -0.9 * fmt.max, 0.9 * fmt.max))
+    if not np.isfinite(x).all():
+        return
+    t = rng.integers(0, n, 3)
+    impls = [i for f in REGISTRY.values() for i in f.values()]
+    outs, _, _ = evaluate(fmt, x, t, impls, acc, groups=[slice(i, i + 1) for i in range(3)])
+    for o in outs:
+        st_ = o.status.reshape(3, -1)
+        cs = o.cause.reshape(3, -1)
+        failing = st_ >= 2
+        assert np.all((cs != 0) == failing), (o.impl.key, st_, cs)
+        for row in range(3):
+            if (st_[row] == 3).any():  # an underflow status needs an underflow in the format
+                assert "underflow" in o.flags[row], (o.impl.key, x[row], o.y)
+            if (st_[row] == 4).any():
+                assert "overflow" in o.flags[row], (o.impl.key, x[row], o.y)
+        # the traced run is bit-identical to the plain kernel
+        with np.errstate(all="ignore"):
+            plain = np.asarray(o.impl(fmt.cast(x), acc, t), dtype=np.float64)
+            traced = o.impl.run(fmt.cast(x), acc, t, Tracer(fmt, 3, attribute=True)).v.astype(np.float64)
+        assert np.array_equal(plain, o.y, equal_nan=True) and np.array_equal(traced, o.y, equal_nan=True)

@@ -13,8 +13,10 @@ a wider type (that is then what is measured).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -26,30 +28,65 @@ from .kernels import Impl
 LIBRARIES = ("scipy", "torch", "jax")
 
 
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Everything written to stdout inside the block goes to stderr instead, at the
+    file-descriptor level too (C extensions, os.write(1, ...)): numstab's own output stays clean."""
+    sys.stdout.flush()
+    saved = None
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
+        saved = os.dup(fd)
+        os.dup2(2, fd)
+    except (OSError, ValueError, AttributeError):
+        fd = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
 def load_callable(spec: str):
-    """'package.module:function' or 'path/to/file.py:function' -> the function."""
+    """'package.module:function' or 'path/to/file.py:function' -> the function.
+
+    Importing runs the module's code, as any Python import does. Anything it raises --
+    SystemExit included -- is a one-line usage error; what it prints goes to stderr.
+    """
     if ":" not in spec:
         raise UsageError(f"--callable {spec!r}: use module:function or path/to/file.py:function")
     mod_name, _, attr = spec.rpartition(":")
     if not mod_name or not attr:
         raise UsageError(f"--callable {spec!r}: use module:function or path/to/file.py:function")
     try:
-        if mod_name.endswith(".py") or "/" in mod_name:
-            path = Path(mod_name)
-            if not path.is_file():
-                raise UsageError(f"--callable {spec!r}: no such file {path}")
-            name = f"numstab_user_{abs(hash(str(path.resolve())))}"
-            s = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(s)
-            sys.modules[name] = module
-            s.loader.exec_module(module)
-        else:
-            if "" not in sys.path and "." not in sys.path:
-                sys.path.insert(0, "")
-            module = importlib.import_module(mod_name)
+        with stdout_to_stderr():
+            if mod_name.endswith(".py") or "/" in mod_name:
+                path = Path(mod_name)
+                if not path.is_file():
+                    raise UsageError(f"--callable {spec!r}: no such file {path}")
+                name = f"numstab_user_{abs(hash(str(path.resolve())))}"
+                s = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(s)
+                sys.modules[name] = module
+                s.loader.exec_module(module)
+            else:
+                if "" not in sys.path and "." not in sys.path:
+                    sys.path.insert(0, "")
+                module = importlib.import_module(mod_name)
     except UsageError:
         raise
-    except Exception as exc:  # the user's module failed to import: say why in one line
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:
+        raise UsageError(f"--callable {spec!r}: cannot import: the module called sys.exit({exc.code!r})") \
+            from None
+    except BaseException as exc:  # the user's module failed to import: say why in one line
         raise UsageError(f"--callable {spec!r}: cannot import: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, attr, None)
     if fn is None:
@@ -59,10 +96,169 @@ def load_callable(spec: str):
     return fn
 
 
-def user_impl(function: str, fn, name: str) -> Impl:
+# ------------------------------------------------------- isolation
+def _fail(msg: str):
+    from .runner import CallableError
+
+    return CallableError(msg)
+
+
+def _describe_base(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"raised {type(exc).__name__}: {exc}"
+
+
+def _frozen(a):
+    """A private read-only copy: writes raise, and nothing reaches the caller's array."""
+    if a is None:
+        return None
+    c = np.array(a, copy=True)
+    c.setflags(write=False)
+    return c
+
+
+def _call_checked(fn, name: str, args: tuple, copies: tuple):
+    """fn(*args) with its inputs guarded: returns ("ok", y) or ("fail", message)."""
+    try:
+        with stdout_to_stderr():
+            y = fn(*args)
+        y = np.asarray(y)
+    except KeyboardInterrupt:
+        raise
+    except ValueError as exc:
+        if "read-only" in str(exc):
+            return "fail", f"{name} tried to write into its input array ({type(exc).__name__}: {exc})"
+        return "fail", f"{name} raised {type(exc).__name__}: {exc}"
+    except BaseException as exc:  # SystemExit, GeneratorExit, user BaseExceptions: a finding
+        return "fail", f"{name} {_describe_base(exc)}"
+    for what, a, c in zip(("input array", "target"), args, copies):
+        if a is not None and c is not None and not np.array_equal(a, c, equal_nan=True):
+            return "fail", f"{name} wrote into its {what} (it must not change its inputs)"
+    return "ok", y
+
+
+def _signal_name(sig: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _child_main(fn, name, args, copies, w) -> None:  # pragma: no cover - runs in the fork
+    import pickle
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_DFL)
+    from .runner import die_with_parent
+
+    die_with_parent()
+    code = 0
+    try:
+        os.dup2(2, 1)  # whatever the callable prints goes to stderr
+        sys.stdout = sys.stderr
+        status, payload = _call_checked(fn, name, args, copies)
+        try:
+            data = pickle.dumps((status, payload), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result is a finding
+            data = pickle.dumps(("fail", f"{name} returned an object numstab cannot use "
+                                         f"({type(exc).__name__}: {exc})"))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(w, view):]
+    except BaseException:  # noqa: BLE001 - never run the parent's code in the child
+        code = 70
+    finally:
+        try:
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        os._exit(code)
+
+
+def _run_in_child(fn, name: str, args: tuple, copies: tuple, timeout):
+    """fn(*args) in a forked child: a crash, hang, exit or write stays there."""
+    import pickle
+    import select
+    import signal
+    import time
+
+    r, w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        _child_main(fn, name, args, copies, w)
+    os.close(w)
+    chunks, deadline, timed_out = [], (time.monotonic() + timeout if timeout else None), False
+    try:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([r], [], [], wait)
+            if not ready:
+                timed_out = True
+                break
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        if timed_out or sys.exc_info()[0] is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return "fail", f"{name} did not return within {timeout:g} s (--timeout)"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return "fail", f"{name} crashed ({_signal_name(sig)}) in its child process"
+    data = b"".join(chunks)
+    if not data:
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+        return "fail", f"{name} ended the process (exit status {code}) without returning"
+    return pickle.loads(data)
+
+
+def isolate(fn, name: str, timeout=None, readonly: bool = True):
+    """fn wrapped so it cannot harm the run: it gets private, read-only copies of its inputs
+    (a write is a finding), runs in a forked child process where the platform has fork (a
+    crash, os._exit or a hang beyond ``timeout`` seconds is a finding naming it), and its
+    prints go to stderr. Returns a function raising CallableError on any misbehaviour.
+    ``readonly=False`` (libraries that refuse read-only arrays) passes writable private copies:
+    a write is then found by comparing them afterwards."""
+    use_fork = hasattr(os, "fork") and os.environ.get("NUMSTAB_NO_FORK") != "1"
+
+    def call(*args):
+        ins = tuple((_frozen(a) if readonly else np.array(a, copy=True)) if isinstance(a, np.ndarray) else a
+                    for a in args)
+        copies = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in args)
+        if use_fork:
+            status, payload = _run_in_child(fn, name, ins, copies, timeout)
+        else:
+            status, payload = _call_checked(fn, name, ins, copies)
+        if status != "ok":
+            raise _fail(payload)
+        return payload
+
+    return call
+
+
+def user_impl(function: str, fn, name: str, timeout=None) -> Impl:
+    safe = isolate(fn, name, timeout)
     if function == "cross_entropy":
-        return Impl(function, name, lambda x, acc, target: fn(x, target), f"user callable {name}")
-    return Impl(function, name, lambda x, acc: fn(x), f"user callable {name}")
+        return Impl(function, name, lambda x, acc, target: safe(x, target), f"user callable {name}")
+    return Impl(function, name, lambda x, acc: safe(x), f"user callable {name}")
 
 
 # ------------------------------------------------------------ libraries
@@ -140,7 +336,7 @@ def _jax(function: str):
     }.get(function)
 
 
-def library_impl(library: str, function: str) -> Impl | None:
+def library_impl(library: str, function: str, timeout=None) -> Impl | None:
     """The library's implementation of the function, or None if it has none.
 
     Raises UsageError when the library is not installed.
@@ -158,4 +354,8 @@ def library_impl(library: str, function: str) -> Impl | None:
     name = {"scipy": "scipy.special", "torch": "torch.nn.functional", "jax": "jax.nn"}[library]
     if library == "torch" and function == "logsumexp":
         name = "torch"  # torch.logsumexp: nn.functional has none
-    return Impl(function, name, fn, f"{name}.{function}")
+    if function == "cross_entropy":
+        safe = isolate(lambda x, target: fn(x, None, target), name, timeout, readonly=False)
+        return Impl(function, name, lambda x, acc, target: safe(x, target), f"{name}.{function}")
+    safe = isolate(lambda x: fn(x, None), name, timeout, readonly=False)
+    return Impl(function, name, lambda x, acc: safe(x), f"{name}.{function}")

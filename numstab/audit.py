@@ -28,14 +28,13 @@ from .grids import make_grid, stack
 from .kernels import ACCUMULATE, SCALAR_FUNCTIONS, Impl, get_function, get_impl
 from .metrics import DEFAULT_TOLERANCE, STATUSES, quantize
 from .results import STATUS_KEYS, jnum
+from .validate import FAIL_ON_CHOICES  # noqa: F401 - re-exported
 
 AUDIT_SCHEMA = "numstab.audit/2"
-#: "zero": an output that is 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not
-FAIL_ON_CHOICES = ("overflow", "underflow", "nan", "zero", "inaccurate")
 DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero")
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
-               "sizes", "trials", "seed", "name")
+               "sizes", "trials", "seed", "name", "timeout")
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,7 @@ class AuditSpec:
     target: int | None = None
     grid: tuple = ()  # ((key, value), ...) for make_grid
     name: str = ""
+    timeout: float | None = None  # seconds each implementation may take (None: no limit)
 
     def limit_for(self, dtype: str):
         lim = dict(self.max_ulp)
@@ -101,17 +101,10 @@ class AuditReport:
 
 
 # ------------------------------------------------------------- parsing
-def parse_fail_on(values) -> tuple:
-    out = []
-    for v in values or ():
-        for part in str(v).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if part not in FAIL_ON_CHOICES:
-                raise unknown_name("--fail-on status", part, FAIL_ON_CHOICES)
-            out.append(part)
-    return tuple(dict.fromkeys(out))
+def parse_fail_on(values, where: str = "--fail-on") -> tuple:
+    from . import validate
+
+    return validate.fail_on(values, where)
 
 
 def parse_max_ulp(values) -> tuple:
@@ -130,7 +123,7 @@ def parse_max_ulp(values) -> tuple:
             lim = float(num)
         except ValueError:
             raise UsageError(f"--max-ulp {v!r}: not a number (use X or dtype=X)") from None
-        if not lim >= 0:
+        if not lim >= 0:  # NaN too
             raise UsageError(f"--max-ulp {v!r}: must be >= 0")
         out.append((key, lim))
     return tuple(out)
@@ -152,23 +145,45 @@ def _as_tuple(v) -> tuple:
 
 
 def spec_from_mapping(d: dict, where: str) -> AuditSpec:
+    from . import validate
+
+    if not isinstance(d, dict):
+        raise UsageError(f"{where}: must be a table ([[audit]]), not {type(d).__name__}")
     for k in d:
         if k not in CONFIG_KEYS:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
+    for k in ("function", "accumulate", "name"):
+        if k in d and not isinstance(d[k], str):
+            raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
+    for k in ("trials", "seed"):
+        if k in d and (isinstance(d[k], bool) or not isinstance(d[k], int)):
+            raise UsageError(f"{where} {k!r}: must be an integer, not {d[k]!r}")
+    for k in ("impl", "callable", "library", "dtypes", "offsets", "spreads", "sizes"):
+        v = d.get(k)
+        if v is not None and not isinstance(v, (str, int, float, list)) or isinstance(v, bool) or (
+                isinstance(v, list) and not all(isinstance(x, (str, int, float)) for x in v)):
+            raise UsageError(f"{where} {k!r}: must be a string or a list, not {v!r}")
+    if "max_ulp" in d and (isinstance(d["max_ulp"], bool)
+                           or not isinstance(d["max_ulp"], (int, float, str, dict, list))):
+        raise UsageError(f"{where} 'max_ulp': must be a number or a table, not {d['max_ulp']!r}")
     grid = grid_items(**{k: d.get(k) for k in ("offsets", "spreads", "sizes", "trials", "seed")})
     dtypes = _as_tuple(d.get("dtypes")) or AuditSpec.dtypes
+    fail_on = validate.fail_on(d["fail_on"], f"{where} 'fail_on'") if "fail_on" in d else None
     try:
         return make_spec(
             function=str(d["function"]), impls=_as_tuple(d.get("impl")),
             callables=_as_tuple(d.get("callable")), libraries=_as_tuple(d.get("library")),
-            dtypes=dtypes, max_ulp=d.get("max_ulp"), fail_on=_as_tuple(d.get("fail_on")) or None,
+            dtypes=dtypes, max_ulp=d.get("max_ulp"), fail_on=fail_on,
             accumulate=str(d.get("accumulate", "sequential")),
-            tolerance=float(d.get("tolerance", DEFAULT_TOLERANCE)), input=d.get("input"),
-            targets=d.get("targets"), target=d.get("target"),
+            tolerance=validate.tolerance(d.get("tolerance", DEFAULT_TOLERANCE), f"{where} 'tolerance'"),
+            input=validate.path(d.get("input"), f"{where} 'input'"),
+            targets=validate.path(d.get("targets"), f"{where} 'targets'"),
+            target=validate.target(d.get("target"), f"{where} 'target'"),
             grid=tuple((k, str(v) if k in ("offsets", "spreads", "sizes") else v) for k, v in grid),
             name=str(d.get("name", "")),
+            timeout=validate.timeout(d.get("timeout"), f"{where} 'timeout'"),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -176,8 +191,15 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
 
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
-              targets=None, target=None, grid=(), name="") -> AuditSpec:
+              targets=None, target=None, grid=(), name="", timeout=None) -> AuditSpec:
+    from . import validate
+
     function = get_function(function)
+    tolerance = validate.tolerance(tolerance)
+    target = validate.target(target)
+    timeout = validate.timeout(timeout)
+    impls, callables, libraries = (validate.dedupe(v) for v in (impls, callables, libraries))
+    dtypes = tuple({get_format(d).name: None for d in dtypes}) if dtypes else None
     if accumulate not in ACCUMULATE:
         raise unknown_name("accumulation model", accumulate, ACCUMULATE)
     for i in impls:
@@ -189,9 +211,10 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
     return AuditSpec(
         function=function, impls=tuple(impls), callables=tuple(callables),
         libraries=tuple(libraries), dtypes=tuple(dtypes or AuditSpec.dtypes),
-        max_ulp=parse_max_ulp(max_ulp), fail_on=parse_fail_on(fail_on) if fail_on else DEFAULT_FAIL_ON,
+        max_ulp=parse_max_ulp(max_ulp),
+        fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
         accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
-        target=target, grid=tuple(grid), name=name,
+        target=target, grid=tuple(grid), name=name, timeout=timeout,
     )
 
 
@@ -206,8 +229,6 @@ def load_config(path=None) -> list[AuditSpec]:
         raise UsageError("no audit given: pass --function with --impl/--callable/--library, or write "
                          "[[audit]] tables in numstab.toml (or [[tool.numstab.audit]] in pyproject.toml)")
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"config {p}: no such file")
     specs = _load(p, quiet=False)
     if not specs:
         raise UsageError(f"config {p}: no [[audit]] tables")
@@ -215,12 +236,21 @@ def load_config(path=None) -> list[AuditSpec]:
 
 
 def _load(p: Path, quiet: bool) -> list[AuditSpec]:
+    from .inputs import read_bounded
+
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"config {p}: {exc}") from None
+        raw = read_bounded(p, 16 * 2**20, "config file")
+    except UsageError as exc:
+        raise UsageError(f"config {exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UsageError(f"config {p}: {str(exc).splitlines()[0] if str(exc) else 'malformed'}") from None
     if p.name == "pyproject.toml":
-        data = data.get("tool", {}).get("numstab", {})
+        tool = data.get("tool", {})
+        data = tool.get("numstab", {}) if isinstance(tool, dict) else {}
+        if not isinstance(data, dict):
+            raise UsageError(f"config {p}: [tool.numstab] must be a table")
         if not data and quiet:
             return []
     for k in data:
@@ -229,6 +259,8 @@ def _load(p: Path, quiet: bool) -> list[AuditSpec]:
     audits = data.get("audit", [])
     if isinstance(audits, dict):
         audits = [audits]
+    if not isinstance(audits, list) or not all(isinstance(a, dict) for a in audits):
+        raise UsageError(f"config {p}: 'audit' must be [[audit]] tables, not {audits!r}"[:300])
     return [spec_from_mapping(a, f"{p} audit #{i + 1}") for i, a in enumerate(audits)]
 
 
@@ -240,20 +272,24 @@ def _impls_of(spec: AuditSpec) -> list[Impl]:
             name, fn = c
         else:
             name, fn = c, load_callable(c)
-        out.append(user_impl(spec.function, fn, name))
+        out.append(user_impl(spec.function, fn, name, timeout=spec.timeout))
     for lib in spec.libraries:
-        impl = library_impl(lib, spec.function)
+        impl = library_impl(lib, spec.function, timeout=spec.timeout)
         if impl is None:
             raise UsageError(f"--library {lib} has no {spec.function}")
         out.append(impl)
     return out
 
 
-def _inputs(spec: AuditSpec, fmt):
+def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
     from .inputs import load_targets, load_vectors, round_inputs
+    from .limits import audit_bytes, require
 
+    hint = "audit fewer implementations or formats per audit, or a smaller grid or input"
     if spec.input is not None:
         x0 = load_vectors(spec.input)
+        require(f"auditing {x0.size:,} input values with {n_impls} implementations",
+                audit_bytes(x0.size, n_impls), hint)
         x = round_inputs(fmt, x0)
         t = load_targets(spec.target, spec.targets, x.shape[0], x.shape[1],
                          required=spec.function == "cross_entropy")
@@ -261,6 +297,9 @@ def _inputs(spec: AuditSpec, fmt):
     g = dict(spec.grid)
     grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
                      g.get("seed", 0))
+    elements = len(grid.offsets) * len(grid.spreads) * sum(grid.sizes) * grid.trials
+    require(f"auditing a grid of {elements:,} input elements with {n_impls} implementations",
+            audit_bytes(elements, n_impls), hint)
     by_n: dict = {}
     for c in grid_cells(fmt, grid):
         by_n.setdefault(c.n, []).append(c)
@@ -276,7 +315,7 @@ def run_audit(specs, argv=None) -> AuditReport:
         impls = _impls_of(spec)
         for dt in spec.dtypes:
             fmt = get_format(dt)
-            batches = _inputs(spec, fmt)
+            batches = _inputs(spec, fmt, len(impls))
             acc: dict = {}
             for x, t in batches:
                 outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,

@@ -146,7 +146,16 @@ def report(out_dir, formats, force, from_file, **opts):
     writer = ReportWriter(out_dir or default_dir(), fmts, force)
     try:
         run = saved or _run_compare("report", opts)
-        written = writer.write(run)
+        try:
+            files = writer.render(run)
+        except UsageError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            if saved is None:
+                raise  # a bug in numstab: the internal-error line
+            raise UsageError(f"{from_file}: cannot render this result file ({type(exc).__name__}: "
+                             f"{exc})") from None
+        written = writer.write(run, files)
     except BaseException:
         writer.abort()
         raise
@@ -187,12 +196,14 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
     """
-    from . import render
+    from . import render, validate
     from .runner import check_choice, run_inspect
 
     check_choice("output format", fmt, ("table", "json"))
-    data = run_inspect(function, values, input_file, target, targets_file, dtypes or None,
-                       impls or None, accumulate, tolerance)
+    tolerance = validate.tolerance(tolerance)
+    target = validate.target(target)
+    data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
+                       validate.dedupe(impls) or None, accumulate, tolerance)
     if fmt == "json":
         click.echo(render.render_text(data), nl=False)
     else:
@@ -216,24 +227,34 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
 @click.option("--max-ulp", "max_ulp", multiple=True, help="Largest finite ULP error allowed: X or dtype=X.")
 @click.option("--fail-on", "fail_on", multiple=True,
               help="Statuses that fail the audit (default overflow,nan): overflow,underflow,nan,inaccurate.")
+@click.option("--timeout", type=float, metavar="SECONDS",
+              help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
 def audit(config, function, dtypes, impls, callables, libraries, input_file, targets_file, target,
-          offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, fmt):
+          offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
-    from . import render
+    from . import render, validate
     from .audit import grid_items, load_config, make_spec, run_audit
     from .runner import check_choice
 
     check_choice("output format", fmt, ("table", "json"))
+    tolerance = validate.tolerance(tolerance)
+    timeout = validate.timeout(timeout)
+    if fail_on:
+        validate.fail_on(fail_on)
     if function is None:
         if impls or callables or libraries or input_file:
             raise UsageError("--function is required with --impl/--callable/--library/--input")
         specs = load_config(config)
+        if timeout is not None:  # the command line's --timeout overrides the config's
+            import dataclasses
+
+            specs = [dataclasses.replace(s, timeout=timeout) for s in specs]
     else:
         grid = grid_items(offsets, spreads, sizes, trials, seed)
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
-                           grid)]
+                           grid, timeout=timeout)]
     report = run_audit(specs, argv=_argv_now())
     if fmt == "json":
         click.echo(render.render_text(report.to_dict()), nl=False)
@@ -246,16 +267,82 @@ _argv = None
 
 
 def _argv_now() -> list:
-    return list(sys.argv[1:] if _argv is None else _argv)
+    """The command line for the record; arguments that are not valid UTF-8 are shown with U+FFFD."""
+    args = sys.argv[1:] if _argv is None else _argv
+    return [a.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if isinstance(a, str) else a
+            for a in args]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C (workers stopped, temp files removed)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, _frame):
+    raise Terminated(signum)
+
+
+def _install_signals() -> dict:
+    import signal
+    import threading
+
+    old = {}
+    if threading.current_thread() is not threading.main_thread():
+        return old
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                old[sig] = signal.signal(sig, _on_signal)
+            except (OSError, ValueError):
+                pass
+    return old
+
+
+def _restore_signals(old: dict) -> None:
+    import signal
+
+    for sig, handler in old.items():
+        try:
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        except (OSError, ValueError, TypeError):
+            pass
+
+
+def _cleanup() -> None:
+    """Temp files and staging directories this process still holds."""
+    from .outputs import cleanup_live
+
+    cleanup_live()
+    if "numstab.report" in sys.modules:
+        sys.modules["numstab.report"].cleanup_live()
 
 
 def main(argv=None) -> int:
     """Entry point; returns the exit code (0 pass, 1 finding, 2 bad usage or input)."""
     global _argv
+    import warnings
+
     _argv = list(argv) if argv is not None else None
     args = list(argv) if argv is not None else sys.argv[1:]
+    old_signals = _install_signals()
     try:
-        rv = cli.main(args=args, prog_name="numstab", standalone_mode=False)
+        import faulthandler
+
+        if not faulthandler.is_enabled() and sys.stderr is not None:
+            faulthandler.enable(all_threads=False)  # a crash says where, never a silent -11
+    except (OSError, ValueError, AttributeError, RuntimeError):
+        pass
+    try:
+        with warnings.catch_warnings():
+            # numpy's RuntimeWarnings on overflow are expected here (numstab records IEEE flags
+            # itself); they must not reach the user's terminal
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="numstab")
+            rv = cli.main(args=args, prog_name="numstab", standalone_mode=False)
         return int(rv) if isinstance(rv, int) else 0
     except UsageError as exc:
         click.echo(f"numstab: error: {exc}", err=True)
@@ -271,8 +358,19 @@ def main(argv=None) -> int:
     except NumstabError as exc:  # e.g. a failed --verify self-check: a finding about numstab itself
         click.echo(f"numstab: {exc}", err=True)
         return 1
+    except Terminated as exc:
+        import signal
+
+        _cleanup()
+        name = signal.Signals(exc.signum).name
+        click.echo(f"numstab: interrupted by {name}; stopped the workers and removed temp files", err=True)
+        return 2
     except KeyboardInterrupt:
+        _cleanup()
         click.echo("numstab: interrupted", err=True)
+        return 2
+    except SystemExit as exc:  # something called sys.exit inside numstab: never a silent pass
+        click.echo(f"numstab: error: unexpected exit request (sys.exit({exc.code!r}))", err=True)
         return 2
     except MemoryError:
         click.echo("numstab: error: out of memory; use a smaller grid or input", err=True)
@@ -293,6 +391,7 @@ def main(argv=None) -> int:
         return 2
     finally:
         _argv = None
+        _restore_signals(old_signals)
 
 
 def entry() -> None:  # pragma: no cover - console script

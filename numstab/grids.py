@@ -36,7 +36,7 @@ def parse_spec(spec: str, what: str, integer: bool = False) -> tuple:
             count = int(parts[2])
             if count < 1:
                 raise UsageError(f"bad {what} spec {spec!r}: count must be at least 1")
-            values = [start] if count == 1 else list(np.linspace(start, stop, count))
+            values = [start] if count == 1 else _linspace(start, stop, count)
         else:
             values = [float(v) for v in text.split(",") if v.strip() != ""]
             if not values:
@@ -48,14 +48,27 @@ def parse_spec(spec: str, what: str, integer: bool = False) -> tuple:
             f"malformed {what} spec {spec!r}: use start:stop:count (e.g. -20:20:41) or a comma list"
         ) from None
     if any(not math.isfinite(v) for v in values):
-        raise UsageError(f"bad {what} spec {spec!r}: values must be finite")
+        raise UsageError(f"bad {what} spec {spec!r}: values must be finite (at most {np.finfo(float).max:g} "
+                         "in magnitude)")
     if integer:
         if any(v != int(v) or v < 1 for v in values):
             raise UsageError(f"bad {what} spec {spec!r}: sizes must be positive integers")
         if any(v > MAX_N for v in values):
             raise UsageError(f"bad {what} spec {spec!r}: n above {MAX_N} is refused")
-        return tuple(int(v) for v in values)
-    return tuple(round(float(v), 12) for v in values)
+        return tuple(dict.fromkeys(int(v) for v in values))
+    return tuple(dict.fromkeys(round(float(v), 12) for v in values))  # duplicates once, in order
+
+
+def _linspace(start: float, stop: float, count: int) -> list:
+    """np.linspace, without overflow for finite endpoints whose difference overflows (-1e308:1e308)."""
+    if count > MAX_ELEMENTS:
+        raise UsageError(f"count {count:,} is above the limit of {MAX_ELEMENTS:,} values")
+    with np.errstate(all="ignore"):
+        v = np.linspace(start, stop, count)
+    if not np.all(np.isfinite(v)):
+        t = np.arange(count) / (count - 1)
+        v = start * (1 - t) + stop * t
+    return list(v)
 
 
 @dataclass(frozen=True)

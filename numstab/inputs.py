@@ -9,6 +9,7 @@ answer, e.g. softmax with a +inf entry is NaN).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,65 @@ def parse_values(values) -> np.ndarray:
     return _check(np.array(out, dtype=np.float64)[None, :], "the values")
 
 
-def _read_text(path: Path) -> np.ndarray:
+#: Largest text input read (about 6 million values); larger inputs belong in a .npy file.
+MAX_TEXT_BYTES = 64 * 2**20
+
+
+def open_regular(path, what: str = "file"):
+    """Open a regular file for reading, with one clear line for everything else.
+
+    FIFOs, devices and sockets are refused before they are opened: a FIFO with no
+    writer would block forever and /dev/zero never ends.
+    """
+    import stat
+
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{path}: is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file")
+        raise UsageError(f"{path}: {kind}; give the {what} as a regular file")
+    try:
+        return open(path, "rb")
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_bounded(path, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file, refused (before reading) above ``limit`` bytes."""
+    with open_regular(path, what) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > limit:
+            raise UsageError(f"{path}: {size:,} bytes, above the limit of {limit:,} for a {what}")
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise UsageError(f"{path}: above the limit of {limit:,} bytes for a {what}")
+    return data
+
+
+def _read_text(path: Path) -> np.ndarray:
+    data = read_bounded(path, MAX_TEXT_BYTES, "text input (save larger inputs as .npy)")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a text file") from None
     rows = []
+    count = 0
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -47,6 +101,9 @@ def _read_text(path: Path) -> np.ndarray:
         except ValueError:
             bad = next(p for p in parts if not _is_float(p))
             raise UsageError(f"{path}:{lineno}: {bad!r} is not a number") from None
+        count += len(parts)
+        if count > MAX_INPUT_ELEMENTS:
+            raise UsageError(f"{path}: more than {MAX_INPUT_ELEMENTS:,} values, above the limit")
     if not rows:
         raise UsageError(f"{path}: file is empty")
     lengths = {len(r) for r in rows}
@@ -64,37 +121,69 @@ def _is_float(s: str) -> bool:
         return False
 
 
+def _check_npy_header(fh, path) -> None:
+    """Refuse an oversized .npy before its data is read (the header gives shape and dtype)."""
+    from numpy.lib import format as npf
+
+    pos = fh.tell()
+    try:
+        version = npf.read_magic(fh)
+        shape, _, dtype = (npf.read_array_header_1_0(fh) if version == (1, 0)
+                           else npf.read_array_header_2_0(fh))
+    except (ValueError, OSError, EOFError):
+        fh.seek(pos)
+        return  # np.load reports the damage
+    fh.seek(pos)
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    if count > MAX_INPUT_ELEMENTS:
+        raise UsageError(f"{path}: {count:,} values, above the limit of {MAX_INPUT_ELEMENTS:,}")
+    if dtype.hasobject:
+        raise UsageError(f"{path}: array of {dtype} is not numeric")
+
+
 def load_array(path) -> np.ndarray:
     """Any numeric array from a supported file, as float64 (ndim unchecked)."""
+    import zipfile
+
     path = Path(path)
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
-    if path.is_dir():
-        raise UsageError(f"{path}: is a directory")
     suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".csv", ".txt", ".tsv", ""):
+        open_regular(path, "input").close()
+        raise UsageError(f"{path}: unsupported file type {suffix!r} (use .npy, .npz, .csv or .txt)")
     try:
         if suffix == ".npy":
-            a = np.load(path, allow_pickle=False)
+            with open_regular(path, "input") as fh:
+                _check_npy_header(fh, path)
+                a = np.load(fh, allow_pickle=False)
         elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
+            with open_regular(path, "input") as fh, np.load(fh, allow_pickle=False) as z:
                 if len(z.files) != 1:
                     raise UsageError(f"{path}: .npz must hold exactly one array (has {len(z.files)})")
-                a = z[z.files[0]]
-        elif suffix in (".csv", ".txt", ".tsv", ""):
-            a = _read_text(path)
+                name = z.files[0]
+                member = name if name in z.zip.namelist() else name + ".npy"
+                with z.zip.open(member) as m:
+                    _check_npy_header(m, path)
+                a = z[name]
         else:
-            raise UsageError(f"{path}: unsupported file type {suffix!r} (use .npy, .npz, .csv or .txt)")
+            a = _read_text(path)
     except UsageError:
         raise
     except PermissionError:
         raise UsageError(f"{path}: permission denied") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else "corrupt"
         raise UsageError(f"{path}: cannot read ({why})") from None
     a = np.asarray(a)
     if a.dtype.kind not in "fiub":
         raise UsageError(f"{path}: array of {a.dtype} is not numeric")
-    return a.astype(np.float64)
+    with np.errstate(all="ignore"):
+        out = a.astype(np.float64)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        wide = np.isfinite(a) & ~np.isfinite(out)
+        if wide.any():
+            raise UsageError(f"{path}: value {a[wide].ravel()[0]!r} does not fit float64 "
+                             f"(max {np.finfo(np.float64).max:g}); numstab measures finite inputs only")
+    return out
 
 
 def load_vectors(path) -> np.ndarray:

@@ -1,52 +1,154 @@
-"""Writing files safely: created before the run (bad paths fail fast), replaced atomically."""
+"""Writing files safely: created before the run (bad paths fail fast), replaced atomically.
+
+Regular files (new or existing) are written to a temp file beside them and renamed
+into place, keeping an existing file's permission bits. Anything else -- a
+character device such as /dev/null or /dev/full, a FIFO, /dev/stdout -- is opened
+and written directly: renaming over it would replace the device node (or the
+/dev/stdout link) with a regular file.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from .errors import UsageError
+
+#: Temp files of this process that a signal must not leave behind (see cli._on_signal).
+_LIVE: set = set()
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device"
+    return (exc.strerror or str(exc)).lower() if exc.strerror else str(exc)
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _is_fd_alias(path: Path) -> bool:
+    s = str(path)
+    return s in ("/dev/stdout", "/dev/stderr") or s.startswith(("/dev/fd/", "/proc/self/fd/"))
 
 
 class AtomicFile:
     """A temp file beside ``path``, opened now and renamed over ``path`` on commit.
 
     Opening early proves the directory is writable before any computation; a run
-    that fails leaves whatever was at ``path`` untouched.
+    that fails leaves whatever was at ``path`` untouched. A path that exists and is
+    not a regular file (device, FIFO, /dev/stdout) is opened now and written in place.
     """
 
     def __init__(self, path, binary: bool = False):
-        self.path = Path(path)
-        parent = self.path.parent if str(self.path.parent) else Path(".")
-        if self.path.is_dir():
+        raw = os.fspath(path)
+        self.path = Path(raw)
+        self.binary = binary
+        self.tmp = None
+        self.fd = None
+        if raw.endswith(os.sep) and not self.path.is_dir():
+            raise UsageError(f"cannot write {raw}: a file name cannot end with '/'")
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {_why(exc)}") from None
+        if st is not None and stat.S_ISDIR(st.st_mode):
             raise UsageError(f"cannot write {self.path}: it is a directory")
+        if st is not None and (not stat.S_ISREG(st.st_mode) or _is_fd_alias(self.path)):
+            self._open_direct(st)
+            return
+        target = Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
+        self.target = target
+        parent = target.parent if str(target.parent) else Path(".")
         if not parent.is_dir():
             raise UsageError(f"cannot write {self.path}: directory {parent} does not exist")
+        self.mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
         except OSError as exc:
-            raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write {self.path}: {_why(exc)}") from None
         os.close(fd)
         self.tmp = Path(tmp)
-        self.binary = binary
+        _LIVE.add(self.tmp)
+
+    def _open_direct(self, st) -> None:
+        flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+        if stat.S_ISFIFO(st.st_mode):
+            flags |= os.O_NONBLOCK  # no reader: fail now instead of hanging
+        try:
+            self.fd = os.open(self.path, flags)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise UsageError(f"cannot write {self.path}: a FIFO with no reader") from None
+            raise UsageError(f"cannot write {self.path}: {_why(exc)}") from None
+        if flags & os.O_NONBLOCK:
+            os.set_blocking(self.fd, True)
+        if stat.S_ISREG(os.fstat(self.fd).st_mode):  # /dev/stdout redirected to a file: like `>`
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
 
     def commit(self, data) -> Path:
-        mode = "wb" if self.binary or isinstance(data, bytes) else "w"
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape" if not self.binary else "strict")
+        if self.fd is not None:
+            return self._commit_direct(data)
         try:
-            with open(self.tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            with open(self.tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(self.tmp, 0o644)
-            os.replace(self.tmp, self.path)
+            os.chmod(self.tmp, self.mode)
+            os.replace(self.tmp, self.target)
+            _LIVE.discard(self.tmp)
         except OSError as exc:
             self.abort()
-            raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write {self.path}: {_why(exc)}") from None
+        return self.path
+
+    def _commit_direct(self, data: bytes) -> Path:
+        try:
+            view = memoryview(data)
+            while view:
+                k = os.write(self.fd, view)
+                view = view[k:]
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {_why(exc)}") from None
+        finally:
+            self.abort()
         return self.path
 
     def abort(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+        if self.tmp is not None:
+            _LIVE.discard(self.tmp)
+            try:
+                self.tmp.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def cleanup_live() -> None:
+    """Remove every temp file this process still holds (on a signal)."""
+    for p in list(_LIVE):
         try:
-            self.tmp.unlink()
-        except FileNotFoundError:
+            Path(p).unlink()
+        except OSError:
             pass
+        _LIVE.discard(p)

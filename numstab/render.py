@@ -23,10 +23,15 @@ def console(file=None, width=None):
 
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich exits 1 here; numstab's reader left: exit 0 (cli.main)
+            self.quiet = True
+            raise BrokenPipeError
+
     target = file if file is not None else sys.stdout
     if width is None and not (hasattr(target, "isatty") and target.isatty()):
         width = 200
-    return Console(file=file, width=width, highlight=False, soft_wrap=False)
+    return _Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
 def compare_table(run: CompareRun, file=None) -> None:

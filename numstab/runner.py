@@ -266,7 +266,7 @@ def summarize(o: ImplOutcome, rows) -> dict:
 
 
 def select_impls(functions=None, impl_names=None) -> list[Impl]:
-    functions = [get_function(f) for f in (functions or FUNCTIONS)]
+    functions = list(dict.fromkeys(get_function(f) for f in (functions or FUNCTIONS)))
     chosen = []
     names = list(impl_names or [])
     all_names = sorted({n for f in FUNCTIONS for n in REGISTRY[f]})
@@ -392,7 +392,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    fmts = [get_format(d) for d in (dtypes or DEFAULT_DTYPES)]
+    fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
+    fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
     grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
     for f in fmts:  # inputs that do not fit the format: refuse before any work
@@ -403,19 +404,26 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         raise UsageError("--verify must be >= 0")
     tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify)
     total = sum(t.elements for t in tasks)
+    parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
+    _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
     results, done = [], 0
-    if jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0:
+    if parallel:
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
-                                    mp_context=mp.get_context("fork")) as pool:
+        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
+                                      initializer=_worker_init)
+        try:
             futs = {pool.submit(_run_task, t): t for t in tasks}
             for fut in cf.as_completed(futs):
                 results.extend(fut.result())
                 done += futs[fut].elements
                 if progress:
                     progress(done, total)
+        except BaseException:
+            stop_pool(pool)  # a signal or an error: no worker may outlive this run
+            raise
+        pool.shutdown(wait=True)
     else:
         for t in tasks:
             results.extend(_run_task(t))
@@ -441,6 +449,62 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
 
     th = tuple(exact_thresholds(f) for f in fmts)
     return CompareRun(meta=meta, results=tuple(results), thresholds=th)
+
+
+def _check_memory(fmts, grids, tasks, n_impls: int, workers: int) -> None:
+    """Refuse, before any work, a run whose estimated peak does not fit in memory."""
+    from .limits import compare_bytes, require
+
+    cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) for g in grids.values())
+    need = compare_bytes([t.elements for t in tasks], cells, n_impls, workers)
+    elements = sum(t.elements for t in tasks)
+    require(f"this run ({elements:,} input elements in {cells:,} grid cells, {n_impls} implementations)",
+            need, "use fewer offsets, spreads, sizes, trials, formats or implementations, or --jobs 1")
+
+
+def _worker_init() -> None:
+    """In a worker: default signal actions (the parent handles INT/TERM/HUP and stops the
+    workers), and die with the parent even if it is killed outright."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_DFL)
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent exits (best effort elsewhere)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_pool(pool) -> None:
+    """Terminate a ProcessPoolExecutor's workers now, without waiting for their tasks."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        try:
+            p.terminate()
+        except (OSError, AttributeError):
+            pass
+    try:
+        pool.shutdown(wait=False, cancel_futures=True)
+    except Exception:  # noqa: BLE001 - best effort while stopping
+        pass
+    for p in procs:
+        try:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+        except (OSError, AttributeError, ValueError):
+            pass
 
 
 def run_thresholds(dtypes=None, n: int = 1000) -> dict:

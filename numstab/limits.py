@@ -1,0 +1,113 @@
+"""Memory guarantee: estimate a run's peak memory before starting it and refuse what cannot fit.
+
+The figures are measured peak resident sizes (``benchmarks``-style runs under
+``getrusage``, 2-core x86_64, numpy 2.4): a compare piece of E input elements with
+k implementations peaks at about E * (300 + 30 k) bytes (the reference and every
+implementation's outputs, ULP errors and statuses), every result cell (one per
+implementation and grid cell) holds about 3 KB until it is written, and an audit keeps
+every implementation's figures of a format: E * (400 + 40 k). ``inspect`` of one
+vector keeps decimal reference strings per element: about n * (1000 + 500 k) per format.
+The estimates are rounded up; the budget is 80% of the memory available now
+(MemAvailable, the cgroup's memory.max and RLIMIT_AS, whichever is least), or
+``NUMSTAB_MEMORY_LIMIT`` (bytes, with an optional K/M/G suffix) when set.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import UsageError
+
+BASE_BYTES = 200 * 2**20
+COMPARE_EL_BYTES, COMPARE_EL_PER_IMPL = 300, 30
+CELL_BYTES = 4096
+AUDIT_EL_BYTES, AUDIT_EL_PER_IMPL = 400, 40
+INSPECT_EL_BYTES, INSPECT_EL_PER_IMPL = 1000, 500
+BUDGET_FRACTION = 0.8
+
+
+def _parse_size(text: str) -> int:
+    t = text.strip().upper().rstrip("B")
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
+    if t[-1:] in "KMGT":
+        t = t[:-1]
+    return int(float(t) * mult)
+
+
+def available_bytes() -> tuple[int, str]:
+    """(bytes this process may still use, where that figure comes from)."""
+    env = os.environ.get("NUMSTAB_MEMORY_LIMIT")
+    if env:
+        try:
+            return _parse_size(env), "NUMSTAB_MEMORY_LIMIT"
+        except ValueError:
+            raise UsageError(f"NUMSTAB_MEMORY_LIMIT={env!r}: not a size (e.g. 4G)") from None
+    best, where = None, "unknown"
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    best, where = int(line.split()[1]) * 1024, "MemAvailable"
+                    break
+    except OSError:
+        pass
+    if best is None:
+        try:
+            best = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            where = "free physical memory"
+        except (ValueError, OSError, AttributeError):
+            best = None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            mx = fh.read().strip()
+        if mx != "max":
+            with open("/sys/fs/cgroup/memory.current") as fh:
+                cur = int(fh.read().strip())
+            room = int(mx) - cur
+            if best is None or room < best:
+                best, where = room, "the cgroup's memory.max"
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and (best is None or soft < best):
+            best, where = soft, "RLIMIT_AS"
+    except (ImportError, OSError, ValueError):
+        pass
+    return (best if best is not None else 2**62), where
+
+
+def human(b: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if b < 1024 or unit == "TB":
+            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
+        b /= 1024
+    return f"{b:.1f} TB"  # pragma: no cover
+
+
+def require(what: str, need: float, hint: str) -> None:
+    """Refuse, in one line, a run estimated to need more memory than is available."""
+    avail, where = available_bytes()
+    budget = avail * BUDGET_FRACTION
+    if need > budget:
+        raise UsageError(f"{what} needs about {human(need)} of memory, above the limit of {human(budget)} "
+                         f"(80% of the {human(avail)} available, from {where}); {hint}")
+
+
+def compare_bytes(task_elements, cells: int, n_impls: int, workers: int) -> float:
+    """Peak of a compare run: the `workers` largest pieces at once plus every result cell."""
+    biggest = sorted(task_elements, reverse=True)[:max(1, workers)]
+    per_el = COMPARE_EL_BYTES + COMPARE_EL_PER_IMPL * n_impls
+    return BASE_BYTES * (1 + len(biggest)) + sum(biggest) * per_el + cells * n_impls * CELL_BYTES
+
+
+def audit_bytes(elements: int, n_impls: int) -> float:
+    return BASE_BYTES + elements * (AUDIT_EL_BYTES + AUDIT_EL_PER_IMPL * n_impls)
+
+
+def inspect_bytes(batch: int, n: int, n_impls: int, n_dtypes: int) -> float:
+    if batch == 1:  # per-element tables and decimal reference strings
+        return BASE_BYTES + n * (INSPECT_EL_BYTES + INSPECT_EL_PER_IMPL * n_impls) * n_dtypes
+    return BASE_BYTES + batch * n * (AUDIT_EL_BYTES + AUDIT_EL_PER_IMPL * n_impls)

@@ -1,0 +1,94 @@
+"""One validation function per option, used by every command and by the config file.
+
+Each takes the raw value and the name to show (``--tolerance`` on the command line,
+``numstab.toml audit #1 'tolerance'`` in a config) and returns the clean value or
+raises a one-line :class:`UsageError`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .errors import UsageError, unknown_name
+
+#: "zero": an output that is 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not
+FAIL_ON_CHOICES = ("overflow", "underflow", "nan", "zero", "inaccurate")
+
+
+def _number(v, where: str) -> float:
+    if isinstance(v, bool):
+        raise UsageError(f"{where} {v!r}: not a number")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where} {v!r}: not a number") from None
+
+
+def tolerance(v, where: str = "--tolerance") -> float:
+    """ULP tolerance: a number >= 0 (inf allowed: nothing is then inaccurate); NaN refused."""
+    t = _number(v, where)
+    if math.isnan(t) or t < 0:
+        raise UsageError(f"{where} {v!r}: must be a number >= 0")
+    return t
+
+
+def fail_on(values, where: str = "--fail-on") -> tuple:
+    """Statuses that fail an audit: a non-empty selection of FAIL_ON_CHOICES, duplicates once."""
+    if isinstance(values, str):
+        values = (values,)
+    if not isinstance(values, (list, tuple)):
+        raise UsageError(f"{where} {values!r}: give a list of statuses ({', '.join(FAIL_ON_CHOICES)})")
+    out = []
+    for v in values:
+        if not isinstance(v, str):
+            raise UsageError(f"{where} {v!r}: not a status name ({', '.join(FAIL_ON_CHOICES)})")
+        for part in v.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part not in FAIL_ON_CHOICES:
+                raise unknown_name(f"{where} status", part, FAIL_ON_CHOICES)
+            out.append(part)
+    if not out:
+        raise UsageError(f"{where} is empty: give at least one of {', '.join(FAIL_ON_CHOICES)}")
+    return tuple(dict.fromkeys(out))
+
+
+def target(v, where: str = "--target"):
+    """A target index: None or an integer >= 0 (the range is checked against the vectors)."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        elif isinstance(v, str) and v.strip().lstrip("+").isdigit():
+            v = int(v)
+        else:
+            raise UsageError(f"{where} {v!r}: must be an integer >= 0")
+    if v < 0:
+        raise UsageError(f"{where} {v}: must be an integer >= 0")
+    return v
+
+
+def timeout(v, where: str = "--timeout"):
+    """Seconds an implementation may take: None (no limit) or a finite number > 0."""
+    if v is None:
+        return None
+    t = _number(v, where)
+    if not (math.isfinite(t) and t > 0):
+        raise UsageError(f"{where} {v!r}: must be a number of seconds > 0")
+    return t
+
+
+def path(v, where: str):
+    """A file name from a config: a string (or None)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v:
+        raise UsageError(f"{where} {v!r}: must be a file name (a string)")
+    return v
+
+
+def dedupe(values) -> tuple:
+    """The values once each, in the order given."""
+    return tuple(dict.fromkeys(values or ()))

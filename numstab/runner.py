@@ -115,6 +115,39 @@ def _decide(fmt, x, target, ref, tier) -> None:
         pass
 
 
+def _settle_exactly(fmt, x, target, ref, open_) -> None:
+    """Figures whose bounds straddle a quantization step at the last tier: decided exactly.
+
+    Sets each outcome's ``exact`` (and ``big`` for figures beyond float64's range); an
+    element the precision limit cannot decide makes its reference undetermined.
+    """
+    from decimal import Decimal
+
+    from .reference import exact_figures
+
+    for o, mask in open_:
+        if not mask.any():
+            continue
+        f = o.impl.function
+        eu, er = np.full(mask.shape, np.nan), np.full(mask.shape, np.nan)
+        done = np.zeros(mask.shape, dtype=bool)
+        idx = np.argwhere(mask)
+        for b in np.unique(idx[:, 0]):
+            sel = [tuple(i) for i in idx[idx[:, 0] == b]]
+            items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
+            for i, fig in zip(sel, exact_figures(fmt, x[b], int(target[b]), f, items)):
+                if fig is None:
+                    ref[f].determined[i] = False
+                    continue
+                done[i] = True
+                for kind, v, arr in (("ulp", fig[0], eu), ("rel", fig[1], er)):
+                    if isinstance(v, Decimal):
+                        o.big[(kind, i)] = v
+                        v = np.inf
+                    arr[i] = v
+        o.exact = (done, eu, er)
+
+
 @dataclass
 class ImplOutcome:
     impl: Impl
@@ -124,6 +157,16 @@ class ImplOutcome:
     ulp: np.ndarray | None = None
     rel: np.ndarray | None = None
     status: np.ndarray | None = None
+    #: figures beyond float64's range (inf in ``ulp`` / ``rel``), exactly: {("ulp" or "rel", index): Decimal}
+    big: dict = field(default_factory=dict)
+    exact: tuple | None = None  # (mask, ULP figures, relative figures) decided by reference.exact_figures
+
+    def figure(self, kind: str, index):
+        """One element's ULP ("ulp") or relative ("rel") figure: a float, or a Decimal beyond float64."""
+        index = tuple(np.atleast_1d(index).tolist()) if not isinstance(index, tuple) else index
+        if (kind, index) in self.big:
+            return self.big[(kind, index)]
+        return float((self.ulp if kind == "ulp" else self.rel)[index])
 
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
@@ -158,15 +201,22 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         ref, tier = ref
     while True:
         unsettled = np.zeros(B, dtype=bool)
+        open_ = []
         for o in outs:
             if o.error is not None:
                 continue
             r = ref[o.impl.function]
             o.ulp, o.rel, o.status, settled = element_metrics(fmt, o.impl.function, o.y, r, tolerance)
+            open_.append((o, ~settled))
             unsettled |= ~(settled if settled.ndim == 1 else settled.all(axis=-1))
         if not _bump(fmt, x, target, ref, tier, unsettled):
             break
         _decide(fmt, x, target, ref, tier)
+    if any(m.any() for _, m in open_):
+        _settle_exactly(fmt, x, target, ref, open_)
+        for o, _ in open_:
+            o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
+                                                         tolerance, exact=o.exact)
     if verify:
         from .reference import verify_rows
 

@@ -43,17 +43,23 @@ def _sig3(v: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         e = np.floor(np.log10(np.where((v > 0) & np.isfinite(v), v, 1.0)))
         up, down = _pow10(np.maximum(2 - e, 0)), _pow10(np.maximum(e - 2, 0))
-        return np.where(e < 2, np.round(v * up) / up, np.round(v / down) * down)
+        k = np.where(e < 2, np.round(v * up), np.round(v / down))
+        out = np.where(e < 2, k / up, k * down)
+        far = (e > 24) & np.isfinite(out) & (v > 0)  # k * 10^(e-2) rounds twice: take the decimal
+        if far.any():
+            out[far] = [figure_value(int(kk), int(ee)) for kk, ee in zip(k[far], e[far])]
+        return out
 
 
 def figure_value(k: int, e: int) -> float:
     """The float64 the quantizers give for the decimal k * 10^(e - 2) (k an integer, 0 <= k <= 1000).
 
     ``e`` is the decimal exponent of the 3-significant-digit figure; -1 for the 3-decimal
-    ULP figures below 1 (k / 1000). Computed with the very operations of :func:`quantize`
-    so an exactly decided figure and a bounded one are the same double. May be inf for a
-    figure beyond float64's range.
+    ULP figures below 1 (k / 1000). The nearest double (inf beyond float64's range), as the
+    quantizers compute it, so an exactly decided figure and a bounded one are the same double.
     """
+    if e > 24:
+        return float(f"{k}e{e - 2}")
     with np.errstate(all="ignore"):
         if e < 2:
             return float(np.float64(k) / _pow10(np.array([2 - e]))[0])

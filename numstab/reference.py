@@ -632,7 +632,8 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
     return ulp_b, (mpf_div(dlo, ahi, wp, "f"), mpf_div(dhi, alo, wp, "c"))
 
 
-def exact_figures(fmt: Format, x_row, target: int, function: str, items, max_prec: int = MAX_PREC):
+def exact_figures(fmt: Format, x_row, target: int, function: str, items, max_prec: int = MAX_PREC,
+                  start: int | None = None):
     """Quantized (ULP, relative) figures of outputs, decided exactly: for each (j, y) of
     ``items`` (element j of ``function`` on the vector, y its finite output) the pair of
     figures of :func:`metrics.element_metrics` computed from the exact reference: the
@@ -642,7 +643,7 @@ def exact_figures(fmt: Format, x_row, target: int, function: str, items, max_pre
     """
     out: list = [None] * len(items)
     todo = list(range(len(items)))
-    prec = start_prec(fmt)
+    prec = start or start_prec(fmt)
     while todo and prec <= max_prec:
         vals = _enclose(x_row, target, prec, fmt.p)[function]
         left = []
@@ -733,19 +734,23 @@ def exact_strings(fmt: Format, x_row, target: int, digits: int = 25) -> dict[str
     return out
 
 
-def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows) -> list[str]:
+def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows, outcomes=()) -> list[str]:
     """Recompute the given rows at twice the escalation's final precision; list disagreements.
 
     For every determined element of every function, whichever path (fast or mpmath)
     produced it: the enclosure at that precision must be decided and give the same
     rounded value and the same ulp, and its bounds on (r - rounded) / ulp and on
-    ulp / |r| must meet the reference's (any output's ULP figure, and so its status,
-    then agree: both bracket the same exact error).
+    ulp / |r| must meet the reference's. With ``outcomes`` (objects with ``impl.function``,
+    ``y``, ``ulp``, ``rel``, ``status`` and ``figure(kind, index)``, as runner.ImplOutcome),
+    the quantized ULP and relative figures of every finite output of those rows are
+    recomputed exactly from that precision and must be the reported ones (so the status,
+    which follows from them and the rounded value, agrees too).
     """
     bad = []
     for b in rows:
         prec = 2 * _final_prec(fmt, x[b], int(target[b]))
         vals = _enclose(x[b], int(target[b]), prec, fmt.p)
+        where_v = f"vector {list(map(float, x[b]))[:8]}"
         for f in FUNCTIONS:
             r = ref[f]
             for j, iv in enumerate(vals[f]):
@@ -754,7 +759,7 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows)
                     continue
                 rounded, ulp, dlo, dhi, qlo, qhi, ok = _interval_point(fmt, iv, _decided(fmt, iv))
                 got = (float(r.rounded[idx]), float(r.ulp[idx]))
-                where = f"{f} of vector {list(map(float, x[b]))[:8]} element {j}"
+                where = f"{f} of {where_v} element {j}"
                 if not ok:
                     bad.append(f"{where}: not decided at {prec} bits")
                 elif not _same(rounded, got[0]) or ulp != got[1]:
@@ -764,7 +769,27 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows)
                           and float(r.qlo[idx]) <= qhi and qlo <= float(r.qhi[idx])):
                     bad.append(f"{where}: reference bounds [{float(r.dlo[idx])!r}, "
                                f"{float(r.dhi[idx])!r}] ULP miss [{dlo!r}, {dhi!r}] at {prec} bits")
+        for o in outcomes:
+            f = o.impl.function
+            if o.y is None:
+                continue
+            yb = np.atleast_1d(o.y[b])
+            idxs = [(b, j) if o.y.ndim == 2 else (b,) for j in range(yb.size)]
+            keep = [i for i in idxs if ref[f].determined[i] and np.isfinite(o.y[i])]
+            items = [(i[-1] if len(i) == 2 else 0, float(o.y[i])) for i in keep]
+            figs = exact_figures(fmt, x[b], int(target[b]), f, items, start=prec) if items else []
+            for i, fig in zip(keep, figs):
+                have = (o.figure("ulp", i), o.figure("rel", i))
+                if fig is None or any(not _same_figure(a, w) for a, w in zip(have, fig)):
+                    bad.append(f"{o.impl.key} on {where_v} element {i[-1]}: figures (ULP, relative) "
+                               f"{have}, at {prec} bits {fig}")
     return bad
+
+
+def _same_figure(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return _same(a, b)
+    return str(a) == str(b)
 
 
 def _final_prec(fmt: Format, x_row, target: int) -> int:

@@ -7,6 +7,7 @@ functions and get result objects back.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -221,7 +222,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         from .reference import verify_rows
 
         rows = np.random.default_rng(B).choice(B, size=min(verify, B), replace=False)
-        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()))
+        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
+                          [o for o in outs if o.error is None])
         if bad:
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")
@@ -245,13 +247,35 @@ def summarize(o: ImplOutcome, rows) -> dict:
         counts[STATUSES[code]] += int(cnt)
     known = ~np.isnan(u)
     worst = STATUSES[int(st.max())] if st.size else "ok"
-    return {
+    out = {
         "status": worst,
         "counts": counts,
         "max_ulp": float(np.max(u[known])) if known.any() else float("nan"),
         "median_ulp": float(quantize(np.median(u[known]))) if known.any() else float("nan"),
         "max_rel": float(np.max(r[known])) if known.any() else float("nan"),
     }
+    if o.big:
+        _big_summary(o, rows, u[known], out)
+    return out
+
+
+def _big_summary(o: ImplOutcome, rows, known_u, out: dict) -> None:
+    """Replace the infinite maxima (and median) that stand for figures beyond float64's range."""
+    from decimal import Decimal
+
+    picked = set(range(o.status.shape[0])[rows])
+    big = {k: [v for (kind, i), v in o.big.items() if kind == k and i[0] in picked] for k in ("ulp", "rel")}
+    if big["ulp"]:
+        out["max_ulp"] = max(big["ulp"])
+    if big["rel"]:
+        out["max_rel"] = max(big["rel"])
+    if big["ulp"] and math.isinf(out["median_ulp"]):
+        vals = sorted([Decimal(float(v)) for v in known_u if math.isfinite(v)] + big["ulp"]
+                      + [Decimal("Infinity")] * int(np.sum(np.isinf(known_u)) - len(big["ulp"])))
+        h = len(vals) // 2
+        med = vals[h] if len(vals) % 2 else (vals[h - 1] + vals[h]) / 2
+        q = Decimal(f"{med:.3g}") if med.is_finite() else med
+        out["median_ulp"] = q if not math.isfinite(float(q)) and q.is_finite() else float(q)
 
 
 def select_impls(functions=None, impl_names=None) -> list[Impl]:
@@ -520,7 +544,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "inputs": [float(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
                     "reference": ex,
-                    "ulp_error": [jnum(v) for v in np.atleast_1d(u)],
+                    "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
+                                  for j in range(np.atleast_1d(u).size)],
                     "element_status": [STATUSES[int(s)] for s in np.atleast_1d(st)],
                     "status": STATUSES[int(np.max(st))],
                     "flags": list(flags),

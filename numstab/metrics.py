@@ -15,7 +15,9 @@ Definitions (README, "What the numbers mean"):
 Reported figures are quantized (3 decimals below 1 ULP, else 3 significant
 digits; relative errors below eps_F/1024 are 0) so the exact reference and the
 fast bounded one report identical numbers: an element whose bound does not fix
-its quantized figures is handed back (``settled`` False) for mpmath.
+its quantized figures is handed back (``settled`` False) for mpmath, and at the
+last tier the runner has the reference decide it exactly (``exact=``). A figure
+beyond float64's range is inf here; the runner keeps its digits (a Decimal).
 """
 
 from __future__ import annotations

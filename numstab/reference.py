@@ -98,7 +98,9 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     wide = v.dtype != np.float64
     with np.errstate(all="ignore"):
         err = err * (1 + 2.0**-40) + TINY
-        lo, hi = v - err, v + err
+        # v -+ err round to nearest: one step outward covers that rounding (an interval
+        # [1/8 - 2^-60, 1/8 + 2^-60] must not collapse onto 1/8 and its binade)
+        lo, hi = np.nextafter(v - err, -np.inf), np.nextafter(v + err, np.inf)
         strict_lo = np.zeros(lo.shape, dtype=bool)
         strict_hi = np.zeros(hi.shape, dtype=bool)
         if lower is not None:

@@ -18,7 +18,7 @@ import pytest
 from numstab.cli import main
 from numstab.formats import FORMATS
 from numstab.kernels import REGISTRY, Impl
-from numstab.reference import _enclose, exact_strings
+from numstab.reference import FAST_TIERS, _enclose, exact_strings
 from numstab.runner import ReferenceMismatch, evaluate, reference, run_inspect
 
 F32, F64, BF16 = FORMATS["float32"], FORMATS["float64"], FORMATS["bfloat16"]
@@ -255,3 +255,18 @@ def test_reference_tiers_agree():
     b, _ = reference(F32, x, t, "mpmath")
     for f in a:
         assert np.array_equal(a[f].rounded, b[f].rounded) and np.array_equal(a[f].ulp, b[f].ulp)
+
+
+@pytest.mark.parametrize("tier", range(len(FAST_TIERS)))
+def test_fast_tiers_leave_an_interval_touching_a_power_of_two_undecided(tier):
+    from numstab.reference import _from_interval
+
+    wt = FAST_TIERS[tier].type
+    v = np.array([wt(0.125), wt(0.125) + wt(2.0**-40)], dtype=FAST_TIERS[tier])
+    # [1/8 - 2^-60, 1/8 + 2^-60] holds values of two binades; [1/8 + 2^-40 -+ 2^-60] one
+    r = _from_interval(F32, v, np.full(2, 2.0**-60, dtype=FAST_TIERS[tier]))
+    assert r.decided.tolist() == [False, True]
+    assert r.ulp[1] == 2.0**-26
+    # only a strict bound makes the one-sided neighbourhood of 1/8 decidable
+    r = _from_interval(F32, v[:1], np.full(1, 2.0**-60, dtype=FAST_TIERS[tier]), upper=wt(0.125))
+    assert r.decided.tolist() == [True] and r.ulp[0] == 2.0**-27 and r.rounded[0] == 0.125

@@ -15,7 +15,9 @@ Definitions (README, "What the numbers mean"):
 Reported figures are quantized (3 decimals below 1 ULP, else 3 significant
 digits; relative errors below eps_F/1024 are 0) so the exact reference and the
 fast bounded one report identical numbers: an element whose bound does not fix
-its quantized figures is handed back (``settled`` False) for mpmath.
+its quantized figures is handed back (``settled`` False) for mpmath, and at the
+last tier the runner has the reference decide it exactly (``exact=``). A figure
+beyond float64's range is inf here; the runner keeps its digits (a Decimal).
 """
 
 from __future__ import annotations
@@ -30,13 +32,40 @@ OK, UNDETERMINED, INACCURATE, UNDERFLOW, OVERFLOW, NAN = range(6)
 DEFAULT_TOLERANCE = 4.0
 
 
+#: Powers of ten as float64, each correctly rounded (10.0 ** n is not, for n > 22, on every libm).
+_P10 = np.array([float(10**i) if i <= 308 else np.inf for i in range(700)])
+
+
+def _pow10(n) -> np.ndarray:
+    return _P10[np.clip(n, 0, len(_P10) - 1).astype(np.int64)]
+
+
 def _sig3(v: np.ndarray) -> np.ndarray:
     """Round positive finite values to 3 significant digits, landing on the nearest double."""
     with np.errstate(all="ignore"):
-        e = np.floor(np.log10(np.where(v > 0, v, 1.0)))
-        up = 10.0 ** np.maximum(2 - e, 0)  # exact powers of ten
-        down = 10.0 ** np.maximum(e - 2, 0)
-        return np.where(e < 2, np.round(v * up) / up, np.round(v / down) * down)
+        e = np.floor(np.log10(np.where((v > 0) & np.isfinite(v), v, 1.0)))
+        up, down = _pow10(np.maximum(2 - e, 0)), _pow10(np.maximum(e - 2, 0))
+        k = np.where(e < 2, np.round(v * up), np.round(v / down))
+        out = np.where(e < 2, k / up, k * down)
+        far = (e > 24) & np.isfinite(out) & (v > 0)  # k * 10^(e-2) rounds twice: take the decimal
+        if far.any():
+            out[far] = [figure_value(int(kk), int(ee)) for kk, ee in zip(k[far], e[far])]
+        return out
+
+
+def figure_value(k: int, e: int) -> float:
+    """The float64 the quantizers give for the decimal k * 10^(e - 2) (k an integer, 0 <= k <= 1000).
+
+    ``e`` is the decimal exponent of the 3-significant-digit figure; -1 for the 3-decimal
+    ULP figures below 1 (k / 1000). The nearest double (inf beyond float64's range), as the
+    quantizers compute it, so an exactly decided figure and a bounded one are the same double.
+    """
+    if e > 24:
+        return float(f"{k}e{e - 2}")
+    with np.errstate(all="ignore"):
+        if e < 2:
+            return float(np.float64(k) / _pow10(np.array([2 - e]))[0])
+        return float(np.float64(k) * _pow10(np.array([e - 2]))[0])
 
 
 def quantize(v) -> np.ndarray:
@@ -61,10 +90,17 @@ def _log_of_zero(function: str, y: np.ndarray) -> np.ndarray:
     return np.zeros(y.shape, dtype=bool)
 
 
-def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: float):
-    """Quantized ULP error, relative error, status code and `settled` per element."""
+def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: float, exact=None):
+    """Quantized ULP error, relative error, status code and `settled` per element.
+
+    The figures come from float64 bounds on the exact errors, widened past float64's own
+    rounding (so neither end can sit on a quantization step by accident); an element whose
+    two ends quantize differently, or whose bound is beyond float64's range for a finite
+    output, is not settled. ``exact``: optional (mask, ULP figures, relative figures), the
+    quantized figures the reference decided exactly (``reference.exact_figures``) for the
+    elements in mask; they replace the bounds there.
+    """
     y = np.asarray(y, dtype=np.float64)
-    point = ref.dlo == ref.dhi  # mpmath values: no widening
     with np.errstate(all="ignore"):
         ulp = ref.ulp
         # delta is measured from the rounded value, or from +-max where r rounds to +-inf
@@ -73,10 +109,13 @@ def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: floa
         a, b = k - ref.dhi, k - ref.dlo  # (y - r)/ulp lies in [a, b]
         flo = np.where((a <= 0) & (b >= 0), 0.0, np.minimum(np.abs(a), np.abs(b)))
         fhi = np.maximum(np.abs(a), np.abs(b))
-        flo = np.where(point, flo, flo * (1 - 2.0**-50) - 2.0**-50)
-        fhi = np.where(point, fhi, fhi * (1 + 2.0**-50) + 2.0**-50)
-        rlo = np.where(flo <= 0, 0.0, np.maximum(flo, 0.0) * ref.qlo)
-        rhi = np.where(fhi == 0, 0.0, fhi * ref.qhi)
+        zero = (k == 0) & (ref.dlo == 0) & (ref.dhi == 0)  # y is the exact value: no error at all
+        flo = np.where(zero, 0.0, np.maximum(flo * (1 - 2.0**-50) - 2.0**-50, 0.0))
+        fhi = np.where(zero, 0.0, fhi * (1 + 2.0**-50) + 2.0**-50)
+        rlo = np.where(flo <= 0, 0.0, flo * ref.qlo * (1 - 2.0**-50))
+        rhi = np.where(fhi == 0, 0.0, fhi * ref.qhi * (1 + 2.0**-50))
+        # a bound beyond float64 for a finite error (r = 0 exactly makes a true infinite relative error)
+        beyond = ~np.isfinite(fhi) | (~np.isfinite(rhi) & np.isfinite(ref.qlo))
 
         nan = np.isnan(y)
         inf = np.isinf(y)
@@ -84,7 +123,12 @@ def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: floa
         bad = nan | (inf & ~exact_inf)
         ulo, uhi = quantize(flo), quantize(fhi)
         qrlo, qrhi = quantize_rel(rlo, fmt), quantize_rel(rhi, fmt)
-        settled = bad | exact_inf | ((ulo == uhi) & (qrlo == qrhi))
+        settled = bad | exact_inf | ((ulo == uhi) & (qrlo == qrhi) & ~beyond)
+        if exact is not None:
+            m, eu, er = (np.asarray(v) for v in exact)
+            ulo, uhi = np.where(m, eu, ulo), np.where(m, eu, uhi)
+            qrlo, qrhi = np.where(m, er, qrlo), np.where(m, er, qrhi)
+            settled = settled | m
         uq = np.where(bad, np.inf, np.where(exact_inf, 0.0, uhi))
         rq = np.where(bad, np.inf, np.where(exact_inf, 0.0, qrhi))
 

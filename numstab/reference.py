@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -97,7 +98,9 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     wide = v.dtype != np.float64
     with np.errstate(all="ignore"):
         err = err * (1 + 2.0**-40) + TINY
-        lo, hi = v - err, v + err
+        # v -+ err round to nearest: one step outward covers that rounding (an interval
+        # [1/8 - 2^-60, 1/8 + 2^-60] must not collapse onto 1/8 and its binade)
+        lo, hi = np.nextafter(v - err, -np.inf), np.nextafter(v + err, np.inf)
         strict_lo = np.zeros(lo.shape, dtype=bool)
         strict_hi = np.zeros(hi.shape, dtype=bool)
         if lower is not None:
@@ -208,10 +211,10 @@ def _mp():
 
 
 def _exact_raw(x_row, target: int, prec: int) -> dict[str, list]:
-    """All reference values of one vector as raw mpmath tuples at working precision ``prec``.
+    """All reference values of one vector as raw mpmath tuples, rounded to nearest at ``prec``.
 
-    Works on mpmath's libmp tuples (sign, man, exp, bc) to skip object overhead:
-    the reference settles every element of every vector, so this is the hot loop.
+    An approximation (no error bound): the figures use :func:`_enclose`, which
+    brackets every value rigorously. Kept for exploration and tests.
     """
     mpmath = _mp()
     from mpmath.libmp import from_float, mpf_add, mpf_exp, mpf_sub, mpf_sum
@@ -234,9 +237,121 @@ def _exact_raw(x_row, target: int, prec: int) -> dict[str, list]:
 
 
 def exact_values(x_row, target: int, prec: int) -> dict[str, list]:
-    """All reference values of one vector as mpf at working precision ``prec``."""
+    """All reference values of one vector as mpf at working precision ``prec`` (nearest, no bound)."""
     make = _mp().mp.make_mpf
     return {f: [make(v) for v in vals] for f, vals in _exact_raw(x_row, target, prec).items()}
+
+
+def _mag(v) -> int:
+    """floor(log2 |v|) + 1 of a nonzero raw mpf."""
+    return int(v[2]) + int(v[3])
+
+
+def _log1p_down(t, wp: int):
+    """A lower bound of log1p(t) for a raw mpf t >= 0, relative error about 2^-wp."""
+    from mpmath.libmp import fone, fzero, mpf_add, mpf_log, mpf_mul, mpf_shift, mpf_sub
+
+    if not t[1]:
+        return fzero
+    mag = _mag(t)
+    if mag < -wp - 2:  # log1p(t) >= t - t^2/2 for t >= 0
+        return mpf_sub(t, mpf_shift(mpf_mul(t, t, wp, "c"), -1), wp, "f")
+    return mpf_log(mpf_add(fone, t, wp + max(0, -mag) + 10, "f"), wp, "f")
+
+
+def _log1p_up(t, wp: int):
+    """An upper bound of log1p(t) for a raw mpf t >= 0: t itself when t is tiny (log1p(t) <= t)."""
+    from mpmath.libmp import fone, fzero, mpf_add, mpf_log
+
+    if not t[1]:
+        return fzero
+    mag = _mag(t)
+    if mag < -wp - 2:
+        return t
+    return mpf_log(mpf_add(fone, t, wp + max(0, -mag) + 10, "c"), wp, "c")
+
+
+def _enclose(x_row, target: int, prec: int, fmt_p: int = 64) -> dict[str, list]:
+    """Rigorous enclosures of every reference value of one vector: raw mpf (lo, hi, lo_dec,
+    hi_dec), lo <= r <= hi, the rounding and ulp read at lo_dec and hi_dec (see :func:`_strict`;
+    ``fmt_p`` the target format's precision).
+
+    With d_i = x_i - m exact and e_i = exp(d_i), S = 1 + t: every step rounds
+    outward (mpmath's directed rounding, the way its own interval arithmetic
+    does), sums are pairwise ``mpf_add`` (``mpf_sum`` drops far-away terms even
+    when rounding up). softmax_i = e_i / S; with all elements equal the exps are
+    exactly 1 and the enclosure is a point where 1/n is exact (n a power of two),
+    the only rational softmax values (Lindemann-Weierstrass). log_softmax of n = 1
+    is the point 0; every other value is irrational and its enclosure shrinks
+    about like 2^-prec (relative), so the escalation always ends. x_i - m may need
+    many more bits than ``prec`` (x = [1e38, 0.25]); exp of an exact d keeps its
+    relative accuracy whatever |d|.
+    """
+    from mpmath.libmp import fone, from_float, fzero, mpf_add, mpf_div, mpf_exp, mpf_neg, mpf_sub
+
+    xs = [from_float(float(v)) for v in x_row]  # exact
+    k = int(np.argmax(x_row))
+    m = xs[k]
+    d = [mpf_sub(v, m, 0) for v in xs]  # precision 0: exact
+    wp = prec + 10
+    elo, ehi = [], []
+    tlo = thi = fzero
+    for i, di in enumerate(d):
+        if i == k:
+            elo.append(fone)
+            ehi.append(fone)
+            continue
+        a, b = mpf_exp(di, wp, "f"), mpf_exp(di, wp, "c")
+        elo.append(a)
+        ehi.append(b)
+        tlo = mpf_add(tlo, a, wp, "f")
+        thi = mpf_add(thi, b, wp, "c")
+    lplo, lphi = _log1p_down(tlo, wp), _log1p_up(thi, wp)
+    slo, shi = mpf_add(fone, tlo, wp, "f"), mpf_add(fone, thi, wp, "c")
+    dt = d[int(target)]
+    out = {
+        "logsumexp": [(mpf_add(m, lplo, prec, "f"), mpf_add(m, lphi, prec, "c"))],
+        "log_softmax": [(mpf_sub(di, lphi, prec, "f"), mpf_sub(di, lplo, prec, "c")) for di in d],
+        "softmax": [(mpf_div(a, shi, prec, "f"), mpf_div(b, slo, prec, "c")) for a, b in zip(elo, ehi)],
+        "cross_entropy": [(mpf_sub(lplo, dt, prec, "f"), mpf_sub(lphi, dt, prec, "c"))],
+    }
+    if len(d) < 2:
+        return {f: [(lo, hi, lo, hi) for lo, hi in v] for f, v in out.items()}
+    # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target
+    neg_dt = mpf_neg(dt)
+    return {
+        "logsumexp": [_strict(*out["logsumexp"][0], low=m, p=fmt_p)],
+        "log_softmax": [_strict(lo, hi, high=di, p=fmt_p) for (lo, hi), di in zip(out["log_softmax"], d)],
+        "softmax": [_strict(lo, hi, high=fone, p=fmt_p) for lo, hi in out["softmax"]],
+        "cross_entropy": [_strict(*out["cross_entropy"][0], low=neg_dt, p=fmt_p)],
+    }
+
+
+def _strict(lo, hi, low=None, high=None, p: int = 64) -> tuple:
+    """(lo, hi, lo_dec, hi_dec): an enclosure cut to a strict bound low < r (or r < high).
+
+    When the rounded end reaches the bound B, the end becomes B (still a closed bound, for
+    the figures) and its decision point -- where the rounding and the ulp are read --
+    becomes B moved inward by 2^(mag(B) - p - 64): every real strictly between that point
+    and B rounds, and has its ulp, like the one-sided limit at B (format boundaries near B
+    are 2^(mag(B) - p - 2) apart at the finest). This settles values astronomically close
+    to B (t = exp(-1e38)) that no working precision can separate from B.
+    """
+    from mpmath.libmp import mpf_cmp, mpf_shift, mpf_sub
+
+    lo_dec, hi_dec = lo, hi
+    if high is not None and high[1] and mpf_cmp(hi, high) >= 0:
+        hi = high
+        hi_dec = mpf_sub(high, mpf_shift((0, 1, 0, 1), _mag(high) - p - 64), 0)
+    if low is not None and low[1] and mpf_cmp(lo, low) <= 0:
+        lo = low
+        lo_dec = mpf_sub(low, mpf_shift((1, 1, 0, 1), _mag(low) - p - 64), 0)
+    return lo, hi, lo_dec, hi_dec
+
+
+def _flat_enclose(fmt: Format, x_row, target: int, prec: int) -> list:
+    vals = _enclose(x_row, target, prec, fmt.p)
+    return [v for f in FUNCTIONS for v in vals[f]]
 
 
 def round_mpf(fmt: Format, v) -> float:
@@ -252,19 +367,40 @@ def round_mpf(fmt: Format, v) -> float:
     return fmt.round_exact(bool(sign), int(man), int(exp))
 
 
+def _ulp_exp(fmt: Format, raw) -> int:
+    return fmt.ulp_exponent_exact(int(raw[1]), int(raw[2]))
+
+
+def _decided(fmt: Format, iv) -> bool:
+    """The enclosure fixes the rounded value and the ulp (the binade of the exact value)."""
+    lo, hi = iv[2], iv[3]
+    return _same(round_mpf(fmt, lo), round_mpf(fmt, hi)) and _ulp_exp(fmt, lo) == _ulp_exp(fmt, hi)
+
+
 def start_prec(fmt: Format) -> int:
     """First working precision of the escalation for this format: max(64, 2p + 32) bits."""
     return max(START_PREC, 2 * fmt.p + 32)
 
 
-def escalate(fmt: Format, compute, start: int = START_PREC, max_prec: int = MAX_PREC):
-    """Raise the working precision until every value rounded to the format stops changing.
+def escalate(fmt: Format, compute, start: int = START_PREC, max_prec: int = MAX_PREC, done=None):
+    """Raise the working precision until every value is decided.
 
-    ``compute(prec)`` returns a flat list of mpf (or raw mpmath tuples). Returns
-    (values at the final precision, list of bools: settled) -- a value still
-    changing at ``max_prec`` is reported as not settled instead of guessed.
+    ``compute(prec)`` returns a flat list. By default its items are mpf (or raw
+    tuples) and a value counts as decided once its rounding to the format stops
+    changing between two precisions (a heuristic kept for exploration); with
+    ``done(item) -> bool`` (rigorous enclosures) an item is decided when ``done``
+    says so, and the first precision already counts. Returns (values at the final
+    precision, list of bools: settled) -- a value not decided at ``max_prec`` is
+    reported as not settled instead of guessed.
     """
     prec = start
+    if done is not None:
+        while True:
+            cur = compute(prec)
+            ok = [done(v) for v in cur]
+            if all(ok) or prec >= max_prec:
+                return cur, ok
+            prec *= 2
     prev = compute(prec)
     prev_r = [round_mpf(fmt, v) for v in prev]
     while True:
@@ -281,95 +417,389 @@ def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def _point(fmt: Format, v, settled: bool) -> tuple:
-    """(rounded, ulp, delta, ulp/|r|, settled) of an mpf or raw tuple, in float64 terms.
+def _to_float_out(raw, up: bool) -> float:
+    """The nearest float64 on the outer side of a raw mpf (to_float's own directed rounding
+    is not outward in the subnormal range)."""
+    from mpmath.libmp import from_float, mpf_cmp, to_float
 
-    delta = (r - anchor) / ulp exactly rounded, where the anchor is the rounded value,
-    or +-max when r rounds to an infinity (an exact value beyond the format's range
-    keeps an exact ULP distance to any finite output that way).
+    f = to_float(raw, rnd="c" if up else "f")
+    if math.isfinite(f):
+        c = mpf_cmp(from_float(f), raw)
+        if up and c < 0:
+            f = math.nextafter(f, math.inf)
+        elif not up and c > 0:
+            f = math.nextafter(f, -math.inf)
+    return f
+
+
+def _interval_point(fmt: Format, iv, settled: bool) -> tuple:
+    """(rounded, ulp, dlo, dhi, qlo, qhi, settled) of an enclosure, in float64 terms.
+
+    [dlo, dhi] holds (r - anchor) / ulp, rounded outward, where the anchor is the rounded
+    value, or +-max when r rounds to an infinity (an exact value beyond the format's range
+    keeps an exact ULP distance to any finite output that way); [qlo, qhi] holds ulp / |r|.
+    An enclosure that is not decided is described by its lower end (``settled`` False).
     """
-    from mpmath.libmp import from_float, mpf_abs, mpf_div, mpf_shift, mpf_sub, to_float
+    from mpmath.libmp import from_float, fzero, mpf_abs, mpf_cmp, mpf_div, mpf_shift, mpf_sub
 
-    raw = getattr(v, "_mpf_", v)
-    rounded = round_mpf(fmt, raw)
-    sign, man, exp, _ = raw
-    ue = fmt.ulp_exponent_exact(int(man), int(exp))
+    lo, hi = iv[0], iv[1]
+    rounded = round_mpf(fmt, iv[2])
+    ue = _ulp_exp(fmt, iv[2])
     ulp = math.ldexp(1.0, ue)
-    anchor = rounded if math.isfinite(rounded) else (-fmt.max if sign else fmt.max)
-    delta = to_float(mpf_shift(mpf_sub(raw, from_float(anchor), 0), -ue))
-    q = math.inf if not man else to_float(mpf_div(from_float(ulp), mpf_abs(raw), 64, "n"))
-    return rounded, ulp, delta, q, settled
+    anchor = from_float(rounded if math.isfinite(rounded) else (-fmt.max if lo[0] else fmt.max))
+    dlo = _to_float_out(mpf_shift(mpf_sub(lo, anchor, 64, "f"), -ue), False)
+    dhi = _to_float_out(mpf_shift(mpf_sub(hi, anchor, 64, "c"), -ue), True)
+    if mpf_cmp(lo, fzero) > 0:
+        alo, ahi = lo, hi
+    elif mpf_cmp(hi, fzero) < 0:
+        alo, ahi = mpf_abs(hi), mpf_abs(lo)
+    else:  # the enclosure holds 0
+        a, b = mpf_abs(lo), mpf_abs(hi)
+        alo, ahi = fzero, (a if mpf_cmp(a, b) >= 0 else b)
+    fu = from_float(ulp)
+    qlo = math.inf if not ahi[1] else _to_float_out(mpf_div(fu, ahi, 64, "f"), False)
+    qhi = math.inf if not alo[1] else _to_float_out(mpf_div(fu, alo, 64, "c"), True)
+    return rounded, ulp, dlo, dhi, qlo, qhi, settled
 
 
 def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
-    """The authority: per vector, mpmath with precision escalation."""
+    """The authority: per vector, rigorous mpmath enclosures with precision escalation."""
     x = np.asarray(x, dtype=np.float64)
     B, n = x.shape
     shape = {"softmax": (B, n), "log_softmax": (B, n), "logsumexp": (B,), "cross_entropy": (B,)}
-    cols = {f: np.empty(shape[f] + (5,), dtype=np.float64) for f in FUNCTIONS}
+    cols = {f: np.empty(shape[f] + (7,), dtype=np.float64) for f in FUNCTIONS}
     start = start_prec(fmt)
+    done = lambda iv: _decided(fmt, iv)  # noqa: E731
     for b in range(B):
         row, tgt = x[b], int(target[b])
-
-        def compute(prec, row=row, tgt=tgt):
-            vals = _exact_raw(row, tgt, prec)
-            return [v for f in FUNCTIONS for v in vals[f]]
-
-        vals, settled = escalate(fmt, compute, start=start)
+        vals, settled = escalate(fmt, lambda prec, row=row, tgt=tgt: _flat_enclose(fmt, row, tgt, prec),
+                                 start=start, done=done)
         i = 0
         for f in FUNCTIONS:
             size = n if f in ("softmax", "log_softmax") else 1
-            pts = [_point(fmt, vals[i + j], settled[i + j]) for j in range(size)]
+            pts = [_interval_point(fmt, vals[i + j], settled[i + j]) for j in range(size)]
             i += size
             cols[f][b] = np.array(pts).reshape(cols[f][b].shape)
     out = {}
     for f in FUNCTIONS:
         c = cols[f]
-        rounded, ulp, delta, q, settled = (c[..., j] for j in range(5))
+        rounded, ulp, dlo, dhi, qlo, qhi, settled = (c[..., j].copy() for j in range(7))
         determined = settled.astype(bool)
-        out[f] = RefData(rounded, ulp, delta.copy(), delta.copy(), q, q.copy(),
-                         np.ones_like(determined), determined)
+        out[f] = RefData(rounded, ulp, dlo, dhi, qlo, qhi, np.ones_like(determined), determined)
     return out
+
+
+def _decimal_cell(v: Fraction, digits: int) -> tuple[int, int]:
+    """(k, e) with k * 10^(e - digits + 1) the value v > 0 rounded to ``digits`` significant
+    digits (to nearest, ties to even), e = floor(log10 v) -- of the rounded value."""
+    e = math.floor((v.numerator.bit_length() - v.denominator.bit_length()) * 0.30102999566398) - 1
+    while Fraction(10) ** (e + 1) <= v:
+        e += 1
+    while Fraction(10) ** e > v:
+        e -= 1
+    k = round(v / Fraction(10) ** (e - digits + 1))
+    if k == 10**digits:
+        k, e = 10 ** (digits - 1), e + 1
+    return k, e
+
+
+#: Beyond this many bits of binary exponent a value goes through mpmath's interval logs
+#: instead of exact rationals.
+_FRACTION_BITS = 1 << 14
+
+
+def _frac(raw) -> Fraction:
+    sign, man, exp, _ = raw
+    v = Fraction(int(man)) * Fraction(2) ** int(exp)
+    return -v if sign else v
+
+
+def _iv_decimal_cell(lo, hi, digits: int, prec: int):
+    """(k, e) as :func:`_decimal_cell` for every value of [lo, hi] (raw mpf, > 0, astronomic
+    exponents), from mpmath's interval logarithms; None where the interval straddles a cell."""
+    from mpmath.libmp import from_int, mpf_abs, mpf_cmp, mpf_sub, to_int
+
+    mpmath = _mp()
+    iv = mpmath.iv
+    bits = max(abs(_mag(lo)), abs(_mag(hi))).bit_length()
+    saved = iv.prec
+    half = (0, 1, -1, 1)
+    try:
+        iv.prec = prec + bits + 32
+        v = iv.mpf((mpmath.mp.make_mpf(lo), mpmath.mp.make_mpf(hi)))  # exact ends
+        L = iv.log(v) / iv.log(10)
+        e_lo, e_hi = (to_int(end, "f") for end in L._mpi_)
+        if e_lo != e_hi:
+            return None
+        sa, sb = (iv.exp((L - e_lo + digits - 1) * iv.log(10)))._mpi_
+        k_lo, k_hi = to_int(sa, "n"), to_int(sb, "n")
+        if k_lo != k_hi or any(mpf_cmp(mpf_abs(mpf_sub(end, from_int(k_lo), 0)), half) >= 0
+                               for end in (sa, sb)):
+            return None
+    finally:
+        iv.prec = saved
+    if k_lo == 10**digits:
+        k_lo, e_lo = 10 ** (digits - 1), e_lo + 1
+    return k_lo, e_lo
+
+
+def _cell(lo, hi, digits: int, prec: int):
+    """The common decimal cell of the raw mpf interval [lo, hi] (0 < lo <= hi), or None."""
+    if max(abs(_mag(lo)), abs(_mag(hi))) < _FRACTION_BITS:
+        a = _decimal_cell(_frac(lo), digits)
+        return a if (lo == hi or a == _decimal_cell(_frac(hi), digits)) else None
+    if (_mag(lo) > 0) != (_mag(hi) > 0):
+        return None
+    return _iv_decimal_cell(lo, hi, digits, prec)
+
+
+def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
+    """The quantized figure (metrics.quantize / quantize_rel) shared by every value of [lo, hi].
+
+    lo, hi: raw mpf bounds (0 <= lo <= hi) of an exact ULP or relative error. Returns a
+    float, a Decimal where the figure is beyond float64's range, or None where the
+    bounds straddle a quantization step. Steps are decided exactly (rationals).
+    """
+    from decimal import Decimal
+
+    from mpmath.libmp import fone, from_float, fzero, mpf_cmp, mpf_mul
+
+    from .metrics import figure_value
+
+    if not hi[1] or _mag(hi) < -70:  # below 2^-70: 0 as ULP figure (< 0.0005) and as relative one
+        return 0.0
+    if lo[1] and _mag(lo) < -70:
+        lo = fzero
+    if relative:
+        small = from_float(fmt.eps / 1024)
+        below = mpf_cmp(hi, small) < 0
+        if below or mpf_cmp(lo, small) < 0:
+            return 0.0 if below else None
+    else:
+        below = mpf_cmp(hi, fone) < 0
+        if below or mpf_cmp(lo, fone) < 0:
+            if not below:
+                return None
+            a = round(_frac(mpf_mul(lo, from_float(1000.0))))
+            b = round(_frac(mpf_mul(hi, from_float(1000.0)))) if hi != lo else a
+            return figure_value(a, -1) if a == b else None
+    if not lo[1]:
+        return None
+    c = _cell(lo, hi, 3, prec)
+    if c is None:
+        return None
+    v = figure_value(*c)
+    return v if math.isfinite(v) else Decimal(c[0]).scaleb(c[1] - 2)
+
+
+def _error_bounds(fmt: Format, iv, y: float, prec: int):
+    """Raw mpf bounds of the exact ULP error |y - r| / ulp and relative error |y - r| / |r|,
+    r in the enclosure iv (decided: one ulp). The relative bounds are None where |r| may
+    be 0; r = 0 exactly gives the infinite relative error of a nonzero y."""
+    from mpmath.libmp import finf, from_float, fzero, mpf_abs, mpf_cmp, mpf_div, mpf_shift, mpf_sub
+
+    lo, hi = iv[0], iv[1]
+    yf = from_float(y)
+    wp = prec + 64
+    if lo == hi and max(abs(_mag(lo)), abs(_mag(yf))) < _FRACTION_BITS:
+        a = b = mpf_sub(yf, lo, 0)  # exact
+    else:
+        a, b = mpf_sub(yf, hi, wp, "f"), mpf_sub(yf, lo, wp, "c")
+    if mpf_cmp(a, fzero) >= 0:
+        dlo, dhi = a, b
+    elif mpf_cmp(b, fzero) <= 0:
+        dlo, dhi = mpf_abs(b), mpf_abs(a)
+    else:
+        a, b = mpf_abs(a), mpf_abs(b)
+        dlo, dhi = fzero, (a if mpf_cmp(a, b) >= 0 else b)
+    ue = _ulp_exp(fmt, iv[2])
+    ulp_b = (mpf_shift(dlo, -ue), mpf_shift(dhi, -ue))
+    if not lo[1] and not hi[1]:  # r = 0
+        return ulp_b, (fzero, fzero) if not dhi[1] else (finf, finf)
+    if mpf_cmp(lo, fzero) > 0:
+        alo, ahi = lo, hi
+    elif mpf_cmp(hi, fzero) < 0:
+        alo, ahi = mpf_abs(hi), mpf_abs(lo)
+    else:
+        return ulp_b, None
+    if lo == hi and dlo == dhi:  # exact: the quotient as a rational, rounded outward to wp bits
+        q = _frac(dlo) / _frac(alo) if max(abs(_mag(alo)), abs(_mag(dlo) if dlo[1] else 0)) \
+            < _FRACTION_BITS else None
+        if q is not None and q.denominator & (q.denominator - 1) == 0:  # dyadic: exact
+            from mpmath.libmp import from_man_exp
+
+            e = q.denominator.bit_length() - 1
+            p = from_man_exp(q.numerator, -e)
+            return ulp_b, (p, p)
+    return ulp_b, (mpf_div(dlo, ahi, wp, "f"), mpf_div(dhi, alo, wp, "c"))
+
+
+def exact_figures(fmt: Format, x_row, target: int, function: str, items, max_prec: int = MAX_PREC,
+                  start: int | None = None):
+    """Quantized (ULP, relative) figures of outputs, decided exactly: for each (j, y) of
+    ``items`` (element j of ``function`` on the vector, y its finite output) the pair of
+    figures of :func:`metrics.element_metrics` computed from the exact reference: the
+    enclosure is refined until both ends of each error give one figure. A figure is a
+    float, or a Decimal where it is beyond float64's range (inf as a float). None for an
+    item the precision limit could not decide (it is never guessed).
+    """
+    out: list = [None] * len(items)
+    todo = list(range(len(items)))
+    prec = start or start_prec(fmt)
+    while todo and prec <= max_prec:
+        vals = _enclose(x_row, target, prec, fmt.p)[function]
+        left = []
+        for i in todo:
+            j, y = items[i]
+            iv = vals[j]
+            if not _decided(fmt, iv):
+                left.append(i)
+                continue
+            ub, rb = _error_bounds(fmt, iv, float(y), prec)
+            u = _figure(fmt, *ub, False, prec)
+            if rb is not None and rb[0][1] == 0 and rb[0][2] != 0:  # infinite: r = 0, y != 0
+                r = math.inf
+            else:
+                r = None if rb is None else _figure(fmt, *rb, True, prec)
+            if u is None or r is None:
+                left.append(i)
+            else:
+                out[i] = (u, r)
+        todo = left
+        prec *= 2
+    return out
+
+
+def _decimal_text(k: int, e: int, digits: int, sign: bool) -> str:
+    """mpmath.nstr's layout (min_fixed=-6, max_fixed=12, trailing zeros stripped) of
+    k * 10^(e - digits + 1)."""
+    ds = str(k)
+    if -6 < e < 12:
+        if e < 0:
+            ds, split = "0" * -e + ds, 1
+        else:
+            split = e + 1
+            if split > digits:
+                ds += "0" * (split - digits)
+        exponent = 0
+    else:
+        split, exponent = 1, e
+    ds = (ds[:split] + "." + ds[split:]).rstrip("0")
+    if ds.endswith("."):
+        ds += "0"
+    s = ("-" if sign else "") + ds
+    if exponent == 0:
+        return s
+    return s + ("e+" if exponent > 0 else "e") + str(exponent)
+
+
+def _string(iv, digits: int, prec: int):
+    """The ``digits``-digit decimal of every value in the enclosure, or None (not decided yet)."""
+    from mpmath.libmp import fzero, mpf_abs, mpf_cmp
+
+    lo, hi = iv[0], iv[1]
+    if not lo[1] and not hi[1]:
+        return "0.0"
+    if mpf_cmp(lo, fzero) > 0:
+        sign, a, b = False, lo, hi
+    elif mpf_cmp(hi, fzero) < 0:
+        sign, a, b = True, mpf_abs(hi), mpf_abs(lo)
+    else:
+        return None
+    c = _cell(a, b, digits, prec)
+    return None if c is None else _decimal_text(*c, digits, sign)
 
 
 def exact_strings(fmt: Format, x_row, target: int, digits: int = 25) -> dict[str, list]:
-    """Decimal strings of the exact values of one vector (``digits`` significant digits)."""
-    mpmath = _mp()
+    """Decimal strings of the exact values of one vector (``digits`` significant digits, every
+    one of them right: the enclosure is refined until its two ends give the same string;
+    None where the precision limit is reached first)."""
     flat_f = [f for f in FUNCTIONS for _ in range(len(x_row) if f in ("softmax", "log_softmax") else 1)]
+    start = max(start_prec(fmt), 4 * digits)
+    strings: dict = {}
+
+    def done(item):
+        i, iv, prec = item
+        if i not in strings:
+            s = _string(iv, digits, prec)
+            if s is not None:
+                strings[i] = s
+        return i in strings
 
     def compute(prec):
-        vals = exact_values(x_row, target, max(prec, 4 * digits))
-        return [v for f in FUNCTIONS for v in vals[f]]
+        return [(i, iv, prec) for i, iv in enumerate(_flat_enclose(fmt, x_row, target, prec))]
 
-    vals, settled = escalate(fmt, compute, start=start_prec(fmt))
+    escalate(fmt, compute, start=start, done=done)
     out = {f: [] for f in FUNCTIONS}
-    for f, v, ok in zip(flat_f, vals, settled):
-        out[f].append(mpmath.nstr(v, digits, min_fixed=-6, max_fixed=12) if ok else None)
+    for i, f in enumerate(flat_f):
+        out[f].append(strings.get(i))
     return out
 
 
-def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows) -> list[str]:
+def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows, outcomes=()) -> list[str]:
     """Recompute the given rows at twice the escalation's final precision; list disagreements.
 
-    Checks the value rounded to the format of every settled element of every
-    function, whichever path (fast or mpmath) produced it.
+    For every determined element of every function, whichever path (fast or mpmath)
+    produced it: the enclosure at that precision must be decided and give the same
+    rounded value and the same ulp, and its bounds on (r - rounded) / ulp and on
+    ulp / |r| must meet the reference's. With ``outcomes`` (objects with ``impl.function``,
+    ``y``, ``ulp``, ``rel``, ``status`` and ``figure(kind, index)``, as runner.ImplOutcome),
+    the quantized ULP and relative figures of every finite output of those rows are
+    recomputed exactly from that precision and must be the reported ones (so the status,
+    which follows from them and the rounded value, agrees too).
     """
-    prec = 4 * start_prec(fmt)
     bad = []
     for b in rows:
-        vals = _exact_raw(x[b], int(target[b]), prec)
+        prec = 2 * _final_prec(fmt, x[b], int(target[b]))
+        vals = _enclose(x[b], int(target[b]), prec, fmt.p)
+        where_v = f"vector {list(map(float, x[b]))[:8]}"
         for f in FUNCTIONS:
             r = ref[f]
-            for j, v in enumerate(vals[f]):
+            for j, iv in enumerate(vals[f]):
                 idx = (b, j) if r.rounded.ndim == 2 else (b,)
                 if not r.determined[idx]:
                     continue
-                want = round_mpf(fmt, v)
-                got = float(r.rounded[idx])
-                if not _same(want, got):
-                    bad.append(f"{f} of vector {list(map(float, x[b]))[:8]} element {j}: reference "
-                               f"{got!r}, at {prec} bits {want!r}")
+                rounded, ulp, dlo, dhi, qlo, qhi, ok = _interval_point(fmt, iv, _decided(fmt, iv))
+                got = (float(r.rounded[idx]), float(r.ulp[idx]))
+                where = f"{f} of {where_v} element {j}"
+                if not ok:
+                    bad.append(f"{where}: not decided at {prec} bits")
+                elif not _same(rounded, got[0]) or ulp != got[1]:
+                    bad.append(f"{where}: reference {got[0]!r} (ulp {got[1]!r}), at {prec} bits "
+                               f"{rounded!r} (ulp {ulp!r})")
+                elif not (float(r.dlo[idx]) <= dhi and dlo <= float(r.dhi[idx])
+                          and float(r.qlo[idx]) <= qhi and qlo <= float(r.qhi[idx])):
+                    bad.append(f"{where}: reference bounds [{float(r.dlo[idx])!r}, "
+                               f"{float(r.dhi[idx])!r}] ULP miss [{dlo!r}, {dhi!r}] at {prec} bits")
+        for o in outcomes:
+            f = o.impl.function
+            if o.y is None:
+                continue
+            yb = np.atleast_1d(o.y[b])
+            idxs = [(b, j) if o.y.ndim == 2 else (b,) for j in range(yb.size)]
+            keep = [i for i in idxs if ref[f].determined[i] and np.isfinite(o.y[i])]
+            items = [(i[-1] if len(i) == 2 else 0, float(o.y[i])) for i in keep]
+            figs = exact_figures(fmt, x[b], int(target[b]), f, items, start=prec) if items else []
+            for i, fig in zip(keep, figs):
+                have = (o.figure("ulp", i), o.figure("rel", i))
+                if fig is None or any(not _same_figure(a, w) for a, w in zip(have, fig)):
+                    bad.append(f"{o.impl.key} on {where_v} element {i[-1]}: figures (ULP, relative) "
+                               f"{have}, at {prec} bits {fig}")
     return bad
+
+
+def _same_figure(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return _same(a, b)
+    return str(a) == str(b)
+
+
+def _final_prec(fmt: Format, x_row, target: int) -> int:
+    """The precision at which the escalation decides every value of the vector."""
+    prec = start_prec(fmt)
+    while prec < MAX_PREC and not all(_decided(fmt, iv) for iv in _flat_enclose(fmt, x_row, target, prec)):
+        prec *= 2
+    return prec
 
 
 # -------------------------------------------------------------- thresholds

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 
 from .errors import UsageError
 
@@ -25,9 +26,15 @@ CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation"
 
 
 def jnum(v):
-    """A float as JSON allows it: finite floats as numbers, infinities as strings, NaN as null."""
+    """A float as JSON allows it: finite floats as numbers, infinities as strings, NaN as null.
+
+    A figure beyond float64's range (a ``Decimal``, 3 significant digits) is the string of its
+    digits, e.g. "1.13e+316": finite, never "inf".
+    """
     if v is None:
         return None
+    if isinstance(v, Decimal):
+        return f"{v:.3g}"
     v = float(v)
     if math.isnan(v):
         return None
@@ -37,6 +44,8 @@ def jnum(v):
 
 
 def unjnum(v) -> float:
+    if isinstance(v, str) and v not in ("inf", "-inf"):
+        return Decimal(v)  # a figure beyond float64's range
     return math.nan if v is None else float(v)  # float("inf") / float("-inf") for the strings
 
 

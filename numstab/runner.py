@@ -7,6 +7,7 @@ functions and get result objects back.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -133,6 +134,39 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
     return y, out.root, flags
 
 
+def _settle_exactly(fmt, x, target, ref, open_) -> None:
+    """Figures whose bounds straddle a quantization step at the last tier: decided exactly.
+
+    Sets each outcome's ``exact`` (and ``big`` for figures beyond float64's range); an
+    element the precision limit cannot decide makes its reference undetermined.
+    """
+    from decimal import Decimal
+
+    from .reference import exact_figures
+
+    for o, mask in open_:
+        if not mask.any():
+            continue
+        f = o.impl.function
+        eu, er = np.full(mask.shape, np.nan), np.full(mask.shape, np.nan)
+        done = np.zeros(mask.shape, dtype=bool)
+        idx = np.argwhere(mask)
+        for b in np.unique(idx[:, 0]):
+            sel = [tuple(i) for i in idx[idx[:, 0] == b]]
+            items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
+            for i, fig in zip(sel, exact_figures(fmt, x[b], int(target[b]), f, items)):
+                if fig is None:
+                    ref[f].determined[i] = False
+                    continue
+                done[i] = True
+                for kind, v, arr in (("ulp", fig[0], eu), ("rel", fig[1], er)):
+                    if isinstance(v, Decimal):
+                        o.big[(kind, i)] = v
+                        v = np.inf
+                    arr[i] = v
+        o.exact = (done, eu, er)
+
+
 @dataclass
 class ImplOutcome:
     impl: Impl
@@ -146,6 +180,16 @@ class ImplOutcome:
     root: np.ndarray | None = None
     inferred: bool = False  # causes inferred (a black box), not established from the steps
     events: list = field(default_factory=list)  # (rows, tracer events) of the attribution passes
+    #: figures beyond float64's range (inf in ``ulp`` / ``rel``), exactly: {("ulp" or "rel", index): Decimal}
+    big: dict = field(default_factory=dict)
+    exact: tuple | None = None  # (mask, ULP figures, relative figures) decided by reference.exact_figures
+
+    def figure(self, kind: str, index):
+        """One element's ULP ("ulp") or relative ("rel") figure: a float, or a Decimal beyond float64."""
+        index = tuple(np.atleast_1d(index).tolist()) if not isinstance(index, tuple) else index
+        if (kind, index) in self.big:
+            return self.big[(kind, index)]
+        return float((self.ulp if kind == "ulp" else self.rel)[index])
 
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
@@ -183,15 +227,22 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         ref, tier = ref
     while True:
         unsettled = np.zeros(B, dtype=bool)
+        open_ = []
         for o in outs:
             if o.error is not None:
                 continue
             r = ref[o.impl.function]
             o.ulp, o.rel, o.status, settled = element_metrics(fmt, o.impl.function, o.y, r, tolerance)
+            open_.append((o, ~settled))
             unsettled |= ~(settled if settled.ndim == 1 else settled.all(axis=-1))
         if not _bump(fmt, x, target, ref, tier, unsettled):
             break
         _decide(fmt, x, target, ref, tier)
+    if any(m.any() for _, m in open_):
+        _settle_exactly(fmt, x, target, ref, open_)
+        for o, _ in open_:
+            o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
+                                                         tolerance, exact=o.exact)
     for o in outs:
         if o.error is None:
             _causes(fmt, x, xc, target, acc, tolerance, ref, o)
@@ -199,7 +250,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         from .reference import verify_rows
 
         rows = np.random.default_rng(B).choice(B, size=min(verify, B), replace=False)
-        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()))
+        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
+                          [o for o in outs if o.error is None])
         if bad:
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")
@@ -254,7 +306,7 @@ def summarize(o: ImplOutcome, rows) -> dict:
         counts[STATUSES[code]] += int(cnt)
     known = ~np.isnan(u)
     worst = STATUSES[int(st.max())] if st.size else "ok"
-    return {
+    out = {
         "status": worst,
         "counts": counts,
         "causes": cause_counts(st, cs),
@@ -263,6 +315,28 @@ def summarize(o: ImplOutcome, rows) -> dict:
         "median_ulp": float(quantize(np.median(u[known]))) if known.any() else float("nan"),
         "max_rel": float(np.max(r[known])) if known.any() else float("nan"),
     }
+    if o.big:
+        _big_summary(o, rows, u[known], out)
+    return out
+
+
+def _big_summary(o: ImplOutcome, rows, known_u, out: dict) -> None:
+    """Replace the infinite maxima (and median) that stand for figures beyond float64's range."""
+    from decimal import Decimal
+
+    picked = set(range(o.status.shape[0])[rows])
+    big = {k: [v for (kind, i), v in o.big.items() if kind == k and i[0] in picked] for k in ("ulp", "rel")}
+    if big["ulp"]:
+        out["max_ulp"] = max(big["ulp"])
+    if big["rel"]:
+        out["max_rel"] = max(big["rel"])
+    if big["ulp"] and math.isinf(out["median_ulp"]):
+        vals = sorted([Decimal(float(v)) for v in known_u if math.isfinite(v)] + big["ulp"]
+                      + [Decimal("Infinity")] * int(np.sum(np.isinf(known_u)) - len(big["ulp"])))
+        h = len(vals) // 2
+        med = vals[h] if len(vals) % 2 else (vals[h - 1] + vals[h]) / 2
+        q = Decimal(f"{med:.3g}") if med.is_finite() else med
+        out["median_ulp"] = q if not math.isfinite(float(q)) and q.is_finite() else float(q)
 
 
 def select_impls(functions=None, impl_names=None) -> list[Impl]:
@@ -571,7 +645,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "inputs": [float(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
                     "reference": ex,
-                    "ulp_error": [jnum(v) for v in np.atleast_1d(u)],
+                    "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
+                                  for j in range(np.atleast_1d(u).size)],
                     "element_status": [STATUSES[int(s)] for s in np.atleast_1d(st)],
                     "element_cause": names,
                     "status": STATUSES[int(np.max(st))],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 from .kernels import FUNCTIONS
 from .results import CompareRun
@@ -33,6 +34,8 @@ def sig(text: str, digits: int = 12) -> str:
 
 
 def fmt_num(v: float, digits: int = 3) -> str:
+    if isinstance(v, Decimal):  # a figure beyond float64's range: finite
+        return f"{v:.{digits}g}"
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if math.isinf(v):

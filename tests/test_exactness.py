@@ -1,0 +1,272 @@
+"""Exact figures ("True verdicts" items 1-4 and --verify), each against an independent oracle.
+
+The oracle here does not use numstab's reference: it evaluates the plain formulas with
+mpmath at 2000 bits and quantizes the error with Python fractions, following the README
+definitions (ulp_F(r) = 2^(max(floor(log2|r|), emin) - p + 1); 3 decimals below 1 ULP,
+else 3 significant digits, ties to even).
+"""
+
+import json
+import math
+from decimal import Decimal
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+
+from numstab.cli import main
+from numstab.formats import FORMATS
+from numstab.kernels import REGISTRY, Impl
+from numstab.reference import FAST_TIERS, _enclose, exact_strings
+from numstab.runner import ReferenceMismatch, evaluate, reference, run_inspect
+
+F32, F64, BF16 = FORMATS["float32"], FORMATS["float64"], FORMATS["bfloat16"]
+ORACLE_BITS = 2000
+
+
+# ------------------------------------------------------------------ oracle
+def oracle_value(function: str, x, j: int = 0, target: int = 0) -> Fraction:
+    """The exact value (to 2000 bits) by the textbook formulas, as a rational."""
+    with mpmath.workprec(ORACLE_BITS):
+        xs = [mpmath.mpf(float(v)) for v in x]
+        m = max(xs)
+        s = mpmath.fsum(mpmath.exp(v - m) for v in xs)
+        lse = m + mpmath.log(s)
+        v = {"softmax": lambda: mpmath.exp(xs[j] - m) / s, "log_softmax": lambda: xs[j] - lse,
+             "logsumexp": lambda: lse, "cross_entropy": lambda: lse - xs[target]}[function]()
+        man, exp = v.man_exp
+        return Fraction(abs(int(man))) * Fraction(2) ** int(exp) * (-1 if v < 0 else 1)
+
+
+def _floor_log2(r: Fraction) -> int:
+    e = r.numerator.bit_length() - r.denominator.bit_length()
+    while Fraction(2) ** e > r:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= r:
+        e += 1
+    return e
+
+
+def oracle_ulp(fmt, r: Fraction) -> Fraction:
+    if r == 0:
+        return Fraction(2) ** (fmt.emin - fmt.p + 1)
+    return Fraction(2) ** (max(_floor_log2(abs(r)), fmt.emin) - fmt.p + 1)
+
+
+def quantize_exact(v: Fraction) -> Fraction:
+    """3 decimals below 1, else 3 significant digits; ties to even (Python's round)."""
+    if v < 1:
+        return Fraction(round(v * 1000), 1000)
+    e = 0
+    while Fraction(10) ** (e + 1) <= v:
+        e += 1
+    step = Fraction(10) ** (e - 2)
+    return round(v / step) * step
+
+
+def oracle_ulp_figure(fmt, function, x, y: float, j=0, target=0) -> Fraction:
+    r = oracle_value(function, x, j, target)
+    return quantize_exact(abs(Fraction(y) - r) / oracle_ulp(fmt, r))
+
+
+def as_text(q: Fraction) -> str:
+    """3 significant digits as the JSON writes a figure beyond float64's range."""
+    return f"{Decimal(q.numerator) / Decimal(q.denominator):.3g}"
+
+
+def inspect(fmt_name, function, values, impl, target=None):
+    return run_inspect(function, values=[repr(float(v)) for v in values], dtypes=(fmt_name,),
+                       impls=[impl], target=target)
+
+
+# ----------------------------------------------------- item 1: ulp binade
+@pytest.mark.parametrize("dtype,impl,values,elem,want", [
+    ("float32", "lse", [18.089799880981445] * 8, 0, 4.0),  # y = 1/8 + 2^-24, r = 1/8 exactly
+    ("float32", "naive", [-4.5] * 8, 0, 1.0),
+    ("float64", "naive", [-9.0] * 8, 0, 1.0),
+    ("bfloat16", "lse", [0.0] * 15 + [-1e-39], 15, 2.0),  # r just below 1/16: the smaller ulp
+])
+def test_ulp_is_taken_in_the_binade_of_the_exact_value(dtype, impl, values, elem, want):
+    fmt = FORMATS[dtype]
+    d = inspect(dtype, "softmax", values, impl)
+    x = d["inputs"]
+    for j, (y, u) in enumerate(zip(d["outputs"], d["ulp_error"])):
+        assert u == float(oracle_ulp_figure(fmt, "softmax", x, y, j)), (j, y, u)
+    assert d["ulp_error"][elem] == want
+    assert d["element_status"][elem] == "ok"
+
+
+def test_cli_json_reports_four_ulp_at_one_eighth(capsys):
+    code = main(["inspect", "softmax", "--dtype", "float32", "--impl", "lse", "--format", "json", "--"]
+                + ["18.089799880981445"] * 8)
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["ulp_error"] == [4.0] * 8 and out["status"] == "ok"
+    assert out["reference"] == ["0.125"] * 8
+
+
+def test_all_equal_power_of_two_vectors_match_the_oracle():
+    rng = np.random.default_rng(3)
+    impls = list(REGISTRY["softmax"].values())
+    for n in (2, 4, 8, 16, 32):
+        x = F32.round(np.repeat(rng.uniform(-80, 80, (6, 1)), n, axis=1))
+        outs, _, _ = evaluate(F32, x, np.zeros(6, dtype=int), impls)
+        for o in outs:
+            for b in range(6):
+                for j in (0, n - 1):
+                    want = oracle_ulp_figure(F32, "softmax", x[b], o.y[b, j], j)
+                    assert o.ulp[b, j] == float(want), (o.impl.name, x[b, 0], n, o.y[b, j])
+
+
+# -------------------------------------------------- item 2: printed digits
+def test_exact_digits_of_an_astronomically_small_probability():
+    x = BF16.round(np.array([1e38, 0.25]))
+    got = exact_strings(BF16, x, 0)["softmax"]
+    with mpmath.workprec(600):
+        d = mpmath.mpf(float(x[1])) - mpmath.mpf(float(x[0]))
+        want = mpmath.nstr(mpmath.exp(d) / (1 + mpmath.exp(d)), 25)
+    assert want == "5.602349390537557732129067e-43295728782053088240689489947452709058"
+    assert got == ["1.0", want]
+    d = inspect("bfloat16", "softmax", [1e38, 0.25], "stable")
+    assert d["reference"] == ["1.0", want]
+    assert d["element_status"] == ["ok", "ok"] and d["ulp_error"] == [0.0, 0.0]
+
+
+# ------------------------------------------ item 3: quantization boundaries
+def _fixed(function, value):
+    """A user implementation that returns one chosen value (a crafted output)."""
+    return Impl(function, "fixed", lambda x, acc: np.full(x.shape[:-1], value, dtype=x.dtype), "test")
+
+
+@pytest.mark.parametrize("steps,want", [(1015, 1010), (-1005, 1010), (-1015, 1020), (1005, 1000)])
+@pytest.mark.parametrize("mode", ["auto", "mpmath"])
+def test_figure_a_hair_from_a_quantization_step(steps, want, mode):
+    # logsumexp([1.5, -998.5]) = 1.5 + log1p(e^-1000): 5e-435 above 1.5, so an output k ulps
+    # from 1.5 has the exact error |k| -+ 4e-428 ULP: a float64 error rounds it onto the
+    # step (x.5 of the last digit) and ties-to-even then picks 1020 for 1014.999... ULP.
+    u = 2.0**-23
+    y = 1.5 + steps * u
+    x = F32.round(np.array([[1.5, -998.5]]))
+    outs, _, _ = evaluate(F32, x, np.zeros(1, dtype=int), [_fixed("logsumexp", y)], mode=mode)
+    fig = oracle_ulp_figure(F32, "logsumexp", x[0], y)
+    assert fig == want
+    assert outs[0].ulp[0] == want
+    assert outs[0].status[0] != 0  # inaccurate at tolerance 4
+
+
+def test_figure_from_a_registered_kernel_on_a_crafted_vector():
+    # cross_entropy of [0, -1000] in float32 at target 1 is 1000 + log1p(e^-1000): every kernel's
+    # answer is compared with the oracle figure (the error is an integer plus a 5e-435 hair)
+    x = F32.round(np.array([[0.0, -1000.0]]))
+    impls = list(REGISTRY["cross_entropy"].values())
+    outs, _, _ = evaluate(F32, x, np.ones(1, dtype=int), impls)
+    for o in outs:
+        if np.isfinite(o.y[0]):
+            assert o.ulp[0] == float(oracle_ulp_figure(F32, "cross_entropy", x[0], o.y[0], target=1))
+
+
+# ------------------------------------- item 4: figures beyond float64's range
+def test_finite_error_beyond_float64_is_never_inf(capsys):
+    argv = ["inspect", "cross_entropy", "--dtype", "float64", "--impl", "clipped", "--target", "0"]
+    assert main(argv + ["--format", "json", "--", "0", "-1000"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    y = d["outputs"][0]
+    assert math.isfinite(y) and y == pytest.approx(1e-7, rel=1e-6)
+    want = oracle_ulp_figure(F64, "cross_entropy", [0.0, -1000.0], y, target=0)
+    assert want > Fraction(2) ** 1050 and as_text(want) == "2.02e+316"
+    assert d["ulp_error"] == [as_text(want)] and d["status"] == "inaccurate"
+    assert main(argv + ["--", "0", "-1000"]) == 0
+    table = capsys.readouterr().out
+    assert "2.02e+316" in table and "inf" not in table.split("IEEE")[0].split("exact")[1]
+
+
+def test_compare_cell_keeps_a_finite_maximum_beyond_float64(capsys):
+    assert main(["compare", "--dtype", "float64", "--function", "cross_entropy", "--impl", "clipped",
+                 "--offsets", "0", "--spreads", "600", "--sizes", "2", "--format", "json",
+                 "--jobs", "1"]) == 0
+    cell = json.loads(capsys.readouterr().out)["results"][0]
+    assert cell["max_ulp"] != "inf"
+
+
+# --------------------------------------------------------------- --verify
+def test_verify_catches_a_wrong_ulp(monkeypatch):
+    import numstab.runner as runner
+
+    real = runner.reference
+
+    def corrupted(fmt, x, target, mode="auto"):
+        ref, tier = real(fmt, x, target, mode)
+        ref["softmax"].ulp[0, 1] *= 2  # the right rounded value, the ulp of the binade above
+        return ref, tier
+
+    monkeypatch.setattr(runner, "reference", corrupted)
+    f = FORMATS["float16"]
+    x = f.round(np.array([[0.0, 1.0, 2.0]]))
+    with pytest.raises(ReferenceMismatch, match="ulp"):
+        evaluate(f, x, np.zeros(1, dtype=int), [REGISTRY["softmax"]["stable"]], verify=1)
+
+
+def test_verify_catches_a_wrong_figure(monkeypatch):
+    import numstab.runner as runner
+
+    real = runner.reference
+
+    def corrupted(fmt, x, target, mode="auto"):
+        ref, tier = real(fmt, x, target, mode)
+        ref["logsumexp"].dlo[0] += 3  # the ULP figure of every output moves by 3
+        ref["logsumexp"].dhi[0] += 3
+        return ref, tier
+
+    monkeypatch.setattr(runner, "reference", corrupted)
+    x = F32.round(np.array([[0.5, 0.25, -3.0]]))
+    with pytest.raises(ReferenceMismatch):
+        evaluate(F32, x, np.zeros(1, dtype=int), [REGISTRY["logsumexp"]["naive"]], verify=1)
+
+
+def test_verify_passes_on_crafted_cases():
+    for fmt, row in ((F32, [18.089799880981445] * 8), (BF16, [1e38, 0.25]), (F64, [0.0, -1000.0])):
+        x = fmt.round(np.array([row]))
+        impls = [i for fn in REGISTRY.values() for i in fn.values()]
+        evaluate(fmt, x, np.zeros(1, dtype=int), impls, verify=1)
+
+
+# ------------------------------------------------------ enclosures are rigorous
+def test_enclosures_hold_the_oracle_value():
+    rng = np.random.default_rng(5)
+    for fmt in (BF16, F32, F64):
+        for _ in range(8):
+            n = int(rng.integers(1, 7))
+            x = fmt.round(rng.standard_normal(n) * rng.uniform(0.1, 300) + rng.uniform(-50, 50))
+            t = int(rng.integers(0, n))
+            vals = _enclose(x, t, 80, fmt.p)
+            for f, items in vals.items():
+                for j, (lo, hi, _, _) in enumerate(items):
+                    r = oracle_value(f, x, j, t)
+                    a, b = (Fraction(int(v[1])) * Fraction(2) ** int(v[2]) * (-1 if v[0] else 1)
+                            for v in (lo, hi))
+                    assert a <= r <= b, (fmt.name, list(x), f, j)
+
+
+def test_reference_tiers_agree():
+    # the fast tiers and the rigorous one give the same decided values on all-equal vectors
+    x = F32.round(np.array([[18.089799880981445] * 8, [-4.5] * 8, [3.0] * 8]))
+    t = np.zeros(3, dtype=int)
+    a, _ = reference(F32, x, t)
+    b, _ = reference(F32, x, t, "mpmath")
+    for f in a:
+        assert np.array_equal(a[f].rounded, b[f].rounded) and np.array_equal(a[f].ulp, b[f].ulp)
+
+
+@pytest.mark.parametrize("tier", range(len(FAST_TIERS)))
+def test_fast_tiers_leave_an_interval_touching_a_power_of_two_undecided(tier):
+    from numstab.reference import _from_interval
+
+    wt = FAST_TIERS[tier].type
+    v = np.array([wt(0.125), wt(0.125) + wt(2.0**-40)], dtype=FAST_TIERS[tier])
+    # [1/8 - 2^-60, 1/8 + 2^-60] holds values of two binades; [1/8 + 2^-40 -+ 2^-60] one
+    r = _from_interval(F32, v, np.full(2, 2.0**-60, dtype=FAST_TIERS[tier]))
+    assert r.decided.tolist() == [False, True]
+    assert r.ulp[1] == 2.0**-26
+    # only a strict bound makes the one-sided neighbourhood of 1/8 decidable
+    r = _from_interval(F32, v[:1], np.full(1, 2.0**-60, dtype=FAST_TIERS[tier]), upper=wt(0.125))
+    assert r.decided.tolist() == [True] and r.ulp[0] == 2.0**-27 and r.rounded[0] == 0.125

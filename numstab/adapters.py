@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import Terminated, UsageError
 from .kernels import Impl
 
 LIBRARIES = ("scipy", "torch", "jax")
@@ -81,7 +81,7 @@ def load_callable(spec: str):
                 module = importlib.import_module(mod_name)
     except UsageError:
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         raise
     except SystemExit as exc:
         raise UsageError(f"--callable {spec!r}: cannot import: the module called sys.exit({exc.code!r})") \
@@ -124,7 +124,7 @@ def _call_checked(fn, name: str, args: tuple, copies: tuple):
         with stdout_to_stderr():
             y = fn(*args)
         y = np.asarray(y)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         raise
     except ValueError as exc:
         if "read-only" in str(exc):

@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import NumstabError, UsageError
+from .errors import NumstabError, Terminated, UsageError
 
 HELP = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
@@ -33,7 +33,19 @@ def _open_output(output):
     return AtomicFile(output)
 
 
-@click.group(context_settings=HELP)
+class _PipeGone(BaseException):
+    """stdout's reader left. Not an OSError: click turns an EPIPE OSError into sys.exit(1)."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (BrokenPipeError, _PipeGone):
+            raise _PipeGone from None
+
+
+@click.group(cls=_Group, context_settings=HELP)
 @click.version_option(__version__, prog_name="numstab")
 def cli():
     """numstab: where softmax, log-softmax, log-sum-exp and cross-entropy break, with numbers."""
@@ -273,14 +285,6 @@ def _argv_now() -> list:
             for a in args]
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: unwinds like Ctrl-C (workers stopped, temp files removed)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
 def _on_signal(signum, _frame):
     raise Terminated(signum)
 
@@ -352,8 +356,9 @@ def main(argv=None) -> int:
     except click.ClickException as exc:
         click.echo(f"numstab: error: {exc.format_message()}", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("numstab: aborted", err=True)
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt
+        _cleanup()
+        click.echo("numstab: interrupted", err=True)
         return 2
     except NumstabError as exc:  # e.g. a failed --verify self-check: a finding about numstab itself
         click.echo(f"numstab: {exc}", err=True)
@@ -375,7 +380,7 @@ def main(argv=None) -> int:
     except MemoryError:
         click.echo("numstab: error: out of memory; use a smaller grid or input", err=True)
         return 2
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeGone):
         # `numstab compare | head`: the reader left; say nothing more
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

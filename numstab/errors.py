@@ -19,6 +19,16 @@ class UsageError(NumstabError):
     exit_code = 2
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (workers stopped, temp files removed).
+
+    Not a KeyboardInterrupt, which click turns into a bare "Aborted" after a blank line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def unknown_name(kind: str, name: str, choices) -> UsageError:
     """A UsageError for an unknown name, suggesting the closest valid one."""
     choices = list(choices)

@@ -20,6 +20,8 @@ from .formats import Format
 #: times about a dozen working copies): refuse rather than exhaust memory.
 MAX_ELEMENTS = 20_000_000
 MAX_N = 10_000_000
+#: Most values of one grid axis (a count above it is refused before anything is built).
+MAX_SPEC_VALUES = 1_000_000
 
 
 def parse_spec(spec: str, what: str, integer: bool = False) -> tuple:
@@ -61,8 +63,8 @@ def parse_spec(spec: str, what: str, integer: bool = False) -> tuple:
 
 def _linspace(start: float, stop: float, count: int) -> list:
     """np.linspace, without overflow for finite endpoints whose difference overflows (-1e308:1e308)."""
-    if count > MAX_ELEMENTS:
-        raise UsageError(f"count {count:,} is above the limit of {MAX_ELEMENTS:,} values")
+    if count > MAX_SPEC_VALUES:
+        raise UsageError(f"count {count:,} is above the limit of {MAX_SPEC_VALUES:,} values per grid axis")
     with np.errstate(all="ignore"):
         v = np.linspace(start, stop, count)
     if not np.all(np.isfinite(v)):

@@ -59,7 +59,7 @@ def open_regular(path, what: str = "file"):
         kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
                 else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
                 else "not a regular file")
-        raise UsageError(f"{path}: {kind}; give the {what} as a regular file")
+        raise UsageError(f"{path}: {kind}, not a regular file; numstab reads {what}s from regular files only")
     try:
         return open(path, "rb")
     except PermissionError:
@@ -73,7 +73,8 @@ def read_bounded(path, limit: int, what: str = "file") -> bytes:
     with open_regular(path, what) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > limit:
-            raise UsageError(f"{path}: {size:,} bytes, above the limit of {limit:,} for a {what}")
+            raise UsageError(f"{path}: {size:,} bytes, above the limit of {limit:,} for a {what}"
+                             + ("; save larger inputs as .npy" if what == "text input" else ""))
         try:
             data = fh.read(limit + 1)
         except OSError as exc:
@@ -84,7 +85,7 @@ def read_bounded(path, limit: int, what: str = "file") -> bytes:
 
 
 def _read_text(path: Path) -> np.ndarray:
-    data = read_bounded(path, MAX_TEXT_BYTES, "text input (save larger inputs as .npy)")
+    data = read_bounded(path, MAX_TEXT_BYTES, "text input")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -470,6 +470,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
     grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
+    jobs_ = default_jobs() if jobs is None else int(jobs)
+    _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
         g = grids[f.name]
         probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
@@ -530,8 +532,13 @@ def _check_memory(fmts, grids, tasks, n_impls: int, workers: int) -> None:
     from .limits import compare_bytes, require
 
     cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) for g in grids.values())
-    need = compare_bytes([t.elements for t in tasks], cells, n_impls, workers)
-    elements = sum(t.elements for t in tasks)
+    if tasks is None:  # before the split into pieces: the whole of each (dtype, n, spread) at once
+        pieces = [len(g.offsets) * g.trials * n for g in grids.values() for n in g.sizes for _ in g.spreads]
+        workers = 1
+    else:
+        pieces = [t.elements for t in tasks]
+    need = compare_bytes(pieces, cells, n_impls, workers)
+    elements = sum(pieces)
     require(f"this run ({elements:,} input elements in {cells:,} grid cells, {n_impls} implementations)",
             need, "use fewer offsets, spreads, sizes, trials, formats or implementations, or --jobs 1")
 
@@ -614,6 +621,10 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     B, n = x0.shape
     tg = load_targets(target, targets_file, B, n, required=function == "cross_entropy")
     chosen = select_impls([function], impls)
+    from .limits import inspect_bytes, require  # refuse before the work what cannot fit
+
+    require(f"inspecting {B:,} x {n:,} values", inspect_bytes(B, n, len(chosen), len(dtypes or ("float32",))),
+            "inspect fewer values (a long single vector is reported element by element) or use audit")
     results = []
     for dt in dtypes or ("float32",):
         fmt = get_format(dt)

@@ -162,6 +162,31 @@ def test_fuzz_cli_in_process(tmp_path, capsys, monkeypatch):
     assert codes[0] > 300 and codes[2] > 150 and codes[1] > 50, codes
 
 
+def test_fuzz_cli_subprocess_with_a_pipe_reader_that_leaves(tmp_path):
+    """A sample of the fuzz argument lists, run as real processes whose reader takes 100 bytes and
+    leaves: the output of the big ones exceeds the 64 KB pipe buffer, so numstab meets EPIPE."""
+    import os
+
+    files = _files(tmp_path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = random.Random(7)
+    sample = [_random_argv(r, files, tmp_path) for _ in range(12)]
+    sample = [a for a in sample if "report" not in a[:1]][:8]
+    sample.append(["compare", "--dtype", "float16", "--sizes", "2", "--offsets", "-10:10:200", "--jobs", "1"])
+    sample.append(["compare", "--dtype", "float16", "--sizes", "2", "--format", "json", "--jobs", "1"])
+    procs = [(a, subprocess.Popen([sys.executable, "-m", "numstab.cli", *a], cwd=root, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)) for a in sample]
+    for argv, p in procs:
+        p.stdout.read(100)
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        code = p.wait(timeout=120)
+        assert code in (0, 1, 2), (argv, code, err)
+        assert "Traceback" not in err and "internal error" not in err and "Exception ignored" not in err, err
+        if code == 2:
+            assert err.strip() and err.count("\n") <= 2, (argv, err)
+
+
 def test_broken_pipe_is_quiet():
     p = subprocess.Popen([sys.executable, "-m", "numstab.cli", "compare", "--dtype", "float16",
                           "--sizes", "2,10", "--format", "csv"],

@@ -282,9 +282,11 @@ def test_reported_ulp_matches_definition(dtype, values):
     x = f.round(np.array(values))[None, :]
     ref = mp_reference(f, x, np.zeros(1, dtype=int))
     y = f.round(np.exp(x[0] - x[0].max()) / np.exp(x[0] - x[0].max()).sum())
-    ulp, _, _, _ = element_metrics(f, "softmax", y[None, :], ref["softmax"], 4.0)
+    ulp, _, _, settled = element_metrics(f, "softmax", y[None, :], ref["softmax"], 4.0)
     ex = exact_values(x[0], 0, 200)["softmax"]
     with mpmath.mp.workprec(200):
         for j, v in enumerate(ex):
+            if not settled[0, j]:  # bounds straddle a figure step: decided exactly by evaluate (test_exactness)
+                continue
             want = abs(mpmath.mpf(float(y[j])) - v) / mpmath.mpf(float(f.ulp(float(v))))
             assert abs(float(want) - ulp[0, j]) <= 0.0005 + 0.005 * float(want), (x, j, float(want), ulp)

@@ -286,7 +286,9 @@ def test_reported_ulp_matches_definition(dtype, values):
     ex = exact_values(x[0], 0, 200)["softmax"]
     with mpmath.mp.workprec(200):
         for j, v in enumerate(ex):
-            if not settled[0, j]:  # bounds straddle a figure step: decided exactly by evaluate (test_exactness)
+            # bounds straddling a figure step are decided exactly by evaluate (test_exactness); a value
+            # within 2^-16384 of a binade edge is undetermined (never guessed)
+            if not settled[0, j] or np.isnan(ulp[0, j]):
                 continue
             want = abs(mpmath.mpf(float(y[j])) - v) / mpmath.mpf(float(f.ulp(float(v))))
             assert abs(float(want) - ulp[0, j]) <= 0.0005 + 0.005 * float(want), (x, j, float(want), ulp)

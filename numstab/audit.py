@@ -334,11 +334,10 @@ def run_audit(specs, argv=None) -> AuditReport:
 
 def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
     """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not."""
-    with np.errstate(all="ignore"):
-        zero = (y == 0) & (rounded != 0) & ~np.isnan(rounded)
-        if function in ("log_softmax", "logsumexp", "cross_entropy"):
-            zero |= np.isinf(y) & (y != rounded)
-    return zero
+    from .causes import LOG_FUNCTIONS, wrong_special
+
+    zero, inf = wrong_special(y, rounded)
+    return zero | inf if function in LOG_FUNCTIONS else zero
 
 
 def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:

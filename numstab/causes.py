@@ -45,7 +45,7 @@ def _status_of_root(root: np.ndarray) -> np.ndarray:
     return st
 
 
-def _wrong_special(y, rounded):
+def wrong_special(y, rounded):
     """Zeros and infinities the exact value does not round to."""
     with np.errstate(all="ignore"):
         zero = (y == 0) & (rounded != 0) & ~np.isnan(rounded)
@@ -62,7 +62,7 @@ def finalize(fmt, function, y, rounded, ulp, status, root, tolerance):
     """
     status = status.copy()
     cause = np.zeros(status.shape, dtype=np.int8)
-    zero, inf = _wrong_special(y, rounded)
+    zero, inf = wrong_special(y, rounded)
     special = zero | inf
     by_root = _status_of_root(root)
     nan = np.isnan(y)
@@ -115,7 +115,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
     cause = np.zeros(shape, dtype=np.int8)
     nan = np.isnan(y)
     cause[nan] = np.where(ovf_code[nan] != 0, ovf_code[nan], np.where(all_unf[nan], C_UNDERFLOW, INVALID))
-    zero, inf = _wrong_special(y, rounded)
+    zero, inf = wrong_special(y, rounded)
     with np.errstate(all="ignore"):
         tiny_exact = np.abs(rounded) < fmt.tiny
         if function == "log_softmax":

@@ -641,8 +641,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 y, st, u = o.y[0], o.status[0], o.ulp[0]
                 scalar = function in SCALAR_FUNCTIONS
                 yy = np.atleast_1d(y)
-                events = []
-                if o.impl.builtin:  # trace the vector step by step for the verdict's words
+                events = o.events[0][1] if o.events else []  # the attribution pass's, if it ran
+                if o.impl.builtin and not o.events:  # trace the vector step by step for the verdict's words
                     from .steps import Tracer
 
                     tr = Tracer(fmt, 1, attribute=True)

@@ -481,7 +481,6 @@ class Tracer:
 
     def _sum_root(self, a, v):
         """Root of a sum: the first special term's root where the sum is special."""
-        root = np.zeros(v.shape, dtype=np.int8)
         r = np.where(_special(a.v), a.root, 0)
         first = np.argmax(r != 0, axis=-1)[..., None]
         root = np.take_along_axis(r, first, axis=-1)

@@ -153,6 +153,48 @@ class Plain:
     def wrap(x):
         return x
 
+    # elementwise selection and constants (the binary family, the backward passes)
+    abs = staticmethod(np.abs)
+    minimum = staticmethod(np.minimum)
+
+    @staticmethod
+    def nonneg(x):
+        """The mask x >= 0 (a plain boolean array: branch selection, not a computed value)."""
+        return np.asarray(x) >= 0
+
+    @staticmethod
+    def where(mask, a, b):
+        """a where mask else b: both branches computed, one kept per element (no arithmetic)."""
+        return np.where(mask, a, b)
+
+    @staticmethod
+    def const(like, value: float):
+        """``value`` correctly rounded to like's format, broadcast to like's shape."""
+        return np.full(like.shape, _consts(like.dtype, value)[0], dtype=like.dtype)
+
+    @staticmethod
+    def put(a, index, value):
+        """a with the element ``index`` (one per vector) of the last axis replaced by ``value``."""
+        out = np.array(a, copy=True)
+        np.put_along_axis(out, np.asarray(index)[..., None], value, axis=-1)
+        return out
+
+    @staticmethod
+    def drop_at(a, index):
+        """a with the element ``index`` (one per vector) set to 0."""
+        return Plain.put(a, index, a.dtype.type(0))
+
+    @staticmethod
+    def lift(values, like):
+        """A second input (targets z, cotangents) into like's dtype, broadcast to like's shape:
+        the values are already exact in the format, so the conversion is exact."""
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), like.shape).astype(like.dtype)
+
+    @staticmethod
+    def argmax(x):
+        """The (first) argmax of each vector, a plain index array (structure, not a value)."""
+        return np.argmax(x, axis=-1)
+
 
 PLAIN = Plain()
 
@@ -198,6 +240,8 @@ class Tracer:
 
     def __init__(self, fmt, batch: int, attribute: bool = False):
         self.fmt = fmt
+        self._dtype = fmt.dtype
+        self._formats: dict = {}
         self.attribute = attribute
         self.flags = np.zeros(batch, dtype=np.uint8)  # FLAG_BIT per row
         self.wide = np.dtype(np.float64) if fmt.p <= 24 else np.dtype(np.longdouble)
@@ -217,6 +261,19 @@ class Tracer:
     def _w(self, v):
         return np.asarray(v).astype(self.wide)
 
+    def _fmt(self, v):
+        """The format a step's result lives in: the target format, or the compute type of the
+        precision model (``--compute float32``: float32 intermediates of a float16 kernel)."""
+        dt = np.asarray(v).dtype if not isinstance(v, T) else v.dtype
+        if dt == self._dtype:
+            return self.fmt
+        fmt = self._formats.get(dt)
+        if fmt is None:
+            from .formats import get_format
+
+            fmt = self._formats[dt] = get_format(dt.name)
+        return fmt
+
     def _record(self, label, kind, mask, detail=None):
         if np.any(mask):
             self.events.append((label, kind, np.asarray(mask), detail))
@@ -230,7 +287,7 @@ class Tracer:
         result is not 0 (``nonzero``: where the exact result is known to be nonzero, e.g. exp of
         any finite input, even where the wide shadow itself flushed).
         """
-        fmt = self.fmt
+        fmt = self._fmt(v)
         shape = v.shape
         with np.errstate(all="ignore"):
             if err is None and np.isfinite(v).all() and not (np.abs(v) < fmt.tiny).any():
@@ -285,7 +342,7 @@ class Tracer:
         if attribute_needed:
             return None
         with np.errstate(all="ignore"):
-            if np.isfinite(v).all() and not (np.abs(v) < self.fmt.tiny).any():
+            if np.isfinite(v).all() and not (np.abs(v) < self._fmt(v).tiny).any():
                 return T(v, np.zeros(v.shape, dtype=np.int8), None)
         return None
 
@@ -356,7 +413,7 @@ class Tracer:
                     err[..., C_CANC] += np.where(effective_sub, moved, 0.0)
                 absorbed = ((fv == fa) & (bb != 0)) | ((fv == bb) & (fa != 0))
                 absorbed &= np.isfinite(fv)
-                local_cat = np.where(absorbed, C_ABS, np.where(np.abs(v) < self.fmt.tiny, C_UNF, C_ROUND))
+                local_cat = np.where(absorbed, C_ABS, np.where(np.abs(v) < self._fmt(v).tiny, C_UNF, C_ROUND))
                 self._record(what or label, "absorption", absorbed & (fa != 0) & (bb != 0), (fa, bb, fv))
                 self._record(what or label, "cancellation", effective_sub, (fa, bb, fv))
         return self._finish("sum" if label == "add" else label, v, sh, root, err, local_cat, (a.v, b.v))
@@ -464,6 +521,60 @@ class Tracer:
     def first(self, a):
         return a[..., 0]
 
+    # ------------------------------------------------- selection, constants
+    def abs(self, a):
+        a = self._t(a)
+        neg = np.signbit(a.v)
+        return T(np.abs(a.v), a.root, None if a.err is None else np.where(neg[..., None], -a.err, a.err))
+
+    def minimum(self, a, b):
+        a, b = self._t(a), self._t(b)
+        pick_a = np.broadcast_to(a.v <= b.v, np.broadcast_shapes(a.shape, b.shape))
+        return self._select(pick_a, a, b, np.minimum(a.v, b.v))
+
+    def nonneg(self, x):
+        return (x.v if isinstance(x, T) else np.asarray(x)) >= 0
+
+    def where(self, mask, a, b):
+        """Selection: the kept branch's value, root and errors; the other branch's events were
+        recorded when it was computed, so kernels only select between branches that cannot
+        overflow or flush where they are dropped (e.g. both from exp(-|x|))."""
+        a, b = self._t(a), self._t(b)
+        shape = np.broadcast_shapes(np.shape(mask), a.shape, b.shape)
+        mask = np.broadcast_to(mask, shape)
+        av, bv = np.broadcast_to(a.v, shape), np.broadcast_to(b.v, shape)
+        ta = T(av, np.broadcast_to(a.root, shape), None if a.err is None
+               else np.broadcast_to(a.err, shape + a.err.shape[-1:]))
+        tb = T(bv, np.broadcast_to(b.root, shape), None if b.err is None
+               else np.broadcast_to(b.err, shape + b.err.shape[-1:]))
+        return self._select(mask, ta, tb, np.where(mask, av, bv))
+
+    def const(self, like, value: float):
+        return self.wrap(PLAIN.const(like, value))
+
+    def put(self, a, index, value):
+        a, value = self._t(a), self._t(value)
+        k = np.asarray(index)[..., None]
+        v = np.array(a.v, copy=True)
+        np.put_along_axis(v, k, value.v, axis=-1)
+        root = np.array(a.root, copy=True)
+        np.put_along_axis(root, k, value.root, axis=-1)
+        err = None
+        if a.err is not None:
+            err = np.array(a.err, copy=True)
+            np.put_along_axis(err, k[..., None], value.err, axis=-2)
+        return T(v, root, err)
+
+    def lift(self, values, like):
+        return self.wrap(PLAIN.lift(values, like))
+
+    def argmax(self, x):
+        return np.argmax(x.v if isinstance(x, T) else x, axis=-1)
+
+    def drop_at(self, a, index):
+        a = self._t(a)
+        return self.put(a, index, self.wrap(np.zeros(a.shape[:-1] + (1,), dtype=a.dtype)))
+
     # ---------------------------------------------------------------- sums
     def sum(self, a, acc, what=None):
         a = self._t(a)
@@ -494,7 +605,7 @@ class Tracer:
             sh = self._w(prev) + self._w(terms)
             over = np.isinf(cur) & np.isfinite(prev) & np.isfinite(terms)
             over = over | (np.isnan(cur) & ~np.isnan(prev) & ~np.isnan(terms) & np.isfinite(sh)
-                           & (np.abs(sh) > self.fmt.max))
+                           & (np.abs(sh) > self._fmt(cur).max))
         self._flag("overflow", over)
         self._record("sum", "overflow", over)
         root = self._sum_root(a, v)
@@ -521,7 +632,7 @@ class Tracer:
             v = s.astype(a.dtype)
             sh = np.sum(self._w(a.v), axis=-1, keepdims=True)
             terms_fin = np.isfinite(a.v).all(axis=-1, keepdims=True)
-            over = ~np.isfinite(v) & terms_fin & (np.abs(sh) > self.fmt.max)
+            over = ~np.isfinite(v) & terms_fin & (np.abs(sh) > self._fmt(v).max)
         self._flag("overflow", over)
         self._record("sum", "overflow", over)
         root = self._sum_root(a, v)

@@ -94,7 +94,7 @@ def test_stable_implementations_never_return_inf_or_nan(dtype, values, acc):
 
 
 def _online_step_by_step(x, acc, o):
-    """The online softmax written one Tracer step per column: the oracle of the vectorized scan."""
+    """The online softmax state written one Tracer step per column: the oracle of the vectorized scan."""
     from numstab.steps import acc_dtype
 
     w = acc_dtype(x.dtype, acc)
@@ -104,14 +104,13 @@ def _online_step_by_step(x, acc, o):
         mn = o.maximum(m, xj)
         d = o.add(o.mul(d, o.cast(o.exp(o.sub(m, mn)), w)), o.cast(o.exp(o.sub(xj, mn)), w))
         m = mn
-    return o.div(o.exp(o.sub(x, m)), o.cast(d, x.dtype))
+    return m, o.cast(d, x.dtype)
 
 
 @pytest.mark.parametrize("fmt_name", ["float16", "bfloat16", "float32", "float8_e5m2"])
 @pytest.mark.parametrize("acc", ["sequential", "float32"])
 def test_traced_online_scan_matches_step_by_step_tracing(fmt_name, acc):
     from numstab.formats import get_format
-    from numstab.kernels import softmax_online
     from numstab.steps import Tracer
 
     fmt = get_format(fmt_name)
@@ -121,8 +120,19 @@ def test_traced_online_scan_matches_step_by_step_tracing(fmt_name, acc):
             loc, scale = loc / 4, scale / 4
         x = fmt.cast(fmt.round(rng.normal(loc, scale, (12, n))))
         t1, t2 = Tracer(fmt, 12, attribute=True), Tracer(fmt, 12, attribute=True)
-        a = _online_step_by_step(t1.wrap(x), acc, t1)
-        b = softmax_online(t2.wrap(x), acc, t2)
-        assert np.array_equal(a.v, b.v, equal_nan=True)
+        (ma, a), (mb, b) = _online_step_by_step(t1.wrap(x), acc, t1), t2.online(t2.wrap(x), acc)
+        assert np.array_equal(a.v, b.v, equal_nan=True) and np.array_equal(ma.v, mb.v)
         assert np.array_equal(t1.flags, t2.flags) and np.array_equal(a.root, b.root)
         np.testing.assert_allclose(b.err, a.err, rtol=1e-9, atol=1e-300)
+        np.testing.assert_array_equal(mb.err, ma.err)
+    # special values inside the scan: masked (-inf) entries, a fully masked row (-inf - -inf is
+    # NaN: the running sum turns NaN with an invalid root), huge opposite values (x - max overflows)
+    big = float(fmt.max)
+    x = fmt.cast(fmt.round(np.array([[-np.inf, -np.inf, 0.0, 1.0], [-np.inf] * 4, [-big, big, 0.0, -big],
+                                     [1.0, -np.inf, 2.0, -np.inf]])))
+    t1, t2 = Tracer(fmt, 4, attribute=True), Tracer(fmt, 4, attribute=True)
+    with np.errstate(all="ignore"):
+        (_, a), (_, b) = _online_step_by_step(t1.wrap(x), acc, t1), t2.online(t2.wrap(x), acc)
+    assert np.array_equal(a.v, b.v, equal_nan=True)
+    assert np.array_equal(t1.flags, t2.flags) and np.array_equal(a.root, b.root)
+    assert b.root[1].all()  # the fully masked row's NaN has a root

@@ -1,0 +1,220 @@
+"""Losses and gradients (issue 13): the cases of the real bug reports with exact figures
+computed here, independently, with plain mpmath at 60 digits (no numstab reference code),
+the kernels against them, and the enclosures against an independent evaluation."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numstab.formats import get_format
+from numstab.functions import backward as bk
+from numstab.functions import ce_forms as ce
+from numstab.functions import sigmoid as sg
+from numstab.steps import PLAIN, Tracer
+
+mp = mpmath.mp
+
+
+def _round(v, p: int, emin: int) -> float:
+    """An mpf rounded to nearest-even into a binary format with precision p and minimum normal
+    exponent emin (subnormals included), from its exact digits: independent of numstab."""
+    v = mpmath.mpf(v)
+    if v == 0:
+        return 0.0
+    e = max(int(mpmath.floor(mpmath.log(abs(v), 2))), emin)
+    # guard the log's own rounding at binade edges
+    while abs(v) >= mpmath.ldexp(1, e + 1):
+        e += 1
+    while e > emin and abs(v) < mpmath.ldexp(1, e):
+        e -= 1
+    q = mpmath.ldexp(1, e - p + 1)
+    k = v / q
+    r = mpmath.floor(k)
+    frac = k - r
+    if frac > 0.5 or (frac == 0.5 and int(r) % 2 == 1):
+        r += 1
+    return float(r * q)
+
+
+F64 = (53, -1022)
+F16 = (11, -14)
+
+
+def _softmax(x):
+    e = [mpmath.exp(mpmath.mpf(float(v))) for v in x]
+    s = mpmath.fsum(e)
+    return [ei / s for ei in e]
+
+
+def _run(kernel, x, *extra, dtype="float64"):
+    """A kernel on one vector, plain and traced (the two must agree bit for bit)."""
+    fmt = get_format(dtype)
+    xx = np.asarray([x], dtype=np.float64).astype(fmt.dtype)
+    ex = tuple(np.asarray([e]) for e in extra)
+    with np.errstate(all="ignore"):
+        y = kernel(xx, "sequential", *ex, PLAIN)
+        tr = Tracer(fmt, 1, attribute=True)
+        yt = kernel(tr.wrap(xx), "sequential", *ex, tr)
+    y = np.asarray(y, dtype=np.float64)[0]
+    np.testing.assert_array_equal(y, np.asarray(yt.v, dtype=np.float64)[0])
+    return y, np.asarray(yt.root)[0]
+
+
+# ------------------------------------------------------------ the bug reports
+def test_bce_from_logits_of_minus_40_is_not_zero():
+    with mp.workdps(60):
+        exact = mpmath.log1p(mpmath.exp(-40))  # softplus(-40) - (-40) * 0
+        r = _round(exact, *F64)
+    assert r == 4.248354255291589e-18
+    y, _ = _run(sg.bce_logits, [-40.0], [0.0])
+    assert y[0] == r  # exactly rounded
+    y, _ = _run(sg.bce_naive, [-40.0], [0.0])
+    assert y[0] == 0.0  # 1 - sigmoid(-40) rounds to 1: the library's 0
+    y, _ = _run(sg.softplus_stable, [-40.0])
+    assert y[0] == r
+    y, _ = _run(sg.softplus_naive, [-40.0])
+    assert y[0] == 0.0  # log(1 + 4.2e-18) = log(1)
+
+
+def test_log_softmax_backward_of_a_confident_vector():
+    x = [37.42994775023705, 0.0]
+    with mp.workdps(60):
+        s = _softmax(x)
+        v = [1, 0]
+        V = sum(v)
+        exact = [v[i] - s[i] * V for i in range(2)]
+        r = [_round(g, *F64) for g in exact]
+    assert r == [5.551115123125776e-17, -5.551115123125776e-17]
+    y, _ = _run(bk.log_softmax_backward_fused, x, [1.0, 0.0])
+    assert y.tolist() == [0.0, r[1]]  # v - exp(log_softmax) sum(v): 1 - 1 = 0 (the library's answer)
+    y, _ = _run(bk.log_softmax_backward_stable, x, [1.0, 0.0])
+    assert y.tolist() == r
+
+
+def test_cross_entropy_backward_float16_of_12_0():
+    x = [12.0, 0.0]
+    with mp.workdps(60):
+        s = _softmax(x)
+        exact = [s[0] - 1, s[1]]
+        r = [_round(g, *F16) for g in exact]
+    # 1 / (1 + e^12) = 6.144e-06 is subnormal in float16: 103 * 2^-24
+    assert r == [-103 * 2.0**-24, 103 * 2.0**-24] == [-6.139278411865234e-06, 6.139278411865234e-06]
+    y, root = _run(bk.cross_entropy_backward_naive, x, 0, dtype="float16")
+    assert np.isnan(y).all()  # exp(12) = inf in float16: inf/inf
+    assert (root == 1).all()  # steps.CODE["exp_overflow"]
+    y, _ = _run(bk.cross_entropy_backward_fused, x, 0, dtype="float16")
+    assert y.tolist() == [0.0, r[1]]  # s_0 rounds to 1: s_0 - 1 = 0
+    y, _ = _run(bk.cross_entropy_backward_stable, x, 0, dtype="float16")
+    assert y.tolist() == r
+
+
+# --------------------------------------------------- exact forms, independently
+def _independent(function, x, extra):
+    """The exact value of each new function, straight from its definition at 60 digits."""
+    xs = [mpmath.mpf(float(v)) for v in x]
+    n = len(xs)
+    if function == "sigmoid":
+        return [1 / (1 + mpmath.exp(-a)) for a in xs]
+    if function == "log_sigmoid":
+        return [-mpmath.log1p(mpmath.exp(-a)) if a >= 0 else a - mpmath.log1p(mpmath.exp(a)) for a in xs]
+    if function == "softplus":
+        return [mpmath.log1p(mpmath.exp(a)) if a < 0 else a + mpmath.log1p(mpmath.exp(-a)) for a in xs]
+    if function == "binary_cross_entropy":
+        z = [mpmath.mpf(float(v)) for v in np.broadcast_to(extra, (n,))]
+        # -(z log(sigmoid(x)) + (1 - z) log(1 - sigmoid(x)))
+        out = []
+        for a, zz in zip(xs, z):
+            ls = -mpmath.log1p(mpmath.exp(-a)) if a >= 0 else a - mpmath.log1p(mpmath.exp(a))
+            l1 = ls - a  # log(1 - sigmoid(x)) = log(sigmoid(-x))
+            out.append(-(zz * ls + (1 - zz) * l1))
+        return out
+    m = max(xs)
+    lse = m + mpmath.log(mpmath.fsum(mpmath.exp(a - m) for a in xs))
+    s = [mpmath.exp(a - lse) for a in xs]
+    if function == "smoothed_cross_entropy":
+        t, eps = int(extra[0]), mpmath.mpf(float(extra[1]))
+        ls = [a - lse for a in xs]
+        return [-((1 - eps) * ls[t] + eps / n * mpmath.fsum(ls))]
+    if function == "cross_entropy_backward":
+        return [s[i] - (1 if i == int(extra) else 0) for i in range(n)]
+    v = [mpmath.mpf(float(a)) for a in extra]
+    if function == "softmax_backward":
+        dot = mpmath.fsum(si * vi for si, vi in zip(s, v))
+        return [s[i] * (v[i] - dot) for i in range(n)]
+    if function == "log_softmax_backward":
+        V = mpmath.fsum(v)
+        return [v[i] - s[i] * V for i in range(n)]
+    raise AssertionError(function)
+
+
+_values = st.floats(-60, 60, allow_nan=False).map(lambda v: float(np.float16(v)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_values, min_size=1, max_size=5), st.data())
+def test_enclosures_hold_the_independent_exact_values(x, data):
+    from mpmath.libmp import to_str
+
+    from numstab.reference_losses import ENCLOSURES
+
+    n = len(x)
+    t = data.draw(st.integers(0, n - 1))
+    v = data.draw(st.lists(st.sampled_from([0.0, 1.0, -1.0, 0.5, 3.0, -2.25]), min_size=n, max_size=n))
+    z = data.draw(st.sampled_from([0.0, 1.0, 0.25, 0.5]))
+    extras = {"sigmoid": None, "log_sigmoid": None, "softplus": None, "binary_cross_entropy": [z],
+              "smoothed_cross_entropy": (t, 0.125), "cross_entropy_backward": t,
+              "softmax_backward": v, "log_softmax_backward": v}
+    with mp.workdps(80):
+        for f, extra in extras.items():
+            got = ENCLOSURES[f](np.array(x), extra, 120, 11)
+            want = _independent(f, x, extra)
+            assert len(got) == len(want)
+            for (lo, hi, _, _), w in zip(got, want):
+                lo_, hi_ = mp.make_mpf(lo), mp.make_mpf(hi)
+                # the enclosure at 120 bits holds the 80-digit value (its own error is ~1e-78 relative)
+                # (absolute 1e-70: the 80-digit evaluation of an exact 0 leaves a residue near 1e-80)
+                slack = abs(w) * mpmath.mpf(10) ** -70 + mpmath.mpf(10) ** -70
+                assert lo_ - slack <= w <= hi_ + slack, (f, x, extra, to_str(lo, 20), to_str(hi, 20), w)
+
+
+def test_exact_zero_gradients_are_points():
+    """Lindemann-Weierstrass: sum_j c_j exp(d_j) = 0 only when each group of equal d_j has c = 0."""
+    from numstab.reference_losses import enclose_log_softmax_backward, enclose_softmax_backward
+
+    # x = [1, 1, 2], v = [1, 3, 2]: the group {x = 1} has mean cotangent 2 = v_2: g_2 = 0 exactly
+    g = enclose_softmax_backward(np.array([1.0, 1.0, 2.0]), [1.0, 3.0, 2.0], 64)
+    assert g[2][0] == g[2][1] and not g[2][0][1]
+    assert all(e[0][1] for e in g[:2])
+    # v_i = 0 and sum(v) = 0: g_i = 0
+    g = enclose_log_softmax_backward(np.array([0.5, -3.0, 2.0]), [1.0, 0.0, -1.0], 64)
+    assert not g[1][0][1] and not g[1][1][1]
+    assert g[0][0][1] and g[2][0][1]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_kernels_run_plain_and_traced_alike(dtype):
+    fmt = get_format(dtype)
+    rng = np.random.default_rng(3)
+    x = fmt.round(np.concatenate([rng.standard_normal((4, 6)) * s for s in (1, 8, 40)]))
+    xx = x.astype(fmt.dtype)
+    v = fmt.round(rng.standard_normal(x.shape))
+    t = rng.integers(0, x.shape[1], x.shape[0])
+    z = fmt.round(rng.uniform(0, 1, (x.shape[0], 1)))
+    kernels = [(k, ()) for _, _, k, _ in sg.KERNELS[:6]]
+    kernels += [(k, (z,)) for _, _, k, _ in sg.KERNELS[6:]]
+    kernels += [(k, (v,)) for f, _, k, _ in bk.KERNELS if f != "cross_entropy_backward"]
+    kernels += [(k, (t,)) for f, _, k, _ in bk.KERNELS if f == "cross_entropy_backward"]
+    kernels += [(k, (t,)) for _, _, k, _ in ce.CE_KERNELS]
+    kernels += [(k, ((t, 0.1),)) for _, _, k, _ in ce.SMOOTHED_KERNELS]
+    for k, extra in kernels:
+        with np.errstate(all="ignore"):
+            y = np.asarray(k(xx, "sequential", *extra, PLAIN), dtype=np.float64)
+            tr = Tracer(fmt, x.shape[0], attribute=True)
+            yt = k(tr.wrap(xx), "sequential", *extra, tr)
+        np.testing.assert_array_equal(y, np.asarray(yt.v, dtype=np.float64), err_msg=k.__name__)
+        if k.__name__.endswith(("_stable", "_logits", "_log1p")):
+            assert not np.isnan(y).any(), k.__name__  # the stable forms never produce NaN here

@@ -444,3 +444,22 @@ def fast_smoothed(fmt, x: np.ndarray, args: dict, from_interval, TINY) -> dict:
         err = (elp + e1 + e2 + 2 * u * (lp + np.abs(c1) + np.abs(c2))) * 1.05
         res = from_interval(fmt, r[..., 0], 2 * err[..., 0])
     return {"smoothed_cross_entropy": res}
+
+
+# ------------------------------------------------------------------ thresholds
+def binary_thresholds(fmt) -> dict:
+    """Where the naive binary family loses everything, exactly (mpmath, 30 digits).
+
+    ``sigmoid_rounds_to_1_x`` = ln(2^(p+1) - 1): at and above it 1 / (1 + exp(-x)) rounds to 1
+    (it reaches 1 - 2^-(p+1), the midpoint below 1, which ties to the even 1), so 1 - sigmoid(x)
+    and log(1 - sigmoid(x)) (BCE from probabilities) lose every digit;
+    ``one_plus_exp_absorbed_x`` = -p ln 2: at and below it 1 + exp(x) rounds to 1 (exp(x) <=
+    2^-p, half an ulp of 1, ties to even), so log(1 + exp(x)) -- naive softplus, naive BCE from
+    logits -- returns 0 where the exact value is exp(x) (the log1p form keeps it).
+    """
+    import mpmath
+
+    with mpmath.mp.workdps(60):
+        s1 = mpmath.log(mpmath.mpf(2) ** (fmt.p + 1) - 1)
+        ab = -fmt.p * mpmath.log(2)
+        return {"sigmoid_rounds_to_1_x": mpmath.nstr(s1, 30), "one_plus_exp_absorbed_x": mpmath.nstr(ab, 30)}

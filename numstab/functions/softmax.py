@@ -69,14 +69,7 @@ def _online_state(x, acc, o):
                 dd = o.concat([dd, d[..., 2 * k:]])
             m, d = mm, dd
         return m, o.cast(d, x.dtype)
-    m = x[..., 0:1]
-    d = o.ones(m, w)
-    for j in range(1, x.shape[-1]):
-        xj = x[..., j: j + 1]
-        mn = o.maximum(m, xj)
-        d = o.add(o.mul(d, o.cast(o.exp(o.sub(m, mn)), w)), o.cast(o.exp(o.sub(xj, mn)), w))
-        m = mn
-    return m, o.cast(d, x.dtype)
+    return o.online(x, acc)
 
 
 def softmax_online(x, acc, o):

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numstab.formats import FORMATS
-from numstab.kernels import REGISTRY, acc_sum
+from numstab.functions import REGISTRY
 from numstab.reference import mp_reference
+from numstab.steps import acc_sum
 
 SM, LS, LSE, CE = (REGISTRY[f] for f in ("softmax", "log_softmax", "logsumexp", "cross_entropy"))
 MAIN = ("float16", "bfloat16", "float32", "float64")

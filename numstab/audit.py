@@ -23,6 +23,7 @@ import numpy as np
 from .adapters import library_impl, load_callable, user_impl
 from .errors import UsageError, unknown_name
 from .formats import get_format
+from .functions import FUNCTIONS as FUNCTION_NAMES
 from .functions import Impl, get_impl
 from .functions import get as get_function
 from .grids import cells as grid_cells
@@ -36,7 +37,7 @@ AUDIT_SCHEMA = "numstab.audit/2"
 DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero")
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
-               "sizes", "trials", "seed", "name", "timeout")
+               "sizes", "trials", "seed", "name", "timeout", "cotangent", "label_smoothing")
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,19 @@ class AuditSpec:
     tolerance: float = DEFAULT_TOLERANCE
     input: str | None = None
     targets: str | None = None
-    target: int | None = None
+    target: int | float | None = None  # an index, or binary_cross_entropy's label z in [0, 1]
     grid: tuple = ()  # ((key, value), ...) for make_grid
     name: str = ""
     timeout: float | None = None  # seconds each implementation may take (None: no limit)
+    cotangent: str | tuple = "normal"  # the backward passes' cotangent (grids.Extras)
+    label_smoothing: float = 0.1  # smoothed_cross_entropy's epsilon
+
+    @property
+    def extras(self):
+        from .grids import Extras
+
+        label = self.target if get_function(self.function).takes == "label" else None
+        return Extras(label=label, cotangent=self.cotangent, epsilon=self.label_smoothing)
 
     def limit_for(self, dtype: str):
         lim = dict(self.max_ulp)
@@ -182,7 +192,10 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             tolerance=validate.tolerance(d.get("tolerance", DEFAULT_TOLERANCE), f"{where} 'tolerance'"),
             input=validate.path(d.get("input"), f"{where} 'input'"),
             targets=validate.path(d.get("targets"), f"{where} 'targets'"),
-            target=validate.target(d.get("target"), f"{where} 'target'"),
+            target=_target_of(d, where),
+            cotangent=validate.cotangent(d.get("cotangent"), f"{where} 'cotangent'"),
+            label_smoothing=validate.label_smoothing(d.get("label_smoothing", 0.1),
+                                                     f"{where} 'label_smoothing'"),
             grid=tuple((k, str(v) if k in ("offsets", "spreads", "sizes") else v) for k, v in grid),
             name=str(d.get("name", "")),
             timeout=validate.timeout(d.get("timeout"), f"{where} 'timeout'"),
@@ -191,14 +204,25 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
         raise UsageError(f"{where}: {exc}") from None
 
 
+def _target_of(d: dict, where: str):
+    """A config's ``target``: an index, or a label in [0, 1] for binary_cross_entropy."""
+    from . import validate
+
+    label = d.get("function") in FUNCTION_NAMES and get_function(d["function"]).takes == "label"
+    return (validate.label if label else validate.target)(d.get("target"), f"{where} 'target'")
+
+
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
-              targets=None, target=None, grid=(), name="", timeout=None) -> AuditSpec:
+              targets=None, target=None, grid=(), name="", timeout=None, cotangent=None,
+              label_smoothing=0.1) -> AuditSpec:
     from . import validate
 
     function = get_function(function).name
     tolerance = validate.tolerance(tolerance)
-    target = validate.target(target)
+    target = (validate.label if get_function(function).takes == "label" else validate.target)(target)
+    cotangent = validate.cotangent(cotangent)
+    label_smoothing = validate.label_smoothing(label_smoothing)
     timeout = validate.timeout(timeout)
     impls, callables, libraries = (validate.dedupe(v) for v in (impls, callables, libraries))
     dtypes = tuple({get_format(d).name: None for d in dtypes}) if dtypes else None
@@ -216,7 +240,8 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         max_ulp=parse_max_ulp(max_ulp),
         fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
         accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
-        target=target, grid=tuple(grid), name=name, timeout=timeout,
+        target=target, grid=tuple(grid), name=name, timeout=timeout, cotangent=cotangent,
+        label_smoothing=label_smoothing,
     )
 
 
@@ -284,7 +309,7 @@ def _impls_of(spec: AuditSpec) -> list[Impl]:
 
 
 def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
-    from .inputs import load_targets, load_vectors, round_inputs
+    from .inputs import load_args, load_vectors, round_inputs
     from .limits import audit_bytes, require
 
     hint = "audit fewer implementations or formats per audit, or a smaller grid or input"
@@ -293,9 +318,8 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
         require(f"auditing {x0.size:,} input values with {n_impls} implementations",
                 audit_bytes(x0.size, n_impls), hint)
         x = round_inputs(fmt, x0)
-        t = load_targets(spec.target, spec.targets, x.shape[0], x.shape[1],
-                         required=get_function(spec.function).takes == "target")
-        return [(x, t)]
+        return [(x, load_args(fmt, x, get_function(spec.function), spec.target, spec.targets,
+                              spec.extras))]
     g = dict(spec.grid)
     grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
                      g.get("seed", 0))
@@ -303,7 +327,7 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
     require(f"auditing a grid of {elements:,} input elements with {n_impls} implementations",
             audit_bytes(elements, n_impls), hint)
     by_n: dict = {}
-    for c in grid_cells(fmt, grid):
+    for c in grid_cells(fmt, grid, spec.extras):
         by_n.setdefault(c.n, []).append(c)
     return [stack(cs) for cs in by_n.values()]
 
@@ -409,7 +433,7 @@ def _first_failure(spec, fmt, parts, limit):
             cc = o.cause[r] if o.cause.ndim == 2 else o.cause[r:r + 1]
             return {
                 "vector": [float(v) for v in x[r]],
-                **({"target": int(t[r])} if get_function(spec.function).takes == "target" else {}),
+                **({"target": int(t["target"][r])} if get_function(spec.function).takes == "target" else {}),
                 "element": None if get_function(spec.function).per_vector else j,
                 "output": jnum(y[j]), "exact_rounded": jnum(exact[j]), "ulp_error": jnum(uu[j]),
                 "status": STATUSES[int(ss[j])], "cause": cause_name(int(cc[j])),

@@ -88,6 +88,13 @@ def run_options(f):
                      help="auto: proven fast path with mpmath fallback; mpmath: mpmath everywhere."),
         click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option("--target", "label", metavar="Z",
+                     help="binary_cross_entropy's label z in [0, 1] for every element (default: labels "
+                          "0 or 1 at random; cross_entropy's target indices are always drawn at random)."),
+        click.option("--cotangent", help="Cotangent of the backward passes: normal (seeded standard normal, "
+                     "the default), onehot (1 at each vector's argmax) or v1,v2,... (one per element)."),
+        click.option("--label-smoothing", "label_smoothing", type=float, default=0.1, show_default=True,
+                     help="Epsilon of smoothed_cross_entropy, in [0, 1]."),
         click.option("--verify", type=int, default=0, metavar="K",
                      help="Self-check: recompute K random vectors of every piece at twice the "
                           "precision; exit 1 on any disagreement."),
@@ -196,14 +203,19 @@ def thresholds(dtypes, n, fmt):
 @click.argument("function")
 @click.argument("values", nargs=-1)
 @click.option("--input", "input_file", help="File of inputs: .npy, .npz, .csv or .txt (1-D or 2-D).")
-@click.option("--target", type=int, help="Target index for cross_entropy.")
-@click.option("--targets", "targets_file", help="File of targets, one per vector, for a batch.")
+@click.option("--target", help="Target index (cross_entropy, smoothed_cross_entropy, "
+              "cross_entropy_backward) or label z in [0, 1] (binary_cross_entropy).")
+@click.option("--targets", "targets_file", help="File of targets (or labels), one per vector, for a batch.")
+@click.option("--cotangent", help="Cotangent of softmax_backward/log_softmax_backward: v1,v2,... "
+              "(one per element), onehot (1 at the argmax) or normal (seeded standard normal).")
+@click.option("--label-smoothing", "label_smoothing", default=0.1, show_default=True,
+              help="Epsilon of smoothed_cross_entropy, in [0, 1].")
 @click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default float32).")
 @click.option("--impl", "impls", multiple=True, help="Implementation (repeatable; default all).")
 @common_options
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def inspect(function, values, input_file, target, targets_file, dtypes, impls, accumulate, tolerance,
-            fmt):
+def inspect(function, values, input_file, target, targets_file, cotangent, label_smoothing, dtypes, impls,
+            accumulate, tolerance, fmt):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -213,9 +225,8 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
 
     check_choice("output format", fmt, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
-    target = validate.target(target)
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
-                       validate.dedupe(impls) or None, accumulate, tolerance)
+                       validate.dedupe(impls) or None, accumulate, tolerance, cotangent, label_smoothing)
     if fmt == "json":
         click.echo(render.render_text(data), nl=False)
     else:
@@ -232,8 +243,12 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
               help="User implementation: module:function or path/to/file.py:function (repeatable).")
 @click.option("--library", "libraries", multiple=True, help="scipy, torch or jax (repeatable).")
 @click.option("--input", "input_file", help="Real inputs instead of the grid (.npy/.npz/.csv/.txt).")
-@click.option("--targets", "targets_file", help="Targets file for cross_entropy with --input.")
-@click.option("--target", type=int, help="One target index for every vector.")
+@click.option("--targets", "targets_file", help="Targets (or labels) file with --input.")
+@click.option("--target", help="One target index for every vector, or binary_cross_entropy's label "
+              "z in [0, 1] for every element (default on the grid: labels 0 or 1 at random).")
+@click.option("--cotangent", help="Backward passes' cotangent: normal (default), onehot or v1,v2,...")
+@click.option("--label-smoothing", "label_smoothing", default=0.1, show_default=True,
+              help="Epsilon of smoothed_cross_entropy, in [0, 1].")
 @grid_options
 @common_options
 @click.option("--max-ulp", "max_ulp", multiple=True, help="Largest finite ULP error allowed: X or dtype=X.")
@@ -243,7 +258,8 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
               help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
 def audit(config, function, dtypes, impls, callables, libraries, input_file, targets_file, target,
-          offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, fmt):
+          cotangent, label_smoothing, offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp,
+          fail_on, timeout, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import render, validate
     from .audit import grid_items, load_config, make_spec, run_audit
@@ -266,7 +282,8 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
         grid = grid_items(offsets, spreads, sizes, trials, seed)
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
-                           grid, timeout=timeout)]
+                           grid, timeout=timeout, cotangent=cotangent,
+                           label_smoothing=label_smoothing)]
     report = run_audit(specs, argv=_argv_now())
     if fmt == "json":
         click.echo(render.render_text(report.to_dict()), nl=False)

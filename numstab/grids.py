@@ -89,12 +89,50 @@ class GridSpec:
 
 
 @dataclass(frozen=True)
+class Extras:
+    """How a grid makes the second inputs of the functions that take one (numstab.functions):
+
+    * ``label``: binary_cross_entropy's z, a real in [0, 1] for every element (``--target``);
+      None: labels 0 or 1 drawn per element;
+    * ``cotangent``: the backward passes' upstream gradient (``--cotangent``): ``"normal"``
+      (seeded standard normal values, the default), ``"onehot"`` (1 at each vector's argmax, 0
+      elsewhere: the gradient of log_softmax(x)[argmax]) or a tuple of n values for every vector;
+    * ``epsilon``: the label smoothing of smoothed_cross_entropy (``--label-smoothing``).
+
+    Everything is rounded to the format like the logits. Target indices (cross_entropy) are
+    drawn per vector as before; labels and cotangents come from their own seeded stream, so
+    the logits and targets of a grid do not depend on them.
+    """
+
+    label: float | None = None
+    cotangent: str | tuple = "normal"
+    epsilon: float = 0.1
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "cotangent": list(self.cotangent) if isinstance(self.cotangent, tuple)
+                else self.cotangent, "label_smoothing": self.epsilon}
+
+
+DEFAULT_EXTRAS = Extras()
+
+
+def make_extras(label=None, cotangent=None, label_smoothing=None) -> Extras:
+    """Extras from the options (--target, --cotangent, --label-smoothing), validated."""
+    from . import validate
+
+    return Extras(label=validate.label(label),
+                  cotangent=validate.cotangent(cotangent),
+                  epsilon=0.1 if label_smoothing is None else validate.label_smoothing(label_smoothing))
+
+
+@dataclass(frozen=True)
 class Cell:
     offset: float
     spread: float
     n: int
     x: np.ndarray  # (trials, n) float64, exactly representable in the format
     target: np.ndarray  # (trials,) int, for cross_entropy
+    args: dict = None  # every extra argument kind: {kind: (trials,) or (trials, n)} (functions.as_args)
 
 
 def overflow_threshold(fmt: Format) -> float:
@@ -132,12 +170,23 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
     return g
 
 
-def cells(fmt: Format, grid: GridSpec) -> list[Cell]:
+def check_extras(extras: Extras, sizes) -> None:
+    """A cotangent given as values must have every vector's length."""
+    if isinstance(extras.cotangent, tuple):
+        bad = [n for n in sizes if n != len(extras.cotangent)]
+        if bad:
+            raise UsageError(f"--cotangent has {len(extras.cotangent)} values, the vectors have n = {bad[0]}")
+
+
+def cells(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS) -> list[Cell]:
     out = []
     for n in grid.sizes:
         rng = np.random.default_rng([grid.seed, n])
         z = rng.standard_normal((grid.trials, n))
         target = rng.integers(0, n, size=grid.trials)
+        rng_extra = np.random.default_rng([grid.seed, n, 13])  # labels and cotangents: their own stream
+        label_draw = rng_extra.integers(0, 2, size=(grid.trials, n)).astype(np.float64)
+        v_draw = rng_extra.standard_normal((grid.trials, n))
         for spread in grid.spreads:
             for offset in grid.offsets:
                 with np.errstate(all="ignore"):
@@ -147,10 +196,58 @@ def cells(fmt: Format, grid: GridSpec) -> list[Cell]:
                         f"offset {offset:g} with spread {spread:g} gives inputs that do not fit "
                         f"{fmt.name} (max {fmt.max:g})"
                     )
-                out.append(Cell(offset, spread, n, x, target))
+                out.append(Cell(offset, spread, n, x, target, _cell_args(fmt, x, target, extras,
+                                                                           label_draw, v_draw)))
     return out
 
 
-def stack(group: list[Cell]) -> tuple[np.ndarray, np.ndarray]:
-    """The cells' vectors as one batch (rows in cell order) and their targets."""
-    return np.concatenate([c.x for c in group]), np.concatenate([c.target for c in group])
+def _cell_args(fmt, x, target, extras: Extras, label_draw, v_draw) -> dict:
+    """The cell's extra arguments: the same label and cotangent draws for every offset."""
+    B, n = x.shape
+    label = label_draw if extras.label is None else np.full((B, n), fmt.round(np.float64(extras.label))[()])
+    v = cotangents(fmt, x, extras, v_draw)
+    eps = np.full(B, fmt.round(np.float64(extras.epsilon))[()])
+    smoothing = np.rec.fromarrays([np.asarray(target, dtype=np.int64), eps], names="target,epsilon")
+    return {"target": target, "label": label, "cotangent": v, "smoothing": smoothing}
+
+
+def batch_args(fmt, x: np.ndarray, target=None, extras: Extras = DEFAULT_EXTRAS, seed: int = 0) -> dict:
+    """Every extra argument kind for a batch x (B, n) of format values, as a grid makes them:
+    ``target`` (given, or 0), random 0/1 labels (or extras.label), cotangents, smoothing."""
+    B, n = x.shape
+    target = np.zeros(B, dtype=np.int64) if target is None else np.asarray(target, dtype=np.int64)
+    rng = np.random.default_rng([seed, n, 13])
+    label_draw = rng.integers(0, 2, size=(B, n)).astype(np.float64)
+    return _cell_args(fmt, x, target, extras, label_draw, rng.standard_normal((B, n)))
+
+
+def cotangents(fmt, x: np.ndarray, extras: Extras, v_draw: np.ndarray) -> np.ndarray:
+    """The cotangents of the batch x (B, n) in the format: the given values, one-hot at each
+    vector's argmax, or the standard normal draws ``v_draw`` rounded."""
+    B, n = x.shape
+    if isinstance(extras.cotangent, tuple):
+        with np.errstate(all="ignore"):
+            c = fmt.round(np.asarray(extras.cotangent, dtype=np.float64))
+        if not np.all(np.isfinite(c)):
+            bad = np.asarray(extras.cotangent)[~np.isfinite(c)][0]
+            raise UsageError(f"--cotangent value {bad:g} does not fit {fmt.name} (max {fmt.max:g})")
+        v = np.broadcast_to(c, (B, n)).copy()
+    elif extras.cotangent == "onehot":
+        v = np.zeros((B, n))
+        np.put_along_axis(v, np.argmax(x, axis=-1)[..., None], 1.0, axis=-1)
+    else:
+        v = fmt.round(v_draw)
+    return v
+
+
+def stack(group: list[Cell]) -> tuple[np.ndarray, dict]:
+    """The cells' vectors as one batch (rows in cell order) and their extra arguments
+    ({kind: array}, numstab.functions.as_args; ``target`` the indices)."""
+    x = np.concatenate([c.x for c in group])
+    if group and group[0].args is not None:
+        args = {k: np.concatenate([c.args[k] for c in group]) for k in group[0].args}
+        if "smoothing" in args:
+            args["smoothing"] = np.rec.array(args["smoothing"])
+    else:
+        args = {"target": np.concatenate([c.target for c in group])}
+    return x, args

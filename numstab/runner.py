@@ -17,9 +17,9 @@ import numpy as np
 from . import __version__
 from .errors import NumstabError, UsageError, unknown_name
 from .formats import DEFAULT_DTYPES, Format, get_format
-from .functions import FUNCTIONS, REGISTRY, Impl, as_args
+from .functions import FUNCTIONS, REGISTRY, Impl, as_args, take_args
 from .functions import get as get_function
-from .grids import GridSpec, make_grid, stack
+from .grids import DEFAULT_EXTRAS, Extras, GridSpec, check_extras, make_extras, make_grid, stack
 from .grids import cells as grid_cells
 from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, element_metrics, quantize
 from .reference import compute_reference, fast_supported
@@ -344,6 +344,7 @@ class _Task:
     tolerance: float
     mode: str
     verify: int = 0
+    extras: Extras = DEFAULT_EXTRAS
 
     @property
     def elements(self) -> int:
@@ -359,7 +360,7 @@ class _Task:
 def _run_task(task: _Task) -> list[CellResult]:
     fmt = get_format(task.dtype)
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
-    group = grid_cells(fmt, task.grid)
+    group = grid_cells(fmt, task.grid, task.extras)
     n, T = task.grid.sizes[0], task.grid.trials
     x, target = stack(group)
     slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
@@ -382,7 +383,8 @@ def _run_task(task: _Task) -> list[CellResult]:
     return results
 
 
-def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0) -> list[_Task]:
+def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
+           extras: Extras = DEFAULT_EXTRAS) -> list[_Task]:
     keys = tuple((i.function, i.name) for i in chosen)
     whole = []
     for fmt in fmts:
@@ -390,7 +392,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0) -> 
         for n in g.sizes:
             for sp in g.spreads:
                 sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
-                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify))
+                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, extras))
     total = sum(t.cost for t in whole)
     if jobs <= 1 or total < 1.0:
         return whole
@@ -402,7 +404,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0) -> 
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
                            t.grid.trials, t.grid.seed)
-            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify))
+            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, extras))
     return out
 
 
@@ -413,8 +415,12 @@ def default_jobs() -> int:
 def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=None,
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
-                argv=None, progress=None, jobs: int | None = None, verify: int = 0) -> CompareRun:
+                argv=None, progress=None, jobs: int | None = None, verify: int = 0,
+                label=None, cotangent=None, label_smoothing=None) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
+
+    ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
+    take one (grids.Extras: --target, --cotangent, --label-smoothing).
 
     ``jobs``: worker processes for independent grid cells (default: the machine's
     cores; small runs stay in this process). ``progress(done, total)`` is called
@@ -431,15 +437,18 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
     grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
+    extras = make_extras(label, cotangent, label_smoothing)
+    for g in grids.values():
+        check_extras(extras, g.sizes)
     jobs_ = default_jobs() if jobs is None else int(jobs)
     _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
         g = grids[f.name]
         probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
-        grid_cells(f, probe)
+        grid_cells(f, probe, extras)
     if verify < 0:
         raise UsageError("--verify must be >= 0")
-    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify)
+    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify, extras)
     total = sum(t.elements for t in tasks)
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
     _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
@@ -480,6 +489,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         "reference": reference_mode,
         **({"verify": int(verify)} if verify else {}),
         "grids": {k: g.to_dict() for k, g in grids.items()},
+        **({"extras": extras.to_dict()} if any(i.record.takes not in (None, "target") for i in chosen)
+           else {}),
         **library_versions(),
     }
     from .reference import thresholds as exact_thresholds
@@ -564,12 +575,35 @@ def run_thresholds(dtypes=None, n: int = 1000) -> dict:
 INSPECT_SCHEMA = "numstab.inspect/2"
 
 
+def _inspect_args(rec, row: dict) -> dict:
+    """The second input of one vector, as inspect's JSON shows it: ``target`` (an index),
+    ``label`` (binary_cross_entropy's z, one per element), ``cotangent`` (one per element),
+    ``target`` and ``label_smoothing`` (smoothed_cross_entropy)."""
+    kind = rec.takes
+    if kind == "target":
+        return {"target": int(row["target"])}
+    if kind == "label":
+        return {"label": [float(v) for v in np.atleast_1d(row["label"])]}
+    if kind == "cotangent":
+        return {"cotangent": [float(v) for v in np.atleast_1d(row["cotangent"])]}
+    if kind == "smoothing":
+        sm = row["smoothing"]
+        return {"target": int(sm["target"]), "label_smoothing": float(sm["epsilon"])}
+    return {}
+
+
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
-                tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/1)."""
+                tolerance: float = DEFAULT_TOLERANCE, cotangent=None, label_smoothing=None) -> dict:
+    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/2).
+
+    ``target``: the target index (cross_entropy, ...) or the label z in [0, 1]
+    (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
+    ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon.
+    """
     from .causes import cause_name, verdict
-    from .inputs import load_targets, load_vectors, parse_values, round_inputs
+    from .grids import make_extras
+    from .inputs import load_args, load_vectors, parse_values, round_inputs
     from .reference import exact_strings
     from .reference import thresholds as exact_thresholds
 
@@ -581,7 +615,10 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                          "or --input FILE, not both and not neither")
     x0 = load_vectors(input_file) if input_file is not None else parse_values(values)
     B, n = x0.shape
-    tg = load_targets(target, targets_file, B, n, required=rec.takes == "target")
+    if rec.takes == "cotangent" and cotangent is None:
+        raise UsageError(f"{function} needs --cotangent v1,...,v{n} (or onehot, or normal: seeded "
+                         "standard normal values)")
+    extras = make_extras(None, cotangent, label_smoothing)
     chosen = select_impls([function], impls)
     from .limits import inspect_bytes, require  # refuse before the work what cannot fit
 
@@ -591,11 +628,14 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     for dt in dtypes or ("float32",):
         fmt = get_format(dt)
         x = round_inputs(fmt, x0)
+        args = load_args(fmt, x, rec, target, targets_file, extras)
+        tg = args.get("target", np.zeros(B, dtype=np.int64))
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
-        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups)
+        outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        ex = exact_strings(fmt, x[0], int(tg[0]), functions=[function])[function] if B == 1 else None
+        row = {k: v[0] for k, v in args.items()}
+        ex = exact_strings(fmt, x[0], row, functions=[function])[function] if B == 1 else None
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
             names = [cause_name(int(c)) for c in np.atleast_1d(o.cause[0])] if B == 1 else None
@@ -609,12 +649,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
                     tr = Tracer(fmt, 1, attribute=True)
                     with np.errstate(all="ignore"):
-                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(as_args(tg[:1])), tr)
+                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(take_args(args, slice(0, 1))), tr)
                     events = tr.events
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
-                    **({"target": int(tg[0])} if rec.takes == "target" else {}),
+                    **_inspect_args(rec, row),
                     "inputs": [float(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
                     "reference": ex,

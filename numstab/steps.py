@@ -168,9 +168,11 @@ class Plain:
         return np.where(mask, a, b)
 
     @staticmethod
-    def const(like, value: float):
-        """``value`` correctly rounded to like's format, broadcast to like's shape."""
-        return np.full(like.shape, _consts(like.dtype, value)[0], dtype=like.dtype)
+    def const(like, value):
+        """``value`` (a number, or an array broadcastable to like's shape) correctly rounded to
+        like's format, broadcast to like's shape."""
+        c = _consts(like.dtype, np.asarray(value, dtype=np.float64))[0]
+        return np.broadcast_to(np.asarray(c, dtype=like.dtype), like.shape).copy()
 
     @staticmethod
     def put(a, index, value):
@@ -583,7 +585,7 @@ class Tracer:
                else np.broadcast_to(b.err, shape + b.err.shape[-1:]))
         return self._select(mask, ta, tb, np.where(mask, av, bv))
 
-    def const(self, like, value: float):
+    def const(self, like, value):
         return self.wrap(PLAIN.const(like, value))
 
     def put(self, a, index, value):

@@ -92,3 +92,45 @@ def path(v, where: str):
 def dedupe(values) -> tuple:
     """The values once each, in the order given."""
     return tuple(dict.fromkeys(values or ()))
+
+
+def label(v, where: str = "--target") -> float | None:
+    """binary_cross_entropy's label z: None or a real in [0, 1]."""
+    if v is None:
+        return None
+    z = _number(v, where)
+    if not (0 <= z <= 1):
+        raise UsageError(f"{where} {v!r}: a label must be a number in [0, 1]")
+    return z
+
+
+def label_smoothing(v, where: str = "--label-smoothing") -> float:
+    """smoothed_cross_entropy's epsilon: a real in [0, 1]."""
+    e = _number(v, where)
+    if not (0 <= e <= 1):
+        raise UsageError(f"{where} {v!r}: must be a number in [0, 1]")
+    return e
+
+
+COTANGENT_KINDS = ("normal", "onehot")
+
+
+def cotangent(v, where: str = "--cotangent"):
+    """A backward pass's cotangent: ``normal`` (seeded standard normal values), ``onehot`` (1 at
+    each vector's argmax) or values ``v1,v2,...`` (a comma list or a list of finite numbers)."""
+    if v is None:
+        return "normal"
+    if isinstance(v, str) and v.strip() in COTANGENT_KINDS:
+        return v.strip()
+    parts = v.split(",") if isinstance(v, str) else v
+    if not isinstance(parts, (list, tuple)) or not parts:
+        raise UsageError(f"{where} {v!r}: give normal, onehot or values v1,v2,...")
+    out = []
+    for p in parts:
+        if isinstance(p, str) and not p.strip():
+            raise UsageError(f"{where} {v!r}: an empty value; give normal, onehot or values v1,v2,...")
+        x = _number(p, where)
+        if not math.isfinite(x):
+            raise UsageError(f"{where} {v!r}: values must be finite numbers")
+        out.append(x)
+    return tuple(out)

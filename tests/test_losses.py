@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numstab.formats import get_format
+from numstab.functions import REGISTRY
 from numstab.functions import backward as bk
-from numstab.functions import ce_forms as ce
 from numstab.functions import sigmoid as sg
 from numstab.steps import PLAIN, Tracer
 
@@ -159,7 +159,16 @@ _values = st.floats(-60, 60, allow_nan=False).map(lambda v: float(np.float16(v))
 def test_enclosures_hold_the_independent_exact_values(x, data):
     from mpmath.libmp import to_str
 
-    from numstab.reference_losses import ENCLOSURES
+    from numstab.reference import backward as rb
+    from numstab.reference import sigmoid as rs
+    from numstab.reference import smoothed as rsm
+
+    ENCLOSURES = {"sigmoid": rs.enclose_sigmoid, "log_sigmoid": rs.enclose_log_sigmoid,
+                  "softplus": rs.enclose_softplus, "binary_cross_entropy": rs.enclose_binary_cross_entropy,
+                  "smoothed_cross_entropy": rsm.enclose_smoothed_cross_entropy,
+                  "cross_entropy_backward": rb.enclose_cross_entropy_backward,
+                  "softmax_backward": rb.enclose_softmax_backward,
+                  "log_softmax_backward": rb.enclose_log_softmax_backward}
 
     n = len(x)
     t = data.draw(st.integers(0, n - 1))
@@ -183,7 +192,7 @@ def test_enclosures_hold_the_independent_exact_values(x, data):
 
 def test_exact_zero_gradients_are_points():
     """Lindemann-Weierstrass: sum_j c_j exp(d_j) = 0 only when each group of equal d_j has c = 0."""
-    from numstab.reference_losses import enclose_log_softmax_backward, enclose_softmax_backward
+    from numstab.reference.backward import enclose_log_softmax_backward, enclose_softmax_backward
 
     # x = [1, 1, 2], v = [1, 3, 2]: the group {x = 1} has mean cotangent 2 = v_2: g_2 = 0 exactly
     g = enclose_softmax_backward(np.array([1.0, 1.0, 2.0]), [1.0, 3.0, 2.0], 64)
@@ -204,12 +213,11 @@ def test_kernels_run_plain_and_traced_alike(dtype):
     v = fmt.round(rng.standard_normal(x.shape))
     t = rng.integers(0, x.shape[1], x.shape[0])
     z = fmt.round(rng.uniform(0, 1, (x.shape[0], 1)))
-    kernels = [(k, ()) for _, _, k, _ in sg.KERNELS[:6]]
-    kernels += [(k, (z,)) for _, _, k, _ in sg.KERNELS[6:]]
-    kernels += [(k, (v,)) for f, _, k, _ in bk.KERNELS if f != "cross_entropy_backward"]
-    kernels += [(k, (t,)) for f, _, k, _ in bk.KERNELS if f == "cross_entropy_backward"]
-    kernels += [(k, (t,)) for _, _, k, _ in ce.CE_KERNELS]
-    kernels += [(k, ((t, 0.1),)) for _, _, k, _ in ce.SMOOTHED_KERNELS]
+    smoothing = np.rec.fromarrays([t, np.full(t.shape, 0.099976)], names="target,epsilon")
+    extra_of = {"none": (), "label": (z,), "cotangent": (v,), "target": (t,), "smoothing": (smoothing,)}
+    from numstab.functions import get
+
+    kernels = [(impl.fn, extra_of[get(f).extra]) for f, impls in REGISTRY.items() for impl in impls.values()]
     for k, extra in kernels:
         with np.errstate(all="ignore"):
             y = np.asarray(k(xx, "sequential", *extra, PLAIN), dtype=np.float64)

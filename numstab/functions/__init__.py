@@ -51,6 +51,9 @@ __all__ = ["EXTRA_KINDS", "FUNCTIONS", "MODULES", "OUTPUT_KINDS", "REGISTRY", "F
 #: The function modules of this package, in display order: one line per module.
 MODULES = (
     "softmax",
+    "smoothed",
+    "sigmoid",
+    "backward",
 )
 
 #: Every function by name, in display order.

@@ -24,6 +24,8 @@ Three ways to compute each:
 
 from __future__ import annotations
 
+from .base import Function, builtin
+
 
 def _stable_parts(x, acc, o):
     """e = exp(x - max), S = sum(e), s = e / S."""
@@ -111,17 +113,33 @@ def cross_entropy_backward_stable(x, acc, target, o):
     return o.put(s, target, o.neg(o.div(others, S)))
 
 
-KERNELS = (
-    ("softmax_backward", "naive", softmax_backward_naive, "autodiff through exp(x) / sum(exp(x))"),
-    ("softmax_backward", "fused", softmax_backward_fused, "s (v - sum(v s)), s the stable softmax (torch, jax)"),
-    ("softmax_backward", "stable", softmax_backward_stable, "s (w - sum(w s)), w = v - v[argmax]"),
-    ("log_softmax_backward", "naive", log_softmax_backward_naive, "autodiff through log(exp(x) / sum(exp(x)))"),
-    ("log_softmax_backward", "fused", log_softmax_backward_fused,
+SOFTMAX_BACKWARD = Function(
+    "softmax_backward", output="same", extra="cotangent", reference="backward", inferred_cause="cancellation",
+    description="vector-Jacobian product of softmax: s * (v - sum(v * s))")
+LOG_SOFTMAX_BACKWARD = Function(
+    "log_softmax_backward", output="same", extra="cotangent", reference="backward",
+    inferred_cause="cancellation", description="vector-Jacobian product of log_softmax: v - s * sum(v)")
+CROSS_ENTROPY_BACKWARD = Function(
+    "cross_entropy_backward", output="same", extra="target", reference="backward",
+    inferred_cause="cancellation", description="gradient of cross_entropy: softmax(x) - onehot(target)")
+
+#: The records this module defines, in display order (the registry reads this).
+FUNCTIONS = (SOFTMAX_BACKWARD, LOG_SOFTMAX_BACKWARD, CROSS_ENTROPY_BACKWARD)
+
+for _f, _n, _fn, _d in (
+    (SOFTMAX_BACKWARD, "naive", softmax_backward_naive, "autodiff through exp(x) / sum(exp(x))"),
+    (SOFTMAX_BACKWARD, "fused", softmax_backward_fused,
+     "s (v - sum(v s)), s the stable softmax (torch, jax)"),
+    (SOFTMAX_BACKWARD, "stable", softmax_backward_stable, "s (w - sum(w s)), w = v - v[argmax]"),
+    (LOG_SOFTMAX_BACKWARD, "naive", log_softmax_backward_naive, "autodiff through log(exp(x) / sum(exp(x)))"),
+    (LOG_SOFTMAX_BACKWARD, "fused", log_softmax_backward_fused,
      "v - exp(log_softmax(x)) sum(v) (torch, jax)"),
-    ("log_softmax_backward", "stable", log_softmax_backward_stable,
-     "v - s sum(v); at the argmax k: v_k (sum of other e)/S - s_k (sum(v) - v_k)"),
-    ("cross_entropy_backward", "naive", cross_entropy_backward_naive, "autodiff through -log(naive softmax[target])"),
-    ("cross_entropy_backward", "fused", cross_entropy_backward_fused, "stable softmax - onehot(target)"),
-    ("cross_entropy_backward", "stable", cross_entropy_backward_stable,
+    (LOG_SOFTMAX_BACKWARD, "stable", log_softmax_backward_stable,
+     "v - s sum(v); at the argmax k: v_k (sum of the other e) / S - s_k (sum(v) - v_k)"),
+    (CROSS_ENTROPY_BACKWARD, "naive", cross_entropy_backward_naive,
+     "autodiff through -log(naive softmax[target])"),
+    (CROSS_ENTROPY_BACKWARD, "fused", cross_entropy_backward_fused, "stable softmax - onehot(target)"),
+    (CROSS_ENTROPY_BACKWARD, "stable", cross_entropy_backward_stable,
      "stable softmax; at the target -(sum of the other exp(x - max)) / sum(exp(x - max))"),
-)
+):
+    builtin(_f, _n, _fn, _d)

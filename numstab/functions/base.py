@@ -14,8 +14,10 @@ from ..steps import PLAIN
 OUTPUT_KINDS = ("vector", "same", "elementwise")
 #: What a function takes besides x, one per vector: ``none``; ``target`` an integer index
 #: in [0, n) (B,); ``label`` a real in [0, 1] (B,) or (B, n) for elementwise functions;
-#: ``cotangent`` a vector of the format (B, n), the upstream gradient of a backward pass.
-EXTRA_KINDS = ("none", "target", "label", "cotangent")
+#: ``cotangent`` a vector of the format (B, n), the upstream gradient of a backward pass;
+#: ``smoothing`` a record of ``target`` (an index) and ``epsilon`` (a label-smoothing weight in
+#: [0, 1], an exact format value) per vector (B,).
+EXTRA_KINDS = ("none", "target", "label", "cotangent", "smoothing")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,10 @@ class Impl:
     def run(self, x, acc, target, o):
         """A built-in kernel on ``x`` with the operations ``o``; per-vector outputs lose their last axis."""
         rec = self.record
+        if rec.takes and target is None:
+            from ..errors import UsageError
+
+            raise UsageError(f"{rec.name} needs its {rec.takes} argument")
         x = o.wrap(x)
         y = self.fn(x, acc, target, o) if rec.takes else self.fn(x, acc, o)
         return o.first(y) if rec.per_vector else y

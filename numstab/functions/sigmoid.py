@@ -12,6 +12,8 @@ softplus(x) - x z, whichever way an implementation computes it.
 
 from __future__ import annotations
 
+from .base import Function, builtin
+
 
 def _e_neg_abs(x, o):
     """exp(-|x|): in (0, 1], it cannot overflow (it flushes to 0 only for large |x|)."""
@@ -83,16 +85,33 @@ def bce_logits(x, acc, z, o):
     return o.add(a, o.log1p(_e_neg_abs(x, o)), "max(x, 0) - x z + log1p(exp(-|x|))")
 
 
-#: (function, impl, kernel, description)
-KERNELS = (
-    ("sigmoid", "naive", sigmoid_naive, "1 / (1 + exp(-x))"),
-    ("sigmoid", "stable", sigmoid_stable, "1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) below"),
-    ("log_sigmoid", "naive", log_sigmoid_naive, "log(1 / (1 + exp(-x)))"),
-    ("log_sigmoid", "stable", log_sigmoid_stable, "-softplus(-x) = min(x, 0) - log1p(exp(-|x|))"),
-    ("softplus", "naive", softplus_naive, "log(1 + exp(x))"),
-    ("softplus", "stable", softplus_stable, "max(x, 0) + log1p(exp(-|x|))"),
-    ("binary_cross_entropy", "naive", bce_naive, "-(z log(p) + (1 - z) log(1 - p)), p = 1 / (1 + exp(-x))"),
-    ("binary_cross_entropy", "clipped", bce_clipped,
+SIGMOID = Function(
+    "sigmoid", output="elementwise", extra="none", reference="sigmoid",
+    description="1 / (1 + exp(-x)): a probability")
+LOG_SIGMOID = Function(
+    "log_sigmoid", output="elementwise", extra="none", reference="sigmoid", log_of_zero=-float("inf"),
+    log1p_keeps=True, inferred_cause="absorption", description="log(sigmoid(x)) = -softplus(-x)")
+SOFTPLUS = Function(
+    "softplus", output="elementwise", extra="none", reference="sigmoid", log1p_keeps=True,
+    inferred_cause="absorption", description="log(1 + exp(x))")
+BINARY_CROSS_ENTROPY = Function(
+    "binary_cross_entropy", output="elementwise", extra="label", reference="sigmoid",
+    log_of_zero=float("inf"), log1p_keeps=True, inferred_cause="absorption",
+    description="-(z log(sigmoid(x)) + (1 - z) log(1 - sigmoid(x))) for a label z in [0, 1]")
+
+#: The records this module defines, in display order (the registry reads this).
+FUNCTIONS = (SIGMOID, LOG_SIGMOID, SOFTPLUS, BINARY_CROSS_ENTROPY)
+
+for _f, _n, _fn, _d in (
+    (SIGMOID, "naive", sigmoid_naive, "1 / (1 + exp(-x))"),
+    (SIGMOID, "stable", sigmoid_stable, "1 / (1 + exp(-|x|)) for x >= 0, exp(-|x|) / (1 + exp(-|x|)) below"),
+    (LOG_SIGMOID, "naive", log_sigmoid_naive, "log(1 / (1 + exp(-x)))"),
+    (LOG_SIGMOID, "stable", log_sigmoid_stable, "-softplus(-x) = min(x, 0) - log1p(exp(-|x|))"),
+    (SOFTPLUS, "naive", softplus_naive, "log(1 + exp(x))"),
+    (SOFTPLUS, "stable", softplus_stable, "max(x, 0) + log1p(exp(-|x|))"),
+    (BINARY_CROSS_ENTROPY, "naive", bce_naive, "-(z log(p) + (1 - z) log(1 - p)), p = 1 / (1 + exp(-x))"),
+    (BINARY_CROSS_ENTROPY, "clipped", bce_clipped,
      "the same with p = sigmoid(x) clipped to [1e-7, 1 - 1e-7] (Keras, from_logits=False)"),
-    ("binary_cross_entropy", "logits", bce_logits, "max(x, 0) - x z + log1p(exp(-|x|)) (from_logits=True)"),
-)
+    (BINARY_CROSS_ENTROPY, "logits", bce_logits, "max(x, 0) - x z + log1p(exp(-|x|)) (from_logits=True)"),
+):
+    builtin(_f, _n, _fn, _d)

@@ -125,6 +125,20 @@ def cross_entropy_stable(x, acc, target, o):
     return o.sub(logsumexp_stable(x, acc, o), o.pick(x, target), "logsumexp(x) - x[target]")
 
 
+def cross_entropy_log_softmax(x, acc, target, o):
+    """-log_softmax(x)[target]: nll(log_softmax(x)), as torch and jax compute it."""
+    return o.neg(o.pick(log_softmax_stable(x, acc, o), target))
+
+
+def cross_entropy_log1p(x, acc, target, o):
+    """log1p(sum over j != argmax of exp(x_j - max)) - (x[target] - max): two non-negative terms,
+    so the loss keeps its relative accuracy near 0 (confident, correct predictions), where
+    logsumexp(x) - x[target] cancels."""
+    d = o.sub(x, o.max(x))
+    lp = o.log1p(o.sum(o.drop_argmax(o.exp(d), x), acc, "the sum of exp(x - max) over the others"))
+    return o.sub(lp, o.pick(d, target), "log1p(sum) - (x[target] - max)")
+
+
 SOFTMAX = Function(
     "softmax", output="same", extra="none", reference="softmax",
     description="exp(x_i) / sum_j exp(x_j): probabilities summing to 1")
@@ -156,5 +170,8 @@ for _f, _n, _fn, _d in (
     (CROSS_ENTROPY, "naive", cross_entropy_naive, "-log(naive softmax at target)"),
     (CROSS_ENTROPY, "clipped", cross_entropy_clipped, "-log(clip(softmax, 1e-7, 1-1e-7)) (Keras)"),
     (CROSS_ENTROPY, "stable", cross_entropy_stable, "logsumexp(x) - x[target]"),
+    (CROSS_ENTROPY, "log_softmax", cross_entropy_log_softmax, "-log_softmax(x)[target] (torch, jax)"),
+    (CROSS_ENTROPY, "log1p", cross_entropy_log1p,
+     "log1p(sum over others of exp(x - max)) - (x[target] - max)"),
 ):
     builtin(_f, _n, _fn, _d)

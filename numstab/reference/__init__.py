@@ -128,7 +128,11 @@ def exact_values(x_row, target, prec: int) -> dict[str, list]:
     args_row = {"target": target} if isinstance(target, (int, np.integer)) else _functions.as_args(target)
     out = {}
     for fam in families(args=args_row):
-        out.update({f: [make(v) for v in vals] for f, vals in fam.exact_raw(x_row, args_row, prec).items()})
+        if hasattr(fam, "exact_raw"):
+            raw = fam.exact_raw(x_row, args_row, prec)
+        else:  # a family without nearest values: the lower ends of its enclosures
+            raw = {f: [iv[0] for iv in vals] for f, vals in fam.enclose(x_row, args_row, prec).items()}
+        out.update({f: [make(v) for v in vals] for f, vals in raw.items()})
     return out
 
 
@@ -377,7 +381,7 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     if c is None:
         return None
     v = figure_value(*c)
-    return v if math.isfinite(v) else Decimal(c[0]).scaleb(c[1] - 2)
+    return v if math.isfinite(v) else Decimal(int(c[0])).scaleb(int(c[1]) - 2)
 
 
 def _error_bounds(fmt: Format, iv, y: float, prec: int):

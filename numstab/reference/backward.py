@@ -1,0 +1,279 @@
+"""Exact formulas of the gradients (numstab/functions/backward.py): softmax_backward,
+log_softmax_backward (a cotangent v) and cross_entropy_backward (a target index).
+
+With m = max(x), k its first argmax, d = x - m exact, e_j = exp(d_j) (e_k = 1 exactly),
+t = sum_{j != k} e_j, S = 1 + t, V = sum(v):
+
+    cross_entropy_backward  e_i / S (i != target), -(sum_{j != target} e_j) / S at the target
+    softmax_backward        e_i M_i / S^2, M_i = sum_j (v_i - v_j) e_j
+                                = (v_i - v_k) + v_i t - sum_{j != k} v_j e_j
+    log_softmax_backward    N_i / S, N_i = v_i S - V e_i, at the argmax N_k = v_k t - (V - v_k)
+
+The first never cancels. M_i and N_i can: where they are exactly 0 is decided
+algebraically, the rest by the escalation. The d_j are dyadic rationals, so by the
+Lindemann-Weierstrass theorem sum_j c_j exp(d_j) with dyadic c_j is 0 only when, grouping
+equal d_j, every group's coefficient sum is 0: for M_i, every group's mean cotangent equals
+v_i; for N_i, v_i = 0 and V = 0, or all x equal and v_i = V / n. Every other value is
+nonzero, and irrational unless all x are equal (then e_j = 1 and the values are rationals,
+exact where representable), so the escalation ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..formats import Format
+from ..results import RefData
+from .core import TINY, from_interval, strict
+
+FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward")
+
+
+def _lib():
+    from mpmath import libmp
+
+    return libmp
+
+
+def _exp_iv(d, wp):
+    L = _lib()
+    return L.mpf_exp(d, wp, "f"), L.mpf_exp(d, wp, "c")
+
+
+def _vector(x_row, wp):
+    """x exact, k (first argmax), d = x - m exact, exp intervals (e_k = 1 exactly), t interval."""
+    L = _lib()
+    xs = [L.from_float(float(v)) for v in x_row]
+    k = int(np.argmax(x_row))
+    d = [L.mpf_sub(v, xs[k], 0) for v in xs]
+    elo, ehi = [], []
+    tlo = thi = L.fzero
+    for i, di in enumerate(d):
+        if i == k:
+            elo.append(L.fone)
+            ehi.append(L.fone)
+            continue
+        a, b = _exp_iv(di, wp)
+        elo.append(a)
+        ehi.append(b)
+        tlo = L.mpf_add(tlo, a, wp, "f")
+        thi = L.mpf_add(thi, b, wp, "c")
+    return xs, k, d, elo, ehi, tlo, thi
+
+
+def _div_iv(nlo, nhi, dlo, dhi, prec):
+    """[nlo, nhi] / [dlo, dhi] with 0 < dlo <= dhi, rounded outward."""
+    L = _lib()
+    lo = L.mpf_div(nlo, dhi if nlo[0] == 0 else dlo, prec, "f")
+    hi = L.mpf_div(nhi, dlo if nhi[0] == 0 else dhi, prec, "c")
+    return lo, hi
+
+
+def _mul_scalar_iv(c, lo, hi, wp):
+    """c [lo, hi] for an exact c, rounded outward."""
+    L = _lib()
+    if c[0]:
+        lo, hi = hi, lo
+    return L.mpf_mul(c, lo, wp, "f"), L.mpf_mul(c, hi, wp, "c")
+
+
+def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64) -> list:
+    L = _lib()
+    target = int(target)
+    wp = prec + 10
+    _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
+    slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
+    olo = ohi = L.fzero  # the sum of the other terms: exact 1 for the argmax when target != k
+    for j in range(len(d)):
+        if j != target:
+            olo = L.mpf_add(olo, elo[j], wp, "f")
+            ohi = L.mpf_add(ohi, ehi[j], wp, "c")
+    out = []
+    for i in range(len(d)):
+        if i == target:
+            lo, hi = _div_iv(olo, ohi, slo, shi, prec)
+            lo, hi = L.mpf_neg(hi), L.mpf_neg(lo)
+            out.append((lo, hi, lo, hi) if len(d) < 2 else strict(lo, hi, low=L.mpf_neg(L.fone), p=fmt_p))
+        else:
+            lo, hi = _div_iv(elo[i], ehi[i], slo, shi, prec)
+            out.append(strict(lo, hi, high=L.fone, p=fmt_p))
+    return out
+
+
+def _groups_equal_mean(d, vs):
+    """The common mean cotangent of the groups of equal d, or None where the means differ."""
+    from fractions import Fraction
+
+    sums: dict = {}
+    for di, v in zip(d, vs):
+        s, c = sums.get(di, (Fraction(0), 0))
+        sums[di] = (s + Fraction(v), c + 1)
+    means = {s / c for s, c in sums.values()}
+    return means.pop() if len(means) == 1 else None
+
+
+def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> list:
+    """v_row: the cotangent (exact format values, one per element)."""
+    L = _lib()
+    wp = prec + 10
+    _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
+    vf = [float(v) for v in np.broadcast_to(np.asarray(v_row, dtype=np.float64), np.shape(x_row))]
+    vs = [L.from_float(v) for v in vf]
+    mean = _groups_equal_mean(d, vf)
+    slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
+    s2lo, s2hi = L.mpf_mul(slo, slo, wp, "f"), L.mpf_mul(shi, shi, wp, "c")
+    plo = phi = L.fzero  # P = sum_{j != k} v_j e_j
+    for j in range(len(d)):
+        if j != k:
+            a, b = _mul_scalar_iv(vs[j], elo[j], ehi[j], wp)
+            plo, phi = L.mpf_add(plo, a, wp, "f"), L.mpf_add(phi, b, wp, "c")
+    out = []
+    for i in range(len(d)):
+        if mean is not None and vf[i] == mean:
+            out.append((L.fzero,) * 4)
+            continue
+        # M_i = (v_i - v_k) + v_i t - P
+        a, b = _mul_scalar_iv(vs[i], tlo, thi, wp)
+        c = L.mpf_sub(vs[i], vs[k], 0)
+        mlo = L.mpf_sub(L.mpf_add(c, a, wp, "f"), phi, wp, "f")
+        mhi = L.mpf_sub(L.mpf_add(c, b, wp, "c"), plo, wp, "c")
+        # e_i M_i: e_i > 0
+        if mlo[0] == 0:
+            nlo, nhi = L.mpf_mul(elo[i], mlo, wp, "f"), L.mpf_mul(ehi[i], mhi, wp, "c")
+        elif mhi[0]:  # M < 0 (or its upper end 0)
+            nlo, nhi = L.mpf_mul(ehi[i], mlo, wp, "f"), L.mpf_mul(elo[i], mhi, wp, "c")
+        else:  # straddles 0: not decided at this precision
+            nlo, nhi = L.mpf_mul(ehi[i], mlo, wp, "f"), L.mpf_mul(ehi[i], mhi, wp, "c")
+        lo, hi = _div_iv(nlo, nhi, s2lo, s2hi, prec)
+        out.append((lo, hi, lo, hi))
+    return out
+
+
+def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> list:
+    L = _lib()
+    wp = prec + 10
+    _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
+    n = len(d)
+    vf = [float(v) for v in np.broadcast_to(np.asarray(v_row, dtype=np.float64), np.shape(x_row))]
+    vs = [L.from_float(v) for v in vf]
+    V = L.fzero
+    for v in vs:
+        V = L.mpf_add(V, v, 0)  # exact
+    from fractions import Fraction
+
+    Vq = sum((Fraction(v) for v in vf), Fraction(0))
+    all_equal = all(di == d[0] for di in d)
+    slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
+    out = []
+    for i in range(n):
+        if (vf[i] == 0 and Vq == 0) or (all_equal and Fraction(vf[i]) * n == Vq):
+            out.append((L.fzero,) * 4)
+            continue
+        if i == k:  # N_k = v_k t - (V - v_k)
+            a, b = _mul_scalar_iv(vs[k], tlo, thi, wp)
+            r = L.mpf_sub(V, vs[k], 0)
+            nlo, nhi = L.mpf_sub(a, r, wp, "f"), L.mpf_sub(b, r, wp, "c")
+        else:  # N_i = v_i S - V e_i
+            a, b = _mul_scalar_iv(vs[i], slo, shi, wp)
+            c, e = _mul_scalar_iv(V, elo[i], ehi[i], wp)
+            nlo, nhi = L.mpf_sub(a, e, wp, "f"), L.mpf_sub(b, c, wp, "c")
+        lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
+        out.append((lo, hi, lo, hi))
+    return out
+
+
+def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
+    out = {}
+    v = args_row.get("cotangent") if args_row else None
+    if v is not None:
+        out["softmax_backward"] = enclose_softmax_backward(x_row, v, prec, fmt_p)
+        out["log_softmax_backward"] = enclose_log_softmax_backward(x_row, v, prec, fmt_p)
+    t = args_row.get("target") if args_row else None
+    if t is not None:
+        out["cross_entropy_backward"] = enclose_cross_entropy_backward(x_row, int(t), prec, fmt_p)
+    return out
+
+
+# ------------------------------------------------------------------ fast path
+def _fast_parts(x):
+    """Shared pieces of the softmax-based fast bounds, in the working type of x (B, n):
+    k, d = x - m, e = exp(d) with e_k = 1 exactly, t = sum_{j != k} e_j, and their bounds."""
+    n = x.shape[-1]
+    u = float(np.finfo(x.dtype).eps) / 2
+    c_lib = 16 * u
+    m = np.max(x, axis=-1, keepdims=True)
+    k = np.argmax(x, axis=-1)[..., None]
+    d = x - m
+    e = np.exp(d)
+    np.put_along_axis(e, k, 1.0, axis=-1)  # exp(0) = 1 exactly
+    rel_e = (np.max(np.abs(d), axis=-1, keepdims=True) * u * 1.01 + c_lib)  # per-row bound
+    t = np.sum(np.where(np.arange(n) == k, 0.0, e), axis=-1, keepdims=True)
+    return n, u, c_lib, k, d, e, rel_e, t
+
+
+
+def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
+    """softmax_backward and log_softmax_backward (args hold a ``cotangent``) and
+    cross_entropy_backward (a ``target``) with proven bounds; where a value cancels beyond the
+    bound's reach the interval leaves it undecided and mpmath settles it."""
+    out = {}
+    with np.errstate(all="ignore"):
+        n, u, c_lib, k, d, e, rel_e, t = _fast_parts(x)
+        rel = (rel_e + n * u) * 1.01  # relative bound of any sum of e's (terms of one sign)
+        et = t * rel + n * TINY
+        S = 1 + t
+        eS = et + u * S
+        target = args.get("target") if args else None
+        if target is not None:
+            tg = np.asarray(target)[..., None]
+            g = e / S
+            err = g * (rel_e + eS / S + u) * 1.01 + TINY
+            others = np.sum(np.where(np.arange(n) == tg, 0.0, e), axis=-1, keepdims=True)
+            gt = -others / S
+            errt = np.abs(gt) * (2 * rel + 2 * u + eS / S) * 1.01 + n * TINY
+            g = g.copy()
+            np.put_along_axis(g, tg, gt, axis=-1)
+            np.put_along_axis(err, tg, errt, axis=-1)
+            upper = np.ones_like(g)
+            np.put_along_axis(upper, tg, np.inf, axis=-1)
+            lower = np.full_like(g, -np.inf)
+            np.put_along_axis(lower, tg, -1.0 if n >= 2 else -np.inf, axis=-1)
+            out["cross_entropy_backward"] = from_interval(fmt, g, 2 * err, lower=lower,
+                                                          upper=upper if n >= 2 else None)
+        v = args.get("cotangent") if args else None
+        if v is not None:
+            v = np.broadcast_to(np.asarray(v, dtype=x.dtype), x.shape)
+            mask_k = np.arange(n) == k
+            vk = np.take_along_axis(v, k, axis=-1)
+            av = np.abs(v)
+            # softmax_backward: g_i = e_i M_i / S^2, M_i = (v_i - v_k) + v_i t - P
+            ve = np.where(mask_k, 0.0, v * e)
+            P = np.sum(ve, axis=-1, keepdims=True)
+            A = np.sum(np.where(mask_k, 0.0, av * e), axis=-1, keepdims=True)
+            eP = A * (rel_e + u + n * u) * 1.01 + n * TINY * np.max(av, axis=-1, keepdims=True)
+            c = v - vk
+            vt = v * t
+            M = (c + vt) - P
+            eM = (u * np.abs(c) + av * et + u * np.abs(vt) + eP + 2 * u * (np.abs(c) + np.abs(vt) + A)) * 1.01
+            S2 = S * S
+            g = e * M / S2
+            err = (np.abs(g) * (rel_e + 2 * eS / S + 4 * u) + (e + TINY) * eM / S2
+                   + TINY * np.abs(M) / S2) * 1.05 + TINY
+            out["softmax_backward"] = from_interval(fmt, g, 2 * err)
+            # log_softmax_backward: N_i = v_i S - V e_i, at the argmax N_k = v_k t - (V - v_k)
+            V = np.sum(v, axis=-1, keepdims=True)
+            eV = n * u * np.sum(av, axis=-1, keepdims=True)
+            R = np.sum(np.where(mask_k, 0.0, v), axis=-1, keepdims=True)
+            eR = n * u * np.sum(np.where(mask_k, 0.0, av), axis=-1, keepdims=True)
+            vS, Ve = v * S, V * e
+            N = vS - Ve
+            eN = (av * eS + u * np.abs(vS) + np.abs(V) * (e * rel_e + TINY) + eV * (e + TINY) + u * np.abs(Ve)
+                  + u * np.abs(N))
+            Nk = vk * t - R
+            eNk = np.abs(vk) * et + u * np.abs(vk * t) + eR + u * np.abs(Nk)
+            N = np.where(mask_k, Nk, N)
+            eN = np.where(mask_k, eNk, eN)
+            g = N / S
+            err = ((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY
+            out["log_softmax_backward"] = from_interval(fmt, g, 2 * err)
+    return out

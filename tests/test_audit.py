@@ -183,10 +183,10 @@ def test_reproduces_blanchard_higham_higham_2021(capsys):
     assert res["stable"]["passed"] and res["log1p"]["passed"]
 
     # the paper's other figures, from the same engine
+    from numstab.engine import evaluate
     from numstab.formats import FORMATS
     from numstab.functions import REGISTRY
     from numstab.reference import exact_values
-    from numstab.runner import evaluate
 
     f = FORMATS["float16"]
     x = f.round(np.load(BHH))

@@ -246,12 +246,19 @@ def main_cause(status: np.ndarray, cause: np.ndarray) -> str | None:
     return CAUSES[int(codes[np.argmax(cnt)]) - 1] if codes.size else None
 
 
-def summarize(o: ImplOutcome, rows) -> dict:
-    """Aggregate figures over the given rows of an outcome."""
-    st = o.status[rows].ravel()
-    u = o.ulp[rows].ravel()
-    r = o.rel[rows].ravel()
-    cs = o.cause[rows].ravel()
+def summarize(o, rows=slice(None)) -> dict:
+    """Aggregate figures of an outcome over the given rows -- or of several pieces of one
+    implementation's work, ``o`` a list of (ImplOutcome, rows) (audit's batches of each n).
+
+    The one summary of compare cells, inspect batches and audit results: worst status, counts
+    per status (STATUS_KEYS), failing elements per cause, the main cause, max and median
+    ULP error (quantized) and max relative error.
+    """
+    parts = o if isinstance(o, list) else [(o, rows)]
+    st = np.concatenate([p.status[r].ravel() for p, r in parts])
+    u = np.concatenate([p.ulp[r].ravel() for p, r in parts])
+    rel = np.concatenate([p.rel[r].ravel() for p, r in parts])
+    cs = np.concatenate([p.cause[r].ravel() for p, r in parts])
     counts = {k: 0 for k in STATUS_KEYS}
     for code, cnt in zip(*np.unique(st, return_counts=True)):
         counts[STATUSES[code]] += int(cnt)
@@ -264,19 +271,23 @@ def summarize(o: ImplOutcome, rows) -> dict:
         "cause": main_cause(st, cs),
         "max_ulp": float(np.max(u[known])) if known.any() else float("nan"),
         "median_ulp": float(quantize(np.median(u[known]))) if known.any() else float("nan"),
-        "max_rel": float(np.max(r[known])) if known.any() else float("nan"),
+        "max_rel": float(np.max(rel[known])) if known.any() else float("nan"),
     }
-    if o.big:
-        _big_summary(o, rows, u[known], out)
+    if any(p.big for p, _ in parts):
+        _big_summary(parts, u[known], out)
     return out
 
 
-def _big_summary(o: ImplOutcome, rows, known_u, out: dict) -> None:
+def _big_summary(parts, known_u, out: dict) -> None:
     """Replace the infinite maxima (and median) that stand for figures beyond float64's range."""
     from decimal import Decimal
 
-    picked = set(range(o.status.shape[0])[rows])
-    big = {k: [v for (kind, i), v in o.big.items() if kind == k and i[0] in picked] for k in ("ulp", "rel")}
+    big: dict = {"ulp": [], "rel": []}
+    for o, rows in parts:
+        picked = set(range(o.status.shape[0])[rows])
+        for (kind, i), v in o.big.items():
+            if i[0] in picked:
+                big[kind].append(v)
     if big["ulp"]:
         out["max_ulp"] = max(big["ulp"])
     if big["rel"]:

@@ -19,3 +19,12 @@ def library_versions() -> dict:
         except md.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def run_meta(argv, **fields) -> dict:
+    """The ``meta`` of a run's record: numstab's version, the command line, the run's settings
+    and the versions of the libraries the figures depend on. Built here only."""
+    from .. import __version__
+
+    return {"version": __version__, "argv": list(argv) if argv is not None else None, **fields,
+            **library_versions()}

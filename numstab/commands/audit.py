@@ -12,13 +12,14 @@ import math
 import numpy as np
 
 from ..adapters import library_impl, load_callable, user_impl
+from ..engine import evaluate, summarize
 from ..errors import UsageError
 from ..formats import get_format
 from ..functions import Impl, get_impl
 from ..functions import get as get_function
 from ..grids import cells as grid_cells
 from ..grids import make_grid, stack
-from ..metrics import STATUSES, quantize
+from ..metrics import STATUSES
 from ..results import STATUS_KEYS, AuditReport, AuditResult, jnum
 from .audit_config import AuditSpec
 
@@ -66,9 +67,7 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
 
 
 def run_audit(specs, argv=None) -> AuditReport:
-    from .. import __version__
-    from ..engine import evaluate
-    from . import library_versions
+    from . import run_meta
 
     results = []
     for spec in specs:
@@ -84,11 +83,10 @@ def run_audit(specs, argv=None) -> AuditReport:
                     acc.setdefault(o.impl.name, []).append((o, x, t, ref))
             for impl in impls:
                 results.append(_judge(spec, fmt, impl, acc[impl.name]))
-    meta = {"version": __version__, "argv": list(argv) if argv is not None else None,
-            "audits": [{"function": s.function, "accumulate": s.accumulate, "tolerance": jnum(s.tolerance),
-                        "fail_on": list(s.fail_on), "max_ulp": dict(s.max_ulp), "grid": dict(s.grid),
-                        "input": s.input} for s in specs],
-            **library_versions()}
+    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
+                                   "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
+                                   "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input}
+                                  for s in specs])
     return AuditReport(tuple(results), meta)
 
 
@@ -101,26 +99,18 @@ def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndar
 
 
 def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
-    from ..engine import cause_counts
-
     errors = [o.error for o, *_ in parts if o.error]
-    counts = {k: 0 for k in STATUS_KEYS}
     if errors:
+        counts = {k: 0 for k in STATUS_KEYS}
         return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
                            False, (f"error: {errors[0]}",), None, spec.name)
-    ulps, causes, zeros = [], {}, 0
-    for o, _x, _t, ref in parts:
-        for code, cnt in zip(*np.unique(o.status, return_counts=True)):
-            counts[STATUSES[code]] += int(cnt)
-        for c, k in cause_counts(o.status, o.cause).items():
-            causes[c] = causes.get(c, 0) + k
-        zeros += int(np.sum(_spurious_zero(spec.function, o.y, ref[spec.function].rounded)))
-        ulps.append(o.ulp.ravel())
-    u = np.concatenate(ulps)
-    known = u[~np.isnan(u)]
-    fin = known[np.isfinite(known)]
-    max_u = float(known.max()) if known.size else math.nan
-    med_u = float(quantize(np.median(known))) if known.size else math.nan
+    summ = summarize([(o, slice(None)) for o, *_ in parts])  # the figures compare gives for these inputs
+    counts, causes = summ["counts"], summ["causes"]
+    max_u, med_u = summ["max_ulp"], summ["median_ulp"]
+    zeros = sum(int(np.sum(_spurious_zero(spec.function, o.y, ref[spec.function].rounded)))
+                for o, _x, _t, ref in parts)
+    u = np.concatenate([o.ulp.ravel() for o, *_ in parts])
+    fin = u[np.isfinite(u)]
     total = sum(counts.values())
     reasons = []
     for s in spec.fail_on:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import __version__, validate
+from .. import validate
 from ..engine import evaluate, select_impls, summarize
 from ..errors import UsageError
 from ..formats import DEFAULT_DTYPES, get_format
@@ -18,7 +18,7 @@ from ..reference import fast_supported
 from ..results import CellResult, CompareRun, jnum
 from ..validate import choice as check_choice
 from ..workers import _worker_init, default_jobs, stop_pool
-from . import library_versions
+from . import run_meta
 
 REFERENCE_MODES = ("auto", "mpmath")
 
@@ -157,17 +157,9 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
     results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, r.n, r.offset,
                                 impl_order[(r.function, r.impl)]))
-    meta = {
-        "version": __version__,
-        "seed": int(seed),
-        "argv": list(argv) if argv is not None else None,
-        "accumulate": accumulate,
-        "tolerance": jnum(tolerance),
-        "reference": reference_mode,
-        **({"verify": int(verify)} if verify else {}),
-        "grids": {k: g.to_dict() for k, g in grids.items()},
-        **library_versions(),
-    }
+    meta = run_meta(argv, seed=int(seed), accumulate=accumulate, tolerance=jnum(tolerance),
+                    reference=reference_mode, **({"verify": int(verify)} if verify else {}),
+                    grids={k: g.to_dict() for k, g in grids.items()})
     from ..reference import thresholds as exact_thresholds
 
     th = tuple(exact_thresholds(f) for f in fmts)

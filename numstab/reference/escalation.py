@@ -48,9 +48,9 @@ def bump(fmt, x, args, ref, tier, rows_mask) -> bool:
     for t in np.unique(tier[rows]):
         sel = rows[tier[rows] == t]
         nxt = int(t) + 1
-        args = take_args(args, sel)
-        new = (mp_reference(fmt, x[sel], args, list(ref)) if nxt == MP_TIER
-               else fast_reference(fmt, x[sel], args, tier=nxt, functions=list(ref)))
+        sub = take_args(args, sel)
+        new = (mp_reference(fmt, x[sel], sub, list(ref)) if nxt == MP_TIER
+               else fast_reference(fmt, x[sel], sub, tier=nxt, functions=list(ref)))
         for f in ref:
             ref[f].put(sel, new[f])
         tier[sel] = nxt

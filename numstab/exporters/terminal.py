@@ -1,0 +1,211 @@
+"""Terminal exporter: rich tables of every command's results, and the progress bar.
+
+Only the exporters import rich (this one) or matplotlib (png).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+from ..results import STATUSES, CompareRun
+from ..tables import CAUSE_LEGEND, fmt_num, sig, tables_with_thresholds
+
+STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
+         "nan": "bold red", "undetermined": "cyan"}
+
+
+def console(file=None, width=None):
+    """A rich console; output that is not a terminal gets 200 columns instead of rich's 80."""
+    import sys
+
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich exits 1 here; numstab's reader left: exit 0 (cli.main)
+            self.quiet = True
+            raise BrokenPipeError
+
+    target = file if file is not None else sys.stdout
+    if width is None and not (hasattr(target, "isatty") and target.isatty()):
+        width = 200
+    return _Console(file=file, width=width, highlight=False, soft_wrap=False)
+
+
+def compare_table(run: CompareRun, file=None) -> None:
+    from rich.table import Table as RTable
+
+    con = console(file)
+    for line, t in tables_with_thresholds(run):
+        if line:
+            con.print(f"[bold]{line}[/bold]")
+        tab = RTable(title=t.title, title_justify="left", show_lines=False)
+        for h in ("n", "offset", "x range"):
+            tab.add_column(h, justify="right")
+        for i in t.impls:
+            tab.add_column(i, justify="right")
+        prev_n = None
+        for n, off, lo, hi, vals in t.rows:
+            if prev_n is not None and n != prev_n:
+                tab.add_section()
+            prev_n = n
+            cells = [f"[{STYLE.get(st, '')}]{txt}[/]" if st else "" for txt, st in vals]
+            tab.add_row(str(n), fmt_num(off, 4), f"{fmt_num(lo, 4)}..{fmt_num(hi, 4)}", *cells)
+        con.print(tab)
+    con.print(
+        f"cells: max ULP error over all trials; OVF/UNF/NaN = overflow/underflow/NaN in some element; "
+        f"yellow = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
+        f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
+    )
+    con.print(CAUSE_LEGEND)
+
+
+
+
+
+
+
+
+
+
+def thresholds_table(data: dict, file=None) -> None:
+    from rich.table import Table as RTable
+
+    con = console(file)
+    fmts = data["formats"]
+    tab = RTable(title="exp limits per format (exact, mpmath): limits rounded to 13 digits, "
+                       "format values as shortest round-trip decimals", title_justify="left")
+    tab.add_column("")
+    for f in fmts:
+        tab.add_column(f["dtype"], justify="right")
+    n = fmts[0]["n"] if fmts else 1000
+    rows = (("exp overflows for x >=", "exp_overflow_x"),
+            ("largest finite exp input", "largest_finite_exp_input"),
+            ("exp subnormal below x =", "exp_subnormal_x"),
+            ("exp rounds to 0 for x <=", "exp_underflow_x"),
+            (f"naive sum of {n} overflows above", "naive_sum_overflow_offset"),
+            ("eps", "eps"), ("max", "max"), ("tiny (smallest normal)", "tiny"),
+            ("smallest subnormal", "smallest_subnormal"), ("precision p (bits)", "p"))
+    for label, key in rows:
+        vals = [f[key] for f in fmts]
+        tab.add_row(label, *(sig(v, 13) if isinstance(v, str) else repr(v) for v in vals))
+    con.print(tab)
+    con.print(f"naive sum: the largest offset at which {n} equal values keep sum(exp(x)) finite "
+              "(exact arithmetic).")
+    for f in fmts:
+        if f.get("note"):
+            con.print(f"{f['dtype']}: {f['note']}")
+
+
+def inspect_table(data: dict, file=None) -> None:
+    from rich.table import Table as RTable
+
+    con = console(file)
+    items = data["results"] if "results" in data else [data]
+    for d in items:
+        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']})"
+        if "vectors" in d:
+            c = d["counts"]
+            con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}, "
+                      f"{d['vectors_failing']} with a failure; status [{STYLE[d['status']]}]{d['status']}[/]")
+            con.print("  counts: " + ", ".join(f"{k} {v}" for k, v in c.items() if v)
+                      + f"; max ULP {_j(d['max_ulp'])}, median ULP {_j(d['median_ulp'])}"
+                      + (f"; flags: {', '.join(d['flags'])}" if d["flags"] else ""))
+            continue
+        tab = RTable(title=head, title_justify="left")
+        for h in ("i", "input", "output", "exact", "ULP error", "status"):
+            tab.add_column(h, justify="right" if h != "exact" else "left")
+        scalar = d.get("scalar", False)
+        for i, (y, ex, u, st) in enumerate(zip(d["outputs"], d["reference"], d["ulp_error"],
+                                               d["element_status"])):
+            inp = "all" if scalar else f"{d['inputs'][i]:.9g}"
+            tab.add_row("-" if scalar else str(i), inp, _j(y), ex if ex is not None else "(not settled)",
+                        _j(u), f"[{STYLE[st]}]{st}[/]")
+        con.print(tab)
+        if scalar:
+            con.print("  inputs: " + ", ".join(f"{v:.9g}" for v in d["inputs"])
+                      + (f"; target {d['target']}" if "target" in d else ""))
+        con.print(f"  IEEE flags: {', '.join(d['flags']) or 'none'}")
+        con.print(f"  verdict: [{STYLE[d['status']]}]{d['verdict']}[/]")
+
+
+def _j(v) -> str:
+    if v is None:
+        return "NaN"
+    if isinstance(v, str):
+        return v
+    return f"{v:.9g}"
+
+
+def audit_table(report, file=None) -> None:
+
+    from rich.table import Table as RTable
+
+    con = console(file)
+    tab = RTable(title="numstab audit", title_justify="left")
+    heads = ("function", "impl", "dtype", "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP",
+             "causes", "reasons")
+    for h in heads:
+        tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right")
+    for r in report.results:
+        c = dict(r.counts)
+        res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
+        tab.add_row(r.function, r.impl, r.dtype, res, *(str(c[s]) for s in STATUSES), fmt_num(r.max_ulp),
+                    ("~" if r.cause_inferred else "") + ", ".join(f"{k} {v}" for k, v in r.causes),
+                    "; ".join(r.reasons))
+    con.print(tab)
+    for r in report.results:
+        if r.first_failure:
+            con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
+                      + json.dumps(r.first_failure), soft_wrap=True)
+    con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
+
+
+class ProgressBar:
+    """A rich progress bar on stderr, shown only on a terminal and only once a run passes ~1 s."""
+
+    def __init__(self, label: str, enabled: bool = True, delay: float = 1.0):
+        import sys
+        import time
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.label = label
+        self.start = time.monotonic()
+        self.delay = delay
+        self._bar = None
+        self._task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        import time
+
+        if self._bar is None:
+            if time.monotonic() - self.start < self.delay:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed:,}/{task.total:,} elements"),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def compare(run: CompareRun) -> str:
+    """The tables as text (no colour), for a file."""
+
+    buf = io.StringIO()
+    compare_table(run, file=buf)
+    return buf.getvalue()
+
+
+def report_files(run: CompareRun, plots: dict) -> dict:
+    return {}

@@ -22,7 +22,7 @@ STATUS_ORDER = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "na
 FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
 #: Why an element failed, one word each (README "What the numbers mean"):
 CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
-          "clipping", "rounding")
+          "clipping", "rounding", "nan_hidden")
 
 
 def jnum(v):

@@ -72,18 +72,29 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto"):
+def _tier_reference(tier: int, specials):
+    """The reference function of a tier, with masks and infinities split off (masks.py)."""
+    from . import masks
+
+    if tier == MP_TIER:
+        return lambda fmt, x, target: masks.reference(mp_reference, fmt, x, target, specials)
+    return lambda fmt, x, target: masks.reference(
+        lambda f, xs, ts: fast_reference(f, xs, ts, tier=tier), fmt, x, target, specials)
+
+
+def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto", specials=None):
     """Reference for every function; returns (dict of RefData, tier per row).
 
     Tiers: 0 = float64 fast path, then long double (where wider), then MP_TIER =
     mpmath. Every row ends at the first tier whose bound decides its rounding.
+    ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read.
     """
     B = x.shape[0]
     if mode == "mpmath" or not fast_supported(fmt):
-        return mp_reference(fmt, x, target), np.full(B, MP_TIER, dtype=np.int8)
-    ref = fast_reference(fmt, x, target)
+        return _tier_reference(MP_TIER, specials)(fmt, x, target), np.full(B, MP_TIER, dtype=np.int8)
+    ref = _tier_reference(0, specials)(fmt, x, target)
     tier = np.zeros(B, dtype=np.int8)
-    _decide(fmt, x, target, ref, tier)
+    _decide(fmt, x, target, ref, tier, specials)
     return ref, tier
 
 
@@ -95,7 +106,7 @@ def _undecided(ref) -> np.ndarray:
     return bad
 
 
-def _bump(fmt, x, target, ref, tier, rows_mask) -> bool:
+def _bump(fmt, x, target, ref, tier, rows_mask, specials=None) -> bool:
     """Recompute the given rows one tier up; False when none could move."""
     rows = np.nonzero(rows_mask & (tier < MP_TIER))[0]
     if not rows.size:
@@ -103,17 +114,22 @@ def _bump(fmt, x, target, ref, tier, rows_mask) -> bool:
     for t in np.unique(tier[rows]):
         sel = rows[tier[rows] == t]
         nxt = int(t) + 1
-        new = (mp_reference(fmt, x[sel], target[sel]) if nxt == MP_TIER
-               else fast_reference(fmt, x[sel], target[sel], tier=nxt))
+        new = _tier_reference(nxt, specials)(fmt, x[sel], target[sel])
         for f in ref:
             ref[f].put(sel, new[f])
         tier[sel] = nxt
     return True
 
 
-def _decide(fmt, x, target, ref, tier) -> None:
-    while _bump(fmt, x, target, ref, tier, _undecided(ref)):
+def _decide(fmt, x, target, ref, tier, specials=None) -> None:
+    while _bump(fmt, x, target, ref, tier, _undecided(ref), specials):
         pass
+
+
+def _default_specials():
+    from .masks import DEFAULT
+
+    return DEFAULT
 
 
 def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
@@ -134,7 +150,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
     return y, out.root, flags
 
 
-def _settle_exactly(fmt, x, target, ref, open_) -> None:
+def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
     """Figures whose bounds straddle a quantization step at the last tier: decided exactly.
 
     Sets each outcome's ``exact`` (and ``big`` for figures beyond float64's range); an
@@ -154,7 +170,14 @@ def _settle_exactly(fmt, x, target, ref, open_) -> None:
         for b in np.unique(idx[:, 0]):
             sel = [tuple(i) for i in idx[idx[:, 0] == b]]
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
-            for i, fig in zip(sel, exact_figures(fmt, x[b], int(target[b]), f, items)):
+            xb, tb = x[b], int(target[b])
+            if not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
+                from .masks import compact_row
+
+                xb, tb, cols = compact_row(xb, tb, specials or _default_specials())
+                pos = {int(c): i for i, c in enumerate(cols)}
+                items = [(pos[j] if len(sel[0]) > 1 else 0, v) for j, v in items]
+            for i, fig in zip(sel, exact_figures(fmt, xb, tb, f, items)):
                 if fig is None:
                     ref[f].determined[i] = False
                     continue
@@ -194,10 +217,11 @@ class ImplOutcome:
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
-             ref=None, on_error: str = "raise", verify: int = 0):
+             ref=None, on_error: str = "raise", verify: int = 0, specials=None):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
+    ``specials`` (masks.Specials): how -inf (masks), +inf and NaN inputs are read.
     Returns (list of ImplOutcome, reference dict, reference tier per row).
     """
     B = x.shape[0]
@@ -222,7 +246,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             o.error = str(exc)
         outs.append(o)
     if ref is None:
-        ref, tier = reference(fmt, x, target, mode)
+        ref, tier = reference(fmt, x, target, mode, specials)
     else:
         ref, tier = ref
     while True:
@@ -235,11 +259,11 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             o.ulp, o.rel, o.status, settled = element_metrics(fmt, o.impl.function, o.y, r, tolerance)
             open_.append((o, ~settled))
             unsettled |= ~(settled if settled.ndim == 1 else settled.all(axis=-1))
-        if not _bump(fmt, x, target, ref, tier, unsettled):
+        if not _bump(fmt, x, target, ref, tier, unsettled, specials):
             break
-        _decide(fmt, x, target, ref, tier)
+        _decide(fmt, x, target, ref, tier, specials)
     if any(m.any() for _, m in open_):
-        _settle_exactly(fmt, x, target, ref, open_)
+        _settle_exactly(fmt, x, target, ref, open_, specials)
         for o, _ in open_:
             o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
                                                          tolerance, exact=o.exact)
@@ -249,7 +273,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     if verify:
         from .reference import verify_rows
 
-        rows = np.random.default_rng(B).choice(B, size=min(verify, B), replace=False)
+        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]  # rows without masks or infinities
+        rows = clean[np.random.default_rng(B).choice(clean.size, size=min(verify, clean.size), replace=False)]
         bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
                           [o for o in outs if o.error is None])
         if bad:
@@ -265,13 +290,14 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
     f = o.impl.function
     r = ref[f]
     if o.impl.builtin:
-        st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance)
+        st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance,
+                                   exact_special=np.isinf(r.ulp))
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
             codes, o.events = attribute(o.impl, fmt, xc, acc, target, rows)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
-        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance)
+        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))
     o.status, o.cause = st, cause
 
 
@@ -600,15 +626,23 @@ def run_thresholds(dtypes=None, n: int = 1000) -> dict:
 
 
 # ------------------------------------------------------------------ inspect
-INSPECT_SCHEMA = "numstab.inspect/2"
+INSPECT_SCHEMA = "numstab.inspect/3"
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
-                tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/1)."""
+                tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
+                top: int = 5) -> dict:
+    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/3).
+
+    ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
+    ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read; ``top``: how many
+    of the worst rows a batch names.
+    """
+    from . import masks
     from .causes import cause_name, verdict
-    from .inputs import load_targets, load_vectors, parse_values, round_inputs
+    from .inputs import load_input, load_targets, parse_values, round_inputs
+    from .locate import worst
     from .reference import exact_strings
     from .reference import thresholds as exact_thresholds
 
@@ -617,7 +651,17 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     if (values is None or len(values) == 0) == (input_file is None):
         raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
                          "or --input FILE, not both and not neither")
-    x0 = load_vectors(input_file) if input_file is not None else parse_values(values)
+    specials = specials or masks.DEFAULT
+    if top < 0:
+        raise UsageError("--top must be >= 0")
+    src = None
+    if input_file is not None:
+        x0, src = load_input(input_file, key, axis)
+    else:
+        if key is not None or axis is not None:
+            raise UsageError("--key and --axis apply to --input FILE")
+        x0 = parse_values(values)
+    masks.check_function(function, x0)
     B, n = x0.shape
     tg = load_targets(target, targets_file, B, n, required=function == "cross_entropy")
     chosen = select_impls([function], impls)
@@ -631,9 +675,10 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         x = round_inputs(fmt, x0)
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
-        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups)
+        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups, specials=specials)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        ex = exact_strings(fmt, x[0], int(tg[0]))[function] if B == 1 else None
+        ex = (masks.exact_strings(exact_strings, fmt, x[0], int(tg[0]), specials)[function]
+              if B == 1 else None)
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
             names = [cause_name(int(c)) for c in np.atleast_1d(o.cause[0])] if B == 1 else None
@@ -653,7 +698,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
                     **({"target": int(tg[0])} if function == "cross_entropy" else {}),
-                    "inputs": [float(v) for v in x[0]],
+                    "inputs": [jnum(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
                     "reference": ex,
                     "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
@@ -669,6 +714,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                                        flags, events, tolerance, o.inferred,
                                        tg[0] if function == "cross_entropy" else None),
                     **({"scalar": True} if scalar else {}),
+                    **_masked_row_note(function, x[0], yy),
                 })
             else:
                 summ = summarize(o, slice(0, B))
@@ -680,7 +726,30 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "vectors_failing": int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1))),
                     "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
+                    **({"shape": list(src.shape), "axis": src.axis} if src is not None else {}),
+                    **_masked_rows_returned(function, x, o.y),
+                    "worst": worst(o, x, tg, fmt, top, src, specials),
                 })
     if len(results) == 1:
         return results[0]
     return {"schema": INSPECT_SCHEMA, "results": results}
+
+
+def _masked_row_note(function: str, x_row, y) -> dict:
+    """For a fully masked vector: what the implementation returned (nan, zeros, uniform, other)."""
+    from .masks import returned_kind
+
+    if not (np.asarray(x_row) == -np.inf).all() or function not in ("softmax", "log_softmax"):
+        return {}
+    return {"masked_row_returned": returned_kind(y, function)}
+
+
+def _masked_rows_returned(function: str, x, y) -> dict:
+    """For a batch: how many fully masked rows came out as nan, zeros, uniform or other."""
+    from .masks import returned_kind
+
+    rows = np.nonzero((x == -np.inf).all(axis=1))[0]
+    if not rows.size or function not in ("softmax", "log_softmax"):
+        return {}
+    kinds = [returned_kind(y[r], function) for r in rows]
+    return {"masked_rows_returned": {k: kinds.count(k) for k in ("nan", "zeros", "uniform", "other")}}

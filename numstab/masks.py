@@ -175,7 +175,7 @@ def plan(x: np.ndarray, target: np.ndarray, specials: Specials | None = DEFAULT)
 
 def _special_ref(shape, value):
     """RefData fields for an exact value that is 0, +-inf or NaN."""
-    from .reference import RefData
+    from .results import RefData
 
     v = np.full(shape, value, dtype=np.float64)
     ulp = np.full(shape, np.inf)
@@ -186,7 +186,7 @@ def _special_ref(shape, value):
 
 def _zero_ref(fmt, shape):
     """RefData of an exact 0: a number of the format, so it keeps its ulp (the smallest subnormal)."""
-    from .reference import RefData
+    from .results import RefData
 
     z = np.zeros(shape)
     return RefData(z.copy(), np.full(shape, fmt.smallest_subnormal), z.copy(), z.copy(),
@@ -203,23 +203,32 @@ def _put(dst, index, src) -> None:
         getattr(dst, k)[index] = getattr(src, k)
 
 
-def reference(compute, fmt, x: np.ndarray, target: np.ndarray, specials: Specials = DEFAULT,
+def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEFAULT,
               functions=None) -> dict:
     """The exact reference of a batch that may hold -inf, +inf or NaN.
 
-    ``compute(fmt, x, target)`` is the reference of finite vectors (dict of RefData);
-    rows without a non-finite entry go to it unchanged, the others as their compacted
-    finite vectors (grouped by length), with the limit values put back around them.
+    ``compute(fmt, x, args)`` is the reference of finite vectors (dict of RefData; ``args``
+    the batch's extra arguments, functions.as_args); rows without a non-finite entry go to
+    it unchanged, the others as their compacted finite vectors (grouped by length), with
+    the limit values put back around them. ``functions``: the names needed (default: every
+    function of :data:`RULES`).
     """
+    from .functions import as_args
+
     x = np.asarray(x, dtype=np.float64)
-    target = np.asarray(target)
     if np.isfinite(x).all():
-        return compute(fmt, x, target)
-    functions = list(functions or RULES)
+        return compute(fmt, x, args)
+    args = as_args(args)
+    functions = list(functions or [f for f, r in RULES.items()
+                                   if r.target_dropped is None or "target" in args])
     for f in functions:
         if f not in RULES:
-            raise UsageError(f"numstab knows the exact value of {f} for finite inputs only")
+            raise UsageError(f"non-finite inputs: numstab knows the exact value of {f} for finite "
+                             f"inputs only (masks and infinities: {', '.join(RULES)})")
+    if set(args) - {"target"}:
+        raise UsageError("non-finite inputs: only functions with a target index or none are supported")
     B, n = x.shape
+    target = np.asarray(args["target"]) if "target" in args else np.zeros(B, dtype=np.int64)
     p = plan(x, target, specials)
     out = {}
     for f in functions:
@@ -235,7 +244,7 @@ def reference(compute, fmt, x: np.ndarray, target: np.ndarray, specials: Special
         hit = cols == tg[:, None]
         has_t = hit.any(axis=1)
         tc = np.where(has_t, np.argmax(hit, axis=1), 0)
-        sub = compute(fmt, xs, tc)
+        sub = compute(fmt, xs, {"target": tc} if "target" in args else {})
         for f in functions:
             rule = RULES[f]
             if rule.per_element:
@@ -279,14 +288,14 @@ def exact_strings(strings_of, fmt, x_row, target: int, specials: Specials = DEFA
     """reference.exact_strings (``strings_of``) of a row that may hold non-finite entries."""
     x_row = np.asarray(x_row, dtype=np.float64)
     if np.isfinite(x_row).all():
-        return strings_of(fmt, x_row, target, digits)
+        return strings_of(fmt, x_row, target, digits, functions=functions)
     n = x_row.size
     p = plan(x_row[None, :], np.array([target]), specials)
     cols, sub = np.array([], dtype=np.int64), None
     if p.computed[0]:
         cols = np.nonzero(p.keep[0])[0]
         hit = np.nonzero(cols == target)[0]
-        sub = strings_of(fmt, p.values[0, cols], int(hit[0]) if hit.size else 0, digits)
+        sub = strings_of(fmt, p.values[0, cols], int(hit[0]) if hit.size else 0, digits, functions=functions)
     out = {}
     for f in functions or RULES:
         rule = RULES[f]

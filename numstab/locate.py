@@ -22,7 +22,7 @@ VECTOR_SHOWN = 8
 
 def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=None,
           exact: bool = True) -> list[dict]:
-    """The K worst rows of an outcome (runner.ImplOutcome over the (B, n) batch x).
+    """The K worst rows of an outcome (engine.ImplOutcome over the (B, n) batch x).
 
     ``src``: the inputs.InputArray the rows come from (for N-D indices; None: row numbers).
     """

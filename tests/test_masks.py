@@ -10,11 +10,11 @@ import mpmath
 import numpy as np
 import pytest
 
+from numstab.engine import evaluate
 from numstab.formats import FORMATS
 from numstab.functions import REGISTRY, Impl
 from numstab.masks import Specials
 from numstab.metrics import STATUSES
-from numstab.runner import evaluate
 
 INF = math.inf
 F16, F32 = FORMATS["float16"], FORMATS["float32"]

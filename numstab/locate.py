@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .causes import cause_name
-from .metrics import STATUSES
-from .results import jnum
+from .results import STATUSES, jnum
 
 #: Values of the vector shown with each entry (the first ones).
 VECTOR_SHOWN = 8

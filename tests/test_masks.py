@@ -14,7 +14,7 @@ from numstab.engine import evaluate
 from numstab.formats import FORMATS
 from numstab.functions import REGISTRY, Impl
 from numstab.masks import Specials
-from numstab.metrics import STATUSES
+from numstab.results import STATUSES
 
 INF = math.inf
 F16, F32 = FORMATS["float16"], FORMATS["float32"]

@@ -20,21 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .adapters import library_impl, load_callable, user_impl
+from .adapters import load_callable, user_impl
 from .errors import UsageError, unknown_name
 from .formats import get_format
 from .grids import cells as grid_cells
 from .grids import make_grid, stack
 from .kernels import ACCUMULATE, SCALAR_FUNCTIONS, Impl, get_function, get_impl
+from .libraries import library_impls
 from .metrics import DEFAULT_TOLERANCE, STATUSES, quantize
 from .results import STATUS_KEYS, jnum
 from .validate import FAIL_ON_CHOICES  # noqa: F401 - re-exported
 
-AUDIT_SCHEMA = "numstab.audit/2"
+AUDIT_SCHEMA = "numstab.audit/3"  # /3: each result names its library; meta lists them
 DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero")
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
-               "sizes", "trials", "seed", "name", "timeout")
+               "sizes", "trials", "seed", "name", "timeout", "device")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class AuditSpec:
     grid: tuple = ()  # ((key, value), ...) for make_grid
     name: str = ""
     timeout: float | None = None  # seconds each implementation may take (None: no limit)
+    device: str = "cpu"  # where library implementations run (cpu, cuda)
 
     def limit_for(self, dtype: str):
         lim = dict(self.max_ulp)
@@ -75,10 +77,12 @@ class AuditResult:
     causes: tuple = ()  # ((cause, failing elements), ...)
     cause_inferred: bool = False
     zeros: int = 0  # outputs that are 0 or the log of 0 where the exact value is not
+    library: tuple = ()  # ((key, value), ...): name, version, device... of a library's implementation
 
     def to_dict(self) -> dict:
         return {
             "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
+            "library": dict(self.library) or None,
             "counts": dict(self.counts), "causes": dict(self.causes), "cause_inferred": self.cause_inferred,
             "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),
             "median_ulp": jnum(self.median_ulp), "passed": self.passed,
@@ -90,6 +94,7 @@ class AuditResult:
 class AuditReport:
     results: tuple
     meta: dict = field(default_factory=dict)
+    notes: tuple = ()  # lines for the reader: (implementation, format) pairs left out, and why
 
     @property
     def passed(self) -> bool:
@@ -154,7 +159,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
-    for k in ("function", "accumulate", "name"):
+    for k in ("function", "accumulate", "name", "device"):
         if k in d and not isinstance(d[k], str):
             raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
     for k in ("trials", "seed"):
@@ -184,6 +189,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             grid=tuple((k, str(v) if k in ("offsets", "spreads", "sizes") else v) for k, v in grid),
             name=str(d.get("name", "")),
             timeout=validate.timeout(d.get("timeout"), f"{where} 'timeout'"),
+            device=str(d.get("device", "cpu")),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -191,7 +197,8 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
 
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
-              targets=None, target=None, grid=(), name="", timeout=None) -> AuditSpec:
+              targets=None, target=None, grid=(), name="", timeout=None, device="cpu") -> AuditSpec:
+    from . import libraries as libraries_mod
     from . import validate
 
     function = get_function(function)
@@ -204,6 +211,9 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         raise unknown_name("accumulation model", accumulate, ACCUMULATE)
     for i in impls:
         get_impl(function, i)
+    for lib in libraries:
+        libraries_mod.get(lib)
+    libraries_mod.check_device(device or "cpu")
     for d in dtypes or ():
         get_format(d)
     if not (impls or callables or libraries):
@@ -214,7 +224,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         max_ulp=parse_max_ulp(max_ulp),
         fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
         accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
-        target=target, grid=tuple(grid), name=name, timeout=timeout,
+        target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
     )
 
 
@@ -274,11 +284,17 @@ def _impls_of(spec: AuditSpec) -> list[Impl]:
             name, fn = c, load_callable(c)
         out.append(user_impl(spec.function, fn, name, timeout=spec.timeout))
     for lib in spec.libraries:
-        impl = library_impl(lib, spec.function, timeout=spec.timeout)
-        if impl is None:
+        impls = library_impls(lib, spec.function, timeout=spec.timeout, device=spec.device)
+        if not impls:
             raise UsageError(f"--library {lib} has no {spec.function}")
-        out.append(impl)
+        out.extend(impls)
     return out
+
+
+def _runs_in(impl: Impl, dtype: str) -> bool:
+    """Whether the implementation has a kernel for the format (libraries say which they have)."""
+    dtypes = getattr(impl, "dtypes", None)
+    return dtypes is None or dtype in dtypes
 
 
 def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
@@ -310,11 +326,24 @@ def run_audit(specs, argv=None) -> AuditReport:
     from . import __version__
     from .runner import evaluate, library_versions
 
-    results = []
+    results, notes, skipped, libs = [], [], [], {}
     for spec in specs:
-        impls = _impls_of(spec)
+        all_impls = _impls_of(spec)
+        for impl in all_impls:
+            if getattr(impl, "library", ()):
+                info = dict(impl.library)
+                libs[info["name"]] = info
+        ran = False
         for dt in spec.dtypes:
             fmt = get_format(dt)
+            impls = [i for i in all_impls if _runs_in(i, fmt.name)]
+            for i in all_impls:
+                if i not in impls:
+                    skipped.append({"impl": i.name, "dtype": fmt.name})
+                    notes.append(f"{i.name} has no {fmt.name} kernel: left out of the {fmt.name} audit")
+            if not impls:
+                continue
+            ran = True
             batches = _inputs(spec, fmt, len(impls))
             acc: dict = {}
             for x, t in batches:
@@ -324,12 +353,17 @@ def run_audit(specs, argv=None) -> AuditReport:
                     acc.setdefault(o.impl.name, []).append((o, x, t, ref))
             for impl in impls:
                 results.append(_judge(spec, fmt, impl, acc[impl.name]))
+        if not ran:
+            raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
+                             f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
+                             f"{', '.join(spec.dtypes)}")
     meta = {"version": __version__, "argv": list(argv) if argv is not None else None,
             "audits": [{"function": s.function, "accumulate": s.accumulate, "tolerance": jnum(s.tolerance),
                         "fail_on": list(s.fail_on), "max_ulp": dict(s.max_ulp), "grid": dict(s.grid),
-                        "input": s.input} for s in specs],
+                        "input": s.input, "device": s.device} for s in specs],
+            "libraries": libs, "skipped": skipped,
             **library_versions()}
-    return AuditReport(tuple(results), meta)
+    return AuditReport(tuple(results), meta, tuple(notes))
 
 
 def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
@@ -347,7 +381,8 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     counts = {k: 0 for k in STATUS_KEYS}
     if errors:
         return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
-                           False, (f"error: {errors[0]}",), None, spec.name)
+                           False, (f"error: {errors[0]}",), None, spec.name,
+                           library=getattr(impl, "library", ()))
     ulps, causes, zeros = [], {}, 0
     for o, _x, _t, ref in parts:
         for code, cnt in zip(*np.unique(o.status, return_counts=True)):
@@ -378,7 +413,8 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     inferred = any(o.inferred for o, *_ in parts)
     return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), max_u, med_u,
                        not reasons, tuple(reasons), first, spec.name,
-                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros)
+                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros,
+                       getattr(impl, "library", ()))
 
 
 def _first_failure(spec, fmt, parts, limit):

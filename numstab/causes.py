@@ -106,7 +106,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
         xmax = np.max(x, axis=-1)
         L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
         exp_ovf = xmax >= lnmax
-        sum_ovf = ~exp_ovf & ~(np.abs(L) < lnmax)
+        sum_ovf = ~exp_ovf & ~(L < lnmax)  # the sum of exp(x) overflows (a very negative L does not)
         all_unf = xmax <= ln_unf
     shape = status.shape
     per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
@@ -116,6 +116,14 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
     nan = np.isnan(y)
     cause[nan] = np.where(ovf_code[nan] != 0, ovf_code[nan], np.where(all_unf[nan], C_UNDERFLOW, INVALID))
     zero, inf = wrong_special(y, rounded)
+    if function in ("log_softmax", "cross_entropy"):
+        # an output of exactly 0 here is log(1): the other terms vanished beside the largest
+        # (absorbed) or logsumexp(x) - x[target] cancelled -- never a flush to zero or an
+        # overflow, which give -inf, inf or NaN, whatever the inputs' range
+        logged = zero & ~nan & (status != UNDETERMINED)
+        status[logged] = np.where(ulp[logged] > tolerance, INACCURATE, OK)
+        cause[logged] = CODE["absorption"] if function == "log_softmax" else CODE["cancellation"]
+        zero = zero & ~logged
     with np.errstate(all="ignore"):
         tiny_exact = np.abs(rounded) < fmt.tiny
         if function == "log_softmax":

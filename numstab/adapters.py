@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Terminated, UsageError
-from .kernels import Impl
+from .functions import Impl
+from .functions import get as get_function
 
 
 @contextlib.contextmanager
@@ -253,6 +254,6 @@ def isolate(fn, name: str, timeout=None, readonly: bool = True):
 
 def user_impl(function: str, fn, name: str, timeout=None) -> Impl:
     safe = isolate(fn, name, timeout)
-    if function == "cross_entropy":
+    if get_function(function).takes:
         return Impl(function, name, lambda x, acc, target: safe(x, target), f"user callable {name}")
     return Impl(function, name, lambda x, acc: safe(x), f"user callable {name}")

@@ -17,12 +17,15 @@ import numpy as np
 from . import __version__
 from .errors import NumstabError, UsageError, unknown_name
 from .formats import DEFAULT_DTYPES, Format, get_format
+from .functions import FUNCTIONS, REGISTRY, Impl, as_args
+from .functions import get as get_function
 from .grids import GridSpec, make_grid, stack
 from .grids import cells as grid_cells
-from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
 from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, element_metrics, quantize
-from .reference import MP_TIER, fast_reference, fast_supported, mp_reference
+from .reference import compute_reference, fast_supported
+from .reference.escalation import bump, decide
 from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, jnum
+from .steps import ACC_MODELS as ACCUMULATE
 
 REFERENCE_MODES = ("auto", "mpmath")
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
@@ -55,7 +58,7 @@ def capture_flags():
 
 def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, tuple]:
     """Run one implementation on x (target dtype); (outputs as float64, sorted flags)."""
-    expected = x.shape[:-1] if impl.function in SCALAR_FUNCTIONS else x.shape
+    expected = impl.record.output_shape(x.shape)
     with capture_flags() as seen:
         try:
             y = impl(x, acc, target)
@@ -72,50 +75,6 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto"):
-    """Reference for every function; returns (dict of RefData, tier per row).
-
-    Tiers: 0 = float64 fast path, then long double (where wider), then MP_TIER =
-    mpmath. Every row ends at the first tier whose bound decides its rounding.
-    """
-    B = x.shape[0]
-    if mode == "mpmath" or not fast_supported(fmt):
-        return mp_reference(fmt, x, target), np.full(B, MP_TIER, dtype=np.int8)
-    ref = fast_reference(fmt, x, target)
-    tier = np.zeros(B, dtype=np.int8)
-    _decide(fmt, x, target, ref, tier)
-    return ref, tier
-
-
-def _undecided(ref) -> np.ndarray:
-    bad = None
-    for r in ref.values():
-        dec = r.decided if r.decided.ndim == 1 else r.decided.all(axis=-1)
-        bad = ~dec if bad is None else bad | ~dec
-    return bad
-
-
-def _bump(fmt, x, target, ref, tier, rows_mask) -> bool:
-    """Recompute the given rows one tier up; False when none could move."""
-    rows = np.nonzero(rows_mask & (tier < MP_TIER))[0]
-    if not rows.size:
-        return False
-    for t in np.unique(tier[rows]):
-        sel = rows[tier[rows] == t]
-        nxt = int(t) + 1
-        new = (mp_reference(fmt, x[sel], target[sel]) if nxt == MP_TIER
-               else fast_reference(fmt, x[sel], target[sel], tier=nxt))
-        for f in ref:
-            ref[f].put(sel, new[f])
-        tier[sel] = nxt
-    return True
-
-
-def _decide(fmt, x, target, ref, tier) -> None:
-    while _bump(fmt, x, target, ref, tier, _undecided(ref)):
-        pass
-
-
 def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
     """Run a built-in kernel step by step over the whole batch.
 
@@ -125,7 +84,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
 
     tr = Tracer(fmt, x.shape[0])
     with np.errstate(all="ignore"):
-        out = impl.run(x, acc, target, tr)
+        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr)
         y = out.v.astype(np.float64)
     flags = []
     for g in groups:
@@ -142,7 +101,7 @@ def _settle_exactly(fmt, x, target, ref, open_) -> None:
     """
     from decimal import Decimal
 
-    from .reference import exact_figures
+    from .reference import exact_figures, row_args
 
     for o, mask in open_:
         if not mask.any():
@@ -154,7 +113,7 @@ def _settle_exactly(fmt, x, target, ref, open_) -> None:
         for b in np.unique(idx[:, 0]):
             sel = [tuple(i) for i in idx[idx[:, 0] == b]]
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
-            for i, fig in zip(sel, exact_figures(fmt, x[b], int(target[b]), f, items)):
+            for i, fig in zip(sel, exact_figures(fmt, x[b], row_args(target, b), f, items)):
                 if fig is None:
                     ref[f].determined[i] = False
                     continue
@@ -211,8 +170,9 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             if impl.builtin:
                 o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups)
             else:
+                arg = impl.record.arg(as_args(target))
                 for g in groups:
-                    y, fl = run_impl(impl, xc[g], acc, target[g])
+                    y, fl = run_impl(impl, xc[g], acc, None if arg is None else arg[g])
                     ys.append(y)
                     o.flags.append(fl)
                 o.y = np.concatenate(ys, axis=0)
@@ -222,7 +182,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             o.error = str(exc)
         outs.append(o)
     if ref is None:
-        ref, tier = reference(fmt, x, target, mode)
+        ref, tier = compute_reference(fmt, x, target, mode,
+                                      functions=list(dict.fromkeys(i.function for i in impls)))
     else:
         ref, tier = ref
     while True:
@@ -235,9 +196,9 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             o.ulp, o.rel, o.status, settled = element_metrics(fmt, o.impl.function, o.y, r, tolerance)
             open_.append((o, ~settled))
             unsettled |= ~(settled if settled.ndim == 1 else settled.all(axis=-1))
-        if not _bump(fmt, x, target, ref, tier, unsettled):
+        if not bump(fmt, x, target, ref, tier, unsettled):
             break
-        _decide(fmt, x, target, ref, tier)
+        decide(fmt, x, target, ref, tier)
     if any(m.any() for _, m in open_):
         _settle_exactly(fmt, x, target, ref, open_)
         for o, _ in open_:
@@ -268,7 +229,7 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
         st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance)
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
-            codes, o.events = attribute(o.impl, fmt, xc, acc, target, rows)
+            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
         st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance)
@@ -340,7 +301,7 @@ def _big_summary(o: ImplOutcome, rows, known_u, out: dict) -> None:
 
 
 def select_impls(functions=None, impl_names=None) -> list[Impl]:
-    functions = list(dict.fromkeys(get_function(f) for f in (functions or FUNCTIONS)))
+    functions = list(dict.fromkeys(get_function(f).name for f in (functions or FUNCTIONS)))
     chosen = []
     names = list(impl_names or [])
     all_names = sorted({n for f in FUNCTIONS for n in REGISTRY[f]})
@@ -612,14 +573,15 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     from .reference import exact_strings
     from .reference import thresholds as exact_thresholds
 
-    function = get_function(function)
+    rec = get_function(function)
+    function = rec.name
     check_choice("accumulation model", accumulate, ACCUMULATE)
     if (values is None or len(values) == 0) == (input_file is None):
         raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
                          "or --input FILE, not both and not neither")
     x0 = load_vectors(input_file) if input_file is not None else parse_values(values)
     B, n = x0.shape
-    tg = load_targets(target, targets_file, B, n, required=function == "cross_entropy")
+    tg = load_targets(target, targets_file, B, n, required=rec.takes == "target")
     chosen = select_impls([function], impls)
     from .limits import inspect_bytes, require  # refuse before the work what cannot fit
 
@@ -633,13 +595,13 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
         outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        ex = exact_strings(fmt, x[0], int(tg[0]))[function] if B == 1 else None
+        ex = exact_strings(fmt, x[0], int(tg[0]), functions=[function])[function] if B == 1 else None
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
             names = [cause_name(int(c)) for c in np.atleast_1d(o.cause[0])] if B == 1 else None
             if B == 1:
                 y, st, u = o.y[0], o.status[0], o.ulp[0]
-                scalar = function in SCALAR_FUNCTIONS
+                scalar = rec.per_vector
                 yy = np.atleast_1d(y)
                 events = o.events[0][1] if o.events else []  # the attribution pass's, if it ran
                 if o.impl.builtin and not o.events:  # trace the vector step by step for the verdict's words
@@ -647,12 +609,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
                     tr = Tracer(fmt, 1, attribute=True)
                     with np.errstate(all="ignore"):
-                        o.impl.run(fmt.cast(x[:1]), accumulate, tg[:1], tr)
+                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(as_args(tg[:1])), tr)
                     events = tr.events
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
-                    **({"target": int(tg[0])} if function == "cross_entropy" else {}),
+                    **({"target": int(tg[0])} if rec.takes == "target" else {}),
                     "inputs": [float(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
                     "reference": ex,
@@ -667,7 +629,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "flags": list(flags),
                     "verdict": verdict(fmt, th, function, o.impl.name, x[0], yy, st, o.cause[0], u,
                                        flags, events, tolerance, o.inferred,
-                                       tg[0] if function == "cross_entropy" else None),
+                                       tg[0] if rec.takes == "target" else None),
                     **({"scalar": True} if scalar else {}),
                 })
             else:

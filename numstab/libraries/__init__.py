@@ -26,7 +26,8 @@ import numpy as np
 
 from ..adapters import isolate
 from ..errors import NumstabError, UsageError, unknown_name
-from ..kernels import Impl
+from ..functions import Impl
+from ..functions import get as get_function
 
 #: Where a library runs: the CPU, or the first CUDA device (torch and jax).
 DEVICES = ("cpu", "cuda")
@@ -163,8 +164,8 @@ def _without_arg(safe):
 
 
 def _takes(function: str) -> bool:
-    """Whether the function takes an extra argument besides x (cross_entropy's target)."""
-    return function == "cross_entropy"
+    """Whether the function takes an extra argument besides x (cross_entropy's target...)."""
+    return get_function(function).takes is not None
 
 
 def _rounded(call):

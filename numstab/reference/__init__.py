@@ -1,131 +1,86 @@
 """Exact reference values: mpmath is the authority, a proven float64 bound the fast path.
 
-For a vector x (already rounded to the target format, so exact in float64) with
-m = max(x), k its first argmax and t = sum_{i != k} exp(x_i - m):
+Each function's record (numstab.functions) names its formula module here,
+``numstab/reference/<name>.py``, which computes every function of its family at once:
 
-    logsumexp     L   = m + log1p(t)
-    log_softmax_i     = (x_i - m) - log1p(t)      (two non-positive terms)
-    softmax_i         = exp(log_softmax_i)
-    cross_entropy     = log1p(t) - (x_target - m) (two non-negative terms)
+* ``FUNCTIONS``: the names it computes;
+* ``fast_block(fmt, x, args) -> {name: RefData}``: x (B, n) in the working type of a fast
+  tier (float64, then long double); each value with a proven error bound, through
+  :func:`core.from_interval`, which marks ``decided`` False where the bound does not fix
+  the rounded value;
+* ``enclose(x_row, args_row, prec, fmt_p) -> {name: [(lo, hi, lo_dec, hi_dec), ...]}``:
+  rigorous enclosures of every value of one vector as raw mpf (mpmath directed
+  rounding), one per output element (one for a per-vector output), shrinking as
+  ``prec`` grows (see softmax.py's ``enclose``);
+* optionally ``exact_raw(x_row, args_row, prec)``: nearest values without a bound.
 
-These forms never cancel (except L itself near 0), so one reference per input
-vector serves every function and implementation.
+``args``: the batch's extra arguments, ``{kind: array}`` (functions.as_args); ``args_row``
+one vector's. This package owns the tiers and their escalation: fast float64, long
+double where wider, then mpmath per vector with precision doubling.
 
-Each reference value r is stored as what the metrics need, in float64:
-``rounded`` (r rounded to the format), ``ulp`` (ulp_F(r)), the interval
-``[dlo, dhi]`` holding (r - rounded) / ulp, and ``[alo, ahi]`` holding |r|.
-The mpmath path gives a point (dlo == dhi); the fast float64 path gives an
-interval from a rigorous error bound, and ``decided`` is False wherever that
-interval does not fix the rounded value: those vectors are recomputed with
-mpmath. mpmath is imported only in this module.
+Each reference value r is stored as what the metrics need, in float64
+(results.RefData): ``rounded`` (r rounded to the format), ``ulp`` (ulp_F(r)), the
+interval ``[dlo, dhi]`` holding (r - rounded) / ulp, and ``[qlo, qhi]`` holding
+ulp / |r|. The mpmath path gives a point (dlo == dhi); the fast path an interval
+from a rigorous error bound, and ``decided`` is False wherever that interval does
+not fix the rounded value: those vectors are recomputed a tier up. mpmath is
+imported only in this package.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from .formats import Format
-from .kernels import FUNCTIONS
+from .. import functions as _functions
+from ..formats import Format
+from ..results import RefData
+from .core import TINY, _mp, from_interval, mag, strict  # noqa: F401  (the formula modules' tools)
+
+_mag = mag
+_from_interval = from_interval
 
 #: Working precisions tried by the escalation (bits), in order.
 START_PREC = 64
 MAX_PREC = 1 << 14
 
-TINY = 1e-300  # absolute slack covering float64 underflow of negligible terms
+
+def family(name: str):
+    """The formula module ``numstab.reference.<name>``."""
+    return importlib.import_module(f"{__name__}.{name}")
 
 
-@dataclass
-class RefData:
-    """Reference for one function over a batch: arrays of shape (B, n) or (B,)."""
+def families(functions=None, args=None) -> list:
+    """The formula modules that compute ``functions`` (names; default: every registered
+    function whose extra argument ``args`` holds), in registry order, each once."""
+    if functions is None:
+        have = _functions.as_args(args)
+        functions = [f.name for f in _functions.FUNCTIONS.values() if f.takes is None or f.takes in have]
+    return [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
 
-    rounded: np.ndarray
-    ulp: np.ndarray
-    dlo: np.ndarray
-    dhi: np.ndarray
-    qlo: np.ndarray  # bounds of ulp / |r| (inf for r = 0): relative error = ULP error * q
-    qhi: np.ndarray
-    decided: np.ndarray  # bool: the interval fixes the rounded value and the ulp
-    determined: np.ndarray  # bool: False where mpmath could not settle the value
 
-    def put(self, rows, other: RefData) -> None:
-        for f in self.__dataclass_fields__:
-            getattr(self, f)[rows] = getattr(other, f)
+def row_args(args, b: int) -> dict:
+    """One vector's extra arguments."""
+    return {k: v[b] for k, v in _functions.as_args(args).items()}
+
+
+def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None) -> dict[str, list]:
+    """Every value of one vector's families (default: all that its arguments allow), enclosed."""
+    args_row = _functions.as_args(args_row) if not isinstance(args_row, (int, np.integer)) \
+        else {"target": args_row}
+    out = {}
+    for fam in fams or families(args=args_row):
+        out.update(fam.enclose(x_row, args_row, prec, fmt_p))
+    return out
 
 
 # ---------------------------------------------------------------- fast path
 def fast_supported(fmt: Format) -> bool:
     """float64 bounds decide the rounding only for formats much narrower than float64."""
     return fmt.p <= 24
-
-
-def _down(v: np.ndarray) -> np.ndarray:
-    """float64 <= v (v in a wider float type): outward rounding of a lower bound."""
-    r = v.astype(np.float64)
-    return np.where(r > v, np.nextafter(r, -np.inf), r)
-
-
-def _up(v: np.ndarray) -> np.ndarray:
-    r = v.astype(np.float64)
-    return np.where(r < v, np.nextafter(r, np.inf), r)
-
-
-def _ends(closed, limit, x, strict):
-    """(rounding, ulp) at the ends x: closed(x), or the one-sided limit where r != x strictly."""
-    r, u = closed(x)
-    if strict.any():
-        r, u = r.copy(), u.copy()
-        r[strict], u[strict] = limit(x[strict])
-    return r, u
-
-
-def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
-    """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
-
-    Rounding is monotone and the ulp is constant on a binade, so the interval decides
-    r's rounded value and ulp when its two ends agree. An end cut at a strict bound
-    B stands for "just below B" (or above), whose rounding and ulp the format gives
-    exactly (Format.round_ulp_below): B may be a midpoint of the format or a power
-    of two. (r - rounded) / ulp is computed exactly in the working type: the two are
-    within one ulp_F of each other (Sterbenz) and ulp is a power of two. With a wider
-    working type (long double) the ends are rounded outward to float64 for the
-    decision -- an end that moved stands for "just inside it" -- and the deltas are
-    rounded outward into float64.
-    """
-    wide = v.dtype != np.float64
-    with np.errstate(all="ignore"):
-        err = err * (1 + 2.0**-40) + TINY
-        # v -+ err round to nearest: one step outward covers that rounding (an interval
-        # [1/8 - 2^-60, 1/8 + 2^-60] must not collapse onto 1/8 and its binade)
-        lo, hi = np.nextafter(v - err, -np.inf), np.nextafter(v + err, np.inf)
-        strict_lo = np.zeros(lo.shape, dtype=bool)
-        strict_hi = np.zeros(hi.shape, dtype=bool)
-        if lower is not None:
-            lo = np.maximum(lo, lower)
-            strict_lo = lo <= lower
-        if upper is not None:
-            hi = np.minimum(hi, upper)
-            strict_hi = hi >= upper
-        a, b = (_down(lo), _up(hi)) if wide else (lo, hi)
-        if wide:  # an inexact conversion leaves r strictly inside the float64 ends
-            strict_lo |= a < lo
-            strict_hi |= b > hi
-        rlo, ulo = _ends(fmt.round_ulp, fmt.round_ulp_above, a, strict_lo)
-        rhi, uhi = _ends(fmt.round_ulp, fmt.round_ulp_below, b, strict_hi)
-        decided = (rlo == rhi) & (ulo == uhi) & np.isfinite(rlo) & (lo <= hi)
-        rounded = np.where(decided, rlo, np.nan)
-        dlo = (lo - rounded) / ulo
-        dhi = (hi - rounded) / ulo
-        alo = np.minimum(np.abs(lo), np.abs(hi))
-        alo[(lo <= 0) & (hi >= 0)] = 0.0
-        qlo = ulo / np.maximum(np.abs(lo), np.abs(hi))
-        qhi = ulo / alo
-        if wide:
-            dlo, dhi, qlo, qhi = _down(dlo), _up(dhi), _down(qlo), _up(qhi)
-    return RefData(rounded, ulo, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
 
 
 #: Elements per block of the fast path: big enough for numpy, small enough for the cache.
@@ -138,220 +93,48 @@ FAST_TIERS = (np.dtype(np.float64),) + (
 MP_TIER = len(FAST_TIERS)  # the tier number of mpmath
 
 
-def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray, tier: int = 0) -> dict[str, RefData]:
+def fast_reference(fmt: Format, x: np.ndarray, target, tier: int = 0, functions=None) -> dict[str, RefData]:
     """Vectorized reference with a proven error bound, in the working type of ``tier``.
+
+    ``target``: the batch's extra arguments (functions.as_args: a bare array is the target
+    indices); ``functions``: the names needed (default: all the arguments allow).
 
     ``x``: (B, n) float64, exact values of the format. Elements whose bound does
     not decide the rounding have ``decided`` False. Works in blocks of rows so the
     cost stays linear in the number of elements.
     """
     x = np.asarray(x, dtype=np.float64)
-    target = np.asarray(target)
+    args = _functions.as_args(target)
+    fams = families(functions, args)
     wt = FAST_TIERS[tier]
     rows = max(1, BLOCK // max(1, x.shape[-1]))
+
+    def block(sel):
+        out = {}
+        for fam in fams:
+            out.update(fam.fast_block(fmt, x[sel].astype(wt), _functions.take_args(args, sel)))
+        return out
+
     if x.shape[0] <= rows:
-        return _fast_block(fmt, x.astype(wt), target)
-    parts = [_fast_block(fmt, x[i:i + rows].astype(wt), target[i:i + rows])
-             for i in range(0, x.shape[0], rows)]
+        return block(slice(None))
+    parts = [block(slice(i, i + rows)) for i in range(0, x.shape[0], rows)]
     return {f: RefData(*(np.concatenate([getattr(p[f], k) for p in parts])
                          for k in RefData.__dataclass_fields__)) for f in parts[0]}
 
 
-def _fast_block(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
-    n = x.shape[-1]
-    u = float(np.finfo(x.dtype).eps) / 2  # unit roundoff of the working type
-    c_lib = 16 * u  # assumed bound on the library's exp/log1p/expm1 error: 16 ulp
-    with np.errstate(all="ignore"):
-        m = np.max(x, axis=-1, keepdims=True)
-        k = np.argmax(x, axis=-1)[..., None]
-        d = x - m  # |error| <= u |d|
-        bb = d - x  # TwoSum (Knuth): the exact rounding error of x + (-m)
-        d_exact = ((x - (d - bb)) + (-m - bb)) == 0
-        ad = np.abs(d)
-        e = np.exp(d)  # relative error <= u |d| + c_lib (+ TINY absolute below the type's range)
-        np.put_along_axis(e, k, 0.0, axis=-1)
-        t = np.sum(e, axis=-1)
-        rel_e = np.max(ad, axis=-1) * u * 1.01 + c_lib
-        et = t * (rel_e + n * u) * 1.01 + n * TINY
-        lp = np.log1p(t)
-        elp = et / (1.0 + np.maximum(t - et, 0.0)) + c_lib * lp + TINY
-        lp2 = lp[..., None]
-        elp2 = elp[..., None]
-
-        # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
-        # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target
-        strict = n >= 2
-        out = {}
-        L = m[..., 0] + lp
-        out["logsumexp"] = _from_interval(fmt, L, 2 * (elp + u * np.abs(L)),
-                                          lower=m[..., 0] if strict else None)
-        ls = d - lp2
-        els = ad * u + elp2 + u * np.abs(ls)
-        out["log_softmax"] = _from_interval(fmt, ls, 2 * els,
-                                            upper=np.where(d_exact, d, np.inf) if strict else None)
-        sm = np.exp(ls)
-        out["softmax"] = _from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
-                                        upper=x.dtype.type(1.0) if strict else None)
-        tg = target[..., None]
-        dt = np.take_along_axis(d, tg, axis=-1)[..., 0]
-        dt_exact = np.take_along_axis(d_exact, tg, axis=-1)[..., 0]
-        ce = lp - dt
-        out["cross_entropy"] = _from_interval(
-            fmt, ce, 2 * (elp + np.abs(dt) * u + u * np.abs(ce)),
-            lower=np.where(dt_exact, -dt, -np.inf) if strict else None,
-        )
+def exact_values(x_row, target, prec: int) -> dict[str, list]:
+    """All reference values of one vector as mpf at working precision ``prec`` (nearest, no bound)."""
+    make = _mp().mp.make_mpf
+    args_row = {"target": target} if isinstance(target, (int, np.integer)) else _functions.as_args(target)
+    out = {}
+    for fam in families(args=args_row):
+        out.update({f: [make(v) for v in vals] for f, vals in fam.exact_raw(x_row, args_row, prec).items()})
     return out
 
 
-# ------------------------------------------------------------- mpmath path
-def _mp():
-    import mpmath  # lazily: importing mpmath costs more than all of numstab
-
-    return mpmath
-
-
-def _exact_raw(x_row, target: int, prec: int) -> dict[str, list]:
-    """All reference values of one vector as raw mpmath tuples, rounded to nearest at ``prec``.
-
-    An approximation (no error bound): the figures use :func:`_enclose`, which
-    brackets every value rigorously. Kept for exploration and tests.
-    """
-    mpmath = _mp()
-    from mpmath.libmp import from_float, mpf_add, mpf_exp, mpf_sub, mpf_sum
-
-    xs = [from_float(float(v)) for v in x_row]  # exact
-    k = int(np.argmax(x_row))
-    m = xs[k]
-    d = [mpf_sub(v, m, 0) for v in xs]  # precision 0: exact
-    wp = prec + 10
-    t = mpf_sum([mpf_exp(di, wp, "n") for i, di in enumerate(d) if i != k], wp, "n")
-    with mpmath.mp.workprec(wp):
-        lp = mpmath.log1p(mpmath.mpf(t))._mpf_
-    ls = [mpf_sub(di, lp, prec, "n") for di in d]
-    return {
-        "logsumexp": [mpf_add(m, lp, prec, "n")],
-        "log_softmax": ls,
-        "softmax": [mpf_exp(v, prec, "n") for v in ls],
-        "cross_entropy": [mpf_sub(lp, d[int(target)], prec, "n")],
-    }
-
-
-def exact_values(x_row, target: int, prec: int) -> dict[str, list]:
-    """All reference values of one vector as mpf at working precision ``prec`` (nearest, no bound)."""
-    make = _mp().mp.make_mpf
-    return {f: [make(v) for v in vals] for f, vals in _exact_raw(x_row, target, prec).items()}
-
-
-def _mag(v) -> int:
-    """floor(log2 |v|) + 1 of a nonzero raw mpf."""
-    return int(v[2]) + int(v[3])
-
-
-def _log1p_down(t, wp: int):
-    """A lower bound of log1p(t) for a raw mpf t >= 0, relative error about 2^-wp."""
-    from mpmath.libmp import fone, fzero, mpf_add, mpf_log, mpf_mul, mpf_shift, mpf_sub
-
-    if not t[1]:
-        return fzero
-    mag = _mag(t)
-    if mag < -wp - 2:  # log1p(t) >= t - t^2/2 for t >= 0
-        return mpf_sub(t, mpf_shift(mpf_mul(t, t, wp, "c"), -1), wp, "f")
-    return mpf_log(mpf_add(fone, t, wp + max(0, -mag) + 10, "f"), wp, "f")
-
-
-def _log1p_up(t, wp: int):
-    """An upper bound of log1p(t) for a raw mpf t >= 0: t itself when t is tiny (log1p(t) <= t)."""
-    from mpmath.libmp import fone, fzero, mpf_add, mpf_log
-
-    if not t[1]:
-        return fzero
-    mag = _mag(t)
-    if mag < -wp - 2:
-        return t
-    return mpf_log(mpf_add(fone, t, wp + max(0, -mag) + 10, "c"), wp, "c")
-
-
-def _enclose(x_row, target: int, prec: int, fmt_p: int = 64) -> dict[str, list]:
-    """Rigorous enclosures of every reference value of one vector: raw mpf (lo, hi, lo_dec,
-    hi_dec), lo <= r <= hi, the rounding and ulp read at lo_dec and hi_dec (see :func:`_strict`;
-    ``fmt_p`` the target format's precision).
-
-    With d_i = x_i - m exact and e_i = exp(d_i), S = 1 + t: every step rounds
-    outward (mpmath's directed rounding, the way its own interval arithmetic
-    does), sums are pairwise ``mpf_add`` (``mpf_sum`` drops far-away terms even
-    when rounding up). softmax_i = e_i / S; with all elements equal the exps are
-    exactly 1 and the enclosure is a point where 1/n is exact (n a power of two),
-    the only rational softmax values (Lindemann-Weierstrass). log_softmax of n = 1
-    is the point 0; every other value is irrational and its enclosure shrinks
-    about like 2^-prec (relative), so the escalation always ends. x_i - m may need
-    many more bits than ``prec`` (x = [1e38, 0.25]); exp of an exact d keeps its
-    relative accuracy whatever |d|.
-    """
-    from mpmath.libmp import fone, from_float, fzero, mpf_add, mpf_div, mpf_exp, mpf_neg, mpf_sub
-
-    xs = [from_float(float(v)) for v in x_row]  # exact
-    k = int(np.argmax(x_row))
-    m = xs[k]
-    d = [mpf_sub(v, m, 0) for v in xs]  # precision 0: exact
-    wp = prec + 10
-    elo, ehi = [], []
-    tlo = thi = fzero
-    for i, di in enumerate(d):
-        if i == k:
-            elo.append(fone)
-            ehi.append(fone)
-            continue
-        a, b = mpf_exp(di, wp, "f"), mpf_exp(di, wp, "c")
-        elo.append(a)
-        ehi.append(b)
-        tlo = mpf_add(tlo, a, wp, "f")
-        thi = mpf_add(thi, b, wp, "c")
-    lplo, lphi = _log1p_down(tlo, wp), _log1p_up(thi, wp)
-    slo, shi = mpf_add(fone, tlo, wp, "f"), mpf_add(fone, thi, wp, "c")
-    dt = d[int(target)]
-    out = {
-        "logsumexp": [(mpf_add(m, lplo, prec, "f"), mpf_add(m, lphi, prec, "c"))],
-        "log_softmax": [(mpf_sub(di, lphi, prec, "f"), mpf_sub(di, lplo, prec, "c")) for di in d],
-        "softmax": [(mpf_div(a, shi, prec, "f"), mpf_div(b, slo, prec, "c")) for a, b in zip(elo, ehi)],
-        "cross_entropy": [(mpf_sub(lplo, dt, prec, "f"), mpf_sub(lphi, dt, prec, "c"))],
-    }
-    if len(d) < 2:
-        return {f: [(lo, hi, lo, hi) for lo, hi in v] for f, v in out.items()}
-    # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target
-    neg_dt = mpf_neg(dt)
-    return {
-        "logsumexp": [_strict(*out["logsumexp"][0], low=m, p=fmt_p)],
-        "log_softmax": [_strict(lo, hi, high=di, p=fmt_p) for (lo, hi), di in zip(out["log_softmax"], d)],
-        "softmax": [_strict(lo, hi, high=fone, p=fmt_p) for lo, hi in out["softmax"]],
-        "cross_entropy": [_strict(*out["cross_entropy"][0], low=neg_dt, p=fmt_p)],
-    }
-
-
-def _strict(lo, hi, low=None, high=None, p: int = 64) -> tuple:
-    """(lo, hi, lo_dec, hi_dec): an enclosure cut to a strict bound low < r (or r < high).
-
-    When the rounded end reaches the bound B, the end becomes B (still a closed bound, for
-    the figures) and its decision point -- where the rounding and the ulp are read --
-    becomes B moved inward by 2^(mag(B) - p - 64): every real strictly between that point
-    and B rounds, and has its ulp, like the one-sided limit at B (format boundaries near B
-    are 2^(mag(B) - p - 2) apart at the finest). This settles values astronomically close
-    to B (t = exp(-1e38)) that no working precision can separate from B.
-    """
-    from mpmath.libmp import mpf_cmp, mpf_shift, mpf_sub
-
-    lo_dec, hi_dec = lo, hi
-    if high is not None and high[1] and mpf_cmp(hi, high) >= 0:
-        hi = high
-        hi_dec = mpf_sub(high, mpf_shift((0, 1, 0, 1), _mag(high) - p - 64), 0)
-    if low is not None and low[1] and mpf_cmp(lo, low) <= 0:
-        lo = low
-        lo_dec = mpf_sub(low, mpf_shift((1, 1, 0, 1), _mag(low) - p - 64), 0)
-    return lo, hi, lo_dec, hi_dec
-
-
-def _flat_enclose(fmt: Format, x_row, target: int, prec: int) -> list:
-    vals = _enclose(x_row, target, prec, fmt.p)
-    return [v for f in FUNCTIONS for v in vals[f]]
+def _flat_enclose(fmt: Format, x_row, args_row, prec: int, fams=None) -> list:
+    vals = enclose(x_row, args_row, prec, fmt.p, fams)
+    return [v for f in vals for v in vals[f]]
 
 
 def round_mpf(fmt: Format, v) -> float:
@@ -462,27 +245,32 @@ def _interval_point(fmt: Format, iv, settled: bool) -> tuple:
     return rounded, ulp, dlo, dhi, qlo, qhi, settled
 
 
-def mp_reference(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
-    """The authority: per vector, rigorous mpmath enclosures with precision escalation."""
+def mp_reference(fmt: Format, x: np.ndarray, target, functions=None) -> dict[str, RefData]:
+    """The authority: per vector, rigorous mpmath enclosures with precision escalation.
+
+    ``target``: the batch's extra arguments (as :func:`fast_reference`)."""
     x = np.asarray(x, dtype=np.float64)
     B, n = x.shape
-    shape = {"softmax": (B, n), "log_softmax": (B, n), "logsumexp": (B,), "cross_entropy": (B,)}
-    cols = {f: np.empty(shape[f] + (7,), dtype=np.float64) for f in FUNCTIONS}
+    args = _functions.as_args(target)
+    fams = families(functions, args)
+    cols: dict = {}
     start = start_prec(fmt)
     done = lambda iv: _decided(fmt, iv)  # noqa: E731
     for b in range(B):
-        row, tgt = x[b], int(target[b])
-        vals, settled = escalate(fmt, lambda prec, row=row, tgt=tgt: _flat_enclose(fmt, row, tgt, prec),
+        row, ra = x[b], row_args(args, b)
+        vals = enclose(row, ra, start, fmt.p, fams)  # the names and sizes of the outputs
+        flat, settled = escalate(fmt, lambda prec, row=row, ra=ra: _flat_enclose(fmt, row, ra, prec, fams),
                                  start=start, done=done)
         i = 0
-        for f in FUNCTIONS:
-            size = n if f in ("softmax", "log_softmax") else 1
-            pts = [_interval_point(fmt, vals[i + j], settled[i + j]) for j in range(size)]
+        for f, v in vals.items():
+            size = len(v)
+            if f not in cols:
+                cols[f] = np.empty(_functions.get(f).output_shape((B, n)) + (7,), dtype=np.float64)
+            pts = [_interval_point(fmt, flat[i + j], settled[i + j]) for j in range(size)]
             i += size
             cols[f][b] = np.array(pts).reshape(cols[f][b].shape)
     out = {}
-    for f in FUNCTIONS:
-        c = cols[f]
+    for f, c in cols.items():
         rounded, ulp, dlo, dhi, qlo, qhi, settled = (c[..., j].copy() for j in range(7))
         determined = settled.astype(bool)
         out[f] = RefData(rounded, ulp, dlo, dhi, qlo, qhi, np.ones_like(determined), determined)
@@ -564,7 +352,7 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
 
     from mpmath.libmp import fone, from_float, fzero, mpf_cmp, mpf_mul
 
-    from .metrics import figure_value
+    from ..metrics import figure_value
 
     if not hi[1] or _mag(hi) < -70:  # below 2^-70: 0 as ULP figure (< 0.0005) and as relative one
         return 0.0
@@ -634,7 +422,7 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
     return ulp_b, (mpf_div(dlo, ahi, wp, "f"), mpf_div(dhi, alo, wp, "c"))
 
 
-def exact_figures(fmt: Format, x_row, target: int, function: str, items, max_prec: int = MAX_PREC,
+def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: int = MAX_PREC,
                   start: int | None = None):
     """Quantized (ULP, relative) figures of outputs, decided exactly: for each (j, y) of
     ``items`` (element j of ``function`` on the vector, y its finite output) the pair of
@@ -644,10 +432,11 @@ def exact_figures(fmt: Format, x_row, target: int, function: str, items, max_pre
     item the precision limit could not decide (it is never guessed).
     """
     out: list = [None] * len(items)
+    fams = families([function])
     todo = list(range(len(items)))
     prec = start or start_prec(fmt)
     while todo and prec <= max_prec:
-        vals = _enclose(x_row, target, prec, fmt.p)[function]
+        vals = enclose(x_row, target, prec, fmt.p, fams)[function]
         left = []
         for i in todo:
             j, y = items[i]
@@ -710,11 +499,14 @@ def _string(iv, digits: int, prec: int):
     return None if c is None else _decimal_text(*c, digits, sign)
 
 
-def exact_strings(fmt: Format, x_row, target: int, digits: int = 25) -> dict[str, list]:
+def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None) -> dict[str, list]:
     """Decimal strings of the exact values of one vector (``digits`` significant digits, every
     one of them right: the enclosure is refined until its two ends give the same string;
-    None where the precision limit is reached first)."""
-    flat_f = [f for f in FUNCTIONS for _ in range(len(x_row) if f in ("softmax", "log_softmax") else 1)]
+    None where the precision limit is reached first). ``target``: the vector's extra
+    arguments (an int: its target index); ``functions``: the names needed (default all)."""
+    fams = families(functions) if functions is not None else None
+    names = enclose(x_row, target, 8, fmt.p, fams)
+    flat_f = [f for f, v in names.items() for _ in v]
     start = max(start_prec(fmt), 4 * digits)
     strings: dict = {}
 
@@ -727,10 +519,10 @@ def exact_strings(fmt: Format, x_row, target: int, digits: int = 25) -> dict[str
         return i in strings
 
     def compute(prec):
-        return [(i, iv, prec) for i, iv in enumerate(_flat_enclose(fmt, x_row, target, prec))]
+        return [(i, iv, prec) for i, iv in enumerate(_flat_enclose(fmt, x_row, target, prec, fams))]
 
     escalate(fmt, compute, start=start, done=done)
-    out = {f: [] for f in FUNCTIONS}
+    out = {f: [] for f in names}
     for i, f in enumerate(flat_f):
         out[f].append(strings.get(i))
     return out
@@ -749,13 +541,18 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows,
     which follows from them and the rounded value, agrees too).
     """
     bad = []
+    args = _functions.as_args(target)
+    fams = families(list(ref))
     for b in rows:
-        prec = 2 * _final_prec(fmt, x[b], int(target[b]))
-        vals = _enclose(x[b], int(target[b]), prec, fmt.p)
+        ra = row_args(args, b)
+        prec = 2 * _final_prec(fmt, x[b], ra, fams)
+        vals = enclose(x[b], ra, prec, fmt.p, fams)
         where_v = f"vector {list(map(float, x[b]))[:8]}"
-        for f in FUNCTIONS:
-            r = ref[f]
-            for j, iv in enumerate(vals[f]):
+        for f, enclosures in vals.items():
+            r = ref.get(f)
+            if r is None:
+                continue
+            for j, iv in enumerate(enclosures):
                 idx = (b, j) if r.rounded.ndim == 2 else (b,)
                 if not r.determined[idx]:
                     continue
@@ -779,7 +576,7 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows,
             idxs = [(b, j) if o.y.ndim == 2 else (b,) for j in range(yb.size)]
             keep = [i for i in idxs if ref[f].determined[i] and np.isfinite(o.y[i])]
             items = [(i[-1] if len(i) == 2 else 0, float(o.y[i])) for i in keep]
-            figs = exact_figures(fmt, x[b], int(target[b]), f, items, start=prec) if items else []
+            figs = exact_figures(fmt, x[b], ra, f, items, start=prec) if items else []
             for i, fig in zip(keep, figs):
                 have = (o.figure("ulp", i), o.figure("rel", i))
                 if fig is None or any(not _same_figure(a, w) for a, w in zip(have, fig)):
@@ -794,10 +591,11 @@ def _same_figure(a, b) -> bool:
     return str(a) == str(b)
 
 
-def _final_prec(fmt: Format, x_row, target: int) -> int:
+def _final_prec(fmt: Format, x_row, args_row, fams=None) -> int:
     """The precision at which the escalation decides every value of the vector."""
     prec = start_prec(fmt)
-    while prec < MAX_PREC and not all(_decided(fmt, iv) for iv in _flat_enclose(fmt, x_row, target, prec)):
+    while prec < MAX_PREC and not all(_decided(fmt, iv) for iv in _flat_enclose(fmt, x_row, args_row, prec,
+                                                                                 fams)):
         prec *= 2
     return prec
 
@@ -852,3 +650,6 @@ def _pred(fmt: Format, r: float) -> float:
     u = float(fmt.ulp(r))
     below = r - u / 2  # stepping below a power of two halves the ulp
     return below if float(fmt.ulp(below)) < u else r - u
+
+
+from .escalation import bump, compute_reference, decide  # noqa: E402,F401  (the tiers' driver)

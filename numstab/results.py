@@ -176,3 +176,54 @@ def check_schema(found: str, expected: str) -> None:
         raise UsageError(
             f"schema {found!r} is newer than this numstab understands ({expected}); upgrade numstab"
         )
+
+
+
+AUDIT_SCHEMA = "numstab.audit/3"  # /3: each result names its library; meta lists them
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    function: str
+    impl: str
+    dtype: str
+    counts: tuple
+    max_ulp: float
+    median_ulp: float
+    passed: bool
+    reasons: tuple
+    first_failure: dict | None = None
+    audit: str = ""
+    causes: tuple = ()  # ((cause, failing elements), ...)
+    cause_inferred: bool = False
+    zeros: int = 0  # outputs that are 0 or the log of 0 where the exact value is not
+    library: tuple = ()  # ((key, value), ...): name, version, device... of a library's implementation
+
+    def to_dict(self) -> dict:
+        return {
+            "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
+            "library": dict(self.library) or None,
+            "counts": dict(self.counts), "causes": dict(self.causes), "cause_inferred": self.cause_inferred,
+            "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),
+            "median_ulp": jnum(self.median_ulp), "passed": self.passed,
+            "reasons": list(self.reasons), "first_failure": self.first_failure,
+        }
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    results: tuple
+    meta: dict = field(default_factory=dict)
+    notes: tuple = ()  # lines for the reader: (implementation, format) pairs left out, and why
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict:
+        return {"schema": AUDIT_SCHEMA, "passed": self.passed, "meta": self.meta,
+                "results": [r.to_dict() for r in self.results]}
+
+
+# ------------------------------------------------------------------ inspect
+INSPECT_SCHEMA = "numstab.inspect/2"

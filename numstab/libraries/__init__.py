@@ -128,6 +128,8 @@ def load(name: str, device: str = "cpu") -> tuple:
     try:
         details = mod.load(device)
     except ImportError as exc:
+        if (getattr(exc, "name", None) or "").split(".")[0] == "numstab":
+            raise  # numstab's own bug, not a missing library
         raise _missing(lib, exc) from None
     except Unavailable as exc:
         raise UsageError(f"--library {name} --device {device}: {exc}") from None

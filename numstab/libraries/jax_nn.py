@@ -21,7 +21,7 @@ def _check_gpu() -> str:
     """The GPU's name, found in a forked child (JAX's backends must not start in numstab's own
     process: a forked child of a process running XLA's threads can deadlock)."""
     from ..adapters import isolate
-    from ..runner import CallableError
+    from ..errors import CallableError
 
     def probe():
         import jax

@@ -22,7 +22,7 @@ def _probe(fn, what: str):
     """fn() in a forked child (CUDA must not be initialised in numstab's own process, or no
     forked child could use it): its result, or Unavailable with the reason."""
     from ..adapters import isolate
-    from ..runner import CallableError
+    from ..errors import CallableError
 
     try:
         return isolate(fn, what, timeout=120)().item()

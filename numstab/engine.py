@@ -17,10 +17,10 @@ from .errors import CallableError, NumstabError, ReferenceMismatch, unknown_name
 from .formats import Format
 from .functions import FUNCTIONS, REGISTRY, Impl, as_args
 from .functions import get as get_function
-from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, element_metrics, quantize
+from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference import compute_reference
 from .reference.escalation import bump, decide
-from .results import FLAG_NAMES, STATUS_KEYS
+from .results import FLAG_NAMES, INACCURATE, STATUSES
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
             "divide by zero": "divide"}
@@ -251,7 +251,7 @@ def summarize(o, rows=slice(None)) -> dict:
     implementation's work, ``o`` a list of (ImplOutcome, rows) (audit's batches of each n).
 
     The one summary of compare cells, inspect batches and audit results: worst status, counts
-    per status (STATUS_KEYS), failing elements per cause, the main cause, max and median
+    per status (STATUSES), failing elements per cause, the main cause, max and median
     ULP error (quantized) and max relative error.
     """
     parts = o if isinstance(o, list) else [(o, rows)]
@@ -259,7 +259,7 @@ def summarize(o, rows=slice(None)) -> dict:
     u = np.concatenate([p.ulp[r].ravel() for p, r in parts])
     rel = np.concatenate([p.rel[r].ravel() for p, r in parts])
     cs = np.concatenate([p.cause[r].ravel() for p, r in parts])
-    counts = {k: 0 for k in STATUS_KEYS}
+    counts = {k: 0 for k in STATUSES}
     for code, cnt in zip(*np.unique(st, return_counts=True)):
         counts[STATUSES[code]] += int(cnt)
     known = ~np.isnan(u)

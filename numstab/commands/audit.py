@@ -20,8 +20,7 @@ from ..functions import get as get_function
 from ..grids import cells as grid_cells
 from ..grids import make_grid, stack
 from ..libraries import library_impls
-from ..metrics import STATUSES
-from ..results import STATUS_KEYS, AuditReport, AuditResult, jnum
+from ..results import STATUSES, AuditReport, AuditResult, jnum
 from .audit_config import AuditSpec
 
 
@@ -127,7 +126,7 @@ def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndar
 def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     errors = [o.error for o, *_ in parts if o.error]
     if errors:
-        counts = {k: 0 for k in STATUS_KEYS}
+        counts = {k: 0 for k in STATUSES}
         return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
                            False, (f"error: {errors[0]}",), None, spec.name,
                            library=getattr(impl, "library", ()))

@@ -10,8 +10,8 @@ from ..errors import UsageError
 from ..formats import get_format
 from ..functions import as_args
 from ..functions import get as get_function
-from ..metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES
-from ..results import FLAG_NAMES, INSPECT_SCHEMA, jnum
+from ..metrics import DEFAULT_TOLERANCE
+from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..outputs import _umask
-from ..results import CompareRun
+from ..results import STATUSES, CompareRun
 from ..tables import fmt_num, sig, tables_with_thresholds, verdicts
 
 _LIVE_DIRS: set = set()
@@ -214,7 +214,7 @@ def cleanup_live() -> None:
 
 
 def _summary_rows(run: CompareRun):
-    order = ("nan", "overflow", "underflow", "inaccurate", "undetermined", "ok")
+    order = tuple(reversed(STATUSES))  # worst first
     rows = sorted(verdicts(run), key=lambda v: (v[0], v[2], order.index(v[3]), v[1]))
     return rows
 
@@ -345,14 +345,14 @@ def _check_shape(data) -> None:
 def _check_run(run: CompareRun) -> None:
     from ..formats import FORMATS
     from ..functions import FUNCTIONS
-    from ..results import FLAG_NAMES, STATUS_KEYS
+    from ..results import FLAG_NAMES, STATUSES
 
     for i, r in enumerate(run.results):
         if r.function not in FUNCTIONS:
             raise UsageError(f"results[{i}]: unknown function {r.function!r}")
         if r.dtype not in FORMATS:
             raise UsageError(f"results[{i}]: unknown dtype {r.dtype!r}")
-        if r.status not in STATUS_KEYS:
+        if r.status not in STATUSES:
             raise UsageError(f"results[{i}]: unknown status {r.status!r}")
         if any(f not in FLAG_NAMES for f in r.flags):
             raise UsageError(f"results[{i}]: unknown flag in {list(r.flags)!r}")

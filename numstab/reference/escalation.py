@@ -16,19 +16,32 @@ from ..functions import take_args
 from . import MP_TIER, fast_reference, fast_supported, mp_reference
 
 
-def compute_reference(fmt: Format, x: np.ndarray, args, mode: str = "auto", functions=None):
+def tier_reference(fmt: Format, x: np.ndarray, args, tier: int, functions=None, specials=None):
+    """The reference of one tier; vectors holding -inf, +inf or NaN go through the mask layer
+    (numstab.masks: the limit values around the reference of the finite part)."""
+    from .. import masks
+
+    if tier == MP_TIER:
+        compute = lambda f, xs, a: mp_reference(f, xs, a, functions)  # noqa: E731
+    else:
+        compute = lambda f, xs, a: fast_reference(f, xs, a, tier=tier, functions=functions)  # noqa: E731
+    return masks.reference(compute, fmt, x, args, specials, functions)
+
+
+def compute_reference(fmt: Format, x: np.ndarray, args, mode: str = "auto", functions=None, specials=None):
     """Reference for ``functions`` (names; default every one the extra arguments ``args``
     allow) and the rest of their families; returns (dict of RefData, tier per row).
 
     Tiers: 0 = float64 fast path, then long double (where wider), then MP_TIER =
     mpmath. Every row ends at the first tier whose bound decides its rounding.
+    ``specials`` (masks.Specials): how -inf (masks), +inf and NaN inputs are read.
     """
     B = x.shape[0]
     if mode == "mpmath" or not fast_supported(fmt):
-        return mp_reference(fmt, x, args, functions), np.full(B, MP_TIER, dtype=np.int8)
-    ref = fast_reference(fmt, x, args, functions=functions)
+        return tier_reference(fmt, x, args, MP_TIER, functions, specials), np.full(B, MP_TIER, dtype=np.int8)
+    ref = tier_reference(fmt, x, args, 0, functions, specials)
     tier = np.zeros(B, dtype=np.int8)
-    decide(fmt, x, args, ref, tier)
+    decide(fmt, x, args, ref, tier, specials)
     return ref, tier
 
 
@@ -40,7 +53,7 @@ def undecided(ref) -> np.ndarray:
     return bad
 
 
-def bump(fmt, x, args, ref, tier, rows_mask) -> bool:
+def bump(fmt, x, args, ref, tier, rows_mask, specials=None) -> bool:
     """Recompute the given rows one tier up; False when none could move."""
     rows = np.nonzero(rows_mask & (tier < MP_TIER))[0]
     if not rows.size:
@@ -48,15 +61,13 @@ def bump(fmt, x, args, ref, tier, rows_mask) -> bool:
     for t in np.unique(tier[rows]):
         sel = rows[tier[rows] == t]
         nxt = int(t) + 1
-        args = take_args(args, sel)
-        new = (mp_reference(fmt, x[sel], args, list(ref)) if nxt == MP_TIER
-               else fast_reference(fmt, x[sel], args, tier=nxt, functions=list(ref)))
+        new = tier_reference(fmt, x[sel], take_args(args, sel), nxt, list(ref), specials)
         for f in ref:
             ref[f].put(sel, new[f])
         tier[sel] = nxt
     return True
 
 
-def decide(fmt, x, args, ref, tier) -> None:
-    while bump(fmt, x, args, ref, tier, undecided(ref)):
+def decide(fmt, x, args, ref, tier, specials=None) -> None:
+    while bump(fmt, x, args, ref, tier, undecided(ref), specials):
         pass

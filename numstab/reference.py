@@ -57,9 +57,45 @@ class RefData:
 
 
 # ---------------------------------------------------------------- fast path
+try:  # quad precision (SLEEF: exp, log1p, expm1 within 1.0 ULP; + - * / within 0.5000000001 ULP)
+    from numpy_quaddtype import QuadPrecDType as _QuadPrecDType
+    from numpy_quaddtype import QuadPrecision as _QuadPrecision
+
+    QUAD: np.dtype | None = np.dtype(_QuadPrecDType("sleef"))
+except ImportError:  # the optional extra numstab[fast] is not installed: mpmath takes over
+    QUAD = None
+
+
+def _is_quad(dt) -> bool:
+    return QUAD is not None and np.dtype(dt) == QUAD
+
+
+#: Working types of the fast tiers for formats of at most 24 bits: float64, then long double
+#: where it is wider (x86: 64-bit significand), then quad (numpy-quaddtype, 113 bits) where
+#: installed. Each tier is used only for the elements the previous one left undecided.
+FAST_TIERS = (np.dtype(np.float64),) + (
+    (np.dtype(np.longdouble),) if np.finfo(np.longdouble).nmant > 52 else ()) + (
+    (QUAD,) if QUAD is not None else ())
+MP_TIER = len(FAST_TIERS)  # the tier number of mpmath for formats of at most 24 bits
+
+
+def tiers(fmt: Format) -> tuple:
+    """The fast tiers' working types for ``fmt``: FAST_TIERS for formats of at most 24 bits; for
+    wider ones (float64) only quad decides roundings and figures (long double's 11 extra bits
+    leave the 3-decimal ULP figures open)."""
+    if fmt.p <= 24:
+        return FAST_TIERS
+    return (QUAD,) if QUAD is not None and fmt.p <= 64 else ()
+
+
+def mp_tier(fmt: Format) -> int:
+    """The tier number of mpmath for ``fmt`` (after its fast tiers)."""
+    return len(tiers(fmt))
+
+
 def fast_supported(fmt: Format) -> bool:
-    """float64 bounds decide the rounding only for formats much narrower than float64."""
-    return fmt.p <= 24
+    """Some fast tier can decide this format's roundings."""
+    return bool(tiers(fmt))
 
 
 def _down(v: np.ndarray) -> np.ndarray:
@@ -82,6 +118,13 @@ def _ends(closed, limit, x, strict):
     return r, u
 
 
+def _tiny(dt) -> object:
+    """Absolute slack covering the underflow of negligible terms in the working type."""
+    if _is_quad(dt):
+        return _QuadPrecision(2) ** -16300  # quad's normal range ends at 2^-16382
+    return np.dtype(dt).type(TINY)
+
+
 def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
 
@@ -93,11 +136,13 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     within one ulp_F of each other (Sterbenz) and ulp is a power of two. With a wider
     working type (long double) the ends are rounded outward to float64 for the
     decision -- an end that moved stands for "just inside it" -- and the deltas are
-    rounded outward into float64.
+    rounded outward into float64. Quad intervals are decided in quad (:func:`_from_quad`).
     """
+    if _is_quad(v.dtype):
+        return _from_quad(fmt, v, err, lower, upper)
     wide = v.dtype != np.float64
     with np.errstate(all="ignore"):
-        err = err * (1 + 2.0**-40) + TINY
+        err = err * (1 + 2.0**-40) + _tiny(v.dtype)
         # v -+ err round to nearest: one step outward covers that rounding (an interval
         # [1/8 - 2^-60, 1/8 + 2^-60] must not collapse onto 1/8 and its binade)
         lo, hi = np.nextafter(v - err, -np.inf), np.nextafter(v + err, np.inf)
@@ -128,17 +173,84 @@ def _from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     return RefData(rounded, ulo, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
 
 
+def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
+    """:func:`_from_interval` for quad intervals, decided in quad for any format up to 53 bits.
+
+    A candidate c (the format's rounding of a float64 near |v|, or its neighbour on the side
+    of the interval) is checked exactly: with D = (|r| - c) / ulp(c) (exact in quad: c and the
+    ends are within a few ulp_F of each other), |r| rounds to c when -1/2 < D < 1/2 (-1/4
+    below a power of two, where the spacing halves), and r's ulp is ulp(c) -- or half of it
+    for an |r| wholly below a power of two c. quad's conversions to float64 are not correctly
+    rounded, so nothing relies on them: the float64 bounds are moved outward after each one.
+    """
+    with np.errstate(all="ignore"):
+        q = v.dtype
+        wq = np.abs(v) * 2.0**-110  # covers the rounding of v -+ err (quad: 2^-113 relative)
+        err = err * (1 + 2.0**-40) + wq + _tiny(q)
+        lo, hi = v - err, v + err
+        strict_lo = np.zeros(lo.shape, dtype=bool)
+        strict_hi = np.zeros(hi.shape, dtype=bool)
+        if lower is not None:
+            lower = np.broadcast_to(np.asarray(lower).astype(q), lo.shape)
+            strict_lo = lo <= lower
+            lo = np.where(strict_lo, lower, lo)
+        if upper is not None:
+            upper = np.broadcast_to(np.asarray(upper).astype(q), hi.shape)
+            strict_hi = hi >= upper
+            hi = np.where(strict_hi, upper, hi)
+        mid = ((lo + hi) * 0.5).astype(np.float64)
+        neg = np.signbit(mid)
+        alo, ahi = np.where(neg, -hi, lo), np.where(neg, -lo, hi)  # |r| lies in [alo, ahi]
+        s_lo, s_hi = np.where(neg, strict_hi, strict_lo), np.where(neg, strict_lo, strict_hi)
+        a64 = np.abs(mid)
+        c, _ = fmt.round_ulp(a64)
+        ok = np.isfinite(c) & (lo <= hi)
+        c = np.where(ok, c, 0.0)
+
+        def check(c):
+            uc = fmt.ulp(c)
+            cq, ucq = c.astype(q), uc.astype(q)
+            DL, DH = (alo - cq) / ucq, (ahi - cq) / ucq
+            dl, dh = _down(DL), _up(DH)
+            pow2 = (c > fmt.tiny) & (np.frexp(c)[0] == 0.5)
+            edge = np.where(pow2, -0.25, -0.5)
+            # decided on the exact quad values (their float64 bounds may sit on the edges)
+            rounds = ((DL > edge) | ((DL == edge) & s_lo)) & ((DH < 0.5) | ((DH == 0.5) & s_hi))
+            below = (DH < 0) | ((DH == 0) & s_hi)
+            half = pow2 & below
+            decided = rounds & (~pow2 | (DL >= 0) | below)
+            scale = np.where(half, 2.0, 1.0)
+            return decided, np.where(half, uc * 0.5, uc), dl * scale, dh * scale
+
+        dec, ulp, dl, dh = check(c)
+        if not dec.all():  # a midpoint-straddling float64 guess: the neighbour on the interval's side
+            uc = fmt.ulp(c)
+            pow2 = (c > fmt.tiny) & (np.frexp(c)[0] == 0.5)
+            c2 = np.where(a64 < c, c - np.where(pow2, uc * 0.5, uc), c + uc)
+            ok2 = ~dec & (c > 0) & (c2 <= fmt.max)
+            if ok2.any():
+                d2, u2, l2, h2 = check(np.where(ok2, c2, c))
+                take = ok2 & d2
+                c = np.where(take, c2, c)
+                dec, ulp = dec | take, np.where(take, u2, ulp)
+                dl, dh = np.where(take, l2, dl), np.where(take, h2, dh)
+        decided = ok & dec
+        rounded = np.where(decided, np.where(neg, -c, c), np.nan)
+        dlo, dhi = np.where(neg, -dh, dl), np.where(neg, -dl, dh)
+        # ulp / |r| with |r| in [max(alo, 0), ahi] (an interval holding 0 leaves qhi infinite)
+        uq = ulp.astype(q)
+        pos_hi, pos_lo = ahi > 0, alo > 0
+        qlo = np.where(pos_hi, _down(uq / np.where(pos_hi, ahi, 1.0)), np.inf)
+        qhi = np.where(pos_lo, _up(uq / np.where(pos_lo, alo, 1.0)), np.inf)
+    return RefData(rounded, ulp, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
+
+
 #: Elements per block of the fast path: big enough for numpy, small enough for the cache.
 BLOCK = 1 << 17
 
-#: Working types of the fast tiers: float64, then long double where it is wider (x86: 64-bit
-#: significand). Each tier is used only where the previous one left a figure undecided.
-FAST_TIERS = (np.dtype(np.float64),) + (
-    (np.dtype(np.longdouble),) if np.finfo(np.longdouble).nmant > 52 else ())
-MP_TIER = len(FAST_TIERS)  # the tier number of mpmath
 
-
-def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray, tier: int = 0) -> dict[str, RefData]:
+def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray, tier: int = 0,
+                   functions=None) -> dict[str, RefData]:
     """Vectorized reference with a proven error bound, in the working type of ``tier``.
 
     ``x``: (B, n) float64, exact values of the format. Elements whose bound does
@@ -147,60 +259,282 @@ def fast_reference(fmt: Format, x: np.ndarray, target: np.ndarray, tier: int = 0
     """
     x = np.asarray(x, dtype=np.float64)
     target = np.asarray(target)
-    wt = FAST_TIERS[tier]
+    wt = tiers(fmt)[tier]
     rows = max(1, BLOCK // max(1, x.shape[-1]))
     if x.shape[0] <= rows:
-        return _fast_block(fmt, x.astype(wt), target)
-    parts = [_fast_block(fmt, x[i:i + rows].astype(wt), target[i:i + rows])
+        return _fast_block(fmt, x, target, wt, functions)
+    parts = [_fast_block(fmt, x[i:i + rows], target[i:i + rows], wt, functions)
              for i in range(0, x.shape[0], rows)]
     return {f: RefData(*(np.concatenate([getattr(p[f], k) for p in parts])
                          for k in RefData.__dataclass_fields__)) for f in parts[0]}
 
 
-def _fast_block(fmt: Format, x: np.ndarray, target: np.ndarray) -> dict[str, RefData]:
-    n = x.shape[-1]
-    u = float(np.finfo(x.dtype).eps) / 2  # unit roundoff of the working type
-    c_lib = 16 * u  # assumed bound on the library's exp/log1p/expm1 error: 16 ulp
-    with np.errstate(all="ignore"):
-        m = np.max(x, axis=-1, keepdims=True)
-        k = np.argmax(x, axis=-1)[..., None]
-        d = x - m  # |error| <= u |d|
-        bb = d - x  # TwoSum (Knuth): the exact rounding error of x + (-m)
-        d_exact = ((x - (d - bb)) + (-m - bb)) == 0
-        ad = np.abs(d)
-        e = np.exp(d)  # relative error <= u |d| + c_lib (+ TINY absolute below the type's range)
-        np.put_along_axis(e, k, 0.0, axis=-1)
-        t = np.sum(e, axis=-1)
-        rel_e = np.max(ad, axis=-1) * u * 1.01 + c_lib
-        et = t * (rel_e + n * u) * 1.01 + n * TINY
-        lp = np.log1p(t)
-        elp = et / (1.0 + np.maximum(t - et, 0.0)) + c_lib * lp + TINY
-        lp2 = lp[..., None]
-        elp2 = elp[..., None]
+def _pairwise_sum(e: np.ndarray) -> tuple[np.ndarray, int]:
+    """Sum along the last axis by halving: (sums, depth). Every term meets at most ``depth`` =
+    ceil(log2 n) roundings, so for non-negative terms |error| <= ((1 + u)^depth - 1) * sum."""
+    depth = 0
+    while e.shape[-1] > 1:
+        if e.shape[-1] % 2:
+            e = np.concatenate([e, np.zeros(e.shape[:-1] + (1,), dtype=e.dtype)], axis=-1)
+        e = e[..., 0::2] + e[..., 1::2]
+        depth += 1
+    return e[..., 0], depth
 
-        # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
-        # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target
-        strict = n >= 2
-        out = {}
-        L = m[..., 0] + lp
-        out["logsumexp"] = _from_interval(fmt, L, 2 * (elp + u * np.abs(L)),
-                                          lower=m[..., 0] if strict else None)
-        ls = d - lp2
-        els = ad * u + elp2 + u * np.abs(ls)
-        out["log_softmax"] = _from_interval(fmt, ls, 2 * els,
-                                            upper=np.where(d_exact, d, np.inf) if strict else None)
-        sm = np.exp(ls)
-        out["softmax"] = _from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
-                                        upper=x.dtype.type(1.0) if strict else None)
-        tg = target[..., None]
-        dt = np.take_along_axis(d, tg, axis=-1)[..., 0]
-        dt_exact = np.take_along_axis(d_exact, tg, axis=-1)[..., 0]
-        ce = lp - dt
-        out["cross_entropy"] = _from_interval(
-            fmt, ce, 2 * (elp + np.abs(dt) * u + u * np.abs(ce)),
-            lower=np.where(dt_exact, -dt, -np.inf) if strict else None,
-        )
+
+def _diff_exact(x: np.ndarray, m: np.ndarray, wt) -> tuple[np.ndarray, np.ndarray]:
+    """(d = x - m in the working type, d exact). float64 and long double round correctly, so
+    TwoSum (Knuth) gives the exact rounding error; for quad the difference of two float64 is
+    exact when their exponents are at most 59 apart (113 bits hold it)."""
+    if _is_quad(wt):
+        d = x.astype(wt) - m.astype(wt)
+        ex, em = np.frexp(x)[1], np.frexp(m)[1]
+        return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59)
+    xw, mw = x.astype(wt), m.astype(wt)
+    d = xw - mw
+    bb = d - xw
+    return d, ((xw - (d - bb)) + (-mw - bb)) == 0
+
+
+class _Rows:
+    """A batch's row quantities in one working type, shared by all the row's elements.
+
+    m = max (float64, exact), k its first argmax, t = sum_{i != k} exp(x_i - m) and
+    lp = log1p(t) in the working type with rigorous bounds et, elp on their errors.
+    """
+
+    def __init__(self, x: np.ndarray, wt):
+        wt = np.dtype(wt)
+        self.wt = wt
+        n = x.shape[-1]
+        self.u = u = 2.0**-113 if _is_quad(wt) else float(np.finfo(wt).eps) / 2
+        # bound on the library's exp/log1p/expm1 relative error: 16 ulp for numpy's float64 and
+        # long double (libm); SLEEF documents 1.0 ULP for its quad functions: 4 taken
+        self.c_lib = (4 if _is_quad(wt) else 16) * u
+        tiny = _tiny(wt)
+        with np.errstate(all="ignore"):
+            self.m = np.max(x, axis=-1)
+            self.k = np.argmax(x, axis=-1)
+            d, d_exact = _diff_exact(x, self.m[..., None], wt)
+            e = np.exp(d)  # relative error <= c_lib (+ u |d| where d was rounded, + tiny absolute)
+            np.put_along_axis(e, self.k[..., None], 0, axis=-1)
+            t, depth = _pairwise_sum(e)
+            rounded_d = np.where(d_exact, 0.0, np.abs(x - self.m[..., None]))
+            rel_e = np.max(rounded_d, axis=-1) * (u * 1.01) + self.c_lib
+            self.t = t
+            self.et = t * ((rel_e + depth * u) * 1.01) + n * tiny
+            lp = np.log1p(t)
+            self.lp = lp
+            self.elp = self.et / (1.0 + np.maximum(t - self.et, 0)) + self.c_lib * lp + tiny
+
+    _ARRAYS = ("m", "k", "t", "et", "lp", "elp")
+
+    @classmethod
+    def empty(cls, B: int, like: _Rows) -> _Rows:
+        """Room for B rows of the working type of ``like``."""
+        r = cls.__new__(cls)
+        r.wt, r.u, r.c_lib = like.wt, like.u, like.c_lib
+        for a in cls._ARRAYS:
+            setattr(r, a, np.zeros(B, dtype=getattr(like, a).dtype))
+        return r
+
+    def put(self, rows, other: _Rows) -> None:
+        for a in self._ARRAYS:
+            getattr(self, a)[rows] = getattr(other, a)
+
+
+def _fast_values(fmt: Format, rows: _Rows, n: int, d, d_exact, ri, functions, target=None) -> dict:
+    """RefData of ``functions`` for elements (d = x - m, d_exact) of rows ``ri`` (arrays
+    broadcast together), from the shared row quantities. Per-vector functions (logsumexp,
+    cross_entropy) take ri as the rows themselves and ignore d; n is the vectors' length."""
+    u, c_lib = rows.u, rows.c_lib
+    lp, elp, m = rows.lp[ri], rows.elp[ri], rows.m[ri]
+    n_ok = n >= 2
+    out = {}
+    with np.errstate(all="ignore"):
+        if "logsumexp" in functions:
+            L = m.astype(rows.wt) + lp
+            out["logsumexp"] = _from_interval(fmt, L, 2 * (elp + u * np.abs(L)), lower=m if n_ok else None)
+        if "cross_entropy" in functions:
+            dt, dt_exact = target
+            ce = lp - dt
+            out["cross_entropy"] = _from_interval(
+                fmt, ce, 2 * (elp + np.abs(dt) * u + u * np.abs(ce)),
+                lower=np.where(dt_exact, -dt, -np.inf).astype(rows.wt) if n_ok else None)
+        if "log_softmax" in functions or "softmax" in functions:
+            ad = np.where(d_exact, 0, np.abs(d))
+            ls = d - lp
+            els = ad * u + elp + u * np.abs(ls)
+            if "log_softmax" in functions:
+                out["log_softmax"] = _from_interval(
+                    fmt, ls, 2 * els, upper=np.where(d_exact, d, np.inf).astype(rows.wt) if n_ok else None)
+            if "softmax" in functions:
+                sm = np.exp(ls)
+                out["softmax"] = _from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
+                                                upper=rows.wt.type(1.0) if n_ok else None)
     return out
+
+
+def _fast_block(fmt: Format, x: np.ndarray, target: np.ndarray, wt=None, functions=None) -> dict:
+    """Every element of the rows x (float64, values of the format) in the working type wt."""
+    x = np.asarray(x)
+    wt = x.dtype if wt is None else wt
+    x = x.astype(np.float64)
+    functions = FUNCTIONS if functions is None else functions
+    rows = _Rows(x, wt)
+    B = x.shape[0]
+    ri = np.arange(B)
+    out = {}
+    if any(f in functions for f in ("softmax", "log_softmax")):
+        d, d_exact = _diff_exact(x, rows.m[:, None], rows.wt)
+        out.update(_fast_values(fmt, rows, x.shape[-1], d, d_exact, ri[:, None],
+                                [f for f in functions if f in ("softmax", "log_softmax")]))
+    scal = [f for f in functions if f in ("logsumexp", "cross_entropy")]
+    if scal:
+        tg = np.asarray(target).astype(np.int64)
+        xt = np.take_along_axis(x, tg[:, None], axis=-1)[:, 0]
+        dt, dt_exact = _diff_exact(xt, rows.m, rows.wt)
+        res = _fast_values(fmt, rows, x.shape[-1], None, None, ri, scal, target=(dt, dt_exact))
+        out.update(res)
+    return {f: out[f] for f in FUNCTIONS if f in out}
+
+
+# ------------------------------------------------------- per-element escalation
+def _empty_ref(shape) -> RefData:
+    nan = lambda: np.full(shape, np.nan)  # noqa: E731
+    return RefData(nan(), nan(), nan(), nan(), nan(), nan(), np.zeros(shape, dtype=bool),
+                   np.ones(shape, dtype=bool))
+
+
+def _shape(f: str, B: int, n: int) -> tuple:
+    return (B, n) if f in ("softmax", "log_softmax") else (B,)
+
+
+class Escalation:
+    """The reference of a batch, decided element by element through the tiers.
+
+    The first tier computes every element of every row (``x``: (B, n) float64 values of the
+    format) in float64 (or quad for float64 targets). An element whose bound does not decide
+    its rounding -- or whose figures the caller could not settle (:meth:`bump`) -- goes one
+    tier up alone: the row's quantities (max, sum, log1p of the sum) are computed once per
+    tier for the rows that need them and shared by the row's elements; at the last tier
+    mpmath encloses only the elements still open (its row sum is still over the whole row).
+    ``mode="mpmath"`` sends every element to mpmath. ``ref``: {function: RefData};
+    ``level``: {function: the tier of each element}; :meth:`stats` counts them.
+    """
+
+    def __init__(self, fmt: Format, x, target, functions=None, mode: str = "auto"):
+        self.fmt = fmt
+        self.x = np.asarray(x, dtype=np.float64)
+        self.target = np.asarray(target).astype(np.int64)
+        B, n = self.x.shape
+        self.functions = tuple(f for f in FUNCTIONS if functions is None or f in functions)
+        self.tiers = tiers(fmt) if mode != "mpmath" else ()
+        self.mp = len(self.tiers)
+        self.ref = {f: _empty_ref(_shape(f, B, n)) for f in self.functions}
+        self.level = {f: np.zeros(_shape(f, B, n), dtype=np.int8) for f in self.functions}
+        self._rows: dict = {}  # tier -> (rows computed (B,) bool, _Rows over the whole batch)
+        self.mp_rows = 0  # rows whose sum mpmath computed
+        if self.mp == 0:
+            self._mpmath({f: np.ones(self.level[f].shape, dtype=bool) for f in self.functions})
+        else:
+            step = max(1, BLOCK // max(1, n))
+            for i in range(0, B, step):
+                part = _fast_block(fmt, self.x[i:i + step], self.target[i:i + step], self.tiers[0],
+                                   self.functions)
+                for f in self.functions:
+                    self.ref[f].put(slice(i, i + step), part[f])
+        self.decide()
+
+    def undecided(self) -> dict:
+        return {f: ~r.decided for f, r in self.ref.items()}
+
+    def decide(self) -> None:
+        """Raise every undecided element until its tier decides it (or mpmath's limit)."""
+        while self.bump(self.undecided()):
+            pass
+
+    def bump(self, masks: dict) -> bool:
+        """Recompute the masked elements ({function: bool array}) one tier up; False when
+        none could move (all at the last tier)."""
+        moved = False
+        for t in range(self.mp):
+            sel = {f: m & (self.level[f] == t) for f, m in masks.items() if f in self.ref}
+            sel = {f: m for f, m in sel.items() if m.any()}
+            if not sel:
+                continue
+            moved = True
+            if t + 1 < self.mp:
+                self._fast(t + 1, sel)
+            else:
+                self._mpmath(sel)
+            for f, m in sel.items():
+                self.level[f][m] = t + 1
+        return moved
+
+    def _rows_at(self, t: int, need: np.ndarray) -> _Rows:
+        B = self.x.shape[0]
+        have, rows = self._rows.get(t, (np.zeros(B, dtype=bool), None))
+        todo = np.nonzero(need & ~have)[0]
+        if todo.size:
+            new = _Rows(self.x[todo], self.tiers[t])
+            if rows is None:
+                rows = _Rows.empty(B, new)
+            rows.put(todo, new)
+            have = have.copy()
+            have[todo] = True
+            self._rows[t] = (have, rows)
+        return rows
+
+    def _fast(self, t: int, sel: dict) -> None:
+        B, n = self.x.shape
+        need = np.zeros(B, dtype=bool)
+        for m in sel.values():
+            need |= m if m.ndim == 1 else m.any(axis=-1)
+        rows = self._rows_at(t, need)
+        for f, m in sel.items():
+            if m.ndim == 2:
+                bi, ji = np.nonzero(m)
+                d, d_exact = _diff_exact(self.x[bi, ji], rows.m[bi], rows.wt)
+                new = _fast_values(self.fmt, rows, n, d, d_exact, bi, (f,))[f]
+                self.ref[f].put((bi, ji), new)
+            else:
+                bi = np.nonzero(m)[0]
+                dt, dt_exact = _diff_exact(self.x[bi, self.target[bi]], rows.m[bi], rows.wt)
+                new = _fast_values(self.fmt, rows, n, None, None, bi, (f,), target=(dt, dt_exact))[f]
+                self.ref[f].put(bi, new)
+
+    def _mpmath(self, sel: dict) -> None:
+        fmt = self.fmt
+        rows = set()
+        for m in sel.values():
+            rows.update(np.nonzero(m if m.ndim == 1 else m.any(axis=-1))[0].tolist())
+        start = start_prec(fmt)
+        for b in sorted(rows):
+            wanted = {f: (np.nonzero(m[b])[0].tolist() if m.ndim == 2 else [0])
+                      for f, m in sel.items() if m[b].any()}
+            row, tgt = self.x[b], int(self.target[b])
+            flat_f = [(f, j) for f, js in wanted.items() for j in js]
+
+            def compute(prec, row=row, tgt=tgt, wanted=wanted):
+                vals = _enclose(row, tgt, prec, fmt.p, wanted)
+                return [v for f in wanted for v in vals[f]]
+
+            vals, settled = escalate(fmt, compute, start=start, done=lambda iv: _decided(fmt, iv))
+            self.mp_rows += 1
+            for (f, j), iv, ok in zip(flat_f, vals, settled):
+                idx = (b, j) if sel[f].ndim == 2 else b
+                rounded, ulp, dlo, dhi, qlo, qhi, _ = _interval_point(fmt, iv, ok)
+                r = self.ref[f]
+                r.rounded[idx], r.ulp[idx], r.dlo[idx], r.dhi[idx] = rounded, ulp, dlo, dhi
+                r.qlo[idx], r.qhi[idx] = qlo, qhi
+                r.decided[idx], r.determined[idx] = True, bool(ok)
+
+    def stats(self) -> dict:
+        """{"elements": per tier (the last is mpmath), "mpmath_rows": rows mpmath summed}."""
+        counts = np.zeros(self.mp + 1, dtype=np.int64)
+        for lv in self.level.values():
+            counts += np.bincount(lv.ravel(), minlength=self.mp + 1)
+        return {"elements": counts.tolist(), "mpmath_rows": self.mp_rows}
 
 
 # ------------------------------------------------------------- mpmath path
@@ -271,10 +605,12 @@ def _log1p_up(t, wp: int):
     return mpf_log(mpf_add(fone, t, wp + max(0, -mag) + 10, "c"), wp, "c")
 
 
-def _enclose(x_row, target: int, prec: int, fmt_p: int = 64) -> dict[str, list]:
+def _enclose(x_row, target: int, prec: int, fmt_p: int = 64, wanted=None) -> dict[str, list]:
     """Rigorous enclosures of every reference value of one vector: raw mpf (lo, hi, lo_dec,
     hi_dec), lo <= r <= hi, the rounding and ulp read at lo_dec and hi_dec (see :func:`_strict`;
-    ``fmt_p`` the target format's precision).
+    ``fmt_p`` the target format's precision). ``wanted``: {function: element indices} to
+    enclose only those (0 for a per-vector function; the lists come back in that order);
+    None for every value of every function.
 
     With d_i = x_i - m exact and e_i = exp(d_i), S = 1 + t: every step rounds
     outward (mpmath's directed rounding, the way its own interval arithmetic
@@ -285,46 +621,76 @@ def _enclose(x_row, target: int, prec: int, fmt_p: int = 64) -> dict[str, list]:
     is the point 0; every other value is irrational and its enclosure shrinks
     about like 2^-prec (relative), so the escalation always ends. x_i - m may need
     many more bits than ``prec`` (x = [1e38, 0.25]); exp of an exact d keeps its
-    relative accuracy whatever |d|.
+    relative accuracy whatever |d|. Equal inputs share one exp: t adds count * exp(d)
+    (the product rounded outward too).
     """
-    from mpmath.libmp import fone, from_float, fzero, mpf_add, mpf_div, mpf_exp, mpf_neg, mpf_sub
+    from mpmath.libmp import (
+        fone,
+        from_float,
+        from_int,
+        fzero,
+        mpf_add,
+        mpf_div,
+        mpf_exp,
+        mpf_mul,
+        mpf_neg,
+        mpf_sub,
+    )
 
-    xs = [from_float(float(v)) for v in x_row]  # exact
+    x_row = np.asarray(x_row, dtype=np.float64)
+    n = len(x_row)
     k = int(np.argmax(x_row))
-    m = xs[k]
-    d = [mpf_sub(v, m, 0) for v in xs]  # precision 0: exact
+    m = from_float(float(x_row[k]))  # exact
     wp = prec + 10
-    elo, ehi = [], []
+    vals, inv, counts = np.unique(x_row, return_inverse=True, return_counts=True)
+    counts[inv[k]] -= 1  # the max itself is outside t
+    exps = {}
     tlo = thi = fzero
-    for i, di in enumerate(d):
-        if i == k:
-            elo.append(fone)
-            ehi.append(fone)
-            continue
-        a, b = mpf_exp(di, wp, "f"), mpf_exp(di, wp, "c")
-        elo.append(a)
-        ehi.append(b)
-        tlo = mpf_add(tlo, a, wp, "f")
-        thi = mpf_add(thi, b, wp, "c")
+    for v, c in zip(vals.tolist(), counts.tolist()):
+        dv = mpf_sub(from_float(v), m, 0)  # precision 0: exact
+        a, b = mpf_exp(dv, wp, "f"), mpf_exp(dv, wp, "c")
+        exps[v] = (dv, a, b)
+        if c:
+            if c > 1:
+                a, b = mpf_mul(a, from_int(c), wp, "f"), mpf_mul(b, from_int(c), wp, "c")
+            tlo = mpf_add(tlo, a, wp, "f")
+            thi = mpf_add(thi, b, wp, "c")
     lplo, lphi = _log1p_down(tlo, wp), _log1p_up(thi, wp)
     slo, shi = mpf_add(fone, tlo, wp, "f"), mpf_add(fone, thi, wp, "c")
-    dt = d[int(target)]
-    out = {
-        "logsumexp": [(mpf_add(m, lplo, prec, "f"), mpf_add(m, lphi, prec, "c"))],
-        "log_softmax": [(mpf_sub(di, lphi, prec, "f"), mpf_sub(di, lplo, prec, "c")) for di in d],
-        "softmax": [(mpf_div(a, shi, prec, "f"), mpf_div(b, slo, prec, "c")) for a, b in zip(elo, ehi)],
-        "cross_entropy": [(mpf_sub(lplo, dt, prec, "f"), mpf_sub(lphi, dt, prec, "c"))],
-    }
-    if len(d) < 2:
-        return {f: [(lo, hi, lo, hi) for lo, hi in v] for f, v in out.items()}
-    # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target
-    neg_dt = mpf_neg(dt)
-    return {
-        "logsumexp": [_strict(*out["logsumexp"][0], low=m, p=fmt_p)],
-        "log_softmax": [_strict(lo, hi, high=di, p=fmt_p) for (lo, hi), di in zip(out["log_softmax"], d)],
-        "softmax": [_strict(lo, hi, high=fone, p=fmt_p) for lo, hi in out["softmax"]],
-        "cross_entropy": [_strict(*out["cross_entropy"][0], low=neg_dt, p=fmt_p)],
-    }
+    all_j = range(n)
+    want = {f: (list(all_j) if f in ("softmax", "log_softmax") else [0]) for f in FUNCTIONS} \
+        if wanted is None else wanted
+
+    def elem(j):
+        if j == k:
+            return fzero, fone, fone
+        return exps[float(x_row[j])]
+
+    dt = mpf_sub(from_float(float(x_row[int(target)])), m, 0)
+    strict = n >= 2  # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target
+    out = {}
+    for f, js in want.items():
+        if f == "logsumexp":
+            iv = (mpf_add(m, lplo, prec, "f"), mpf_add(m, lphi, prec, "c"))
+            out[f] = [_strict(*iv, low=m, p=fmt_p) if strict else iv + iv]
+        elif f == "cross_entropy":
+            iv = (mpf_sub(lplo, dt, prec, "f"), mpf_sub(lphi, dt, prec, "c"))
+            out[f] = [_strict(*iv, low=mpf_neg(dt), p=fmt_p) if strict else iv + iv]
+        elif f == "log_softmax":
+            res = []
+            for j in js:
+                di = elem(j)[0]
+                iv = (mpf_sub(di, lphi, prec, "f"), mpf_sub(di, lplo, prec, "c"))
+                res.append(_strict(*iv, high=di, p=fmt_p) if strict else iv + iv)
+            out[f] = res
+        elif f == "softmax":
+            res = []
+            for j in js:
+                _, a, b = elem(j)
+                iv = (mpf_div(a, shi, prec, "f"), mpf_div(b, slo, prec, "c"))
+                res.append(_strict(*iv, high=fone, p=fmt_p) if strict else iv + iv)
+            out[f] = res
+    return out
 
 
 def _strict(lo, hi, low=None, high=None, p: int = 64) -> tuple:
@@ -647,11 +1013,13 @@ def exact_figures(fmt: Format, x_row, target: int, function: str, items, max_pre
     todo = list(range(len(items)))
     prec = start or start_prec(fmt)
     while todo and prec <= max_prec:
-        vals = _enclose(x_row, target, prec, fmt.p)[function]
+        js = sorted({items[i][0] for i in todo})
+        pos = {j: q for q, j in enumerate(js)}
+        vals = _enclose(x_row, target, prec, fmt.p, {function: js})[function]
         left = []
         for i in todo:
             j, y = items[i]
-            iv = vals[j]
+            iv = vals[pos[j]]
             if not _decided(fmt, iv):
                 left.append(i)
                 continue
@@ -754,6 +1122,8 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows,
         vals = _enclose(x[b], int(target[b]), prec, fmt.p)
         where_v = f"vector {list(map(float, x[b]))[:8]}"
         for f in FUNCTIONS:
+            if f not in ref:
+                continue
             r = ref[f]
             for j, iv in enumerate(vals[f]):
                 idx = (b, j) if r.rounded.ndim == 2 else (b,)

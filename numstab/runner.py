@@ -21,7 +21,7 @@ from .grids import GridSpec, make_grid, stack
 from .grids import cells as grid_cells
 from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
 from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, element_metrics, quantize
-from .reference import MP_TIER, fast_reference, fast_supported, mp_reference
+from .reference import Escalation, RefData, fast_supported
 from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, jnum
 
 REFERENCE_MODES = ("auto", "mpmath")
@@ -72,48 +72,14 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto"):
-    """Reference for every function; returns (dict of RefData, tier per row).
+def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto", functions=None):
+    """Reference for the functions (default all); returns (dict of RefData, its Escalation).
 
-    Tiers: 0 = float64 fast path, then long double (where wider), then MP_TIER =
-    mpmath. Every row ends at the first tier whose bound decides its rounding.
+    Every element ends at the first tier whose bound decides its rounding (the Escalation's
+    ``level``; the last tier is mpmath).
     """
-    B = x.shape[0]
-    if mode == "mpmath" or not fast_supported(fmt):
-        return mp_reference(fmt, x, target), np.full(B, MP_TIER, dtype=np.int8)
-    ref = fast_reference(fmt, x, target)
-    tier = np.zeros(B, dtype=np.int8)
-    _decide(fmt, x, target, ref, tier)
-    return ref, tier
-
-
-def _undecided(ref) -> np.ndarray:
-    bad = None
-    for r in ref.values():
-        dec = r.decided if r.decided.ndim == 1 else r.decided.all(axis=-1)
-        bad = ~dec if bad is None else bad | ~dec
-    return bad
-
-
-def _bump(fmt, x, target, ref, tier, rows_mask) -> bool:
-    """Recompute the given rows one tier up; False when none could move."""
-    rows = np.nonzero(rows_mask & (tier < MP_TIER))[0]
-    if not rows.size:
-        return False
-    for t in np.unique(tier[rows]):
-        sel = rows[tier[rows] == t]
-        nxt = int(t) + 1
-        new = (mp_reference(fmt, x[sel], target[sel]) if nxt == MP_TIER
-               else fast_reference(fmt, x[sel], target[sel], tier=nxt))
-        for f in ref:
-            ref[f].put(sel, new[f])
-        tier[sel] = nxt
-    return True
-
-
-def _decide(fmt, x, target, ref, tier) -> None:
-    while _bump(fmt, x, target, ref, tier, _undecided(ref)):
-        pass
+    esc = Escalation(fmt, x, target, functions, mode)
+    return esc.ref, esc
 
 
 def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
@@ -198,7 +164,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
-    Returns (list of ImplOutcome, reference dict, reference tier per row).
+    Returns (list of ImplOutcome, reference dict, its reference.Escalation).
     """
     B = x.shape[0]
     groups = groups or [slice(0, B)]
@@ -222,22 +188,34 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             o.error = str(exc)
         outs.append(o)
     if ref is None:
-        ref, tier = reference(fmt, x, target, mode)
+        needed = {o.impl.function for o in outs}
+        if any(not o.impl.builtin for o in outs):
+            needed.add("logsumexp")  # causes.infer compares a black box's output with it
+        ref, esc = reference(fmt, x, target, mode, functions=needed)
     else:
-        ref, tier = ref
+        ref, esc = ref
+    live = [o for o in outs if o.error is None]
+    settled = {}
+    for o in live:
+        o.ulp, o.rel, o.status, settled[id(o)] = element_metrics(fmt, o.impl.function, o.y,
+                                                                 ref[o.impl.function], tolerance)
     while True:
-        unsettled = np.zeros(B, dtype=bool)
-        open_ = []
-        for o in outs:
-            if o.error is not None:
-                continue
-            r = ref[o.impl.function]
-            o.ulp, o.rel, o.status, settled = element_metrics(fmt, o.impl.function, o.y, r, tolerance)
-            open_.append((o, ~settled))
-            unsettled |= ~(settled if settled.ndim == 1 else settled.all(axis=-1))
-        if not _bump(fmt, x, target, ref, tier, unsettled):
+        masks: dict = {}
+        for o in live:
+            f = o.impl.function
+            masks[f] = masks.get(f, False) | ~settled[id(o)]
+        before = {f: lv.copy() for f, lv in esc.level.items()}
+        if not esc.bump(masks):
             break
-        _decide(fmt, x, target, ref, tier)
+        esc.decide()
+        for o in live:  # figures again where the reference moved
+            f = o.impl.function
+            moved = esc.level[f] != before[f]
+            if moved.any():
+                sub = RefData(*(getattr(ref[f], k)[moved] for k in RefData.__dataclass_fields__))
+                o.ulp[moved], o.rel[moved], o.status[moved], settled[id(o)][moved] = element_metrics(
+                    fmt, f, o.y[moved], sub, tolerance)
+    open_ = [(o, ~settled[id(o)]) for o in live]
     if any(m.any() for _, m in open_):
         _settle_exactly(fmt, x, target, ref, open_)
         for o, _ in open_:
@@ -255,7 +233,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         if bad:
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")
-    return outs, ref, tier
+    return outs, ref, esc
 
 
 def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:

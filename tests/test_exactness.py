@@ -194,8 +194,8 @@ def test_verify_catches_a_wrong_ulp(monkeypatch):
 
     real = runner.reference
 
-    def corrupted(fmt, x, target, mode="auto"):
-        ref, tier = real(fmt, x, target, mode)
+    def corrupted(fmt, x, target, mode="auto", **kw):
+        ref, tier = real(fmt, x, target, mode, **kw)
         ref["softmax"].ulp[0, 1] *= 2  # the right rounded value, the ulp of the binade above
         return ref, tier
 
@@ -211,8 +211,8 @@ def test_verify_catches_a_wrong_figure(monkeypatch):
 
     real = runner.reference
 
-    def corrupted(fmt, x, target, mode="auto"):
-        ref, tier = real(fmt, x, target, mode)
+    def corrupted(fmt, x, target, mode="auto", **kw):
+        ref, tier = real(fmt, x, target, mode, **kw)
         ref["logsumexp"].dlo[0] += 3  # the ULP figure of every output moves by 3
         ref["logsumexp"].dhi[0] += 3
         return ref, tier

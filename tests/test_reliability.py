@@ -226,8 +226,8 @@ def test_verify_catches_a_wrong_reference(monkeypatch):
 
     real = runner.reference
 
-    def corrupted(fmt, x, target, mode="auto"):
-        ref, exact = real(fmt, x, target, mode)
+    def corrupted(fmt, x, target, mode="auto", **kw):
+        ref, exact = real(fmt, x, target, mode, **kw)
         ref["softmax"].rounded[0, 0] = np.nextafter(ref["softmax"].rounded[0, 0], 2.0)
         return ref, exact
 

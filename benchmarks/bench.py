@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from numstab.formats import FORMATS
-from numstab.kernels import REGISTRY
+from numstab.functions import REGISTRY
 from numstab.reference import MP_TIER
 from numstab.runner import reference
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Terminated, UsageError
-from .kernels import Impl
+from .functions import Impl
+from .functions import get as get_function
 
 LIBRARIES = ("scipy", "torch", "jax")
 
@@ -256,7 +257,7 @@ def isolate(fn, name: str, timeout=None, readonly: bool = True):
 
 def user_impl(function: str, fn, name: str, timeout=None) -> Impl:
     safe = isolate(fn, name, timeout)
-    if function == "cross_entropy":
+    if get_function(function).takes:
         return Impl(function, name, lambda x, acc, target: safe(x, target), f"user callable {name}")
     return Impl(function, name, lambda x, acc: safe(x), f"user callable {name}")
 
@@ -354,7 +355,7 @@ def library_impl(library: str, function: str, timeout=None) -> Impl | None:
     name = {"scipy": "scipy.special", "torch": "torch.nn.functional", "jax": "jax.nn"}[library]
     if library == "torch" and function == "logsumexp":
         name = "torch"  # torch.logsumexp: nn.functional has none
-    if function == "cross_entropy":
+    if get_function(function).takes:
         safe = isolate(lambda x, target: fn(x, None, target), name, timeout, readonly=False)
         return Impl(function, name, lambda x, acc, target: safe(x, target), f"{name}.{function}")
     safe = isolate(lambda x: fn(x, None), name, timeout, readonly=False)

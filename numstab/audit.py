@@ -23,11 +23,13 @@ import numpy as np
 from .adapters import library_impl, load_callable, user_impl
 from .errors import UsageError, unknown_name
 from .formats import get_format
+from .functions import Impl, get_impl
+from .functions import get as get_function
 from .grids import cells as grid_cells
 from .grids import make_grid, stack
-from .kernels import ACCUMULATE, SCALAR_FUNCTIONS, Impl, get_function, get_impl
 from .metrics import DEFAULT_TOLERANCE, STATUSES, quantize
 from .results import STATUS_KEYS, jnum
+from .steps import ACC_MODELS as ACCUMULATE
 from .validate import FAIL_ON_CHOICES  # noqa: F401 - re-exported
 
 AUDIT_SCHEMA = "numstab.audit/2"
@@ -194,7 +196,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
               targets=None, target=None, grid=(), name="", timeout=None) -> AuditSpec:
     from . import validate
 
-    function = get_function(function)
+    function = get_function(function).name
     tolerance = validate.tolerance(tolerance)
     target = validate.target(target)
     timeout = validate.timeout(timeout)
@@ -292,7 +294,7 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
                 audit_bytes(x0.size, n_impls), hint)
         x = round_inputs(fmt, x0)
         t = load_targets(spec.target, spec.targets, x.shape[0], x.shape[1],
-                         required=spec.function == "cross_entropy")
+                         required=get_function(spec.function).takes == "target")
         return [(x, t)]
     g = dict(spec.grid)
     grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
@@ -334,10 +336,10 @@ def run_audit(specs, argv=None) -> AuditReport:
 
 def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
     """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not."""
-    from .causes import LOG_FUNCTIONS, wrong_special
+    from .causes import wrong_special
 
     zero, inf = wrong_special(y, rounded)
-    return zero | inf if function in LOG_FUNCTIONS else zero
+    return zero | inf if get_function(function).log_of_zero is not None else zero
 
 
 def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
@@ -407,8 +409,8 @@ def _first_failure(spec, fmt, parts, limit):
             cc = o.cause[r] if o.cause.ndim == 2 else o.cause[r:r + 1]
             return {
                 "vector": [float(v) for v in x[r]],
-                **({"target": int(t[r])} if spec.function == "cross_entropy" else {}),
-                "element": None if spec.function in SCALAR_FUNCTIONS else j,
+                **({"target": int(t[r])} if get_function(spec.function).takes == "target" else {}),
+                "element": None if get_function(spec.function).per_vector else j,
                 "output": jnum(y[j]), "exact_rounded": jnum(exact[j]), "ulp_error": jnum(uu[j]),
                 "status": STATUSES[int(ss[j])], "cause": cause_name(int(cc[j])),
                 "cause_inferred": o.inferred,

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from .functions import get as _record
 from .metrics import INACCURATE, NAN, OK, OVERFLOW, UNDERFLOW, UNDETERMINED
 from .results import CAUSES
 from .steps import CATEGORY_CODE, CODE, EXP_OVF, INVALID, SUM_OVF, Tracer
@@ -30,7 +31,6 @@ from .steps import UNDERFLOW as C_UNDERFLOW
 
 #: rows per traced attribution pass are limited so its arrays stay small
 ATTRIBUTE_ELEMENTS = 1 << 18
-LOG_FUNCTIONS = ("log_softmax", "logsumexp", "cross_entropy")
 
 
 def cause_name(code: int) -> str | None:
@@ -86,7 +86,7 @@ def attribute(impl, fmt, xc, acc, target, rows):
         sel = rows[i:i + step]
         tr = Tracer(fmt, len(sel), attribute=True)
         with np.errstate(all="ignore"):
-            out = impl.run(xc[sel], acc, target[sel], tr)
+            out = impl.run(xc[sel], acc, None if target is None else target[sel], tr)
         err = np.abs(out.err)
         best = np.argmax(err, axis=-1)
         code = CATEGORY_CODE[best]
@@ -99,14 +99,18 @@ def attribute(impl, fmt, xc, acc, target, rows):
 def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
     """Statuses and causes of a black box's elements, inferred from inputs, outputs and exact values."""
     status = status.copy()
+    rec = _record(function)
+    is_log = rec.log_of_zero is not None
     lnmax = math.log(fmt.max)
     ln_unf = math.log(fmt.smallest_subnormal) - math.log(2)
     rounded = ref_all[function].rounded
     with np.errstate(all="ignore"):
         xmax = np.max(x, axis=-1)
-        L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
         exp_ovf = xmax >= lnmax
-        sum_ovf = ~exp_ovf & ~(np.abs(L) < lnmax)
+        sum_ovf = np.zeros(exp_ovf.shape, dtype=bool)
+        if "logsumexp" in ref_all:  # the exact sum of exps beyond the format: its logarithm
+            L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
+            sum_ovf = ~exp_ovf & ~(np.abs(L) < lnmax)
         all_unf = xmax <= ln_unf
     shape = status.shape
     per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
@@ -118,28 +122,23 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
     zero, inf = wrong_special(y, rounded)
     with np.errstate(all="ignore"):
         tiny_exact = np.abs(rounded) < fmt.tiny
-        if function == "log_softmax":
+        if rec.log_of_zero is not None and not rec.per_vector:  # log-probabilities
             tiny_exact = rounded <= ln_unf  # the probability itself underflows
     for mask in (zero, inf):
         m = mask & ~nan & (status != UNDETERMINED)
         ovf = m & (ovf_code != 0)
         status[ovf] = OVERFLOW
         cause[ovf] = ovf_code[ovf]
-        unf = m & ~ovf & (tiny_exact | all_unf | ((function in LOG_FUNCTIONS) & inf & (y < 0)))
+        unf = m & ~ovf & (tiny_exact | all_unf | (is_log & inf & (y < 0)))
         status[unf] = UNDERFLOW
         cause[unf] = C_UNDERFLOW
         rest = m & ~ovf & ~unf
         status[rest] = np.where(ulp[rest] > tolerance, INACCURATE, OK)
     inacc = (status == INACCURATE) & (cause == 0)
     if inacc.any():
-        if function == "cross_entropy":
-            guess = CODE["cancellation"]
-        elif function == "logsumexp":
-            guess = CODE["absorption"]
-        else:
-            guess = CODE["rounding"]
+        guess = CODE[rec.inferred_cause]
         cause[inacc] = np.where(tiny_exact[inacc], C_UNDERFLOW, guess)
-        if function in ("logsumexp", "log_softmax"):
+        if rec.log1p_keeps:
             zero_in = inacc & zero
             cause[zero_in] = CODE["absorption"]
     return status, cause
@@ -192,7 +191,7 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             consequences.append("0/0 is NaN")
     if any((y == 0) & (status == OVERFLOW)):
         consequences.append("x/inf is 0")
-    if any(np.isinf(y) & (status >= UNDERFLOW)) and function in LOG_FUNCTIONS:
+    if any(np.isinf(y) & (status >= UNDERFLOW)) and _record(function).log_of_zero is not None:
         consequences.append("the log of 0 is -inf" if any(y < 0) else "-log(0) is inf")
     for c in present:
         if c == "exp_overflow":
@@ -208,7 +207,7 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
                 words.append(f"results below {fmt.tiny:.3g} are subnormal in {fmt.name} and lose digits")
         elif c == "absorption":
             ev = _row_events(events, "absorption")
-            hint = " (log1p keeps it)" if function in ("logsumexp", "log_softmax") else ""
+            hint = " (log1p keeps it)" if _record(function).log1p_keeps else ""
             if ev and ev[0][1] is not None:
                 label, (a, b, r) = max(ev, key=lambda e: np.max(np.abs(e[1][1])) if e[1] else 0)
                 j = int(np.argmax(np.abs(b)))

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from .formats import Format
-from .reference import RefData
+from .functions import get
+from .results import RefData
 
 STATUSES = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
 OK, UNDETERMINED, INACCURATE, UNDERFLOW, OVERFLOW, NAN = range(6)
@@ -85,7 +86,7 @@ def quantize_rel(v, fmt: Format) -> np.ndarray:
 
 def _log_of_zero(function: str, y: np.ndarray) -> np.ndarray:
     """-inf from log(0) is an underflow; +inf (cross-entropy's -log(0) too) is an overflow."""
-    if function in ("log_softmax", "logsumexp"):
+    if get(function).log_of_zero == -np.inf:
         return y == -np.inf
     return np.zeros(y.shape, dtype=bool)
 

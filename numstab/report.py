@@ -344,7 +344,7 @@ def _check_shape(data) -> None:
 
 def _check_run(run: CompareRun) -> None:
     from .formats import FORMATS
-    from .kernels import FUNCTIONS
+    from .functions import FUNCTIONS
     from .results import FLAG_NAMES, STATUS_KEYS
 
     for i, r in enumerate(run.results):

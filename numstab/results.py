@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
+import numpy as np
+
 from .errors import UsageError
 
 COMPARE_SCHEMA = "numstab.compare/2"
@@ -23,6 +25,24 @@ FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
 #: Why an element failed, one word each (README "What the numbers mean"):
 CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
           "clipping", "rounding")
+
+
+@dataclass
+class RefData:
+    """Reference for one function over a batch: arrays of shape (B, n) or (B,)."""
+
+    rounded: np.ndarray
+    ulp: np.ndarray
+    dlo: np.ndarray
+    dhi: np.ndarray
+    qlo: np.ndarray  # bounds of ulp / |r| (inf for r = 0): relative error = ULP error * q
+    qhi: np.ndarray
+    decided: np.ndarray  # bool: the interval fixes the rounded value and the ulp
+    determined: np.ndarray  # bool: False where mpmath could not settle the value
+
+    def put(self, rows, other: RefData) -> None:
+        for f in self.__dataclass_fields__:
+            getattr(self, f)[rows] = getattr(other, f)
 
 
 def jnum(v):

@@ -17,12 +17,14 @@ import numpy as np
 from . import __version__
 from .errors import NumstabError, UsageError, unknown_name
 from .formats import DEFAULT_DTYPES, Format, get_format
+from .functions import FUNCTIONS, REGISTRY, Impl, as_args
+from .functions import get as get_function
 from .grids import GridSpec, make_grid, stack
 from .grids import cells as grid_cells
-from .kernels import ACCUMULATE, FUNCTIONS, REGISTRY, SCALAR_FUNCTIONS, Impl, get_function
 from .metrics import DEFAULT_TOLERANCE, INACCURATE, STATUSES, element_metrics, quantize
-from .reference import Escalation, RefData, fast_supported
-from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, jnum
+from .reference import compute_reference, fast_supported
+from .results import FLAG_NAMES, STATUS_KEYS, CellResult, CompareRun, RefData, jnum
+from .steps import ACC_MODELS as ACCUMULATE
 
 REFERENCE_MODES = ("auto", "mpmath")
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
@@ -55,7 +57,7 @@ def capture_flags():
 
 def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, tuple]:
     """Run one implementation on x (target dtype); (outputs as float64, sorted flags)."""
-    expected = x.shape[:-1] if impl.function in SCALAR_FUNCTIONS else x.shape
+    expected = impl.record.output_shape(x.shape)
     with capture_flags() as seen:
         try:
             y = impl(x, acc, target)
@@ -72,16 +74,6 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def reference(fmt: Format, x: np.ndarray, target: np.ndarray, mode: str = "auto", functions=None):
-    """Reference for the functions (default all); returns (dict of RefData, its Escalation).
-
-    Every element ends at the first tier whose bound decides its rounding (the Escalation's
-    ``level``; the last tier is mpmath).
-    """
-    esc = Escalation(fmt, x, target, functions, mode)
-    return esc.ref, esc
-
-
 def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
     """Run a built-in kernel step by step over the whole batch.
 
@@ -91,7 +83,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
 
     tr = Tracer(fmt, x.shape[0])
     with np.errstate(all="ignore"):
-        out = impl.run(x, acc, target, tr)
+        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr)
         y = out.v.astype(np.float64)
     flags = []
     for g in groups:
@@ -108,7 +100,7 @@ def _settle_exactly(fmt, x, target, ref, open_) -> None:
     """
     from decimal import Decimal
 
-    from .reference import exact_figures
+    from .reference import exact_figures, row_args
 
     for o, mask in open_:
         if not mask.any():
@@ -120,7 +112,7 @@ def _settle_exactly(fmt, x, target, ref, open_) -> None:
         for b in np.unique(idx[:, 0]):
             sel = [tuple(i) for i in idx[idx[:, 0] == b]]
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
-            for i, fig in zip(sel, exact_figures(fmt, x[b], int(target[b]), f, items)):
+            for i, fig in zip(sel, exact_figures(fmt, x[b], row_args(target, b), f, items)):
                 if fig is None:
                     ref[f].determined[i] = False
                     continue
@@ -164,7 +156,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
-    Returns (list of ImplOutcome, reference dict, its reference.Escalation).
+    Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
     """
     B = x.shape[0]
     groups = groups or [slice(0, B)]
@@ -177,8 +169,9 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             if impl.builtin:
                 o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups)
             else:
+                arg = impl.record.arg(as_args(target))
                 for g in groups:
-                    y, fl = run_impl(impl, xc[g], acc, target[g])
+                    y, fl = run_impl(impl, xc[g], acc, None if arg is None else arg[g])
                     ys.append(y)
                     o.flags.append(fl)
                 o.y = np.concatenate(ys, axis=0)
@@ -189,9 +182,12 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         outs.append(o)
     if ref is None:
         needed = {o.impl.function for o in outs}
-        if any(not o.impl.builtin for o in outs):
-            needed.add("logsumexp")  # causes.infer compares a black box's output with it
-        ref, esc = reference(fmt, x, target, mode, functions=needed)
+        if any(not o.impl.builtin for o in outs) and "logsumexp" in FUNCTIONS:
+            # causes.infer reads the exact logsumexp of a black box's family (one sum: no extra cost)
+            fam = FUNCTIONS["logsumexp"].reference
+            if any(FUNCTIONS[f].reference == fam for f in needed):
+                needed.add("logsumexp")
+        ref, esc = compute_reference(fmt, x, target, mode, functions=[f for f in FUNCTIONS if f in needed])
     else:
         ref, esc = ref
     live = [o for o in outs if o.error is None]
@@ -199,7 +195,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     for o in live:
         o.ulp, o.rel, o.status, settled[id(o)] = element_metrics(fmt, o.impl.function, o.y,
                                                                  ref[o.impl.function], tolerance)
-    while True:
+    while True:  # elements whose figures the bounds leave open go up a tier, alone
         masks: dict = {}
         for o in live:
             f = o.impl.function
@@ -246,7 +242,7 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
         st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance)
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
-            codes, o.events = attribute(o.impl, fmt, xc, acc, target, rows)
+            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
         st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance)
@@ -318,7 +314,7 @@ def _big_summary(o: ImplOutcome, rows, known_u, out: dict) -> None:
 
 
 def select_impls(functions=None, impl_names=None) -> list[Impl]:
-    functions = list(dict.fromkeys(get_function(f) for f in (functions or FUNCTIONS)))
+    functions = list(dict.fromkeys(get_function(f).name for f in (functions or FUNCTIONS)))
     chosen = []
     names = list(impl_names or [])
     all_names = sorted({n for f in FUNCTIONS for n in REGISTRY[f]})
@@ -590,14 +586,15 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     from .reference import exact_strings
     from .reference import thresholds as exact_thresholds
 
-    function = get_function(function)
+    rec = get_function(function)
+    function = rec.name
     check_choice("accumulation model", accumulate, ACCUMULATE)
     if (values is None or len(values) == 0) == (input_file is None):
         raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
                          "or --input FILE, not both and not neither")
     x0 = load_vectors(input_file) if input_file is not None else parse_values(values)
     B, n = x0.shape
-    tg = load_targets(target, targets_file, B, n, required=function == "cross_entropy")
+    tg = load_targets(target, targets_file, B, n, required=rec.takes == "target")
     chosen = select_impls([function], impls)
     from .limits import inspect_bytes, require  # refuse before the work what cannot fit
 
@@ -611,13 +608,13 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
         outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        ex = exact_strings(fmt, x[0], int(tg[0]))[function] if B == 1 else None
+        ex = exact_strings(fmt, x[0], int(tg[0]), functions=[function])[function] if B == 1 else None
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
             names = [cause_name(int(c)) for c in np.atleast_1d(o.cause[0])] if B == 1 else None
             if B == 1:
                 y, st, u = o.y[0], o.status[0], o.ulp[0]
-                scalar = function in SCALAR_FUNCTIONS
+                scalar = rec.per_vector
                 yy = np.atleast_1d(y)
                 events = o.events[0][1] if o.events else []  # the attribution pass's, if it ran
                 if o.impl.builtin and not o.events:  # trace the vector step by step for the verdict's words
@@ -625,12 +622,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
                     tr = Tracer(fmt, 1, attribute=True)
                     with np.errstate(all="ignore"):
-                        o.impl.run(fmt.cast(x[:1]), accumulate, tg[:1], tr)
+                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(as_args(tg[:1])), tr)
                     events = tr.events
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
-                    **({"target": int(tg[0])} if function == "cross_entropy" else {}),
+                    **({"target": int(tg[0])} if rec.takes == "target" else {}),
                     "inputs": [float(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
                     "reference": ex,
@@ -645,7 +642,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "flags": list(flags),
                     "verdict": verdict(fmt, th, function, o.impl.name, x[0], yy, st, o.cause[0], u,
                                        flags, events, tolerance, o.inferred,
-                                       tg[0] if function == "cross_entropy" else None),
+                                       tg[0] if rec.takes == "target" else None),
                     **({"scalar": True} if scalar else {}),
                 })
             else:

@@ -153,8 +153,42 @@ class Plain:
     def wrap(x):
         return x
 
+    @staticmethod
+    def online(x, acc):
+        """Running max and rescaled sum, one column after the other (the sequential online
+        softmax scan): m' = max(m, x_j); d' = d * exp(m - m') + exp(x_j - m'), d in the
+        accumulation type. Returns (m, d cast to x's dtype), each with a length-1 last axis."""
+        return _online_scan(x, acc)[:2]
+
 
 PLAIN = Plain()
+
+
+def _online_scan(x: np.ndarray, acc: str, keep: bool = False):
+    """The sequential online scan on plain arrays; with ``keep``, also every column's operands
+    (running max before and after, running sum before, argmax index after) for the tracer."""
+    w = acc_dtype(x.dtype, acc)
+    n = x.shape[-1]
+    m = x[..., 0:1]
+    d = np.ones(m.shape, dtype=w)
+    stacks = None
+    if keep:
+        shape = x.shape[:-1] + (max(n - 1, 0),)
+        stacks = (np.empty(shape, x.dtype), np.empty(shape, x.dtype), np.empty(shape, w),
+                  np.empty(shape, np.intp))
+        idx = np.zeros(m.shape, dtype=np.intp)
+    for j in range(1, n):
+        xj = x[..., j: j + 1]
+        mn = np.maximum(m, xj)
+        if keep:
+            stacks[0][..., j - 1: j] = m
+            stacks[1][..., j - 1: j] = mn
+            stacks[2][..., j - 1: j] = d
+            idx = np.where(m >= xj, idx, j)
+            stacks[3][..., j - 1: j] = idx
+        d = d * np.exp(m - mn).astype(w) + np.exp(xj - mn).astype(w)
+        m = mn
+    return m, d.astype(x.dtype), d, stacks
 
 
 def _consts(dtype, *values):
@@ -463,6 +497,55 @@ class Tracer:
 
     def first(self, a):
         return a[..., 0]
+
+    # ------------------------------------------------------------ online scan
+    def online(self, x, acc):
+        """:meth:`Plain.online`, traced without a Python-level step per column: the scan runs on
+        plain arrays keeping every column's operands, then each kind of step is replayed once on
+        all columns together (same values, so the same flags and events). Roots and errors carry
+        along the scan: the running sum's root is the first one set in its final run of special
+        values (as step-by-step tracing keeps an operand's root), and its first-order error is
+        sum_j c_j * prod_{k > j} exp(m_{k-1} - m_k), c_j the errors made at column j."""
+        x = self._t(x)
+        w = acc_dtype(x.dtype, acc)
+        with np.errstate(all="ignore"):
+            m_v, _, d_v, stacks = _online_scan(x.v, acc, keep=True)
+        if x.shape[-1] < 2:
+            return self.max(x), self.cast(self.wrap(d_v), x.dtype)
+        mprev_v, mn_v, dprev_v, idx = stacks
+        prev_idx = np.concatenate([np.zeros(idx.shape[:-1] + (1,), np.intp), idx[..., :-1]], axis=-1)
+
+        def gathered(v, k):
+            return T(v, np.take_along_axis(x.root, k, axis=-1),
+                     None if x.err is None else np.take_along_axis(x.err, k[..., None], axis=-2))
+
+        mprev, mn = gathered(mprev_v, prev_idx), gathered(mn_v, idx)
+        cols = x[..., 1:]
+        aw = self.cast(self.exp(self.sub(mprev, mn)), w)
+        bw = self.cast(self.exp(self.sub(cols, mn)), w)
+        dprev = self.wrap(dprev_v)
+        dnew = self.add(self.mul(dprev, aw), bw)
+        spec = _special(dnew.v)
+        L = spec.shape[-1]
+        # columns of the final run of special values of the running sum
+        last_plain = L - 1 - np.argmax(~spec[..., ::-1], axis=-1)
+        last_plain = np.where(spec.all(axis=-1), -1, last_plain)[..., None]
+        run = np.arange(L) > last_plain
+        cand = run & (dnew.root != 0)
+        first = np.argmax(cand, axis=-1)[..., None]
+        root = np.where(cand.any(axis=-1, keepdims=True),
+                        np.take_along_axis(dnew.root, first, axis=-1), 0).astype(np.int8)
+        err = None
+        if x.err is not None:
+            with np.errstate(all="ignore"):
+                a64 = np.nan_to_num(aw.v.astype(np.float64), nan=0.0, posinf=0.0)
+                tail = np.cumprod(a64[..., :0:-1], axis=-1)[..., ::-1]  # prod_{k > j} a_k
+                after = np.concatenate([tail, np.ones(tail.shape[:-1] + (1,))], axis=-1)
+                err = np.nan_to_num((dnew.err * after[..., None]).sum(axis=-2, keepdims=True),
+                                    nan=0.0, posinf=0.0, neginf=0.0)
+                err[~np.isfinite(d_v)] = 0.0
+        m = gathered(m_v, idx[..., -1:])
+        return m, self.cast(T(d_v, root, err), x.dtype)
 
     # ---------------------------------------------------------------- sums
     def sum(self, a, acc, what=None):

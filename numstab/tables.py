@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .kernels import FUNCTIONS
 from .results import CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
@@ -82,7 +81,9 @@ def build_tables(run: CompareRun) -> list[Table]:
         k = (r.function, r.dtype, r.spread)
         if k not in keys:
             keys.append(k)
-    keys.sort(key=lambda k: (FUNCTIONS.index(k[0]) if k[0] in FUNCTIONS else 99, k[1], k[2]))
+    # functions in the run's order (the runner orders them as the registry), then dtype and spread
+    rank = {f: i for i, f in enumerate(dict.fromkeys(k[0] for k in keys))}
+    keys.sort(key=lambda k: (rank[k[0]], k[1], k[2]))
     for f, dt, sp in keys:
         rs = [r for r in run.results if (r.function, r.dtype, r.spread) == (f, dt, sp)]
         impls = tuple(dict.fromkeys(r.impl for r in rs))

@@ -184,7 +184,7 @@ def test_reproduces_blanchard_higham_higham_2021(capsys):
 
     # the paper's other figures, from the same engine
     from numstab.formats import FORMATS
-    from numstab.kernels import REGISTRY
+    from numstab.functions import REGISTRY
     from numstab.reference import exact_values
     from numstab.runner import evaluate
 

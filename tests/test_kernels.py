@@ -2,12 +2,14 @@ import math
 
 import ml_dtypes
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from numstab.formats import FORMATS
-from numstab.kernels import REGISTRY, acc_sum
+from numstab.functions import REGISTRY
 from numstab.reference import mp_reference
+from numstab.steps import acc_sum
 
 SM, LS, LSE, CE = (REGISTRY[f] for f in ("softmax", "log_softmax", "logsumexp", "cross_entropy"))
 MAIN = ("float16", "bfloat16", "float32", "float64")
@@ -90,3 +92,48 @@ def test_stable_implementations_never_return_inf_or_nan(dtype, values, acc):
             assert not np.any(np.isnan(y)), (impl.key, dtype, x, y)
     # softmax outputs are probabilities: never inf for any finite input
     assert np.all(np.isfinite(np.asarray(run(SM["stable"], x, dtype, acc), dtype=np.float64)))
+
+
+def _online_step_by_step(x, acc, o):
+    """The online softmax state written one Tracer step per column: the oracle of the vectorized scan."""
+    from numstab.steps import acc_dtype
+
+    w = acc_dtype(x.dtype, acc)
+    m, d = x[..., 0:1], o.ones(x[..., 0:1], w)
+    for j in range(1, x.shape[-1]):
+        xj = x[..., j: j + 1]
+        mn = o.maximum(m, xj)
+        d = o.add(o.mul(d, o.cast(o.exp(o.sub(m, mn)), w)), o.cast(o.exp(o.sub(xj, mn)), w))
+        m = mn
+    return m, o.cast(d, x.dtype)
+
+
+@pytest.mark.parametrize("fmt_name", ["float16", "bfloat16", "float32", "float8_e5m2"])
+@pytest.mark.parametrize("acc", ["sequential", "float32"])
+def test_traced_online_scan_matches_step_by_step_tracing(fmt_name, acc):
+    from numstab.formats import get_format
+    from numstab.steps import Tracer
+
+    fmt = get_format(fmt_name)
+    rng = np.random.default_rng(7)
+    for loc, scale, n in [(0, 1, 9), (8, 3, 40), (-20, 5, 17), (0, 30, 25), (4, 0.01, 300)]:
+        if fmt_name == "float8_e5m2":
+            loc, scale = loc / 4, scale / 4
+        x = fmt.cast(fmt.round(rng.normal(loc, scale, (12, n))))
+        t1, t2 = Tracer(fmt, 12, attribute=True), Tracer(fmt, 12, attribute=True)
+        (ma, a), (mb, b) = _online_step_by_step(t1.wrap(x), acc, t1), t2.online(t2.wrap(x), acc)
+        assert np.array_equal(a.v, b.v, equal_nan=True) and np.array_equal(ma.v, mb.v)
+        assert np.array_equal(t1.flags, t2.flags) and np.array_equal(a.root, b.root)
+        np.testing.assert_allclose(b.err, a.err, rtol=1e-9, atol=1e-300)
+        np.testing.assert_array_equal(mb.err, ma.err)
+    # special values inside the scan: masked (-inf) entries, a fully masked row (-inf - -inf is
+    # NaN: the running sum turns NaN with an invalid root), huge opposite values (x - max overflows)
+    big = float(fmt.max)
+    x = fmt.cast(fmt.round(np.array([[-np.inf, -np.inf, 0.0, 1.0], [-np.inf] * 4, [-big, big, 0.0, -big],
+                                     [1.0, -np.inf, 2.0, -np.inf]])))
+    t1, t2 = Tracer(fmt, 4, attribute=True), Tracer(fmt, 4, attribute=True)
+    with np.errstate(all="ignore"):
+        (_, a), (_, b) = _online_step_by_step(t1.wrap(x), acc, t1), t2.online(t2.wrap(x), acc)
+    assert np.array_equal(a.v, b.v, equal_nan=True)
+    assert np.array_equal(t1.flags, t2.flags) and np.array_equal(a.root, b.root)
+    assert b.root[1].all()  # the fully masked row's NaN has a root

@@ -175,7 +175,7 @@ def point_like(ref):
 ])
 def test_crafted_boundary_cases_agree_with_mpmath(dtype, row):
     """Exact values a hair away from a midpoint or a power of two, through every tier."""
-    from numstab.kernels import REGISTRY
+    from numstab.functions import REGISTRY
     from numstab.runner import evaluate
 
     f = FORMATS[dtype]

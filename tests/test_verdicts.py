@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from numstab.cli import main
 from numstab.formats import FORMATS
-from numstab.kernels import REGISTRY
+from numstab.functions import REGISTRY
 from numstab.results import CAUSES
 from numstab.runner import evaluate
 from numstab.steps import Tracer

@@ -1,0 +1,116 @@
+"""The records of the function registry: :class:`Function` (a definition) and :class:`Impl`
+(one implementation of it). No numerics here; see ``numstab/functions/__init__.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..steps import PLAIN
+
+#: What a function gives back for a batch x of shape (B, n):
+#: ``vector`` one number per vector (B,); ``same`` one per element, coupled along the vector
+#: (B, n); ``elementwise`` one per element, each from its own input (B, n).
+OUTPUT_KINDS = ("vector", "same", "elementwise")
+#: What a function takes besides x, one per vector: ``none``; ``target`` an integer index
+#: in [0, n) (B,); ``label`` a real in [0, 1] (B,) or (B, n) for elementwise functions;
+#: ``cotangent`` a vector of the format (B, n), the upstream gradient of a backward pass.
+EXTRA_KINDS = ("none", "target", "label", "cotangent")
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function under test: what it is, what it takes, how its exact value is found.
+
+    ``reference`` names the reference layer's formula module, ``numstab.reference.<reference>``,
+    which computes the exact values (mpmath enclosures) and a fast rigorous float64 bound of
+    every function of its family at once (see ``numstab/reference/__init__.py``).
+    ``log_of_zero``: the value an underflowed probability gives in the output when the function
+    is a logarithm (-inf for log_softmax and logsumexp; +inf for -log p); None otherwise.
+    ``inferred_cause``: the cause given to a black box's inaccurate outputs (causes.infer);
+    ``log1p_keeps``: a log1p form keeps the small terms a plain sum absorbs (words of verdicts).
+    ``impls``: the built-in implementations, filled by :func:`builtin`.
+    """
+
+    name: str
+    output: str
+    extra: str
+    reference: str
+    description: str = ""
+    log_of_zero: float | None = None
+    inferred_cause: str = "rounding"
+    log1p_keeps: bool = False
+    impls: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f"{self.name}: output {self.output!r} is not one of {OUTPUT_KINDS}")
+        if self.extra not in EXTRA_KINDS:
+            raise ValueError(f"{self.name}: extra {self.extra!r} is not one of {EXTRA_KINDS}")
+
+    @property
+    def per_vector(self) -> bool:
+        """One output per vector (the last axis is reduced)."""
+        return self.output == "vector"
+
+    @property
+    def takes(self) -> str | None:
+        """The extra argument's kind, or None."""
+        return None if self.extra == "none" else self.extra
+
+    def output_shape(self, shape: tuple) -> tuple:
+        """The shape of the output for an input of ``shape`` (vectors along the last axis)."""
+        return tuple(shape[:-1]) if self.per_vector else tuple(shape)
+
+    def arg(self, args):
+        """This function's extra argument out of ``args`` (see :func:`numstab.functions.as_args`)."""
+        return None if self.takes is None else args.get(self.takes)
+
+
+@dataclass(frozen=True)
+class Impl:
+    """An implementation of a function.
+
+    ``builtin`` ones are written against ``o`` (numstab.steps) and can be traced step by
+    step, so the causes of their failures are established; others (user callables,
+    libraries) are black boxes: ``fn(x, acc)``, plus the extra argument when the function
+    takes one (``fn(x, acc, target)`` for cross_entropy).
+    """
+
+    function: str
+    name: str
+    fn: Callable
+    description: str
+    builtin: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.function}:{self.name}"
+
+    @property
+    def record(self) -> Function:
+        from . import get
+
+        return get(self.function)
+
+    def __call__(self, x, acc="sequential", target=None):
+        """Run on ``x`` (target dtype); ``target``: the function's extra argument, if it takes one."""
+        if self.builtin:
+            return self.run(x, acc, target, PLAIN)
+        if self.record.takes:
+            return self.fn(x, acc, target)
+        return self.fn(x, acc)
+
+    def run(self, x, acc, target, o):
+        """A built-in kernel on ``x`` with the operations ``o``; per-vector outputs lose their last axis."""
+        rec = self.record
+        x = o.wrap(x)
+        y = self.fn(x, acc, target, o) if rec.takes else self.fn(x, acc, o)
+        return o.first(y) if rec.per_vector else y
+
+
+def builtin(function: Function, name: str, fn: Callable, description: str) -> Impl:
+    """Register a built-in kernel ``fn(x, acc, o)`` (``fn(x, acc, arg, o)`` with an extra argument)."""
+    impl = Impl(function.name, name, fn, description, builtin=True)
+    function.impls[name] = impl
+    return impl

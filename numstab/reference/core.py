@@ -1,0 +1,285 @@
+"""Building blocks of the reference's rigorous bounds, shared by the formula modules.
+
+* :func:`from_interval`: the reference record (results.RefData) of values known to lie in
+  [v - err, v + err] (the fast float64 / long double / quad tiers);
+* the working types' constants (:func:`unit_roundoff`, :func:`lib_error`, :func:`tiny`),
+  :func:`pairwise_sum` (a sum with a log2(n) error bound) and :func:`diff_exact`;
+* :func:`strict`, :func:`log1p_down`, :func:`log1p_up`, :func:`mag`: pieces of the mpmath
+  enclosures (raw mpf tuples, directed rounding).
+
+mpmath is imported lazily, and only in the reference layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..formats import Format
+from ..results import RefData
+
+TINY = 1e-300  # absolute slack covering float64 underflow of negligible terms
+
+_QUAD: list = []
+
+
+def quad():
+    """numpy-quaddtype's quad precision dtype (SLEEF backend), or None where the optional extra
+    ``numstab[fast]`` is not installed. Imported on first use (it costs ~80 ms)."""
+    if not _QUAD:
+        try:
+            from numpy_quaddtype import QuadPrecDType
+
+            _QUAD.append(np.dtype(QuadPrecDType("sleef")))
+        except ImportError:
+            _QUAD.append(None)
+    return _QUAD[0]
+
+
+def is_quad(dt) -> bool:
+    q = quad() if np.dtype(dt).kind not in "fiub" else None
+    return q is not None and np.dtype(dt) == q
+
+
+def unit_roundoff(dt) -> float:
+    """u of the working type: 2^-53 float64, 2^-64 x86 long double, 2^-113 quad."""
+    return 2.0**-113 if is_quad(dt) else float(np.finfo(dt).eps) / 2
+
+
+def lib_error(dt) -> float:
+    """Assumed bound on the relative error of exp, log1p and expm1 in the working type: 16 ulp
+    for numpy's float64 and long double (libm); SLEEF documents 1.0 ULP for its quad
+    functions (Sleef_expq1_u10, ...; + - * / within 0.5000000001 ULP): 4 ulp taken."""
+    return (4 if is_quad(dt) else 16) * unit_roundoff(dt)
+
+
+def tiny(dt):
+    """Absolute slack covering the underflow of negligible terms in the working type."""
+    if is_quad(dt):
+        from numpy_quaddtype import QuadPrecision
+
+        return QuadPrecision(2) ** -16300  # quad's normal range ends at 2^-16382
+    return np.dtype(dt).type(TINY)
+
+
+def pairwise_sum(e: np.ndarray) -> tuple[np.ndarray, int]:
+    """Sum along the last axis by halving: (sums, depth). Every term meets at most ``depth`` =
+    ceil(log2 n) roundings, so for non-negative terms |error| <= ((1 + u)^depth - 1) * sum
+    (numpy's own sum is pairwise too, but its blocking is an implementation detail)."""
+    depth = 0
+    while e.shape[-1] > 1:
+        if e.shape[-1] % 2:
+            e = np.concatenate([e, np.zeros(e.shape[:-1] + (1,), dtype=e.dtype)], axis=-1)
+        e = e[..., 0::2] + e[..., 1::2]
+        depth += 1
+    return e[..., 0], depth
+
+
+def diff_exact(x: np.ndarray, m: np.ndarray, wt) -> tuple[np.ndarray, np.ndarray]:
+    """(d = x - m in the working type, d exact), x and m float64. float64 and long double round
+    correctly, so TwoSum (Knuth) gives the exact rounding error; the difference of two float64
+    is exact in quad when their exponents are at most 59 apart (113 bits hold it)."""
+    if is_quad(wt):
+        d = x.astype(wt) - m.astype(wt)
+        ex, em = np.frexp(x)[1], np.frexp(m)[1]
+        return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59)
+    xw, mw = x.astype(wt), m.astype(wt)
+    with np.errstate(all="ignore"):
+        d = xw - mw
+        bb = d - xw
+        return d, ((xw - (d - bb)) + (-mw - bb)) == 0
+
+
+def _down(v: np.ndarray) -> np.ndarray:
+    """float64 <= v (v in a wider float type): outward rounding of a lower bound."""
+    r = v.astype(np.float64)
+    return np.where(r > v, np.nextafter(r, -np.inf), r)
+
+
+def _up(v: np.ndarray) -> np.ndarray:
+    r = v.astype(np.float64)
+    return np.where(r < v, np.nextafter(r, np.inf), r)
+
+
+def _ends(closed, limit, x, strict):
+    """(rounding, ulp) at the ends x: closed(x), or the one-sided limit where r != x strictly."""
+    r, u = closed(x)
+    if strict.any():
+        r, u = r.copy(), u.copy()
+        r[strict], u[strict] = limit(x[strict])
+    return r, u
+
+
+def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
+    """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
+
+    Rounding is monotone and the ulp is constant on a binade, so the interval decides
+    r's rounded value and ulp when its two ends agree. An end cut at a strict bound
+    B stands for "just below B" (or above), whose rounding and ulp the format gives
+    exactly (Format.round_ulp_below): B may be a midpoint of the format or a power
+    of two. (r - rounded) / ulp is computed exactly in the working type: the two are
+    within one ulp_F of each other (Sterbenz) and ulp is a power of two. With a wider
+    working type (long double) the ends are rounded outward to float64 for the
+    decision -- an end that moved stands for "just inside it" -- and the deltas are
+    rounded outward into float64. Quad intervals are decided in quad (:func:`_from_quad`).
+    """
+    if is_quad(v.dtype):
+        return _from_quad(fmt, v, err, lower, upper)
+    wide = v.dtype != np.float64
+    with np.errstate(all="ignore"):
+        err = err * (1 + 2.0**-40) + TINY
+        # v -+ err round to nearest: one step outward covers that rounding (an interval
+        # [1/8 - 2^-60, 1/8 + 2^-60] must not collapse onto 1/8 and its binade)
+        lo, hi = np.nextafter(v - err, -np.inf), np.nextafter(v + err, np.inf)
+        strict_lo = np.zeros(lo.shape, dtype=bool)
+        strict_hi = np.zeros(hi.shape, dtype=bool)
+        if lower is not None:
+            lo = np.maximum(lo, lower)
+            strict_lo = lo <= lower
+        if upper is not None:
+            hi = np.minimum(hi, upper)
+            strict_hi = hi >= upper
+        a, b = (_down(lo), _up(hi)) if wide else (lo, hi)
+        if wide:  # an inexact conversion leaves r strictly inside the float64 ends
+            strict_lo |= a < lo
+            strict_hi |= b > hi
+        rlo, ulo = _ends(fmt.round_ulp, fmt.round_ulp_above, a, strict_lo)
+        rhi, uhi = _ends(fmt.round_ulp, fmt.round_ulp_below, b, strict_hi)
+        decided = (rlo == rhi) & (ulo == uhi) & np.isfinite(rlo) & (lo <= hi)
+        rounded = np.where(decided, rlo, np.nan)
+        dlo = (lo - rounded) / ulo
+        dhi = (hi - rounded) / ulo
+        alo = np.minimum(np.abs(lo), np.abs(hi))
+        alo[(lo <= 0) & (hi >= 0)] = 0.0
+        qlo = ulo / np.maximum(np.abs(lo), np.abs(hi))
+        qhi = ulo / alo
+        if wide:
+            dlo, dhi, qlo, qhi = _down(dlo), _up(dhi), _down(qlo), _up(qhi)
+    return RefData(rounded, ulo, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
+
+
+def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
+    """:func:`_from_interval` for quad intervals, decided in quad for any format up to 53 bits.
+
+    A candidate c (the format's rounding of a float64 near |v|, or its neighbour on the side
+    of the interval) is checked exactly: with D = (|r| - c) / ulp(c) (exact in quad: c and the
+    ends are within a few ulp_F of each other), |r| rounds to c when -1/2 < D < 1/2 (-1/4
+    below a power of two, where the spacing halves), and r's ulp is ulp(c) -- or half of it
+    for an |r| wholly below a power of two c. quad's conversions to float64 are not correctly
+    rounded, so nothing relies on them: the float64 bounds are moved outward after each one.
+    """
+    with np.errstate(all="ignore"):
+        q = v.dtype
+        wq = np.abs(v) * 2.0**-110  # covers the rounding of v -+ err (quad: 2^-113 relative)
+        err = err * (1 + 2.0**-40) + wq + tiny(q)
+        lo, hi = v - err, v + err
+        strict_lo = np.zeros(lo.shape, dtype=bool)
+        strict_hi = np.zeros(hi.shape, dtype=bool)
+        if lower is not None:
+            lower = np.broadcast_to(np.asarray(lower).astype(q), lo.shape)
+            strict_lo = lo <= lower
+            lo = np.where(strict_lo, lower, lo)
+        if upper is not None:
+            upper = np.broadcast_to(np.asarray(upper).astype(q), hi.shape)
+            strict_hi = hi >= upper
+            hi = np.where(strict_hi, upper, hi)
+        mid = ((lo + hi) * 0.5).astype(np.float64)
+        neg = np.signbit(mid)
+        alo, ahi = np.where(neg, -hi, lo), np.where(neg, -lo, hi)  # |r| lies in [alo, ahi]
+        s_lo, s_hi = np.where(neg, strict_hi, strict_lo), np.where(neg, strict_lo, strict_hi)
+        a64 = np.abs(mid)
+        c, _ = fmt.round_ulp(a64)
+        ok = np.isfinite(c) & (lo <= hi)
+        c = np.where(ok, c, 0.0)
+
+        def check(c):
+            uc = fmt.ulp(c)
+            cq, ucq = c.astype(q), uc.astype(q)
+            DL, DH = (alo - cq) / ucq, (ahi - cq) / ucq
+            dl, dh = _down(DL), _up(DH)
+            pow2 = (c > fmt.tiny) & (np.frexp(c)[0] == 0.5)
+            edge = np.where(pow2, -0.25, -0.5)
+            # decided on the exact quad values (their float64 bounds may sit on the edges)
+            rounds = ((DL > edge) | ((DL == edge) & s_lo)) & ((DH < 0.5) | ((DH == 0.5) & s_hi))
+            below = (DH < 0) | ((DH == 0) & s_hi)
+            half = pow2 & below
+            decided = rounds & (~pow2 | (DL >= 0) | below)
+            scale = np.where(half, 2.0, 1.0)
+            return decided, np.where(half, uc * 0.5, uc), dl * scale, dh * scale
+
+        dec, ulp, dl, dh = check(c)
+        if not dec.all():  # a midpoint-straddling float64 guess: the neighbour on the interval's side
+            uc = fmt.ulp(c)
+            pow2 = (c > fmt.tiny) & (np.frexp(c)[0] == 0.5)
+            c2 = np.where(a64 < c, c - np.where(pow2, uc * 0.5, uc), c + uc)
+            ok2 = ~dec & (c > 0) & (c2 <= fmt.max)
+            if ok2.any():
+                d2, u2, l2, h2 = check(np.where(ok2, c2, c))
+                take = ok2 & d2
+                c = np.where(take, c2, c)
+                dec, ulp = dec | take, np.where(take, u2, ulp)
+                dl, dh = np.where(take, l2, dl), np.where(take, h2, dh)
+        decided = ok & dec
+        rounded = np.where(decided, np.where(neg, -c, c), np.nan)
+        dlo, dhi = np.where(neg, -dh, dl), np.where(neg, -dl, dh)
+        # ulp / |r| with |r| in [max(alo, 0), ahi] (an interval holding 0 leaves qhi infinite)
+        uq = ulp.astype(q)
+        pos_hi, pos_lo = ahi > 0, alo > 0
+        qlo = np.where(pos_hi, _down(uq / np.where(pos_hi, ahi, 1.0)), np.inf)
+        qhi = np.where(pos_lo, _up(uq / np.where(pos_lo, alo, 1.0)), np.inf)
+    return RefData(rounded, ulp, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
+
+
+def _mp():
+    import mpmath  # lazily: importing mpmath costs more than all of numstab
+
+    return mpmath
+
+def mag(v) -> int:
+    """floor(log2 |v|) + 1 of a nonzero raw mpf."""
+    return int(v[2]) + int(v[3])
+
+
+def log1p_down(t, wp: int):
+    """A lower bound of log1p(t) for a raw mpf t >= 0, relative error about 2^-wp."""
+    from mpmath.libmp import fone, fzero, mpf_add, mpf_log, mpf_mul, mpf_shift, mpf_sub
+
+    if not t[1]:
+        return fzero
+    mt = mag(t)
+    if mt < -wp - 2:  # log1p(t) >= t - t^2/2 for t >= 0
+        return mpf_sub(t, mpf_shift(mpf_mul(t, t, wp, "c"), -1), wp, "f")
+    return mpf_log(mpf_add(fone, t, wp + max(0, -mt) + 10, "f"), wp, "f")
+
+
+def log1p_up(t, wp: int):
+    """An upper bound of log1p(t) for a raw mpf t >= 0: t itself when t is tiny (log1p(t) <= t)."""
+    from mpmath.libmp import fone, fzero, mpf_add, mpf_log
+
+    if not t[1]:
+        return fzero
+    mt = mag(t)
+    if mt < -wp - 2:
+
+        return t
+    return mpf_log(mpf_add(fone, t, wp + max(0, -mt) + 10, "c"), wp, "c")
+
+def strict(lo, hi, low=None, high=None, p: int = 64) -> tuple:
+    """(lo, hi, lo_dec, hi_dec): an enclosure cut to a strict bound low < r (or r < high).
+
+    When the rounded end reaches the bound B, the end becomes B (still a closed bound, for
+    the figures) and its decision point -- where the rounding and the ulp are read --
+    becomes B moved inward by 2^(mag(B) - p - 64): every real strictly between that point
+    and B rounds, and has its ulp, like the one-sided limit at B (format boundaries near B
+    are 2^(mag(B) - p - 2) apart at the finest). This settles values astronomically close
+    to B (t = exp(-1e38)) that no working precision can separate from B.
+    """
+    from mpmath.libmp import mpf_cmp, mpf_shift, mpf_sub
+
+    lo_dec, hi_dec = lo, hi
+    if high is not None and high[1] and mpf_cmp(hi, high) >= 0:
+        hi = high
+        hi_dec = mpf_sub(high, mpf_shift((0, 1, 0, 1), mag(high) - p - 64), 0)
+    if low is not None and low[1] and mpf_cmp(lo, low) <= 0:
+        lo = low
+        lo_dec = mpf_sub(low, mpf_shift((1, 1, 0, 1), mag(low) - p - 64), 0)
+    return lo, hi, lo_dec, hi_dec

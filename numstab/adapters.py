@@ -99,7 +99,7 @@ def load_callable(spec: str):
 
 # ------------------------------------------------------- isolation
 def _fail(msg: str):
-    from .runner import CallableError
+    from .errors import CallableError
 
     return CallableError(msg)
 
@@ -155,7 +155,7 @@ def _child_main(fn, name, args, copies, w) -> None:  # pragma: no cover - runs i
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, signal.SIG_DFL)
-    from .runner import die_with_parent
+    from .workers import die_with_parent
 
     die_with_parent()
     code = 0

@@ -24,8 +24,7 @@ import math
 import numpy as np
 
 from .functions import get as _record
-from .metrics import INACCURATE, NAN, OK, OVERFLOW, UNDERFLOW, UNDETERMINED
-from .results import CAUSES
+from .results import CAUSES, INACCURATE, NAN, OK, OVERFLOW, STATUSES, UNDERFLOW, UNDETERMINED
 from .steps import CATEGORY_CODE, CODE, EXP_OVF, INVALID, SUM_OVF, Tracer
 from .steps import UNDERFLOW as C_UNDERFLOW
 
@@ -167,7 +166,6 @@ def _g(v: float, d: int = 7) -> str:
 def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, ulp, flags, events,
             tolerance: float, inferred: bool, target=None) -> str:
     """One line, in words, of what happened to one vector and why (naming the step)."""
-    from .metrics import STATUSES
 
     status, cause, ulp = np.atleast_1d(status), np.atleast_1d(cause), np.atleast_1d(ulp)
     y = np.atleast_1d(y)
@@ -243,7 +241,7 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             words.append("an invalid operation (inf - inf, 0/0 or inf/inf) gives NaN")
     words += consequences
     parts = []
-    for s in ("nan", "overflow", "underflow", "inaccurate", "undetermined"):
+    for s in reversed(STATUSES[1:]):  # worst first
         if counts[s]:
             what = {"nan": "NaN", "overflow": "overflow (inf, or 0 from x/inf)",
                     "underflow": "underflow (0, or the log of 0, from a flush to zero)",

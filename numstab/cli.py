@@ -99,7 +99,7 @@ def run_options(f):
 def _run_compare(label: str, opts: dict):
     """run_compare with the CLI's options and a progress bar on stderr."""
     from . import render
-    from .runner import run_compare
+    from .commands.compare import run_compare
 
     bar = render.ProgressBar(label, enabled=not opts.pop("quiet"))
     try:
@@ -117,9 +117,9 @@ def _run_compare(label: str, opts: dict):
 def compare(fmt, output, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
     from . import render
-    from .runner import check_choice
+    from .validate import choice
 
-    check_choice("output format", fmt, render.FORMATS)
+    choice("output format", fmt, render.FORMATS)
     atomic = _open_output(output)
     try:
         run = _run_compare("compare", opts)
@@ -151,7 +151,7 @@ def compare(fmt, output, **opts):
 @click.option("--from", "from_file", help="Re-render a saved results.json without recomputing.")
 def report(out_dir, formats, force, from_file, **opts):
     """Write report files (Markdown, JSON, CSV, HTML, PNG plots) for a compare run."""
-    from .report import ReportWriter, default_dir, load_run, parse_formats
+    from .commands.report import ReportWriter, default_dir, load_run, parse_formats
 
     fmts = parse_formats(formats)
     saved = load_run(from_file) if from_file else None
@@ -182,9 +182,10 @@ def report(out_dir, formats, force, from_file, **opts):
 def thresholds(dtypes, n, fmt):
     """Exact limits of exp in each format (computed with mpmath)."""
     from . import render
-    from .runner import check_choice, run_thresholds
+    from .commands.thresholds import run_thresholds
+    from .validate import choice
 
-    check_choice("output format", fmt, ("table", "json"))
+    choice("output format", fmt, ("table", "json"))
     data = run_thresholds(dtypes or None, n)
     if fmt == "json":
         click.echo(render.render_text(data), nl=False)
@@ -209,9 +210,10 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
     """
     from . import render, validate
-    from .runner import check_choice, run_inspect
+    from .commands.inspect import run_inspect
+    from .validate import choice
 
-    check_choice("output format", fmt, ("table", "json"))
+    choice("output format", fmt, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     target = validate.target(target)
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
@@ -246,10 +248,11 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
           offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import render, validate
-    from .audit import grid_items, load_config, make_spec, run_audit
-    from .runner import check_choice
+    from .commands.audit import run_audit
+    from .commands.audit_config import grid_items, load_config, make_spec
+    from .validate import choice
 
-    check_choice("output format", fmt, ("table", "json"))
+    choice("output format", fmt, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     timeout = validate.timeout(timeout)
     if fail_on:
@@ -321,8 +324,8 @@ def _cleanup() -> None:
     from .outputs import cleanup_live
 
     cleanup_live()
-    if "numstab.report" in sys.modules:
-        sys.modules["numstab.report"].cleanup_live()
+    if "numstab.commands.report" in sys.modules:
+        sys.modules["numstab.commands.report"].cleanup_live()
 
 
 def main(argv=None) -> int:

@@ -26,10 +26,8 @@ import numpy as np
 
 from .formats import Format
 from .functions import get
-from .results import RefData
+from .results import INACCURATE, NAN, OK, OVERFLOW, UNDERFLOW, UNDETERMINED, RefData
 
-STATUSES = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
-OK, UNDETERMINED, INACCURATE, UNDERFLOW, OVERFLOW, NAN = range(6)
 DEFAULT_TOLERANCE = 4.0
 
 

@@ -9,7 +9,7 @@ import csv
 import io
 import json
 
-from .results import CompareRun
+from .results import STATUSES, CompareRun
 from .tables import CAUSE_LEGEND, CSV_FIELDS, csv_rows, fmt_num, sig, tables_with_thresholds
 
 STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
@@ -172,15 +172,14 @@ def audit_table(report, file=None) -> None:
 
     con = console(file)
     tab = RTable(title="numstab audit", title_justify="left")
-    heads = ("function", "impl", "dtype", "result", "ok", "inacc", "unf", "ovf", "nan", "max ULP", "causes",
-             "reasons")
+    heads = ("function", "impl", "dtype", "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP",
+             "causes", "reasons")
     for h in heads:
         tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right")
     for r in report.results:
         c = dict(r.counts)
         res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        tab.add_row(r.function, r.impl, r.dtype, res, str(c["ok"]), str(c["inaccurate"]),
-                    str(c["underflow"]), str(c["overflow"]), str(c["nan"]), fmt_num(r.max_ulp),
+        tab.add_row(r.function, r.impl, r.dtype, res, *(str(c[s]) for s in STATUSES), fmt_num(r.max_ulp),
                     ("~" if r.cause_inferred else "") + ", ".join(f"{k} {v}" for k, v in r.causes),
                     "; ".join(r.reasons))
     con.print(tab)

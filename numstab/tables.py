@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .results import CompareRun
+from .results import STATUSES, CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
@@ -22,7 +22,7 @@ CAUSE_LEGEND = ("cause after ':': exp = exp overflow, sum = sum overflow, inv = 
                 "clipping, round = accumulated rounding; ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
-              "ok", "inaccurate", "underflow", "overflow", "nan", "undetermined")
+              *STATUSES)
 
 
 def sig(text: str, digits: int = 12) -> str:
@@ -136,13 +136,13 @@ def verdicts(run: CompareRun) -> list[tuple]:
 
     ``causes``: "cause (elements), ..." over every cell, most frequent first.
     """
-    from .results import STATUS_ORDER
+    from .results import STATUSES
 
     out, causes = {}, {}
     for r in run.results:
         k = (r.function, r.impl, r.dtype)
         st, bad, tot, mu = out.get(k, ("ok", 0, 0, 0.0))
-        worse = r.status if STATUS_ORDER.index(r.status) > STATUS_ORDER.index(st) else st
+        worse = r.status if STATUSES.index(r.status) > STATUSES.index(st) else st
         mu = max(mu, r.max_ulp) if not math.isnan(r.max_ulp) else mu
         out[k] = (worse, bad + (r.status != "ok"), tot + 1, mu)
         for c, cnt in r.causes:

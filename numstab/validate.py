@@ -92,3 +92,19 @@ def path(v, where: str):
 def dedupe(values) -> tuple:
     """The values once each, in the order given."""
     return tuple(dict.fromkeys(values or ()))
+
+
+def choice(kind: str, value, choices):
+    """``value`` if it is one of ``choices``; else the one-line error naming them."""
+    if value not in choices:
+        raise unknown_name(kind, value, choices)
+    return value
+
+
+def accumulate(v, where: str = "--accumulate") -> str:
+    """An accumulation model (numstab.steps.ACC_MODELS): the one check every command and config use."""
+    from .steps import ACC_MODELS
+
+    if not isinstance(v, str):
+        raise UsageError(f"{where} {v!r}: must be a string, one of {', '.join(ACC_MODELS)}")
+    return choice("accumulation model", v, ACC_MODELS)

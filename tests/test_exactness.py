@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 
 from numstab.cli import main
+from numstab.commands.inspect import run_inspect
+from numstab.engine import evaluate
+from numstab.errors import ReferenceMismatch
 from numstab.formats import FORMATS
 from numstab.functions import REGISTRY, Impl
 from numstab.reference import FAST_TIERS, compute_reference, enclose, exact_strings
-from numstab.runner import ReferenceMismatch, evaluate, run_inspect
 
 F32, F64, BF16 = FORMATS["float32"], FORMATS["float64"], FORMATS["bfloat16"]
 ORACLE_BITS = 2000

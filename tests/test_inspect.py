@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from numstab.cli import main
-from numstab.runner import run_inspect
+from numstab.commands.inspect import run_inspect
 
 
 def cli_json(capsys, *argv):

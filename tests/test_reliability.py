@@ -11,11 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numstab.cli import main
+from numstab.engine import evaluate
+from numstab.errors import ReferenceMismatch
 from numstab.formats import FORMATS
 from numstab.functions import REGISTRY
 from numstab.metrics import element_metrics
 from numstab.reference import mp_reference
-from numstab.runner import ReferenceMismatch, evaluate
 
 MAIN = ("float16", "bfloat16", "float32", "float64")
 

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numstab.cli import main
+from numstab.engine import evaluate
 from numstab.formats import FORMATS
 from numstab.functions import REGISTRY
 from numstab.results import CAUSES
-from numstab.runner import evaluate
 from numstab.steps import Tracer
 
 

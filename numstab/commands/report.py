@@ -19,10 +19,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UsageError
-from .outputs import _umask
-from .results import CompareRun
-from .tables import fmt_num, sig, tables_with_thresholds, verdicts
+from ..errors import UsageError
+from ..outputs import _umask
+from ..results import STATUSES, CompareRun
+from ..tables import fmt_num, sig, tables_with_thresholds, verdicts
 
 _LIVE_DIRS: set = set()
 REPORT_FORMATS = ("md", "json", "csv", "html", "png")
@@ -36,7 +36,7 @@ def parse_formats(spec) -> tuple:
         raise UsageError("--formats is empty (choose from md,json,csv,html,png)")
     for s in items:
         if s not in REPORT_FORMATS:
-            from .errors import unknown_name
+            from ..errors import unknown_name
 
             raise unknown_name("report format", s, REPORT_FORMATS)
     return tuple(dict.fromkeys(items))
@@ -62,7 +62,7 @@ class ReportWriter:
         self.force = force
         self.stage = None
         if "png" in self.formats:
-            from .plots import require_matplotlib
+            from ..plots import require_matplotlib
 
             require_matplotlib()
         try:
@@ -99,13 +99,13 @@ class ReportWriter:
 
     def render(self, run: CompareRun) -> dict:
         """Every file's content, in memory: {relative path: str or bytes}."""
-        from . import render
+        from .. import render
 
         files = {}
         plots = {}
         if "png" in self.formats or "html" in self.formats:
             try:
-                from .plots import make_plots
+                from ..plots import make_plots
 
                 plots = make_plots(run)
             except UsageError:
@@ -214,7 +214,7 @@ def cleanup_live() -> None:
 
 
 def _summary_rows(run: CompareRun):
-    order = ("nan", "overflow", "underflow", "inaccurate", "undetermined", "ok")
+    order = tuple(reversed(STATUSES))  # worst first
     rows = sorted(verdicts(run), key=lambda v: (v[0], v[2], order.index(v[3]), v[1]))
     return rows
 
@@ -225,7 +225,7 @@ def _command(run: CompareRun) -> str:
 
 
 def report_markdown(run: CompareRun, plot_files=()) -> str:
-    from .render import compare_markdown
+    from ..render import compare_markdown
 
     m = run.meta
     out = ["# numstab report", ""]
@@ -305,7 +305,7 @@ def _no_constant(token):
 
 def load_run(path) -> CompareRun:
     """A saved compare run, checked record by record: anything malformed is one UsageError."""
-    from .inputs import read_bounded
+    from ..inputs import read_bounded
 
     p = Path(path)
     raw = read_bounded(p, MAX_RESULT_BYTES, "result file")
@@ -343,16 +343,16 @@ def _check_shape(data) -> None:
 
 
 def _check_run(run: CompareRun) -> None:
-    from .formats import FORMATS
-    from .functions import FUNCTIONS
-    from .results import FLAG_NAMES, STATUS_KEYS
+    from ..formats import FORMATS
+    from ..functions import FUNCTIONS
+    from ..results import FLAG_NAMES, STATUSES
 
     for i, r in enumerate(run.results):
         if r.function not in FUNCTIONS:
             raise UsageError(f"results[{i}]: unknown function {r.function!r}")
         if r.dtype not in FORMATS:
             raise UsageError(f"results[{i}]: unknown dtype {r.dtype!r}")
-        if r.status not in STATUS_KEYS:
+        if r.status not in STATUSES:
             raise UsageError(f"results[{i}]: unknown status {r.status!r}")
         if any(f not in FLAG_NAMES for f in r.flags):
             raise UsageError(f"results[{i}]: unknown flag in {list(r.flags)!r}")

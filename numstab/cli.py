@@ -63,6 +63,21 @@ def grid_options(f):
     return f
 
 
+def input_options(f):
+    """How input files and non-finite inputs are read (inspect, audit)."""
+    for opt in reversed([
+        click.option("--key", help="The array of a .npz or .safetensors file holding several."),
+        click.option("--axis", type=int, help="Axis of the vectors in an N-D input (default the last)."),
+        click.option("--nonfinite", default="ieee", show_default=True,
+                     help="+inf inputs: ieee (the row's outputs are NaN; logsumexp +inf) or limit "
+                          "(softmax([inf, 0]) = [1, 0]). NaN inputs give NaN under both."),
+        click.option("--masked-rows", "masked_rows", default="nan", show_default=True,
+                     help="Correct output of a fully masked (all -inf) row: nan, zeros or uniform."),
+    ]):
+        f = opt(f)
+    return f
+
+
 def common_options(f):
     for opt in reversed([
         click.option("--accumulate", default="sequential", show_default=True,
@@ -196,15 +211,19 @@ def thresholds(dtypes, n, fmt):
 @cli.command(context_settings=HELP)
 @click.argument("function")
 @click.argument("values", nargs=-1)
-@click.option("--input", "input_file", help="File of inputs: .npy, .npz, .csv or .txt (1-D or 2-D).")
+@click.option("--input", "input_file",
+              help="File of inputs: .npy, .npz, .safetensors, .csv or .txt (any rank; vectors along --axis).")
+@input_options
 @click.option("--target", type=int, help="Target index for cross_entropy.")
 @click.option("--targets", "targets_file", help="File of targets, one per vector, for a batch.")
 @click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default float32).")
 @click.option("--impl", "impls", multiple=True, help="Implementation (repeatable; default all).")
 @common_options
+@click.option("--top", type=int, default=5, show_default=True, metavar="K",
+              help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def inspect(function, values, input_file, target, targets_file, dtypes, impls, accumulate, tolerance,
-            fmt):
+def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, target, targets_file, dtypes,
+            impls, accumulate, tolerance, top, fmt):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -216,8 +235,11 @@ def inspect(function, values, input_file, target, targets_file, dtypes, impls, a
     choice("output format", fmt, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     target = validate.target(target)
+    from .masks import Specials
+
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
-                       validate.dedupe(impls) or None, accumulate, tolerance)
+                       validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
+                       specials=Specials(nonfinite, masked_rows), top=top)
     if fmt == "json":
         click.echo(render.render_text(data), nl=False)
     else:

@@ -82,7 +82,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
     return y, out.root, flags
 
 
-def _settle_exactly(fmt, x, target, ref, open_) -> None:
+def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
     """Figures whose bounds straddle a quantization step at the last tier: decided exactly.
 
     Sets each outcome's ``exact`` (and ``big`` for figures beyond float64's range); an
@@ -102,7 +102,15 @@ def _settle_exactly(fmt, x, target, ref, open_) -> None:
         for b in np.unique(idx[:, 0]):
             sel = [tuple(i) for i in idx[idx[:, 0] == b]]
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
-            for i, fig in zip(sel, exact_figures(fmt, x[b], row_args(target, b), f, items)):
+            xb, ab = x[b], row_args(target, b)
+            if not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
+                from .masks import compact_row
+
+                xb, tb, cols = compact_row(xb, int(ab.get("target", 0)), specials)
+                ab = {"target": tb} if "target" in ab else {}
+                pos = {int(c): i for i, c in enumerate(cols)}
+                items = [(pos[j] if len(sel[0]) > 1 else 0, v) for j, v in items]
+            for i, fig in zip(sel, exact_figures(fmt, xb, ab, f, items)):
                 if fig is None:
                     ref[f].determined[i] = False
                     continue
@@ -142,7 +150,7 @@ class ImplOutcome:
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
-             ref=None, on_error: str = "raise", verify: int = 0):
+             ref=None, on_error: str = "raise", verify: int = 0, specials=None):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
@@ -177,7 +185,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             fam = FUNCTIONS["logsumexp"].reference
             if any(FUNCTIONS[f].reference == fam for f in needed):
                 needed.add("logsumexp")
-        ref, esc = compute_reference(fmt, x, target, mode, functions=[f for f in FUNCTIONS if f in needed])
+        ref, esc = compute_reference(fmt, x, target, mode, functions=[f for f in FUNCTIONS if f in needed],
+                                     specials=specials)
     else:
         ref, esc = ref
     live = [o for o in outs if o.error is None]
@@ -203,7 +212,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                     fmt, f, o.y[moved], sub, tolerance)
     open_ = [(o, ~settled[id(o)]) for o in live]
     if any(m.any() for _, m in open_):
-        _settle_exactly(fmt, x, target, ref, open_)
+        _settle_exactly(fmt, x, target, ref, open_, specials)
         for o, _ in open_:
             o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
                                                          tolerance, exact=o.exact)
@@ -213,7 +222,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     if verify:
         from .reference import verify_rows
 
-        rows = np.random.default_rng(B).choice(B, size=min(verify, B), replace=False)
+        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]  # rows without masks or infinities
+        rows = clean[np.random.default_rng(B).choice(clean.size, size=min(verify, clean.size), replace=False)]
         bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
                           [o for o in outs if o.error is None])
         if bad:
@@ -229,13 +239,15 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
     f = o.impl.function
     r = ref[f]
     if o.impl.builtin:
-        st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance)
+        st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance,
+                                   exact_special=np.isinf(r.ulp))
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
             codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
-        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance)
+        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))
+    cause[np.isinf(r.ulp) & (st < INACCURATE)] = 0  # NaN where NaN is the answer: nothing to explain
     o.status, o.cause = st, cause
 
 

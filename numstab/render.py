@@ -139,6 +139,11 @@ def inspect_table(data: dict, file=None) -> None:
             con.print("  counts: " + ", ".join(f"{k} {v}" for k, v in c.items() if v)
                       + f"; max ULP {_j(d['max_ulp'])}, median ULP {_j(d['median_ulp'])}"
                       + (f"; flags: {', '.join(d['flags'])}" if d["flags"] else ""))
+            if d.get("masked_rows_returned"):
+                con.print("  fully masked rows returned: " + ", ".join(
+                    f"{k} {v}" for k, v in d["masked_rows_returned"].items() if v))
+            if d.get("worst"):
+                worst_table(con, d["worst"], f"worst {len(d['worst'])} rows")
             continue
         tab = RTable(title=head, title_justify="left")
         for h in ("i", "input", "output", "exact", "ULP error", "status"):
@@ -146,15 +151,33 @@ def inspect_table(data: dict, file=None) -> None:
         scalar = d.get("scalar", False)
         for i, (y, ex, u, st) in enumerate(zip(d["outputs"], d["reference"], d["ulp_error"],
                                                d["element_status"])):
-            inp = "all" if scalar else f"{d['inputs'][i]:.9g}"
+            inp = "all" if scalar else _j(d['inputs'][i])
             tab.add_row("-" if scalar else str(i), inp, _j(y), ex if ex is not None else "(not settled)",
                         _j(u), f"[{STYLE[st]}]{st}[/]")
         con.print(tab)
         if scalar:
-            con.print("  inputs: " + ", ".join(f"{v:.9g}" for v in d["inputs"])
+            con.print("  inputs: " + ", ".join(_j(v) for v in d["inputs"])
                       + (f"; target {d['target']}" if "target" in d else ""))
         con.print(f"  IEEE flags: {', '.join(d['flags']) or 'none'}")
         con.print(f"  verdict: [{STYLE[d['status']]}]{d['verdict']}[/]")
+
+
+def worst_table(con, rows: list, title: str) -> None:
+    """The worst rows of a batch (locate.worst): N-D index, input, output, exact, ULP, status, cause."""
+    from rich.table import Table as RTable
+
+    tab = RTable(title=title, title_justify="left")
+    for h in ("index", "input", "output", "exact", "ULP error", "status", "cause"):
+        tab.add_column(h, justify="left" if h in ("index", "exact", "cause") else "right")
+    for w in rows:
+        inp = _j(w["input"]) if "input" in w else "[" + ", ".join(
+            _j(v) if v != "..." else v for v in w["vector"]) + "]"
+        if "target" in w:
+            inp += f" t={w['target']}"
+        tab.add_row("(" + ", ".join(map(str, w["index"])) + ")", inp, _j(w["output"]),
+                    w["exact"] if w["exact"] is not None else "(not settled)", _j(w["ulp_error"]),
+                    f"[{STYLE[w['status']]}]{w['status']}[/]", w["cause"] or "")
+    con.print(tab)
 
 
 def _j(v) -> str:

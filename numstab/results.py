@@ -34,7 +34,7 @@ STATUS_MEANING = {
 }
 #: Why an element failed, one word each, in this order (cause code = index + 1; 0 = none):
 CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
-          "clipping", "rounding")
+          "clipping", "rounding", "nan_hidden")
 #: What each cause means, in a few words (legends).
 CAUSE_MEANING = {
     "exp_overflow": "exp(x) overflows the format",
@@ -45,6 +45,7 @@ CAUSE_MEANING = {
     "absorption": "small terms are absorbed into a larger one",
     "clipping": "a probability is clipped (e.g. to [1e-7, 1 - 1e-7])",
     "rounding": "accumulated rounding",
+    "nan_hidden": "a number where the exact value is NaN (a NaN input, or no value under the policy)",
 }
 FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
 
@@ -245,4 +246,4 @@ class AuditReport:
 
 
 # ------------------------------------------------------------------ inspect
-INSPECT_SCHEMA = "numstab.inspect/2"
+INSPECT_SCHEMA = "numstab.inspect/3"

@@ -16,10 +16,12 @@ from .results import STATUSES, CompareRun
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
 CAUSE_TAG = {"exp_overflow": "exp", "sum_overflow": "sum", "invalid": "inv", "underflow": "unf",
-             "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round"}
+             "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round",
+             "nan_hidden": "hid"}
 CAUSE_LEGEND = ("cause after ':': exp = exp overflow, sum = sum overflow, inv = invalid operation, unf = "
                 "underflow (flush or subnormal digits), canc = cancellation, abs = absorption, clip = "
-                "clipping, round = accumulated rounding; ~ = inferred (a black box)")
+                "clipping, round = accumulated rounding, hid = a NaN hidden (a number where the exact value "
+                "is NaN); ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
               *STATUSES)

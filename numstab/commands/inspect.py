@@ -16,10 +16,18 @@ from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
-                tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/1)."""
+                tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
+                top: int = 5) -> dict:
+    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/3).
+
+    ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
+    ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read; ``top``: how many
+    of the worst rows a batch names.
+    """
+    from .. import masks
     from ..causes import cause_name, verdict
-    from ..inputs import load_targets, load_vectors, parse_values, round_inputs
+    from ..inputs import load_input, load_targets, parse_values, round_inputs
+    from ..locate import worst
     from ..reference import exact_strings
     from ..reference import thresholds as exact_thresholds
 
@@ -29,7 +37,17 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     if (values is None or len(values) == 0) == (input_file is None):
         raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
                          "or --input FILE, not both and not neither")
-    x0 = load_vectors(input_file) if input_file is not None else parse_values(values)
+    specials = specials or masks.DEFAULT
+    if top < 0:
+        raise UsageError("--top must be >= 0")
+    src = None
+    if input_file is not None:
+        x0, src = load_input(input_file, key, axis)
+    else:
+        if key is not None or axis is not None:
+            raise UsageError("--key and --axis apply to --input FILE")
+        x0 = parse_values(values)
+    masks.check_function(function, x0)
     B, n = x0.shape
     tg = load_targets(target, targets_file, B, n, required=rec.takes == "target")
     chosen = select_impls([function], impls)
@@ -43,9 +61,10 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         x = round_inputs(fmt, x0)
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
-        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups)
+        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups, specials=specials)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        ex = exact_strings(fmt, x[0], int(tg[0]), functions=[function])[function] if B == 1 else None
+        ex = (masks.exact_strings(exact_strings, fmt, x[0], int(tg[0]), specials,
+                                  functions=[function])[function] if B == 1 else None)
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
             names = [cause_name(int(c)) for c in np.atleast_1d(o.cause[0])] if B == 1 else None
@@ -65,7 +84,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
                     **({"target": int(tg[0])} if rec.takes == "target" else {}),
-                    "inputs": [float(v) for v in x[0]],
+                    "inputs": [jnum(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
                     "reference": ex,
                     "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
@@ -81,6 +100,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                                        flags, events, tolerance, o.inferred,
                                        tg[0] if rec.takes == "target" else None),
                     **({"scalar": True} if scalar else {}),
+                    **_masked_row_note(function, x[0], yy),
                 })
             else:
                 summ = summarize(o, slice(0, B))
@@ -92,7 +112,30 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "vectors_failing": int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1))),
                     "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
+                    **({"shape": list(src.shape), "axis": src.axis} if src is not None else {}),
+                    **_masked_rows_returned(function, x, o.y),
+                    "worst": worst(o, x, tg, fmt, top, src, specials),
                 })
     if len(results) == 1:
         return results[0]
     return {"schema": INSPECT_SCHEMA, "results": results}
+
+
+def _masked_row_note(function: str, x_row, y) -> dict:
+    """For a fully masked vector: what the implementation returned (nan, zeros, uniform, other)."""
+    from ..masks import returned_kind
+
+    if not (np.asarray(x_row) == -np.inf).all() or function not in ("softmax", "log_softmax"):
+        return {}
+    return {"masked_row_returned": returned_kind(y, function)}
+
+
+def _masked_rows_returned(function: str, x, y) -> dict:
+    """For a batch: how many fully masked rows came out as nan, zeros, uniform or other."""
+    from ..masks import returned_kind
+
+    rows = np.nonzero((x == -np.inf).all(axis=1))[0]
+    if not rows.size or function not in ("softmax", "log_softmax"):
+        return {}
+    kinds = [returned_kind(y[r], function) for r in rows]
+    return {"masked_rows_returned": {k: kinds.count(k) for k in ("nan", "zeros", "uniform", "other")}}

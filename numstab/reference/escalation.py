@@ -27,7 +27,19 @@ import numpy as np
 from .. import functions as _functions
 from ..formats import Format
 from ..results import RefData
-from . import BLOCK, _decided, _interval_point, enclose, escalate, families, row_args, start_prec, tiers
+from . import (
+    BLOCK,
+    _decided,
+    _interval_point,
+    enclose,
+    escalate,
+    families,
+    fast_reference,
+    mp_reference,
+    row_args,
+    start_prec,
+    tiers,
+)
 
 
 def _empty_ref(shape) -> RefData:
@@ -192,17 +204,92 @@ class Escalation:
                 "tiers": [str(t) for t in self.tiers] + ["mpmath"]}
 
 
-def compute_reference(fmt: Format, x: np.ndarray, args, mode: str = "auto", functions=None):
+class RowEscalation:
+    """The reference of a batch holding -inf, +inf or NaN entries, row by row: every tier goes
+    through the mask layer (numstab.masks: the limit values around the reference of the finite
+    part, compacted), and a row with an open element goes up a tier whole. Same interface as
+    :class:`Escalation`."""
+
+    def __init__(self, fmt: Format, x, args, functions=None, mode: str = "auto", specials=None):
+        self.fmt, self.x, self.args, self.specials = fmt, np.asarray(x, dtype=np.float64), args, specials
+        self.functions = functions
+        self.tiers = tiers(fmt) if mode != "mpmath" else ()
+        self.mp = len(self.tiers)
+        B = self.x.shape[0]
+        self.tier = np.full(B, 0, dtype=np.int8)
+        self.ref = self._at(0 if self.mp else -1, slice(None), functions)
+        if not self.mp:
+            self.tier[:] = 0
+        self.level = {f: self._levels(r.rounded.shape) for f, r in self.ref.items()}
+        self.mp_rows = B if not self.mp else 0
+        self.decide()
+
+    def _levels(self, shape):
+        return np.broadcast_to(self.tier.reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()
+
+    def _at(self, t: int, rows, functions):
+        """The reference of some rows at tier t (-1 or self.mp: mpmath)."""
+        from .. import masks
+
+        if t < 0 or t >= self.mp:
+            def compute(f, xs, a):
+                return mp_reference(f, xs, a, functions)
+        else:
+            def compute(f, xs, a):
+                return fast_reference(f, xs, a, tier=t, functions=functions)
+        return masks.reference(compute, self.fmt, self.x[rows], _functions.take_args(self.args, rows),
+                               self.specials, functions)
+
+    def undecided(self) -> dict:
+        return {f: ~r.decided for f, r in self.ref.items()}
+
+    def decide(self) -> None:
+        while self.bump(self.undecided()):
+            pass
+
+    def bump(self, masks: dict) -> bool:
+        need = np.zeros(self.x.shape[0], dtype=bool)
+        for m in masks.values():
+            m = np.asarray(m)
+            need |= m.reshape(m.shape[0], -1).any(axis=1) if m.ndim else bool(m)
+        rows = np.nonzero(need & (self.tier < self.mp))[0]
+        if not rows.size:
+            return False
+        for t in np.unique(self.tier[rows]):
+            sel = rows[self.tier[rows] == t]
+            new = self._at(int(t) + 1, sel, list(self.ref))
+            for f in self.ref:
+                self.ref[f].put(sel, new[f])
+            self.tier[sel] = t + 1
+            self.mp_rows += int(sel.size) if int(t) + 1 == self.mp else 0
+        self.level = {f: self._levels(r.rounded.shape) for f, r in self.ref.items()}
+        return True
+
+    def stats(self) -> dict:
+        counts = np.zeros(self.mp + 1, dtype=np.int64)
+        for lv in self.level.values():
+            counts += np.bincount(lv.ravel(), minlength=self.mp + 1)
+        return {"elements": counts.tolist(), "mpmath_rows": self.mp_rows,
+                "tiers": [str(t) for t in self.tiers] + ["mpmath"]}
+
+
+def compute_reference(fmt: Format, x: np.ndarray, args, mode: str = "auto", functions=None, specials=None):
     """Reference for ``functions`` (names; default every one the extra arguments ``args``
-    allow); returns (dict of RefData, its Escalation: ``level`` per element, ``stats()``)."""
-    esc = Escalation(fmt, x, args, functions, mode)
+    allow); returns (dict of RefData, its escalation: ``level`` per element, ``bump``,
+    ``stats()``). A batch with -inf, +inf or NaN entries goes row by row through the mask layer
+    (:class:`RowEscalation`; ``specials``, masks.Specials: how they are read); a finite one
+    element by element (:class:`Escalation`)."""
+    if not np.isfinite(np.asarray(x, dtype=np.float64)).all():
+        esc = RowEscalation(fmt, x, args, functions, mode, specials)
+    else:
+        esc = Escalation(fmt, x, args, functions, mode)
     return esc.ref, esc
 
 
-def bump(esc: Escalation, masks: dict) -> bool:
+def bump(esc, masks: dict) -> bool:
     """Recompute the masked elements one tier up (see :meth:`Escalation.bump`)."""
     return esc.bump(masks)
 
 
-def decide(esc: Escalation) -> None:
+def decide(esc) -> None:
     esc.decide()

@@ -24,8 +24,7 @@ import math
 import numpy as np
 
 from .functions import get as _record
-from .metrics import INACCURATE, NAN, OK, OVERFLOW, UNDERFLOW, UNDETERMINED
-from .results import CAUSES
+from .results import CAUSES, INACCURATE, NAN, OK, OVERFLOW, STATUSES, UNDERFLOW, UNDETERMINED
 from .steps import CATEGORY_CODE, CODE, EXP_OVF, INVALID, SUM_OVF, Tracer
 from .steps import UNDERFLOW as C_UNDERFLOW
 
@@ -53,7 +52,15 @@ def wrong_special(y, rounded):
     return zero, inf
 
 
-def finalize(fmt, function, y, rounded, ulp, status, root, tolerance):
+def _exact_special(rounded, exact_special):
+    """(where the exact value is an infinite limit or NaN, where it is NaN) -- see masks.py."""
+    if exact_special is None:
+        z = np.zeros(np.shape(rounded), dtype=bool)
+        return z, z
+    return exact_special, exact_special & np.isnan(rounded)
+
+
+def finalize(fmt, function, y, rounded, ulp, status, root, tolerance, exact_special=None):
     """Statuses from the roots of special outputs; returns (status, cause codes, needs attribution).
 
     ``status`` comes from metrics (figures only know the value); zeros and infinities
@@ -63,10 +70,12 @@ def finalize(fmt, function, y, rounded, ulp, status, root, tolerance):
     status = status.copy()
     cause = np.zeros(status.shape, dtype=np.int8)
     zero, inf = wrong_special(y, rounded)
-    special = zero | inf
+    ex, ex_nan = _exact_special(rounded, exact_special)
+    special = (zero | inf) & ~ex  # a limit's own zeros and infinities are judged by metrics
     by_root = _status_of_root(root)
     nan = np.isnan(y)
     cause[nan] = np.where(root[nan] != 0, root[nan], INVALID)
+    cause[ex_nan & ~nan] = CODE["nan_hidden"]  # a number where NaN is the answer
     rooted = special & (by_root >= 0) & ~nan
     status[rooted] = by_root[rooted]
     cause[rooted] = root[rooted]
@@ -96,7 +105,7 @@ def attribute(impl, fmt, xc, acc, target, rows):
     return np.concatenate(parts, axis=0), events
 
 
-def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
+def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=None):
     """Statuses and causes of a black box's elements, inferred from inputs, outputs and exact values."""
     status = status.copy()
     rec = _record(function)
@@ -110,7 +119,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
         sum_ovf = np.zeros(exp_ovf.shape, dtype=bool)
         if "logsumexp" in ref_all:  # the exact sum of exps beyond the format: its logarithm
             L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
-            sum_ovf = ~exp_ovf & ~(np.abs(L) < lnmax)
+            sum_ovf = ~exp_ovf & ~(L < lnmax)  # a very negative L is no overflow (exps underflow)
         all_unf = xmax <= ln_unf
     shape = status.shape
     per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
@@ -120,6 +129,20 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance):
     nan = np.isnan(y)
     cause[nan] = np.where(ovf_code[nan] != 0, ovf_code[nan], np.where(all_unf[nan], C_UNDERFLOW, INVALID))
     zero, inf = wrong_special(y, rounded)
+    ex, ex_nan = _exact_special(rounded, exact_special)
+    zero, inf = zero & ~ex, inf & ~ex
+    limit_wrong = ex & ~nan & (status >= INACCURATE)
+    # a number where the answer is NaN hides it; a finite value where it is an infinite limit
+    # means a bound replaced the infinity (e.g. -inf read as -64, a clipped probability)
+    cause[limit_wrong] = np.where(ex_nan[limit_wrong], CODE["nan_hidden"], CODE["clipping"])
+    if is_log:
+        # a logarithm's output of exactly 0 is log(1): the other terms vanished beside the
+        # largest (absorbed) or logsumexp(x) - x[target] cancelled -- never a flush to zero or an
+        # overflow, which give -inf, inf or NaN, whatever the inputs' range
+        logged = zero & ~nan & (status != UNDETERMINED)
+        status[logged] = np.where(ulp[logged] > tolerance, INACCURATE, OK)
+        cause[logged] = CODE["cancellation" if rec.inferred_cause == "cancellation" else "absorption"]
+        zero = zero & ~logged
     with np.errstate(all="ignore"):
         tiny_exact = np.abs(rounded) < fmt.tiny
         if rec.log_of_zero is not None and not rec.per_vector:  # log-probabilities
@@ -167,7 +190,6 @@ def _g(v: float, d: int = 7) -> str:
 def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, ulp, flags, events,
             tolerance: float, inferred: bool, target=None) -> str:
     """One line, in words, of what happened to one vector and why (naming the step)."""
-    from .metrics import STATUSES
 
     status, cause, ulp = np.atleast_1d(status), np.atleast_1d(cause), np.atleast_1d(ulp)
     y = np.atleast_1d(y)
@@ -239,11 +261,14 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             fin = ulp[np.isfinite(ulp)]
             top = fin.max() if fin.size else 0
             words.append(f"accumulated rounding (up to {top:.3g} ULP, n = {np.size(x)})")
+        elif c == "nan_hidden":
+            words.append("the exact value is NaN (a NaN input, or no value under the masked-rows policy) "
+                         "but the output is a number: the NaN is hidden")
         elif c == "invalid":
             words.append("an invalid operation (inf - inf, 0/0 or inf/inf) gives NaN")
     words += consequences
     parts = []
-    for s in ("nan", "overflow", "underflow", "inaccurate", "undetermined"):
+    for s in reversed(STATUSES[1:]):  # worst first
         if counts[s]:
             what = {"nan": "NaN", "overflow": "overflow (inf, or 0 from x/inf)",
                     "underflow": "underflow (0, or the log of 0, from a flush to zero)",

@@ -63,6 +63,21 @@ def grid_options(f):
     return f
 
 
+def input_options(f):
+    """How input files and non-finite inputs are read (inspect, audit)."""
+    for opt in reversed([
+        click.option("--key", help="The array of a .npz or .safetensors file holding several."),
+        click.option("--axis", type=int, help="Axis of the vectors in an N-D input (default the last)."),
+        click.option("--nonfinite", default="ieee", show_default=True,
+                     help="+inf inputs: ieee (the row's outputs are NaN; logsumexp +inf) or limit "
+                          "(softmax([inf, 0]) = [1, 0]). NaN inputs give NaN under both."),
+        click.option("--masked-rows", "masked_rows", default="nan", show_default=True,
+                     help="Correct output of a fully masked (all -inf) row: nan, zeros or uniform."),
+    ]):
+        f = opt(f)
+    return f
+
+
 def common_options(f):
     for opt in reversed([
         click.option("--accumulate", default="sequential", show_default=True,
@@ -105,10 +120,10 @@ def run_options(f):
 
 def _run_compare(label: str, opts: dict):
     """run_compare with the CLI's options and a progress bar on stderr."""
-    from . import render
-    from .runner import run_compare
+    from .commands.compare import run_compare
+    from .exporters.terminal import ProgressBar
 
-    bar = render.ProgressBar(label, enabled=not opts.pop("quiet"))
+    bar = ProgressBar(label, enabled=not opts.pop("quiet"))
     try:
         return run_compare(**{k: (v or None) if k in ("dtypes", "functions", "impls") else v
                               for k, v in opts.items()}, argv=_argv_now(), progress=bar)
@@ -118,35 +133,40 @@ def _run_compare(label: str, opts: dict):
 
 @cli.command(context_settings=HELP)
 @run_options
-@click.option("--format", "fmt", default="table", show_default=True,
-              help="Output: table, json, csv or markdown.")
+@click.option("--format", "fmt", default=None,
+              help="Output: table, markdown, json, csv or html (default: table; with -o, from the "
+                   "file's suffix).")
 @click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
 def compare(fmt, output, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
-    from . import render
-    from .runner import check_choice
 
-    check_choice("output format", fmt, render.FORMATS)
+    exp = _exporter(fmt, output)
     atomic = _open_output(output)
     try:
         run = _run_compare("compare", opts)
-        if fmt == "table":
-            if atomic is not None:
-                import io
+        if exp.name == "terminal" and atomic is None:
+            from .exporters.terminal import compare_table
 
-                buf = io.StringIO()
-                render.compare_table(run, file=buf)
-                atomic.commit(buf.getvalue())
-            else:
-                render.compare_table(run)
+            compare_table(run)
             return
-        text = {"json": render.compare_json, "csv": render.compare_csv,
-                "markdown": render.compare_markdown}[fmt](run)
-        _emit(text, output, atomic)
+        _emit(exp.compare(run), output, atomic)
     except BaseException:
         if atomic is not None:
             atomic.abort()
         raise
+
+
+def _exporter(fmt, output):
+    """The exporter of --format, else the one -o's suffix names, else the terminal tables."""
+    from . import exporters
+
+    if fmt is not None:
+        exp = exporters.get(fmt)
+    else:
+        exp = (exporters.by_suffix(output) if output and output != "-" else None) or exporters.get("terminal")
+    if exp.binary:
+        raise UsageError(f"--format {exp.name} writes report files: use numstab report --formats {exp.name}")
+    return exp
 
 
 @cli.command(context_settings=HELP)
@@ -158,7 +178,7 @@ def compare(fmt, output, **opts):
 @click.option("--from", "from_file", help="Re-render a saved results.json without recomputing.")
 def report(out_dir, formats, force, from_file, **opts):
     """Write report files (Markdown, JSON, CSV, HTML, PNG plots) for a compare run."""
-    from .report import ReportWriter, default_dir, load_run, parse_formats
+    from .commands.report import ReportWriter, default_dir, load_run, parse_formats
 
     fmts = parse_formats(formats)
     saved = load_run(from_file) if from_file else None
@@ -188,21 +208,25 @@ def report(out_dir, formats, force, from_file, **opts):
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
 def thresholds(dtypes, n, fmt):
     """Exact limits of exp in each format (computed with mpmath)."""
-    from . import render
-    from .runner import check_choice, run_thresholds
+    from .commands.thresholds import run_thresholds
+    from .exporters.jsonfile import record
+    from .exporters.terminal import thresholds_table
+    from .validate import choice
 
-    check_choice("output format", fmt, ("table", "json"))
+    choice("output format", fmt, ("table", "json"))
     data = run_thresholds(dtypes or None, n)
     if fmt == "json":
-        click.echo(render.render_text(data), nl=False)
+        click.echo(record(data), nl=False)
     else:
-        render.thresholds_table(data)
+        thresholds_table(data)
 
 
 @cli.command(context_settings=HELP)
 @click.argument("function")
 @click.argument("values", nargs=-1)
-@click.option("--input", "input_file", help="File of inputs: .npy, .npz, .csv or .txt (1-D or 2-D).")
+@click.option("--input", "input_file",
+              help="File of inputs: .npy, .npz, .safetensors, .csv or .txt (any rank; vectors along --axis).")
+@input_options
 @click.option("--target", help="Target index (cross_entropy, smoothed_cross_entropy, "
               "cross_entropy_backward) or label z in [0, 1] (binary_cross_entropy).")
 @click.option("--targets", "targets_file", help="File of targets (or labels), one per vector, for a batch.")
@@ -213,24 +237,33 @@ def thresholds(dtypes, n, fmt):
 @click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default float32).")
 @click.option("--impl", "impls", multiple=True, help="Implementation (repeatable; default all).")
 @common_options
+@click.option("--top", type=int, default=5, show_default=True, metavar="K",
+              help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def inspect(function, values, input_file, target, targets_file, cotangent, label_smoothing, dtypes, impls,
-            accumulate, tolerance, fmt):
+def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, target, targets_file, cotangent,
+            label_smoothing, dtypes, impls, accumulate, tolerance, top, fmt):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
     """
-    from . import render, validate
-    from .runner import check_choice, run_inspect
+    from . import validate
+    from .commands.inspect import run_inspect
+    from .exporters.jsonfile import record
+    from .exporters.terminal import inspect_table
+    from .validate import choice
 
-    check_choice("output format", fmt, ("table", "json"))
+    choice("output format", fmt, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
+    from .masks import Specials
+
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
-                       validate.dedupe(impls) or None, accumulate, tolerance, cotangent, label_smoothing)
+                       validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
+                       specials=Specials(nonfinite, masked_rows), top=top, cotangent=cotangent,
+                       label_smoothing=label_smoothing)
     if fmt == "json":
-        click.echo(render.render_text(data), nl=False)
+        click.echo(record(data), nl=False)
     else:
-        render.inspect_table(data)
+        inspect_table(data)
 
 
 @cli.command(context_settings=HELP)
@@ -241,7 +274,10 @@ def inspect(function, values, input_file, target, targets_file, cotangent, label
 @click.option("--impl", "impls", multiple=True, help="Built-in implementation (repeatable).")
 @click.option("--callable", "callables", multiple=True,
               help="User implementation: module:function or path/to/file.py:function (repeatable).")
-@click.option("--library", "libraries", multiple=True, help="scipy, torch or jax (repeatable).")
+@click.option("--library", "libraries", multiple=True,
+              help="scipy, torch, jax, keras or onnxruntime (repeatable; each an optional extra).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where --library implementations run: cpu, or cuda (torch, jax; needs a GPU).")
 @click.option("--input", "input_file", help="Real inputs instead of the grid (.npy/.npz/.csv/.txt).")
 @click.option("--targets", "targets_file", help="Targets (or labels) file with --input.")
 @click.option("--target", help="One target index for every vector, or binary_cross_entropy's label "
@@ -257,15 +293,18 @@ def inspect(function, values, input_file, target, targets_file, cotangent, label
 @click.option("--timeout", type=float, metavar="SECONDS",
               help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def audit(config, function, dtypes, impls, callables, libraries, input_file, targets_file, target,
+def audit(config, function, dtypes, impls, callables, libraries, device, input_file, targets_file, target,
           cotangent, label_smoothing, offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp,
           fail_on, timeout, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
-    from . import render, validate
-    from .audit import grid_items, load_config, make_spec, run_audit
-    from .runner import check_choice
+    from . import validate
+    from .commands.audit import run_audit
+    from .commands.audit_config import grid_items, load_config, make_spec
+    from .exporters.jsonfile import record
+    from .exporters.terminal import audit_table
+    from .validate import choice
 
-    check_choice("output format", fmt, ("table", "json"))
+    choice("output format", fmt, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     timeout = validate.timeout(timeout)
     if fail_on:
@@ -282,13 +321,13 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
         grid = grid_items(offsets, spreads, sizes, trials, seed)
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
-                           grid, timeout=timeout, cotangent=cotangent,
+                           grid, timeout=timeout, device=device, cotangent=cotangent,
                            label_smoothing=label_smoothing)]
     report = run_audit(specs, argv=_argv_now())
     if fmt == "json":
-        click.echo(render.render_text(report.to_dict()), nl=False)
+        click.echo(record(report.to_dict()), nl=False)
     else:
-        render.audit_table(report)
+        audit_table(report)
     return 0 if report.passed else 1
 
 
@@ -338,8 +377,8 @@ def _cleanup() -> None:
     from .outputs import cleanup_live
 
     cleanup_live()
-    if "numstab.report" in sys.modules:
-        sys.modules["numstab.report"].cleanup_live()
+    if "numstab.commands.report" in sys.modules:
+        sys.modules["numstab.commands.report"].cleanup_live()
 
 
 def main(argv=None) -> int:

@@ -35,3 +35,11 @@ def unknown_name(kind: str, name: str, choices) -> UsageError:
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return UsageError(f"unknown {kind} {name!r}{hint} (choose from: {', '.join(choices)})")
+
+
+class CallableError(NumstabError):
+    """A user implementation raised, or returned the wrong shape or dtype."""
+
+
+class ReferenceMismatch(NumstabError):
+    """--verify found a reference value that changes at twice the precision."""

@@ -1,10 +1,15 @@
 """Reading user input vectors and targets (command line values or files).
 
-Accepted files: ``.npy``, ``.npz`` holding exactly one array, ``.csv`` / ``.txt``
-(comma, semicolon or whitespace separated). A 1-D array is one vector; a 2-D
-array is a batch, one vector per row. NaN and infinite inputs are refused:
-numstab measures finite inputs (for non-finite ones IEEE already fixes the
-answer, e.g. softmax with a +inf entry is NaN).
+Accepted files: ``.npy`` (memory-mapped), ``.npz`` and ``.safetensors`` (``key`` names
+the array when there are several), ``.csv`` / ``.txt`` (comma, semicolon or whitespace
+separated; 1-D or 2-D). An array of any rank is a batch of vectors along ``axis``
+(default the last); the vectors are indexed by the other axes. Values stored as
+float16 or bfloat16 convert to float64 exactly, so in their own format they are used
+bit for bit. -inf (masks), +inf and NaN are read as they are (masks.py gives them
+their exact values).
+
+:class:`InputArray` reads lazily: :meth:`InputArray.blocks` yields row blocks of the
+batch, reading only their part of a memory-mapped .npy or a .safetensors file.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
+from .limits import MAX_ELEMENTS
 
-MAX_INPUT_ELEMENTS = 20_000_000
+MAX_INPUT_ELEMENTS = MAX_ELEMENTS  # read at each check (tests lower it)
 
 
 def parse_values(values) -> np.ndarray:
@@ -30,6 +36,191 @@ def parse_values(values) -> np.ndarray:
     if not out:
         raise UsageError("no input values: give values after -- or --input FILE")
     return _check(np.array(out, dtype=np.float64)[None, :], "the values")
+
+
+INPUT_SUFFIXES = (".npy", ".npz", ".safetensors", ".csv", ".txt", ".tsv", "")
+
+
+class InputArray:
+    """An N-D array of input vectors in a file, read lazily.
+
+    ``shape`` and ``dtype`` (the stored numpy dtype) are known without reading the data;
+    the vectors lie along ``axis``, and row r of the batch is the vector at the index
+    ``index(r)`` of the other axes (C order). :meth:`blocks` reads the batch a block of
+    rows at a time (only that part of a memory-mapped .npy or a .safetensors tensor).
+    """
+
+    def __init__(self, what: str, shape: tuple, dtype, get, axis: int | None = None):
+        self.what = what
+        self.shape = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
+        self._get = get  # get(tuple of slices) -> ndarray in the stored dtype
+        nd = len(self.shape)
+        if nd == 0:
+            raise UsageError(f"{what}: a single number, not a vector")
+        ax = -1 if axis is None else int(axis)
+        if not -nd <= ax < nd:
+            raise UsageError(f"{what}: --axis {ax} is out of range for a {nd}-D array of shape {self.shape}")
+        self.axis = ax % nd
+        if self.dtype.kind not in "fiub" and self.dtype.name != "bfloat16":
+            raise UsageError(f"{what}: array of {self.dtype} is not numeric")
+        if 0 in self.shape:
+            raise UsageError(f"{what}: no values (shape {self.shape})")
+
+    @property
+    def n(self) -> int:
+        return self.shape[self.axis]
+
+    @property
+    def batch_shape(self) -> tuple:
+        return self.shape[:self.axis] + self.shape[self.axis + 1:]
+
+    @property
+    def rows(self) -> int:
+        return int(np.prod(self.batch_shape, dtype=np.int64))
+
+    @property
+    def size(self) -> int:
+        return self.rows * self.n
+
+    def index(self, row: int) -> tuple:
+        """The index of row ``row``'s vector along the other axes (() for a single vector)."""
+        return tuple(int(i) for i in np.unravel_index(int(row), self.batch_shape)) if self.batch_shape else ()
+
+    def element_index(self, row: int, j: int | None = None) -> tuple:
+        """The full N-D index of element j of row ``row`` (the batch index alone when j is None)."""
+        b = list(self.index(row))
+        if j is None:
+            return tuple(b)
+        return tuple(b[:self.axis] + [int(j)] + b[self.axis:])
+
+    def _block_dim(self) -> int | None:
+        """The first batch axis: blocks are slices along it (None for a single vector)."""
+        dims = [d for d in range(len(self.shape)) if d != self.axis]
+        return dims[0] if dims else None
+
+    def blocks(self, max_rows: int = 1 << 16):
+        """Yield (first row, (r, n) float64 array) over the batch, in row order."""
+        d = self._block_dim()
+        if d is None:
+            yield 0, self._as_rows(self._get((slice(None),)))
+            return
+        per = max(1, self.rows // self.shape[d])  # rows per index along d
+        step = max(1, max_rows // per)
+        for i in range(0, self.shape[d], step):
+            key = tuple(slice(i, i + step) if k == d else slice(None) for k in range(len(self.shape)))
+            yield i * per, self._as_rows(self._get(key))
+
+    def read(self) -> np.ndarray:
+        """Every vector as one (rows, n) float64 array."""
+        if self.size > MAX_INPUT_ELEMENTS:
+            raise UsageError(f"{self.what}: {self.size:,} values, above the limit of {MAX_INPUT_ELEMENTS:,}")
+        parts = [b for _, b in self.blocks()]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def _as_rows(self, a) -> np.ndarray:
+        a = np.asarray(a)
+        if a.ndim:
+            a = np.moveaxis(a, self.axis, -1)
+        with np.errstate(all="ignore"):
+            out = a.astype(np.float64).reshape(-1, self.n)
+        if a.dtype.kind == "f" and a.dtype.itemsize > 8:  # long double: values beyond float64
+            wide = np.isfinite(a) & ~np.isfinite(out.reshape(a.shape))
+            if wide.any():
+                raise UsageError(f"{self.what}: value {a[wide].ravel()[0]!r} does not fit float64 "
+                                 f"(max {np.finfo(np.float64).max:g})")
+        return out
+
+
+def open_input(path, key: str | None = None, axis: int | None = None) -> InputArray:
+    """The input array of a file (nothing but its header read yet for .npy and .safetensors)."""
+    import zipfile
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_SUFFIXES:
+        open_regular(path, "input").close()
+        raise UsageError(f"{path}: unsupported file type {suffix!r} "
+                         "(use .npy, .npz, .safetensors, .csv or .txt)")
+    if key is not None and suffix not in (".npz", ".safetensors"):
+        raise UsageError(f"{path}: --key names an array of a .npz or .safetensors file")
+    try:
+        if suffix == ".npy":
+            open_regular(path, "input").close()
+            with open(path, "rb") as fh:
+                _check_npy_header(fh, path)
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+            return InputArray(str(path), a.shape, a.dtype, lambda k, a=a: a[k], axis)
+        if suffix == ".safetensors":
+            return _open_safetensors(path, key, axis)
+        if suffix == ".npz":
+            with open_regular(path, "input") as fh, np.load(fh, allow_pickle=False) as z:
+                name = _pick_key(path, key, list(z.files))
+                member = name if name in z.zip.namelist() else name + ".npy"
+                with z.zip.open(member) as m:
+                    _check_npy_header(m, path)
+                a = z[name]
+            return InputArray(f"{path}[{name}]", a.shape, a.dtype, lambda k, a=a: a[k], axis)
+        a = _read_text(path)
+        if a.shape[0] == 1 and axis is None:
+            a = a[0]
+        return InputArray(str(path), a.shape, a.dtype, lambda k, a=a: a[k], axis)
+    except UsageError:
+        raise
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else "corrupt"
+        raise UsageError(f"{path}: cannot read ({why})") from None
+
+
+def _pick_key(path, key, names) -> str:
+    if key is not None:
+        if key not in names:
+            raise UsageError(f"{path}: no array {key!r} (has {', '.join(map(repr, names)) or 'none'})")
+        return key
+    if len(names) != 1:
+        raise UsageError(f"{path}: holds {len(names)} arrays ({', '.join(map(repr, names[:8]))}); "
+                         "name one with --key")
+    return names[0]
+
+
+def _open_safetensors(path, key, axis) -> InputArray:
+    """A tensor of a .safetensors file through the safetensors package, sliced lazily."""
+    try:
+        from safetensors import safe_open
+    except ImportError:  # pragma: no cover - a dependency
+        raise UsageError("reading .safetensors needs the safetensors package "
+                         "(pip install safetensors)") from None
+    import ml_dtypes  # noqa: F401 - registers bfloat16 for safetensors' numpy frames
+
+    open_regular(path, "input").close()
+    try:
+        fh = safe_open(str(path), framework="numpy")
+        with fh as f:
+            name = _pick_key(path, key, list(f.keys()))
+            sl = f.get_slice(name)
+            shape, stype = tuple(sl.get_shape()), sl.get_dtype()
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the package raises its own error types
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path}: cannot read ({why})") from None
+    dtypes = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64", "I8": "int8",
+              "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8", "U16": "uint16",
+              "U32": "uint32", "U64": "uint64", "BOOL": "bool"}
+    if stype not in dtypes:
+        raise UsageError(f"{path}: tensor {name!r} of {stype} is not a supported numeric type")
+    dt = ml_dtypes.bfloat16 if stype == "BF16" else dtypes[stype]
+    count = int(np.prod(shape, dtype=object)) if shape else 1
+    if count > MAX_INPUT_ELEMENTS:
+        raise UsageError(f"{path}: {count:,} values, above the limit of {MAX_INPUT_ELEMENTS:,}")
+
+    def get(k, path=str(path), name=name):
+        with safe_open(path, framework="numpy") as f:
+            return f.get_slice(name)[k]
+
+    return InputArray(f"{path}[{name}]", shape, dt, get, axis)
 
 
 #: Largest text input read (about 6 million values); larger inputs belong in a .npy file.
@@ -187,13 +378,15 @@ def load_array(path) -> np.ndarray:
     return out
 
 
-def load_vectors(path) -> np.ndarray:
-    a = load_array(path)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2:
-        raise UsageError(f"{path}: a {a.ndim}-D array; give a vector or a 2-D batch (one vector per row)")
-    return _check(a, str(path))
+def load_vectors(path, key: str | None = None, axis: int | None = None) -> np.ndarray:
+    """The vectors of a file as a (rows, n) float64 batch (see :func:`load_input`)."""
+    return load_input(path, key, axis)[0]
+
+
+def load_input(path, key: str | None = None, axis: int | None = None):
+    """(the vectors as a (rows, n) float64 batch, the InputArray that indexes them)."""
+    src = open_input(path, key, axis)
+    return _check(src.read(), src.what), src
 
 
 def _check(a: np.ndarray, what: str) -> np.ndarray:
@@ -201,11 +394,6 @@ def _check(a: np.ndarray, what: str) -> np.ndarray:
         raise UsageError(f"{what}: no values")
     if a.size > MAX_INPUT_ELEMENTS:
         raise UsageError(f"{what}: {a.size:,} values, above the limit of {MAX_INPUT_ELEMENTS:,}")
-    bad = ~np.isfinite(a)
-    if bad.any():
-        r, c = (int(i[0]) for i in np.nonzero(bad))
-        raise UsageError(f"{what}: non-finite input {a[r, c]} at row {r}, column {c}; numstab measures "
-                         "finite inputs only")
     return a
 
 
@@ -233,12 +421,16 @@ def load_targets(target, targets_file, batch: int, n: int, required: bool,
 
 
 def round_inputs(fmt, x: np.ndarray, what: str = "input") -> np.ndarray:
-    """Round to the format; refuse values that do not fit it."""
-    xr = fmt.round(x)
-    bad = ~np.isfinite(xr)
+    """Round to the format; refuse finite values that do not fit it (infinities and NaN stay)."""
+    with np.errstate(all="ignore"):
+        xr = fmt.round(x)
+    bad = ~np.isfinite(xr) & np.isfinite(x)
     if bad.any():
         v = x[bad][0]
         raise UsageError(f"{what} {v:g} does not fit {fmt.name} (max {fmt.max:g})")
+    if not fmt.has_inf and np.isinf(x).any():
+        raise UsageError(f"{what}: {fmt.name} has no infinity, so masks (-inf) and +inf inputs cannot be "
+                         "given in it")
     return xr
 
 

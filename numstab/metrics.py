@@ -9,7 +9,8 @@ Definitions (README, "What the numbers mean"):
   rounds to a finite number), ``underflow`` (y is 0 where r rounds to a nonzero
   number, or y is -inf from a log of zero where r is finite; a +inf loss is an
   overflow), ``inaccurate`` (ULP error above the
-  tolerance), ``undetermined`` (the reference could not be settled: no figure is
+  tolerance; also any number where the exact value is an infinite limit or NaN,
+  whose ULP error is infinite), ``undetermined`` (the reference could not be settled: no figure is
   given), ``ok``.
 
 Reported figures are quantized (3 decimals below 1 ULP, else 3 significant
@@ -26,10 +27,8 @@ import numpy as np
 
 from .formats import Format
 from .functions import get
-from .results import RefData
+from .results import INACCURATE, NAN, OK, OVERFLOW, UNDERFLOW, UNDETERMINED, RefData
 
-STATUSES = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
-OK, UNDETERMINED, INACCURATE, UNDERFLOW, OVERFLOW, NAN = range(6)
 DEFAULT_TOLERANCE = 4.0
 
 
@@ -144,4 +143,13 @@ def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: floa
         status[und & ~nan & ~inf] = UNDETERMINED
         uq = np.where(und & ~bad, np.nan, uq)
         rq = np.where(und & ~bad, np.nan, rq)
+        # an exact value that is itself +-inf or NaN (masks.py: a limit, or a NaN input) is
+        # stored with ulp = +inf: only that very value is right, anything else is infinitely far
+        special = np.isinf(ulp)
+        if special.any():
+            same = (y == ref.rounded) | (nan & np.isnan(ref.rounded))
+            uq = np.where(special, np.where(same, 0.0, np.inf), uq)
+            rq = np.where(special, np.where(same, 0.0, np.inf), rq)
+            status[special] = np.where(same, OK, np.where(nan, NAN, INACCURATE))[special]
+            settled = settled | special
     return uq, rq, status, settled | und

@@ -18,13 +18,36 @@ import numpy as np
 from .errors import UsageError
 
 COMPARE_SCHEMA = "numstab.compare/2"
-STATUS_KEYS = ("ok", "inaccurate", "underflow", "overflow", "nan", "undetermined")
-#: statuses from best to worst (a cell's status is the worst of its elements')
-STATUS_ORDER = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
-FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
-#: Why an element failed, one word each (README "What the numbers mean"):
+#: THE status vocabulary, from best to worst: an element's status code is its index here, a
+#: cell's status is the worst of its elements', counts are listed in this order everywhere
+#: (JSON, CSV, tables, plots, legends). README "What the numbers mean" defines each.
+STATUSES = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
+OK, UNDETERMINED, INACCURATE, UNDERFLOW, OVERFLOW, NAN = range(len(STATUSES))
+#: What each status means, in a few words (legends of tables, plots and the HTML report).
+STATUS_MEANING = {
+    "ok": "every output within the tolerance",
+    "undetermined": "the exact value could not be settled at the precision limit (no figure)",
+    "inaccurate": "ULP error above the tolerance",
+    "underflow": "0 (or the log of 0) where the exact value is not, from a flush to zero",
+    "overflow": "inf where the exact value is finite, or 0 from x/inf after an overflow",
+    "nan": "NaN output",
+}
+#: Why an element failed, one word each, in this order (cause code = index + 1; 0 = none):
 CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
-          "clipping", "rounding")
+          "clipping", "rounding", "nan_hidden")
+#: What each cause means, in a few words (legends).
+CAUSE_MEANING = {
+    "exp_overflow": "exp(x) overflows the format",
+    "sum_overflow": "every exp(x) is finite but their sum overflows",
+    "invalid": "an invalid operation (inf - inf, 0/0, inf/inf) gives NaN",
+    "underflow": "exp flushes to 0, or a result is subnormal and loses digits",
+    "cancellation": "a subtraction of nearly equal rounded values leaves only their errors",
+    "absorption": "small terms are absorbed into a larger one",
+    "clipping": "a probability is clipped (e.g. to [1e-7, 1 - 1e-7])",
+    "rounding": "accumulated rounding",
+    "nan_hidden": "a number where the exact value is NaN (a NaN input, or no value under the policy)",
+}
+FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
 
 
 @dataclass
@@ -85,7 +108,7 @@ class CellResult:
     max_rel: float
     status: str
     flags: tuple
-    counts: tuple  # ((status, count), ...) in STATUS_KEYS order
+    counts: tuple  # ((status, count), ...) in STATUSES order
     cause: str | None = None  # the main cause of the worst status (CAUSES), None when all is ok
     causes: tuple = ()  # ((cause, failing elements), ...)
     cause_inferred: bool = False  # a black box: causes inferred, not established from its steps
@@ -114,7 +137,7 @@ class CellResult:
                 max_ulp=unjnum(d["max_ulp"]), median_ulp=unjnum(d["median_ulp"]),
                 max_rel=unjnum(d["max_rel"]), status=str(d["status"]),
                 flags=tuple(d["flags"]),
-                counts=tuple((k, int(d["counts"].get(k, 0))) for k in STATUS_KEYS),
+                counts=tuple((k, int(d["counts"].get(k, 0))) for k in STATUSES),
                 cause=_cause_of(d),
                 causes=tuple((str(k), int(v)) for k, v in dict(d.get("causes") or {}).items()),
                 cause_inferred=bool(d.get("cause_inferred", False)),
@@ -176,3 +199,54 @@ def check_schema(found: str, expected: str) -> None:
         raise UsageError(
             f"schema {found!r} is newer than this numstab understands ({expected}); upgrade numstab"
         )
+
+
+
+AUDIT_SCHEMA = "numstab.audit/3"  # /3: each result names its library; meta lists them
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    function: str
+    impl: str
+    dtype: str
+    counts: tuple
+    max_ulp: float
+    median_ulp: float
+    passed: bool
+    reasons: tuple
+    first_failure: dict | None = None
+    audit: str = ""
+    causes: tuple = ()  # ((cause, failing elements), ...)
+    cause_inferred: bool = False
+    zeros: int = 0  # outputs that are 0 or the log of 0 where the exact value is not
+    library: tuple = ()  # ((key, value), ...): name, version, device... of a library's implementation
+
+    def to_dict(self) -> dict:
+        return {
+            "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
+            "library": dict(self.library) or None,
+            "counts": dict(self.counts), "causes": dict(self.causes), "cause_inferred": self.cause_inferred,
+            "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),
+            "median_ulp": jnum(self.median_ulp), "passed": self.passed,
+            "reasons": list(self.reasons), "first_failure": self.first_failure,
+        }
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    results: tuple
+    meta: dict = field(default_factory=dict)
+    notes: tuple = ()  # lines for the reader: (implementation, format) pairs left out, and why
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def to_dict(self) -> dict:
+        return {"schema": AUDIT_SCHEMA, "passed": self.passed, "meta": self.meta,
+                "results": [r.to_dict() for r in self.results]}
+
+
+# ------------------------------------------------------------------ inspect
+INSPECT_SCHEMA = "numstab.inspect/3"

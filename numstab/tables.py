@@ -11,18 +11,20 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .results import CompareRun
+from .results import STATUSES, CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
 CAUSE_TAG = {"exp_overflow": "exp", "sum_overflow": "sum", "invalid": "inv", "underflow": "unf",
-             "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round"}
+             "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round",
+             "nan_hidden": "hid"}
 CAUSE_LEGEND = ("cause after ':': exp = exp overflow, sum = sum overflow, inv = invalid operation, unf = "
                 "underflow (flush or subnormal digits), canc = cancellation, abs = absorption, clip = "
-                "clipping, round = accumulated rounding; ~ = inferred (a black box)")
+                "clipping, round = accumulated rounding, hid = a NaN hidden (a number where the exact value "
+                "is NaN); ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
-              "ok", "inaccurate", "underflow", "overflow", "nan", "undetermined")
+              *STATUSES)
 
 
 def sig(text: str, digits: int = 12) -> str:
@@ -136,13 +138,13 @@ def verdicts(run: CompareRun) -> list[tuple]:
 
     ``causes``: "cause (elements), ..." over every cell, most frequent first.
     """
-    from .results import STATUS_ORDER
+    from .results import STATUSES
 
     out, causes = {}, {}
     for r in run.results:
         k = (r.function, r.impl, r.dtype)
         st, bad, tot, mu = out.get(k, ("ok", 0, 0, 0.0))
-        worse = r.status if STATUS_ORDER.index(r.status) > STATUS_ORDER.index(st) else st
+        worse = r.status if STATUSES.index(r.status) > STATUSES.index(st) else st
         mu = max(mu, r.max_ulp) if not math.isnan(r.max_ulp) else mu
         out[k] = (worse, bad + (r.status != "ok"), tot + 1, mu)
         for c, cnt in r.causes:
@@ -151,3 +153,15 @@ def verdicts(run: CompareRun) -> list[tuple]:
     return [(f, i, d, *v, ", ".join(f"{c} ({n})" for c, n in sorted(causes.get((f, i, d), {}).items(),
                                                                        key=lambda kv: -kv[1])))
             for (f, i, d), v in out.items()]
+
+
+def summary_rows(run: CompareRun):
+    """verdicts() sorted by function, dtype, worst status first, then implementation."""
+    order = tuple(reversed(STATUSES))  # worst first
+    rows = sorted(verdicts(run), key=lambda v: (v[0], v[2], order.index(v[3]), v[1]))
+    return rows
+
+
+def command_line(run: CompareRun) -> str:
+    argv = run.meta.get("argv")
+    return "numstab " + " ".join(argv) if argv else "(library call)"

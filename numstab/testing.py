@@ -20,7 +20,8 @@ def assert_stable(fn, function: str = "softmax", dtypes=("float16",), max_ulp=No
     ``max_ulp`` (a number) also fails on a finite ULP error above it.
     Returns the audit report when everything passes.
     """
-    from .audit import grid_items, make_spec, run_audit
+    from .commands.audit import run_audit
+    from .commands.audit_config import grid_items, make_spec
 
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "callable")
     grid = grid_items(offsets, spreads, sizes, trials, seed)

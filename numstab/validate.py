@@ -94,6 +94,22 @@ def dedupe(values) -> tuple:
     return tuple(dict.fromkeys(values or ()))
 
 
+def choice(kind: str, value, choices):
+    """``value`` if it is one of ``choices``; else the one-line error naming them."""
+    if value not in choices:
+        raise unknown_name(kind, value, choices)
+    return value
+
+
+def accumulate(v, where: str = "--accumulate") -> str:
+    """An accumulation model (numstab.steps.ACC_MODELS): the one check every command and config use."""
+    from .steps import ACC_MODELS
+
+    if not isinstance(v, str):
+        raise UsageError(f"{where} {v!r}: must be a string, one of {', '.join(ACC_MODELS)}")
+    return choice("accumulation model", v, ACC_MODELS)
+
+
 def label(v, where: str = "--target") -> float | None:
     """binary_cross_entropy's label z: None or a real in [0, 1]."""
     if v is None:

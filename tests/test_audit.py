@@ -24,7 +24,7 @@ def test_good_implementation_passes_exit_0(capsys):
     code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16",
                           "--callable", f"{USER}:stable_softmax", *SMALL)
     assert code == 0 and data["passed"] is True
-    assert data["schema"] == "numstab.audit/2"
+    assert data["schema"] == "numstab.audit/3"
     r = data["results"][0]
     assert r["passed"] and r["counts"]["nan"] == 0 and r["counts"]["overflow"] == 0
 
@@ -65,7 +65,7 @@ def test_scipy_implementations_audited(capsys):
     for f in ("softmax", "log_softmax", "logsumexp"):
         code, data, _ = audit(capsys, "--function", f, "--dtype", "float32", "--library", "scipy", *SMALL)
         assert code == 0, data
-        assert data["results"][0]["impl"] == "scipy.special"
+        assert data["results"][0]["impl"] == f"scipy.special.{f}"
 
 
 def test_torch_implementations_audited(capsys):
@@ -183,10 +183,10 @@ def test_reproduces_blanchard_higham_higham_2021(capsys):
     assert res["stable"]["passed"] and res["log1p"]["passed"]
 
     # the paper's other figures, from the same engine
+    from numstab.engine import evaluate
     from numstab.formats import FORMATS
     from numstab.functions import REGISTRY
     from numstab.reference import exact_values
-    from numstab.runner import evaluate
 
     f = FORMATS["float16"]
     x = f.round(np.load(BHH))
@@ -226,3 +226,43 @@ def test_jax_implementations_audited(capsys):
         assert code == 0, data
         # float64 really computed in float64 (x64 mode): errors of a few ULP, not float32's 1e9
         assert all(r["max_ulp"] < 100 for r in data["results"]), data["results"]
+
+
+def _naive_softmax_median_ulp_float16(seed: int, n: int, trials: int) -> float:
+    """The median ULP figure of exp(x) / sum(exp(x)) in float16 (sequential sum) on the grid cell
+    offset 0, spread 1: inputs as the grid draws them, exact values with mpmath at 200 bits."""
+    import mpmath
+
+    z = np.random.default_rng([seed, n]).standard_normal((trials, n))
+    x = z.astype(np.float16)  # offset 0 + spread 1 * z, rounded to nearest
+    errs = []
+    with mpmath.workprec(200):
+        for row in x:
+            e = np.exp(row)
+            s = np.float16(0)
+            for v in e:  # sequential: every addition rounded to float16
+                s = np.float16(s + v)
+            y = e / s
+            ex = [mpmath.exp(mpmath.mpf(float(v))) for v in row]
+            tot = mpmath.fsum(ex)
+            for yi, ei in zip(y, ex):
+                r = ei / tot
+                k = max(int(mpmath.floor(mpmath.log(r, 2))), -14)
+                err = abs(mpmath.mpf(float(yi)) - r) / mpmath.ldexp(1, k - 10)
+                errs.append(int(mpmath.nint(err * 1000)) / 1000)  # each figure: 3 decimals below 1 ULP
+    # the median of the element figures (float64, as reported), quantized again
+    return float(np.round(np.median(errs) * 1000) / 1000)
+
+
+def test_compare_and_audit_give_identical_figures(capsys):
+    """One engine: the same cell gives the same figures in compare and in audit."""
+    cell = ["--function", "softmax", "--impl", "naive", "--dtype", "float16", "--sizes", "10",
+            "--offsets", "0", "--trials", "3", "--seed", "0"]
+    assert main(["compare", *cell, "--format", "json", "--jobs", "1"]) == 0
+    c = json.loads(capsys.readouterr().out)["results"][0]
+    code, a, _ = audit(capsys, *cell)
+    a = a["results"][0]
+    assert code == 0
+    want = _naive_softmax_median_ulp_float16(0, 10, 3)
+    assert c["median_ulp"] == a["median_ulp"] == want
+    assert c["max_ulp"] == a["max_ulp"] and c["counts"] == a["counts"] and c["causes"] == a["causes"]

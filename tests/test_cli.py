@@ -74,7 +74,7 @@ def test_thresholds_json(capsys):
     code, out, _ = run_cli(capsys, "thresholds", "--format", "json")
     assert code == 0
     data = json.loads(out)
-    assert data["schema"] == "numstab.thresholds/1"
+    assert data["schema"] == "numstab.thresholds/2"
     f16 = next(f for f in data["formats"] if f["dtype"] == "float16")
     assert f16["exp_overflow_x"].startswith("11.0901107185")
     assert f16["largest_finite_exp_input"] == 11.0859375

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from numstab import functions
+from numstab.commands.compare import run_compare
+from numstab.engine import evaluate
 from numstab.formats import FORMATS
 from numstab.functions import Function, builtin
 from numstab.reference.core import from_interval
-from numstab.runner import evaluate, run_compare
 
 F16 = FORMATS["float16"]
 
@@ -100,7 +101,7 @@ def test_records_say_what_the_engine_needs():
 
 
 def test_inspect_runs_a_registered_function(toy):
-    from numstab.runner import run_inspect
+    from numstab.commands.inspect import run_inspect
 
     d = run_inspect("toy_exp", values=["1", "-2"], dtypes=("float16",))
     assert d["reference"][0].startswith("2.71828182845904523536028")  # e, 25 digits, all right

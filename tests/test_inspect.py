@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from numstab.cli import main
-from numstab.runner import run_inspect
+from numstab.commands.inspect import run_inspect
 
 
 def cli_json(capsys, *argv):
@@ -51,7 +51,7 @@ def test_logsumexp_11_11_float16(capsys):
 def test_single_impl_json_is_one_object(capsys):
     d = cli_json(capsys, "inspect", "softmax", "--dtype", "float16", "--impl", "naive", "--format",
                  "json", "--", "12", "0")
-    assert d["schema"] == "numstab.inspect/2" and d["impl"] == "naive"
+    assert d["schema"] == "numstab.inspect/3" and d["impl"] == "naive"
     assert d["outputs"][0] is None and d["outputs"][1] == 0.0  # NaN as null, never a bare token
     assert d["status"] == "nan"
     assert "exp(12) overflows float16 (exp(x) is inf for x >= 11.0901)" in d["verdict"]
@@ -96,11 +96,13 @@ def test_csv_input(tmp_path, capsys):
     ("empty.csv", ["inspect", "softmax", "--input", "{f}"], "file is empty"),
     (None, ["inspect", "cross_entropy", "--target", "5", "--", "1", "2"], "target 5 is out of range"),
     (None, ["inspect", "cross_entropy", "--", "1", "2"], "needs --target"),
-    ("cube.npy", ["inspect", "softmax", "--input", "{f}"], "3-D array"),
+    ("cube.npy", ["inspect", "softmax", "--input", "{f}", "--axis", "3"], "--axis 3 is out of range"),
+    ("cube.npy", ["inspect", "softmax", "--input", "{f}", "--key", "a"], "--key names an array"),
     ("ragged.txt", ["inspect", "softmax", "--input", "{f}"], "ragged rows"),
     ("words.txt", ["inspect", "softmax", "--input", "{f}"], "is not a number"),
     (None, ["inspect", "softmax", "--input", "/nonexistent.npy"], "no such file"),
-    (None, ["inspect", "softmax", "--", "1", "nan"], "non-finite input"),
+    (None, ["inspect", "softmax", "--dtype", "float8_e4m3fn", "--", "1", "-inf"], "has no infinity"),
+    (None, ["inspect", "softmax", "--masked-rows", "zero", "--", "1"], "unknown masked-rows policy 'zero'"),
     (None, ["inspect", "softmax", "--dtype", "float16", "--", "1", "1e6"], "does not fit float16"),
     (None, ["inspect", "softmax"], "give the values"),
 ])

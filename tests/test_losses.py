@@ -226,3 +226,141 @@ def test_kernels_run_plain_and_traced_alike(dtype):
         np.testing.assert_array_equal(y, np.asarray(yt.v, dtype=np.float64), err_msg=k.__name__)
         if k.__name__.endswith(("_stable", "_logits", "_log1p")):
             assert not np.isnan(y).any(), k.__name__  # the stable forms never produce NaN here
+
+
+# ------------------------------------------------------------ end to end: inspect
+def _inspect(capsys, *argv):
+    import json
+
+    from numstab.cli import main
+
+    code = main(["inspect", argv[0], "--format", "json", *argv[1:]])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    d = json.loads(out)
+    return {r["impl"]: r for r in d.get("results", [d])}
+
+
+def test_inspect_bce_from_logits_minus_40(capsys):
+    r = _inspect(capsys, "binary_cross_entropy", "--dtype", "float64", "--target", "0", "--", "-40")
+    with mp.workdps(60):
+        exact = mpmath.log1p(mpmath.exp(-40))
+        assert abs(mpmath.mpf(r["logits"]["reference"][0]) - exact) <= exact * mpmath.mpf(10) ** -24
+    assert r["logits"]["outputs"] == [4.248354255291589e-18] and r["logits"]["status"] == "ok"
+    assert r["logits"]["ulp_error"][0] < 0.5 and r["logits"]["label"] == [0.0]
+    # the library's 0: log(1 - p) with 1 - 4.2e-18 = 1, an absorbed term -- inaccurate, not underflow
+    assert r["naive"]["outputs"] == [0.0]
+    assert r["naive"]["element_status"] == ["inaccurate"] and r["naive"]["element_cause"] == ["absorption"]
+    # Keras's from_logits=False: the probability 4.2e-18 clipped to 1e-7
+    assert r["clipped"]["element_cause"] == ["clipping"]
+    assert abs(r["clipped"]["outputs"][0] - 1.0000000494736474e-07) < 1e-22
+
+
+def test_inspect_log_softmax_backward_confident(capsys):
+    r = _inspect(capsys, "log_softmax_backward", "--dtype", "float64", "--cotangent", "1,0",
+                 "--", "37.42994775023705", "0")
+    want = [5.551115123125776e-17, -5.551115123125776e-17]
+    assert r["stable"]["outputs"] == want and r["stable"]["status"] == "ok"
+    assert r["fused"]["outputs"] == [0.0, want[1]]
+    assert r["fused"]["element_status"] == ["inaccurate", "ok"]
+    assert r["fused"]["element_cause"][0] == "cancellation"  # 1 - exp(log_softmax_0) = 1 - 1
+    assert r["fused"]["cotangent"] == [1.0, 0.0]
+    assert r["naive"]["element_status"][0] == "inaccurate"
+
+
+def test_inspect_cross_entropy_backward_float16(capsys):
+    r = _inspect(capsys, "cross_entropy_backward", "--dtype", "float16", "--target", "0", "--", "12", "0")
+    with mp.workdps(60):
+        g = 1 / (1 + mpmath.exp(12))
+        for s, w in zip(r["stable"]["reference"], (-g, g)):  # 25 correct significant digits
+            assert abs(mpmath.mpf(s) - w) <= abs(w) * mpmath.mpf(10) ** -24, (s, w)
+    assert r["stable"]["outputs"] == [-103 * 2.0**-24, 103 * 2.0**-24] and r["stable"]["status"] == "ok"
+    assert r["naive"]["status"] == "nan" and set(r["naive"]["element_cause"]) == {"exp_overflow"}
+    assert "overflow" in r["naive"]["flags"]
+    assert r["fused"]["outputs"][0] == 0.0 and r["fused"]["element_cause"][0] == "cancellation"
+    assert r["fused"]["ulp_error"][0] == 103.0  # |0 - 6.144e-6| / 2^-24, rounded to 3 digits
+
+
+def test_inspect_needs_the_second_input(capsys):
+    from numstab.cli import main
+
+    assert main(["inspect", "softmax_backward", "--", "1", "2"]) == 2
+    assert "needs --cotangent" in capsys.readouterr().err
+    assert main(["inspect", "binary_cross_entropy", "--target", "1.5", "--", "1"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+    assert main(["inspect", "softmax_backward", "--cotangent", "1,2,3", "--", "1", "2"]) == 2
+    assert "3 values" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ validation data
+VALIDATION = __import__("pathlib").Path(__file__).resolve().parents[1] / ".." / "shared" / "validation"
+
+
+@pytest.mark.skipif(not (VALIDATION / "bhh2021_presoftmax.npy").exists(),
+                    reason="../shared/validation (bhh2021 data) is absent")
+def test_log1p_cross_entropy_fixes_the_validation_median():
+    """Issue 13: on the bhh2021 logits with the true labels, in float16 with every operation in
+    the format, lse(x) - x_t has median error 124 ULP; log1p(sum of the others) - (x_t - max) < 1."""
+    from numstab.engine import evaluate
+
+    x0 = np.load(VALIDATION / "bhh2021_presoftmax.npy")
+    labels = np.load(VALIDATION / "bhh2021_labels.npy").astype(np.int64) - 1
+    fmt = get_format("float16")
+    x = fmt.round(x0)
+    ce = REGISTRY["cross_entropy"]
+    outs, _, _ = evaluate(fmt, x, labels, [ce["stable"], ce["log_softmax"], ce["log1p"]], "sequential")
+    med = {o.impl.name: float(np.median(o.ulp)) for o in outs}
+    assert med["stable"] == 124.0
+    assert med["log1p"] < 1 and np.max(outs[2].ulp) < 8
+    assert med["log_softmax"] > 20  # nll(log_softmax): (x - max) - log(sum) cancels the same way
+
+
+# ------------------------------------------------------------------ thresholds, compare, audit
+def test_thresholds_of_the_binary_family(capsys):
+    import json
+
+    from numstab.cli import main
+
+    assert main(["thresholds", "--format", "json", "--dtype", "float16", "--dtype", "float64"]) == 0
+    d = {f["dtype"]: f for f in json.loads(capsys.readouterr().out)["formats"]}
+    with mp.workdps(50):
+        for name, p in (("float16", 11), ("float64", 53)):
+            s1 = mpmath.log(mpmath.mpf(2) ** (p + 1) - 1)
+            ab = -p * mpmath.log(2)
+            assert d[name]["sigmoid_rounds_to_1_x"].startswith(mpmath.nstr(s1, 20)[:18])
+            assert d[name]["one_plus_exp_absorbed_x"].startswith(mpmath.nstr(ab, 20)[:18])
+    # float64: the bug report's input 37.42994775023705 is where sigmoid reaches 1
+    assert d["float64"]["sigmoid_rounds_to_1_x"].startswith("37.4299477502370")
+
+
+def test_compare_shows_where_the_binary_family_breaks():
+    from numstab.commands.compare import run_compare
+
+    run = run_compare(dtypes=["float16"], functions=["softplus", "binary_cross_entropy"], sizes="4",
+                      offsets="-9,0,12", trials=2, jobs=1)
+    by = {(r.function, r.impl, r.offset): r for r in run.results}
+    assert by[("softplus", "naive", 12.0)].status == "overflow"
+    assert by[("softplus", "naive", 12.0)].cause == "exp_overflow"
+    # 1 + exp(-9) rounds to 1 in float16 (exp(x) <= 2^-11 below x = -7.62): log(1) = 0
+    assert by[("softplus", "naive", -9.0)].status == "inaccurate"
+    assert by[("softplus", "naive", -9.0)].cause == "absorption"
+    for off in (-9.0, 0.0, 12.0):
+        assert by[("softplus", "stable", off)].status == "ok"
+        assert by[("binary_cross_entropy", "logits", off)].status == "ok"
+    assert by[("binary_cross_entropy", "naive", 12.0)].status in ("nan", "overflow")
+    assert run.meta["extras"]["label"] is None  # random 0/1 labels
+
+
+def test_audit_bce(capsys):
+    from numstab.cli import main
+
+    argv = ["audit", "--function", "binary_cross_entropy", "--dtype", "float32", "--target", "0",
+            "--sizes", "3", "--offsets", "-40,0,40", "--format", "json"]
+    assert main([*argv, "--impl", "logits"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--impl", "naive"]) == 1
+    import json
+
+    res = json.loads(capsys.readouterr().out)["results"][0]
+    assert not res["passed"]
+    assert res["first_failure"]["status"] in ("inaccurate", "underflow", "nan", "overflow")

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from numstab.cli import main
+from numstab.commands.compare import run_compare
 from numstab.results import CompareRun
-from numstab.runner import run_compare
 from numstab.tables import CSV_FIELDS
 
 GRID = ["--dtype", "float16", "--sizes", "2,30", "--offsets", "-18:18:7", "--trials", "2"]

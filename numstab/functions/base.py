@@ -19,6 +19,9 @@ OUTPUT_KINDS = ("vector", "same", "elementwise")
 #: [0, 1], an exact format value) per vector (B,).
 EXTRA_KINDS = ("none", "target", "label", "cotangent", "smoothing")
 
+#: Every registered function by name, in display order (filled by numstab.functions.register).
+RECORDS: dict = {}
+
 
 @dataclass(frozen=True)
 class Function:
@@ -91,9 +94,7 @@ class Impl:
 
     @property
     def record(self) -> Function:
-        from . import get
-
-        return get(self.function)
+        return RECORDS[self.function]
 
     def __call__(self, x, acc="sequential", target=None):
         """Run on ``x`` (target dtype); ``target``: the function's extra argument, if it takes one."""

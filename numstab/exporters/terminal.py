@@ -1,20 +1,18 @@
-"""Rendering of results: terminal tables (rich), JSON, CSV and Markdown.
+"""Terminal exporter: rich tables of every command's results, and the progress bar.
 
-Only this layer (and ``plots``/``html``) imports rich or matplotlib.
+Only the exporters import rich (this one) or matplotlib (png).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
-from .results import CompareRun
-from .tables import CAUSE_LEGEND, CSV_FIELDS, csv_rows, fmt_num, sig, tables_with_thresholds
+from ..results import STATUSES, CompareRun
+from ..tables import CAUSE_LEGEND, fmt_num, sig, tables_with_thresholds
 
 STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
          "nan": "bold red", "undetermined": "cyan"}
-FORMATS = ("table", "json", "csv", "markdown")
 
 
 def console(file=None, width=None):
@@ -62,38 +60,12 @@ def compare_table(run: CompareRun, file=None) -> None:
     con.print(CAUSE_LEGEND)
 
 
-def compare_json(run: CompareRun) -> str:
-    return run.to_json() + "\n"
 
 
-def compare_csv(run: CompareRun) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
-    for row in csv_rows(run):
-        w.writerow(row)
-    return buf.getvalue()
 
 
-def compare_markdown(run: CompareRun) -> str:
-    out = []
-    for line, t in tables_with_thresholds(run):
-        if line:
-            out.append(f"**{line}**\n")
-        out.append(f"### {t.title}\n")
-        out.append("| n | offset | x range | " + " | ".join(t.impls) + " |")
-        out.append("|---:|---:|---|" + "---:|" * len(t.impls))
-        for n, off, lo, hi, vals in t.rows:
-            cells = [f"**{txt}**" if st not in ("ok", "") else txt for txt, st in vals]
-            out.append(f"| {n} | {fmt_num(off, 4)} | {fmt_num(lo, 4)}..{fmt_num(hi, 4)} | "
-                       + " | ".join(cells) + " |")
-        out.append("")
-    out.append(f"Cells: max ULP error over all trials; {CAUSE_LEGEND}.")
-    return "\n".join(out) + "\n"
 
 
-def render_text(data) -> str:
-    return json.dumps(data, indent=1, allow_nan=False) + "\n"
 
 
 def thresholds_table(data: dict, file=None) -> None:
@@ -112,6 +84,8 @@ def thresholds_table(data: dict, file=None) -> None:
             ("exp subnormal below x =", "exp_subnormal_x"),
             ("exp rounds to 0 for x <=", "exp_underflow_x"),
             (f"naive sum of {n} overflows above", "naive_sum_overflow_offset"),
+            ("sigmoid rounds to 1 for x >=", "sigmoid_rounds_to_1_x"),
+            ("1 + exp(x) rounds to 1 for x <=", "one_plus_exp_absorbed_x"),
             ("eps", "eps"), ("max", "max"), ("tiny (smallest normal)", "tiny"),
             ("smallest subnormal", "smallest_subnormal"), ("precision p (bits)", "p"))
     for label, key in rows:
@@ -139,6 +113,11 @@ def inspect_table(data: dict, file=None) -> None:
             con.print("  counts: " + ", ".join(f"{k} {v}" for k, v in c.items() if v)
                       + f"; max ULP {_j(d['max_ulp'])}, median ULP {_j(d['median_ulp'])}"
                       + (f"; flags: {', '.join(d['flags'])}" if d["flags"] else ""))
+            if d.get("masked_rows_returned"):
+                con.print("  fully masked rows returned: " + ", ".join(
+                    f"{k} {v}" for k, v in d["masked_rows_returned"].items() if v))
+            if d.get("worst"):
+                worst_table(con, d["worst"], f"worst {len(d['worst'])} rows")
             continue
         tab = RTable(title=head, title_justify="left")
         for h in ("i", "input", "output", "exact", "ULP error", "status"):
@@ -146,15 +125,33 @@ def inspect_table(data: dict, file=None) -> None:
         scalar = d.get("scalar", False)
         for i, (y, ex, u, st) in enumerate(zip(d["outputs"], d["reference"], d["ulp_error"],
                                                d["element_status"])):
-            inp = "all" if scalar else f"{d['inputs'][i]:.9g}"
+            inp = "all" if scalar else _j(d['inputs'][i])
             tab.add_row("-" if scalar else str(i), inp, _j(y), ex if ex is not None else "(not settled)",
                         _j(u), f"[{STYLE[st]}]{st}[/]")
         con.print(tab)
         if scalar:
-            con.print("  inputs: " + ", ".join(f"{v:.9g}" for v in d["inputs"])
+            con.print("  inputs: " + ", ".join(_j(v) for v in d["inputs"])
                       + (f"; target {d['target']}" if "target" in d else ""))
         con.print(f"  IEEE flags: {', '.join(d['flags']) or 'none'}")
         con.print(f"  verdict: [{STYLE[d['status']]}]{d['verdict']}[/]")
+
+
+def worst_table(con, rows: list, title: str) -> None:
+    """The worst rows of a batch (locate.worst): N-D index, input, output, exact, ULP, status, cause."""
+    from rich.table import Table as RTable
+
+    tab = RTable(title=title, title_justify="left")
+    for h in ("index", "input", "output", "exact", "ULP error", "status", "cause"):
+        tab.add_column(h, justify="left" if h in ("index", "exact", "cause") else "right")
+    for w in rows:
+        inp = _j(w["input"]) if "input" in w else "[" + ", ".join(
+            _j(v) if v != "..." else v for v in w["vector"]) + "]"
+        if "target" in w:
+            inp += f" t={w['target']}"
+        tab.add_row("(" + ", ".join(map(str, w["index"])) + ")", inp, _j(w["output"]),
+                    w["exact"] if w["exact"] is not None else "(not settled)", _j(w["ulp_error"]),
+                    f"[{STYLE[w['status']]}]{w['status']}[/]", w["cause"] or "")
+    con.print(tab)
 
 
 def _j(v) -> str:
@@ -166,29 +163,40 @@ def _j(v) -> str:
 
 
 def audit_table(report, file=None) -> None:
-    import json
 
     from rich.table import Table as RTable
 
     con = console(file)
     tab = RTable(title="numstab audit", title_justify="left")
-    heads = ("function", "impl", "dtype", "result", "ok", "inacc", "unf", "ovf", "nan", "max ULP", "causes",
-             "reasons")
+    heads = ("function", "impl", "dtype", "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP",
+             "causes", "reasons")
     for h in heads:
         tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right")
     for r in report.results:
         c = dict(r.counts)
         res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        tab.add_row(r.function, r.impl, r.dtype, res, str(c["ok"]), str(c["inaccurate"]),
-                    str(c["underflow"]), str(c["overflow"]), str(c["nan"]), fmt_num(r.max_ulp),
+        tab.add_row(r.function, r.impl, r.dtype, res, *(str(c[s]) for s in STATUSES), fmt_num(r.max_ulp),
                     ("~" if r.cause_inferred else "") + ", ".join(f"{k} {v}" for k, v in r.causes),
                     "; ".join(r.reasons))
     con.print(tab)
+    for lib in report.meta.get("libraries", {}).values():
+        con.print(f"library: {library_line(lib)}", soft_wrap=True)
+    for note in getattr(report, "notes", ()):
+        con.print(f"note: {note}", soft_wrap=True)
     for r in report.results:
         if r.first_failure:
             con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
                       + json.dumps(r.first_failure), soft_wrap=True)
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
+
+
+def library_line(lib: dict) -> str:
+    """'keras 3.15.1 (backend jax 0.10.2, cpu)' from a library record of an audit's meta."""
+    extra = [f"{k} {v}" for k, v in lib.items() if k not in ("name", "version", "device", "backend_version")]
+    if "backend" in lib:
+        extra = [f"backend {lib['backend']} {lib.get('backend_version') or ''}".rstrip()] + \
+            [e for e in extra if not e.startswith("backend ")]
+    return f"{lib['name']} {lib.get('version')} ({', '.join([*extra, lib.get('device', 'cpu')])})"
 
 
 class ProgressBar:
@@ -227,3 +235,15 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def compare(run: CompareRun) -> str:
+    """The tables as text (no colour), for a file."""
+
+    buf = io.StringIO()
+    compare_table(run, file=buf)
+    return buf.getvalue()
+
+
+def report_files(run: CompareRun, plots: dict) -> dict:
+    return {}

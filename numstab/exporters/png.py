@@ -12,10 +12,9 @@ from __future__ import annotations
 import io
 import math
 
-from .errors import UsageError
-from .results import CompareRun
+from ..errors import UsageError
+from ..results import STATUSES, CompareRun
 
-STATUS_ORDER = ("ok", "undetermined", "inaccurate", "underflow", "overflow", "nan")
 STATUS_COLORS = ("#4caf50", "#80deea", "#ffd54f", "#ba68c8", "#e53935", "#212121")
 
 
@@ -112,13 +111,13 @@ def _status_plot(plt, rs, dt, fn) -> bytes:
     offs = sorted({r.offset for r in rs})
     fig, axes = plt.subplots(1, len(impls), figsize=(2.9 * len(impls), 2.6), sharey=True, squeeze=False)
     cmap = ListedColormap(STATUS_COLORS)
-    norm = BoundaryNorm(np.arange(len(STATUS_ORDER) + 1) - 0.5, len(STATUS_ORDER))
+    norm = BoundaryNorm(np.arange(len(STATUSES) + 1) - 0.5, len(STATUSES))
     for ax, impl in zip(axes[0], impls):
         grid = np.full((len(sizes), len(offs)), np.nan)
         for r in rs:
             if r.impl == impl:
                 i, j = sizes.index(r.n), offs.index(r.offset)
-                grid[i, j] = max(STATUS_ORDER.index(r.status), 0 if np.isnan(grid[i, j]) else grid[i, j])
+                grid[i, j] = max(STATUSES.index(r.status), 0 if np.isnan(grid[i, j]) else grid[i, j])
         ax.imshow(grid, aspect="auto", cmap=cmap, norm=norm, origin="lower", interpolation="nearest",
                   extent=(-0.5, len(offs) - 0.5, -0.5, len(sizes) - 0.5))
         step = max(1, len(offs) // 5)
@@ -128,9 +127,13 @@ def _status_plot(plt, rs, dt, fn) -> bytes:
         ax.set_xlabel("offset", fontsize=8)
     axes[0][0].set_ylabel("n", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in STATUS_COLORS]
-    fig.legend(handles, STATUS_ORDER, loc="lower center", ncol=len(STATUS_ORDER), fontsize=7, frameon=False)
+    fig.legend(handles, STATUSES, loc="lower center", ncol=len(STATUSES), fontsize=7, frameon=False)
     fig.suptitle(f"{fn} in {dt}: worst status per grid cell", fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 0.92))
     data = _png(fig)
     plt.close(fig)
     return data
+
+
+def report_files(run: CompareRun, plots: dict) -> dict:
+    return {f"plots/{name}": data for name, data in plots.items()}

@@ -1,0 +1,192 @@
+"""The audit command: implementations checked against limits, for CI.
+
+Exit codes (set by the CLI): 0 every audit passed, 1 a limit was exceeded (a
+finding; a user callable that raises or returns the wrong shape or dtype is a
+finding too), 2 bad usage or input. The settings and their limits: audit_config.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..adapters import load_callable, user_impl
+from ..engine import evaluate, summarize
+from ..errors import UsageError
+from ..formats import get_format
+from ..functions import Impl, get_impl
+from ..functions import get as get_function
+from ..grids import cells as grid_cells
+from ..grids import make_grid, stack
+from ..libraries import library_impls
+from ..results import STATUSES, AuditReport, AuditResult, jnum
+from .audit_config import AuditSpec
+
+
+# ------------------------------------------------------------ running
+def _impls_of(spec: AuditSpec) -> list[Impl]:
+    out = [get_impl(spec.function, i) for i in spec.impls]
+    for c in spec.callables:
+        if isinstance(c, tuple):
+            name, fn = c
+        else:
+            name, fn = c, load_callable(c)
+        out.append(user_impl(spec.function, fn, name, timeout=spec.timeout))
+    for lib in spec.libraries:
+        impls = library_impls(lib, spec.function, timeout=spec.timeout, device=spec.device)
+        if not impls:
+            raise UsageError(f"--library {lib} has no {spec.function}")
+        out.extend(impls)
+    return out
+
+
+def _runs_in(impl: Impl, dtype: str) -> bool:
+    """Whether the implementation has a kernel for the format (libraries say which they have)."""
+    dtypes = getattr(impl, "dtypes", None)
+    return dtypes is None or dtype in dtypes
+
+
+def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
+    from ..inputs import load_args, load_vectors, round_inputs
+    from ..limits import audit_bytes, require
+
+    hint = "audit fewer implementations or formats per audit, or a smaller grid or input"
+    if spec.input is not None:
+        x0 = load_vectors(spec.input)
+        require(f"auditing {x0.size:,} input values with {n_impls} implementations",
+                audit_bytes(x0.size, n_impls), hint)
+        x = round_inputs(fmt, x0)
+        return [(x, load_args(fmt, x, get_function(spec.function), spec.target, spec.targets,
+                              spec.extras))]
+    g = dict(spec.grid)
+    grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
+                     g.get("seed", 0))
+    elements = len(grid.offsets) * len(grid.spreads) * sum(grid.sizes) * grid.trials
+    require(f"auditing a grid of {elements:,} input elements with {n_impls} implementations",
+            audit_bytes(elements, n_impls), hint)
+    by_n: dict = {}
+    for c in grid_cells(fmt, grid, spec.extras):
+        by_n.setdefault(c.n, []).append(c)
+    return [stack(cs) for cs in by_n.values()]
+
+
+def run_audit(specs, argv=None) -> AuditReport:
+    from . import run_meta
+
+    results, notes, skipped, libs = [], [], [], {}
+    for spec in specs:
+        all_impls = _impls_of(spec)
+        for impl in all_impls:
+            if getattr(impl, "library", ()):
+                info = dict(impl.library)
+                libs[info["name"]] = info
+        ran = False
+        for dt in spec.dtypes:
+            fmt = get_format(dt)
+            impls = [i for i in all_impls if _runs_in(i, fmt.name)]
+            for i in all_impls:
+                if i not in impls:
+                    skipped.append({"impl": i.name, "dtype": fmt.name})
+                    notes.append(f"{i.name} has no {fmt.name} kernel: left out of the {fmt.name} audit")
+            if not impls:
+                continue
+            ran = True
+            batches = _inputs(spec, fmt, len(impls))
+            acc: dict = {}
+            for x, t in batches:
+                outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
+                                        on_error="record")
+                for o in outs:
+                    acc.setdefault(o.impl.name, []).append((o, x, t, ref))
+            for impl in impls:
+                results.append(_judge(spec, fmt, impl, acc[impl.name]))
+        if not ran:
+            raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
+                             f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
+                             f"{', '.join(spec.dtypes)}")
+    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
+                                   "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
+                                   "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input,
+                                   "device": s.device}
+                                  for s in specs],
+                    libraries=libs, skipped=skipped)
+    return AuditReport(tuple(results), meta, tuple(notes))
+
+
+def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
+    """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not."""
+    from ..causes import wrong_special
+
+    zero, inf = wrong_special(y, rounded)
+    return zero | inf if get_function(function).log_of_zero is not None else zero
+
+
+def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
+    errors = [o.error for o, *_ in parts if o.error]
+    if errors:
+        counts = {k: 0 for k in STATUSES}
+        return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
+                           False, (f"error: {errors[0]}",), None, spec.name,
+                           library=getattr(impl, "library", ()))
+    summ = summarize([(o, slice(None)) for o, *_ in parts])  # the figures compare gives for these inputs
+    counts, causes = summ["counts"], summ["causes"]
+    max_u, med_u = summ["max_ulp"], summ["median_ulp"]
+    zeros = sum(int(np.sum(_spurious_zero(spec.function, o.y, ref[spec.function].rounded)))
+                for o, _x, _t, ref in parts)
+    u = np.concatenate([o.ulp.ravel() for o, *_ in parts])
+    fin = u[np.isfinite(u)]
+    total = sum(counts.values())
+    reasons = []
+    for s in spec.fail_on:
+        if s == "zero":
+            if zeros:
+                reasons.append(f"zero: {zeros} of {total} outputs are 0 (or the log of 0) where the exact "
+                               "value is not")
+        elif counts[s]:
+            what = f"above {spec.tolerance:g} ULP" if s == "inaccurate" else ""
+            reasons.append(f"{s}: {counts[s]} of {total} elements {what}".rstrip())
+    limit = spec.limit_for(fmt.name)
+    if limit is not None and fin.size and fin.max() > limit:
+        reasons.append(f"max ULP error {fin.max():.3g} > {limit:g}")
+    first = _first_failure(spec, fmt, parts, limit) if reasons else None
+    inferred = any(o.inferred for o, *_ in parts)
+    return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), max_u, med_u,
+                       not reasons, tuple(reasons), first, spec.name,
+                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros,
+                       getattr(impl, "library", ()))
+
+
+def _first_failure(spec, fmt, parts, limit):
+    from ..causes import cause_name
+
+    codes = [STATUSES.index(s) for s in spec.fail_on if s in STATUSES]
+    for o, x, t, ref in parts:
+        st, u = o.status, o.ulp
+        bad = np.isin(st, codes)
+        if "zero" in spec.fail_on:
+            bad |= _spurious_zero(spec.function, o.y, ref[spec.function].rounded)
+        if limit is not None:
+            bad |= np.isfinite(u) & (u > limit)
+        if st.ndim == 1:
+            bad = bad[:, None]
+        rows = np.nonzero(bad.any(axis=-1))[0]
+        if rows.size:
+            r = int(rows[0])
+            row_bad = bad[r]
+            j = int(np.argmax(row_bad))
+            y = o.y[r] if o.y.ndim == 2 else o.y[r:r + 1]
+            exact = ref[spec.function].rounded[r]
+            exact = exact if np.ndim(exact) else np.array([exact])
+            uu = u[r] if u.ndim == 2 else u[r:r + 1]
+            ss = st[r] if st.ndim == 2 else st[r:r + 1]
+            cc = o.cause[r] if o.cause.ndim == 2 else o.cause[r:r + 1]
+            return {
+                "vector": [float(v) for v in x[r]],
+                **({"target": int(t["target"][r])} if get_function(spec.function).takes == "target" else {}),
+                "element": None if get_function(spec.function).per_vector else j,
+                "output": jnum(y[j]), "exact_rounded": jnum(exact[j]), "ulp_error": jnum(uu[j]),
+                "status": STATUSES[int(ss[j])], "cause": cause_name(int(cc[j])),
+                "cause_inferred": o.inferred,
+            }
+    return None

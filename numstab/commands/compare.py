@@ -1,0 +1,193 @@
+"""The compare command: every selected implementation over the grid of every format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import validate
+from ..engine import evaluate, select_impls, summarize
+from ..errors import UsageError
+from ..formats import DEFAULT_DTYPES, get_format
+from ..functions import FUNCTIONS, REGISTRY
+from ..grids import DEFAULT_EXTRAS, Extras, GridSpec, check_extras, make_extras, make_grid, stack
+from ..grids import cells as grid_cells
+from ..metrics import DEFAULT_TOLERANCE
+from ..reference import fast_supported
+from ..results import CellResult, CompareRun, jnum
+from ..validate import choice as check_choice
+from ..workers import _worker_init, default_jobs, stop_pool
+from . import run_meta
+
+REFERENCE_MODES = ("auto", "mpmath")
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One unit of compare work: some offsets of one (dtype, spread, n)."""
+
+    dtype: str
+    grid: GridSpec  # a sub-grid: one spread, one n, some offsets (same z as the full grid)
+    impl_keys: tuple
+    accumulate: str
+    tolerance: float
+    mode: str
+    verify: int = 0
+    extras: Extras = DEFAULT_EXTRAS
+
+    @property
+    def elements(self) -> int:
+        return len(self.grid.offsets) * self.grid.trials * self.grid.sizes[0]
+
+    @property
+    def cost(self) -> float:
+        """Rough seconds: mpmath settles ~1.5e4 elements/s, the fast path ~2e6 (with the kernels)."""
+        mp = self.mode == "mpmath" or not fast_supported(get_format(self.dtype))
+        return self.elements / (1.5e4 if mp else 2e6)
+
+
+def _run_task(task: _Task) -> list[CellResult]:
+    fmt = get_format(task.dtype)
+    chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
+    group = grid_cells(fmt, task.grid, task.extras)
+    n, T = task.grid.sizes[0], task.grid.trials
+    x, target = stack(group)
+    slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
+    outs, _, _ = evaluate(fmt, x, target, chosen, task.accumulate, task.tolerance, slices, task.mode,
+                          verify=task.verify)
+    results = []
+    for o in outs:
+        for c, s, fl in zip(group, slices, o.flags):
+            summ = summarize(o, s)
+            results.append(CellResult(
+                function=o.impl.function, impl=o.impl.name, dtype=fmt.name,
+                offset=c.offset, spread=c.spread, n=n, trials=T,
+                x_min=float(c.x.min()), x_max=float(c.x.max()),
+                max_ulp=summ["max_ulp"], median_ulp=summ["median_ulp"],
+                max_rel=summ["max_rel"], status=summ["status"], flags=fl,
+                counts=tuple(summ["counts"].items()),
+                cause=summ["cause"], causes=tuple(summ["causes"].items()),
+                cause_inferred=o.inferred,
+            ))
+    return results
+
+
+def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
+           extras: Extras = DEFAULT_EXTRAS) -> list[_Task]:
+    keys = tuple((i.function, i.name) for i in chosen)
+    whole = []
+    for fmt in fmts:
+        g = grids[fmt.name]
+        for n in g.sizes:
+            for sp in g.spreads:
+                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
+                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, extras))
+    total = sum(t.cost for t in whole)
+    if jobs <= 1 or total < 1.0:
+        return whole
+    # split the costly ones so every worker gets several pieces
+    piece = total / (4 * jobs)
+    out = []
+    for t in whole:
+        k = min(len(t.grid.offsets), max(1, int(np.ceil(t.cost / piece))))
+        for chunk in np.array_split(np.array(t.grid.offsets), k):
+            sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
+                           t.grid.trials, t.grid.seed)
+            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, extras))
+    return out
+
+
+def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=None,
+                sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
+                tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
+                argv=None, progress=None, jobs: int | None = None, verify: int = 0,
+                label=None, cotangent=None, label_smoothing=None) -> CompareRun:
+    """The compare job: every selected implementation over the grid of every dtype.
+
+    ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
+    take one (grids.Extras: --target, --cotangent, --label-smoothing).
+
+    ``jobs``: worker processes for independent grid cells (default: the machine's
+    cores; small runs stay in this process). ``progress(done, total)`` is called
+    with element counts as pieces finish.
+    """
+    validate.accumulate(accumulate)
+    check_choice("reference mode", reference_mode, REFERENCE_MODES)
+    if not (tolerance >= 0):
+        raise UsageError("--tolerance must be a number >= 0")
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
+    fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
+    chosen = select_impls(functions, impls)
+    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
+    extras = make_extras(label, cotangent, label_smoothing)
+    for g in grids.values():
+        check_extras(extras, g.sizes)
+    jobs_ = default_jobs() if jobs is None else int(jobs)
+    _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
+    for f in fmts:  # inputs that do not fit the format: refuse before any work
+        g = grids[f.name]
+        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
+        grid_cells(f, probe, extras)
+    if verify < 0:
+        raise UsageError("--verify must be >= 0")
+    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify, extras)
+    total = sum(t.elements for t in tasks)
+    parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
+    _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
+    results, done = [], 0
+    if parallel:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
+                                      initializer=_worker_init)
+        try:
+            futs = {pool.submit(_run_task, t): t for t in tasks}
+            for fut in cf.as_completed(futs):
+                results.extend(fut.result())
+                done += futs[fut].elements
+                if progress:
+                    progress(done, total)
+        except BaseException:
+            stop_pool(pool)  # a signal or an error: no worker may outlive this run
+            raise
+        pool.shutdown(wait=True)
+    else:
+        for t in tasks:
+            results.extend(_run_task(t))
+            done += t.elements
+            if progress:
+                progress(done, total)
+    order = {f: i for i, f in enumerate(FUNCTIONS)}
+    impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
+    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, r.n, r.offset,
+                                impl_order[(r.function, r.impl)]))
+    meta = run_meta(argv, seed=int(seed), accumulate=accumulate, tolerance=jnum(tolerance),
+                    reference=reference_mode, **({"verify": int(verify)} if verify else {}),
+                    grids={k: g.to_dict() for k, g in grids.items()},
+                    **({"extras": extras.to_dict()}
+                       if any(i.record.takes not in (None, "target") for i in chosen) else {}))
+    from ..reference import thresholds as exact_thresholds
+
+    th = tuple(exact_thresholds(f) for f in fmts)
+    return CompareRun(meta=meta, results=tuple(results), thresholds=th)
+
+
+def _check_memory(fmts, grids, tasks, n_impls: int, workers: int) -> None:
+    """Refuse, before any work, a run whose estimated peak does not fit in memory."""
+    from ..limits import compare_bytes, require
+
+    cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) for g in grids.values())
+    if tasks is None:  # before the split into pieces: the whole of each (dtype, n, spread) at once
+        pieces = [len(g.offsets) * g.trials * n for g in grids.values() for n in g.sizes for _ in g.spreads]
+        workers = 1
+    else:
+        pieces = [t.elements for t in tasks]
+    need = compare_bytes(pieces, cells, n_impls, workers)
+    elements = sum(pieces)
+    require(f"this run ({elements:,} input elements in {cells:,} grid cells, {n_impls} implementations)",
+            need, "use fewer offsets, spreads, sizes, trials, formats or implementations, or --jobs 1")

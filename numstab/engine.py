@@ -1,0 +1,341 @@
+"""The engine: run implementations on a batch, judge every output against the exact
+reference, and summarize outcomes. compare, inspect and audit all go through
+:func:`evaluate` and :func:`summarize`, so they report identical figures for the same inputs.
+
+Nothing here parses arguments or prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import CallableError, NumstabError, ReferenceMismatch, unknown_name
+from .formats import Format
+from .functions import FUNCTIONS, REGISTRY, Impl, as_args
+from .functions import get as get_function
+from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
+from .reference.escalation import compute_reference
+from .results import FLAG_NAMES, INACCURATE, STATUSES, RefData
+
+_FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
+            "divide by zero": "divide"}
+
+
+
+
+
+
+@contextlib.contextmanager
+def capture_flags():
+    """Collect the IEEE exception flags numpy sees inside the block."""
+    seen: set = set()
+
+    def record(kind, _flag):
+        seen.add(_FLAG_OF.get(kind, kind))
+
+    old = np.seterrcall(record)
+    try:
+        with np.errstate(all="call"):
+            yield seen
+    finally:
+        np.seterrcall(old)
+
+
+def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, tuple]:
+    """Run one implementation on x (target dtype); (outputs as float64, sorted flags)."""
+    expected = impl.record.output_shape(x.shape)
+    with capture_flags() as seen:
+        try:
+            y = impl(x, acc, target)
+        except NumstabError:
+            raise
+        except Exception as exc:  # a user's callable: report, don't crash
+            raise CallableError(f"{impl.name} raised {type(exc).__name__}: {exc}") from None
+    y = np.asarray(y)
+    if y.shape != expected:
+        raise CallableError(f"{impl.name} returned shape {y.shape}, expected {expected}")
+    if y.dtype != x.dtype:
+        raise CallableError(f"{impl.name} returned dtype {y.dtype}, expected {x.dtype}")
+    with np.errstate(all="ignore"):
+        return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
+
+
+def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
+    """Run a built-in kernel step by step over the whole batch.
+
+    Returns (outputs as float64, root codes, flags raised in the format for each group of rows).
+    """
+    from .steps import FLAG_BIT, Tracer
+
+    tr = Tracer(fmt, x.shape[0])
+    with np.errstate(all="ignore"):
+        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr)
+        y = out.v.astype(np.float64)
+    flags = []
+    for g in groups:
+        bits = int(np.bitwise_or.reduce(tr.flags[g])) if tr.flags[g].size else 0
+        flags.append(tuple(f for f in FLAG_NAMES if bits & FLAG_BIT[f]))
+    return y, out.root, flags
+
+
+def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
+    """Figures whose bounds straddle a quantization step at the last tier: decided exactly.
+
+    Sets each outcome's ``exact`` (and ``big`` for figures beyond float64's range); an
+    element the precision limit cannot decide makes its reference undetermined.
+    """
+    from decimal import Decimal
+
+    from .reference import exact_figures, row_args
+
+    for o, mask in open_:
+        if not mask.any():
+            continue
+        f = o.impl.function
+        eu, er = np.full(mask.shape, np.nan), np.full(mask.shape, np.nan)
+        done = np.zeros(mask.shape, dtype=bool)
+        idx = np.argwhere(mask)
+        for b in np.unique(idx[:, 0]):
+            sel = [tuple(i) for i in idx[idx[:, 0] == b]]
+            items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
+            xb, ab = x[b], row_args(target, b)
+            if not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
+                from .masks import compact_row
+
+                xb, tb, cols = compact_row(xb, int(ab.get("target", 0)), specials)
+                ab = {"target": tb} if "target" in ab else {}
+                pos = {int(c): i for i, c in enumerate(cols)}
+                items = [(pos[j] if len(sel[0]) > 1 else 0, v) for j, v in items]
+            for i, fig in zip(sel, exact_figures(fmt, xb, ab, f, items)):
+                if fig is None:
+                    ref[f].determined[i] = False
+                    continue
+                done[i] = True
+                for kind, v, arr in (("ulp", fig[0], eu), ("rel", fig[1], er)):
+                    if isinstance(v, Decimal):
+                        o.big[(kind, i)] = v
+                        v = np.inf
+                    arr[i] = v
+        o.exact = (done, eu, er)
+
+
+@dataclass
+class ImplOutcome:
+    impl: Impl
+    y: np.ndarray | None = None
+    flags: list = field(default_factory=list)  # one tuple per group
+    error: str | None = None
+    ulp: np.ndarray | None = None
+    rel: np.ndarray | None = None
+    status: np.ndarray | None = None
+    cause: np.ndarray | None = None  # int8 codes per element (steps.CODE; 0 = none)
+    root: np.ndarray | None = None
+    inferred: bool = False  # causes inferred (a black box), not established from the steps
+    events: list = field(default_factory=list)  # (rows, tracer events) of the attribution passes
+    #: figures beyond float64's range (inf in ``ulp`` / ``rel``), exactly: {("ulp" or "rel", index): Decimal}
+    big: dict = field(default_factory=dict)
+    exact: tuple | None = None  # (mask, ULP figures, relative figures) decided by reference.exact_figures
+
+    def figure(self, kind: str, index):
+        """One element's ULP ("ulp") or relative ("rel") figure: a float, or a Decimal beyond float64."""
+        index = tuple(np.atleast_1d(index).tolist()) if not isinstance(index, tuple) else index
+        if (kind, index) in self.big:
+            return self.big[(kind, index)]
+        return float((self.ulp if kind == "ulp" else self.rel)[index])
+
+
+def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
+             tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
+             ref=None, on_error: str = "raise", verify: int = 0, specials=None):
+    """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
+
+    ``groups``: row slices whose IEEE flags are recorded separately (default: one).
+    Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
+    """
+    B = x.shape[0]
+    groups = groups or [slice(0, B)]
+    xc = fmt.cast(x)
+    outs = []
+    for impl in impls:
+        o = ImplOutcome(impl, inferred=not impl.builtin)
+        ys = []
+        try:
+            if impl.builtin:
+                o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups)
+            else:
+                arg = impl.record.arg(as_args(target))
+                for g in groups:
+                    y, fl = run_impl(impl, xc[g], acc, None if arg is None else arg[g])
+                    ys.append(y)
+                    o.flags.append(fl)
+                o.y = np.concatenate(ys, axis=0)
+        except CallableError as exc:
+            if on_error == "raise":
+                raise
+            o.error = str(exc)
+        outs.append(o)
+    if ref is None:
+        needed = {o.impl.function for o in outs}
+        if any(not o.impl.builtin for o in outs) and "logsumexp" in FUNCTIONS:
+            # causes.infer reads the exact logsumexp of a black box's family (one sum: no extra cost)
+            fam = FUNCTIONS["logsumexp"].reference
+            if any(FUNCTIONS[f].reference == fam for f in needed):
+                needed.add("logsumexp")
+        ref, esc = compute_reference(fmt, x, target, mode, functions=[f for f in FUNCTIONS if f in needed],
+                                     specials=specials)
+    else:
+        ref, esc = ref
+    live = [o for o in outs if o.error is None]
+    settled = {}
+    for o in live:
+        o.ulp, o.rel, o.status, settled[id(o)] = element_metrics(fmt, o.impl.function, o.y,
+                                                                 ref[o.impl.function], tolerance)
+    while True:  # elements whose figures the bounds leave open go up a tier, alone
+        masks: dict = {}
+        for o in live:
+            f = o.impl.function
+            masks[f] = masks.get(f, False) | ~settled[id(o)]
+        before = {f: lv.copy() for f, lv in esc.level.items()}
+        if not esc.bump(masks):
+            break
+        esc.decide()
+        for o in live:  # figures again where the reference moved
+            f = o.impl.function
+            moved = esc.level[f] != before[f]
+            if moved.any():
+                sub = RefData(*(getattr(ref[f], k)[moved] for k in RefData.__dataclass_fields__))
+                o.ulp[moved], o.rel[moved], o.status[moved], settled[id(o)][moved] = element_metrics(
+                    fmt, f, o.y[moved], sub, tolerance)
+    open_ = [(o, ~settled[id(o)]) for o in live]
+    if any(m.any() for _, m in open_):
+        _settle_exactly(fmt, x, target, ref, open_, specials)
+        for o, _ in open_:
+            o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
+                                                         tolerance, exact=o.exact)
+    for o in outs:
+        if o.error is None:
+            _causes(fmt, x, xc, target, acc, tolerance, ref, o)
+    if verify:
+        from .reference import verify_rows
+
+        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]  # rows without masks or infinities
+        rows = clean[np.random.default_rng(B).choice(clean.size, size=min(verify, clean.size), replace=False)]
+        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
+                          [o for o in outs if o.error is None])
+        if bad:
+            raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
+                                    f"({len(bad)} disagreements)")
+    return outs, ref, esc
+
+
+def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
+    """Final statuses and causes of one outcome (established for built-ins, inferred otherwise)."""
+    from .causes import attribute, finalize, infer
+
+    f = o.impl.function
+    r = ref[f]
+    if o.impl.builtin:
+        st, cause, need = finalize(fmt, f, o.y, r.rounded, o.ulp, o.status, o.root, tolerance,
+                                   exact_special=np.isinf(r.ulp))
+        rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
+        if rows.size:
+            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows)
+            cause[rows] = np.where(need[rows], codes, cause[rows])
+    else:
+        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))
+    cause[np.isinf(r.ulp) & (st < INACCURATE)] = 0  # NaN where NaN is the answer: nothing to explain
+    o.status, o.cause = st, cause
+
+
+def cause_counts(status: np.ndarray, cause: np.ndarray) -> dict:
+    """How many failing elements (nan, overflow, underflow, inaccurate) have each cause."""
+    from .results import CAUSES
+
+    failing = status >= INACCURATE
+    codes, cnt = np.unique(cause[failing], return_counts=True)
+    return {CAUSES[int(c) - 1]: int(k) for c, k in zip(codes, cnt) if c}
+
+
+def main_cause(status: np.ndarray, cause: np.ndarray) -> str | None:
+    """The most frequent cause among the elements with the worst failing status."""
+    from .results import CAUSES
+
+    if not status.size or status.max() < INACCURATE:
+        return None
+    worst = cause[status == status.max()]
+    codes, cnt = np.unique(worst[worst != 0], return_counts=True)
+    return CAUSES[int(codes[np.argmax(cnt)]) - 1] if codes.size else None
+
+
+def summarize(o, rows=slice(None)) -> dict:
+    """Aggregate figures of an outcome over the given rows -- or of several pieces of one
+    implementation's work, ``o`` a list of (ImplOutcome, rows) (audit's batches of each n).
+
+    The one summary of compare cells, inspect batches and audit results: worst status, counts
+    per status (STATUSES), failing elements per cause, the main cause, max and median
+    ULP error (quantized) and max relative error.
+    """
+    parts = o if isinstance(o, list) else [(o, rows)]
+    st = np.concatenate([p.status[r].ravel() for p, r in parts])
+    u = np.concatenate([p.ulp[r].ravel() for p, r in parts])
+    rel = np.concatenate([p.rel[r].ravel() for p, r in parts])
+    cs = np.concatenate([p.cause[r].ravel() for p, r in parts])
+    counts = {k: 0 for k in STATUSES}
+    for code, cnt in zip(*np.unique(st, return_counts=True)):
+        counts[STATUSES[code]] += int(cnt)
+    known = ~np.isnan(u)
+    worst = STATUSES[int(st.max())] if st.size else "ok"
+    out = {
+        "status": worst,
+        "counts": counts,
+        "causes": cause_counts(st, cs),
+        "cause": main_cause(st, cs),
+        "max_ulp": float(np.max(u[known])) if known.any() else float("nan"),
+        "median_ulp": float(quantize(np.median(u[known]))) if known.any() else float("nan"),
+        "max_rel": float(np.max(rel[known])) if known.any() else float("nan"),
+    }
+    if any(p.big for p, _ in parts):
+        _big_summary(parts, u[known], out)
+    return out
+
+
+def _big_summary(parts, known_u, out: dict) -> None:
+    """Replace the infinite maxima (and median) that stand for figures beyond float64's range."""
+    from decimal import Decimal
+
+    big: dict = {"ulp": [], "rel": []}
+    for o, rows in parts:
+        picked = set(range(o.status.shape[0])[rows])
+        for (kind, i), v in o.big.items():
+            if i[0] in picked:
+                big[kind].append(v)
+    if big["ulp"]:
+        out["max_ulp"] = max(big["ulp"])
+    if big["rel"]:
+        out["max_rel"] = max(big["rel"])
+    if big["ulp"] and math.isinf(out["median_ulp"]):
+        vals = sorted([Decimal(float(v)) for v in known_u if math.isfinite(v)] + big["ulp"]
+                      + [Decimal("Infinity")] * int(np.sum(np.isinf(known_u)) - len(big["ulp"])))
+        h = len(vals) // 2
+        med = vals[h] if len(vals) % 2 else (vals[h - 1] + vals[h]) / 2
+        q = Decimal(f"{med:.3g}") if med.is_finite() else med
+        out["median_ulp"] = q if not math.isfinite(float(q)) and q.is_finite() else float(q)
+
+
+def select_impls(functions=None, impl_names=None) -> list[Impl]:
+    functions = list(dict.fromkeys(get_function(f).name for f in (functions or FUNCTIONS)))
+    chosen = []
+    names = list(impl_names or [])
+    all_names = sorted({n for f in FUNCTIONS for n in REGISTRY[f]})
+    for name in names:
+        if not any(name in REGISTRY[f] for f in functions):
+            raise unknown_name("implementation", name, all_names)
+    for f in functions:
+        for name, impl in REGISTRY[f].items():
+            if not names or name in names:
+                chosen.append(impl)
+    return chosen

@@ -1,0 +1,70 @@
+"""Locating failures in a batch: the worst rows and elements of an outcome (``--top K``).
+
+Elements are ranked by status (worst first: nan, overflow, underflow, inaccurate,
+undetermined, ok), then by ULP error (largest first), then by position. Each of the K
+entries is the worst element of a distinct row, named by its N-D index in the input
+array (the vector's index along the other axes, and the element's along ``--axis``),
+with its input, output, exact value (decimal, every digit right), ULP error, status and
+cause.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .causes import cause_name
+from .results import STATUSES, jnum
+
+#: Values of the vector shown with each entry (the first ones).
+VECTOR_SHOWN = 8
+
+
+def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=None,
+          exact: bool = True) -> list[dict]:
+    """The K worst rows of an outcome (engine.ImplOutcome over the (B, n) batch x).
+
+    ``src``: the inputs.InputArray the rows come from (for N-D indices; None: row numbers).
+    """
+    if k <= 0 or o.status is None:
+        return []
+    B = x.shape[0]
+    st = o.status.reshape(B, -1).astype(np.int64)
+    u = np.nan_to_num(o.ulp.reshape(B, -1), nan=-1.0, posinf=np.inf)
+    # the worst element of each row: max status, then max ULP, then the first
+    best = np.lexsort((-u, -st), axis=-1)[:, 0] if st.shape[1] > 1 else np.zeros(B, dtype=np.int64)
+    rs = st[np.arange(B), best]
+    ru = u[np.arange(B), best]
+    order = np.lexsort((np.arange(B), -ru, -rs))[:k]
+    scalar = o.status.ndim == 1
+    out = []
+    for r in order:
+        r = int(r)
+        j = int(best[r])
+        idx = (r,) if scalar else (r, j)
+        row_index = src.index(r) if src is not None else (r,)
+        el_index = (src.element_index(r, None if scalar else j) if src is not None
+                    else ((r,) if scalar else (r, j)))
+        entry = {
+            "row": list(row_index),
+            "index": list(el_index),
+            **({} if scalar else {"element": j, "input": jnum(x[r, j])}),
+            "vector": [jnum(v) for v in x[r, :VECTOR_SHOWN]] + (["..."] if x.shape[1] > VECTOR_SHOWN else []),
+            **({"target": int(target[r])} if o.impl.function == "cross_entropy" else {}),
+            "output": jnum(o.y[idx]),
+            "exact": None,
+            "ulp_error": jnum(o.figure("ulp", idx)),
+            "status": STATUSES[int(o.status[idx])],
+            "cause": cause_name(int(o.cause[idx])) if o.cause is not None else None,
+        }
+        if exact:
+            entry["exact"] = _exact_string(fmt, x[r], int(target[r]), o.impl.function, 0 if scalar else j,
+                                           specials)
+        out.append(entry)
+    return out
+
+
+def _exact_string(fmt, row, target: int, function: str, j: int, specials):
+    from .masks import exact_strings
+    from .reference import exact_strings as strings_of
+
+    return exact_strings(strings_of, fmt, row, target, specials, functions=[function])[function][j]

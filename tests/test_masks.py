@@ -1,0 +1,226 @@
+"""Masks (-inf), fully masked rows, +inf and NaN inputs: exact values are the limits (issue 12).
+
+Expected values are computed here independently (math / mpmath / numpy casts of exact
+values), never from numstab's reference.
+"""
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from numstab.engine import evaluate
+from numstab.formats import FORMATS
+from numstab.functions import REGISTRY, Impl
+from numstab.masks import Specials
+from numstab.results import STATUSES
+
+INF = math.inf
+F16, F32 = FORMATS["float16"], FORMATS["float32"]
+
+
+def run(function, fmt, x, target=0, impls=None, specials=None):
+    x = np.array([x], dtype=np.float64)
+    chosen = impls or list(REGISTRY[function].values())
+    outs, ref, _ = evaluate(fmt, fmt.round(x), np.array([target]), chosen, specials=specials)
+    return {o.impl.name: o for o in outs}, ref[function]
+
+
+def status(o):
+    return [STATUSES[int(s)] for s in np.atleast_1d(o.status[0])]
+
+
+def cause(o):
+    from numstab.causes import cause_name
+
+    return [cause_name(int(c)) for c in np.atleast_1d(o.cause[0])]
+
+
+def black_box(function, fn, name="user"):
+    if REGISTRY[function] and function == "cross_entropy":
+        return Impl(function, name, lambda x, acc, target: fn(x, target), name)
+    return Impl(function, name, lambda x, acc: fn(x), name)
+
+
+def test_softmax_of_a_mask_is_zero_and_one():
+    outs, ref = run("softmax", F32, [-INF, 0.0])
+    assert list(ref.rounded[0]) == [0.0, 1.0]
+    for name in ("naive", "stable", "lse", "online"):
+        o = outs[name]
+        assert list(o.y[0]) == [0.0, 1.0], name
+        assert list(o.ulp[0]) == [0.0, 0.0] and status(o) == ["ok", "ok"]
+
+
+def test_log_softmax_of_a_mask_is_minus_inf_and_the_cpu_library_bug_is_a_finding():
+    # a CPU library returned [0, -64] for log_softmax([-1, -inf]) in float32
+    outs, ref = run("log_softmax", F32, [-1.0, -INF])
+    assert list(ref.rounded[0]) == [0.0, -INF]
+    for name in ("naive", "log_of_stable", "stable", "log1p"):
+        assert list(outs[name].y[0]) == [0.0, -INF] and status(outs[name]) == ["ok", "ok"]
+
+    def buggy(x):
+        out = x - x.max(axis=-1, keepdims=True)
+        return np.maximum(out, np.float32(-64))
+    o, _ = run("log_softmax", F32, [-1.0, -INF], impls=[black_box("log_softmax", buggy)])
+    o = o["user"]
+    assert list(o.y[0]) == [0.0, -64.0]
+    assert status(o) == ["ok", "inaccurate"] and o.ulp[0, 1] == INF
+    assert cause(o)[1] == "clipping" and o.inferred
+
+
+def test_logsumexp_ignores_minus_inf_terms():
+    outs, ref = run("logsumexp", F16, [-INF, 0.0, 1.0, -INF])
+    exact = mpmath.log(1 + mpmath.e)  # 1.3132616875...
+    want = float(np.float16(float(exact)))
+    assert ref.rounded[0] == want == 1.3134765625
+    # ULP error: |fl - exact| / ulp(exact) with ulp = 2^-10 in [1, 2)
+    ulp_err = float(abs(mpmath.mpf(want) - exact) * 2**10)
+    for o in outs.values():
+        assert o.y[0] == want and o.ulp[0] == round(ulp_err, 3) == 0.22
+
+
+def test_cross_entropy_with_a_mask_is_exact_zero():
+    outs, ref = run("cross_entropy", F32, [-INF, 0.0], target=1)
+    assert ref.rounded[0] == 0.0
+    assert outs["stable"].y[0] == 0.0 and outs["naive"].y[0] == 0.0
+    assert status(outs["stable"]) == ["ok"] and outs["stable"].ulp[0] == 0.0
+    # Keras's clip keeps p = 1 - 1e-7 (rounded to float32: 1 - 2^-23): -log of it, never 0
+    clipped = outs["clipped"]
+    p = float(np.float32(1 - 1e-7))
+    assert clipped.y[0] == float(np.float32(-math.log(p)))
+    assert status(clipped) == ["inaccurate"] and cause(clipped) == ["clipping"]
+    # ULP of an exact 0 is the smallest subnormal 2^-149
+    assert clipped.ulp[0] == float(f"{clipped.y[0] / 2.0**-149:.3g}")
+
+
+def test_cross_entropy_is_ln2_and_the_xla_one_hot_nan_is_a_finding():
+    outs, ref = run("cross_entropy", F32, [-INF, 0.0, 0.0], target=1)
+    want = float(np.float32(math.log(2)))
+    assert ref.rounded[0] == want
+    for name in ("naive", "stable", "clipped"):
+        assert outs[name].y[0] == want and status(outs[name]) == ["ok"], name
+
+    def one_hot(x, target):  # -sum(onehot * log_softmax): 0 * -inf = NaN (an XLA path)
+        ls = x - x.max(axis=-1, keepdims=True)
+        ls = ls - np.log(np.exp(ls).sum(axis=-1, keepdims=True))
+        hot = np.zeros_like(x)
+        hot[np.arange(x.shape[0]), target] = 1
+        return -(hot * ls).sum(axis=-1)
+    o, _ = run("cross_entropy", F32, [-INF, 0.0, 0.0], target=1,
+               impls=[black_box("cross_entropy", one_hot)])
+    assert math.isnan(o["user"].y[0]) and status(o["user"]) == ["nan"] and cause(o["user"]) == ["invalid"]
+
+
+def test_cross_entropy_target_on_a_mask_is_plus_inf():
+    outs, ref = run("cross_entropy", F32, [-INF, 0.0, 0.0], target=0)
+    assert ref.rounded[0] == INF
+    for name in ("naive", "stable"):
+        assert outs[name].y[0] == INF and outs[name].ulp[0] == 0.0 and status(outs[name]) == ["ok"]
+    c = outs["clipped"]  # clip(0, 1e-7): -log(1e-7 in float32) instead of inf
+    assert c.y[0] == float(np.float32(-math.log(float(np.float32(1e-7)))))
+    assert c.ulp[0] == INF and status(c) == ["inaccurate"] and cause(c) == ["clipping"]
+
+
+def test_online_softmax_with_a_masked_prefix_is_invalid():
+    # the running max starts at -inf: exp(-inf - (-inf)) = exp(NaN) -- the flash-attention bug
+    outs, ref = run("softmax", F32, [-INF, -INF, 0.0, 1.0])
+    e = 1 / (1 + math.e)
+    assert list(ref.rounded[0]) == [0.0, 0.0, float(np.float32(e)), float(np.float32(1 - e))]
+    assert status(outs["online"]) == ["nan"] * 4 and cause(outs["online"]) == ["invalid"] * 4
+    assert status(outs["stable"]) == ["ok"] * 4
+
+
+@pytest.mark.parametrize("policy,sm,ls,lse,ce", [
+    ("nan", [math.nan] * 3, [math.nan] * 3, -INF, math.nan),
+    ("zeros", [0.0] * 3, [-INF] * 3, -INF, INF),
+    ("uniform", [float(np.float32(1 / 3))] * 3, [float(np.float32(-math.log(3)))] * 3, -INF,
+     float(np.float32(math.log(3)))),
+])
+def test_fully_masked_rows_follow_the_policy(policy, sm, ls, lse, ce):
+    sp = Specials(masked_rows=policy)
+    x = [-INF] * 3
+    got = {f: run(f, F32, x, specials=sp)[1].rounded[0] for f in ("softmax", "log_softmax", "logsumexp",
+                                                                 "cross_entropy")}
+    np.testing.assert_array_equal(got["softmax"], sm)
+    np.testing.assert_array_equal(got["log_softmax"], ls)
+    assert got["logsumexp"] == lse
+    np.testing.assert_array_equal(got["cross_entropy"], ce)
+    outs, _ = run("softmax", F32, x, specials=sp)
+    # every built-in softmax returns NaN there (0/0, or -inf - -inf): right only under "nan"
+    for o in outs.values():
+        assert np.isnan(o.y[0]).all()
+        assert status(o) == (["ok"] * 3 if policy == "nan" else ["nan"] * 3)
+
+
+def test_safe_softmax_hides_the_nan_under_the_ieee_policy():
+    def safe(x):
+        m = np.where(np.isinf(x.max(axis=-1, keepdims=True)), 0, x.max(axis=-1, keepdims=True))
+        e = np.exp(x - m)
+        s = e.sum(axis=-1, keepdims=True)
+        return np.where(s == 0, 0, e / np.where(s == 0, 1, s)).astype(x.dtype)
+    o, _ = run("softmax", F32, [-INF] * 2, impls=[black_box("softmax", safe)])
+    assert list(o["user"].y[0]) == [0.0, 0.0]
+    assert status(o["user"]) == ["inaccurate"] * 2 and cause(o["user"]) == ["nan_hidden"] * 2
+    o, _ = run("softmax", F32, [-INF] * 2, impls=[black_box("softmax", safe)],
+               specials=Specials(masked_rows="zeros"))
+    assert status(o["user"]) == ["ok"] * 2
+
+
+def test_plus_inf_ieee_and_limit():
+    x = [INF, 0.0, INF]
+    _, ref = run("softmax", F32, x)
+    assert np.isnan(ref.rounded[0]).all()
+    _, ref = run("logsumexp", F32, x)
+    assert ref.rounded[0] == INF
+    lim = Specials(nonfinite="limit")
+    outs, ref = run("softmax", F32, x, specials=lim)
+    assert list(ref.rounded[0]) == [0.5, 0.0, 0.5]
+    assert status(outs["stable"]) == ["nan"] * 3 and cause(outs["stable"]) == ["invalid"] * 3  # inf - inf
+    _, ref = run("log_softmax", F16, x, specials=lim)
+    assert list(ref.rounded[0]) == [float(np.float16(-math.log(2))), -INF, float(np.float16(-math.log(2)))]
+    _, ref = run("cross_entropy", F32, x, target=2, specials=lim)
+    assert ref.rounded[0] == float(np.float32(math.log(2)))
+    _, ref = run("cross_entropy", F32, x, target=1, specials=lim)
+    assert ref.rounded[0] == INF
+    _, ref = run("softmax", F32, [INF, 0.0], specials=lim)
+    assert list(ref.rounded[0]) == [1.0, 0.0]
+
+
+def test_a_nan_input_must_come_out_nan():
+    for sp in (Specials(), Specials(nonfinite="limit")):
+        outs, ref = run("softmax", F32, [math.nan, 0.0, 1.0], specials=sp)
+        assert np.isnan(ref.rounded[0]).all()
+        assert all(status(o) == ["ok"] * 3 for o in outs.values())
+    o, _ = run("softmax", F32, [math.nan, 0.0, 1.0],
+               impls=[black_box("softmax", lambda x: np.nan_to_num(x * 0, nan=0.5).astype(x.dtype))])
+    assert status(o["user"]) == ["inaccurate"] * 3 and cause(o["user"]) == ["nan_hidden"] * 3
+
+
+def test_masked_rows_in_a_batch_keep_the_exact_figures_of_the_rest():
+    # one batch: clean rows, masked rows of several lengths; the unmasked part of each row must
+    # be figured exactly as the same finite vector on its own
+    rng = np.random.default_rng(5)
+    x = F16.round(rng.normal(0, 4, (12, 7)))
+    x[1, 2] = -INF
+    x[3, :5] = -INF
+    x[7, 6] = -INF
+    t = rng.integers(0, 7, 12)
+    impls = list(REGISTRY["softmax"].values())
+    outs, ref, _ = evaluate(F16, x, t, impls)
+    for r in (1, 3, 7):
+        keep = np.isfinite(x[r])
+        o2, ref2, _ = evaluate(F16, x[r:r + 1, keep], t[r:r + 1] * 0, impls)
+        np.testing.assert_array_equal(ref["softmax"].rounded[r, keep], ref2["softmax"].rounded[0])
+        for a, b in zip(outs, o2):  # same output, same figure (online's masked prefix gives NaN)
+            same = a.y[r, keep] == b.y[0]
+            assert same.any() or a.impl.name == "online"
+            np.testing.assert_array_equal(a.ulp[r, keep][same], b.ulp[0][same])
+        assert (ref["softmax"].rounded[r, ~keep] == 0).all()
+
+
+def test_float8_without_infinity_refuses_masks(capsys):
+    from numstab.cli import main
+
+    assert main(["inspect", "softmax", "--dtype", "float8_e4m3fn", "--", "1", "-inf"]) == 2
+    assert "has no infinity" in capsys.readouterr().err

@@ -250,3 +250,52 @@ def stack(group: list[Cell]) -> tuple[np.ndarray, dict]:
     else:
         args = {"target": np.concatenate([c.target for c in group])}
     return x, args
+
+
+def load_args(fmt, x: np.ndarray, rec, target=None, targets_file=None, extras=None) -> dict:
+    """The extra argument of function ``rec`` (numstab.functions) for the rounded inputs x (B, n)
+    from the command line or a config: {kind: array} (functions.as_args).
+
+    ``target``: an index (``target``, ``smoothing`` kinds) or a label z in [0, 1] (``label``);
+    ``targets_file``: one per vector (labels: one per vector or one per element);
+    ``extras`` (grids.Extras): the cotangent and the label smoothing.
+    """
+    from . import validate
+    from .inputs import load_array, load_targets
+
+    extras = extras or DEFAULT_EXTRAS
+    B, n = x.shape
+    kind = rec.takes
+    if kind is None:
+        return {}
+    if kind in ("target", "smoothing"):
+        t = load_targets(validate.target(target), targets_file, B, n, required=True,
+                         what=rec.name)
+        if kind == "target":
+            return {"target": t}
+        eps = np.full(B, fmt.round(np.float64(extras.epsilon))[()])
+        return {"smoothing": np.rec.fromarrays([t, eps], names="target,epsilon")}
+    if kind == "label":
+        if target is not None and targets_file is not None:
+            raise UsageError("give --target or --targets, not both")
+        if targets_file is not None:
+            z = load_array(targets_file).astype(np.float64)
+            if z.size == B:
+                z = np.broadcast_to(z.reshape(B, 1), (B, n))
+            elif z.size == B * n:
+                z = z.reshape(B, n)
+            else:
+                raise UsageError(f"{targets_file}: {z.size} labels for {B} vectors of {n} "
+                                 f"(give one per vector or one per element)")
+            if not np.all((z >= 0) & (z <= 1)):
+                raise UsageError(f"{targets_file}: labels must be numbers in [0, 1]")
+        elif target is not None:
+            z = np.full((B, n), validate.label(target))
+        else:
+            raise UsageError(f"{rec.name} needs --target Z (a label in [0, 1]) or --targets FILE")
+        return {"label": fmt.round(np.ascontiguousarray(z, dtype=np.float64))}
+    if kind == "cotangent":
+        check_extras(extras, (n,))
+        rng = np.random.default_rng([0, n, 13])
+        return {"cotangent": cotangents(fmt, x, extras, rng.standard_normal((B, n)))}
+    raise UsageError(f"{rec.name}: unknown extra argument kind {kind!r}")

@@ -48,7 +48,8 @@ def _runs_in(impl: Impl, dtype: str) -> bool:
 
 
 def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
-    from ..inputs import load_args, load_vectors, round_inputs
+    from ..grids import load_args
+    from ..inputs import load_vectors, round_inputs
     from ..limits import audit_bytes, require
 
     hint = "audit fewer implementations or formats per audit, or a smaller grid or input"

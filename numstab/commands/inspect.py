@@ -30,8 +30,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     """
     from .. import masks
     from ..causes import cause_name, verdict
-    from ..grids import make_extras
-    from ..inputs import load_args, load_input, parse_values, round_inputs
+    from ..grids import load_args, make_extras
+    from ..inputs import load_input, parse_values, round_inputs
     from ..locate import worst
     from ..reference import exact_strings
     from ..reference import thresholds as exact_thresholds

@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..formats import get_format
 
-
 THRESHOLDS_SCHEMA = "numstab.thresholds/2"  # /2: the binary family's two limits joined /1's fields
 
 

@@ -25,7 +25,7 @@ DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero")
 
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
-               "sizes", "trials", "seed", "name", "timeout")
+               "sizes", "trials", "seed", "name", "timeout", "device")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class AuditSpec:
     grid: tuple = ()  # ((key, value), ...) for make_grid
     name: str = ""
     timeout: float | None = None  # seconds each implementation may take (None: no limit)
+    device: str = "cpu"  # where library implementations run (cpu, cuda)
 
     def limit_for(self, dtype: str):
         lim = dict(self.max_ulp)
@@ -105,7 +106,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
-    for k in ("function", "accumulate", "name"):
+    for k in ("function", "accumulate", "name", "device"):
         if k in d and not isinstance(d[k], str):
             raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
     for k in ("trials", "seed"):
@@ -135,6 +136,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             grid=tuple((k, str(v) if k in ("offsets", "spreads", "sizes") else v) for k, v in grid),
             name=str(d.get("name", "")),
             timeout=validate.timeout(d.get("timeout"), f"{where} 'timeout'"),
+            device=str(d.get("device", "cpu")),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -142,7 +144,8 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
 
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
-              targets=None, target=None, grid=(), name="", timeout=None) -> AuditSpec:
+              targets=None, target=None, grid=(), name="", timeout=None, device="cpu") -> AuditSpec:
+    from .. import libraries as libraries_mod
     from .. import validate
 
     function = get_function(function).name
@@ -154,6 +157,9 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
     validate.accumulate(accumulate)
     for i in impls:
         get_impl(function, i)
+    for lib in libraries:
+        libraries_mod.get(lib)
+    libraries_mod.check_device(device or "cpu")
     for d in dtypes or ():
         get_format(d)
     if not (impls or callables or libraries):
@@ -164,7 +170,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         max_ulp=parse_max_ulp(max_ulp),
         fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
         accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
-        target=target, grid=tuple(grid), name=name, timeout=timeout,
+        target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
     )
 
 

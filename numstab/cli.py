@@ -126,14 +126,14 @@ def _run_compare(label: str, opts: dict):
 
 @cli.command(context_settings=HELP)
 @run_options
-@click.option("--format", "fmt", default=None,
+@click.option("--format", "exporter", default=None,
               help="Output: table, markdown, json, csv or html (default: table; with -o, from the "
                    "file's suffix).")
 @click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
-def compare(fmt, output, **opts):
+def compare(exporter, output, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
 
-    exp = _exporter(fmt, output)
+    exp = _exporter(exporter, output)
     atomic = _open_output(output)
     try:
         run = _run_compare("compare", opts)
@@ -149,12 +149,12 @@ def compare(fmt, output, **opts):
         raise
 
 
-def _exporter(fmt, output):
+def _exporter(exporter, output):
     """The exporter of --format, else the one -o's suffix names, else the terminal tables."""
     from . import exporters
 
-    if fmt is not None:
-        exp = exporters.get(fmt)
+    if exporter is not None:
+        exp = exporters.get(exporter)
     else:
         exp = (exporters.by_suffix(output) if output and output != "-" else None) or exporters.get("terminal")
     if exp.binary:
@@ -198,17 +198,17 @@ def report(out_dir, formats, force, from_file, **opts):
 @click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default all six).")
 @click.option("--n", "n", type=int, default=1000, show_default=True,
               help="Vector length for the naive-sum overflow offset.")
-@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def thresholds(dtypes, n, fmt):
+@click.option("--format", "exporter", default="table", show_default=True, help="Output: table or json.")
+def thresholds(dtypes, n, exporter):
     """Exact limits of exp in each format (computed with mpmath)."""
     from .commands.thresholds import run_thresholds
     from .exporters.jsonfile import record
     from .exporters.terminal import thresholds_table
     from .validate import choice
 
-    choice("output format", fmt, ("table", "json"))
+    choice("output format", exporter, ("table", "json"))
     data = run_thresholds(dtypes or None, n)
-    if fmt == "json":
+    if exporter == "json":
         click.echo(record(data), nl=False)
     else:
         thresholds_table(data)
@@ -227,9 +227,9 @@ def thresholds(dtypes, n, fmt):
 @common_options
 @click.option("--top", type=int, default=5, show_default=True, metavar="K",
               help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
-@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
+@click.option("--format", "exporter", default="table", show_default=True, help="Output: table or json.")
 def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, target, targets_file, dtypes,
-            impls, accumulate, tolerance, top, fmt):
+            impls, accumulate, tolerance, top, exporter):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -240,7 +240,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
     from .exporters.terminal import inspect_table
     from .validate import choice
 
-    choice("output format", fmt, ("table", "json"))
+    choice("output format", exporter, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     target = validate.target(target)
     from .masks import Specials
@@ -248,7 +248,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
                        validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
                        specials=Specials(nonfinite, masked_rows), top=top)
-    if fmt == "json":
+    if exporter == "json":
         click.echo(record(data), nl=False)
     else:
         inspect_table(data)
@@ -276,9 +276,9 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
               help="Statuses that fail the audit (default overflow,nan): overflow,underflow,nan,inaccurate.")
 @click.option("--timeout", type=float, metavar="SECONDS",
               help="Seconds each implementation may take (a callable still running is a finding).")
-@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
+@click.option("--format", "exporter", default="table", show_default=True, help="Output: table or json.")
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, targets_file, target,
-          offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, fmt):
+          offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, exporter):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
     from .commands.audit import run_audit
@@ -287,7 +287,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
     from .exporters.terminal import audit_table
     from .validate import choice
 
-    choice("output format", fmt, ("table", "json"))
+    choice("output format", exporter, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     timeout = validate.timeout(timeout)
     if fail_on:
@@ -306,7 +306,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid, timeout=timeout, device=device)]
     report = run_audit(specs, argv=_argv_now())
-    if fmt == "json":
+    if exporter == "json":
         click.echo(record(report.to_dict()), nl=False)
     else:
         audit_table(report)

@@ -54,7 +54,7 @@ def compare_table(run: CompareRun, file=None) -> None:
         con.print(tab)
     con.print(
         f"cells: max ULP error over all trials; OVF/UNF/NaN = overflow/underflow/NaN in some element; "
-        f"yellow = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
+        f"yellow and * = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
         f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
     )
     con.print(CAUSE_LEGEND)

@@ -125,3 +125,21 @@ def test_output_file_suffix_picks_the_exporter(suffix, check, tmp_path, capsys):
     # an explicit --format wins over the suffix
     assert main([*small, "--format", "csv", "-o", str(out)]) == 0
     assert out.read_text().startswith("function,impl,dtype,")
+
+
+@pytest.mark.parametrize("cmd", ["compare", "report", "inspect", "audit", "thresholds"])
+def test_help_shows_choices_and_defaults(cmd, capsys):
+    from numstab.formats import FORMATS
+
+    assert main([cmd, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # one line: click wraps the help
+    assert "--dtype [" + "|".join(FORMATS) + "]" in text
+    if cmd != "thresholds":
+        assert "--accumulate [sequential|pairwise|float32]" in text and "[default: sequential]" in text
+    if cmd in ("compare", "report", "audit"):
+        assert "[default: 2,10,1000]" in text and "[default: 1]" in text and "[default: 3]" in text
+        assert "cross_entropy targets" in text  # what the seed drives
+    if cmd == "compare":
+        assert "--format [table|markdown|json|csv|html]" in text
+    if cmd == "audit":
+        assert "[default: overflow, underflow, nan, zero]" in text

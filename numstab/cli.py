@@ -255,7 +255,11 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @click.option("--callable", "callables", multiple=True,
               help="User implementation: module:function or path/to/file.py:function (repeatable).")
 @click.option("--library", "libraries", multiple=True, help="scipy, torch or jax (repeatable).")
-@click.option("--input", "input_file", help="Real inputs instead of the grid (.npy/.npz/.csv/.txt).")
+@click.option("--input", "input_file",
+              help="Real inputs instead of the grid (.npy/.npz/.safetensors/.csv/.txt, any rank).")
+@input_options
+@click.option("--top", type=int, default=5, show_default=True, metavar="K",
+              help="With --input: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--targets", "targets_file", help="Targets file for cross_entropy with --input.")
 @click.option("--target", type=int, help="One target index for every vector.")
 @grid_options
@@ -266,7 +270,8 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @click.option("--timeout", type=float, metavar="SECONDS",
               help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def audit(config, function, dtypes, impls, callables, libraries, input_file, targets_file, target,
+def audit(config, function, dtypes, impls, callables, libraries, input_file, key, axis, nonfinite,
+          masked_rows, top, targets_file, target,
           offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import render, validate
@@ -291,7 +296,8 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, tar
         grid = grid_items(offsets, spreads, sizes, trials, seed)
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
-                           grid, timeout=timeout)]
+                           grid, timeout=timeout, key=key, axis=axis, nonfinite=nonfinite,
+                           masked_rows=masked_rows, top=top)]
     report = run_audit(specs, argv=_argv_now())
     if fmt == "json":
         click.echo(render.render_text(report.to_dict()), nl=False)

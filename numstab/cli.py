@@ -113,10 +113,10 @@ def run_options(f):
 
 def _run_compare(label: str, opts: dict):
     """run_compare with the CLI's options and a progress bar on stderr."""
-    from . import render
     from .commands.compare import run_compare
+    from .exporters.terminal import ProgressBar
 
-    bar = render.ProgressBar(label, enabled=not opts.pop("quiet"))
+    bar = ProgressBar(label, enabled=not opts.pop("quiet"))
     try:
         return run_compare(**{k: (v or None) if k in ("dtypes", "functions", "impls") else v
                               for k, v in opts.items()}, argv=_argv_now(), progress=bar)
@@ -126,35 +126,40 @@ def _run_compare(label: str, opts: dict):
 
 @cli.command(context_settings=HELP)
 @run_options
-@click.option("--format", "fmt", default="table", show_default=True,
-              help="Output: table, json, csv or markdown.")
+@click.option("--format", "fmt", default=None,
+              help="Output: table, markdown, json, csv or html (default: table; with -o, from the "
+                   "file's suffix).")
 @click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
 def compare(fmt, output, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
-    from . import render
-    from .validate import choice
 
-    choice("output format", fmt, render.FORMATS)
+    exp = _exporter(fmt, output)
     atomic = _open_output(output)
     try:
         run = _run_compare("compare", opts)
-        if fmt == "table":
-            if atomic is not None:
-                import io
+        if exp.name == "terminal" and atomic is None:
+            from .exporters.terminal import compare_table
 
-                buf = io.StringIO()
-                render.compare_table(run, file=buf)
-                atomic.commit(buf.getvalue())
-            else:
-                render.compare_table(run)
+            compare_table(run)
             return
-        text = {"json": render.compare_json, "csv": render.compare_csv,
-                "markdown": render.compare_markdown}[fmt](run)
-        _emit(text, output, atomic)
+        _emit(exp.compare(run), output, atomic)
     except BaseException:
         if atomic is not None:
             atomic.abort()
         raise
+
+
+def _exporter(fmt, output):
+    """The exporter of --format, else the one -o's suffix names, else the terminal tables."""
+    from . import exporters
+
+    if fmt is not None:
+        exp = exporters.get(fmt)
+    else:
+        exp = (exporters.by_suffix(output) if output and output != "-" else None) or exporters.get("terminal")
+    if exp.binary:
+        raise UsageError(f"--format {exp.name} writes report files: use numstab report --formats {exp.name}")
+    return exp
 
 
 @cli.command(context_settings=HELP)
@@ -196,16 +201,17 @@ def report(out_dir, formats, force, from_file, **opts):
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
 def thresholds(dtypes, n, fmt):
     """Exact limits of exp in each format (computed with mpmath)."""
-    from . import render
     from .commands.thresholds import run_thresholds
+    from .exporters.jsonfile import record
+    from .exporters.terminal import thresholds_table
     from .validate import choice
 
     choice("output format", fmt, ("table", "json"))
     data = run_thresholds(dtypes or None, n)
     if fmt == "json":
-        click.echo(render.render_text(data), nl=False)
+        click.echo(record(data), nl=False)
     else:
-        render.thresholds_table(data)
+        thresholds_table(data)
 
 
 @cli.command(context_settings=HELP)
@@ -228,8 +234,10 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
     """
-    from . import render, validate
+    from . import validate
     from .commands.inspect import run_inspect
+    from .exporters.jsonfile import record
+    from .exporters.terminal import inspect_table
     from .validate import choice
 
     choice("output format", fmt, ("table", "json"))
@@ -241,9 +249,9 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
                        validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
                        specials=Specials(nonfinite, masked_rows), top=top)
     if fmt == "json":
-        click.echo(render.render_text(data), nl=False)
+        click.echo(record(data), nl=False)
     else:
-        render.inspect_table(data)
+        inspect_table(data)
 
 
 @cli.command(context_settings=HELP)
@@ -274,9 +282,11 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, key
           masked_rows, top, targets_file, target,
           offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
-    from . import render, validate
+    from . import validate
     from .commands.audit import run_audit
     from .commands.audit_config import grid_items, load_config, make_spec
+    from .exporters.jsonfile import record
+    from .exporters.terminal import audit_table
     from .validate import choice
 
     choice("output format", fmt, ("table", "json"))
@@ -300,9 +310,9 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, key
                            masked_rows=masked_rows, top=top)]
     report = run_audit(specs, argv=_argv_now())
     if fmt == "json":
-        click.echo(render.render_text(report.to_dict()), nl=False)
+        click.echo(record(report.to_dict()), nl=False)
     else:
-        render.audit_table(report)
+        audit_table(report)
     return 0 if report.passed else 1
 
 

@@ -153,3 +153,15 @@ def verdicts(run: CompareRun) -> list[tuple]:
     return [(f, i, d, *v, ", ".join(f"{c} ({n})" for c, n in sorted(causes.get((f, i, d), {}).items(),
                                                                        key=lambda kv: -kv[1])))
             for (f, i, d), v in out.items()]
+
+
+def summary_rows(run: CompareRun):
+    """verdicts() sorted by function, dtype, worst status first, then implementation."""
+    order = tuple(reversed(STATUSES))  # worst first
+    rows = sorted(verdicts(run), key=lambda v: (v[0], v[2], order.index(v[3]), v[1]))
+    return rows
+
+
+def command_line(run: CompareRun) -> str:
+    argv = run.meta.get("argv")
+    return "numstab " + " ".join(argv) if argv else "(library call)"

@@ -167,12 +167,12 @@ def test_disk_full_during_force_keeps_the_old_report(tmp_path, capsys, monkeypat
 
 
 def test_failed_report_leaves_no_directory(tmp_path, capsys, monkeypatch):
-    import numstab.commands.report as report
+    import numstab.exporters.markdown as markdown
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "report_markdown", boom)
+    monkeypatch.setattr(markdown, "report", boom)
     out = tmp_path / "r"
     code, _, err = cli(capsys, "report", *SMALL, "--out", out, "--formats", "json,md")
     assert code == 2 and list(tmp_path.iterdir()) == []

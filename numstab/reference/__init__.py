@@ -30,6 +30,7 @@ imported only in this package.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from fractions import Fraction
 
@@ -38,7 +39,7 @@ import numpy as np
 from .. import functions as _functions
 from ..formats import Format
 from ..results import RefData
-from .core import TINY, _mp, from_interval, mag, strict  # noqa: F401  (the formula modules' tools)
+from .core import TINY, _mp, from_interval, mag, quad, strict  # noqa: F401  (the formula modules' tools)
 
 _mag = mag
 _from_interval = from_interval
@@ -67,34 +68,78 @@ def row_args(args, b: int) -> dict:
     return {k: v[b] for k, v in _functions.as_args(args).items()}
 
 
-def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None) -> dict[str, list]:
-    """Every value of one vector's families (default: all that its arguments allow), enclosed."""
+def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None) -> dict[str, list]:
+    """Every value of one vector's families (default: all that its arguments allow), enclosed;
+    with ``wanted`` ({function: element indices}) only those elements of those functions (a
+    family whose ``enclose`` takes no ``wanted`` encloses everything, and the elements are
+    picked out here)."""
     args_row = _functions.as_args(args_row) if not isinstance(args_row, (int, np.integer)) \
         else {"target": args_row}
     out = {}
     for fam in fams or families(args=args_row):
-        out.update(fam.enclose(x_row, args_row, prec, fmt_p))
+        if wanted is None:
+            out.update(fam.enclose(x_row, args_row, prec, fmt_p))
+            continue
+        mine = {f: js for f, js in wanted.items() if f in fam.FUNCTIONS}
+        if not mine:
+            continue
+        if "wanted" in inspect.signature(fam.enclose).parameters:
+            out.update(fam.enclose(x_row, args_row, prec, fmt_p, wanted=mine))
+        else:
+            vals = fam.enclose(x_row, args_row, prec, fmt_p)
+            out.update({f: [vals[f][j] for j in js] for f, js in mine.items()})
     return out
 
 
 # ---------------------------------------------------------------- fast path
-def fast_supported(fmt: Format) -> bool:
-    """float64 bounds decide the rounding only for formats much narrower than float64."""
-    return fmt.p <= 24
-
-
 #: Elements per block of the fast path: big enough for numpy, small enough for the cache.
 BLOCK = 1 << 17
 
-#: Working types of the fast tiers: float64, then long double where it is wider (x86: 64-bit
-#: significand). Each tier is used only where the previous one left a figure undecided.
-FAST_TIERS = (np.dtype(np.float64),) + (
-    (np.dtype(np.longdouble),) if np.finfo(np.longdouble).nmant > 52 else ())
-MP_TIER = len(FAST_TIERS)  # the tier number of mpmath
+
+def _narrow_tiers() -> tuple:
+    """Working types of the fast tiers for formats of at most 24 bits: float64, then long double
+    where it is wider (x86: 64-bit significand), then quad (numpy-quaddtype, 113 bits) where
+    the optional extra is installed. Each tier is used only for the elements the one before
+    left undecided."""
+    q = quad()
+    return (np.dtype(np.float64),) + (
+        (np.dtype(np.longdouble),) if np.finfo(np.longdouble).nmant > 52 else ()) + (
+        (q,) if q is not None else ())
+
+
+def tiers(fmt: Format) -> tuple:
+    """The fast tiers' working types for ``fmt``: those of :func:`_narrow_tiers` for formats of
+    at most 24 bits; for wider ones (float64) only quad decides roundings and 3-decimal ULP
+    figures (long double's 11 extra bits leave most of them open)."""
+    if fmt.p <= 24:
+        return _narrow_tiers()
+    q = quad()
+    return (q,) if q is not None and fmt.p <= 53 else ()
+
+
+def mp_tier(fmt: Format) -> int:
+    """The tier number of mpmath for ``fmt`` (after its fast tiers)."""
+    return len(tiers(fmt))
+
+
+def fast_supported(fmt: Format) -> bool:
+    """Some fast tier can decide this format's roundings (float64 needs the quad tier)."""
+    return bool(tiers(fmt))
+
+
+def __getattr__(name):  # FAST_TIERS, MP_TIER and QUAD without importing quad at start-up
+    if name == "FAST_TIERS":
+        return _narrow_tiers()
+    if name == "MP_TIER":
+        return len(_narrow_tiers())
+    if name == "QUAD":
+        return quad()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fast_reference(fmt: Format, x: np.ndarray, target, tier: int = 0, functions=None) -> dict[str, RefData]:
-    """Vectorized reference with a proven error bound, in the working type of ``tier``.
+    """Vectorized reference with a proven error bound, in the working type of ``tier``
+    (an index into :func:`tiers`).
 
     ``target``: the batch's extra arguments (functions.as_args: a bare array is the target
     indices); ``functions``: the names needed (default: all the arguments allow).
@@ -106,7 +151,7 @@ def fast_reference(fmt: Format, x: np.ndarray, target, tier: int = 0, functions=
     x = np.asarray(x, dtype=np.float64)
     args = _functions.as_args(target)
     fams = families(functions, args)
-    wt = FAST_TIERS[tier]
+    wt = tiers(fmt)[tier]
     rows = max(1, BLOCK // max(1, x.shape[-1]))
 
     def block(sel):
@@ -436,11 +481,13 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
     todo = list(range(len(items)))
     prec = start or start_prec(fmt)
     while todo and prec <= max_prec:
-        vals = enclose(x_row, target, prec, fmt.p, fams)[function]
+        js = sorted({items[i][0] for i in todo})
+        pos = {j: q for q, j in enumerate(js)}
+        vals = enclose(x_row, target, prec, fmt.p, fams, wanted={function: js})[function]
         left = []
         for i in todo:
             j, y = items[i]
-            iv = vals[j]
+            iv = vals[pos[j]]
             if not _decided(fmt, iv):
                 left.append(i)
                 continue

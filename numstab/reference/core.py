@@ -1,7 +1,9 @@
 """Building blocks of the reference's rigorous bounds, shared by the formula modules.
 
 * :func:`from_interval`: the reference record (results.RefData) of values known to lie in
-  [v - err, v + err] (the fast float64 / long double tiers);
+  [v - err, v + err] (the fast float64 / long double / quad tiers);
+* the working types' constants (:func:`unit_roundoff`, :func:`lib_error`, :func:`tiny`),
+  :func:`pairwise_sum` (a sum with a log2(n) error bound) and :func:`diff_exact`;
 * :func:`strict`, :func:`log1p_down`, :func:`log1p_up`, :func:`mag`: pieces of the mpmath
   enclosures (raw mpf tuples, directed rounding).
 
@@ -16,6 +18,75 @@ from ..formats import Format
 from ..results import RefData
 
 TINY = 1e-300  # absolute slack covering float64 underflow of negligible terms
+
+_QUAD: list = []
+
+
+def quad():
+    """numpy-quaddtype's quad precision dtype (SLEEF backend), or None where the optional extra
+    ``numstab[fast]`` is not installed. Imported on first use (it costs ~80 ms)."""
+    if not _QUAD:
+        try:
+            from numpy_quaddtype import QuadPrecDType
+
+            _QUAD.append(np.dtype(QuadPrecDType("sleef")))
+        except ImportError:
+            _QUAD.append(None)
+    return _QUAD[0]
+
+
+def is_quad(dt) -> bool:
+    q = quad() if np.dtype(dt).kind not in "fiub" else None
+    return q is not None and np.dtype(dt) == q
+
+
+def unit_roundoff(dt) -> float:
+    """u of the working type: 2^-53 float64, 2^-64 x86 long double, 2^-113 quad."""
+    return 2.0**-113 if is_quad(dt) else float(np.finfo(dt).eps) / 2
+
+
+def lib_error(dt) -> float:
+    """Assumed bound on the relative error of exp, log1p and expm1 in the working type: 16 ulp
+    for numpy's float64 and long double (libm); SLEEF documents 1.0 ULP for its quad
+    functions (Sleef_expq1_u10, ...; + - * / within 0.5000000001 ULP): 4 ulp taken."""
+    return (4 if is_quad(dt) else 16) * unit_roundoff(dt)
+
+
+def tiny(dt):
+    """Absolute slack covering the underflow of negligible terms in the working type."""
+    if is_quad(dt):
+        from numpy_quaddtype import QuadPrecision
+
+        return QuadPrecision(2) ** -16300  # quad's normal range ends at 2^-16382
+    return np.dtype(dt).type(TINY)
+
+
+def pairwise_sum(e: np.ndarray) -> tuple[np.ndarray, int]:
+    """Sum along the last axis by halving: (sums, depth). Every term meets at most ``depth`` =
+    ceil(log2 n) roundings, so for non-negative terms |error| <= ((1 + u)^depth - 1) * sum
+    (numpy's own sum is pairwise too, but its blocking is an implementation detail)."""
+    depth = 0
+    while e.shape[-1] > 1:
+        if e.shape[-1] % 2:
+            e = np.concatenate([e, np.zeros(e.shape[:-1] + (1,), dtype=e.dtype)], axis=-1)
+        e = e[..., 0::2] + e[..., 1::2]
+        depth += 1
+    return e[..., 0], depth
+
+
+def diff_exact(x: np.ndarray, m: np.ndarray, wt) -> tuple[np.ndarray, np.ndarray]:
+    """(d = x - m in the working type, d exact), x and m float64. float64 and long double round
+    correctly, so TwoSum (Knuth) gives the exact rounding error; the difference of two float64
+    is exact in quad when their exponents are at most 59 apart (113 bits hold it)."""
+    if is_quad(wt):
+        d = x.astype(wt) - m.astype(wt)
+        ex, em = np.frexp(x)[1], np.frexp(m)[1]
+        return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59)
+    xw, mw = x.astype(wt), m.astype(wt)
+    with np.errstate(all="ignore"):
+        d = xw - mw
+        bb = d - xw
+        return d, ((xw - (d - bb)) + (-mw - bb)) == 0
 
 
 def _down(v: np.ndarray) -> np.ndarray:
@@ -49,8 +120,10 @@ def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     within one ulp_F of each other (Sterbenz) and ulp is a power of two. With a wider
     working type (long double) the ends are rounded outward to float64 for the
     decision -- an end that moved stands for "just inside it" -- and the deltas are
-    rounded outward into float64.
+    rounded outward into float64. Quad intervals are decided in quad (:func:`_from_quad`).
     """
+    if is_quad(v.dtype):
+        return _from_quad(fmt, v, err, lower, upper)
     wide = v.dtype != np.float64
     with np.errstate(all="ignore"):
         err = err * (1 + 2.0**-40) + TINY
@@ -82,6 +155,78 @@ def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
         if wide:
             dlo, dhi, qlo, qhi = _down(dlo), _up(dhi), _down(qlo), _up(qhi)
     return RefData(rounded, ulo, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
+
+
+def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
+    """:func:`_from_interval` for quad intervals, decided in quad for any format up to 53 bits.
+
+    A candidate c (the format's rounding of a float64 near |v|, or its neighbour on the side
+    of the interval) is checked exactly: with D = (|r| - c) / ulp(c) (exact in quad: c and the
+    ends are within a few ulp_F of each other), |r| rounds to c when -1/2 < D < 1/2 (-1/4
+    below a power of two, where the spacing halves), and r's ulp is ulp(c) -- or half of it
+    for an |r| wholly below a power of two c. quad's conversions to float64 are not correctly
+    rounded, so nothing relies on them: the float64 bounds are moved outward after each one.
+    """
+    with np.errstate(all="ignore"):
+        q = v.dtype
+        wq = np.abs(v) * 2.0**-110  # covers the rounding of v -+ err (quad: 2^-113 relative)
+        err = err * (1 + 2.0**-40) + wq + tiny(q)
+        lo, hi = v - err, v + err
+        strict_lo = np.zeros(lo.shape, dtype=bool)
+        strict_hi = np.zeros(hi.shape, dtype=bool)
+        if lower is not None:
+            lower = np.broadcast_to(np.asarray(lower).astype(q), lo.shape)
+            strict_lo = lo <= lower
+            lo = np.where(strict_lo, lower, lo)
+        if upper is not None:
+            upper = np.broadcast_to(np.asarray(upper).astype(q), hi.shape)
+            strict_hi = hi >= upper
+            hi = np.where(strict_hi, upper, hi)
+        mid = ((lo + hi) * 0.5).astype(np.float64)
+        neg = np.signbit(mid)
+        alo, ahi = np.where(neg, -hi, lo), np.where(neg, -lo, hi)  # |r| lies in [alo, ahi]
+        s_lo, s_hi = np.where(neg, strict_hi, strict_lo), np.where(neg, strict_lo, strict_hi)
+        a64 = np.abs(mid)
+        c, _ = fmt.round_ulp(a64)
+        ok = np.isfinite(c) & (lo <= hi)
+        c = np.where(ok, c, 0.0)
+
+        def check(c):
+            uc = fmt.ulp(c)
+            cq, ucq = c.astype(q), uc.astype(q)
+            DL, DH = (alo - cq) / ucq, (ahi - cq) / ucq
+            dl, dh = _down(DL), _up(DH)
+            pow2 = (c > fmt.tiny) & (np.frexp(c)[0] == 0.5)
+            edge = np.where(pow2, -0.25, -0.5)
+            # decided on the exact quad values (their float64 bounds may sit on the edges)
+            rounds = ((DL > edge) | ((DL == edge) & s_lo)) & ((DH < 0.5) | ((DH == 0.5) & s_hi))
+            below = (DH < 0) | ((DH == 0) & s_hi)
+            half = pow2 & below
+            decided = rounds & (~pow2 | (DL >= 0) | below)
+            scale = np.where(half, 2.0, 1.0)
+            return decided, np.where(half, uc * 0.5, uc), dl * scale, dh * scale
+
+        dec, ulp, dl, dh = check(c)
+        if not dec.all():  # a midpoint-straddling float64 guess: the neighbour on the interval's side
+            uc = fmt.ulp(c)
+            pow2 = (c > fmt.tiny) & (np.frexp(c)[0] == 0.5)
+            c2 = np.where(a64 < c, c - np.where(pow2, uc * 0.5, uc), c + uc)
+            ok2 = ~dec & (c > 0) & (c2 <= fmt.max)
+            if ok2.any():
+                d2, u2, l2, h2 = check(np.where(ok2, c2, c))
+                take = ok2 & d2
+                c = np.where(take, c2, c)
+                dec, ulp = dec | take, np.where(take, u2, ulp)
+                dl, dh = np.where(take, l2, dl), np.where(take, h2, dh)
+        decided = ok & dec
+        rounded = np.where(decided, np.where(neg, -c, c), np.nan)
+        dlo, dhi = np.where(neg, -dh, dl), np.where(neg, -dl, dh)
+        # ulp / |r| with |r| in [max(alo, 0), ahi] (an interval holding 0 leaves qhi infinite)
+        uq = ulp.astype(q)
+        pos_hi, pos_lo = ahi > 0, alo > 0
+        qlo = np.where(pos_hi, _down(uq / np.where(pos_hi, ahi, 1.0)), np.inf)
+        qhi = np.where(pos_lo, _up(uq / np.where(pos_lo, alo, 1.0)), np.inf)
+    return RefData(rounded, ulp, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
 
 
 def _mp():

@@ -15,8 +15,10 @@ when the batch's arguments hold a ``target``.
 
 The contract of a formula module (numstab/reference/__init__.py reads it):
 ``FUNCTIONS`` the names it computes; ``fast_block(fmt, x, args)`` a proven bound in the
-working type of x; ``enclose(x_row, args_row, prec, fmt_p)`` rigorous mpmath enclosures;
-``exact_raw(x_row, args_row, prec)`` (optional) nearest values without a bound.
+working type of x; ``enclose(x_row, args_row, prec, fmt_p, wanted=None)`` rigorous mpmath
+enclosures; ``exact_raw(x_row, args_row, prec)`` (optional) nearest values without a bound;
+and, for per-element escalation, ``fast_rows`` (a row's shared quantities in a working type)
+and ``fast_elements`` (some elements' values from them).
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import TINY, _mp, from_interval, log1p_down, log1p_up, strict
+from .core import (
+    _mp,
+    diff_exact,
+    from_interval,
+    lib_error,
+    log1p_down,
+    log1p_up,
+    pairwise_sum,
+    strict,
+    tiny,
+    unit_roundoff,
+)
 
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
 
@@ -35,53 +48,75 @@ def _target(args):
     return None if t is None else np.asarray(t)
 
 
-def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
-    """Every value of the family over the batch x (B, n) in a working type, with a proven bound."""
-    target = _target(args)
+def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt) -> dict:
+    """The row quantities of the rows x (float64, (B, n)) in the working type wt, shared by
+    every element of a row: m = max (exact), t = sum_{i != k} exp(x_i - m) (pairwise, error
+    bound ``et``) and lp = log1p(t) (error bound ``elp``), arrays along the rows."""
     n = x.shape[-1]
-    u = float(np.finfo(x.dtype).eps) / 2  # unit roundoff of the working type
-    c_lib = 16 * u  # assumed bound on the library's exp/log1p/expm1 error: 16 ulp
+    u, c_lib, tny = unit_roundoff(wt), lib_error(wt), tiny(wt)
     with np.errstate(all="ignore"):
-        m = np.max(x, axis=-1, keepdims=True)
-        k = np.argmax(x, axis=-1)[..., None]
-        d = x - m  # |error| <= u |d|
-        bb = d - x  # TwoSum (Knuth): the exact rounding error of x + (-m)
-        d_exact = ((x - (d - bb)) + (-m - bb)) == 0
-        ad = np.abs(d)
-        e = np.exp(d)  # relative error <= u |d| + c_lib (+ TINY absolute below the type's range)
-        np.put_along_axis(e, k, 0.0, axis=-1)
-        t = np.sum(e, axis=-1)
-        rel_e = np.max(ad, axis=-1) * u * 1.01 + c_lib
-        et = t * (rel_e + n * u) * 1.01 + n * TINY
+        m = np.max(x, axis=-1)
+        k = np.argmax(x, axis=-1)
+        d, d_exact = diff_exact(x, m[..., None], wt)
+        e = np.exp(d)  # relative error <= c_lib (+ u |d| where d was rounded, + tiny absolute)
+        np.put_along_axis(e, k[..., None], 0, axis=-1)
+        t, depth = pairwise_sum(e)
+        rounded_d = np.where(d_exact, 0.0, np.abs(x - m[..., None]))
+        rel_e = np.max(rounded_d, axis=-1) * (u * 1.01) + c_lib
+        et = t * ((rel_e + depth * u) * 1.01) + n * tny
         lp = np.log1p(t)
-        elp = et / (1.0 + np.maximum(t - et, 0.0)) + c_lib * lp + TINY
-        lp2 = lp[..., None]
-        elp2 = elp[..., None]
+        elp = et / (1.0 + np.maximum(t - et, 0)) + c_lib * lp + tny
+    return {"m": m, "lp": lp, "elp": elp}
 
-        # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
-        # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target
-        two = n >= 2
-        out = {}
-        L = m[..., 0] + lp
-        out["logsumexp"] = from_interval(fmt, L, 2 * (elp + u * np.abs(L)),
-                                          lower=m[..., 0] if two else None)
-        ls = d - lp2
-        els = ad * u + elp2 + u * np.abs(ls)
-        out["log_softmax"] = from_interval(fmt, ls, 2 * els,
-                                            upper=np.where(d_exact, d, np.inf) if two else None)
+
+def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, function: str, bi, ji=None):
+    """RefData of ``function`` at the elements (bi, ji) of the batch x (float64; ji None for a
+    per-vector function: its rows bi), from the rows' shared quantities (:func:`fast_rows`)."""
+    n = x.shape[-1]
+    u, c_lib = unit_roundoff(wt), lib_error(wt)
+    wt = np.dtype(wt)
+    lp, elp, m = rows["lp"][bi], rows["elp"][bi], rows["m"][bi]
+    two = n >= 2
+    # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
+    # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target
+    with np.errstate(all="ignore"):
+        if function == "logsumexp":
+            L = m.astype(wt) + lp
+            return from_interval(fmt, L, 2 * (elp + u * np.abs(L)), lower=m if two else None)
+        if function == "cross_entropy":
+            tg = np.asarray(_target(args))[bi].astype(np.int64)
+            dt, dt_exact = diff_exact(x[bi, tg], m, wt)
+            ce = lp - dt
+            return from_interval(fmt, ce, 2 * (elp + np.abs(dt) * u + u * np.abs(ce)),
+                                 lower=np.where(dt_exact, -dt, -np.inf).astype(wt) if two else None)
+        d, d_exact = diff_exact(x[bi, ji], m, wt)
+        ls = d - lp
+        els = np.where(d_exact, 0, np.abs(d)) * u + elp + u * np.abs(ls)
+        if function == "log_softmax":
+            upper = np.where(d_exact, d, np.inf).astype(wt) if two else None
+            return from_interval(fmt, ls, 2 * els, upper=upper)
         sm = np.exp(ls)
-        out["softmax"] = from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
-                                        upper=x.dtype.type(1.0) if two else None)
-        if target is None:
-            return out
-        tg = target[..., None]
-        dt = np.take_along_axis(d, tg, axis=-1)[..., 0]
-        dt_exact = np.take_along_axis(d_exact, tg, axis=-1)[..., 0]
-        ce = lp - dt
-        out["cross_entropy"] = from_interval(
-            fmt, ce, 2 * (elp + np.abs(dt) * u + u * np.abs(ce)),
-            lower=np.where(dt_exact, -dt, -np.inf) if two else None,
-        )
+        return from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
+                             upper=wt.type(1.0) if two else None)
+
+
+def fast_block(fmt: Format, x: np.ndarray, args: dict, functions=None) -> dict[str, RefData]:
+    """Every value of the family (or of ``functions``) over the batch x (B, n) in a working type
+    (x's dtype), with a proven bound."""
+    wt = x.dtype
+    x = x.astype(np.float64)  # exact: the values come from float64
+    rows = fast_rows(fmt, x, args, wt)
+    B, n = x.shape
+    names = [f for f in FUNCTIONS if (functions is None or f in functions)
+             and (f != "cross_entropy" or _target(args) is not None)]
+    out = {}
+    bi, ji = np.repeat(np.arange(B), n), np.tile(np.arange(n), B)
+    for f in names:
+        if f in ("softmax", "log_softmax"):
+            r = fast_elements(fmt, rows, x, args, wt, f, bi, ji)
+            out[f] = RefData(*(getattr(r, k).reshape(B, n) for k in RefData.__dataclass_fields__))
+        else:
+            out[f] = fast_elements(fmt, rows, x, args, wt, f, np.arange(B))
     return out
 
 
@@ -114,10 +149,12 @@ def exact_raw(x_row, args_row: dict, prec: int) -> dict[str, list]:
     return out
 
 
-def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
+def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> dict[str, list]:
     """Rigorous enclosures of every reference value of one vector: raw mpf (lo, hi, lo_dec,
     hi_dec), lo <= r <= hi, the rounding and ulp read at lo_dec and hi_dec (see :func:`strict`;
-    ``fmt_p`` the target format's precision).
+    ``fmt_p`` the target format's precision). ``wanted``: {function: element indices} to
+    enclose only those (0 for a per-vector function; the lists come back in that order);
+    None for every value of every function.
 
     With d_i = x_i - m exact and e_i = exp(d_i), S = 1 + t: every step rounds
     outward (mpmath's directed rounding, the way its own interval arithmetic
@@ -128,46 +165,72 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list
     is the point 0; every other value is irrational and its enclosure shrinks
     about like 2^-prec (relative), so the escalation always ends. x_i - m may need
     many more bits than ``prec`` (x = [1e38, 0.25]); exp of an exact d keeps its
-    relative accuracy whatever |d|.
+    relative accuracy whatever |d|. Equal inputs share one exp: t adds count * exp(d)
+    (the product rounded outward too).
     """
-    from mpmath.libmp import fone, from_float, fzero, mpf_add, mpf_div, mpf_exp, mpf_neg, mpf_sub
+    from mpmath.libmp import (
+        fone,
+        from_float,
+        from_int,
+        fzero,
+        mpf_add,
+        mpf_div,
+        mpf_exp,
+        mpf_mul,
+        mpf_neg,
+        mpf_sub,
+    )
 
-    xs = [from_float(float(v)) for v in x_row]  # exact
+    x_row = np.asarray(x_row, dtype=np.float64)
+    n = len(x_row)
     k = int(np.argmax(x_row))
-    m = xs[k]
-    d = [mpf_sub(v, m, 0) for v in xs]  # precision 0: exact
+    m = from_float(float(x_row[k]))  # exact
     wp = prec + 10
-    elo, ehi = [], []
+    vals, inv, counts = np.unique(x_row, return_inverse=True, return_counts=True)
+    counts[inv[k]] -= 1  # the max itself is outside t
+    exps = {}
     tlo = thi = fzero
-    for i, di in enumerate(d):
-        if i == k:
-            elo.append(fone)
-            ehi.append(fone)
-            continue
-        a, b = mpf_exp(di, wp, "f"), mpf_exp(di, wp, "c")
-        elo.append(a)
-        ehi.append(b)
-        tlo = mpf_add(tlo, a, wp, "f")
-        thi = mpf_add(thi, b, wp, "c")
+    for v, c in zip(vals.tolist(), counts.tolist()):
+        dv = mpf_sub(from_float(v), m, 0)  # precision 0: exact
+        a, b = mpf_exp(dv, wp, "f"), mpf_exp(dv, wp, "c")
+        exps[v] = (dv, a, b)
+        if c:
+            if c > 1:
+                a, b = mpf_mul(a, from_int(c), wp, "f"), mpf_mul(b, from_int(c), wp, "c")
+            tlo = mpf_add(tlo, a, wp, "f")
+            thi = mpf_add(thi, b, wp, "c")
     lplo, lphi = log1p_down(tlo, wp), log1p_up(thi, wp)
     slo, shi = mpf_add(fone, tlo, wp, "f"), mpf_add(fone, thi, wp, "c")
     target = _target(args_row)
-    dt = None if target is None else d[int(target)]
-    out = {
-        "softmax": [(mpf_div(a, shi, prec, "f"), mpf_div(b, slo, prec, "c")) for a, b in zip(elo, ehi)],
-        "log_softmax": [(mpf_sub(di, lphi, prec, "f"), mpf_sub(di, lplo, prec, "c")) for di in d],
-        "logsumexp": [(mpf_add(m, lplo, prec, "f"), mpf_add(m, lphi, prec, "c"))],
-    }
-    if dt is not None:
-        out["cross_entropy"] = [(mpf_sub(lplo, dt, prec, "f"), mpf_sub(lphi, dt, prec, "c"))]
-    if len(d) < 2:
-        return {f: [(lo, hi, lo, hi) for lo, hi in v] for f, v in out.items()}
-    # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target
-    res = {
-        "softmax": [strict(lo, hi, high=fone, p=fmt_p) for lo, hi in out["softmax"]],
-        "log_softmax": [strict(lo, hi, high=di, p=fmt_p) for (lo, hi), di in zip(out["log_softmax"], d)],
-        "logsumexp": [strict(*out["logsumexp"][0], low=m, p=fmt_p)],
-    }
-    if dt is not None:
-        res["cross_entropy"] = [strict(*out["cross_entropy"][0], low=mpf_neg(dt), p=fmt_p)]
-    return res
+    names = [f for f in FUNCTIONS if f != "cross_entropy" or target is not None]
+    want = {f: (list(range(n)) if f in ("softmax", "log_softmax") else [0]) for f in names} \
+        if wanted is None else wanted
+
+    def elem(j):
+        return (fzero, fone, fone) if j == k else exps[float(x_row[j])]
+
+    two = n >= 2  # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target
+    out = {}
+    for f, js in want.items():
+        if f == "logsumexp":
+            iv = (mpf_add(m, lplo, prec, "f"), mpf_add(m, lphi, prec, "c"))
+            out[f] = [strict(*iv, low=m, p=fmt_p) if two else iv + iv]
+        elif f == "cross_entropy":
+            dt = mpf_sub(from_float(float(x_row[int(target)])), m, 0)
+            iv = (mpf_sub(lplo, dt, prec, "f"), mpf_sub(lphi, dt, prec, "c"))
+            out[f] = [strict(*iv, low=mpf_neg(dt), p=fmt_p) if two else iv + iv]
+        elif f == "log_softmax":
+            res = []
+            for j in js:
+                di = elem(j)[0]
+                iv = (mpf_sub(di, lphi, prec, "f"), mpf_sub(di, lplo, prec, "c"))
+                res.append(strict(*iv, high=di, p=fmt_p) if two else iv + iv)
+            out[f] = res
+        elif f == "softmax":
+            res = []
+            for j in js:
+                _, a, b = elem(j)
+                iv = (mpf_div(a, shi, prec, "f"), mpf_div(b, slo, prec, "c"))
+                res.append(strict(*iv, high=fone, p=fmt_p) if two else iv + iv)
+            out[f] = res
+    return out

@@ -1,20 +1,18 @@
-"""Rendering of results: terminal tables (rich), JSON, CSV and Markdown.
+"""Terminal exporter: rich tables of every command's results, and the progress bar.
 
-Only this layer (and ``plots``/``html``) imports rich or matplotlib.
+Only the exporters import rich (this one) or matplotlib (png).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 
-from .results import STATUSES, CompareRun
-from .tables import CAUSE_LEGEND, CSV_FIELDS, csv_rows, fmt_num, sig, tables_with_thresholds
+from ..results import STATUSES, CompareRun
+from ..tables import CAUSE_LEGEND, fmt_num, sig, tables_with_thresholds
 
 STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
          "nan": "bold red", "undetermined": "cyan"}
-FORMATS = ("table", "json", "csv", "markdown")
 
 
 def console(file=None, width=None):
@@ -62,38 +60,12 @@ def compare_table(run: CompareRun, file=None) -> None:
     con.print(CAUSE_LEGEND)
 
 
-def compare_json(run: CompareRun) -> str:
-    return run.to_json() + "\n"
 
 
-def compare_csv(run: CompareRun) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
-    for row in csv_rows(run):
-        w.writerow(row)
-    return buf.getvalue()
 
 
-def compare_markdown(run: CompareRun) -> str:
-    out = []
-    for line, t in tables_with_thresholds(run):
-        if line:
-            out.append(f"**{line}**\n")
-        out.append(f"### {t.title}\n")
-        out.append("| n | offset | x range | " + " | ".join(t.impls) + " |")
-        out.append("|---:|---:|---|" + "---:|" * len(t.impls))
-        for n, off, lo, hi, vals in t.rows:
-            cells = [f"**{txt}**" if st not in ("ok", "") else txt for txt, st in vals]
-            out.append(f"| {n} | {fmt_num(off, 4)} | {fmt_num(lo, 4)}..{fmt_num(hi, 4)} | "
-                       + " | ".join(cells) + " |")
-        out.append("")
-    out.append(f"Cells: max ULP error over all trials; {CAUSE_LEGEND}.")
-    return "\n".join(out) + "\n"
 
 
-def render_text(data) -> str:
-    return json.dumps(data, indent=1, allow_nan=False) + "\n"
 
 
 def thresholds_table(data: dict, file=None) -> None:
@@ -189,7 +161,6 @@ def _j(v) -> str:
 
 
 def audit_table(report, file=None) -> None:
-    import json
 
     from rich.table import Table as RTable
 
@@ -251,3 +222,15 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def compare(run: CompareRun) -> str:
+    """The tables as text (no colour), for a file."""
+
+    buf = io.StringIO()
+    compare_table(run, file=buf)
+    return buf.getvalue()
+
+
+def report_files(run: CompareRun, plots: dict) -> dict:
+    return {}

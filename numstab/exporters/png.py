@@ -12,8 +12,8 @@ from __future__ import annotations
 import io
 import math
 
-from .errors import UsageError
-from .results import STATUSES, CompareRun
+from ..errors import UsageError
+from ..results import STATUSES, CompareRun
 
 STATUS_COLORS = ("#4caf50", "#80deea", "#ffd54f", "#ba68c8", "#e53935", "#212121")
 
@@ -133,3 +133,7 @@ def _status_plot(plt, rs, dt, fn) -> bytes:
     data = _png(fig)
     plt.close(fig)
     return data
+
+
+def report_files(run: CompareRun, plots: dict) -> dict:
+    return {f"plots/{name}": data for name, data in plots.items()}

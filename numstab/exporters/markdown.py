@@ -1,0 +1,56 @@
+"""Markdown exporter: the error tables of a compare run, and the report page."""
+
+from __future__ import annotations
+
+from ..results import CompareRun
+from ..tables import CAUSE_LEGEND, command_line, fmt_num, sig, summary_rows, tables_with_thresholds
+
+
+def compare(run: CompareRun) -> str:
+    out = []
+    for line, t in tables_with_thresholds(run):
+        if line:
+            out.append(f"**{line}**\n")
+        out.append(f"### {t.title}\n")
+        out.append("| n | offset | x range | " + " | ".join(t.impls) + " |")
+        out.append("|---:|---:|---|" + "---:|" * len(t.impls))
+        for n, off, lo, hi, vals in t.rows:
+            cells = [f"**{txt}**" if st not in ("ok", "") else txt for txt, st in vals]
+            out.append(f"| {n} | {fmt_num(off, 4)} | {fmt_num(lo, 4)}..{fmt_num(hi, 4)} | "
+                       + " | ".join(cells) + " |")
+        out.append("")
+    out.append(f"Cells: max ULP error over all trials; {CAUSE_LEGEND}.")
+    return "\n".join(out) + "\n"
+
+
+def report(run: CompareRun, plot_files=()) -> str:
+    m = run.meta
+    out = ["# numstab report", ""]
+    out.append(f"Command: `{command_line(run)}`  ")
+    out.append(f"numstab {m.get('version')}, seed {m.get('seed')}, accumulate {m.get('accumulate')}, "
+               f"tolerance {m.get('tolerance')} ULP, reference {m.get('reference')}; numpy "
+               f"{m.get('numpy')}, mpmath {m.get('mpmath')}, ml_dtypes {m.get('ml_dtypes')}, Python "
+               f"{m.get('python')}.")
+    out += ["", "## Verdict per implementation", "",
+            "| function | dtype | impl | worst status | failing cells | worst max ULP | causes (elements) |",
+            "|---|---|---|---|---:|---:|---|"]
+    for f, i, d, st, bad, tot, mu, causes in summary_rows(run):
+        out.append(f"| {f} | {d} | {i} | **{st}** | {bad}/{tot} | {fmt_num(mu)} | {causes} |")
+    out += ["", "## Thresholds (exact, mpmath)", "",
+            "| dtype | exp overflows for x >= | largest finite exp input | exp is 0 for x <= | "
+            "exp subnormal below | eps |", "|---|---:|---:|---:|---:|---:|"]
+    for t in run.thresholds:
+        out.append(f"| {t['dtype']} | {sig(t['exp_overflow_x'], 13)} | {t['largest_finite_exp_input']!r} | "
+                   f"{sig(t['exp_underflow_x'], 13)} | {sig(t['exp_subnormal_x'], 13)} | {t['eps']!r} |")
+    if plot_files:
+        out += ["", "## Plots", ""]
+        for p in plot_files:
+            out.append(f"![{p}](plots/{p})")
+    out += ["", "## Error tables", "",
+            "Cells: max ULP error over the trials; OVF/UNF/NaN: overflow/underflow/NaN in some element; "
+            "bold: not ok.", "", compare(run)]
+    return "\n".join(out) + "\n"
+
+
+def report_files(run: CompareRun, plots: dict) -> dict:
+    return {"report.md": report(run, sorted(plots))}

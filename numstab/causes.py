@@ -119,7 +119,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
         sum_ovf = np.zeros(exp_ovf.shape, dtype=bool)
         if "logsumexp" in ref_all:  # the exact sum of exps beyond the format: its logarithm
             L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
-            sum_ovf = ~exp_ovf & ~(np.abs(L) < lnmax)
+            sum_ovf = ~exp_ovf & ~(L < lnmax)  # a very negative L is no overflow (exps underflow)
         all_unf = xmax <= ln_unf
     shape = status.shape
     per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
@@ -135,6 +135,14 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
     # a number where the answer is NaN hides it; a finite value where it is an infinite limit
     # means a bound replaced the infinity (e.g. -inf read as -64, a clipped probability)
     cause[limit_wrong] = np.where(ex_nan[limit_wrong], CODE["nan_hidden"], CODE["clipping"])
+    if is_log:
+        # a logarithm's output of exactly 0 is log(1): the other terms vanished beside the
+        # largest (absorbed) or logsumexp(x) - x[target] cancelled -- never a flush to zero or an
+        # overflow, which give -inf, inf or NaN, whatever the inputs' range
+        logged = zero & ~nan & (status != UNDETERMINED)
+        status[logged] = np.where(ulp[logged] > tolerance, INACCURATE, OK)
+        cause[logged] = CODE["cancellation" if rec.inferred_cause == "cancellation" else "absorption"]
+        zero = zero & ~logged
     with np.errstate(all="ignore"):
         tiny_exact = np.abs(rounded) < fmt.tiny
         if rec.log_of_zero is not None and not rec.per_vector:  # log-probabilities

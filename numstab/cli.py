@@ -262,7 +262,10 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @click.option("--impl", "impls", multiple=True, help="Built-in implementation (repeatable).")
 @click.option("--callable", "callables", multiple=True,
               help="User implementation: module:function or path/to/file.py:function (repeatable).")
-@click.option("--library", "libraries", multiple=True, help="scipy, torch or jax (repeatable).")
+@click.option("--library", "libraries", multiple=True,
+              help="scipy, torch, jax, keras or onnxruntime (repeatable; each an optional extra).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where --library implementations run: cpu, or cuda (torch, jax; needs a GPU).")
 @click.option("--input", "input_file",
               help="Real inputs instead of the grid (.npy/.npz/.safetensors/.csv/.txt, any rank).")
 @input_options
@@ -278,7 +281,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @click.option("--timeout", type=float, metavar="SECONDS",
               help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def audit(config, function, dtypes, impls, callables, libraries, input_file, key, axis, nonfinite,
+def audit(config, function, dtypes, impls, callables, libraries, device, input_file, key, axis, nonfinite,
           masked_rows, top, targets_file, target,
           offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, fmt):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
@@ -306,7 +309,7 @@ def audit(config, function, dtypes, impls, callables, libraries, input_file, key
         grid = grid_items(offsets, spreads, sizes, trials, seed)
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
-                           grid, timeout=timeout, key=key, axis=axis, nonfinite=nonfinite,
+                           grid, timeout=timeout, device=device, key=key, axis=axis, nonfinite=nonfinite,
                            masked_rows=masked_rows, top=top)]
     report = run_audit(specs, argv=_argv_now())
     if fmt == "json":

@@ -202,7 +202,7 @@ def check_schema(found: str, expected: str) -> None:
 
 
 
-AUDIT_SCHEMA = "numstab.audit/3"
+AUDIT_SCHEMA = "numstab.audit/4"  # /3: each result names its library; /4: limits and worst rows
 
 
 @dataclass(frozen=True)
@@ -220,12 +220,14 @@ class AuditResult:
     causes: tuple = ()  # ((cause, failing elements), ...)
     cause_inferred: bool = False
     zeros: int = 0  # outputs that are 0 or the log of 0 where the exact value is not
+    library: tuple = ()  # ((key, value), ...): name, version, device... of a library's implementation
     limits: int = 0  # outputs other than an exact 0, +-inf or NaN (a mask's limit, a NaN input)
     worst: tuple = ()  # the worst rows of an --input (locate.worst dicts), --top K
 
     def to_dict(self) -> dict:
         return {
             "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
+            "library": dict(self.library) or None,
             "counts": dict(self.counts), "causes": dict(self.causes), "cause_inferred": self.cause_inferred,
             "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),
             "median_ulp": jnum(self.median_ulp), "passed": self.passed,
@@ -238,6 +240,7 @@ class AuditResult:
 class AuditReport:
     results: tuple
     meta: dict = field(default_factory=dict)
+    notes: tuple = ()  # lines for the reader: (implementation, format) pairs left out, and why
 
     @property
     def passed(self) -> bool:

@@ -24,7 +24,7 @@ def test_good_implementation_passes_exit_0(capsys):
     code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16",
                           "--callable", f"{USER}:stable_softmax", *SMALL)
     assert code == 0 and data["passed"] is True
-    assert data["schema"] == "numstab.audit/3"
+    assert data["schema"] == "numstab.audit/4"
     r = data["results"][0]
     assert r["passed"] and r["counts"]["nan"] == 0 and r["counts"]["overflow"] == 0
 
@@ -65,7 +65,7 @@ def test_scipy_implementations_audited(capsys):
     for f in ("softmax", "log_softmax", "logsumexp"):
         code, data, _ = audit(capsys, "--function", f, "--dtype", "float32", "--library", "scipy", *SMALL)
         assert code == 0, data
-        assert data["results"][0]["impl"] == "scipy.special"
+        assert data["results"][0]["impl"] == f"scipy.special.{f}"
 
 
 def test_torch_implementations_audited(capsys):

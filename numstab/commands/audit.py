@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..adapters import library_impl, load_callable, user_impl
+from ..adapters import load_callable, user_impl
 from ..engine import evaluate, summarize
 from ..errors import UsageError
 from ..formats import get_format
@@ -19,6 +19,7 @@ from ..functions import Impl, get_impl
 from ..functions import get as get_function
 from ..grids import cells as grid_cells
 from ..grids import make_grid, stack
+from ..libraries import library_impls
 from ..results import STATUSES, AuditReport, AuditResult, jnum
 from .audit_config import AuditSpec
 
@@ -33,11 +34,17 @@ def _impls_of(spec: AuditSpec) -> list[Impl]:
             name, fn = c, load_callable(c)
         out.append(user_impl(spec.function, fn, name, timeout=spec.timeout))
     for lib in spec.libraries:
-        impl = library_impl(lib, spec.function, timeout=spec.timeout)
-        if impl is None:
+        impls = library_impls(lib, spec.function, timeout=spec.timeout, device=spec.device)
+        if not impls:
             raise UsageError(f"--library {lib} has no {spec.function}")
-        out.append(impl)
+        out.extend(impls)
     return out
+
+
+def _runs_in(impl: Impl, dtype: str) -> bool:
+    """Whether the implementation has a kernel for the format (libraries say which they have)."""
+    dtypes = getattr(impl, "dtypes", None)
+    return dtypes is None or dtype in dtypes
 
 
 def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
@@ -70,11 +77,24 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
 def run_audit(specs, argv=None) -> AuditReport:
     from . import run_meta
 
-    results = []
+    results, notes, skipped, libs = [], [], [], {}
     for spec in specs:
-        impls = _impls_of(spec)
+        all_impls = _impls_of(spec)
+        for impl in all_impls:
+            if getattr(impl, "library", ()):
+                info = dict(impl.library)
+                libs[info["name"]] = info
+        ran = False
         for dt in spec.dtypes:
             fmt = get_format(dt)
+            impls = [i for i in all_impls if _runs_in(i, fmt.name)]
+            for i in all_impls:
+                if i not in impls:
+                    skipped.append({"impl": i.name, "dtype": fmt.name})
+                    notes.append(f"{i.name} has no {fmt.name} kernel: left out of the {fmt.name} audit")
+            if not impls:
+                continue
+            ran = True
             batches = _inputs(spec, fmt, len(impls))
             acc: dict = {}
             for x, t, _src in batches:
@@ -93,11 +113,17 @@ def run_audit(specs, argv=None) -> AuditReport:
                     res = dataclasses.replace(res, worst=tuple(worst(o, x, t, fmt, spec.top, batches[0][2],
                                                                       spec.specials)))
                 results.append(res)
+        if not ran:
+            raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
+                             f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
+                             f"{', '.join(spec.dtypes)}")
     meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
                                    "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
-                                   "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input}
-                                  for s in specs])
-    return AuditReport(tuple(results), meta)
+                                   "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input,
+                                   "device": s.device}
+                                  for s in specs],
+                    libraries=libs, skipped=skipped)
+    return AuditReport(tuple(results), meta, tuple(notes))
 
 
 def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
@@ -123,7 +149,8 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     if errors:
         counts = {k: 0 for k in STATUSES}
         return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
-                           False, (f"error: {errors[0]}",), None, spec.name)
+                           False, (f"error: {errors[0]}",), None, spec.name,
+                           library=getattr(impl, "library", ()))
     summ = summarize([(o, slice(None)) for o, *_ in parts])  # the figures compare gives for these inputs
     counts, causes = summ["counts"], summ["causes"]
     max_u, med_u = summ["max_ulp"], summ["median_ulp"]
@@ -153,7 +180,8 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     inferred = any(o.inferred for o, *_ in parts)
     return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), max_u, med_u,
                        not reasons, tuple(reasons), first, spec.name,
-                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros, limits)
+                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros,
+                       getattr(impl, "library", ()), limits)
 
 
 def _first_failure(spec, fmt, parts, limit):

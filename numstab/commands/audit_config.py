@@ -25,8 +25,8 @@ DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero", "limit")
 
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
-               "sizes", "trials", "seed", "name", "timeout", "key", "axis", "nonfinite", "masked_rows",
-               "top")
+               "sizes", "trials", "seed", "name", "timeout", "device", "key", "axis", "nonfinite",
+               "masked_rows", "top")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class AuditSpec:
     grid: tuple = ()  # ((key, value), ...) for make_grid
     name: str = ""
     timeout: float | None = None  # seconds each implementation may take (None: no limit)
+    device: str = "cpu"  # where library implementations run (cpu, cuda)
     key: str | None = None  # the array of a .npz / .safetensors input
     axis: int | None = None  # the axis of the vectors in an N-D input (None: the last)
     nonfinite: str = "ieee"  # masks.Specials: +inf inputs
@@ -117,10 +118,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
-    for k in ("function", "accumulate", "name"):
-        if k in d and not isinstance(d[k], str):
-            raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
-    for k in ("function", "accumulate", "name", "key", "nonfinite", "masked_rows"):
+    for k in ("function", "accumulate", "name", "device", "key", "nonfinite", "masked_rows"):
         if k in d and not isinstance(d[k], str):
             raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
     for k in ("trials", "seed", "axis", "top"):
@@ -150,6 +148,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             grid=tuple((k, str(v) if k in ("offsets", "spreads", "sizes") else v) for k, v in grid),
             name=str(d.get("name", "")),
             timeout=validate.timeout(d.get("timeout"), f"{where} 'timeout'"),
+            device=str(d.get("device", "cpu")),
             key=d.get("key"), axis=d.get("axis"), nonfinite=d.get("nonfinite", "ieee"),
             masked_rows=d.get("masked_rows", "nan"), top=d.get("top", 5),
         )
@@ -159,8 +158,9 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
 
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
-              targets=None, target=None, grid=(), name="", timeout=None, key=None, axis=None,
-              nonfinite="ieee", masked_rows="nan", top=5) -> AuditSpec:
+              targets=None, target=None, grid=(), name="", timeout=None, device="cpu", key=None,
+              axis=None, nonfinite="ieee", masked_rows="nan", top=5) -> AuditSpec:
+    from .. import libraries as libraries_mod
     from .. import validate
 
     function = get_function(function).name
@@ -172,6 +172,9 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
     validate.accumulate(accumulate)
     for i in impls:
         get_impl(function, i)
+    for lib in libraries:
+        libraries_mod.get(lib)
+    libraries_mod.check_device(device or "cpu")
     for d in dtypes or ():
         get_format(d)
     if not (impls or callables or libraries):
@@ -189,8 +192,8 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         max_ulp=parse_max_ulp(max_ulp),
         fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
         accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
-        target=target, grid=tuple(grid), name=name, timeout=timeout, key=key, axis=axis,
-        nonfinite=nonfinite, masked_rows=masked_rows, top=int(top),
+        target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
+        key=key, axis=axis, nonfinite=nonfinite, masked_rows=masked_rows, top=int(top),
     )
 
 

@@ -177,6 +177,10 @@ def audit_table(report, file=None) -> None:
                     ("~" if r.cause_inferred else "") + ", ".join(f"{k} {v}" for k, v in r.causes),
                     "; ".join(r.reasons))
     con.print(tab)
+    for lib in report.meta.get("libraries", {}).values():
+        con.print(f"library: {library_line(lib)}", soft_wrap=True)
+    for note in getattr(report, "notes", ()):
+        con.print(f"note: {note}", soft_wrap=True)
     for r in report.results:
         if r.first_failure:
             con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
@@ -184,6 +188,15 @@ def audit_table(report, file=None) -> None:
         if r.worst and not r.passed:
             worst_table(con, list(r.worst), f"{r.impl} in {r.dtype}: worst {len(r.worst)} rows")
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
+
+
+def library_line(lib: dict) -> str:
+    """'keras 3.15.1 (backend jax 0.10.2, cpu)' from a library record of an audit's meta."""
+    extra = [f"{k} {v}" for k, v in lib.items() if k not in ("name", "version", "device", "backend_version")]
+    if "backend" in lib:
+        extra = [f"backend {lib['backend']} {lib.get('backend_version') or ''}".rstrip()] + \
+            [e for e in extra if not e.startswith("backend ")]
+    return f"{lib['name']} {lib.get('version')} ({', '.join([*extra, lib.get('device', 'cpu')])})"
 
 
 class ProgressBar:

@@ -25,7 +25,7 @@ import numpy as np
 from numstab.formats import FORMATS
 from numstab.functions import REGISTRY
 from numstab.reference import MP_TIER
-from numstab.reference import compute_reference as reference
+from numstab.reference.escalation import compute_reference as reference
 
 
 def logits(fmt, elements: int, n: int = 100, seed: int = 0) -> np.ndarray:

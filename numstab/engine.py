@@ -18,7 +18,7 @@ from .formats import Format
 from .functions import FUNCTIONS, REGISTRY, Impl, as_args
 from .functions import get as get_function
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
-from .reference import compute_reference
+from .reference.escalation import compute_reference
 from .results import FLAG_NAMES, INACCURATE, STATUSES, RefData
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",

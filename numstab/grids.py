@@ -15,10 +15,8 @@ import numpy as np
 
 from .errors import UsageError
 from .formats import Format
+from .limits import MAX_ELEMENTS
 
-#: Largest number of input elements one run may hold per format (8 bytes each,
-#: times about a dozen working copies): refuse rather than exhaust memory.
-MAX_ELEMENTS = 20_000_000
 MAX_N = 10_000_000
 #: Most values of one grid axis (a count above it is refused before anything is built).
 MAX_SPEC_VALUES = 1_000_000
@@ -97,14 +95,15 @@ class Cell:
     target: np.ndarray  # (trials,) int, for cross_entropy
 
 
-def overflow_threshold(fmt: Format) -> float:
-    """ln(max): where exp leaves the format (float64 accuracy; the exact value is in reference)."""
+def offset_scale(fmt: Format) -> float:
+    """ln(max), the scale of the default offsets (float64 is enough to place grid points; the
+    exact limits of exp are reference.thresholds, the only place they are computed)."""
     return math.log(fmt.max)
 
 
 def default_grid(fmt: Format, seed: int = 0) -> GridSpec:
     """Offsets from -1.6T to +1.6T (T = ln(max)) in 17 steps, crossing both exp limits."""
-    t = overflow_threshold(fmt)
+    t = offset_scale(fmt)
     offsets = tuple(round(t * k / 10, 6) for k in range(-16, 17, 2))
     return GridSpec(offsets=offsets, spreads=(1.0,), sizes=(2, 10, 1000), trials=3, seed=seed)
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
+from .limits import MAX_ELEMENTS
 
-MAX_INPUT_ELEMENTS = 20_000_000
+MAX_INPUT_ELEMENTS = MAX_ELEMENTS  # read at each check (tests lower it)
 
 
 def parse_values(values) -> np.ndarray:

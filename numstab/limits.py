@@ -18,6 +18,9 @@ import os
 
 from .errors import UsageError
 
+#: Most input elements one run holds per format (a grid per format, an input file): the one
+#: count limit of numstab; beyond it a run is refused before it starts.
+MAX_ELEMENTS = 20_000_000
 BASE_BYTES = 200 * 2**20
 COMPARE_EL_BYTES, COMPARE_EL_PER_IMPL = 300, 30
 CELL_BYTES = 4096

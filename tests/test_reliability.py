@@ -141,14 +141,16 @@ def _random_argv(r: random.Random, files: dict, tmp) -> list[str]:
 
 
 def test_fuzz_cli_in_process(tmp_path, capsys, monkeypatch):
-    """1000 seeded random argument lists and input files: exit 0/1/2, never a traceback."""
+    """Seeded random argument lists and input files: exit 0/1/2, never a traceback. 150 of them
+    by default (a quick pass); NUMSTAB_SLOW=1 runs the thorough 1000."""
     import os
 
+    runs = 1000 if os.environ.get("NUMSTAB_SLOW") == "1" else 150
     files = _files(tmp_path)
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r = random.Random(20261123)
     codes = {0: 0, 1: 0, 2: 0}
-    for i in range(1000):
+    for i in range(runs):
         argv = _random_argv(r, files, tmp_path)
         code = main(argv)
         out, err = capsys.readouterr()
@@ -160,7 +162,7 @@ def test_fuzz_cli_in_process(tmp_path, capsys, monkeypatch):
                 and "-o" not in argv and "--help" not in argv:
             json.loads(out)
         codes[code] += 1
-    assert codes[0] > 300 and codes[2] > 150 and codes[1] > 50, codes
+    assert codes[0] > 0.3 * runs and codes[2] > 0.15 * runs and codes[1] > 0.05 * runs, codes
 
 
 def test_fuzz_cli_subprocess_with_a_pipe_reader_that_leaves(tmp_path):
@@ -223,7 +225,7 @@ def test_verify_flag_passes_on_every_format(capsys):
 
 
 def test_verify_catches_a_wrong_reference():
-    from numstab.reference import compute_reference
+    from numstab.reference.escalation import compute_reference
 
     f = FORMATS["float16"]
     x = f.round(np.array([[0.0, 1.0, 2.0]]))

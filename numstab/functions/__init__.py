@@ -43,7 +43,7 @@ import importlib
 import numpy as np
 
 from ..errors import unknown_name
-from .base import EXTRA_KINDS, OUTPUT_KINDS, Function, Impl, builtin
+from .base import EXTRA_KINDS, OUTPUT_KINDS, RECORDS, Function, Impl, builtin
 
 __all__ = ["EXTRA_KINDS", "FUNCTIONS", "MODULES", "OUTPUT_KINDS", "REGISTRY", "Function", "Impl",
            "as_args", "builtin", "get", "get_impl", "names", "register", "take_args"]
@@ -54,7 +54,7 @@ MODULES = (
 )
 
 #: Every function by name, in display order.
-FUNCTIONS: dict[str, Function] = {}
+FUNCTIONS: dict[str, Function] = RECORDS
 #: The built-in implementations: {function name: {impl name: Impl}} (the records' ``impls``).
 REGISTRY: dict[str, dict[str, Impl]] = {}
 

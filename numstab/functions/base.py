@@ -17,6 +17,9 @@ OUTPUT_KINDS = ("vector", "same", "elementwise")
 #: ``cotangent`` a vector of the format (B, n), the upstream gradient of a backward pass.
 EXTRA_KINDS = ("none", "target", "label", "cotangent")
 
+#: Every registered function by name, in display order (filled by numstab.functions.register).
+RECORDS: dict = {}
+
 
 @dataclass(frozen=True)
 class Function:
@@ -89,9 +92,7 @@ class Impl:
 
     @property
     def record(self) -> Function:
-        from . import get
-
-        return get(self.function)
+        return RECORDS[self.function]
 
     def __call__(self, x, acc="sequential", target=None):
         """Run on ``x`` (target dtype); ``target``: the function's extra argument, if it takes one."""

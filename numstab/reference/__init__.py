@@ -15,7 +15,8 @@ Each function's record (numstab.functions) names its formula module here,
 * optionally ``exact_raw(x_row, args_row, prec)``: nearest values without a bound.
 
 ``args``: the batch's extra arguments, ``{kind: array}`` (functions.as_args); ``args_row``
-one vector's. This package owns the tiers and their escalation: fast float64, long
+one vector's. This package owns the tiers and their escalation (``escalation.py``: the
+driver, compute_reference / bump / decide): fast float64, long
 double where wider, then mpmath per vector with precision doubling.
 
 Each reference value r is stored as what the metrics need, in float64
@@ -29,6 +30,7 @@ imported only in this package.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import math
@@ -649,7 +651,13 @@ def _final_prec(fmt: Format, x_row, args_row, fams=None) -> int:
 
 # -------------------------------------------------------------- thresholds
 def thresholds(fmt: Format, n: int = 1000) -> dict:
-    """Exact limits of exp in the format, computed with mpmath (60 significant digits)."""
+    """Exact limits of exp in the format, computed with mpmath (60 significant digits), once
+    per process for each (format, n)."""
+    return dict(_thresholds(fmt, n))
+
+
+@functools.lru_cache(maxsize=64)
+def _thresholds(fmt: Format, n: int) -> dict:
     mpmath = _mp()
     with mpmath.mp.workdps(60):
         fmax = mpmath.mpf(fmt.max)
@@ -698,5 +706,3 @@ def _pred(fmt: Format, r: float) -> float:
     below = r - u / 2  # stepping below a power of two halves the ulp
     return below if float(fmt.ulp(below)) < u else r - u
 
-
-from .escalation import bump, compute_reference, decide  # noqa: E402,F401  (the tiers' driver)

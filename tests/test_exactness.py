@@ -79,8 +79,9 @@ def as_text(q: Fraction) -> str:
 
 
 def inspect(fmt_name, function, values, impl, target=None):
-    return run_inspect(function, values=[repr(float(v)) for v in values], dtypes=(fmt_name,),
-                       impls=[impl], target=target)
+    (one,) = run_inspect(function, values=[repr(float(v)) for v in values], dtypes=(fmt_name,),
+                         impls=[impl], target=target)["results"]
+    return one
 
 
 # ----------------------------------------------------- item 1: ulp binade
@@ -103,7 +104,7 @@ def test_ulp_is_taken_in_the_binade_of_the_exact_value(dtype, impl, values, elem
 def test_cli_json_reports_four_ulp_at_one_eighth(capsys):
     code = main(["inspect", "softmax", "--dtype", "float32", "--impl", "lse", "--format", "json", "--"]
                 + ["18.089799880981445"] * 8)
-    out = json.loads(capsys.readouterr().out)
+    (out,) = json.loads(capsys.readouterr().out)["results"]
     assert code == 0 and out["ulp_error"] == [4.0] * 8 and out["status"] == "ok"
     assert out["reference"] == ["0.125"] * 8
 
@@ -172,7 +173,7 @@ def test_figure_from_a_registered_kernel_on_a_crafted_vector():
 def test_finite_error_beyond_float64_is_never_inf(capsys):
     argv = ["inspect", "cross_entropy", "--dtype", "float64", "--impl", "clipped", "--target", "0"]
     assert main(argv + ["--format", "json", "--", "0", "-1000"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    (d,) = json.loads(capsys.readouterr().out)["results"]
     y = d["outputs"][0]
     assert math.isfinite(y) and y == pytest.approx(1e-7, rel=1e-6)
     want = oracle_ulp_figure(F64, "cross_entropy", [0.0, -1000.0], y, target=0)

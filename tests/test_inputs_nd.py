@@ -21,7 +21,10 @@ from numstab.inputs import load_input, open_input, round_inputs
 def cli_json(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
-    return code, json.loads(out) if out.strip() else None, err
+    d = json.loads(out) if out.strip() else None
+    if d and argv[0] == "inspect" and len(d.get("results", ())) == 1:
+        d = d["results"][0]  # numstab.inspect/4: one record per implementation and format
+    return code, d, err
 
 
 def logits(shape, seed=0, dtype=np.float16):

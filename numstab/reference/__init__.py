@@ -469,6 +469,47 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
     return ulp_b, (mpf_div(dlo, ahi, wp, "f"), mpf_div(dhi, alo, wp, "c"))
 
 
+def _sig3_exact(v: Fraction):
+    """3 significant digits of v > 0, ties to even (as metrics.quantize): a float, or a Decimal
+    beyond float64's range."""
+    from decimal import Decimal
+
+    from ..metrics import figure_value
+
+    e = math.floor(math.log10(v.numerator) - math.log10(v.denominator))  # within 1 of the truth
+    while Fraction(10) ** e > v:
+        e -= 1
+    while Fraction(10) ** (e + 1) <= v:
+        e += 1
+    k = round(v / Fraction(10) ** (e - 2))  # Fraction rounds half to even
+    if k == 1000:
+        k, e = 100, e + 1
+    f = figure_value(k, e)
+    return f if math.isfinite(f) else Decimal(k).scaleb(e - 2)
+
+
+def _rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:
+    """(ULP figure, relative figure) of a finite output y against an exact rational r, exactly."""
+    from ..metrics import figure_value
+
+    d = abs(Fraction(y) - r)
+    a = abs(r)
+    if a:
+        e = a.numerator.bit_length() - a.denominator.bit_length()
+        if Fraction(2) ** e > a:
+            e -= 1
+        ue = max(e, fmt.emin) - fmt.p + 1
+    else:
+        ue = fmt.emin - fmt.p + 1
+    u = d / Fraction(2) ** ue
+    ulp_fig = figure_value(round(u * 1000), -1) if u < 1 else _sig3_exact(u)
+    if not a:
+        return ulp_fig, (math.inf if d else 0.0)
+    rel = d / a
+    rel_fig = 0.0 if rel < Fraction(fmt.eps) / 1024 else _sig3_exact(rel)
+    return ulp_fig, rel_fig
+
+
 def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: int = MAX_PREC,
                   start: int | None = None):
     """Quantized (ULP, relative) figures of outputs, decided exactly: for each (j, y) of
@@ -481,6 +522,21 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
     out: list = [None] * len(items)
     fams = families([function])
     todo = list(range(len(items)))
+    rat = {}
+    for fam in fams:
+        if hasattr(fam, "rational"):
+            rat.update(fam.rational(x_row, _functions.as_args(target) if not isinstance(
+                target, (int, np.integer)) else {"target": target}))
+    if function in rat:  # rational exact values: figures decided exactly (ties included)
+        left = []
+        for i in todo:
+            j, y = items[i]
+            r = rat[function][j]
+            if r is None or not math.isfinite(y):
+                left.append(i)
+            else:
+                out[i] = _rational_figures(fmt, r, y)
+        todo = left
     prec = start or start_prec(fmt)
     while todo and prec <= max_prec:
         js = sorted({items[i][0] for i in todo})
@@ -548,14 +604,27 @@ def _string(iv, digits: int, prec: int):
     return None if c is None else _decimal_text(*c, digits, sign)
 
 
-def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None) -> dict[str, list]:
+def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
+                  elements=None) -> dict[str, list]:
     """Decimal strings of the exact values of one vector (``digits`` significant digits, every
     one of them right: the enclosure is refined until its two ends give the same string;
     None where the precision limit is reached first). ``target``: the vector's extra
-    arguments (an int: its target index); ``functions``: the names needed (default all)."""
+    arguments (an int: its target index); ``functions``: the names needed (default all);
+    ``elements``: the indices wanted of the per-element functions (default all; the others
+    are None)."""
     fams = families(functions) if functions is not None else None
-    names = enclose(x_row, target, 8, fmt.p, fams)
-    flat_f = [f for f, v in names.items() for _ in v]
+    wanted = None
+    if elements is not None:
+        names = {f: [None] * (1 if _functions.get(f).per_vector else len(x_row))
+                 for fam in (fams or families(args=_functions.as_args(target) if not isinstance(
+                     target, (int, np.integer)) else {"target": target}))
+                 for f in fam.FUNCTIONS if functions is None or f in functions}
+        wanted = {f: ([0] if len(v) == 1 and _functions.get(f).per_vector else sorted(set(elements)))
+                  for f, v in names.items()}
+        flat_f = [(f, j) for f, js in wanted.items() for j in js]
+    else:
+        names = enclose(x_row, target, 8, fmt.p, fams)
+        flat_f = [(f, j) for f, v in names.items() for j in range(len(v))]
     start = max(start_prec(fmt), 4 * digits)
     strings: dict = {}
 
@@ -568,12 +637,17 @@ def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None) 
         return i in strings
 
     def compute(prec):
-        return [(i, iv, prec) for i, iv in enumerate(_flat_enclose(fmt, x_row, target, prec, fams))]
+        if wanted is None:
+            flat = _flat_enclose(fmt, x_row, target, prec, fams)
+        else:
+            vals = enclose(x_row, target, prec, fmt.p, fams, wanted=wanted)
+            flat = [v for f in wanted for v in vals[f]]
+        return [(i, iv, prec) for i, iv in enumerate(flat)]
 
     escalate(fmt, compute, start=start, done=done)
-    out = {f: [] for f in names}
-    for i, f in enumerate(flat_f):
-        out[f].append(strings.get(i))
+    out = {f: [None] * len(v) for f, v in names.items()}
+    for i, (f, j) in enumerate(flat_f):
+        out[f][j] = strings.get(i)
     return out
 
 

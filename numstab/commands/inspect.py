@@ -11,14 +11,15 @@ from ..formats import get_format
 from ..functions import as_args
 from ..functions import get as get_function
 from ..metrics import DEFAULT_TOLERANCE
-from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum
+from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jvalue
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
                 top: int = 5) -> dict:
-    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/3).
+    """The inspect job. Returns the JSON-ready dict
+    (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
 
     ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
     ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read; ``top``: how many
@@ -85,7 +86,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "impl": o.impl.name, "accumulate": accumulate,
                     **({"target": int(tg[0])} if rec.takes == "target" else {}),
                     "inputs": [jnum(v) for v in x[0]],
-                    "outputs": [jnum(v) for v in yy],
+                    "outputs": [jvalue(v) for v in yy],
                     "reference": ex,
                     "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
                                   for j in range(np.atleast_1d(u).size)],
@@ -116,8 +117,6 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     **_masked_rows_returned(function, x, o.y),
                     "worst": worst(o, x, tg, fmt, top, src, specials),
                 })
-    if len(results) == 1:
-        return results[0]
     return {"schema": INSPECT_SCHEMA, "results": results}
 
 

@@ -67,4 +67,5 @@ def _exact_string(fmt, row, target: int, function: str, j: int, specials):
     from .masks import exact_strings
     from .reference import exact_strings as strings_of
 
-    return exact_strings(strings_of, fmt, row, target, specials, functions=[function])[function][j]
+    strings = exact_strings(strings_of, fmt, row, target, specials, functions=[function], elements=[j])
+    return strings[function][j]

@@ -399,8 +399,6 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     float, a Decimal where the figure is beyond float64's range, or None where the
     bounds straddle a quantization step. Steps are decided exactly (rationals).
     """
-    from decimal import Decimal
-
     from mpmath.libmp import fone, from_float, fzero, mpf_cmp, mpf_mul
 
     from ..metrics import figure_value

@@ -167,17 +167,22 @@ def _run_compare(label: str, opts: dict):
               help="Output.  [default: table; with -o, from the file's suffix: .md, .json, .csv, .html, "
                    ".txt]")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
-def compare(exporter, output, **opts):
+@click.option("--details", is_flag=True,
+              help="Table output: the table of every grid cell after the summary lines.")
+def compare(exporter, output, details, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
 
     exp = _exporter(exporter, output)
     atomic = _open_output(output)
     try:
         run = _run_compare("compare", opts)
-        if exp.name == "terminal" and atomic is None:
-            from .exporters.terminal import compare_table
+        if exp.name == "terminal":
+            from .exporters.terminal import compare, compare_table
 
-            compare_table(run)
+            if atomic is None:
+                compare_table(run, details=details)
+                return
+            _emit(compare(run, details=details), output, atomic)
             return
         _emit(exp.compare(run), output, atomic)
     except BaseException:

@@ -195,8 +195,11 @@ def audit_table(report, file=None) -> None:
         con.print(f"note: {note}", soft_wrap=True)
     for r in report.results:
         if r.first_failure:
-            con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
-                      + json.dumps(r.first_failure), soft_wrap=True)
+            ff = dict(r.first_failure)
+            vec = ff.pop("vector", [])
+            shown = _elide(vec)
+            con.print(f"[bold]{r.impl}[/] in {r.dtype}, worst failing input (row {ff.pop('row', '?')}): "
+                      f"{shown}; " + json.dumps(ff), soft_wrap=True)
         if r.worst and not r.passed:
             worst_table(con, list(r.worst), f"{r.impl} in {r.dtype}: worst {len(r.worst)} rows")
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
@@ -258,3 +261,13 @@ def compare(run: CompareRun, details: bool = True) -> str:
 
 def report_files(run: CompareRun, plots: dict) -> dict:
     return {}
+
+
+def _elide(vec, keep: int = 4) -> str:
+    """A vector as text; a long one as its first and last elements, its length and where the
+    whole of it is."""
+    items = [_j(v) for v in vec]
+    if len(items) <= 2 * keep + 2:
+        return "[" + ", ".join(items) + "]"
+    return ("[" + ", ".join(items[:keep]) + ", ..., " + ", ".join(items[-keep:])
+            + f"] ({len(items)} values; all of them in --format json, first_failure.vector)")

@@ -101,6 +101,9 @@ def input_options(f):
         click.option("--nonfinite", default="ieee", show_default=True, metavar="[ieee|limit]",
                      help="+inf inputs: ieee (the row's outputs are NaN; logsumexp +inf) or limit "
                           "(softmax([inf, 0]) = [1, 0]). NaN inputs give NaN under both."),
+        click.option("--temperature", type=float, metavar="T",
+                     help="Divide the inputs by T in the format first (a sampler's logits / T); the "
+                          "exact value is the function at x / T."),
         click.option("--masked-rows", "masked_rows", default="nan", show_default=True,
                      metavar="[nan|zeros|uniform]",
                      help="Correct output of a fully masked (all -inf) row: nan, zeros or uniform."),
@@ -272,7 +275,8 @@ def thresholds(dtypes, n, exporter):
               help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
-def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, target, targets_file, dtypes,
+def inspect(function, values, input_file, key, axis, nonfinite, temperature, masked_rows, target,
+            targets_file, dtypes,
             impls, accumulate, tolerance, top, exporter):
     """One input, every implementation: each element's output, exact value and error.
 
@@ -291,7 +295,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
                        validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
-                       specials=Specials(nonfinite, masked_rows), top=top)
+                       specials=Specials(nonfinite, masked_rows), top=top, temperature=temperature)
     if exporter == "json":
         click.echo(record(data), nl=False)
     else:
@@ -329,7 +333,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, key, axis, nonfinite,
-          masked_rows, top, targets_file, target,
+          temperature, masked_rows, top, targets_file, target,
           offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, exporter):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
@@ -357,7 +361,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid, timeout=timeout, device=device, key=key, axis=axis, nonfinite=nonfinite,
-                           masked_rows=masked_rows, top=top)]
+                           masked_rows=masked_rows, top=top, temperature=temperature)]
     report = run_audit(specs, argv=_argv_now())
     if exporter == "json":
         click.echo(record(report.to_dict()), nl=False)

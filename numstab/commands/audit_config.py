@@ -26,7 +26,7 @@ DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero", "limit")
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
                "sizes", "trials", "seed", "name", "timeout", "device", "key", "axis", "nonfinite",
-               "masked_rows", "top")
+               "masked_rows", "top", "temperature")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class AuditSpec:
     nonfinite: str = "ieee"  # masks.Specials: +inf inputs
     masked_rows: str = "nan"  # masks.Specials: fully masked rows
     top: int = 5  # the worst rows of an --input named in the result
+    temperature: float | None = None  # inputs divided by T in the format first (engine.scaled)
 
     @property
     def specials(self):
@@ -151,6 +152,8 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             device=str(d.get("device", "cpu")),
             key=d.get("key"), axis=d.get("axis"), nonfinite=d.get("nonfinite", "ieee"),
             masked_rows=d.get("masked_rows", "nan"), top=d.get("top", 5),
+            temperature=None if d.get("temperature") is None
+            else validate._number(d["temperature"], f"{where} 'temperature'"),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -159,7 +162,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
               targets=None, target=None, grid=(), name="", timeout=None, device="cpu", key=None,
-              axis=None, nonfinite="ieee", masked_rows="nan", top=5) -> AuditSpec:
+              axis=None, nonfinite="ieee", masked_rows="nan", top=5, temperature=None) -> AuditSpec:
     from .. import libraries as libraries_mod
     from .. import validate
 
@@ -194,6 +197,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
         target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
         key=key, axis=axis, nonfinite=nonfinite, masked_rows=masked_rows, top=int(top),
+        temperature=None if temperature is None else float(temperature),
     )
 
 

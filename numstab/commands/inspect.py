@@ -17,7 +17,7 @@ from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jv
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
-                top: int = 5) -> dict:
+                top: int = 5, temperature=None) -> dict:
     """The inspect job. Returns the JSON-ready dict
     (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
 
@@ -62,9 +62,15 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         x = round_inputs(fmt, x0)
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
-        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups, specials=specials)
+        outs, _, _ = evaluate(fmt, x, tg, chosen, accumulate, tolerance, groups, specials=specials,
+                              temperature=temperature)
+        xe = x  # the inputs of the exact values: x / T with a temperature
+        if temperature is not None:
+            from ..engine import scaled
+
+            xe, _ = scaled(fmt, x, [], temperature)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        ex = (masks.exact_strings(exact_strings, fmt, x[0], int(tg[0]), specials,
+        ex = (masks.exact_strings(exact_strings, fmt, xe[0], int(tg[0]), specials,
                                   functions=[function])[function] if B == 1 else None)
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
@@ -86,6 +92,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "impl": o.impl.name, "accumulate": accumulate,
                     **({"target": int(tg[0])} if rec.takes == "target" else {}),
                     "inputs": [jnum(v) for v in x[0]],
+                    **({"temperature": temperature, "scaled_inputs": [jnum(v) for v in xe[0]]}
+                       if temperature is not None else {}),
                     "outputs": [jvalue(v) for v in yy],
                     "reference": ex,
                     "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
@@ -97,7 +105,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "causes": cause_counts(np.atleast_1d(st), np.atleast_1d(o.cause[0])),
                     "cause_inferred": o.inferred,
                     "flags": list(flags),
-                    "verdict": verdict(fmt, th, function, o.impl.name, x[0], yy, st, o.cause[0], u,
+                    "verdict": verdict(fmt, th, function, o.impl.name, xe[0], yy, st, o.cause[0], u,
                                        flags, events, tolerance, o.inferred,
                                        tg[0] if rec.takes == "target" else None),
                     **({"scalar": True} if scalar else {}),
@@ -115,7 +123,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
                     **({"shape": list(src.shape), "axis": src.axis} if src is not None else {}),
                     **_masked_rows_returned(function, x, o.y),
-                    "worst": worst(o, x, tg, fmt, top, src, specials),
+                    "worst": worst(o, x, tg, fmt, top, src, specials, x_exact=xe),
                 })
     return {"schema": INSPECT_SCHEMA, "results": results}
 

@@ -42,9 +42,11 @@ class _Task:
 
     @property
     def cost(self) -> float:
-        """Rough seconds: mpmath settles ~1.5e4 elements/s, the fast path ~2e6 (with the kernels)."""
-        mp = self.mode == "mpmath" or not fast_supported(get_format(self.dtype))
-        return self.elements / (1.5e4 if mp else 2e6)
+        """Rough seconds: mpmath settles ~1.5e4 elements/s, the fast path ~2e6 (with the kernels),
+        its quad tier (float64 targets) ~3e5."""
+        fmt = get_format(self.dtype)
+        mp = self.mode == "mpmath" or not fast_supported(fmt)
+        return self.elements / (1.5e4 if mp else 3e5 if fmt.p > 24 else 2e6)
 
 
 def _run_task(task: _Task) -> list[CellResult]:

@@ -64,6 +64,8 @@ def make_plots(run: CompareRun) -> dict[str, bytes]:
     out = {}
     for name, dt, fn in plot_names(run):
         rs = [r for r in run.results if r.dtype == dt and r.function == fn]
+        at = next((r.target_at for r in rs if r.target_at), None)  # one place of the target per plot
+        rs = [r for r in rs if r.target_at == at]
         if name.endswith("_ulp.png"):
             out[name] = _ulp_plot(plt, rs, ths.get(dt), dt, fn, run.meta.get("tolerance", 4.0))
         else:

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import functions as _functions
 from ..formats import Format
-from ..results import RefData
+from ..results import RefData, big_figure
 from .core import TINY, _mp, from_interval, mag, quad, strict  # noqa: F401  (the formula modules' tools)
 
 _mag = mag
@@ -395,8 +395,6 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     float, a Decimal where the figure is beyond float64's range, or None where the
     bounds straddle a quantization step. Steps are decided exactly (rationals).
     """
-    from decimal import Decimal
-
     from mpmath.libmp import fone, from_float, fzero, mpf_cmp, mpf_mul
 
     from ..metrics import figure_value
@@ -424,7 +422,7 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     if c is None:
         return None
     v = figure_value(*c)
-    return v if math.isfinite(v) else Decimal(c[0]).scaleb(c[1] - 2)
+    return v if math.isfinite(v) else big_figure(c[0], c[1])
 
 
 def _error_bounds(fmt: Format, iv, y: float, prec: int):
@@ -472,8 +470,6 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
 def _sig3_exact(v: Fraction):
     """3 significant digits of v > 0, ties to even (as metrics.quantize): a float, or a Decimal
     beyond float64's range."""
-    from decimal import Decimal
-
     from ..metrics import figure_value
 
     e = math.floor(math.log10(v.numerator) - math.log10(v.denominator))  # within 1 of the truth
@@ -485,7 +481,7 @@ def _sig3_exact(v: Fraction):
     if k == 1000:
         k, e = 100, e + 1
     f = figure_value(k, e)
-    return f if math.isfinite(f) else Decimal(k).scaleb(e - 2)
+    return f if math.isfinite(f) else big_figure(k, e)
 
 
 def _rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:

@@ -94,7 +94,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         g = grids[fmt.name]
         for n in g.sizes:
             for sp in g.spreads:
-                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
+                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed, g.mask)
                 whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at))
     total = sum(t.cost for t in whole)
     if jobs <= 1 or total < 1.0:
@@ -106,7 +106,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         k = min(len(t.grid.offsets), max(1, int(np.ceil(t.cost / piece))))
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
-                           t.grid.trials, t.grid.seed)
+                           t.grid.trials, t.grid.seed, t.grid.mask)
             out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at))
     return out
 
@@ -115,7 +115,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
-                target_at=TARGET_AT) -> CompareRun:
+                target_at=TARGET_AT, mask: str = "none") -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``target_at``: where the target of cross_entropy (any function taking a target) sits in
@@ -135,12 +135,12 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
+    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask) for f in fmts}
     jobs_ = default_jobs() if jobs is None else int(jobs)
     _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
         g = grids[f.name]
-        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
+        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed, g.mask)
         grid_cells(f, probe)
     if verify < 0:
         raise UsageError("--verify must be >= 0")

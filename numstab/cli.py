@@ -150,6 +150,9 @@ def run_options(f):
         click.option("--verify", type=int, default=0, metavar="K", show_default=True,
                      help="Self-check: recompute K random vectors of every piece at twice the "
                           "precision; exit 1 on any disagreement."),
+        click.option("--mask", default="none", show_default=True, metavar="[none|-inf|min|min2]",
+                     help="Additive attention mask on the second half of every vector, in the format: "
+                          "-inf, finfo.min once (min) or twice (min2)."),
         click.option("--target-at", "target_at", default="argmax,argmin,random", show_default=True,
                      metavar="[argmax|argmin|random],...",
                      help="Where cross_entropy's target sits in each vector; each reported separately."),

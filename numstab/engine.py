@@ -19,7 +19,7 @@ from .functions import FUNCTIONS, REGISTRY, Impl, as_args
 from .functions import get as get_function
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference.escalation import compute_reference
-from .results import FLAG_NAMES, INACCURATE, STATUSES, RefData
+from .results import FLAG_NAMES, INACCURATE, STATUSES, BigFigure, RefData
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
             "divide by zero": "divide"}
@@ -116,7 +116,7 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
                     continue
                 done[i] = True
                 for kind, v, arr in (("ulp", fig[0], eu), ("rel", fig[1], er)):
-                    if isinstance(v, Decimal):
+                    if isinstance(v, (Decimal, BigFigure)):
                         o.big[(kind, i)] = v
                         v = np.inf
                     arr[i] = v

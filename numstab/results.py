@@ -79,6 +79,58 @@ def jvalue(v):
     return v
 
 
+class BigFigure:
+    """A figure whose decimal exponent is beyond even Decimal's (about 10^18): k * 10^(e - 2), k of
+    3 digits. Finite (e.g. the relative error of a finite output against an exact value near
+    exp(-2e308)); it orders above every float and Decimal and prints its digits."""
+
+    __slots__ = ("k", "e")
+
+    def __init__(self, k: int, e: int):
+        self.k, self.e = int(k), int(e)
+
+    def _key(self):
+        return (self.e, self.k)
+
+    def __eq__(self, other):
+        return isinstance(other, BigFigure) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __lt__(self, other):
+        return isinstance(other, BigFigure) and self._key() < other._key()
+
+    def __gt__(self, other):
+        return not isinstance(other, BigFigure) or self._key() > other._key()
+
+    def __le__(self, other):
+        return self == other or self < other
+
+    def __ge__(self, other):
+        return self == other or self > other
+
+    def __format__(self, spec: str) -> str:
+        d = str(self.k).rstrip("0")
+        return f"{d[0]}{'.' + d[1:] if len(d) > 1 else ''}e+{self.e}"
+
+    def __str__(self) -> str:
+        return format(self, "")
+
+    __repr__ = __str__
+
+
+def big_figure(k: int, e: int):
+    """The figure k * 10^(e - 2) beyond float64's range: a Decimal (exponents within Decimal's
+    range, computed in a context that allows them), else a :class:`BigFigure`."""
+    from decimal import MAX_EMAX, MIN_EMIN, Context
+
+    k, e = int(k), int(e)
+    if e + 3 < MAX_EMAX:
+        return Decimal(k).scaleb(e - 2, context=Context(Emax=MAX_EMAX, Emin=MIN_EMIN))
+    return BigFigure(k, e)
+
+
 def jnum(v):
     """A float as JSON allows it: finite floats as numbers, infinities as strings, NaN as null.
 
@@ -87,7 +139,7 @@ def jnum(v):
     """
     if v is None:
         return None
-    if isinstance(v, Decimal):
+    if isinstance(v, (Decimal, BigFigure)):
         return f"{v:.3g}"
     v = float(v)
     if math.isnan(v):

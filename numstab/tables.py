@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .results import STATUSES, CompareRun
+from .results import STATUSES, BigFigure, CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
@@ -36,7 +36,7 @@ def sig(text: str, digits: int = 12) -> str:
 
 
 def fmt_num(v: float, digits: int = 3) -> str:
-    if isinstance(v, Decimal):  # a figure beyond float64's range: finite
+    if isinstance(v, (Decimal, BigFigure)):  # a figure beyond float64's range: finite
         return f"{v:.{digits}g}"
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"

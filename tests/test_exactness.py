@@ -294,3 +294,24 @@ def test_rational_exact_value_on_a_quantization_tie_is_decided_whatever_else_run
         np.testing.assert_array_equal(o.ulp, np.full((1, 5), 0.2))
         np.testing.assert_array_equal(o.rel, np.full((1, 5), 0.0156))
         assert (o.status == 0).all(), names
+
+
+def test_relative_figure_beyond_every_decimal_exponent_is_printed_with_its_digits():
+    """cross_entropy in float64 of [1e308, -1e308], target 0: exact log1p(exp(-2e308)), about
+    10^-8.7e307; clipped's output ~1e-7 has a relative error of about 10^8.7e307 -- beyond float64
+    and beyond Decimal's largest exponent (10^18). It once crashed numstab (internal error)."""
+    from numstab.results import jnum
+
+    fmt = FORMATS["float64"]
+    x = np.array([[1e308, -1e308]])
+    outs, _, _ = evaluate(fmt, x, np.zeros(1, dtype=np.int64), [REGISTRY["cross_entropy"]["clipped"]])
+    o = outs[0]
+    y = float(o.y[0])
+    with mpmath.workdps(700):
+        r = mpmath.log1p(mpmath.exp(mpmath.mpf(-1e308) - mpmath.mpf(1e308)))
+        lg = mpmath.log10(abs(mpmath.mpf(y) - r)) - mpmath.log10(r)
+        e = int(mpmath.floor(lg))
+        k = int(mpmath.nint(mpmath.power(10, lg - e + 2)))
+    want = f"{str(k)[0]}.{str(k)[1:].rstrip('0')}e+{e}".replace(".e", "e")
+    assert jnum(o.figure("rel", (0,))) == want
+    assert e > 10**307

@@ -322,3 +322,22 @@ def test_builtin_results_have_no_library(capsys):
 def test_quantized_helper_matches_readme():
     assert sig3(mpmath.mpf("0.27714")) == 0.277 and sig3(259.5000001) == 260.0
     assert math.isclose(round_to(mpmath.mpf(1) / 3, "float16"), 0.333251953125)
+
+
+def test_backward_adapters_take_the_cotangent_in_the_logits_format():
+    """Cotangents arrive as float64 arrays of the format's values; jax.vjp refuses a cotangent of
+    another dtype than the output's, so the adapters pass it in the logits' format: the VJP of
+    softmax at [0, 0] (float16) with v = [1, 0] is s * (v - s.v) = [0.25, -0.25] exactly."""
+    from numstab.adapters import isolate
+    from numstab.libraries import cast, load
+
+    x = np.zeros((1, 2), dtype=np.float16)
+    v = np.array([[1.0, 0.0]])
+    for lib in ("jax", "torch"):
+        if importlib.util.find_spec(lib) is None:
+            continue
+        mod, _ = load(lib)
+        (ad,) = mod.adapters("softmax_backward", "cpu")
+        # in a child, as every library call: JAX's threads must not start in the test process
+        g = isolate(lambda ad=ad: cast(ad.call(x, v), x.dtype), lib, timeout=120)()
+        assert g.dtype == np.float16 and g.tolist() == [[0.25, -0.25]], lib

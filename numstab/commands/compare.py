@@ -108,7 +108,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         g = grids[fmt.name]
         for n in g.sizes:
             for sp in g.spreads:
-                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
+                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed, g.mask)
                 whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
                                    extras))
     total = sum(t.cost for t in whole)
@@ -121,7 +121,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         k = min(len(t.grid.offsets), max(1, int(np.ceil(t.cost / piece))))
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
-                           t.grid.trials, t.grid.seed)
+                           t.grid.trials, t.grid.seed, t.grid.mask)
             out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at,
                              extras))
     return out
@@ -131,7 +131,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
-                target_at=TARGET_AT, label=None, cotangent=None, label_smoothing=None) -> CompareRun:
+                target_at=TARGET_AT, mask: str = "none", label=None, cotangent=None,
+                label_smoothing=None) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
@@ -154,7 +155,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
+    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask) for f in fmts}
     extras = make_extras(label, cotangent, label_smoothing)
     for g in grids.values():
         check_extras(extras, g.sizes)
@@ -162,7 +163,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
         g = grids[f.name]
-        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
+        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed, g.mask)
         grid_cells(f, probe, extras)
     if verify < 0:
         raise UsageError("--verify must be >= 0")

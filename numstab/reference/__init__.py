@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import functions as _functions
 from ..formats import Format
-from ..results import RefData
+from ..results import RefData, big_figure
 from .core import TINY, _mp, from_interval, mag, quad, strict  # noqa: F401  (the formula modules' tools)
 
 _mag = mag
@@ -426,19 +426,7 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     if c is None:
         return None
     v = figure_value(*c)
-    return v if math.isfinite(v) else _big_decimal(int(c[0]), int(c[1]) - 2)
-
-
-def _big_decimal(k: int, e: int):
-    """k * 10^e as a Decimal, or inf where e is beyond even Decimal's exponent range (10^(10^18):
-    a relative error against an exact value like exp(-1e38); the float figure is inf too)."""
-    import decimal
-
-    ctx = decimal.Context(Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, prec=28)
-    try:
-        return ctx.scaleb(decimal.Decimal(k), e)
-    except (decimal.InvalidOperation, decimal.Overflow):
-        return math.inf
+    return v if math.isfinite(v) else big_figure(c[0], c[1])
 
 
 def _error_bounds(fmt: Format, iv, y: float, prec: int):
@@ -486,8 +474,6 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
 def _sig3_exact(v: Fraction):
     """3 significant digits of v > 0, ties to even (as metrics.quantize): a float, or a Decimal
     beyond float64's range."""
-    from decimal import Decimal
-
     from ..metrics import figure_value
 
     e = math.floor(math.log10(v.numerator) - math.log10(v.denominator))  # within 1 of the truth
@@ -499,7 +485,7 @@ def _sig3_exact(v: Fraction):
     if k == 1000:
         k, e = 100, e + 1
     f = figure_value(k, e)
-    return f if math.isfinite(f) else Decimal(k).scaleb(e - 2)
+    return f if math.isfinite(f) else big_figure(k, e)
 
 
 def _rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:

@@ -71,7 +71,8 @@ def _run_task(task: _Task) -> list[CellResult]:
     slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
     plain = [i for i in chosen if i.record.takes != "target"]
     with_target = [i for i in chosen if i.record.takes == "target"]
-    runs = [(None, plain, args)] if plain else []
+    kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
+    runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
     runs += ([(m, with_target, {**args, "target": targets_at(m, x, target)}) for m in task.target_at]
              if with_target else [])
     results = []

@@ -182,7 +182,52 @@ def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> li
     return out
 
 
+def rational(x_row, args_row: dict) -> dict[str, list]:
+    """The gradients that are rational, exactly (Fraction per element): with V = sum(v) = 0,
+    log_softmax_backward = v (the softmax term vanishes whatever x); with every x equal (s = 1/n),
+    softmax_backward = (v_i - V/n) / n, log_softmax_backward = v_i - V/n and
+    cross_entropy_backward = 1/n - [i = target]. Their enclosures are points (or, for
+    non-dyadic rationals, intervals that never contain a rounding boundary) and their figures
+    are decided exactly, ties included."""
+    from fractions import Fraction
+
+    x = np.asarray(x_row, dtype=np.float64)
+    if not np.isfinite(x).all() or x.size == 0:
+        return {}
+    n = x.size
+    equal = bool((x == x[0]).all())
+    out: dict = {}
+    v = args_row.get("cotangent") if args_row else None
+    if v is not None:
+        vq = [Fraction(float(a)) for a in np.broadcast_to(np.asarray(v, dtype=np.float64), x.shape)]
+        V = sum(vq, Fraction(0))
+        if V == 0:
+            out["log_softmax_backward"] = vq
+        if equal:
+            out["log_softmax_backward"] = [a - V / n for a in vq]
+            out["softmax_backward"] = [(a - V / n) / n for a in vq]
+    t = args_row.get("target") if args_row else None
+    if t is not None and equal:
+        out["cross_entropy_backward"] = [Fraction(1, n) - (1 if i == int(t) else 0) for i in range(n)]
+    return out
+
+
+def _rational_iv(q, prec: int) -> tuple:
+    L = _lib()
+    lo = L.from_rational(q.numerator, q.denominator, prec, "f")
+    hi = L.from_rational(q.numerator, q.denominator, prec, "c")
+    return (lo, hi, lo, hi)
+
+
 def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
+    out = _enclose(x_row, args_row, prec, fmt_p)
+    for f, qs in rational(x_row, args_row).items():
+        if f in out:
+            out[f] = [_rational_iv(q, prec + 10) for q in qs]
+    return out
+
+
+def _enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
     out = {}
     v = args_row.get("cotangent") if args_row else None
     if v is not None:

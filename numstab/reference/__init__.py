@@ -65,6 +65,13 @@ def families(functions=None, args=None) -> list:
     return [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
 
 
+def _as_row_args(args_row) -> dict:
+    """One vector's extra arguments as a dict; a bare index is a target."""
+    if isinstance(args_row, (int, np.integer)):
+        return {"target": args_row}
+    return _functions.as_args(args_row)
+
+
 def row_args(args, b: int) -> dict:
     """One vector's extra arguments."""
     return {k: v[b] for k, v in _functions.as_args(args).items()}
@@ -75,8 +82,7 @@ def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None)
     with ``wanted`` ({function: element indices}) only those elements of those functions (a
     family whose ``enclose`` takes no ``wanted`` encloses everything, and the elements are
     picked out here)."""
-    args_row = _functions.as_args(args_row) if not isinstance(args_row, (int, np.integer)) \
-        else {"target": args_row}
+    args_row = _as_row_args(args_row)
     out = {}
     for fam in fams or families(args=args_row):
         if wanted is None:
@@ -172,7 +178,7 @@ def fast_reference(fmt: Format, x: np.ndarray, target, tier: int = 0, functions=
 def exact_values(x_row, target, prec: int) -> dict[str, list]:
     """All reference values of one vector as mpf at working precision ``prec`` (nearest, no bound)."""
     make = _mp().mp.make_mpf
-    args_row = {"target": target} if isinstance(target, (int, np.integer)) else _functions.as_args(target)
+    args_row = _as_row_args(target)
     out = {}
     for fam in families(args=args_row):
         if hasattr(fam, "exact_raw"):
@@ -525,8 +531,7 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
     rat = {}
     for fam in fams:
         if hasattr(fam, "rational"):
-            rat.update(fam.rational(x_row, _functions.as_args(target) if not isinstance(
-                target, (int, np.integer)) else {"target": target}))
+            rat.update(fam.rational(x_row, _as_row_args(target)))
     if function in rat:  # rational exact values: figures decided exactly (ties included)
         left = []
         for i in todo:

@@ -103,14 +103,16 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
             sel = [tuple(i) for i in idx[idx[:, 0] == b]]
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
             xb, ab = x[b], row_args(target, b)
+            figs = None
             if not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
-                from .masks import compact_row
-
-                xb, tb, cols = compact_row(xb, int(ab.get("target", 0)), specials)
-                ab = {"target": tb} if "target" in ab else {}
-                pos = {int(c): i for i, c in enumerate(cols)}
-                items = [(pos[j] if len(sel[0]) > 1 else 0, v) for j, v in items]
-            for i, fig in zip(sel, exact_figures(fmt, xb, ab, f, items)):
+                figs, xb, ab, items = _masked_figures(fmt, f, xb, ab, items, specials)
+            if figs is None or any(g is None for g in figs):
+                rest = [k for k, g in enumerate(figs or [None] * len(items)) if g is None]
+                got = exact_figures(fmt, xb, ab, f, [items[k] for k in rest]) if xb is not None else []
+                figs = list(figs or [None] * len(items))
+                for k, g in zip(rest, got):
+                    figs[k] = g
+            for i, fig in zip(sel, figs):
                 if fig is None:
                     ref[f].determined[i] = False
                     continue
@@ -121,6 +123,36 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
                         v = np.inf
                     arr[i] = v
         o.exact = (done, eu, er)
+
+
+def _masked_figures(fmt, function: str, x_row, args_row, items, specials):
+    """Figures of a row holding non-finite entries: exactly (rationals) where the limits fix
+    the exact value; the other items moved to the finite vector the reference saw.
+    Returns (figures or None per item, that vector, its arguments, the moved items)."""
+    from fractions import Fraction
+
+    from .masks import compact, fixed_values
+    from .reference import rational_figures
+
+    vals, fixed = fixed_values(fmt, function, x_row, args_row, specials)
+    c = compact(function, x_row, args_row, specials)
+    xs, a, cols = c if c is not None else (None, None, np.array([], dtype=np.int64))
+    pos = {int(j): i for i, j in enumerate(cols)}
+    figs, moved = [], []
+    for j, y in items:
+        if fixed[j if len(fixed) > 1 else 0]:
+            v = float(vals[j if len(fixed) > 1 else 0])
+            # an open figure against a fixed value: a finite number of the format (else the
+            # figure is 0 or infinite and never open)
+            if np.isfinite(v):
+                figs.append(rational_figures(fmt, Fraction(v), y))
+            else:
+                figs.append((0.0, 0.0) if y == v or (np.isnan(y) and np.isnan(v)) else (np.inf, np.inf))
+            moved.append((0, y))
+        else:
+            figs.append(None)
+            moved.append((pos[j] if len(fixed) > 1 else 0, y))
+    return figs, xs, a, moved
 
 
 @dataclass

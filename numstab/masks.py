@@ -23,6 +23,13 @@ Semantics (README "Masks and infinite inputs"):
   target, else +inf), logsumexp +inf.
 * **NaN** makes every output of its row NaN under both: an implementation that returns
   a number there hides the NaN (cause ``nan_hidden``).
+* **element-wise functions** (the binary family): each element is its own vector; a
+  non-finite element has its own limit (sigmoid(-inf) = 0, softplus(+inf) = +inf, ...)
+  and leaves the others alone.
+* **gradients**: s_j = 0 at a dropped entry, so softmax_backward is 0 there,
+  log_softmax_backward v_j (and v_j still counts in sum(v): the reference gets the
+  dropped cotangents as ``cotangent_rest``), cross_entropy_backward 0, or -1 at a dropped
+  target (the rest is then computed without a target: index len(x)).
 
 An exact value that is itself infinite or NaN is stored in :class:`reference.RefData`
 with ``rounded`` = that value and ``ulp`` = +inf (no finite number of the format is
@@ -33,11 +40,13 @@ error.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import UsageError
+from .results import RefData
 
 NONFINITE = ("ieee", "limit")
 MASKED_ROWS = ("nan", "zeros", "uniform")
@@ -71,24 +80,62 @@ class Rule:
 
     ``per_element``: one output per input element (softmax, log_softmax), else one per
     vector. ``dropped``: the value at an entry that drops out (a masked entry; a finite
-    entry beside +inf under ``limit``). ``target_dropped``: a per-vector function's value
-    when its target entry drops out (cross-entropy: +inf); None: no target. ``empty``: the
-    value of a fully masked row per policy (None: computed as for ``uniform``, the
-    reference of n equal entries). ``ieee_inf``: the value under ``ieee`` with +inf.
-    ``pinf``: a per-vector value fixed whenever +inf is present (logsumexp: +inf), None to
-    compute it from the entries that stay.
+    entry beside +inf under ``limit``), or the name of an extra argument whose value it is
+    there (log_softmax_backward: the cotangent). ``target_dropped``: a per-vector
+    function's value when its target entry drops out (cross-entropy: +inf); None: no
+    target. ``target_element``: a per-element function's value at a dropped target entry
+    (cross_entropy_backward: s - onehot = -1 there); the entries that stay are then
+    computed without a target. ``empty``: the value of a fully masked row per policy
+    (None: computed as for ``uniform``, the reference of n equal entries; :data:`DROPPED`:
+    every entry takes its dropped value, as a safe softmax's s = 0 gives). ``ieee_inf``:
+    the value under ``ieee`` with +inf. ``pinf``: a per-vector value fixed whenever +inf
+    is present (logsumexp: +inf), None to compute it from the entries that stay.
+    ``smoothing_dropped``: a per-vector value whenever an entry drops out and the label
+    smoothing is > 0 (its eps/n weight then multiplies log 0). ``rest``: an extra
+    argument whose dropped entries still count through their sum (log_softmax_backward:
+    sum(v) over every entry); the reference gets it as ``<rest>_rest``. ``elementwise``:
+    for element-wise functions, ``limit(x, args)`` -> the exact values at the non-finite
+    entries of x (each element is its own vector: nothing is dropped or masked).
     """
 
     per_element: bool
-    dropped: float = math.nan
+    dropped: float | str = math.nan
     target_dropped: float | None = None
-    empty: tuple = ()  # ((policy, value or None), ...)
+    target_element: float | None = None
+    empty: tuple = ()  # ((policy, value, None or DROPPED), ...)
     ieee_inf: float = math.nan
     pinf: float | None = None
     empty_scalar: float | None = None  # a per-vector value of a fully masked row, whatever the policy
+    smoothing_dropped: float | None = None
+    rest: str | None = None
+    elementwise: Callable | None = None
 
 
 INF, NAN = math.inf, math.nan
+DROPPED = "dropped"
+
+
+def _limits(at_minus_inf: float, at_plus_inf: float) -> Callable:
+    """An element-wise function's limits at -inf and +inf (NaN stays NaN)."""
+    def limit(x, args):
+        return np.where(np.isnan(x), NAN, np.where(x > 0, at_plus_inf, at_minus_inf))
+    return limit
+
+
+def _bce_limit(x, args):
+    """binary_cross_entropy(x, z) = softplus(x) - x z: at x -> -inf it tends to -x z (+inf unless
+    z = 0, then 0); at x -> +inf to x (1 - z) (+inf unless z = 1, then 0)."""
+    z = np.broadcast_to(_label(args, x), x.shape)
+    return np.where(np.isnan(x) | np.isnan(z), NAN,
+                    np.where(x > 0, np.where(z == 1, 0.0, INF), np.where(z == 0, 0.0, INF)))
+
+
+def _label(args, x):
+    z = np.asarray(args["label"], dtype=np.float64)
+    return z[..., None] if z.ndim == x.ndim - 1 else z
+
+
+_SAFE = (("nan", NAN), ("zeros", DROPPED), ("uniform", None))
 #: The functions whose exact value at non-finite inputs numstab knows.
 RULES: dict[str, Rule] = {
     "softmax": Rule(True, dropped=0.0, empty=(("nan", NAN), ("zeros", 0.0), ("uniform", None))),
@@ -96,6 +143,18 @@ RULES: dict[str, Rule] = {
     "logsumexp": Rule(False, ieee_inf=INF, pinf=INF, empty_scalar=-INF),
     "cross_entropy": Rule(False, target_dropped=INF,
                           empty=(("nan", NAN), ("zeros", INF), ("uniform", None))),
+    "smoothed_cross_entropy": Rule(False, target_dropped=INF, smoothing_dropped=INF,
+                                   empty=(("nan", NAN), ("zeros", INF), ("uniform", None))),
+    # s_i (v_i - s.v): 0 where s_i = 0
+    "softmax_backward": Rule(True, dropped=0.0, empty=_SAFE),
+    # v_i - s_i sum(v): v_i where s_i = 0, and every v_j counts in the sum
+    "log_softmax_backward": Rule(True, dropped="cotangent", rest="cotangent", empty=_SAFE),
+    # s_i - [i = target]
+    "cross_entropy_backward": Rule(True, dropped=0.0, target_element=-1.0, empty=_SAFE),
+    "sigmoid": Rule(True, elementwise=_limits(0.0, 1.0)),
+    "log_sigmoid": Rule(True, elementwise=_limits(-INF, 0.0)),
+    "softplus": Rule(True, elementwise=_limits(0.0, INF)),
+    "binary_cross_entropy": Rule(True, elementwise=_bce_limit),
 }
 
 
@@ -130,6 +189,8 @@ class Plan:
 
 
 def plan(x: np.ndarray, target: np.ndarray, specials: Specials | None = DEFAULT) -> Plan:
+    """How each row of x (B, n) reduces to the finite vector the reference sees, for the
+    row-coupled functions of :data:`RULES` (element-wise ones need no plan)."""
     specials = specials or DEFAULT
     B, n = x.shape
     nan_row = np.isnan(x).any(axis=1)
@@ -152,6 +213,8 @@ def plan(x: np.ndarray, target: np.ndarray, specials: Specials | None = DEFAULT)
     computed |= uniform
     fixed, fixed_mask = {}, {}
     for f, rule in RULES.items():
+        if rule.elementwise:
+            continue
         v = np.full(B, np.nan)
         m = nan_row.copy()  # NaN in: NaN out
         if not limit:
@@ -165,6 +228,8 @@ def plan(x: np.ndarray, target: np.ndarray, specials: Specials | None = DEFAULT)
         if rule.empty_scalar is not None:
             m |= e
             v[e] = rule.empty_scalar
+        elif isinstance(pol, str):  # DROPPED: every entry keeps its dropped value
+            pass
         elif not (specials.masked_rows == "uniform" and rule.empty):
             m |= e
             v[e] = pol
@@ -173,29 +238,24 @@ def plan(x: np.ndarray, target: np.ndarray, specials: Specials | None = DEFAULT)
     return Plan(keep, values, computed, pinf_row & limit, fixed, fixed_mask)
 
 
-def _special_ref(shape, value):
-    """RefData fields for an exact value that is 0, +-inf or NaN."""
+def exact_ref(fmt, values) -> RefData:
+    """RefData of exact values known in float64: numbers of the format (their own rounding,
+    error 0), 0 (ulp: the smallest subnormal) or +-inf and NaN (ulp = +inf: no finite number
+    of the format is near them)."""
     from .results import RefData
 
-    v = np.full(shape, value, dtype=np.float64)
-    ulp = np.full(shape, np.inf)
-    z = np.zeros(shape)
-    return RefData(v, ulp, z.copy(), z.copy(), z.copy(), z.copy(), np.ones(shape, dtype=bool),
-                   np.ones(shape, dtype=bool))
-
-
-def _zero_ref(fmt, shape):
-    """RefData of an exact 0: a number of the format, so it keeps its ulp (the smallest subnormal)."""
-    from .results import RefData
-
-    z = np.zeros(shape)
-    return RefData(z.copy(), np.full(shape, fmt.smallest_subnormal), z.copy(), z.copy(),
-                   np.full(shape, np.inf), np.full(shape, np.inf), np.ones(shape, dtype=bool),
-                   np.ones(shape, dtype=bool))
+    v = np.array(values, dtype=np.float64)
+    fin = np.isfinite(v)
+    ulp = np.where(fin, fmt.ulp(np.where(fin, v, 0.0)), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(fin, np.where(v != 0, ulp / np.abs(v), np.inf), 0.0)
+    z = np.zeros(v.shape)
+    yes = np.ones(v.shape, dtype=bool)
+    return RefData(v, ulp, z, z.copy(), q, q.copy(), yes, yes.copy())
 
 
 def _fill(fmt, shape, value):
-    return _zero_ref(fmt, shape) if value == 0 else _special_ref(shape, value)
+    return exact_ref(fmt, np.full(shape, value, dtype=np.float64))
 
 
 def _put(dst, index, src) -> None:
@@ -203,57 +263,172 @@ def _put(dst, index, src) -> None:
         getattr(dst, k)[index] = getattr(src, k)
 
 
+def dropped_values(function: str, x: np.ndarray, args: dict) -> np.ndarray:
+    """(B, n): the exact value of a per-element function at each entry, were it dropped."""
+    rule = RULES[function]
+    if isinstance(rule.dropped, str):
+        out = np.broadcast_to(np.asarray(args[rule.dropped], dtype=np.float64), x.shape).copy()
+    else:
+        out = np.full(x.shape, rule.dropped, dtype=np.float64)
+    if rule.target_element is not None and "target" in args:
+        hit = np.arange(x.shape[1]) == np.asarray(args["target"]).reshape(-1, 1)
+        out[hit] = rule.target_element
+    return out
+
+
+def _default_functions(args: dict) -> list:
+    from .functions import FUNCTIONS
+
+    return [f for f, rec in FUNCTIONS.items() if f in RULES and (rec.takes is None or rec.takes in args)]
+
+
 def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEFAULT,
               functions=None) -> dict:
     """The exact reference of a batch that may hold -inf, +inf or NaN.
 
-    ``compute(fmt, x, args)`` is the reference of finite vectors (dict of RefData; ``args``
-    the batch's extra arguments, functions.as_args); rows without a non-finite entry go to
-    it unchanged, the others as their compacted finite vectors (grouped by length), with
-    the limit values put back around them. ``functions``: the names needed (default: every
-    function of :data:`RULES`).
+    ``compute(fmt, x, args, functions)`` is the reference of finite vectors (dict of RefData;
+    ``args`` the batch's extra arguments, functions.as_args); rows without a non-finite
+    entry go to it unchanged, the others as their compacted finite vectors (grouped by
+    length, extra arguments compacted alike), with the limit values put back around them.
+    Element-wise functions see every element, the non-finite ones replaced by 0 and then
+    by their limits. ``functions``: the names needed (default: every function of
+    :data:`RULES` whose extra argument ``args`` holds).
     """
     from .functions import as_args
 
     x = np.asarray(x, dtype=np.float64)
-    if np.isfinite(x).all():
-        return compute(fmt, x, args)
     args = as_args(args)
-    functions = list(functions or [f for f, r in RULES.items()
-                                   if r.target_dropped is None or "target" in args])
+    functions = list(functions or _default_functions(args))
+    if np.isfinite(x).all():
+        return compute(fmt, x, args, functions)
     for f in functions:
         if f not in RULES:
             raise UsageError(f"non-finite inputs: numstab knows the exact value of {f} for finite "
                              f"inputs only (masks and infinities: {', '.join(RULES)})")
-    if set(args) - {"target"}:
-        raise UsageError("non-finite inputs: only functions with a target index or none are supported")
+    out = {}
+    elem = [f for f in functions if RULES[f].elementwise]
+    if elem:
+        fin = np.isfinite(x)
+        sub = compute(fmt, np.where(fin, x, 0.0), args, elem)
+        idx = np.nonzero(~fin)
+        for f in elem:
+            _put(sub[f], idx, exact_ref(fmt, RULES[f].elementwise(x, args)[idx]))
+            out[f] = sub[f]
+    rows_fs = [f for f in functions if not RULES[f].elementwise]
+    if rows_fs:
+        out.update(_row_reference(compute, fmt, x, args, specials, rows_fs))
+    return out
+
+
+def _compact_args(args: dict, rows, cols, keep_rows, n: int, functions) -> dict:
+    """The extra arguments of compacted rows: per-element ones (B, n) taken at ``cols``, a
+    target index moved to its compacted position (``size`` -- no target -- where it dropped),
+    per-vector ones as they are; ``<rest>_rest``: the dropped entries of a ``rest`` argument."""
+    size = cols.shape[1]
+    out = {}
+
+    def moved(t):
+        hit = cols == np.asarray(t)[rows][:, None]
+        return np.where(hit.any(axis=1), np.argmax(hit, axis=1), size)
+
+    for k, v in args.items():
+        v = np.asarray(v)
+        if k == "target":
+            out[k] = moved(v)
+        elif v.dtype.names and "target" in v.dtype.names:  # a record holding the target (smoothing)
+            r = np.array(v[rows], copy=True)
+            r["target"] = moved(v["target"])
+            out[k] = r
+        elif v.ndim == 2 and v.shape[1] == n:
+            out[k] = np.take_along_axis(v[rows], cols, axis=1)
+        else:
+            out[k] = v[rows]
+    for f in functions:
+        r = RULES[f].rest
+        if r is not None and r in args:
+            v = np.broadcast_to(np.asarray(args[r], dtype=np.float64), (len(keep_rows), n))
+            out[f"{r}_rest"] = np.where(keep_rows, 0.0, v[rows] if v.shape[0] > len(rows) else v)
+    return out
+
+
+def _target(args: dict):
+    """The batch's target indices: the ``target`` argument, or the one a record holds (the
+    label smoothing's); None without one."""
+    for k, v in args.items():
+        v = np.asarray(v)
+        if k == "target":
+            return v
+        if v.dtype.names and "target" in v.dtype.names:
+            return np.asarray(v["target"])
+    return None
+
+
+def _retarget(args: dict, t) -> dict:
+    """``args`` with every target index set to t (None: as they are). Index len(x): none."""
+    if t is None:
+        return args
+    out = {}
+    for k, v in args.items():
+        v = np.asarray(v)
+        if k == "target":
+            v = np.full(v.shape, t, dtype=np.int64)
+        elif v.dtype.names and "target" in v.dtype.names:
+            v = np.array(v, copy=True)
+            v["target"] = t
+        out[k] = v
+    return out
+
+
+def _epsilon(args: dict, B: int):
+    s = args.get("smoothing")
+    if s is None:
+        return None
+    return np.broadcast_to(np.asarray(np.asarray(s)["epsilon"], dtype=np.float64), (B,))
+
+
+def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
     B, n = x.shape
-    target = np.asarray(args["target"]) if "target" in args else np.zeros(B, dtype=np.int64)
+    target = _target(args)
+    target = np.zeros(B, dtype=np.int64) if target is None else target
     p = plan(x, target, specials)
     out = {}
     for f in functions:
         rule = RULES[f]
-        shape = (B, n) if rule.per_element else (B,)
-        out[f] = _fill(fmt, shape, rule.dropped if rule.per_element else np.nan)
+        if rule.per_element:
+            out[f] = exact_ref(fmt, dropped_values(f, x, args))
+        else:
+            out[f] = _fill(fmt, (B,), np.nan)
     k = p.keep.sum(axis=1)
     for size in np.unique(k[p.computed]):
         rows = np.nonzero(p.computed & (k == size))[0]
         cols = np.nonzero(p.keep[rows])[1].reshape(len(rows), int(size))
         xs = np.take_along_axis(p.values[rows], cols, axis=1)
-        tg = target[rows]
-        hit = cols == tg[:, None]
-        has_t = hit.any(axis=1)
-        tc = np.where(has_t, np.argmax(hit, axis=1), 0)
-        sub = compute(fmt, xs, {"target": tc} if "target" in args else {})
+        a = _compact_args(args, rows, cols, p.keep[rows], n, functions)
+        t = _target(a)
+        has_t = t < size if t is not None else np.ones(len(rows), dtype=bool)
+        # rows whose target stays, and rows whose target dropped out (then the per-vector
+        # functions with a target are fixed, and a per-element one is computed without it)
+        plain = [f for f in functions if RULES[f].target_dropped is None and RULES[f].target_element is None]
+        no_t = [f for f in functions if RULES[f].target_element is not None]
+        for sel, fs, tg in ((has_t, functions, None), (~has_t, plain, 0), (~has_t, no_t, int(size))):
+            if not sel.any() or not fs:
+                continue
+            sub = compute(fmt, xs[sel], _retarget({kk: v[sel] for kk, v in a.items()}, tg), fs)
+            r = rows[sel]
+            for f in fs:
+                if RULES[f].per_element:
+                    _put(out[f], (r[:, None], cols[sel]), sub[f])
+                else:
+                    _put(out[f], r, sub[f])
         for f in functions:
             rule = RULES[f]
-            if rule.per_element:
-                _put(out[f], (rows[:, None], cols), sub[f])
-            else:
-                _put(out[f], rows, sub[f])
-                if rule.target_dropped is not None and not has_t.all():
-                    miss = rows[~has_t]
-                    _put(out[f], miss, _fill(fmt, (len(miss),), rule.target_dropped))
+            miss = rows[~has_t]
+            if rule.target_dropped is not None and miss.size:
+                _put(out[f], miss, _fill(fmt, (len(miss),), rule.target_dropped))
+            eps = _epsilon(args, B)
+            if rule.smoothing_dropped is not None and size < n and eps is not None:
+                hit = rows[eps[rows] > 0]
+                _put(out[f], hit, _fill(fmt, (len(hit),), rule.smoothing_dropped))
     for f in functions:
         m = p.fixed_mask[f]
         per = RULES[f].per_element
@@ -263,15 +438,60 @@ def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEF
     return out
 
 
-def compact_row(x_row, target: int, specials: Specials = DEFAULT):
-    """(finite vector the reference sees, its target, the original positions) of one row, or None
-    when every value of the row is fixed."""
-    p = plan(np.asarray(x_row, dtype=np.float64)[None, :], np.array([target]), specials)
-    if not p.computed[0]:
+def fixed_values(fmt, function: str, x_row, args_row,
+                 specials: Specials = DEFAULT) -> tuple[np.ndarray, np.ndarray]:
+    """(values, fixed) of one row of ``function`` (n entries, or 1 for a per-vector function):
+    the exact values the limits fix (0, +-inf, NaN, a cotangent), and where they are fixed;
+    the other entries are computed from the finite problem :func:`compact` gives. One
+    source of truth: the same :func:`reference` run, its finite part left undecided."""
+    from .functions import as_args, get
+
+    x = np.asarray(x_row, dtype=np.float64)[None, :]
+    args = {k: np.asarray(v)[None, ...] for k, v in as_args(args_row).items()}
+
+    def open_(fmt, xs, a, fs):
+        out = {}
+        for f in fs:
+            r = _fill(fmt, xs.shape[:1] if get(f).per_vector else xs.shape, np.nan)
+            r.decided[...] = False
+            out[f] = r
+        return out
+
+    r = reference(open_, fmt, x, args, specials, [function])[function]
+    return r.rounded[0].reshape(-1), r.decided[0].reshape(-1)
+
+
+def compact(function: str, x_row, args_row, specials: Specials = DEFAULT):
+    """The finite problem the reference solves for one row of ``function``: (finite vector,
+    its extra arguments, the original positions of its entries), or None when the limits fix
+    every value of the row (:func:`fixed_values` gives them)."""
+    from .functions import as_args
+
+    x = np.asarray(x_row, dtype=np.float64)[None, :]
+    args = {k: np.asarray(v)[None, ...] for k, v in as_args(args_row).items()}
+    n = x.shape[1]
+    rule = RULES[function]
+    if rule.elementwise:
+        keep = np.isfinite(x)
+        values = x
+    else:
+        target = _target(args)
+        target = np.zeros(1, dtype=np.int64) if target is None else np.asarray(target).reshape(1)
+        p = plan(x, target, specials)
+        if not p.computed[0] or p.fixed_mask[function][0]:
+            return None
+        keep, values = p.keep, p.values
+    cols = np.nonzero(keep[0])[0]
+    if not cols.size:
         return None
-    cols = np.nonzero(p.keep[0])[0]
-    hit = np.nonzero(cols == target)[0]
-    return p.values[0, cols], int(hit[0]) if hit.size else 0, cols
+    a = _compact_args(args, np.array([0]), cols[None, :], keep, n, [function])
+    t = _target(a)
+    if not rule.per_element and t is not None and t[0] >= cols.size:
+        return None  # the target dropped out: fixed
+    eps = _epsilon(args, 1)
+    if rule.smoothing_dropped is not None and cols.size < n and eps is not None and eps[0] > 0:
+        return None
+    return values[0, cols], {k: v[0] for k, v in a.items()}, cols
 
 
 def special_text(v: float) -> str:
@@ -280,40 +500,36 @@ def special_text(v: float) -> str:
         return "nan"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    return "0.0"
+    return "0.0" if v == 0 else repr(float(v))  # a number of the format (a cotangent): exact
 
 
-def exact_strings(strings_of, fmt, x_row, target: int, specials: Specials = DEFAULT, digits: int = 25,
+def exact_strings(strings_of, fmt, x_row, target, specials: Specials = DEFAULT, digits: int = 25,
                   functions=None, elements=None) -> dict:
     """reference.exact_strings (``strings_of``) of a row that may hold non-finite entries
-    (``elements``: the indices wanted of per-element functions, default all)."""
+    (``target``: the row's extra arguments, or a bare target index; ``elements``: the indices
+    wanted of per-element functions, default all)."""
+    from .functions import as_args
+
     x_row = np.asarray(x_row, dtype=np.float64)
     if np.isfinite(x_row).all():
         return strings_of(fmt, x_row, target, digits, functions=functions, elements=elements)
-    n = x_row.size
-    p = plan(x_row[None, :], np.array([target]), specials)
-    cols, sub = np.array([], dtype=np.int64), None
-    if p.computed[0]:
-        cols = np.nonzero(p.keep[0])[0]
-        hit = np.nonzero(cols == target)[0]
-        keep = None if elements is None else [i for i, c in enumerate(cols.tolist()) if c in set(elements)]
-        sub = strings_of(fmt, p.values[0, cols], int(hit[0]) if hit.size else 0, digits, functions=functions,
-                         elements=keep)
+    args = {"target": target} if isinstance(target, (int, np.integer)) else dict(as_args(target))
     out = {}
-    for f in functions or RULES:
-        rule = RULES[f]
-        size = n if rule.per_element else 1
-        if p.fixed_mask[f][0]:
-            out[f] = [special_text(float(p.fixed[f][0]))] * size
-        elif rule.per_element:
-            row = [special_text(rule.dropped)] * n
-            for i, c in enumerate(cols):
-                row[int(c)] = sub[f][i]
-            out[f] = row
-        elif rule.target_dropped is not None and target not in cols:
-            out[f] = [special_text(rule.target_dropped)]
-        else:
-            out[f] = list(sub[f])
+    for f in functions or _default_functions(args):
+        vals, fixed = fixed_values(fmt, f, x_row, args, specials)
+        row = [special_text(float(v)) if ok else None for v, ok in zip(vals, fixed)]
+        c = compact(f, x_row, args, specials)
+        if c is not None:
+            xs, a, cols = c
+            if len(row) == 1:
+                row = strings_of(fmt, xs, a, digits, functions=[f])[f] if not fixed[0] else row
+            else:
+                want = set(range(x_row.size) if elements is None else elements)
+                pos = [i for i, j in enumerate(cols.tolist()) if j in want]
+                sub = strings_of(fmt, xs, a, digits, functions=[f], elements=pos)[f] if pos else []
+                for i in pos:
+                    row[int(cols[i])] = sub[i]
+        out[f] = row
     return out
 
 

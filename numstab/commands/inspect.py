@@ -103,8 +103,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
                     **_inspect_args(rec, row),
-                    "inputs": [jnum(v) for v in x[0]],
-                    **({"temperature": temperature, "scaled_inputs": [jnum(v) for v in xe[0]]}
+                    "inputs": [jvalue(v) for v in x[0]],
+                    **({"temperature": temperature, "scaled_inputs": [jvalue(v) for v in xe[0]]}
                        if temperature is not None else {}),
                     "outputs": [jvalue(v) for v in yy],
                     "reference": ex,

@@ -494,7 +494,7 @@ def _sig3_exact(v: Fraction):
     return f if math.isfinite(f) else big_figure(k, e)
 
 
-def _rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:
+def rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:
     """(ULP figure, relative figure) of a finite output y against an exact rational r, exactly."""
     from ..metrics import figure_value
 
@@ -540,7 +540,7 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
             if r is None or not math.isfinite(y):
                 left.append(i)
             else:
-                out[i] = _rational_figures(fmt, r, y)
+                out[i] = rational_figures(fmt, r, y)
         todo = left
     prec = start or start_prec(fmt)
     while todo and prec <= max_prec:

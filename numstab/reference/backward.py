@@ -149,19 +149,22 @@ def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> list:
     return out
 
 
-def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> list:
+def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, v_rest=None) -> list:
+    """``v_rest``: cotangents of entries dropped from x (masked: s = 0 there) that still count
+    in V = sum(v)."""
     L = _lib()
     wp = prec + 10
     _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
     n = len(d)
     vf = [float(v) for v in np.broadcast_to(np.asarray(v_row, dtype=np.float64), np.shape(x_row))]
     vs = [L.from_float(v) for v in vf]
-    V = L.fzero
-    for v in vs:
-        V = L.mpf_add(V, v, 0)  # exact
     from fractions import Fraction
 
-    Vq = sum((Fraction(v) for v in vf), Fraction(0))
+    rest = [float(v) for v in np.ravel(np.asarray(v_rest, dtype=np.float64))] if v_rest is not None else []
+    V = L.fzero
+    for v in vs + [L.from_float(r) for r in rest]:
+        V = L.mpf_add(V, v, 0)  # exact
+    Vq = sum((Fraction(v) for v in vf + rest), Fraction(0))
     all_equal = all(di == d[0] for di in d)
     slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
     out = []
@@ -200,14 +203,17 @@ def rational(x_row, args_row: dict) -> dict[str, list]:
     v = args_row.get("cotangent") if args_row else None
     if v is not None:
         vq = [Fraction(float(a)) for a in np.broadcast_to(np.asarray(v, dtype=np.float64), x.shape)]
-        V = sum(vq, Fraction(0))
+        rest = args_row.get("cotangent_rest")
+        rest = [] if rest is None else np.ravel(np.asarray(rest, dtype=np.float64))
+        rq = [Fraction(float(a)) for a in rest]
+        V = sum(vq + rq, Fraction(0))
         if V == 0:
             out["log_softmax_backward"] = vq
         if equal:
             out["log_softmax_backward"] = [a - V / n for a in vq]
             out["softmax_backward"] = [(a - V / n) / n for a in vq]
     t = args_row.get("target") if args_row else None
-    if t is not None and equal:
+    if t is not None and equal:  # a target >= n: none (it dropped out of a masked vector)
         out["cross_entropy_backward"] = [Fraction(1, n) - (1 if i == int(t) else 0) for i in range(n)]
     return out
 
@@ -232,7 +238,8 @@ def _enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, lis
     v = args_row.get("cotangent") if args_row else None
     if v is not None:
         out["softmax_backward"] = enclose_softmax_backward(x_row, v, prec, fmt_p)
-        out["log_softmax_backward"] = enclose_log_softmax_backward(x_row, v, prec, fmt_p)
+        out["log_softmax_backward"] = enclose_log_softmax_backward(x_row, v, prec, fmt_p,
+                                                                   args_row.get("cotangent_rest"))
     t = args_row.get("target") if args_row else None
     if t is not None:
         out["cross_entropy_backward"] = enclose_cross_entropy_backward(x_row, int(t), prec, fmt_p)
@@ -271,21 +278,19 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
         eS = et + u * S
         target = args.get("target") if args else None
         if target is not None:
-            tg = np.asarray(target)[..., None]
+            tg = np.asarray(target)[..., None]  # >= n: no target (it dropped out of a masked vector)
+            hit = np.arange(n) == tg
             g = e / S
             err = g * (rel_e + eS / S + u) * 1.01 + TINY
-            others = np.sum(np.where(np.arange(n) == tg, 0.0, e), axis=-1, keepdims=True)
+            others = np.sum(np.where(hit, 0.0, e), axis=-1, keepdims=True)
             gt = -others / S
             errt = np.abs(gt) * (2 * rel + 2 * u + eS / S) * 1.01 + n * TINY
-            g = g.copy()
-            np.put_along_axis(g, tg, gt, axis=-1)
-            np.put_along_axis(err, tg, errt, axis=-1)
-            upper = np.ones_like(g)
-            np.put_along_axis(upper, tg, np.inf, axis=-1)
-            lower = np.full_like(g, -np.inf)
-            np.put_along_axis(lower, tg, -1.0 if n >= 2 else -np.inf, axis=-1)
-            out["cross_entropy_backward"] = from_interval(fmt, g, 2 * err, lower=lower,
-                                                          upper=upper if n >= 2 else None)
+            g = np.where(hit, gt, g)
+            err = np.where(hit, errt, err)
+            # s_i < 1 strictly beside another entry; -s_target's complement > -1 likewise
+            upper = np.where(hit, np.inf, 1.0 if n >= 2 else np.inf)
+            lower = np.where(hit, -1.0 if n >= 2 else -np.inf, -np.inf)
+            out["cross_entropy_backward"] = from_interval(fmt, g, 2 * err, lower=lower, upper=upper)
         v = args.get("cotangent") if args else None
         if v is not None:
             v = np.broadcast_to(np.asarray(v, dtype=x.dtype), x.shape)
@@ -307,10 +312,16 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
                    + TINY * np.abs(M) / S2) * 1.05 + TINY
             out["softmax_backward"] = from_interval(fmt, g, 2 * err)
             # log_softmax_backward: N_i = v_i S - V e_i, at the argmax N_k = v_k t - (V - v_k)
-            V = np.sum(v, axis=-1, keepdims=True)
-            eV = n * u * np.sum(av, axis=-1, keepdims=True)
-            R = np.sum(np.where(mask_k, 0.0, v), axis=-1, keepdims=True)
-            eR = n * u * np.sum(np.where(mask_k, 0.0, av), axis=-1, keepdims=True)
+            rest = args.get("cotangent_rest")  # dropped entries' cotangents: they count in sum(v)
+            rest = np.zeros(x.shape[:-1] + (1,), dtype=x.dtype) if rest is None else \
+                np.asarray(rest, dtype=x.dtype)
+            nr = n + rest.shape[-1]
+            ar = np.sum(np.abs(rest), axis=-1, keepdims=True)
+            rs = np.sum(rest, axis=-1, keepdims=True)
+            V = np.sum(v, axis=-1, keepdims=True) + rs
+            eV = nr * u * (np.sum(av, axis=-1, keepdims=True) + ar)
+            R = np.sum(np.where(mask_k, 0.0, v), axis=-1, keepdims=True) + rs
+            eR = nr * u * (np.sum(np.where(mask_k, 0.0, av), axis=-1, keepdims=True) + ar)
             vS, Ve = v * S, V * e
             N = vS - Ve
             eN = (av * eS + u * np.abs(vS) + np.abs(V) * (e * rel_e + TINY) + eV * (e + TINY) + u * np.abs(Ve)

@@ -236,11 +236,11 @@ class RowEscalation(_Climb):
         from .. import masks
 
         if t < 0 or t >= self.mp:
-            def compute(f, xs, a):
-                return mp_reference(f, xs, a, functions)
+            def compute(f, xs, a, fs):
+                return mp_reference(f, xs, a, fs)
         else:
-            def compute(f, xs, a):
-                return fast_reference(f, xs, a, tier=t, functions=functions)
+            def compute(f, xs, a, fs):
+                return fast_reference(f, xs, a, tier=t, functions=fs)
         return masks.reference(compute, self.fmt, self.x[rows], _functions.take_args(self.args, rows),
                                self.specials, functions)
 

@@ -86,7 +86,7 @@ def finalize(fmt, function, y, rounded, ulp, status, root, tolerance, exact_spec
     return status, cause, need
 
 
-def attribute(impl, fmt, xc, acc, target, rows):
+def attribute(impl, fmt, xc, acc, target, rows, compute: str = "format"):
     """Cause codes (largest propagated error category) of every element of the given rows."""
     n = xc.shape[-1]
     step = max(1, ATTRIBUTE_ELEMENTS // max(1, n))
@@ -95,7 +95,7 @@ def attribute(impl, fmt, xc, acc, target, rows):
         sel = rows[i:i + step]
         tr = Tracer(fmt, len(sel), attribute=True)
         with np.errstate(all="ignore"):
-            out = impl.run(xc[sel], acc, None if target is None else target[sel], tr)
+            out = impl.run(xc[sel], acc, None if target is None else target[sel], tr, compute)
         err = np.abs(out.err)
         best = np.argmax(err, axis=-1)
         code = CATEGORY_CODE[best]

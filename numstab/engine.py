@@ -20,6 +20,7 @@ from .functions import get as get_function
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference.escalation import compute_reference
 from .results import FLAG_NAMES, INACCURATE, STATUSES, RefData
+from .steps import DEFAULT_COMPUTE
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
             "divide by zero": "divide"}
@@ -64,7 +65,7 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
+def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups, compute: str = "format"):
     """Run a built-in kernel step by step over the whole batch.
 
     Returns (outputs as float64, root codes, flags raised in the format for each group of rows).
@@ -73,7 +74,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
 
     tr = Tracer(fmt, x.shape[0])
     with np.errstate(all="ignore"):
-        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr)
+        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr, compute)
         y = out.v.astype(np.float64)
     flags = []
     for g in groups:
@@ -150,8 +151,12 @@ class ImplOutcome:
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
-             ref=None, on_error: str = "raise", verify: int = 0, specials=None):
+             ref=None, on_error: str = "raise", verify: int = 0, specials=None,
+             compute: str = DEFAULT_COMPUTE):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
+
+    ``compute``: the precision model of the built-in kernels (steps.COMPUTE_MODELS; black
+    boxes compute as they do).
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
     Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
@@ -165,7 +170,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         ys = []
         try:
             if impl.builtin:
-                o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups)
+                o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups, compute)
             else:
                 arg = impl.record.arg(as_args(target))
                 for g in groups:
@@ -218,7 +223,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                                                          tolerance, exact=o.exact)
     for o in outs:
         if o.error is None:
-            _causes(fmt, x, xc, target, acc, tolerance, ref, o)
+            _causes(fmt, x, xc, target, acc, tolerance, ref, o, compute)
     if verify:
         from .reference import verify_rows
 
@@ -232,7 +237,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     return outs, ref, esc
 
 
-def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
+def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = "format") -> None:
     """Final statuses and causes of one outcome (established for built-ins, inferred otherwise)."""
     from .causes import attribute, finalize, infer
 
@@ -243,7 +248,8 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
                                    exact_special=np.isinf(r.ulp))
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
-            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows)
+            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows,
+                                        compute)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
         st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))

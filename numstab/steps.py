@@ -45,12 +45,30 @@ CATEGORIES = ("underflow", "cancellation", "absorption", "clipping", "rounding")
 C_UNF, C_CANC, C_ABS, C_CLIP, C_ROUND = range(len(CATEGORIES))
 CATEGORY_CODE = np.array([CODE[c] for c in CATEGORIES], dtype=np.int8)
 ACC_MODELS = ("sequential", "pairwise", "float32")
+#: Precision models (``--compute``): ``float32`` -- every intermediate of a float16/bfloat16/float8
+#: kernel in float32, only the output rounded to the format (what torch's CPU softmax does for
+#: half types); ``format`` -- every operation rounded to the format (the textbook model of
+#: Blanchard, Higham & Higham). For float32 and float64 the two are the same.
+COMPUTE_MODELS = ("float32", "format")
+DEFAULT_COMPUTE = "float32"
 FLAG_BIT = {f: 1 << i for i, f in enumerate(FLAG_NAMES)}
 #: condition number of an addition from which its incoming errors count as cancellation
 CANCEL_KAPPA = 4.0
 
 
 # ------------------------------------------------------------------ plain numpy
+def compute_dtype(dtype: np.dtype, compute: str) -> np.dtype:
+    """The type a kernel's intermediates live in under the precision model."""
+    if compute not in COMPUTE_MODELS:
+        from .errors import unknown_name
+
+        raise unknown_name("precision model", compute, COMPUTE_MODELS)
+    dtype = np.dtype(dtype)
+    if compute == "float32" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    return dtype
+
+
 def acc_dtype(dtype: np.dtype, acc: str) -> np.dtype:
     if acc == "float32" and dtype.itemsize < 4:
         return np.dtype(np.float32)

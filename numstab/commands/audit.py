@@ -97,7 +97,7 @@ def run_audit(specs, argv=None) -> AuditReport:
             acc: dict = {}
             for x, t in batches:
                 outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
-                                        on_error="record")
+                                        on_error="record", compute=spec.compute)
                 for o in outs:
                     acc.setdefault(o.impl.name, []).append((o, x, t, ref))
             for impl in impls:
@@ -106,7 +106,7 @@ def run_audit(specs, argv=None) -> AuditReport:
             raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
                              f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
                              f"{', '.join(spec.dtypes)}")
-    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
+    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate, "compute": s.compute,
                                    "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
                                    "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input,
                                    "device": s.device}

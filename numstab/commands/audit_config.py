@@ -18,13 +18,14 @@ from ..formats import get_format
 from ..functions import get as get_function
 from ..functions import get_impl
 from ..metrics import DEFAULT_TOLERANCE
+from ..steps import DEFAULT_COMPUTE
 from ..validate import FAIL_ON_CHOICES  # noqa: F401 - re-exported
 
 DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero")
 
 
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
-               "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
+               "accumulate", "compute", "tolerance", "input", "targets", "target", "offsets", "spreads",
                "sizes", "trials", "seed", "name", "timeout", "device", "cotangent", "label_smoothing")
 
 
@@ -38,6 +39,7 @@ class AuditSpec:
     max_ulp: tuple = ()  # ((dtype or "*", limit), ...)
     fail_on: tuple = DEFAULT_FAIL_ON
     accumulate: str = "sequential"
+    compute: str = DEFAULT_COMPUTE  # the precision model of the built-in kernels
     tolerance: float = DEFAULT_TOLERANCE
     input: str | None = None
     targets: str | None = None
@@ -116,7 +118,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
-    for k in ("function", "accumulate", "name", "device"):
+    for k in ("function", "accumulate", "compute", "name", "device"):
         if k in d and not isinstance(d[k], str):
             raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
     for k in ("trials", "seed"):
@@ -139,6 +141,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             callables=_as_tuple(d.get("callable")), libraries=_as_tuple(d.get("library")),
             dtypes=dtypes, max_ulp=d.get("max_ulp"), fail_on=fail_on,
             accumulate=str(d.get("accumulate", "sequential")),
+            compute=str(d.get("compute", DEFAULT_COMPUTE)),
             tolerance=validate.tolerance(d.get("tolerance", DEFAULT_TOLERANCE), f"{where} 'tolerance'"),
             input=validate.path(d.get("input"), f"{where} 'input'"),
             targets=validate.path(d.get("targets"), f"{where} 'targets'"),
@@ -167,7 +170,7 @@ def _target_of(d: dict, where: str):
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
               targets=None, target=None, grid=(), name="", timeout=None, device="cpu", cotangent=None,
-              label_smoothing=0.1) -> AuditSpec:
+              label_smoothing=0.1, compute=DEFAULT_COMPUTE) -> AuditSpec:
     from .. import libraries as libraries_mod
     from .. import validate
 
@@ -180,6 +183,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
     impls, callables, libraries = (validate.dedupe(v) for v in (impls, callables, libraries))
     dtypes = tuple({get_format(d).name: None for d in dtypes}) if dtypes else None
     validate.accumulate(accumulate)
+    validate.compute(compute)
     for i in impls:
         get_impl(function, i)
     for lib in libraries:
@@ -194,7 +198,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         libraries=tuple(libraries), dtypes=tuple(dtypes or AuditSpec.dtypes),
         max_ulp=parse_max_ulp(max_ulp),
         fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
-        accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
+        accumulate=accumulate, compute=compute, tolerance=float(tolerance), input=input, targets=targets,
         target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
         cotangent=cotangent, label_smoothing=label_smoothing,
     )

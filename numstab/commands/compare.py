@@ -16,6 +16,7 @@ from ..grids import cells as grid_cells
 from ..metrics import DEFAULT_TOLERANCE
 from ..reference import fast_supported
 from ..results import CellResult, CompareRun, jnum
+from ..steps import DEFAULT_COMPUTE
 from ..validate import choice as check_choice
 from ..workers import _worker_init, default_jobs, stop_pool
 from . import run_meta
@@ -35,6 +36,7 @@ class _Task:
     mode: str
     verify: int = 0
     extras: Extras = DEFAULT_EXTRAS
+    compute: str = DEFAULT_COMPUTE
 
     @property
     def elements(self) -> int:
@@ -55,7 +57,7 @@ def _run_task(task: _Task) -> list[CellResult]:
     x, target = stack(group)
     slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
     outs, _, _ = evaluate(fmt, x, target, chosen, task.accumulate, task.tolerance, slices, task.mode,
-                          verify=task.verify)
+                          verify=task.verify, compute=task.compute)
     results = []
     for o in outs:
         for c, s, fl in zip(group, slices, o.flags):
@@ -74,7 +76,7 @@ def _run_task(task: _Task) -> list[CellResult]:
 
 
 def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
-           extras: Extras = DEFAULT_EXTRAS) -> list[_Task]:
+           extras: Extras = DEFAULT_EXTRAS, compute: str = DEFAULT_COMPUTE) -> list[_Task]:
     keys = tuple((i.function, i.name) for i in chosen)
     whole = []
     for fmt in fmts:
@@ -82,7 +84,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         for n in g.sizes:
             for sp in g.spreads:
                 sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
-                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, extras))
+                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, extras, compute))
     total = sum(t.cost for t in whole)
     if jobs <= 1 or total < 1.0:
         return whole
@@ -94,7 +96,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
                            t.grid.trials, t.grid.seed)
-            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, extras))
+            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, extras, compute))
     return out
 
 
@@ -102,17 +104,20 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
-                label=None, cotangent=None, label_smoothing=None) -> CompareRun:
+                label=None, cotangent=None, label_smoothing=None,
+                compute: str = DEFAULT_COMPUTE) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
-    take one (grids.Extras: --target, --cotangent, --label-smoothing).
+    take one (grids.Extras: --target, --cotangent, --label-smoothing). ``compute``: the
+    precision model of the built-in kernels (steps.COMPUTE_MODELS, ``--compute``).
 
     ``jobs``: worker processes for independent grid cells (default: the machine's
     cores; small runs stay in this process). ``progress(done, total)`` is called
     with element counts as pieces finish.
     """
     validate.accumulate(accumulate)
+    validate.compute(compute)
     check_choice("reference mode", reference_mode, REFERENCE_MODES)
     if not (tolerance >= 0):
         raise UsageError("--tolerance must be a number >= 0")
@@ -134,7 +139,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         grid_cells(f, probe, extras)
     if verify < 0:
         raise UsageError("--verify must be >= 0")
-    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify, extras)
+    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify, extras, compute)
     total = sum(t.elements for t in tasks)
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
     _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
@@ -166,7 +171,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
     results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, r.n, r.offset,
                                 impl_order[(r.function, r.impl)]))
-    meta = run_meta(argv, seed=int(seed), accumulate=accumulate, tolerance=jnum(tolerance),
+    meta = run_meta(argv, seed=int(seed), accumulate=accumulate, compute=compute, tolerance=jnum(tolerance),
                     reference=reference_mode, **({"verify": int(verify)} if verify else {}),
                     grids={k: g.to_dict() for k, g in grids.items()},
                     **({"extras": extras.to_dict()}

@@ -11,18 +11,20 @@ from ..formats import get_format
 from ..functions import get as get_function
 from ..functions import take_args
 from ..metrics import DEFAULT_TOLERANCE
+from ..steps import DEFAULT_COMPUTE
 from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
-                top: int = 5, cotangent=None, label_smoothing=None) -> dict:
+                top: int = 5, cotangent=None, label_smoothing=None, compute: str = DEFAULT_COMPUTE) -> dict:
     """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/3).
 
     ``target``: the target index (cross_entropy, ...) or the label z in [0, 1]
     (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
-    ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon.
+    ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon; ``compute``: the
+    precision model of the built-in kernels (steps.COMPUTE_MODELS).
 
     ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
     ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read; ``top``: how many
@@ -39,6 +41,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     rec = get_function(function)
     function = rec.name
     validate.accumulate(accumulate)
+    validate.compute(compute)
     if (values is None or len(values) == 0) == (input_file is None):
         raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
                          "or --input FILE, not both and not neither")
@@ -71,7 +74,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         tg = args.get("target", np.zeros(B, dtype=np.int64))
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
-        outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials)
+        outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
+                              compute=compute)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
         row = {k: v[0] for k, v in args.items()}
         row_arg = int(tg[0]) if set(row) <= {"target"} else row  # the mask layer reads an index
@@ -90,11 +94,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
                     tr = Tracer(fmt, 1, attribute=True)
                     with np.errstate(all="ignore"):
-                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(take_args(args, slice(0, 1))), tr)
+                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(take_args(args, slice(0, 1))), tr,
+                                   compute)
                     events = tr.events
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                    "impl": o.impl.name, "accumulate": accumulate,
+                    "impl": o.impl.name, "accumulate": accumulate, "compute": compute,
                     **_inspect_args(rec, row),
                     "inputs": [jnum(v) for v in x[0]],
                     "outputs": [jnum(v) for v in yy],
@@ -118,7 +123,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 summ = summarize(o, slice(0, B))
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                    "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
+                    "impl": o.impl.name, "accumulate": accumulate, "compute": compute, "vectors": B, "n": n,
                     "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                     "cause_inferred": o.inferred,
                     "vectors_failing": int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1))),

@@ -116,6 +116,27 @@ def _frozen(a):
     return c
 
 
+def _private(a, readonly: bool):
+    """A private copy of an argument: arrays (read-only unless ``readonly`` is False), and the
+    arrays inside a dict (an extra argument made of several, e.g. target and epsilon)."""
+    if isinstance(a, np.ndarray):
+        return _frozen(a) if readonly else np.array(a, copy=True)
+    if isinstance(a, dict):
+        return {k: _private(v, readonly) for k, v in a.items()}
+    return a
+
+
+def _same(a, c) -> bool:
+    """a still equals its copy c (NaN equal to NaN; structured arrays compared bit for bit)."""
+    if isinstance(a, dict):
+        return isinstance(c, dict) and a.keys() == c.keys() and all(_same(a[k], c[k]) for k in a)
+    if isinstance(a, np.ndarray):
+        if a.dtype.kind in "fc":
+            return np.array_equal(a, c, equal_nan=True)
+        return a.shape == c.shape and a.dtype == c.dtype and a.tobytes() == c.tobytes()
+    return True
+
+
 def _call_checked(fn, name: str, args: tuple, copies: tuple):
     """fn(*args) with its inputs guarded: returns ("ok", y) or ("fail", message)."""
     try:
@@ -130,8 +151,8 @@ def _call_checked(fn, name: str, args: tuple, copies: tuple):
         return "fail", f"{name} raised {type(exc).__name__}: {exc}"
     except BaseException as exc:  # SystemExit, GeneratorExit, user BaseExceptions: a finding
         return "fail", f"{name} {_describe_base(exc)}"
-    for what, a, c in zip(("input array", "target"), args, copies):
-        if a is not None and c is not None and not np.array_equal(a, c, equal_nan=True):
+    for what, a, c in zip(("input array", "second argument (target, labels or cotangent)"), args, copies):
+        if a is not None and c is not None and not _same(a, c):
             return "fail", f"{name} wrote into its {what} (it must not change its inputs)"
     return "ok", y
 
@@ -238,9 +259,8 @@ def isolate(fn, name: str, timeout=None, readonly: bool = True):
     use_fork = hasattr(os, "fork") and os.environ.get("NUMSTAB_NO_FORK") != "1"
 
     def call(*args):
-        ins = tuple((_frozen(a) if readonly else np.array(a, copy=True)) if isinstance(a, np.ndarray) else a
-                    for a in args)
-        copies = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in args)
+        ins = tuple(_private(a, readonly) for a in args)
+        copies = tuple(_private(a, False) if isinstance(a, (np.ndarray, dict)) else None for a in args)
         if use_fork:
             status, payload = _run_in_child(fn, name, ins, copies, timeout)
         else:

@@ -18,6 +18,30 @@ from .errors import NumstabError, Terminated, UsageError
 HELP = dict(help_option_names=["-h", "--help"], max_content_width=100)
 
 
+def _choices(names) -> str:
+    """A metavar listing the choices, as click.Choice shows them (the values are still checked
+    by numstab's own validation, for its one-line errors with a suggestion)."""
+    return "[" + "|".join(names) + "]"
+
+
+def _dtypes() -> str:
+    from .formats import FORMATS
+
+    return _choices(FORMATS)
+
+
+def _functions() -> str:
+    from .functions import FUNCTIONS
+
+    return _choices(FUNCTIONS)
+
+
+def _acc_models() -> str:
+    from .steps import ACC_MODELS
+
+    return _choices(ACC_MODELS)
+
+
 def _emit(text: str, output, atomic=None) -> None:
     if atomic is not None:
         atomic.commit(text)
@@ -53,11 +77,17 @@ def cli():
 
 def grid_options(f):
     for opt in reversed([
-        click.option("--offsets", help="Offsets: start:stop:count or a comma list (default: per format)."),
-        click.option("--spreads", help="Spreads (standard deviation of x): spec as --offsets."),
-        click.option("--sizes", help="Vector lengths n: comma list or start:stop:count."),
-        click.option("--trials", type=int, help="Random vectors per grid cell (default 3)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random z."),
+        click.option("--offsets", metavar="SPEC",
+                     help="Offsets: start:stop:count or a comma list.  [default: 17 offsets from -1.6 T "
+                          "to 1.6 T, T = ln(max) of each format]"),
+        click.option("--spreads", metavar="SPEC",
+                     help="Spreads (standard deviation of x): spec as --offsets.  [default: 1]"),
+        click.option("--sizes", metavar="SPEC",
+                     help="Vector lengths n: comma list or start:stop:count.  [default: 2,10,1000]"),
+        click.option("--trials", type=int, help="Random vectors per grid cell.  [default: 3]"),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the random z of x = offset + spread * z (drawn per n) and of the "
+                          "cross_entropy targets."),
     ]):
         f = opt(f)
     return f
@@ -80,8 +110,8 @@ def input_options(f):
 
 def common_options(f):
     for opt in reversed([
-        click.option("--accumulate", default="sequential", show_default=True,
-                     help="Accumulation model: sequential, pairwise or float32."),
+        click.option("--accumulate", default="sequential", show_default=True, metavar=_acc_models(),
+                     help="Accumulation model of sums (README: Accumulation model)."),
         click.option("--tolerance", type=float, default=4.0, show_default=True,
                      help="ULP error above which an element is 'inaccurate'."),
     ]):
@@ -92,16 +122,19 @@ def common_options(f):
 def run_options(f):
     """The options of a compare run, shared by compare and report."""
     for opt in reversed([
-        click.option("--dtype", "dtypes", multiple=True,
-                     help="Format (repeatable; default the four main ones)."),
-        click.option("--function", "functions", multiple=True, help="Function (repeatable; default all)."),
-        click.option("--impl", "impls", multiple=True,
-                     help="Implementation name (repeatable; default all)."),
+        click.option("--dtype", "dtypes", multiple=True, metavar=_dtypes(),
+                     help="Number format (repeatable).  [default: float16, bfloat16, float32, float64]"),
+        click.option("--function", "functions", multiple=True, metavar=_functions(),
+                     help="Function (repeatable).  [default: all]"),
+        click.option("--impl", "impls", multiple=True, metavar="NAME",
+                     help="Implementation name (repeatable; README: Implementations).  [default: all]"),
         grid_options,
         common_options,
         click.option("--reference", "reference_mode", default="auto", show_default=True,
+                     metavar="[auto|mpmath]",
                      help="auto: proven fast path with mpmath fallback; mpmath: mpmath everywhere."),
-        click.option("--jobs", "-j", type=int, help="Worker processes (default: the machine's cores)."),
+        click.option("--jobs", "-j", type=int,
+                     help="Worker processes.  [default: the machine's cores]"),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
         click.option("--target", "label", metavar="Z",
                      help="binary_cross_entropy's label z in [0, 1] for every element (default: labels "
@@ -110,7 +143,7 @@ def run_options(f):
                      "the default), onehot (1 at each vector's argmax) or v1,v2,... (one per element)."),
         click.option("--label-smoothing", "label_smoothing", type=float, default=0.1, show_default=True,
                      help="Epsilon of smoothed_cross_entropy, in [0, 1]."),
-        click.option("--verify", type=int, default=0, metavar="K",
+        click.option("--verify", type=int, default=0, metavar="K", show_default=True,
                      help="Self-check: recompute K random vectors of every piece at twice the "
                           "precision; exit 1 on any disagreement."),
     ]):
@@ -133,14 +166,14 @@ def _run_compare(label: str, opts: dict):
 
 @cli.command(context_settings=HELP)
 @run_options
-@click.option("--format", "fmt", default=None,
-              help="Output: table, markdown, json, csv or html (default: table; with -o, from the "
-                   "file's suffix).")
-@click.option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
-def compare(fmt, output, **opts):
+@click.option("--format", "exporter", default=None, metavar="[table|markdown|json|csv|html]",
+              help="Output.  [default: table; with -o, from the file's suffix: .md, .json, .csv, .html, "
+                   ".txt]")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
+def compare(exporter, output, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
 
-    exp = _exporter(fmt, output)
+    exp = _exporter(exporter, output)
     atomic = _open_output(output)
     try:
         run = _run_compare("compare", opts)
@@ -156,12 +189,12 @@ def compare(fmt, output, **opts):
         raise
 
 
-def _exporter(fmt, output):
+def _exporter(exporter, output):
     """The exporter of --format, else the one -o's suffix names, else the terminal tables."""
     from . import exporters
 
-    if fmt is not None:
-        exp = exporters.get(fmt)
+    if exporter is not None:
+        exp = exporters.get(exporter)
     else:
         exp = (exporters.by_suffix(output) if output and output != "-" else None) or exporters.get("terminal")
     if exp.binary:
@@ -202,20 +235,22 @@ def report(out_dir, formats, force, from_file, **opts):
 
 
 @cli.command(context_settings=HELP)
-@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default all six).")
+@click.option("--dtype", "dtypes", multiple=True, metavar=_dtypes(),
+              help="Number format (repeatable).  [default: all]")
 @click.option("--n", "n", type=int, default=1000, show_default=True,
               help="Vector length for the naive-sum overflow offset.")
-@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
-def thresholds(dtypes, n, fmt):
+@click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
+              help="Output.")
+def thresholds(dtypes, n, exporter):
     """Exact limits of exp in each format (computed with mpmath)."""
     from .commands.thresholds import run_thresholds
     from .exporters.jsonfile import record
     from .exporters.terminal import thresholds_table
     from .validate import choice
 
-    choice("output format", fmt, ("table", "json"))
+    choice("output format", exporter, ("table", "json"))
     data = run_thresholds(dtypes or None, n)
-    if fmt == "json":
+    if exporter == "json":
         click.echo(record(data), nl=False)
     else:
         thresholds_table(data)
@@ -234,14 +269,17 @@ def thresholds(dtypes, n, fmt):
               "(one per element), onehot (1 at the argmax) or normal (seeded standard normal).")
 @click.option("--label-smoothing", "label_smoothing", default=0.1, show_default=True,
               help="Epsilon of smoothed_cross_entropy, in [0, 1].")
-@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default float32).")
-@click.option("--impl", "impls", multiple=True, help="Implementation (repeatable; default all).")
+@click.option("--dtype", "dtypes", multiple=True, metavar=_dtypes(),
+              help="Number format (repeatable).  [default: float32]")
+@click.option("--impl", "impls", multiple=True, metavar="NAME",
+              help="Implementation (repeatable).  [default: all of the function]")
 @common_options
 @click.option("--top", type=int, default=5, show_default=True, metavar="K",
               help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
-@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
+@click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
+              help="Output.")
 def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, target, targets_file, cotangent,
-            label_smoothing, dtypes, impls, accumulate, tolerance, top, fmt):
+            label_smoothing, dtypes, impls, accumulate, tolerance, top, exporter):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -252,7 +290,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
     from .exporters.terminal import inspect_table
     from .validate import choice
 
-    choice("output format", fmt, ("table", "json"))
+    choice("output format", exporter, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     from .masks import Specials
 
@@ -260,7 +298,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
                        validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
                        specials=Specials(nonfinite, masked_rows), top=top, cotangent=cotangent,
                        label_smoothing=label_smoothing)
-    if fmt == "json":
+    if exporter == "json":
         click.echo(record(data), nl=False)
     else:
         inspect_table(data)
@@ -269,13 +307,14 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @cli.command(context_settings=HELP)
 @click.option("--config", "config", help="Audit file (default: numstab.toml, else [tool.numstab] "
               "in pyproject.toml) -- used when no --function is given.")
-@click.option("--function", help="Function to audit.")
-@click.option("--dtype", "dtypes", multiple=True, help="Format (repeatable; default the four main ones).")
+@click.option("--function", metavar=_functions(), help="Function to audit.")
+@click.option("--dtype", "dtypes", multiple=True, metavar=_dtypes(),
+              help="Number format (repeatable).  [default: float16, bfloat16, float32, float64]")
 @click.option("--impl", "impls", multiple=True, help="Built-in implementation (repeatable).")
 @click.option("--callable", "callables", multiple=True,
               help="User implementation: module:function or path/to/file.py:function (repeatable).")
-@click.option("--library", "libraries", multiple=True,
-              help="scipy, torch, jax, keras or onnxruntime (repeatable; each an optional extra).")
+@click.option("--library", "libraries", multiple=True, metavar="[scipy|torch|jax|keras|onnxruntime]",
+              help="Library implementation (repeatable; each an optional extra).")
 @click.option("--device", default="cpu", show_default=True,
               help="Where --library implementations run: cpu, or cuda (torch, jax; needs a GPU).")
 @click.option("--input", "input_file", help="Real inputs instead of the grid (.npy/.npz/.csv/.txt).")
@@ -288,14 +327,16 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @grid_options
 @common_options
 @click.option("--max-ulp", "max_ulp", multiple=True, help="Largest finite ULP error allowed: X or dtype=X.")
-@click.option("--fail-on", "fail_on", multiple=True,
-              help="Statuses that fail the audit (default overflow,nan): overflow,underflow,nan,inaccurate.")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="[overflow|underflow|nan|zero|inaccurate]",
+              help="What fails the audit (repeatable or comma list; zero: 0 or the log of 0 where the "
+                   "exact value is not).  [default: overflow, underflow, nan, zero]")
 @click.option("--timeout", type=float, metavar="SECONDS",
               help="Seconds each implementation may take (a callable still running is a finding).")
-@click.option("--format", "fmt", default="table", show_default=True, help="Output: table or json.")
+@click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
+              help="Output.")
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, targets_file, target,
           cotangent, label_smoothing, offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp,
-          fail_on, timeout, fmt):
+          fail_on, timeout, exporter):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
     from .commands.audit import run_audit
@@ -304,7 +345,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
     from .exporters.terminal import audit_table
     from .validate import choice
 
-    choice("output format", fmt, ("table", "json"))
+    choice("output format", exporter, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
     timeout = validate.timeout(timeout)
     if fail_on:
@@ -324,7 +365,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
                            grid, timeout=timeout, device=device, cotangent=cotangent,
                            label_smoothing=label_smoothing)]
     report = run_audit(specs, argv=_argv_now())
-    if fmt == "json":
+    if exporter == "json":
         click.echo(record(report.to_dict()), nl=False)
     else:
         audit_table(report)

@@ -68,6 +68,17 @@ class RefData:
             getattr(self, f)[rows] = getattr(other, f)
 
 
+def jvalue(v):
+    """An output value as JSON: finite floats as numbers (shortest round-trip repr: every digit
+    of a float64 kept), "inf", "-inf" and "nan" as strings -- a value, never null."""
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
 def jnum(v):
     """A float as JSON allows it: finite floats as numbers, infinities as strings, NaN as null.
 
@@ -249,4 +260,6 @@ class AuditReport:
 
 
 # ------------------------------------------------------------------ inspect
-INSPECT_SCHEMA = "numstab.inspect/3"
+#: /4: always {"schema", "results": [...]} whatever the number of implementations and formats,
+#: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result.
+INSPECT_SCHEMA = "numstab.inspect/4"

@@ -18,7 +18,8 @@ WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"
 CAUSE_TAG = {"exp_overflow": "exp", "sum_overflow": "sum", "invalid": "inv", "underflow": "unf",
              "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round",
              "nan_hidden": "hid"}
-CAUSE_LEGEND = ("cause after ':': exp = exp overflow, sum = sum overflow, inv = invalid operation, unf = "
+CAUSE_LEGEND = ("* = above the tolerance; cause after ':': exp = exp overflow, sum = sum overflow, "
+                "inv = invalid operation, unf = "
                 "underflow (flush or subnormal digits), canc = cancellation, abs = absorption, clip = "
                 "clipping, round = accumulated rounding, hid = a NaN hidden (a number where the exact value "
                 "is NaN); ~ = inferred (a black box)")
@@ -44,8 +45,14 @@ def fmt_num(v: float, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+#: The mark of a figure above the tolerance: visible without colour (NO_COLOR, a pipe, a file).
+ABOVE = "*"
+
+
 def cell_text(status: str, max_ulp: float, cause: str | None = None, inferred: bool = False) -> str:
-    text = WORD[status] if status in WORD else fmt_num(max_ulp)
+    """A cell's text: the max ULP error (``12.3*`` above the tolerance) or the status word, then
+    the cause tag of a failing cell (``12.3*:round``, ``OVF:sum``)."""
+    text = WORD[status] if status in WORD else fmt_num(max_ulp) + (ABOVE if status == "inaccurate" else "")
     if cause and status not in ("ok", "undetermined"):
         text += (":~" if inferred else ":") + CAUSE_TAG.get(cause, cause)
     return text

@@ -81,3 +81,65 @@ def test_thresholds_json(capsys):
     assert {f["dtype"] for f in data["formats"]} >= {"float8_e4m3fn", "float8_e5m2"}
     e4 = next(f for f in data["formats"] if f["dtype"] == "float8_e4m3fn")
     assert "NaN" in e4["note"] and e4["has_inf"] is False
+
+
+INACC = ["compare", "--dtype", "float16", "--function", "log_softmax", "--impl", "stable", "--sizes", "1000",
+         "--offsets", "0", "--spreads", "3", "--trials", "1", "--jobs", "1"]
+
+
+@pytest.mark.parametrize("medium", ["pipe_no_color", "file_txt", "file_md"])
+def test_cells_above_the_tolerance_keep_a_mark_without_colour(medium, capsys, tmp_path, monkeypatch):
+    import math
+
+    assert main([*INACC, "--format", "json"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)["results"]
+    assert r["status"] == "inaccurate" and r["max_ulp"] > 4  # the cell is above the tolerance
+    mark = f"{r['max_ulp']:.3g}*"
+    assert math.isclose(float(mark[:-1]), r["max_ulp"], rel_tol=5e-3)
+    if medium == "pipe_no_color":
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert main(INACC) == 0
+        text = capsys.readouterr().out
+        assert "\x1b[" not in text
+    else:
+        out = tmp_path / ("t.txt" if medium == "file_txt" else "t.md")
+        assert main([*INACC, "-o", str(out)]) == 0
+        text = out.read_text()
+    assert mark + ":" in text and "* = above the tolerance" in text
+
+
+@pytest.mark.parametrize("suffix,check", [
+    (".md", lambda t: t.startswith("**float16:") and "| n | offset |" in t and "┃" not in t),
+    (".json", lambda t: json.loads(t)["schema"] == "numstab.compare/2"),
+    (".csv", lambda t: t.startswith("function,impl,dtype,")),
+    (".html", lambda t: t.startswith("<!DOCTYPE html>") and "</html>" in t),
+    (".txt", lambda t: "┃" in t and "\x1b[" not in t),
+])
+def test_output_file_suffix_picks_the_exporter(suffix, check, tmp_path, capsys):
+    out = tmp_path / f"r{suffix}"
+    small = ["compare", "--dtype", "float16", "--function", "softmax", "--sizes", "2", "--offsets", "0",
+             "--trials", "1", "--jobs", "1"]
+    assert main([*small, "-o", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    assert check(out.read_text())
+    # an explicit --format wins over the suffix
+    assert main([*small, "--format", "csv", "-o", str(out)]) == 0
+    assert out.read_text().startswith("function,impl,dtype,")
+
+
+@pytest.mark.parametrize("cmd", ["compare", "report", "inspect", "audit", "thresholds"])
+def test_help_shows_choices_and_defaults(cmd, capsys):
+    from numstab.formats import FORMATS
+
+    assert main([cmd, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # one line: click wraps the help
+    assert "--dtype [" + "|".join(FORMATS) + "]" in text
+    if cmd != "thresholds":
+        assert "--accumulate [sequential|pairwise|float32]" in text and "[default: sequential]" in text
+    if cmd in ("compare", "report", "audit"):
+        assert "[default: 2,10,1000]" in text and "[default: 1]" in text and "[default: 3]" in text
+        assert "cross_entropy targets" in text  # what the seed drives
+    if cmd == "compare":
+        assert "--format [table|markdown|json|csv|html]" in text
+    if cmd == "audit":
+        assert "[default: overflow, underflow, nan, zero]" in text

@@ -80,8 +80,9 @@ def as_text(q: Fraction) -> str:
 
 
 def inspect(fmt_name, function, values, impl, target=None):
-    return run_inspect(function, values=[repr(float(v)) for v in values], dtypes=(fmt_name,),
-                       impls=[impl], target=target)
+    (one,) = run_inspect(function, values=[repr(float(v)) for v in values], dtypes=(fmt_name,),
+                         impls=[impl], target=target)["results"]
+    return one
 
 
 # ----------------------------------------------------- item 1: ulp binade
@@ -104,7 +105,7 @@ def test_ulp_is_taken_in_the_binade_of_the_exact_value(dtype, impl, values, elem
 def test_cli_json_reports_four_ulp_at_one_eighth(capsys):
     code = main(["inspect", "softmax", "--dtype", "float32", "--impl", "lse", "--format", "json", "--"]
                 + ["18.089799880981445"] * 8)
-    out = json.loads(capsys.readouterr().out)
+    (out,) = json.loads(capsys.readouterr().out)["results"]
     assert code == 0 and out["ulp_error"] == [4.0] * 8 and out["status"] == "ok"
     assert out["reference"] == ["0.125"] * 8
 
@@ -173,7 +174,7 @@ def test_figure_from_a_registered_kernel_on_a_crafted_vector():
 def test_finite_error_beyond_float64_is_never_inf(capsys):
     argv = ["inspect", "cross_entropy", "--dtype", "float64", "--impl", "clipped", "--target", "0"]
     assert main(argv + ["--format", "json", "--", "0", "-1000"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    (d,) = json.loads(capsys.readouterr().out)["results"]
     y = d["outputs"][0]
     assert math.isfinite(y) and y == pytest.approx(1e-7, rel=1e-6)
     want = oracle_ulp_figure(F64, "cross_entropy", [0.0, -1000.0], y, target=0)
@@ -260,3 +261,24 @@ def test_fast_tiers_leave_an_interval_touching_a_power_of_two_undecided(tier):
     # only a strict bound makes the one-sided neighbourhood of 1/8 decidable
     r = _from_interval(F32, v[:1], np.full(1, 2.0**-60, dtype=FAST_TIERS[tier]), upper=wt(0.125))
     assert r.decided.tolist() == [True] and r.ulp[0] == 2.0**-27 and r.rounded[0] == 0.125
+
+
+def test_rational_exact_value_on_a_quantization_tie_is_decided_whatever_else_runs():
+    """Five equal float8_e4m3fn inputs: softmax is exactly 1/5, stable's y = 0.203125 has ULP error
+    exactly 0.2 (ulp 2^-6) and relative error exactly 2^-6 = 0.015625, a tie of the 3-significant-
+    digit quantization (ties to even: 0.0156). No enclosure of 1/5 decides a tie; the exact rational
+    does -- with or without naive's NaN in the same batch (it once turned the others undetermined)."""
+    fmt = FORMATS["float8_e4m3fn"]
+    x = np.full((1, 5), 5.0)
+    y = Fraction(13, 64)  # 0.203125
+    assert abs(y - Fraction(1, 5)) / Fraction(1, 64) == Fraction(1, 5)
+    assert abs(y - Fraction(1, 5)) / Fraction(1, 5) == Fraction(1, 64)
+    for names in (["stable"], ["naive", "stable"], ["naive", "stable", "lse", "online"]):
+        impls = [REGISTRY["softmax"][n] for n in names]
+        outs, ref, _ = evaluate(fmt, x, np.zeros(1, dtype=np.int64), impls)
+        o = outs[names.index("stable")]
+        assert float(o.y[0, 0]) == 0.203125
+        assert ref["softmax"].determined.all(), names
+        np.testing.assert_array_equal(o.ulp, np.full((1, 5), 0.2))
+        np.testing.assert_array_equal(o.rel, np.full((1, 5), 0.0156))
+        assert (o.status == 0).all(), names

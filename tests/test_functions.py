@@ -103,7 +103,7 @@ def test_records_say_what_the_engine_needs():
 def test_inspect_runs_a_registered_function(toy):
     from numstab.commands.inspect import run_inspect
 
-    d = run_inspect("toy_exp", values=["1", "-2"], dtypes=("float16",))
+    (d,) = run_inspect("toy_exp", values=["1", "-2"], dtypes=("float16",))["results"]
     assert d["reference"][0].startswith("2.71828182845904523536028")  # e, 25 digits, all right
     assert d["reference"][1].startswith("0.135335283236612691893999")  # exp(-2)
     assert d["status"] == "ok" and "target" not in d and "scalar" not in d

@@ -48,11 +48,14 @@ def test_logsumexp_11_11_float16(capsys):
     assert len(data["stable"]["reference"][0].replace(".", "")) >= 21
 
 
-def test_single_impl_json_is_one_object(capsys):
-    d = cli_json(capsys, "inspect", "softmax", "--dtype", "float16", "--impl", "naive", "--format",
-                 "json", "--", "12", "0")
-    assert d["schema"] == "numstab.inspect/3" and d["impl"] == "naive"
-    assert d["outputs"][0] is None and d["outputs"][1] == 0.0  # NaN as null, never a bare token
+def test_single_impl_json_has_the_same_shape(capsys):
+    top = cli_json(capsys, "inspect", "softmax", "--dtype", "float16", "--impl", "naive", "--format",
+                   "json", "--", "12", "0")
+    assert top["schema"] == "numstab.inspect/4" and set(top) == {"schema", "results"}
+    (d,) = top["results"]
+    assert d["impl"] == "naive"
+    # exp(12) = inf in float16: inf/inf is NaN -- "nan", never null (null means no figure)
+    assert d["outputs"] == ["nan", 0.0]
     assert d["status"] == "nan"
     assert "exp(12) overflows float16 (exp(x) is inf for x >= 11.0901)" in d["verdict"]
     assert d["element_cause"] == ["exp_overflow", "exp_overflow"] and d["cause_inferred"] is False
@@ -86,7 +89,8 @@ def test_batch_file_summary(tmp_path):
 def test_csv_input(tmp_path, capsys):
     f = tmp_path / "v.csv"
     f.write_text("1000, 1\n")
-    d = cli_json(capsys, "inspect", "log_softmax", "--input", str(f), "--impl", "stable", "--format", "json")
+    (d,) = cli_json(capsys, "inspect", "log_softmax", "--input", str(f), "--impl", "stable", "--format",
+                    "json")["results"]
     assert d["outputs"] == [0.0, -999.0]
 
 
@@ -121,3 +125,15 @@ def test_bad_input_exit_2(tmp_path, capsys, setup, argv, msg):
     assert code == 2
     assert msg in err, err
     assert err.count("\n") == 1
+
+
+def test_float64_outputs_keep_every_digit_in_json_and_text(capsys):
+    """A float64 output is shown with all its digits (shortest round-trip form), in JSON and text."""
+    argv = ["inspect", "logsumexp", "--dtype", "float64", "--impl", "stable"]
+    (d,) = cli_json(capsys, *argv, "--format", "json", "--", "0.1", "0.2")["results"]
+    y = d["outputs"][0]
+    # max + log(sum(exp(x - max))) in float64, step by step as the kernel does
+    want = 0.2 + float(np.log(np.exp(0.1 - 0.2) + np.exp(0.0)))
+    assert y == want and len(repr(y).replace(".", "").lstrip("0")) >= 16
+    assert main([*argv, "--", "0.1", "0.2"]) == 0
+    assert repr(want) in capsys.readouterr().out

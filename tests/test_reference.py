@@ -215,3 +215,21 @@ def test_bump_moves_rows_of_several_tiers_with_their_own_targets():
         lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in x[b]))
         ce = lse - mpmath.mpf(float(x[b, t[b]]))
         assert esc.ref["cross_entropy"].rounded[b] == float(np.float16(float(ce)))
+
+
+def test_bump_moves_elements_of_several_tiers_one_tier_each():
+    """Elements at different tiers climb one tier each in one bump, each row with its own extra
+    argument (target), and end with mpmath's values."""
+    from numstab.reference.escalation import compute_reference
+
+    f = FORMATS["float16"]
+    x = f.round(np.array([[0.5, 2.0, -1.0], [3.0, 0.25, 1.5], [-2.0, 0.0, 4.0]]))
+    t = np.array([2, 0, 1])
+    ref, esc = compute_reference(f, x, t)
+    esc.level["cross_entropy"][1] = 1  # as if row 1 had already gone up a tier
+    assert esc.bump({fn: np.ones(lv.shape, dtype=bool) for fn, lv in esc.level.items()})
+    assert esc.level["cross_entropy"].tolist() == [1, 2, 1]
+    for b in range(3):  # cross_entropy = logsumexp(x) - x[target], independently in mpmath
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in x[b]))
+        ce = lse - mpmath.mpf(float(x[b, t[b]]))
+        assert ref["cross_entropy"].rounded[b] == float(np.float16(float(ce)))

@@ -11,15 +11,16 @@ from ..formats import get_format
 from ..functions import get as get_function
 from ..functions import take_args
 from ..metrics import DEFAULT_TOLERANCE
+from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jvalue
 from ..steps import DEFAULT_COMPUTE
-from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
                 top: int = 5, cotangent=None, label_smoothing=None, compute: str = DEFAULT_COMPUTE) -> dict:
-    """The inspect job. Returns the JSON-ready dict (schema numstab.inspect/3).
+    """The inspect job. Returns the JSON-ready dict
+    (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
 
     ``target``: the target index (cross_entropy, ...) or the label z in [0, 1]
     (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
@@ -102,7 +103,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "impl": o.impl.name, "accumulate": accumulate, "compute": compute,
                     **_inspect_args(rec, row),
                     "inputs": [jnum(v) for v in x[0]],
-                    "outputs": [jnum(v) for v in yy],
+                    "outputs": [jvalue(v) for v in yy],
                     "reference": ex,
                     "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
                                   for j in range(np.atleast_1d(u).size)],
@@ -133,8 +134,6 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     **_masked_rows_returned(function, x, o.y),
                     "worst": worst(o, x, tg, fmt, top, src, specials),
                 })
-    if len(results) == 1:
-        return results[0]
     return {"schema": INSPECT_SCHEMA, "results": results}
 
 

@@ -54,7 +54,7 @@ def compare_table(run: CompareRun, file=None) -> None:
         con.print(tab)
     con.print(
         f"cells: max ULP error over all trials; OVF/UNF/NaN = overflow/underflow/NaN in some element; "
-        f"yellow = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
+        f"yellow and * = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
         f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
     )
     con.print(CAUSE_LEGEND)
@@ -155,11 +155,13 @@ def worst_table(con, rows: list, title: str) -> None:
 
 
 def _j(v) -> str:
+    """A JSON value as text: every digit of a float64 kept (shortest round-trip repr), strings
+    ("inf", "nan") as they are, null (no figure) as "-"."""
     if v is None:
-        return "NaN"
+        return "-"
     if isinstance(v, str):
         return v
-    return f"{v:.9g}"
+    return repr(float(v))
 
 
 def audit_table(report, file=None) -> None:

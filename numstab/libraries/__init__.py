@@ -188,6 +188,32 @@ def cast(y, dtype) -> np.ndarray:
         return fmt.cast(fmt.round(np.asarray(y).astype(np.float64)))
 
 
+def labels_like(z, x) -> np.ndarray:
+    """binary_cross_entropy's labels in x's shape and format: (B,) labels apply to a whole
+    vector, (B, n) to each element; each is rounded correctly into the format (libraries take
+    labels of the logits' dtype)."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim == x.ndim - 1:
+        z = z[..., None]
+    return cast(np.broadcast_to(z, x.shape), x.dtype)
+
+
+def smoothing_groups(arg):
+    """(epsilon, rows, targets) per distinct label-smoothing weight of the batch: libraries take one
+    float per call (``arg``: the smoothing record, with ``target`` and ``epsilon`` per vector)."""
+    target = np.asarray(arg["target"], dtype=np.int64)
+    eps = np.asarray(arg["epsilon"], dtype=np.float64)
+    return [(float(e), np.nonzero(eps == e)[0], target[eps == e]) for e in np.unique(eps)]
+
+
+def by_groups(arg, n_rows: int, run) -> np.ndarray:
+    """run(rows, targets, epsilon) -> (len(rows),) for each smoothing weight, put back in order."""
+    out = np.empty(n_rows, dtype=np.float64)
+    for e, rows, t in smoothing_groups(arg):
+        out[rows] = np.asarray(run(rows, t, e), dtype=np.float64)
+    return out
+
+
 def info(name: str, device: str = "cpu") -> dict:
     """What numstab records about the library (name, version, device, backend...)."""
     return load(name, device)[1]

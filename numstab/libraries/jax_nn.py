@@ -52,14 +52,49 @@ def put(x, device: str):
 
 def adapters(function: str, device: str) -> list[Adapter]:
     import jax
+    import jax.numpy as jnp
 
     def wrap(f):
         return lambda x: np.asarray(f(put(x, device), axis=-1))
 
+    def elementwise(f):
+        return lambda x: np.asarray(f(put(x, device)))
+
+    def nll(x, target):
+        """-log_softmax(x)[target], as optax.softmax_cross_entropy_with_integer_labels computes it."""
+        t = jnp.asarray(np.asarray(target, dtype=np.int64))[:, None]
+        return -jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), t, axis=-1)[:, 0]
+
+    def cross_entropy(x, target):
+        return np.asarray(nll(put(x, device), target))
+
+    def vjp(f):
+        def run(x, v):
+            _, back = jax.vjp(lambda a: f(a, axis=-1), put(x, device))
+            return np.asarray(back(put(v, device))[0])
+        return run
+
+    def ce_grad(x, target):
+        return np.asarray(jax.grad(lambda a: jnp.sum(nll(a, target)))(put(x, device)))
+
+    take = "-take_along_axis(jax.nn.log_softmax(x, axis=-1), target)"
     table = {
         "softmax": [Adapter("jax.nn.softmax", "jax.nn.softmax(x, axis=-1)", wrap(jax.nn.softmax))],
         "log_softmax": [Adapter("jax.nn.log_softmax", "jax.nn.log_softmax(x, axis=-1)",
                                 wrap(jax.nn.log_softmax))],
         "logsumexp": [Adapter("jax.nn.logsumexp", "jax.nn.logsumexp(x, axis=-1)", wrap(jax.nn.logsumexp))],
+        "cross_entropy": [Adapter("jax.nn.log_softmax[target]", f"{take} (optax's integer-label form)",
+                                  cross_entropy)],
+        "sigmoid": [Adapter("jax.nn.sigmoid", "jax.nn.sigmoid(x)", elementwise(jax.nn.sigmoid))],
+        "log_sigmoid": [Adapter("jax.nn.log_sigmoid", "jax.nn.log_sigmoid(x)",
+                                elementwise(jax.nn.log_sigmoid))],
+        "softplus": [Adapter("jax.nn.softplus", "jax.nn.softplus(x)", elementwise(jax.nn.softplus))],
+        "softmax_backward": [Adapter("jax.vjp(jax.nn.softmax)",
+                                     "jax.vjp(jax.nn.softmax(., axis=-1), x)[1](v)", vjp(jax.nn.softmax))],
+        "log_softmax_backward": [Adapter("jax.vjp(jax.nn.log_softmax)",
+                                         "jax.vjp(jax.nn.log_softmax(., axis=-1), x)[1](v)",
+                                         vjp(jax.nn.log_softmax))],
+        "cross_entropy_backward": [Adapter("jax.grad(jax.nn.log_softmax[target])",
+                                           f"jax.grad(sum({take}))(x)", ce_grad)],
     }
     return table.get(function, [])

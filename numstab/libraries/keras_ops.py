@@ -51,6 +51,8 @@ def _np(y) -> np.ndarray:
 def adapters(function: str, device: str) -> list[Adapter]:
     import keras
 
+    from . import by_groups, labels_like
+
     ops = keras.ops
 
     def softmax(x):
@@ -76,6 +78,29 @@ def adapters(function: str, device: str) -> list[Adapter]:
             return _np(keras.losses.sparse_categorical_crossentropy(t, y_pred, from_logits=from_logits))
         return run
 
+    def elementwise(f):
+        return lambda x: _np(f(x))
+
+    def bce(from_logits):
+        def run(x, z):
+            """keras.losses.binary_crossentropy means over the last axis: each element is given
+            alone, as a (B * n, 1) batch, so the mean of one value is that value."""
+            zz = labels_like(z, x).reshape(-1, 1)
+            xx = x.reshape(-1, 1)
+            y_pred = xx if from_logits else ops.sigmoid(xx)
+            return _np(keras.losses.binary_crossentropy(zz, y_pred, from_logits=from_logits)).reshape(x.shape)
+        return run
+
+    def smoothed(x, arg):
+        def run(rows, t, eps):
+            onehot = np.eye(x.shape[-1], dtype=x.dtype)[t]
+            return _np(keras.losses.categorical_crossentropy(onehot, x[rows], from_logits=True,
+                                                             label_smoothing=eps)).astype(np.float64)
+        return by_groups(arg, x.shape[0], run)
+
+    bces = [Adapter(f"keras.losses.binary_crossentropy(from_logits={fl})",
+                    f"keras.losses.binary_crossentropy(z, {'x' if fl else 'keras.ops.sigmoid(x)'}, "
+                    f"from_logits={fl}) on (B * n, 1)", bce(fl)) for fl in (True, False)]
     ce = []
     for loss, make, y_true in (("categorical_crossentropy", cce, "one_hot(target)"),
                                ("sparse_categorical_crossentropy", scce, "target")):
@@ -88,6 +113,15 @@ def adapters(function: str, device: str) -> list[Adapter]:
         "log_softmax": [Adapter("keras.ops.log_softmax", "keras.ops.log_softmax(x, axis=-1)", log_softmax)],
         "logsumexp": [Adapter("keras.ops.logsumexp", "keras.ops.logsumexp(x, axis=-1)", logsumexp)],
         "cross_entropy": ce,
+        "smoothed_cross_entropy": [Adapter(
+            "keras.losses.categorical_crossentropy(label_smoothing)",
+            "keras.losses.categorical_crossentropy(one_hot(target), x, from_logits=True, "
+            "label_smoothing=epsilon)", smoothed)],
+        "sigmoid": [Adapter("keras.ops.sigmoid", "keras.ops.sigmoid(x)", elementwise(ops.sigmoid))],
+        "log_sigmoid": [Adapter("keras.ops.log_sigmoid", "keras.ops.log_sigmoid(x)",
+                                elementwise(ops.log_sigmoid))],
+        "softplus": [Adapter("keras.ops.softplus", "keras.ops.softplus(x)", elementwise(ops.softplus))],
+        "binary_cross_entropy": bces,
     }
     return table.get(function, [])
 

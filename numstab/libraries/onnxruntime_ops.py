@@ -78,7 +78,15 @@ def adapters(function: str, device: str) -> list[Adapter]:
     def cross_entropy(x, target):
         return run("SoftmaxCrossEntropyLoss", x, {"reduction": "none"}, labels=target)
 
+    def sigmoid(x):
+        return run("Sigmoid", x)
+
+    def softplus(x):
+        return run("Softplus", x)
+
     table = {
+        "sigmoid": [Adapter("onnxruntime:Sigmoid", "Sigmoid(x)", sigmoid, DTYPES)],
+        "softplus": [Adapter("onnxruntime:Softplus", "Softplus(x)", softplus, DTYPES)],
         "softmax": [Adapter("onnxruntime:Softmax", "Softmax(axis=-1)", softmax, DTYPES)],
         "log_softmax": [Adapter("onnxruntime:LogSoftmax", "LogSoftmax(axis=-1)", log_softmax, DTYPES)],
         "logsumexp": [Adapter("onnxruntime:ReduceLogSumExp", "ReduceLogSumExp(x, axes=[-1], keepdims=0)",

@@ -23,7 +23,16 @@ def adapters(function: str, device: str) -> list[Adapter]:
     def logsumexp(x):
         return sp.logsumexp(x, axis=-1)
 
+    def elementwise(name):
+        f = getattr(sp, name, None)
+        if f is None:  # softplus came with scipy 1.15
+            return []
+        return [Adapter(f"scipy.special.{name}", f"scipy.special.{name}(x)", lambda x: f(x))]
+
     table = {
+        "sigmoid": elementwise("expit"),
+        "log_sigmoid": elementwise("log_expit"),
+        "softplus": elementwise("softplus"),
         "softmax": [Adapter("scipy.special.softmax", "scipy.special.softmax(x, axis=-1)", softmax)],
         "log_softmax": [Adapter("scipy.special.log_softmax", "scipy.special.log_softmax(x, axis=-1)",
                                 log_softmax)],

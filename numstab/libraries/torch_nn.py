@@ -74,27 +74,84 @@ def adapters(function: str, device: str) -> list[Adapter]:
     import torch
     import torch.nn.functional as F
 
+    from . import by_groups, labels_like
+
+    def T(a):
+        return to_tensor(a, device)
+
+    def labels(target):
+        return torch.from_numpy(np.asarray(target, dtype=np.int64)).to(device)
+
     def softmax(x):
-        return to_numpy(F.softmax(to_tensor(x, device), dim=-1))
+        return to_numpy(F.softmax(T(x), dim=-1))
 
     def log_softmax(x):
-        return to_numpy(F.log_softmax(to_tensor(x, device), dim=-1))
+        return to_numpy(F.log_softmax(T(x), dim=-1))
 
     def logsumexp(x):
-        return to_numpy(torch.logsumexp(to_tensor(x, device), dim=-1))
+        return to_numpy(torch.logsumexp(T(x), dim=-1))
 
     def cross_entropy(x, target):
-        t = torch.from_numpy(np.asarray(target, dtype=np.int64)).to(device)
-        return to_numpy(F.cross_entropy(to_tensor(x, device), t, reduction="none"))
+        return to_numpy(F.cross_entropy(T(x), labels(target), reduction="none"))
 
+    def smoothed(x, arg):
+        def run(rows, t, eps):
+            return to_numpy(F.cross_entropy(T(x[rows]), labels(t), reduction="none",
+                                            label_smoothing=eps)).astype(np.float64)
+        return by_groups(arg, x.shape[0], run)
+
+    def elementwise(f):
+        return lambda x: to_numpy(f(T(x)))
+
+    def bce_logits(x, z):
+        return to_numpy(F.binary_cross_entropy_with_logits(T(x), T(labels_like(z, x)), reduction="none"))
+
+    def bce_probs(x, z):
+        return to_numpy(F.binary_cross_entropy(torch.sigmoid(T(x)), T(labels_like(z, x)), reduction="none"))
+
+    def vjp(f):
+        def run(x, v):
+            t = T(x).requires_grad_(True)
+            (g,) = torch.autograd.grad(f(t, dim=-1), t, grad_outputs=T(v))
+            return to_numpy(g)
+        return run
+
+    def ce_grad(x, target):
+        t = T(x).requires_grad_(True)
+        loss = F.cross_entropy(t, labels(target), reduction="none")
+        (g,) = torch.autograd.grad(loss, t, grad_outputs=torch.ones_like(loss))
+        return to_numpy(g)
+
+    fn = "torch.nn.functional"
     table = {
-        "softmax": [Adapter("torch.nn.functional.softmax", "torch.nn.functional.softmax(x, dim=-1)",
-                            softmax)],
-        "log_softmax": [Adapter("torch.nn.functional.log_softmax",
-                                "torch.nn.functional.log_softmax(x, dim=-1)", log_softmax)],
+        "softmax": [Adapter(f"{fn}.softmax", f"{fn}.softmax(x, dim=-1)", softmax)],
+        "log_softmax": [Adapter(f"{fn}.log_softmax", f"{fn}.log_softmax(x, dim=-1)", log_softmax)],
         "logsumexp": [Adapter("torch.logsumexp", "torch.logsumexp(x, dim=-1)", logsumexp)],
-        "cross_entropy": [Adapter("torch.nn.functional.cross_entropy",
-                                  "torch.nn.functional.cross_entropy(x, target, reduction='none')",
+        "cross_entropy": [Adapter(f"{fn}.cross_entropy", f"{fn}.cross_entropy(x, target, reduction='none')",
                                   cross_entropy)],
+        "smoothed_cross_entropy": [Adapter(
+            f"{fn}.cross_entropy(label_smoothing)",
+            f"{fn}.cross_entropy(x, target, reduction='none', label_smoothing=epsilon)", smoothed)],
+        "sigmoid": [Adapter("torch.sigmoid", "torch.sigmoid(x)", elementwise(torch.sigmoid))],
+        "log_sigmoid": [Adapter(f"{fn}.logsigmoid", f"{fn}.logsigmoid(x)", elementwise(F.logsigmoid))],
+        "softplus": [Adapter(f"{fn}.softplus", f"{fn}.softplus(x) (beta=1, threshold=20: x itself above 20)",
+                             elementwise(F.softplus))],
+        "binary_cross_entropy": [
+            Adapter(f"{fn}.binary_cross_entropy_with_logits",
+                    f"{fn}.binary_cross_entropy_with_logits(x, z, reduction='none')", bce_logits),
+            Adapter(f"{fn}.binary_cross_entropy(sigmoid)",
+                    f"{fn}.binary_cross_entropy(torch.sigmoid(x), z, reduction='none') (log clamped at -100)",
+                    bce_probs),
+        ],
+        "softmax_backward": [Adapter(f"{fn}.softmax (autograd)",
+                                     f"torch.autograd.grad({fn}.softmax(x, dim=-1), x, grad_outputs=v)",
+                                     vjp(F.softmax))],
+        "log_softmax_backward": [Adapter(
+            f"{fn}.log_softmax (autograd)",
+            f"torch.autograd.grad({fn}.log_softmax(x, dim=-1), x, grad_outputs=v)", vjp(F.log_softmax))],
+        "cross_entropy_backward": [Adapter(
+            f"{fn}.cross_entropy (autograd)",
+            f"torch.autograd.grad({fn}.cross_entropy(x, target, reduction='none'), x, grad_outputs=1)",
+            ce_grad)],
     }
     return table.get(function, [])

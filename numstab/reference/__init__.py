@@ -473,6 +473,47 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
     return ulp_b, (mpf_div(dlo, ahi, wp, "f"), mpf_div(dhi, alo, wp, "c"))
 
 
+def _sig3_exact(v: Fraction):
+    """3 significant digits of v > 0, ties to even (as metrics.quantize): a float, or a Decimal
+    beyond float64's range."""
+    from decimal import Decimal
+
+    from ..metrics import figure_value
+
+    e = math.floor(math.log10(v.numerator) - math.log10(v.denominator))  # within 1 of the truth
+    while Fraction(10) ** e > v:
+        e -= 1
+    while Fraction(10) ** (e + 1) <= v:
+        e += 1
+    k = round(v / Fraction(10) ** (e - 2))  # Fraction rounds half to even
+    if k == 1000:
+        k, e = 100, e + 1
+    f = figure_value(k, e)
+    return f if math.isfinite(f) else Decimal(k).scaleb(e - 2)
+
+
+def _rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:
+    """(ULP figure, relative figure) of a finite output y against an exact rational r, exactly."""
+    from ..metrics import figure_value
+
+    d = abs(Fraction(y) - r)
+    a = abs(r)
+    if a:
+        e = a.numerator.bit_length() - a.denominator.bit_length()
+        if Fraction(2) ** e > a:
+            e -= 1
+        ue = max(e, fmt.emin) - fmt.p + 1
+    else:
+        ue = fmt.emin - fmt.p + 1
+    u = d / Fraction(2) ** ue
+    ulp_fig = figure_value(round(u * 1000), -1) if u < 1 else _sig3_exact(u)
+    if not a:
+        return ulp_fig, (math.inf if d else 0.0)
+    rel = d / a
+    rel_fig = 0.0 if rel < Fraction(fmt.eps) / 1024 else _sig3_exact(rel)
+    return ulp_fig, rel_fig
+
+
 def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: int = MAX_PREC,
                   start: int | None = None):
     """Quantized (ULP, relative) figures of outputs, decided exactly: for each (j, y) of
@@ -485,6 +526,21 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
     out: list = [None] * len(items)
     fams = families([function])
     todo = list(range(len(items)))
+    rat = {}
+    for fam in fams:
+        if hasattr(fam, "rational"):
+            rat.update(fam.rational(x_row, _functions.as_args(target) if not isinstance(
+                target, (int, np.integer)) else {"target": target}))
+    if function in rat:  # rational exact values: figures decided exactly (ties included)
+        left = []
+        for i in todo:
+            j, y = items[i]
+            r = rat[function][j]
+            if r is None or not math.isfinite(y):
+                left.append(i)
+            else:
+                out[i] = _rational_figures(fmt, r, y)
+        todo = left
     prec = start or start_prec(fmt)
     while todo and prec <= max_prec:
         js = sorted({items[i][0] for i in todo})

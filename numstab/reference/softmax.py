@@ -23,6 +23,8 @@ and ``fast_elements`` (some elements' values from them).
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from ..formats import Format
@@ -118,6 +120,21 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict, functions=None) -> dict[s
         else:
             out[f] = fast_elements(fmt, rows, x, args, wt, f, np.arange(B))
     return out
+
+
+def rational(x_row, args_row: dict) -> dict[str, list]:
+    """The values of the family that are rational, exactly (Fraction per element; None where
+    irrational). Only softmax of a vector whose finite entries are all equal is: 1/k on its k
+    finite entries, 0 on its -inf ones (Lindemann-Weierstrass: every other value of the family
+    involves exp or log of a nonzero algebraic number, except the points the enclosures already
+    give: log_softmax of one finite entry is 0, logsumexp of it is the entry). A rational value
+    can make an error figure an exact tie of the quantization, which no enclosure decides."""
+    x = np.asarray(x_row, dtype=np.float64)
+    fin = np.isfinite(x)
+    if not fin.any() or np.isnan(x).any() or np.isposinf(x).any() or not (x[fin] == x[fin][0]).all():
+        return {}
+    k = int(fin.sum())
+    return {"softmax": [Fraction(1, k) if f else Fraction(0) for f in fin]}
 
 
 def exact_raw(x_row, args_row: dict, prec: int) -> dict[str, list]:

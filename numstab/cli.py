@@ -112,6 +112,10 @@ def common_options(f):
     for opt in reversed([
         click.option("--accumulate", default="sequential", show_default=True, metavar=_acc_models(),
                      help="Accumulation model of sums (README: Accumulation model)."),
+        click.option("--compute", default="float32", show_default=True, metavar="[float32|format]",
+                     help="Precision model of the built-in kernels: float32 intermediates, only the output "
+                          "rounded to the format (torch on the CPU), or every operation in the format "
+                          "(textbook; README: Precision model)."),
         click.option("--tolerance", type=float, default=4.0, show_default=True,
                      help="ULP error above which an element is 'inaccurate'."),
     ]):
@@ -279,7 +283,7 @@ def thresholds(dtypes, n, exporter):
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
 def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, target, targets_file, cotangent,
-            label_smoothing, dtypes, impls, accumulate, tolerance, top, exporter):
+            label_smoothing, dtypes, impls, accumulate, compute, tolerance, top, exporter):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -297,7 +301,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
                        validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
                        specials=Specials(nonfinite, masked_rows), top=top, cotangent=cotangent,
-                       label_smoothing=label_smoothing)
+                       label_smoothing=label_smoothing, compute=compute)
     if exporter == "json":
         click.echo(record(data), nl=False)
     else:
@@ -335,8 +339,8 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, targets_file, target,
-          cotangent, label_smoothing, offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp,
-          fail_on, timeout, exporter):
+          cotangent, label_smoothing, offsets, spreads, sizes, trials, seed, accumulate, compute, tolerance,
+          max_ulp, fail_on, timeout, exporter):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
     from .commands.audit import run_audit
@@ -363,7 +367,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid, timeout=timeout, device=device, cotangent=cotangent,
-                           label_smoothing=label_smoothing)]
+                           label_smoothing=label_smoothing, compute=compute)]
     report = run_audit(specs, argv=_argv_now())
     if exporter == "json":
         click.echo(record(report.to_dict()), nl=False)

@@ -55,7 +55,9 @@ def compare_table(run: CompareRun, file=None) -> None:
     con.print(
         f"cells: max ULP error over all trials; OVF/UNF/NaN = overflow/underflow/NaN in some element; "
         f"yellow and * = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
-        f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
+        f"{run.meta.get('accumulate')}"
+        + (f", compute={run.meta['compute']}" if run.meta.get("compute") else "")
+        + f", seed={run.meta.get('seed')}"
     )
     con.print(CAUSE_LEGEND)
 
@@ -105,7 +107,8 @@ def inspect_table(data: dict, file=None) -> None:
     con = console(file)
     items = data["results"] if "results" in data else [data]
     for d in items:
-        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']})"
+        head = (f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']}"
+                + (f", compute {d['compute']})" if d.get("compute") else ")"))
         if "vectors" in d:
             c = d["counts"]
             con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}, "

@@ -24,7 +24,6 @@ import numpy as np
 
 from numstab.formats import FORMATS
 from numstab.functions import REGISTRY
-from numstab.reference import MP_TIER
 from numstab.reference.escalation import compute_reference as reference
 
 
@@ -55,13 +54,14 @@ def plain_mpmath(x: np.ndarray, prec: int = 64) -> float:
 
 
 def numstab_reference(fmt, x: np.ndarray, repeat: int = 3) -> tuple[float, int]:
-    """Best of `repeat` runs of numstab's reference (all four functions). Returns (s, mpmath rows)."""
+    """Best of `repeat` runs of numstab's reference (all four functions). Returns (s, elements
+    computed by mpmath)."""
     best = np.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
-        _, tier = reference(fmt, x, np.zeros(len(x), dtype=np.int64), "auto")
+        _, esc = reference(fmt, x, np.zeros(len(x), dtype=np.int64), "auto")
         best = min(best, time.perf_counter() - t0)
-    return best, int(np.sum(tier == MP_TIER))
+    return best, int(esc.stats()["elements"][-1])
 
 
 def kernel(fmt, x: np.ndarray, repeat: int = 5) -> float:
@@ -84,15 +84,81 @@ def wall(cmd: list[str], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
+def real_logits(path: str, rows: int, vocab: int, seed: int = 0) -> None:
+    """Language-model-like logits as float32 .npy: N(0, 3) plus 3 outliers per row near +25."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, vocab)) * 3).astype(np.float32)
+    for b in range(rows):
+        x[b, rng.integers(0, vocab, 3)] = 25 + rng.uniform(-1, 1, 3)
+    np.save(path, x)
+
+
+_CHILD = """
+import resource, sys, time, json
+import numpy as np
+from numstab.engine import evaluate
+from numstab.formats import FORMATS
+from numstab.functions import REGISTRY
+from numstab.inputs import round_inputs
+fmt = FORMATS[sys.argv[2]]
+x = round_inputs(fmt, np.load(sys.argv[1]).astype(np.float64))
+t0 = time.perf_counter()
+outs, ref, esc = evaluate(fmt, x, np.zeros(len(x), dtype=np.int64), [REGISTRY["softmax"]["stable"]])
+dt = time.perf_counter() - t0
+st = esc.stats()
+print(json.dumps({"s": dt, "elements": st["elements"], "tiers": st["tiers"],
+                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def logits_section(quick: bool) -> None:
+    """elements/s of `inspect softmax --impl stable` on real-logit-like files, per format: the
+    engine in-process (kernel traced, reference, figures, causes) and the whole command."""
+    import json
+    import resource
+    import tempfile
+
+    shapes = ((4, 32_000), (2, 128_000)) if quick else ((16, 32_000), (8, 128_000))
+    print("\n== real logits: inspect softmax --impl stable (float32 .npy, N(0,3) + outliers near +25) ==")
+    print("engine: evaluate() in a fresh process (one core); command: `numstab inspect` wall time, "
+          "peak RSS")
+    print(f"{'vocab':>7} {'rows':>5} {'format':9} {'engine el/s':>12} {'command el/s':>13} {'peak MB':>8} "
+          f"{'by mpmath':>10}  elements per tier")
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows, vocab in shapes:
+            path = os.path.join(tmp, f"logits_{vocab}.npy")
+            real_logits(path, rows, vocab)
+            el = rows * vocab
+            exe = os.path.join(os.path.dirname(sys.executable), "numstab")
+            for name in ("float16", "bfloat16", "float32", "float64"):
+                r = subprocess.run([sys.executable, "-c", _CHILD, path, name], capture_output=True, text=True,
+                                   check=True)
+                d = json.loads(r.stdout)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                t0 = time.perf_counter()
+                subprocess.run([exe, "inspect", "softmax", "--impl", "stable", "--input", path,
+                                "--dtype", name, "--format", "json"], stdout=subprocess.DEVNULL, check=True)
+                wall_s = time.perf_counter() - t0
+                peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) * 1024
+                by_mp = d["elements"][-1] / el
+                tiers = ", ".join(f"{t.split('(')[0]}={c}" for t, c in zip(d["tiers"], d["elements"]))
+                print(f"{vocab:>7,} {rows:>5} {name:9} {el / d['s']:12,.0f} {el / wall_s:13,.0f} "
+                      f"{peak / 2**20:8.0f} {by_mp:10.1e}  {tiers}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1e4 elements instead of 1e5, no 1e6 point")
+    ap.add_argument("--logits", action="store_true", help="only the real-logits section")
     args = ap.parse_args()
+    if args.logits:
+        logits_section(args.quick)
+        return
     size = 10_000 if args.quick else 100_000
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}")
     print(f"\n== reference throughput on {size:,} logits (vectors of n=100) ==")
-    print(f"{'format':10} {'plain mpmath el/s':>18} {'numstab ref el/s':>17} {'mpmath rows':>12} "
+    print(f"{'format':10} {'plain mpmath el/s':>18} {'numstab ref el/s':>17} {'mpmath el.':>12} "
           f"{'numpy stable el/s':>18} {'ref / plain':>12} {'numpy / ref':>12}")
     for name in ("float16", "float32"):
         f = FORMATS[name]
@@ -107,7 +173,8 @@ def main() -> None:
         f = FORMATS["float16"]
         x = logits(f, el, seed=1)
         tr, rows = numstab_reference(f, x)
-        print(f"{el:>10,} elements: {tr:7.3f} s  ({el / tr:12,.0f} el/s, {rows} rows by mpmath)")
+        print(f"{el:>10,} elements: {tr:7.3f} s  ({el / tr:12,.0f} el/s, {rows} elements by mpmath)")
+    logits_section(args.quick)
     exe = os.path.join(os.path.dirname(sys.executable), "numstab")
     print("\n== wall time (median of 5) ==")
     print(f"numstab compare --dtype float16 : {wall([exe, 'compare', '--dtype', 'float16']):.3f} s")

@@ -99,10 +99,30 @@ def attribute(impl, fmt, xc, acc, target, rows, compute: str = "format"):
         err = np.abs(out.err)
         best = np.argmax(err, axis=-1)
         code = CATEGORY_CODE[best]
-        code = np.where(err.max(axis=-1) > 0, code, CODE["rounding"])
+        code = np.where(err.max(axis=-1) > 0, code, _unpropagated(tr.events, out.v, len(sel)))
         parts.append(code)
         events.append((sel, tr.events))
     return np.concatenate(parts, axis=0), events
+
+
+def _unpropagated(events, y, rows: int) -> np.ndarray:
+    """The cause of outputs no first-order error reaches: an infinity from the log of a zero (or
+    a division by it) carries no propagated error, so a wrong one is named by what made the zero
+    in its row -- a cancellation (1 - p with p rounded to 1), else an absorption -- and plain
+    rounding otherwise."""
+    code = np.full(y.shape, CODE["rounding"], dtype=np.int8)
+    infinite = ~np.isfinite(np.asarray(y, dtype=np.float64))
+    if not infinite.any():
+        return code
+    for kind in ("absorption", "cancellation"):  # the later one wins
+        hit = np.zeros(rows, dtype=bool)
+        for _label, k, mask, _detail in events:
+            if k == kind:
+                m = np.asarray(mask)
+                hit |= np.broadcast_to(m.reshape(m.shape[0], -1).any(axis=1) if m.ndim else m, (rows,))
+        rowhit = hit.reshape((rows,) + (1,) * (y.ndim - 1))
+        code = np.where(infinite & rowhit, CODE[kind], code)
+    return code
 
 
 def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=None):

@@ -98,10 +98,11 @@ def input_options(f):
     for opt in reversed([
         click.option("--key", help="The array of a .npz or .safetensors file holding several."),
         click.option("--axis", type=int, help="Axis of the vectors in an N-D input (default the last)."),
-        click.option("--nonfinite", default="ieee", show_default=True,
+        click.option("--nonfinite", default="ieee", show_default=True, metavar="[ieee|limit]",
                      help="+inf inputs: ieee (the row's outputs are NaN; logsumexp +inf) or limit "
                           "(softmax([inf, 0]) = [1, 0]). NaN inputs give NaN under both."),
         click.option("--masked-rows", "masked_rows", default="nan", show_default=True,
+                     metavar="[nan|zeros|uniform]",
                      help="Correct output of a fully masked (all -inf) row: nan, zeros or uniform."),
     ]):
         f = opt(f)
@@ -321,7 +322,11 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
               help="Library implementation (repeatable; each an optional extra).")
 @click.option("--device", default="cpu", show_default=True,
               help="Where --library implementations run: cpu, or cuda (torch, jax; needs a GPU).")
-@click.option("--input", "input_file", help="Real inputs instead of the grid (.npy/.npz/.csv/.txt).")
+@click.option("--input", "input_file",
+              help="Real inputs instead of the grid (.npy/.npz/.safetensors/.csv/.txt, any rank).")
+@input_options
+@click.option("--top", type=int, default=5, show_default=True, metavar="K",
+              help="With --input: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--targets", "targets_file", help="Targets (or labels) file with --input.")
 @click.option("--target", help="One target index for every vector, or binary_cross_entropy's label "
               "z in [0, 1] for every element (default on the grid: labels 0 or 1 at random).")
@@ -338,9 +343,10 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
               help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
-def audit(config, function, dtypes, impls, callables, libraries, device, input_file, targets_file, target,
-          cotangent, label_smoothing, offsets, spreads, sizes, trials, seed, accumulate, compute, tolerance,
-          max_ulp, fail_on, timeout, exporter):
+def audit(config, function, dtypes, impls, callables, libraries, device, input_file, key, axis, nonfinite,
+          masked_rows, top, targets_file, target, cotangent, label_smoothing,
+          offsets, spreads, sizes, trials, seed, accumulate, compute, tolerance, max_ulp, fail_on, timeout,
+          exporter):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
     from .commands.audit import run_audit
@@ -366,7 +372,8 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
         grid = grid_items(offsets, spreads, sizes, trials, seed)
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
-                           grid, timeout=timeout, device=device, cotangent=cotangent,
+                           grid, timeout=timeout, device=device, key=key, axis=axis, nonfinite=nonfinite,
+                           masked_rows=masked_rows, top=top, cotangent=cotangent,
                            label_smoothing=label_smoothing, compute=compute)]
     report = run_audit(specs, argv=_argv_now())
     if exporter == "json":

@@ -108,7 +108,8 @@ class InputArray:
         per = max(1, self.rows // self.shape[d])  # rows per index along d
         step = max(1, max_rows // per)
         for i in range(0, self.shape[d], step):
-            key = tuple(slice(i, i + step) if k == d else slice(None) for k in range(len(self.shape)))
+            stop = min(i + step, self.shape[d])
+            key = tuple(slice(i, stop) if k == d else slice(None) for k in range(len(self.shape)))
             yield i * per, self._as_rows(self._get(key))
 
     def read(self) -> np.ndarray:
@@ -217,8 +218,12 @@ def _open_safetensors(path, key, axis) -> InputArray:
         raise UsageError(f"{path}: {count:,} values, above the limit of {MAX_INPUT_ELEMENTS:,}")
 
     def get(k, path=str(path), name=name):
-        with safe_open(path, framework="numpy") as f:
-            return f.get_slice(name)[k]
+        try:
+            with safe_open(path, framework="numpy") as f:
+                return f.get_slice(name)[k]
+        except Exception as exc:  # noqa: BLE001 - the package raises its own error types
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"{path}: cannot read tensor {name!r} ({why})") from None
 
     return InputArray(f"{path}[{name}]", shape, dt, get, axis)
 

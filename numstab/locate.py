@@ -28,6 +28,9 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
     if k <= 0 or o.status is None:
         return []
     B = x.shape[0]
+    args = target if isinstance(target, dict) else None  # every extra argument of the batch
+    if args is not None:
+        target = args.get("target", np.zeros(B, dtype=np.int64))
     st = o.status.reshape(B, -1).astype(np.int64)
     u = np.nan_to_num(o.ulp.reshape(B, -1), nan=-1.0, posinf=np.inf)
     # the worst element of each row: max status, then max ULP, then the first
@@ -57,14 +60,16 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
             "cause": cause_name(int(o.cause[idx])) if o.cause is not None else None,
         }
         if exact:
-            entry["exact"] = _exact_string(fmt, x[r], int(target[r]), o.impl.function, 0 if scalar else j,
-                                           specials)
+            row_arg = (int(target[r]) if args is None or set(args) <= {"target"}
+                       else {key: v[r] for key, v in args.items()})  # the mask layer reads an index
+            entry["exact"] = _exact_string(fmt, x[r], row_arg, o.impl.function, 0 if scalar else j, specials)
         out.append(entry)
     return out
 
 
-def _exact_string(fmt, row, target: int, function: str, j: int, specials):
+def _exact_string(fmt, row, target, function: str, j: int, specials):
     from .masks import exact_strings
     from .reference import exact_strings as strings_of
 
-    return exact_strings(strings_of, fmt, row, target, specials, functions=[function])[function][j]
+    strings = exact_strings(strings_of, fmt, row, target, specials, functions=[function], elements=[j])
+    return strings[function][j]

@@ -284,18 +284,21 @@ def special_text(v: float) -> str:
 
 
 def exact_strings(strings_of, fmt, x_row, target: int, specials: Specials = DEFAULT, digits: int = 25,
-                  functions=None) -> dict:
-    """reference.exact_strings (``strings_of``) of a row that may hold non-finite entries."""
+                  functions=None, elements=None) -> dict:
+    """reference.exact_strings (``strings_of``) of a row that may hold non-finite entries
+    (``elements``: the indices wanted of per-element functions, default all)."""
     x_row = np.asarray(x_row, dtype=np.float64)
     if np.isfinite(x_row).all():
-        return strings_of(fmt, x_row, target, digits, functions=functions)
+        return strings_of(fmt, x_row, target, digits, functions=functions, elements=elements)
     n = x_row.size
     p = plan(x_row[None, :], np.array([target]), specials)
     cols, sub = np.array([], dtype=np.int64), None
     if p.computed[0]:
         cols = np.nonzero(p.keep[0])[0]
         hit = np.nonzero(cols == target)[0]
-        sub = strings_of(fmt, p.values[0, cols], int(hit[0]) if hit.size else 0, digits, functions=functions)
+        keep = None if elements is None else [i for i, c in enumerate(cols.tolist()) if c in set(elements)]
+        sub = strings_of(fmt, p.values[0, cols], int(hit[0]) if hit.size else 0, digits, functions=functions,
+                         elements=keep)
     out = {}
     for f in functions or RULES:
         rule = RULES[f]

@@ -213,7 +213,7 @@ def check_schema(found: str, expected: str) -> None:
 
 
 
-AUDIT_SCHEMA = "numstab.audit/3"  # /3: each result names its library; meta lists them
+AUDIT_SCHEMA = "numstab.audit/4"  # /3: each result names its library; /4: limits and worst rows
 
 
 @dataclass(frozen=True)
@@ -232,6 +232,8 @@ class AuditResult:
     cause_inferred: bool = False
     zeros: int = 0  # outputs that are 0 or the log of 0 where the exact value is not
     library: tuple = ()  # ((key, value), ...): name, version, device... of a library's implementation
+    limits: int = 0  # outputs other than an exact 0, +-inf or NaN (a mask's limit, a NaN input)
+    worst: tuple = ()  # the worst rows of an --input (locate.worst dicts), --top K
 
     def to_dict(self) -> dict:
         return {
@@ -241,6 +243,7 @@ class AuditResult:
             "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),
             "median_ulp": jnum(self.median_ulp), "passed": self.passed,
             "reasons": list(self.reasons), "first_failure": self.first_failure,
+            "limits": self.limits, "worst": list(self.worst),
         }
 
 

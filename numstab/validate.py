@@ -12,7 +12,8 @@ import math
 from .errors import UsageError, unknown_name
 
 #: "zero": an output that is 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not
-FAIL_ON_CHOICES = ("overflow", "underflow", "nan", "zero", "inaccurate")
+#: "limit": an output other than the exact value where that is exactly 0, +-inf or NaN (masks.py)
+FAIL_ON_CHOICES = ("overflow", "underflow", "nan", "zero", "limit", "inaccurate")
 
 
 def _number(v, where: str) -> float:

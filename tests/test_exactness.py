@@ -263,6 +263,18 @@ def test_fast_tiers_leave_an_interval_touching_a_power_of_two_undecided(tier):
     assert r.decided.tolist() == [True] and r.ulp[0] == 2.0**-27 and r.rounded[0] == 0.125
 
 
+def test_exact_strings_of_chosen_elements_match_the_whole_vector():
+    # --top shows one element's exact value: computed alone, it is the same string, the rest None
+    x = F32.round(np.array([1.5, -2.0, 0.25, 40.0, -1e4]))
+    whole = exact_strings(F32, x, 0)
+    one = exact_strings(F32, x, 0, functions=["softmax", "logsumexp"], elements=[1, 4])
+    assert one["softmax"] == [None, whole["softmax"][1], None, None, whole["softmax"][4]]
+    assert one["logsumexp"] == whole["logsumexp"] and set(one) == {"softmax", "logsumexp"}
+    with mpmath.workdps(40):  # independently: softmax_1 = e^-2 / sum e^x_j
+        v = mpmath.exp(-2) / mpmath.fsum(mpmath.exp(mpmath.mpf(float(t))) for t in x)
+    assert one["softmax"][1][:20] == mpmath.nstr(v, 25)[:20]
+
+
 def test_rational_exact_value_on_a_quantization_tie_is_decided_whatever_else_runs():
     """Five equal float8_e4m3fn inputs: softmax is exactly 1/5, stable's y = 0.203125 has ULP error
     exactly 0.2 (ulp 2^-6) and relative error exactly 2^-6 = 0.015625, a tie of the 3-significant-

@@ -49,17 +49,19 @@ def _runs_in(impl: Impl, dtype: str) -> bool:
 
 def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
     from ..grids import load_args
-    from ..inputs import load_vectors, round_inputs
+    from ..inputs import load_input, round_inputs
     from ..limits import audit_bytes, require
+    from ..masks import check_function
 
     hint = "audit fewer implementations or formats per audit, or a smaller grid or input"
     if spec.input is not None:
-        x0 = load_vectors(spec.input)
+        x0, src = load_input(spec.input, spec.key, spec.axis)
+        check_function(spec.function, x0, src.what)
         require(f"auditing {x0.size:,} input values with {n_impls} implementations",
                 audit_bytes(x0.size, n_impls), hint)
         x = round_inputs(fmt, x0)
         return [(x, load_args(fmt, x, get_function(spec.function), spec.target, spec.targets,
-                              spec.extras))]
+                              spec.extras), src)]
     g = dict(spec.grid)
     grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
                      g.get("seed", 0))
@@ -69,7 +71,7 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
     by_n: dict = {}
     for c in grid_cells(fmt, grid, spec.extras):
         by_n.setdefault(c.n, []).append(c)
-    return [stack(cs) for cs in by_n.values()]
+    return [stack(cs) + (None,) for cs in by_n.values()]
 
 
 def run_audit(specs, argv=None) -> AuditReport:
@@ -95,13 +97,22 @@ def run_audit(specs, argv=None) -> AuditReport:
             ran = True
             batches = _inputs(spec, fmt, len(impls))
             acc: dict = {}
-            for x, t in batches:
+            for x, t, _src in batches:
                 outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
-                                        on_error="record", compute=spec.compute)
+                                        on_error="record", specials=spec.specials, compute=spec.compute)
                 for o in outs:
                     acc.setdefault(o.impl.name, []).append((o, x, t, ref))
             for impl in impls:
-                results.append(_judge(spec, fmt, impl, acc[impl.name]))
+                res = _judge(spec, fmt, impl, acc[impl.name])
+                if spec.input is not None and spec.top and res.counts and not acc[impl.name][0][0].error:
+                    import dataclasses
+
+                    from ..locate import worst
+
+                    o, x, t, _ref = acc[impl.name][0]
+                    res = dataclasses.replace(res, worst=tuple(worst(o, x, t, fmt, spec.top, batches[0][2],
+                                                                      spec.specials)))
+                results.append(res)
         if not ran:
             raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
                              f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
@@ -123,6 +134,16 @@ def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndar
     return zero | inf if get_function(function).log_of_zero is not None else zero
 
 
+def _wrong_limit(y: np.ndarray, r) -> np.ndarray:
+    """Outputs other than the exact value where that is exactly 0, +-inf or NaN (masks.py: a masked
+    entry's limit, a fully masked row's policy, a NaN input); an infinite or NaN exact value is
+    stored with ulp = +inf."""
+    with np.errstate(all="ignore"):
+        point = np.isinf(r.ulp) | ((r.rounded == 0) & (r.dlo == 0) & (r.dhi == 0))
+        same = (y == r.rounded) | (np.isnan(y) & np.isnan(r.rounded))
+    return point & ~same
+
+
 def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     errors = [o.error for o, *_ in parts if o.error]
     if errors:
@@ -135,6 +156,7 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     max_u, med_u = summ["max_ulp"], summ["median_ulp"]
     zeros = sum(int(np.sum(_spurious_zero(spec.function, o.y, ref[spec.function].rounded)))
                 for o, _x, _t, ref in parts)
+    limits = sum(int(np.sum(_wrong_limit(o.y, ref[spec.function]))) for o, _x, _t, ref in parts)
     u = np.concatenate([o.ulp.ravel() for o, *_ in parts])
     fin = u[np.isfinite(u)]
     total = sum(counts.values())
@@ -144,6 +166,10 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
             if zeros:
                 reasons.append(f"zero: {zeros} of {total} outputs are 0 (or the log of 0) where the exact "
                                "value is not")
+        elif s == "limit":
+            if limits:
+                reasons.append(f"limit: {limits} of {total} outputs differ from an exact 0, inf or NaN "
+                               "(a masked entry's limit, a NaN input)")
         elif counts[s]:
             what = f"above {spec.tolerance:g} ULP" if s == "inaccurate" else ""
             reasons.append(f"{s}: {counts[s]} of {total} elements {what}".rstrip())
@@ -155,7 +181,7 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), max_u, med_u,
                        not reasons, tuple(reasons), first, spec.name,
                        tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros,
-                       getattr(impl, "library", ()))
+                       getattr(impl, "library", ()), limits)
 
 
 def _first_failure(spec, fmt, parts, limit):
@@ -167,6 +193,8 @@ def _first_failure(spec, fmt, parts, limit):
         bad = np.isin(st, codes)
         if "zero" in spec.fail_on:
             bad |= _spurious_zero(spec.function, o.y, ref[spec.function].rounded)
+        if "limit" in spec.fail_on:
+            bad |= _wrong_limit(o.y, ref[spec.function])
         if limit is not None:
             bad |= np.isfinite(u) & (u > limit)
         if st.ndim == 1:
@@ -183,7 +211,7 @@ def _first_failure(spec, fmt, parts, limit):
             ss = st[r] if st.ndim == 2 else st[r:r + 1]
             cc = o.cause[r] if o.cause.ndim == 2 else o.cause[r:r + 1]
             return {
-                "vector": [float(v) for v in x[r]],
+                "vector": [jnum(v) for v in x[r]],
                 **({"target": int(t["target"][r])} if get_function(spec.function).takes == "target" else {}),
                 "element": None if get_function(spec.function).per_vector else j,
                 "output": jnum(y[j]), "exact_rounded": jnum(exact[j]), "ulp_error": jnum(uu[j]),

@@ -21,12 +21,13 @@ from ..metrics import DEFAULT_TOLERANCE
 from ..steps import DEFAULT_COMPUTE
 from ..validate import FAIL_ON_CHOICES  # noqa: F401 - re-exported
 
-DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero")
+DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero", "limit")
 
 
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "compute", "tolerance", "input", "targets", "target", "offsets", "spreads",
-               "sizes", "trials", "seed", "name", "timeout", "device", "cotangent", "label_smoothing")
+               "sizes", "trials", "seed", "name", "timeout", "device", "key", "axis", "nonfinite",
+               "masked_rows", "top", "cotangent", "label_smoothing")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class AuditSpec:
     device: str = "cpu"  # where library implementations run (cpu, cuda)
     cotangent: str | tuple = "normal"  # the backward passes' cotangent (grids.Extras)
     label_smoothing: float = 0.1  # smoothed_cross_entropy's epsilon
+    key: str | None = None  # the array of a .npz / .safetensors input
+    axis: int | None = None  # the axis of the vectors in an N-D input (None: the last)
+    nonfinite: str = "ieee"  # masks.Specials: +inf inputs
+    masked_rows: str = "nan"  # masks.Specials: fully masked rows
+    top: int = 5  # the worst rows of an --input named in the result
 
     @property
     def extras(self):
@@ -58,6 +64,12 @@ class AuditSpec:
 
         label = self.target if get_function(self.function).takes == "label" else None
         return Extras(label=label, cotangent=self.cotangent, epsilon=self.label_smoothing)
+
+    @property
+    def specials(self):
+        from ..masks import Specials
+
+        return Specials(self.nonfinite, self.masked_rows)
 
     def limit_for(self, dtype: str):
         lim = dict(self.max_ulp)
@@ -118,10 +130,10 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
-    for k in ("function", "accumulate", "compute", "name", "device"):
+    for k in ("function", "accumulate", "compute", "name", "device", "key", "nonfinite", "masked_rows"):
         if k in d and not isinstance(d[k], str):
             raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
-    for k in ("trials", "seed"):
+    for k in ("trials", "seed", "axis", "top"):
         if k in d and (isinstance(d[k], bool) or not isinstance(d[k], int)):
             raise UsageError(f"{where} {k!r}: must be an integer, not {d[k]!r}")
     for k in ("impl", "callable", "library", "dtypes", "offsets", "spreads", "sizes"):
@@ -153,6 +165,8 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             name=str(d.get("name", "")),
             timeout=validate.timeout(d.get("timeout"), f"{where} 'timeout'"),
             device=str(d.get("device", "cpu")),
+            key=d.get("key"), axis=d.get("axis"), nonfinite=d.get("nonfinite", "ieee"),
+            masked_rows=d.get("masked_rows", "nan"), top=d.get("top", 5),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -169,7 +183,8 @@ def _target_of(d: dict, where: str):
 
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
-              targets=None, target=None, grid=(), name="", timeout=None, device="cpu", cotangent=None,
+              targets=None, target=None, grid=(), name="", timeout=None, device="cpu", key=None,
+              axis=None, nonfinite="ieee", masked_rows="nan", top=5, cotangent=None,
               label_smoothing=0.1, compute=DEFAULT_COMPUTE) -> AuditSpec:
     from .. import libraries as libraries_mod
     from .. import validate
@@ -193,6 +208,13 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         get_format(d)
     if not (impls or callables or libraries):
         raise UsageError("nothing to audit: give --impl, --callable or --library")
+    from ..masks import Specials
+
+    Specials(nonfinite, masked_rows)  # unknown names refused here
+    if top < 0:
+        raise UsageError("--top must be >= 0")
+    if input is None and (key is not None or axis is not None):
+        raise UsageError("--key and --axis apply to --input FILE")
     return AuditSpec(
         function=function, impls=tuple(impls), callables=tuple(callables),
         libraries=tuple(libraries), dtypes=tuple(dtypes or AuditSpec.dtypes),
@@ -200,6 +222,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
         accumulate=accumulate, compute=compute, tolerance=float(tolerance), input=input, targets=targets,
         target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
+        key=key, axis=axis, nonfinite=nonfinite, masked_rows=masked_rows, top=int(top),
         cotangent=cotangent, label_smoothing=label_smoothing,
     )
 

@@ -132,7 +132,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
                     **({"shape": list(src.shape), "axis": src.axis} if src is not None else {}),
                     **_masked_rows_returned(function, x, o.y),
-                    "worst": worst(o, x, tg, fmt, top, src, specials),
+                    "worst": worst(o, x, args, fmt, top, src, specials),
                 })
     return {"schema": INSPECT_SCHEMA, "results": results}
 

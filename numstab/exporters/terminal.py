@@ -192,6 +192,8 @@ def audit_table(report, file=None) -> None:
         if r.first_failure:
             con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
                       + json.dumps(r.first_failure), soft_wrap=True)
+        if r.worst and not r.passed:
+            worst_table(con, list(r.worst), f"{r.impl} in {r.dtype}: worst {len(r.worst)} rows")
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
 
 

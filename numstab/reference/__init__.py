@@ -608,14 +608,27 @@ def _string(iv, digits: int, prec: int):
     return None if c is None else _decimal_text(*c, digits, sign)
 
 
-def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None) -> dict[str, list]:
+def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
+                  elements=None) -> dict[str, list]:
     """Decimal strings of the exact values of one vector (``digits`` significant digits, every
     one of them right: the enclosure is refined until its two ends give the same string;
     None where the precision limit is reached first). ``target``: the vector's extra
-    arguments (an int: its target index); ``functions``: the names needed (default all)."""
+    arguments (an int: its target index); ``functions``: the names needed (default all);
+    ``elements``: the indices wanted of the per-element functions (default all; the others
+    are None)."""
     fams = families(functions) if functions is not None else None
-    names = enclose(x_row, target, 8, fmt.p, fams)
-    flat_f = [f for f, v in names.items() for _ in v]
+    wanted = None
+    if elements is not None:
+        names = {f: [None] * (1 if _functions.get(f).per_vector else len(x_row))
+                 for fam in (fams or families(args=_functions.as_args(target) if not isinstance(
+                     target, (int, np.integer)) else {"target": target}))
+                 for f in fam.FUNCTIONS if functions is None or f in functions}
+        wanted = {f: ([0] if len(v) == 1 and _functions.get(f).per_vector else sorted(set(elements)))
+                  for f, v in names.items()}
+        flat_f = [(f, j) for f, js in wanted.items() for j in js]
+    else:
+        names = enclose(x_row, target, 8, fmt.p, fams)
+        flat_f = [(f, j) for f, v in names.items() for j in range(len(v))]
     start = max(start_prec(fmt), 4 * digits)
     strings: dict = {}
 
@@ -628,12 +641,17 @@ def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None) 
         return i in strings
 
     def compute(prec):
-        return [(i, iv, prec) for i, iv in enumerate(_flat_enclose(fmt, x_row, target, prec, fams))]
+        if wanted is None:
+            flat = _flat_enclose(fmt, x_row, target, prec, fams)
+        else:
+            vals = enclose(x_row, target, prec, fmt.p, fams, wanted=wanted)
+            flat = [v for f in wanted for v in vals[f]]
+        return [(i, iv, prec) for i, iv in enumerate(flat)]
 
     escalate(fmt, compute, start=start, done=done)
-    out = {f: [] for f in names}
-    for i, f in enumerate(flat_f):
-        out[f].append(strings.get(i))
+    out = {f: [None] * len(v) for f, v in names.items()}
+    for i, (f, j) in enumerate(flat_f):
+        out[f][j] = strings.get(i)
     return out
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from numstab.cli import main
 from numstab.testing import assert_stable
+from tests.models import in_format  # the textbook model: --compute format
 
 DATA = Path(__file__).parent / "data"
 USER = str(DATA / "user_impls.py")
@@ -15,7 +16,7 @@ BHH = Path(__file__).resolve().parents[1].parent / "shared" / "validation" / "bh
 
 
 def audit(capsys, *argv):
-    code = main(["audit", *argv, "--format", "json"])
+    code = main(in_format(["audit", *argv, "--format", "json"]))
     out, err = capsys.readouterr()
     return code, (json.loads(out) if out.strip() else None), err
 
@@ -193,7 +194,8 @@ def test_reproduces_blanchard_higham_higham_2021(capsys):
     t = np.zeros(len(x), dtype=int)
     lse = REGISTRY["logsumexp"]
     sm = REGISTRY["softmax"]
-    outs, ref, _ = evaluate(f, x, t, [lse["naive"], lse["log1p"], sm["naive"], sm["stable"]])
+    outs, ref, _ = evaluate(f, x, t, [lse["naive"], lse["log1p"], sm["naive"], sm["stable"]],
+                            compute="format")  # the paper's model: every operation in binary16
     a, b = outs[0].y, outs[1].y
     both = np.isfinite(a) & np.isfinite(b)
     assert both.sum() == 2025
@@ -258,7 +260,7 @@ def test_compare_and_audit_give_identical_figures(capsys):
     """One engine: the same cell gives the same figures in compare and in audit."""
     cell = ["--function", "softmax", "--impl", "naive", "--dtype", "float16", "--sizes", "10",
             "--offsets", "0", "--trials", "3", "--seed", "0"]
-    assert main(["compare", *cell, "--format", "json", "--jobs", "1"]) == 0
+    assert main(in_format(["compare", *cell, "--format", "json", "--jobs", "1"])) == 0
     c = json.loads(capsys.readouterr().out)["results"][0]
     code, a, _ = audit(capsys, *cell)
     a = a["results"][0]

@@ -3,10 +3,11 @@ import json
 import pytest
 
 from numstab.cli import main
+from tests.models import in_format  # the textbook model: --compute format
 
 
 def run_cli(capsys, *argv):
-    code = main(list(argv))
+    code = main(in_format(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -91,19 +92,19 @@ INACC = ["compare", "--dtype", "float16", "--function", "log_softmax", "--impl",
 def test_cells_above_the_tolerance_keep_a_mark_without_colour(medium, capsys, tmp_path, monkeypatch):
     import math
 
-    assert main([*INACC, "--format", "json"]) == 0
+    assert main(in_format([*INACC, "--format", "json"])) == 0
     (r,) = json.loads(capsys.readouterr().out)["results"]
     assert r["status"] == "inaccurate" and r["max_ulp"] > 4  # the cell is above the tolerance
     mark = f"{r['max_ulp']:.3g}*"
     assert math.isclose(float(mark[:-1]), r["max_ulp"], rel_tol=5e-3)
     if medium == "pipe_no_color":
         monkeypatch.setenv("NO_COLOR", "1")
-        assert main(INACC) == 0
+        assert main(in_format(INACC)) == 0
         text = capsys.readouterr().out
         assert "\x1b[" not in text
     else:
         out = tmp_path / ("t.txt" if medium == "file_txt" else "t.md")
-        assert main([*INACC, "-o", str(out)]) == 0
+        assert main(in_format([*INACC, "-o", str(out)])) == 0
         text = out.read_text()
     assert mark + ":" in text and "* = above the tolerance" in text
 

@@ -16,10 +16,11 @@ import safetensors.numpy as safetensors_numpy
 from numstab.cli import main
 from numstab.formats import FORMATS
 from numstab.inputs import load_input, open_input, round_inputs
+from tests.models import in_format  # the textbook model: --compute format
 
 
 def cli_json(capsys, *argv):
-    code = main(list(argv))
+    code = main(in_format(argv))
     out, err = capsys.readouterr()
     d = json.loads(out) if out.strip() else None
     if d and argv[0] == "inspect" and len(d.get("results", ())) == 1:

@@ -5,10 +5,11 @@ import pytest
 
 from numstab.cli import main
 from numstab.commands.inspect import run_inspect
+from tests.models import in_format  # the textbook model: --compute format
 
 
 def cli_json(capsys, *argv):
-    code = main(list(argv))
+    code = main(in_format(argv))
     out, err = capsys.readouterr()
     assert code == 0, err
     return json.loads(out)
@@ -64,7 +65,7 @@ def test_single_impl_json_has_the_same_shape(capsys):
 
 
 def test_table_output_has_verdicts(capsys):
-    assert main(["inspect", "logsumexp", "--dtype", "float16", "--", "11", "11"]) == 0
+    assert main(in_format(["inspect", "logsumexp", "--dtype", "float16", "--", "11", "11"])) == 0
     out = capsys.readouterr().out
     assert "verdict" in out and "11.6953125" in out and "overflows float16" in out
 
@@ -76,7 +77,8 @@ def test_batch_file_summary(tmp_path):
     np.save(f, x)
     t = tmp_path / "t.txt"
     t.write_text("\n".join(str(i % 8) for i in range(50)))
-    d = run_inspect("cross_entropy", input_file=str(f), targets_file=str(t), dtypes=["float16"])
+    d = run_inspect("cross_entropy", input_file=str(f), targets_file=str(t), dtypes=["float16"],
+                    compute="format")
     res = {r["impl"]: r for r in d["results"]}
     st = res["stable"]["counts"]
     assert st["nan"] == st["overflow"] == 0 and sum(st.values()) == 50

@@ -234,7 +234,7 @@ def _inspect(capsys, *argv):
 
     from numstab.cli import main
 
-    code = main(["inspect", argv[0], "--format", "json", *argv[1:]])
+    code = main(["inspect", argv[0], "--format", "json", *argv[1:]])  # --compute as given
     out, err = capsys.readouterr()
     assert code == 0, err
     d = json.loads(out)
@@ -269,7 +269,9 @@ def test_inspect_log_softmax_backward_confident(capsys):
 
 
 def test_inspect_cross_entropy_backward_float16(capsys):
-    r = _inspect(capsys, "cross_entropy_backward", "--dtype", "float16", "--target", "0", "--", "12", "0")
+    # every operation in float16 (--compute format): exp(12) overflows
+    r = _inspect(capsys, "cross_entropy_backward", "--dtype", "float16", "--compute", "format",
+                 "--target", "0", "--", "12", "0")
     with mp.workdps(60):
         g = 1 / (1 + mpmath.exp(12))
         for s, w in zip(r["stable"]["reference"], (-g, g)):  # 25 correct significant digits
@@ -308,7 +310,8 @@ def test_log1p_cross_entropy_fixes_the_validation_median():
     fmt = get_format("float16")
     x = fmt.round(x0)
     ce = REGISTRY["cross_entropy"]
-    outs, _, _ = evaluate(fmt, x, labels, [ce["stable"], ce["log_softmax"], ce["log1p"]], "sequential")
+    outs, _, _ = evaluate(fmt, x, labels, [ce["stable"], ce["log_softmax"], ce["log1p"]], "sequential",
+                          compute="format")
     med = {o.impl.name: float(np.median(o.ulp)) for o in outs}
     assert med["stable"] == 124.0
     assert med["log1p"] < 1 and np.max(outs[2].ulp) < 8
@@ -337,7 +340,7 @@ def test_compare_shows_where_the_binary_family_breaks():
     from numstab.commands.compare import run_compare
 
     run = run_compare(dtypes=["float16"], functions=["softplus", "binary_cross_entropy"], sizes="4",
-                      offsets="-9,0,12", trials=2, jobs=1)
+                      offsets="-9,0,12", trials=2, jobs=1, compute="format")
     by = {(r.function, r.impl, r.offset): r for r in run.results}
     assert by[("softplus", "naive", 12.0)].status == "overflow"
     assert by[("softplus", "naive", 12.0)].cause == "exp_overflow"

@@ -19,11 +19,12 @@ from numstab.formats import FORMATS
 from numstab.functions import REGISTRY
 from numstab.results import CAUSES
 from numstab.steps import Tracer
+from tests.models import in_format  # the textbook model: --compute format
 
 
 def inspect(capsys, *argv):
     cut = argv.index("--")
-    code = main(["inspect", *argv[:cut], "--format", "json", *argv[cut:]])
+    code = main(in_format(["inspect", *argv[:cut], "--format", "json", *argv[cut:]]))
     out, err = capsys.readouterr()
     assert code == 0, err
     d = json.loads(out)
@@ -42,7 +43,7 @@ def test_zeros_of_x_over_inf_are_overflow_not_underflow(capsys):
 
 
 def test_default_float16_compare_has_no_underflow_without_an_underflow(capsys):
-    assert main(["compare", "--dtype", "float16", "--format", "json", "--jobs", "1"]) == 0
+    assert main(in_format(["compare", "--dtype", "float16", "--format", "json", "--jobs", "1"])) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["schema"] == "numstab.compare/2"
     unf = [r for r in data["results"] if r["status"] == "underflow"]
@@ -113,8 +114,8 @@ def test_clipping_cause(capsys):
 
 
 def test_audit_fails_on_zeros_from_an_overflowed_sum(capsys):
-    code = main(["audit", "--function", "softmax", "--dtype", "float16", "--impl", "naive", "--sizes", "1000",
-                 "--offsets", "4.4,6.6", "--format", "json"])
+    code = main(in_format(["audit", "--function", "softmax", "--dtype", "float16", "--impl", "naive",
+                           "--sizes", "1000", "--offsets", "4.4,6.6", "--format", "json"]))
     d = json.loads(capsys.readouterr().out)
     assert code == 1 and d["schema"] == "numstab.audit/4" and d["passed"] is False
     r = d["results"][0]
@@ -178,7 +179,7 @@ def test_every_failure_has_a_cause_and_statuses_match_the_flags(dt, n, offset, s
 
     t = batch_args(fmt, x, rng.integers(0, n, 3), seed=seed)  # every function's second input
     impls = [i for f in REGISTRY.values() for i in f.values()]
-    outs, _, _ = evaluate(fmt, x, t, impls, acc, groups=[slice(i, i + 1) for i in range(3)])
+    outs, _, _ = evaluate(fmt, x, t, impls, acc, groups=[slice(i, i + 1) for i in range(3)], compute="format")
     for o in outs:
         st_ = o.status.reshape(3, -1)
         cs = o.cause.reshape(3, -1)

@@ -399,8 +399,6 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     float, a Decimal where the figure is beyond float64's range, or None where the
     bounds straddle a quantization step. Steps are decided exactly (rationals).
     """
-    from decimal import Decimal
-
     from mpmath.libmp import fone, from_float, fzero, mpf_cmp, mpf_mul
 
     from ..metrics import figure_value
@@ -428,7 +426,19 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     if c is None:
         return None
     v = figure_value(*c)
-    return v if math.isfinite(v) else Decimal(int(c[0])).scaleb(int(c[1]) - 2)
+    return v if math.isfinite(v) else _big_decimal(int(c[0]), int(c[1]) - 2)
+
+
+def _big_decimal(k: int, e: int):
+    """k * 10^e as a Decimal, or inf where e is beyond even Decimal's exponent range (10^(10^18):
+    a relative error against an exact value like exp(-1e38); the float figure is inf too)."""
+    import decimal
+
+    ctx = decimal.Context(Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, prec=28)
+    try:
+        return ctx.scaleb(decimal.Decimal(k), e)
+    except (decimal.InvalidOperation, decimal.Overflow):
+        return math.inf
 
 
 def _error_bounds(fmt: Format, iv, y: float, prec: int):

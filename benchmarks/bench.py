@@ -115,7 +115,6 @@ def logits_section(quick: bool) -> None:
     """elements/s of `inspect softmax --impl stable` on real-logit-like files, per format: the
     engine in-process (kernel traced, reference, figures, causes) and the whole command."""
     import json
-    import resource
     import tempfile
 
     shapes = ((4, 32_000), (2, 128_000)) if quick else ((16, 32_000), (8, 128_000))
@@ -134,12 +133,14 @@ def logits_section(quick: bool) -> None:
                 r = subprocess.run([sys.executable, "-c", _CHILD, path, name], capture_output=True, text=True,
                                    check=True)
                 d = json.loads(r.stdout)
-                before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
                 t0 = time.perf_counter()
-                subprocess.run([exe, "inspect", "softmax", "--impl", "stable", "--input", path,
-                                "--dtype", name, "--format", "json"], stdout=subprocess.DEVNULL, check=True)
+                p = subprocess.Popen([exe, "inspect", "softmax", "--impl", "stable", "--input", path,
+                                      "--dtype", name, "--format", "json"], stdout=subprocess.DEVNULL)
+                _, status, usage = os.wait4(p.pid, 0)  # this command's own peak resident size
                 wall_s = time.perf_counter() - t0
-                peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) * 1024
+                p.returncode = os.waitstatus_to_exitcode(status)
+                assert p.returncode == 0, p.returncode
+                peak = usage.ru_maxrss * 1024
                 by_mp = d["elements"][-1] / el
                 tiers = ", ".join(f"{t.split('(')[0]}={c}" for t, c in zip(d["tiers"], d["elements"]))
                 print(f"{vocab:>7,} {rows:>5} {name:9} {el / d['s']:12,.0f} {el / wall_s:13,.0f} "

@@ -241,7 +241,11 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
         elif c == "sum_overflow":
             labels = [lb for lb, _ in _row_events(events, "overflow") if lb not in ("exp",)]
             what = labels[0] if labels and labels[0] not in ("sum", "mul", "div") else "their sum"
-            words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
+            if labels and labels[0] == "div" and all(lb != "exp" for lb, _ in _row_events(events, "flush")) \
+                    and events and events[0][0] == "div":  # the first step: a temperature's x / T
+                words.append(f"x / T overflows {fmt.name} (max {fmt.max:.6g}) before any exp")
+            else:
+                words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
         elif c == "underflow":
             if any(lb == "exp" for lb, _ in _row_events(events, "flush")) or y.size and any(y == 0):
                 words.append(f"exp flushes to 0 in {fmt.name} (exp(x) is 0 for x <= {unf_x:.6g})")

@@ -101,6 +101,9 @@ def input_options(f):
         click.option("--nonfinite", default="ieee", show_default=True, metavar="[ieee|limit]",
                      help="+inf inputs: ieee (the row's outputs are NaN; logsumexp +inf) or limit "
                           "(softmax([inf, 0]) = [1, 0]). NaN inputs give NaN under both."),
+        click.option("--temperature", type=float, metavar="T",
+                     help="Divide the inputs by T in the format first (a sampler's logits / T); the "
+                          "exact value is the function at x / T."),
         click.option("--masked-rows", "masked_rows", default="nan", show_default=True,
                      metavar="[nan|zeros|uniform]",
                      help="Correct output of a fully masked (all -inf) row: nan, zeros or uniform."),
@@ -175,17 +178,22 @@ def _run_compare(label: str, opts: dict):
               help="Output.  [default: table; with -o, from the file's suffix: .md, .json, .csv, .html, "
                    ".txt]")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
-def compare(exporter, output, **opts):
+@click.option("--details", is_flag=True,
+              help="Table output: the table of every grid cell after the summary lines.")
+def compare(exporter, output, details, **opts):
     """Evaluate implementations over a grid of inputs against the exact reference."""
 
     exp = _exporter(exporter, output)
     atomic = _open_output(output)
     try:
         run = _run_compare("compare", opts)
-        if exp.name == "terminal" and atomic is None:
-            from .exporters.terminal import compare_table
+        if exp.name == "terminal":
+            from .exporters.terminal import compare, compare_table
 
-            compare_table(run)
+            if atomic is None:
+                compare_table(run, details=details)
+                return
+            _emit(compare(run, details=details), output, atomic)
             return
         _emit(exp.compare(run), output, atomic)
     except BaseException:
@@ -283,8 +291,9 @@ def thresholds(dtypes, n, exporter):
               help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
-def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, target, targets_file, cotangent,
-            label_smoothing, dtypes, impls, accumulate, compute, tolerance, top, exporter):
+def inspect(function, values, input_file, key, axis, nonfinite, temperature, masked_rows, target,
+            targets_file, cotangent, label_smoothing, dtypes, impls, accumulate, compute, tolerance, top,
+            exporter):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -301,8 +310,8 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 
     data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
                        validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
-                       specials=Specials(nonfinite, masked_rows), top=top, cotangent=cotangent,
-                       label_smoothing=label_smoothing, compute=compute)
+                       specials=Specials(nonfinite, masked_rows), top=top, temperature=temperature,
+                       cotangent=cotangent, label_smoothing=label_smoothing, compute=compute)
     if exporter == "json":
         click.echo(record(data), nl=False)
     else:
@@ -344,7 +353,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, masked_rows, tar
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, key, axis, nonfinite,
-          masked_rows, top, targets_file, target, cotangent, label_smoothing,
+          temperature, masked_rows, top, targets_file, target, cotangent, label_smoothing,
           offsets, spreads, sizes, trials, seed, accumulate, compute, tolerance, max_ulp, fail_on, timeout,
           exporter):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
@@ -373,7 +382,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
         specs = [make_spec(function, impls, callables, libraries, dtypes or None, max_ulp,
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid, timeout=timeout, device=device, key=key, axis=axis, nonfinite=nonfinite,
-                           masked_rows=masked_rows, top=top, cotangent=cotangent,
+                           masked_rows=masked_rows, top=top, temperature=temperature, cotangent=cotangent,
                            label_smoothing=label_smoothing, compute=compute)]
     report = run_audit(specs, argv=_argv_now())
     if exporter == "json":

@@ -151,7 +151,7 @@ class ImplOutcome:
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
-             ref=None, on_error: str = "raise", verify: int = 0, specials=None,
+             ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None,
              compute: str = DEFAULT_COMPUTE):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
@@ -159,11 +159,17 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     boxes compute as they do).
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
+    ``specials`` (masks.Specials): how -inf (masks), +inf and NaN inputs are read.
+    ``temperature`` T: every implementation first divides x by T held in the format, in the
+    format (a sampler's ``logits / T``; a traced step for built-ins), and the reference is the
+    exact value at the float64 quotients x / T (see :func:`scaled`).
     Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
     """
     B = x.shape[0]
     groups = groups or [slice(0, B)]
     xc = fmt.cast(x)
+    if temperature is not None:
+        x, impls = scaled(fmt, x, impls, temperature)
     outs = []
     for impl in impls:
         o = ImplOutcome(impl, inferred=not impl.builtin)
@@ -235,6 +241,53 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")
     return outs, ref, esc
+
+
+def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
+    """(the float64 quotients x / T_F, the implementations with the division in front).
+
+    T_F is T rounded to the format (a sampler holds T in the model's dtype). Each
+    implementation runs on x and divides by T_F in the format first: a built-in as a traced
+    step of its kernel (an overflow of x / T is then established as the root of what
+    follows), a black box on the quotients rounded to the format. The exact reference is
+    the function at the float64 quotients x / T_F (correctly rounded to float64: a relative
+    change below 2^-53 of each scaled input).
+    """
+    import dataclasses
+
+    from .errors import UsageError
+
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise UsageError(f"--temperature {temperature!r}: must be a finite number > 0")
+    with np.errstate(all="ignore"):
+        tf = float(fmt.round(np.float64(t)))
+        z = x / tf
+    if tf == 0 or not math.isfinite(tf):
+        raise UsageError(f"--temperature {t:g} is {tf:g} in {fmt.name}")
+    if (np.isfinite(x) & ~np.isfinite(z)).any():
+        raise UsageError(f"x / {t:g} overflows float64: numstab cannot hold the scaled inputs exactly enough")
+    tc = fmt.cast(np.full((1, 1), tf))
+
+    def wrap(impl):
+        if impl.builtin:
+            if impl.record.takes:
+                def fn(xx, acc, arg, o, f=impl.fn):
+                    return f(o.div(xx, tc), acc, arg, o)
+            else:
+                def fn(xx, acc, o, f=impl.fn):
+                    return f(o.div(xx, tc), acc, o)
+        elif impl.record.takes:
+            def fn(xx, acc, arg, f=impl.fn):
+                with np.errstate(all="ignore"):
+                    return f(xx / tc, acc, arg)
+        else:
+            def fn(xx, acc, f=impl.fn):
+                with np.errstate(all="ignore"):
+                    return f(xx / tc, acc)
+        return dataclasses.replace(impl, fn=fn)
+
+    return z, [wrap(i) for i in impls]
 
 
 def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = "format") -> None:

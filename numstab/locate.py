@@ -20,10 +20,11 @@ VECTOR_SHOWN = 8
 
 
 def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=None,
-          exact: bool = True) -> list[dict]:
+          exact: bool = True, x_exact=None) -> list[dict]:
     """The K worst rows of an outcome (engine.ImplOutcome over the (B, n) batch x).
 
-    ``src``: the inputs.InputArray the rows come from (for N-D indices; None: row numbers).
+    ``src``: the inputs.InputArray the rows come from (for N-D indices; None: row numbers);
+    ``x_exact``: the inputs of the exact values when they differ from x (x / T, a temperature).
     """
     if k <= 0 or o.status is None:
         return []
@@ -50,21 +51,29 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
         entry = {
             "row": list(row_index),
             "index": list(el_index),
-            **({} if scalar else {"element": j, "input": jnum(x[r, j])}),
-            "vector": [jnum(v) for v in x[r, :VECTOR_SHOWN]] + (["..."] if x.shape[1] > VECTOR_SHOWN else []),
+            **({} if scalar else {"element": j, "input": _value(x[r, j])}),
+            "vector": ([_value(v) for v in x[r, :VECTOR_SHOWN]]
+                       + (["..."] if x.shape[1] > VECTOR_SHOWN else [])),
             **({"target": int(target[r])} if o.impl.function == "cross_entropy" else {}),
-            "output": jnum(o.y[idx]),
+            "output": _value(o.y[idx]),
             "exact": None,
             "ulp_error": jnum(o.figure("ulp", idx)),
             "status": STATUSES[int(o.status[idx])],
             "cause": cause_name(int(o.cause[idx])) if o.cause is not None else None,
         }
         if exact:
+            xr = (x if x_exact is None else x_exact)[r]
             row_arg = (int(target[r]) if args is None or set(args) <= {"target"}
                        else {key: v[r] for key, v in args.items()})  # the mask layer reads an index
-            entry["exact"] = _exact_string(fmt, x[r], row_arg, o.impl.function, 0 if scalar else j, specials)
+            entry["exact"] = _exact_string(fmt, xr, row_arg, o.impl.function, 0 if scalar else j, specials)
         out.append(entry)
     return out
+
+
+def _value(v):
+    """An input or output value: a number, or the strings "inf", "-inf", "nan" (a NaN output is a
+    value here, not a missing figure)."""
+    return "nan" if np.isnan(v) else jnum(v)
 
 
 def _exact_string(fmt, row, target, function: str, j: int, specials):

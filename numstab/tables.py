@@ -172,3 +172,65 @@ def summary_rows(run: CompareRun):
 def command_line(run: CompareRun) -> str:
     argv = run.meta.get("argv")
     return "numstab " + " ".join(argv) if argv else "(library call)"
+
+
+def _region(vals, every) -> str:
+    """Where in a sorted grid axis the values lie: '>= a', '<= b', 'a..b' or one value."""
+    vals, every = sorted(set(vals)), sorted(set(every))
+    inside = [v for v in every if vals[0] <= v <= vals[-1]]
+    if len(vals) == 1:
+        return fmt_num(vals[0], 4)
+    if vals == inside and vals[-1] == every[-1]:
+        return f">= {fmt_num(vals[0], 4)}"
+    if vals == inside and vals[0] == every[0]:
+        return f"<= {fmt_num(vals[-1], 4)}"
+    return f"{fmt_num(vals[0], 4)}..{fmt_num(vals[-1], 4)}"
+
+
+def summary_lines(run: CompareRun) -> list[str]:
+    """One line per function x implementation x format: where it breaks and why.
+
+    Failing cells are grouped by their main cause, worst status first; each group says its worst
+    status, where (the offsets, and n where not every n fails; for an exp overflow the exact
+    threshold of max(x), for an underflow the exact limits of exp), the largest ULP error of an
+    inaccurate group, and the cause. A clean implementation gets 'ok (max ... ULP)'.
+    """
+    ths = thresholds_by_dtype(run)
+    keys = list(dict.fromkeys((r.function, r.impl, r.dtype) for r in run.results))
+    rank = {s: i for i, s in enumerate(STATUSES)}
+    out = []
+    for f, impl, dt in keys:
+        cells = [r for r in run.results if (r.function, r.impl, r.dtype) == (f, impl, dt)]
+        offsets, sizes = [r.offset for r in cells], sorted({r.n for r in cells})
+        groups: dict = {}
+        for r in cells:
+            if r.status not in ("ok", "undetermined"):
+                groups.setdefault(r.cause or "unknown", []).append(r)
+        parts = []
+        for cause, rs in sorted(groups.items(), key=lambda kv: -max(rank[r.status] for r in kv[1])):
+            worst = max((r.status for r in rs), key=rank.get)
+            ns = sorted({r.n for r in rs})
+            where_n = "" if ns == sizes else ", n = " + ", ".join(map(str, ns))
+            th = ths.get(dt, {})
+            why = cause.replace("_", " ") + (" (inferred)" if any(r.cause_inferred for r in rs) else "")
+            if cause == "exp_overflow" and th:
+                parts.append(f"{worst} where max(x) >= {sig(th['exp_overflow_x'], 4)} ({why})")
+                continue
+            if cause == "underflow" and th:
+                why += (f": exp(x) is subnormal below {sig(th['exp_subnormal_x'], 4)}, 0 at or below "
+                        f"{sig(th['exp_underflow_x'], 4)}")
+            figure = ""
+            if worst == "inaccurate":
+                top = max((r.max_ulp for r in rs if r.max_ulp == r.max_ulp), default=float("nan"))
+                figure = f" (up to {fmt_num(top)} ULP)"
+            offs = sorted({r.offset for r in rs})
+            at = (f"offset {fmt_num(offs[0], 4)}" if len(offs) == 1
+                  else f"offsets {_region(offs, offsets)}")
+            parts.append(f"{worst}{figure} in {len(rs)} of {len(cells)} cells ({at}{where_n}; {why})")
+        if any(r.status == "undetermined" for r in cells):
+            parts.append(f"undetermined in {sum(r.status == 'undetermined' for r in cells)} cells")
+        if not parts:
+            top = max((r.max_ulp for r in cells if r.max_ulp == r.max_ulp), default=float("nan"))
+            parts.append(f"ok (max {fmt_num(top)} ULP)")
+        out.append(f"{f}/{impl} {dt}: " + "; ".join(parts))
+    return out

@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+
+
+def _stop_signals() -> set:
+    import signal
+
+    return {s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None}
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold INT/TERM/HUP while worker processes are forked: a signal arriving then waits (in
+    the parent for its handler, in a new worker until :func:`_worker_init` has set the default
+    actions), so a worker never runs the parent's handler and prints a traceback."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _stop_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def default_jobs() -> int:
@@ -18,6 +42,8 @@ def _worker_init() -> None:
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):  # held by signals_held() in the parent while forking
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _stop_signals())
     die_with_parent()
 
 

@@ -34,7 +34,7 @@ def test_compare_json_schema_and_figures(capsys):
 
 def test_compare_table_shows_thresholds(capsys):
     code, out, _ = run_cli(capsys, "compare", "--dtype", "float16", "--function", "logsumexp",
-                           "--sizes", "2", "--offsets", "12")
+                           "--sizes", "2", "--offsets", "12", "--details")
     assert code == 0
     assert "11.0901107" in out and "OVF" in out
 
@@ -85,7 +85,7 @@ def test_thresholds_json(capsys):
 
 
 INACC = ["compare", "--dtype", "float16", "--function", "log_softmax", "--impl", "stable", "--sizes", "1000",
-         "--offsets", "0", "--spreads", "3", "--trials", "1", "--jobs", "1"]
+         "--offsets", "0", "--spreads", "3", "--trials", "1", "--jobs", "1", "--details"]
 
 
 @pytest.mark.parametrize("medium", ["pipe_no_color", "file_txt", "file_md"])
@@ -110,7 +110,8 @@ def test_cells_above_the_tolerance_keep_a_mark_without_colour(medium, capsys, tm
 
 
 @pytest.mark.parametrize("suffix,check", [
-    (".md", lambda t: t.startswith("**float16:") and "| n | offset |" in t and "┃" not in t),
+    (".md", lambda t: t.startswith("## Where each implementation breaks") and "| n | offset |" in t
+     and "┃" not in t),
     (".json", lambda t: json.loads(t)["schema"] == "numstab.compare/2"),
     (".csv", lambda t: t.startswith("function,impl,dtype,")),
     (".html", lambda t: t.startswith("<!DOCTYPE html>") and "</html>" in t),
@@ -119,7 +120,7 @@ def test_cells_above_the_tolerance_keep_a_mark_without_colour(medium, capsys, tm
 def test_output_file_suffix_picks_the_exporter(suffix, check, tmp_path, capsys):
     out = tmp_path / f"r{suffix}"
     small = ["compare", "--dtype", "float16", "--function", "softmax", "--sizes", "2", "--offsets", "0",
-             "--trials", "1", "--jobs", "1"]
+             "--trials", "1", "--jobs", "1", "--details"]
     assert main([*small, "-o", str(out)]) == 0
     assert capsys.readouterr().out == ""
     assert check(out.read_text())
@@ -144,3 +145,23 @@ def test_help_shows_choices_and_defaults(cmd, capsys):
         assert "--format [table|markdown|json|csv|html]" in text
     if cmd == "audit":
         assert "[default: overflow, underflow, nan, zero]" in text
+
+
+def test_compare_opens_with_one_summary_line_per_implementation(capsys):
+    """Summary first: where each implementation breaks and why, the limits exact."""
+    import math
+
+    argv = ["compare", "--dtype", "float16", "--function", "softmax", "--impl", "naive", "--impl", "stable",
+            "--sizes", "10", "--offsets=-16,0,9,12", "--trials", "2", "--jobs", "1"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    naive = next(ln for ln in lines if ln.strip().startswith("softmax/naive float16:"))
+    stable = next(ln for ln in lines if ln.strip().startswith("softmax/stable float16:"))
+    # exp(x) overflows float16 from ln(65504 + 16) = ln(65520) (the rounding boundary to inf)
+    assert f"{math.log(65520):.4g}" == "11.09" and "where max(x) >= 11.09 (exp overflow)" in naive
+    # 10 values near 9: each exp(x) ~ 8100 is finite, their sum is not
+    assert "overflow in 1 of 4 cells (offset 9; sum overflow)" in naive
+    # exp(x) is 0 at or below ln(2^-25) (half the smallest subnormal 2^-24)
+    assert f"0 at or below {math.log(2.0 ** -25):.4g}" in naive and "underflow in 1 of 4 cells" in naive
+    assert stable.strip().startswith("softmax/stable float16: ok (max ") and "--details" in lines[-1]
+    assert not any("┃" in ln for ln in lines)  # the tables only with --details

@@ -258,6 +258,7 @@ def test_device_and_library_usage_errors(capsys, argv, msg):
     ("os._exit(3)", "ended the process (exit status 3)"),
     ("x[...] = 0", "wrote into its input array"),
     ("print('noise') or (_ for _ in ()).throw(MemoryError('big'))", "raised MemoryError: big"),
+    ("__import__('time').sleep(30)", "did not return within 0.5 s (--timeout)"),
 ])
 def test_library_calls_run_isolated(capsys, monkeypatch, body, msg):
     """Every adapter goes through one wrapper: a library that crashes, writes into its input or
@@ -268,7 +269,7 @@ def test_library_calls_run_isolated(capsys, monkeypatch, body, msg):
     exec(f"import os\ndef bad(x):\n    {body}\n    return x", scope)
     monkeypatch.setattr(scipy_special, "adapters", lambda f, d: [Adapter("bad", "bad(x)", scope["bad"])])
     code = main(["audit", "--function", "softmax", "--dtype", "float32", "--library", "scipy",
-                 "--sizes", "2", "--offsets", "0", "--format", "json"])
+                 "--sizes", "2", "--offsets", "0", "--timeout", "0.5", "--format", "json"])
     out, err = capsys.readouterr()
     r = json.loads(out)["results"][0]
     assert code == 1 and msg in r["reasons"][0] and "Traceback" not in err

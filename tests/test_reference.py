@@ -233,3 +233,42 @@ def test_bump_moves_elements_of_several_tiers_one_tier_each():
         lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in x[b]))
         ce = lse - mpmath.mpf(float(x[b, t[b]]))
         assert ref["cross_entropy"].rounded[b] == float(np.float16(float(ce)))
+
+
+def test_escalation_is_per_element_and_reports_what_mpmath_reports():
+    """Language-model-like rows (N(0, 3), one outlier near +25) in float32: an element sent up
+    a tier goes alone through every tier (its row stays), decided like mpmath at each; and the
+    whole evaluation reports exactly what the all-mpmath run reports."""
+    from numstab.engine import evaluate
+    from numstab.functions import REGISTRY
+    from numstab.reference import mp_reference
+    from numstab.reference.escalation import compute_reference
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3000)) * 3
+    x[:, 7] = 25.25
+    x = F32.round(x)
+    t = np.zeros(2, dtype=np.int64)
+    ref, esc = compute_reference(F32, x, t, functions=["softmax"])
+    mp = mp_reference(F32, x[:1], t[:1])["softmax"]
+    first = ref["softmax"].dlo.copy()
+    mask = np.zeros(x.shape, dtype=bool)
+    mask[0, 5] = True
+    for tier in range(1, esc.mp + 1):
+        assert esc.bump({"softmax": mask})
+        assert esc.level["softmax"][0, 5] == tier and (esc.level["softmax"] > 0).sum() == 1
+        r = ref["softmax"]
+        assert r.decided[0, 5] and r.rounded[0, 5] == mp.rounded[0, 5] and r.ulp[0, 5] == mp.ulp[0, 5]
+        assert r.dlo[0, 5] <= mp.dhi[0, 5] and mp.dlo[0, 5] <= r.dhi[0, 5]
+    assert not esc.bump({"softmax": mask})  # at mpmath: nowhere further
+    others = ~mask
+    np.testing.assert_array_equal(ref["softmax"].dlo[others], first[others])
+    assert esc.stats()["mpmath_rows"] == 1 and esc.stats()["elements"][-1] == 1
+    impls = [REGISTRY["softmax"]["stable"], REGISTRY["log_softmax"]["stable"]]
+    fast, _, _ = evaluate(F32, x, t, impls)
+    exact, _, esc_mp = evaluate(F32, x, t, impls, mode="mpmath")
+    assert (esc_mp.level["softmax"] == esc_mp.mp).all()
+    for a, b in zip(fast, exact):
+        np.testing.assert_array_equal(a.ulp, b.ulp)
+        np.testing.assert_array_equal(a.rel, b.rel)
+        np.testing.assert_array_equal(a.status, b.status)

@@ -99,7 +99,8 @@ def run_audit(specs, argv=None) -> AuditReport:
             acc: dict = {}
             for x, t, _src in batches:
                 outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
-                                        on_error="record", specials=spec.specials, compute=spec.compute)
+                                        on_error="record", specials=spec.specials,
+                                        temperature=spec.temperature, compute=spec.compute)
                 for o in outs:
                     acc.setdefault(o.impl.name, []).append((o, x, t, ref))
             for impl in impls:
@@ -110,8 +111,13 @@ def run_audit(specs, argv=None) -> AuditReport:
                     from ..locate import worst
 
                     o, x, t, _ref = acc[impl.name][0]
+                    xe = x
+                    if spec.temperature is not None:
+                        from ..engine import scaled
+
+                        xe, _ = scaled(fmt, x, [], spec.temperature)
                     res = dataclasses.replace(res, worst=tuple(worst(o, x, t, fmt, spec.top, batches[0][2],
-                                                                      spec.specials)))
+                                                                      spec.specials, x_exact=xe)))
                 results.append(res)
         if not ran:
             raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "

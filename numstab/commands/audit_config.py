@@ -27,7 +27,7 @@ DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero", "limit")
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "compute", "tolerance", "input", "targets", "target", "offsets", "spreads",
                "sizes", "trials", "seed", "name", "timeout", "device", "key", "axis", "nonfinite",
-               "masked_rows", "top", "cotangent", "label_smoothing")
+               "masked_rows", "top", "temperature", "cotangent", "label_smoothing")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class AuditSpec:
     nonfinite: str = "ieee"  # masks.Specials: +inf inputs
     masked_rows: str = "nan"  # masks.Specials: fully masked rows
     top: int = 5  # the worst rows of an --input named in the result
+    temperature: float | None = None  # inputs divided by T in the format first (engine.scaled)
 
     @property
     def extras(self):
@@ -167,6 +168,8 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             device=str(d.get("device", "cpu")),
             key=d.get("key"), axis=d.get("axis"), nonfinite=d.get("nonfinite", "ieee"),
             masked_rows=d.get("masked_rows", "nan"), top=d.get("top", 5),
+            temperature=None if d.get("temperature") is None
+            else validate._number(d["temperature"], f"{where} 'temperature'"),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -184,7 +187,7 @@ def _target_of(d: dict, where: str):
 def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_ulp=None,
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
               targets=None, target=None, grid=(), name="", timeout=None, device="cpu", key=None,
-              axis=None, nonfinite="ieee", masked_rows="nan", top=5, cotangent=None,
+              axis=None, nonfinite="ieee", masked_rows="nan", top=5, temperature=None, cotangent=None,
               label_smoothing=0.1, compute=DEFAULT_COMPUTE) -> AuditSpec:
     from .. import libraries as libraries_mod
     from .. import validate
@@ -223,6 +226,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         accumulate=accumulate, compute=compute, tolerance=float(tolerance), input=input, targets=targets,
         target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
         key=key, axis=axis, nonfinite=nonfinite, masked_rows=masked_rows, top=int(top),
+        temperature=None if temperature is None else float(temperature),
         cotangent=cotangent, label_smoothing=label_smoothing,
     )
 

@@ -18,7 +18,7 @@ from ..reference import fast_supported
 from ..results import CellResult, CompareRun, jnum
 from ..steps import DEFAULT_COMPUTE
 from ..validate import choice as check_choice
-from ..workers import _worker_init, default_jobs, stop_pool
+from ..workers import _worker_init, default_jobs, signals_held, stop_pool
 from . import run_meta
 
 REFERENCE_MODES = ("auto", "mpmath")
@@ -151,7 +151,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
                                       initializer=_worker_init)
         try:
-            futs = {pool.submit(_run_task, t): t for t in tasks}
+            with signals_held():  # the workers fork at the first submit
+                futs = {pool.submit(_run_task, t): t for t in tasks}
             for fut in cf.as_completed(futs):
                 results.extend(fut.result())
                 done += futs[fut].elements

@@ -18,7 +18,8 @@ from ..steps import DEFAULT_COMPUTE
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
-                top: int = 5, cotangent=None, label_smoothing=None, compute: str = DEFAULT_COMPUTE) -> dict:
+                top: int = 5, temperature=None, cotangent=None, label_smoothing=None,
+                compute: str = DEFAULT_COMPUTE) -> dict:
     """The inspect job. Returns the JSON-ready dict
     (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
 
@@ -76,11 +77,16 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
-                              compute=compute)
+                              temperature=temperature, compute=compute)
+        xe = x  # the inputs of the exact values: x / T with a temperature
+        if temperature is not None:
+            from ..engine import scaled
+
+            xe, _ = scaled(fmt, x, [], temperature)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
         row = {k: v[0] for k, v in args.items()}
         row_arg = int(tg[0]) if set(row) <= {"target"} else row  # the mask layer reads an index
-        ex = (masks.exact_strings(exact_strings, fmt, x[0], row_arg, specials,
+        ex = (masks.exact_strings(exact_strings, fmt, xe[0], row_arg, specials,
                                   functions=[function])[function] if B == 1 else None)
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
@@ -103,6 +109,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "impl": o.impl.name, "accumulate": accumulate, "compute": compute,
                     **_inspect_args(rec, row),
                     "inputs": [jnum(v) for v in x[0]],
+                    **({"temperature": temperature, "scaled_inputs": [jnum(v) for v in xe[0]]}
+                       if temperature is not None else {}),
                     "outputs": [jvalue(v) for v in yy],
                     "reference": ex,
                     "ulp_error": [jnum(o.figure("ulp", (0,) if scalar else (0, j)))
@@ -114,7 +122,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "causes": cause_counts(np.atleast_1d(st), np.atleast_1d(o.cause[0])),
                     "cause_inferred": o.inferred,
                     "flags": list(flags),
-                    "verdict": verdict(fmt, th, function, o.impl.name, x[0], yy, st, o.cause[0], u,
+                    "verdict": verdict(fmt, th, function, o.impl.name, xe[0], yy, st, o.cause[0], u,
                                        flags, events, tolerance, o.inferred,
                                        tg[0] if rec.takes == "target" else None),
                     **({"scalar": True} if scalar else {}),
@@ -132,7 +140,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
                     **({"shape": list(src.shape), "axis": src.axis} if src is not None else {}),
                     **_masked_rows_returned(function, x, o.y),
-                    "worst": worst(o, x, args, fmt, top, src, specials),
+                    "worst": worst(o, x, args, fmt, top, src, specials, x_exact=xe),
                 })
     return {"schema": INSPECT_SCHEMA, "results": results}
 

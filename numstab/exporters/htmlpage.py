@@ -6,7 +6,7 @@ import base64
 import html
 
 from ..results import CompareRun
-from ..tables import command_line, fmt_num, summary_rows, tables_with_thresholds
+from ..tables import command_line, fmt_num, summary_lines, summary_rows, tables_with_thresholds
 
 STATUS_CSS = {"ok": "#2e7d32", "inaccurate": "#b28704", "underflow": "#7b1fa2", "overflow": "#c62828",
               "nan": "#c62828", "undetermined": "#00838f"}
@@ -26,6 +26,9 @@ def report(run: CompareRun, plots: dict) -> str:
              f"<p>Command: <code>{esc(command_line(run))}</code><br>numstab {esc(str(m.get('version')))}, "
              f"seed {esc(str(m.get('seed')))}, accumulate {esc(str(m.get('accumulate')))}, tolerance "
              f"{esc(str(m.get('tolerance')))} ULP, reference {esc(str(m.get('reference')))}.</p>",
+             "<h2>Where each implementation breaks, and why</h2>", "<ul>",
+             *(f"<li><b>{esc(line.partition(': ')[0])}</b>: {esc(line.partition(': ')[2])}</li>"
+               for line in summary_lines(run)), "</ul>",
              "<h2>Verdict per implementation</h2>",
              "<table><tr><th>function</th><th>dtype</th><th>impl</th><th>worst status</th>"
              "<th>failing cells</th><th>worst max ULP</th><th>causes (elements)</th></tr>"]

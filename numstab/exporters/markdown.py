@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 from ..results import CompareRun
-from ..tables import CAUSE_LEGEND, command_line, fmt_num, sig, summary_rows, tables_with_thresholds
+from ..tables import (
+    CAUSE_LEGEND,
+    command_line,
+    fmt_num,
+    sig,
+    summary_lines,
+    summary_rows,
+    tables_with_thresholds,
+)
 
 
-def compare(run: CompareRun) -> str:
+def summary(run: CompareRun) -> list[str]:
+    """The summary as Markdown list items: one per function x implementation x format."""
     out = []
+    for line in summary_lines(run):
+        head, _, rest = line.partition(": ")
+        out.append(f"* **{head}**: {rest}")
+    return out
+
+
+def compare(run: CompareRun, with_summary: bool = True) -> str:
+    out = []
+    if with_summary:
+        out += ["## Where each implementation breaks, and why", "", *summary(run), "", "## Error tables", ""]
     for line, t in tables_with_thresholds(run):
         if line:
             out.append(f"**{line}**\n")
@@ -32,6 +51,7 @@ def report(run: CompareRun, plot_files=()) -> str:
                + f"tolerance {m.get('tolerance')} ULP, reference {m.get('reference')}; numpy "
                f"{m.get('numpy')}, mpmath {m.get('mpmath')}, ml_dtypes {m.get('ml_dtypes')}, Python "
                f"{m.get('python')}.")
+    out += ["", "## Where each implementation breaks, and why", "", *summary(run)]
     out += ["", "## Verdict per implementation", "",
             "| function | dtype | impl | worst status | failing cells | worst max ULP | causes (elements) |",
             "|---|---|---|---|---:|---:|---|"]
@@ -49,7 +69,7 @@ def report(run: CompareRun, plot_files=()) -> str:
             out.append(f"![{p}](plots/{p})")
     out += ["", "## Error tables", "",
             "Cells: max ULP error over the trials; OVF/UNF/NaN: overflow/underflow/NaN in some element; "
-            "bold: not ok.", "", compare(run)]
+            "bold: not ok.", "", compare(run, with_summary=False)]
     return "\n".join(out) + "\n"
 
 

@@ -9,7 +9,7 @@ import io
 import json
 
 from ..results import STATUSES, CompareRun
-from ..tables import CAUSE_LEGEND, fmt_num, sig, tables_with_thresholds
+from ..tables import CAUSE_LEGEND, fmt_num, sig, summary_lines, tables_with_thresholds
 
 STYLE = {"ok": "green", "inaccurate": "yellow", "underflow": "magenta", "overflow": "bold red",
          "nan": "bold red", "undetermined": "cyan"}
@@ -32,10 +32,20 @@ def console(file=None, width=None):
     return _Console(file=file, width=width, highlight=False, soft_wrap=False)
 
 
-def compare_table(run: CompareRun, file=None) -> None:
+def compare_table(run: CompareRun, file=None, details: bool = True) -> None:
+    """The summary (one line per function x implementation x format), then with ``details`` the
+    table of every grid cell."""
     from rich.table import Table as RTable
 
     con = console(file)
+    con.print("[bold]Where each implementation breaks, and why[/bold]")
+    for line in summary_lines(run):
+        head, _, rest = line.partition(": ")
+        con.print(f"  [bold]{head}[/bold]: {rest}", soft_wrap=True)
+    if not details:
+        con.print("(--details: the table of every grid cell)")
+        return
+    con.print()
     for line, t in tables_with_thresholds(run):
         if line:
             con.print(f"[bold]{line}[/bold]")
@@ -244,11 +254,10 @@ class ProgressBar:
             self._bar = None
 
 
-def compare(run: CompareRun) -> str:
-    """The tables as text (no colour), for a file."""
-
+def compare(run: CompareRun, details: bool = True) -> str:
+    """The summary and the tables as text (no colour), for a file."""
     buf = io.StringIO()
-    compare_table(run, file=buf)
+    compare_table(run, file=buf, details=details)
     return buf.getvalue()
 
 

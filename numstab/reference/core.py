@@ -158,19 +158,23 @@ def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
 
 
 def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
-    """:func:`_from_interval` for quad intervals, decided in quad for any format up to 53 bits.
+    """:func:`from_interval` for quad intervals, decided in float64 pairs for any format up to 53 bits.
 
-    A candidate c (the format's rounding of a float64 near |v|, or its neighbour on the side
-    of the interval) is checked exactly: with D = (|r| - c) / ulp(c) (exact in quad: c and the
-    ends are within a few ulp_F of each other), |r| rounds to c when -1/2 < D < 1/2 (-1/4
-    below a power of two, where the spacing halves), and r's ulp is ulp(c) -- or half of it
-    for an |r| wholly below a power of two c. quad's conversions to float64 are not correctly
-    rounded, so nothing relies on them: the float64 bounds are moved outward after each one.
+    Each end e of [v - err, v + err] (cut to the strict bounds in quad) is split into
+    e = h + l with h = float64(e) and l a float64 bound of the remainder e - h (exact in quad;
+    its conversion, which numpy-quaddtype does not round correctly, is moved outward by
+    |h| 2^-103 + 2^-1074 unless the remainder is 0). A candidate c (the format's rounding of
+    the float64 midpoint, or its neighbour on the interval's side) is then checked: with
+    D = (|r| - c) / ulp(c) = ((h - c) + l) / ulp(c) -- h - c exact (Sterbenz) wherever the
+    decision can go either way -- |r| rounds to c when -1/2 < D < 1/2 (-1/4 below a power of
+    two, where the spacing halves), and r's ulp is ulp(c), or half of it for an |r| wholly
+    below a power of two c. Where l is not 0, D is one float64 rounding away from the truth,
+    so the comparisons with -+1/2 (-1/4) are redone in quad within 2^-50 of them; its sign
+    is exact.
     """
     with np.errstate(all="ignore"):
         q = v.dtype
-        wq = np.abs(v) * 2.0**-110  # covers the rounding of v -+ err (quad: 2^-113 relative)
-        err = err * (1 + 2.0**-40) + wq + tiny(q)
+        err = err * (1 + 2.0**-40) + np.abs(v) * 2.0**-110 + tiny(q)  # + the rounding of v -+ err
         lo, hi = v - err, v + err
         strict_lo = np.zeros(lo.shape, dtype=bool)
         strict_hi = np.zeros(hi.shape, dtype=bool)
@@ -182,27 +186,56 @@ def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
             upper = np.broadcast_to(np.asarray(upper).astype(q), hi.shape)
             strict_hi = hi >= upper
             hi = np.where(strict_hi, upper, hi)
-        mid = ((lo + hi) * 0.5).astype(np.float64)
+        ok = lo <= hi
+
+        def split(e, up: bool):
+            h = e.astype(np.float64)
+            rq = e - h
+            r = rq.astype(np.float64)
+            nz = rq != 0
+            pad = np.abs(h) * 2.0**-103 + 2.0**-1074
+            return h, np.where(nz, r + pad if up else r - pad, 0.0)
+
+        lo_h, lo_l = split(lo, False)
+        hi_h, hi_l = split(hi, True)
+        mid = lo_h * 0.5 + hi_h * 0.5
         neg = np.signbit(mid)
-        alo, ahi = np.where(neg, -hi, lo), np.where(neg, -lo, hi)  # |r| lies in [alo, ahi]
+        # |r| lies in [ah + al, bh + bl]
+        ah, al = np.where(neg, -hi_h, lo_h), np.where(neg, -hi_l, lo_l)
+        bh, bl = np.where(neg, -lo_h, hi_h), np.where(neg, -lo_l, hi_l)
         s_lo, s_hi = np.where(neg, strict_hi, strict_lo), np.where(neg, strict_lo, strict_hi)
         a64 = np.abs(mid)
         c, _ = fmt.round_ulp(a64)
-        ok = np.isfinite(c) & (lo <= hi)
+        ok &= np.isfinite(c) & np.isfinite(ah) & np.isfinite(bh)
         c = np.where(ok, c, 0.0)
+        eps = 2.0**-50
 
         def check(c):
             uc = fmt.ulp(c)
-            cq, ucq = c.astype(q), uc.astype(q)
-            DL, DH = (alo - cq) / ucq, (ahi - cq) / ucq
-            dl, dh = _down(DL), _up(DH)
+            DL = ((ah - c) + al) / uc
+            DH = ((bh - c) + bl) / uc
+            xl, xh = al == 0, bl == 0  # D exact there
             pow2 = (c > fmt.tiny) & (np.frexp(c)[0] == 0.5)
             edge = np.where(pow2, -0.25, -0.5)
-            # decided on the exact quad values (their float64 bounds may sit on the edges)
-            rounds = ((DL > edge) | ((DL == edge) & s_lo)) & ((DH < 0.5) | ((DH == 0.5) & s_hi))
+            rl = np.where(xl, (DL > edge) | ((DL == edge) & s_lo), DL > edge + eps)
+            rh = np.where(xh, (DH < 0.5) | ((DH == 0.5) & s_hi), DH < 0.5 - eps)
+            amb = (~xl & (np.abs(DL - edge) <= eps)) | (~xh & (np.abs(DH - 0.5) <= eps))
+            if amb.any():  # within 2^-50 of an edge: exactly, in quad (the float64 pair cannot tell)
+                i = np.nonzero(amb)[0] if amb.ndim == 1 else amb
+                aq = np.where(neg, -hi, lo)[i]
+                bq = np.where(neg, -lo, hi)[i]
+                cq, uq = c[i].astype(q), uc[i].astype(q)
+                dlq, dhq = (aq - cq) / uq, (bq - cq) / uq
+                rl[i] = (dlq > edge[i]) | ((dlq == edge[i]) & s_lo[i])
+                rh[i] = (dhq < 0.5) | ((dhq == 0.5) & s_hi[i])
+            rounds = rl & rh
+            # the sign of D is exact: h - c is, and rounding (h - c) + l keeps the sign of the sum
             below = (DH < 0) | ((DH == 0) & s_hi)
+            above = DL >= 0
             half = pow2 & below
-            decided = rounds & (~pow2 | (DL >= 0) | below)
+            decided = rounds & (~pow2 | above | below)
+            dl = np.where(xl, DL, np.nextafter(DL, -np.inf))
+            dh = np.where(xh, DH, np.nextafter(DH, np.inf))
             scale = np.where(half, 2.0, 1.0)
             return decided, np.where(half, uc * 0.5, uc), dl * scale, dh * scale
 
@@ -221,11 +254,11 @@ def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
         decided = ok & dec
         rounded = np.where(decided, np.where(neg, -c, c), np.nan)
         dlo, dhi = np.where(neg, -dh, dl), np.where(neg, -dl, dh)
-        # ulp / |r| with |r| in [max(alo, 0), ahi] (an interval holding 0 leaves qhi infinite)
-        uq = ulp.astype(q)
-        pos_hi, pos_lo = ahi > 0, alo > 0
-        qlo = np.where(pos_hi, _down(uq / np.where(pos_hi, ahi, 1.0)), np.inf)
-        qhi = np.where(pos_lo, _up(uq / np.where(pos_lo, alo, 1.0)), np.inf)
+        # ulp / |r| with |r| in [max(ah + al, 0), bh + bl] (an interval holding 0 leaves qhi infinite)
+        amin = np.nextafter(ah + al, -np.inf)
+        amax = np.nextafter(bh + bl, np.inf)
+        qlo = np.where(amax > 0, np.nextafter(ulp / np.where(amax > 0, amax, 1.0), 0), np.inf)
+        qhi = np.where(amin > 0, np.nextafter(ulp / np.where(amin > 0, amin, 1.0), np.inf), np.inf)
     return RefData(rounded, ulp, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
 
 

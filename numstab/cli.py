@@ -116,7 +116,7 @@ def common_options(f):
     for opt in reversed([
         click.option("--accumulate", default="sequential", show_default=True, metavar=_acc_models(),
                      help="Accumulation model of sums (README: Accumulation model)."),
-        click.option("--compute", default="float32", show_default=True, metavar="[float32|format]",
+        click.option("--compute", default="format", show_default=True, metavar="[format|float32]",
                      help="Precision model of the built-in kernels: float32 intermediates, only the output "
                           "rounded to the format (torch on the CPU), or every operation in the format "
                           "(textbook; README: Precision model)."),
@@ -154,6 +154,9 @@ def run_options(f):
         click.option("--verify", type=int, default=0, metavar="K", show_default=True,
                      help="Self-check: recompute K random vectors of every piece at twice the "
                           "precision; exit 1 on any disagreement."),
+        click.option("--target-at", "target_at", default="argmax,argmin,random", show_default=True,
+                     metavar="[argmax|argmin|random],...",
+                     help="Where cross_entropy's target sits in each vector; each reported separately."),
     ]):
         f = opt(f)
     return f

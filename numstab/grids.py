@@ -239,6 +239,34 @@ def cotangents(fmt, x: np.ndarray, extras: Extras, v_draw: np.ndarray) -> np.nda
     return v
 
 
+#: Where a grid's target index sits in each vector (functions that take a target): the largest
+#: entry (a confident, correct prediction), the smallest, or a seeded random index.
+TARGET_AT = ("argmax", "argmin", "random")
+
+
+def targets_at(mode: str, x: np.ndarray, random_target: np.ndarray) -> np.ndarray:
+    """The target index of each row of x under ``mode`` (TARGET_AT; the first of ties)."""
+    if mode == "argmax":
+        return np.argmax(x, axis=-1)
+    if mode == "argmin":
+        return np.argmin(x, axis=-1)
+    return np.asarray(random_target)
+
+
+def parse_target_at(value) -> tuple:
+    """A comma list (or sequence) of TARGET_AT names, duplicates once, in the given order."""
+    from .errors import unknown_name
+
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    out = tuple(dict.fromkeys(str(p).strip() for p in parts if str(p).strip()))
+    if not out:
+        raise UsageError(f"--target-at is empty: give some of {', '.join(TARGET_AT)}")
+    for p in out:
+        if p not in TARGET_AT:
+            raise unknown_name("--target-at", p, TARGET_AT)
+    return out
+
+
 def stack(group: list[Cell]) -> tuple[np.ndarray, dict]:
     """The cells' vectors as one batch (rows in cell order) and their extra arguments
     ({kind: array}, numstab.functions.as_args; ``target`` the indices)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import UsageError
 
-COMPARE_SCHEMA = "numstab.compare/2"
+COMPARE_SCHEMA = "numstab.compare/3"  # /3: target_at per result
 #: THE status vocabulary, from best to worst: an element's status code is its index here, a
 #: cell's status is the worst of its elements', counts are listed in this order everywhere
 #: (JSON, CSV, tables, plots, legends). README "What the numbers mean" defines each.
@@ -123,6 +123,7 @@ class CellResult:
     cause: str | None = None  # the main cause of the worst status (CAUSES), None when all is ok
     causes: tuple = ()  # ((cause, failing elements), ...)
     cause_inferred: bool = False  # a black box: causes inferred, not established from its steps
+    target_at: str | None = None  # where the target sat (grids.TARGET_AT), for functions taking one
 
     @property
     def count(self) -> dict:
@@ -152,6 +153,7 @@ class CellResult:
                 cause=_cause_of(d),
                 causes=tuple((str(k), int(v)) for k, v in dict(d.get("causes") or {}).items()),
                 cause_inferred=bool(d.get("cause_inferred", False)),
+                target_at=None if d.get("target_at") is None else str(d["target_at"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"malformed result record: {exc}") from None

@@ -50,7 +50,7 @@ ACC_MODELS = ("sequential", "pairwise", "float32")
 #: half types); ``format`` -- every operation rounded to the format (the textbook model of
 #: Blanchard, Higham & Higham). For float32 and float64 the two are the same.
 COMPUTE_MODELS = ("float32", "format")
-DEFAULT_COMPUTE = "float32"
+DEFAULT_COMPUTE = "format"
 FLAG_BIT = {f: 1 << i for i, f in enumerate(FLAG_NAMES)}
 #: condition number of an addition from which its incoming errors count as cancellation
 CANCEL_KAPPA = 4.0

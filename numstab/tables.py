@@ -25,7 +25,7 @@ CAUSE_LEGEND = ("* = above the tolerance; cause after ':': exp = exp overflow, s
                 "is NaN); ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
-              *STATUSES)
+              *STATUSES, "target_at")
 
 
 def sig(text: str, digits: int = 12) -> str:
@@ -65,10 +65,12 @@ class Table:
     spread: float
     impls: tuple
     rows: tuple  # ((n, offset, x_min, x_max, ((text, status), ...)), ...)
+    target_at: str | None = None  # where the target sat (cross_entropy), one table per place
 
     @property
     def title(self) -> str:
-        return f"{self.function} in {self.dtype} (spread {fmt_num(self.spread)}): max ULP error"
+        at = f", target at {self.target_at}" if self.target_at else ""
+        return f"{self.function} in {self.dtype} (spread {fmt_num(self.spread)}{at}): max ULP error"
 
 
 def threshold_line(th: dict) -> str:
@@ -87,14 +89,15 @@ def build_tables(run: CompareRun) -> list[Table]:
     tables = []
     keys = []
     for r in run.results:
-        k = (r.function, r.dtype, r.spread)
+        k = (r.function, r.dtype, r.spread, r.target_at)
         if k not in keys:
             keys.append(k)
     # functions in the run's order (the runner orders them as the registry), then dtype and spread
     rank = {f: i for i, f in enumerate(dict.fromkeys(k[0] for k in keys))}
-    keys.sort(key=lambda k: (rank[k[0]], k[1], k[2]))
-    for f, dt, sp in keys:
-        rs = [r for r in run.results if (r.function, r.dtype, r.spread) == (f, dt, sp)]
+    at_rank = {m: i for i, m in enumerate(dict.fromkeys(k[3] for k in keys))}
+    keys.sort(key=lambda k: (rank[k[0]], k[1], k[2], at_rank[k[3]]))
+    for f, dt, sp, at in keys:
+        rs = [r for r in run.results if (r.function, r.dtype, r.spread, r.target_at) == (f, dt, sp, at)]
         impls = tuple(dict.fromkeys(r.impl for r in rs))
         cells = {}
         for r in rs:
@@ -110,7 +113,7 @@ def build_tables(run: CompareRun) -> list[Table]:
                 for i in impls
             )
             rows.append((n, off, first.x_min, first.x_max, vals))
-        tables.append(Table(f, dt, sp, impls, tuple(rows)))
+        tables.append(Table(f, dt, sp, impls, tuple(rows), at))
     return tables
 
 

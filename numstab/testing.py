@@ -36,6 +36,6 @@ def assert_stable(fn, function: str = "softmax", dtypes=("float16",), max_ulp=No
             lines.append(f"  {r.dtype}: " + "; ".join(r.reasons)
                          + f" (max ULP {r.max_ulp:.3g}, counts {dict(r.counts)})")
             if r.first_failure:
-                lines.append("    first failing input: " + json.dumps(r.first_failure))
+                lines.append("    worst failing input: " + json.dumps(r.first_failure))
         raise AssertionError("\n".join(lines))
     return report

@@ -1,6 +1,7 @@
 """The precision model the older tests pin: they were written for the textbook model (every
-operation rounded to the format), while the CLI's default ``--compute`` is float32 (torch's CPU
-arithmetic for half types; see tests/test_compute.py and the README's Precision model)."""
+operation rounded to the format) and say so explicitly, so that they keep their figures whichever
+model ``--compute`` defaults to (float32 is torch's CPU arithmetic for half types; see
+tests/test_compute.py and the README's Precision model)."""
 
 IN_FORMAT = ("--compute", "format")
 COMMANDS = ("compare", "report", "inspect", "audit")

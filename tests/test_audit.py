@@ -163,7 +163,7 @@ def test_assert_stable_api():
     from tests.data import user_impls as u
 
     assert_stable(u.stable_softmax, function="softmax", dtypes=("float16", "float32"), sizes="2,30")
-    with pytest.raises(AssertionError, match="first failing input") as info:
+    with pytest.raises(AssertionError, match="worst failing input") as info:
         assert_stable(u.naive_softmax, function="softmax", dtypes=("float16",), sizes="2,30")
     assert "nan:" in str(info.value) and "float16" in str(info.value)
     with pytest.raises(AssertionError, match="max ULP error"):
@@ -268,3 +268,27 @@ def test_compare_and_audit_give_identical_figures(capsys):
     want = _naive_softmax_median_ulp_float16(0, 10, 3)
     assert c["median_ulp"] == a["median_ulp"] == want
     assert c["max_ulp"] == a["max_ulp"] and c["counts"] == a["counts"] and c["causes"] == a["causes"]
+
+
+def test_first_failure_is_the_worst_failing_input_and_long_vectors_are_elided(capsys, tmp_path):
+    """Row 0 is merely inaccurate (1000 values near 0: the float16 sum absorbs), row 1 gives NaN
+    (exp(12) is inf in float16, inf/inf): the reported input is row 1, the worst."""
+    z = np.random.default_rng(3).standard_normal(1000)
+    bad = np.zeros(1000)
+    bad[0] = 12.0
+    f = tmp_path / "x.npy"
+    np.save(f, np.stack([z, bad]))
+    argv = ["--function", "softmax", "--impl", "naive", "--dtype", "float16", "--input", str(f),
+            "--fail-on", "nan,inaccurate"]
+    code, data, _ = audit(capsys, *argv)
+    r = data["results"][0]
+    # row 1: exp(12) = inf, so element 0 is inf/inf = NaN and the others x/inf = 0 (overflow)
+    assert code == 1 and r["counts"]["inaccurate"] > 0 and r["counts"]["nan"] == 1
+    assert r["counts"]["overflow"] == 999
+    ff = r["first_failure"]
+    assert ff["row"] == 1 and ff["element"] == 0 and ff["status"] == "nan" and ff["n"] == 1000
+    assert len(ff["vector"]) == 1000
+    assert ff["vector"][0] == 12.0 and ff["output"] is None  # NaN: no figure
+    assert main(["audit", *argv]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert "worst failing input (row 1): [12.0, 0.0, 0.0, 0.0, ..., 0.0, 0.0, 0.0, 0.0] (1000 values" in text

@@ -139,3 +139,29 @@ def test_float64_outputs_keep_every_digit_in_json_and_text(capsys):
     assert y == want and len(repr(y).replace(".", "").lstrip("0")) >= 16
     assert main([*argv, "--", "0.1", "0.2"]) == 0
     assert repr(want) in capsys.readouterr().out
+
+
+def test_narrow_terminal_wraps_numbers_and_never_cuts_them(capsys):
+    """At 60 columns a 25-digit exact value wraps inside its cell: no ellipsis, every digit kept."""
+    from numstab.exporters.terminal import inspect_table
+
+    data = run_inspect("log_softmax", values=["1000", "1"], dtypes=("float32",), impls=["stable"])
+    ref = data["results"][0]["reference"][0]
+    assert ref.startswith("-1.37978868332136968031") and ref.endswith("e-434")
+    import io
+
+    buf = io.StringIO()
+    from numstab.exporters import terminal
+
+    con = terminal.console(buf, width=60)
+    orig = terminal.console
+    terminal.console = lambda file=None, width=None: con
+    try:
+        inspect_table(data)
+    finally:
+        terminal.console = orig
+    text = buf.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 60
+    rows = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+    exact_col = "".join(r[4].strip() for r in rows)
+    assert ref in exact_col

@@ -65,7 +65,7 @@ def test_from_json_rerenders_without_recomputing(report_dir, tmp_path, capsys):
 
 def test_newer_schema_refused(tmp_path, capsys):
     f = tmp_path / "r.json"
-    f.write_text(json.dumps({"schema": "numstab.compare/3", "results": []}))
+    f.write_text(json.dumps({"schema": "numstab.compare/4", "results": []}))
     assert main(["report", "--from", str(f), "--out", str(tmp_path / "o")]) == 2
     assert "newer than this numstab understands" in capsys.readouterr().err
     f.write_text(json.dumps({"schema": "other.thing/1"}))
@@ -131,3 +131,27 @@ def test_html_opens_in_headless_chromium_without_console_errors(report_dir, tmp_
 
     assert dom.count("<img") == 2 * len(FUNCTIONS) and "data:image/png;base64," in dom
     assert "Verdict per implementation" in dom and "<table>" in dom
+
+
+def test_plots_are_wide_and_the_html_explains_every_status_and_cause(tmp_path, capsys):
+    """Issue 15: PNGs at least 1200 px wide; the HTML page has a legend row per status and cause."""
+    import struct
+
+    from numstab.results import CAUSE_MEANING, CAUSES, STATUS_MEANING, STATUSES
+
+    out = tmp_path / "r"
+    assert main(["report", "--dtype", "float16", "--function", "softmax", "--sizes", "2,10",
+                 "--offsets", "-18,0,9,12", "--trials", "1", "--jobs", "1", "--quiet", "--out", str(out),
+                 "--formats", "png,html"]) == 0
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert pngs
+    for p in pngs:
+        head = p.read_bytes()[:24]  # PNG signature, IHDR length and type, then width and height
+        assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", head[16:24])
+        assert width >= 1200, (p.name, width)
+    page = (out / "report.html").read_text()
+    for st in STATUSES:
+        assert STATUS_MEANING[st] in page or STATUS_MEANING[st].replace("'", "&#x27;") in page
+    for c in CAUSES:
+        assert f"<td class=l>{c}</td>" in page and CAUSE_MEANING[c].split(" (")[0] in page

@@ -45,7 +45,7 @@ def test_zeros_of_x_over_inf_are_overflow_not_underflow(capsys):
 def test_default_float16_compare_has_no_underflow_without_an_underflow(capsys):
     assert main(in_format(["compare", "--dtype", "float16", "--format", "json", "--jobs", "1"])) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema"] == "numstab.compare/2"
+    assert data["schema"] == "numstab.compare/3"
     unf = [r for r in data["results"] if r["status"] == "underflow"]
     assert unf and all("underflow" in r["flags"] for r in unf)
     ovf = [r for r in data["results"] if r["status"] == "overflow"]
@@ -158,7 +158,7 @@ def test_report_reads_compare_1_files(tmp_path, capsys):
     assert main(["report", "--from", str(f), "--out", str(tmp_path / "r"), "--formats", "md,json"]) == 0
     capsys.readouterr()
     new = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert new["schema"] == "numstab.compare/2" and new["results"][0]["cause"] == "overflow"
+    assert new["schema"] == "numstab.compare/3" and new["results"][0]["cause"] == "overflow"
 
 
 # ------------------------------------------------------------------ properties

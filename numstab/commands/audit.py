@@ -60,8 +60,8 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
         require(f"auditing {x0.size:,} input values with {n_impls} implementations",
                 audit_bytes(x0.size, n_impls), hint)
         x = round_inputs(fmt, x0)
-        return [(x, load_args(fmt, x, get_function(spec.function), spec.target, spec.targets,
-                              spec.extras), src)]
+        t = load_args(fmt, x, get_function(spec.function), spec.target, spec.targets, spec.extras)
+        return [(x, t, src)]
     g = dict(spec.grid)
     grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
                      g.get("seed", 0))
@@ -191,9 +191,13 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
 
 
 def _first_failure(spec, fmt, parts, limit):
+    """The worst failing element (highest status, then largest ULP error) and its whole input
+    vector: ``first_failure`` of the audit record (the name kept for older readers)."""
     from ..causes import cause_name
 
     codes = [STATUSES.index(s) for s in spec.fail_on if s in STATUSES]
+    best, best_key = None, None
+    row0 = 0
     for o, x, t, ref in parts:
         st, u = o.status, o.ulp
         bad = np.isin(st, codes)
@@ -203,25 +207,28 @@ def _first_failure(spec, fmt, parts, limit):
             bad |= _wrong_limit(o.y, ref[spec.function])
         if limit is not None:
             bad |= np.isfinite(u) & (u > limit)
-        if st.ndim == 1:
-            bad = bad[:, None]
-        rows = np.nonzero(bad.any(axis=-1))[0]
-        if rows.size:
-            r = int(rows[0])
-            row_bad = bad[r]
-            j = int(np.argmax(row_bad))
-            y = o.y[r] if o.y.ndim == 2 else o.y[r:r + 1]
-            exact = ref[spec.function].rounded[r]
-            exact = exact if np.ndim(exact) else np.array([exact])
-            uu = u[r] if u.ndim == 2 else u[r:r + 1]
-            ss = st[r] if st.ndim == 2 else st[r:r + 1]
-            cc = o.cause[r] if o.cause.ndim == 2 else o.cause[r:r + 1]
-            return {
-                "vector": [jnum(v) for v in x[r]],
-                **({"target": int(t["target"][r])} if get_function(spec.function).takes == "target" else {}),
-                "element": None if get_function(spec.function).per_vector else j,
-                "output": jnum(y[j]), "exact_rounded": jnum(exact[j]), "ulp_error": jnum(uu[j]),
-                "status": STATUSES[int(ss[j])], "cause": cause_name(int(cc[j])),
-                "cause_inferred": o.inferred,
-            }
-    return None
+        if bad.any():
+            with np.errstate(invalid="ignore"):
+                score = np.where(np.isnan(u), -1.0, u)
+            # rank: status first, then the ULP error; ties keep the first element
+            order = np.lexsort((-score[bad], -st[bad].astype(np.int64)))
+            idx = tuple(int(i[order[0]]) for i in np.nonzero(bad))
+            key = (int(st[idx]), float(score[idx]))
+            if best_key is None or key > best_key:
+                best_key, best = key, (o, x, t, ref, idx, row0)
+        row0 += x.shape[0]
+    if best is None:
+        return None
+    o, x, t, ref, idx, row0 = best
+    r = idx[0]
+    j = idx[1] if len(idx) > 1 else 0
+    at = idx if len(idx) > 1 else (r,)
+    return {
+        "row": row0 + r, "n": int(x.shape[-1]),
+        "vector": [jnum(v) for v in x[r]],
+        **({"target": int(t["target"][r])} if get_function(spec.function).takes == "target" else {}),
+        "element": None if get_function(spec.function).per_vector else j,
+        "output": jnum(o.y[at]), "exact_rounded": jnum(ref[spec.function].rounded[at]),
+        "ulp_error": jnum(o.ulp[at]), "status": STATUSES[int(o.status[at])],
+        "cause": cause_name(int(o.cause[at])), "cause_inferred": o.inferred,
+    }

@@ -11,7 +11,18 @@ from ..engine import evaluate, select_impls, summarize
 from ..errors import UsageError
 from ..formats import DEFAULT_DTYPES, get_format
 from ..functions import FUNCTIONS, REGISTRY
-from ..grids import DEFAULT_EXTRAS, Extras, GridSpec, check_extras, make_extras, make_grid, stack
+from ..grids import (
+    DEFAULT_EXTRAS,
+    TARGET_AT,
+    Extras,
+    GridSpec,
+    check_extras,
+    make_extras,
+    make_grid,
+    parse_target_at,
+    stack,
+    targets_at,
+)
 from ..grids import cells as grid_cells
 from ..metrics import DEFAULT_TOLERANCE
 from ..reference import fast_supported
@@ -35,8 +46,9 @@ class _Task:
     tolerance: float
     mode: str
     verify: int = 0
-    extras: Extras = DEFAULT_EXTRAS
-    compute: str = DEFAULT_COMPUTE
+    target_at: tuple = TARGET_AT  # where the target sits, for functions that take one
+    extras: Extras = DEFAULT_EXTRAS  # labels, cotangents, label smoothing
+    compute: str = DEFAULT_COMPUTE  # the precision model of the built-in kernels
 
     @property
     def elements(self) -> int:
@@ -44,9 +56,11 @@ class _Task:
 
     @property
     def cost(self) -> float:
-        """Rough seconds: mpmath settles ~1.5e4 elements/s, the fast path ~2e6 (with the kernels)."""
-        mp = self.mode == "mpmath" or not fast_supported(get_format(self.dtype))
-        return self.elements / (1.5e4 if mp else 2e6)
+        """Rough seconds: mpmath settles ~1.5e4 elements/s, the fast path ~2e6 (with the kernels),
+        its quad tier (float64 targets) ~3e5."""
+        fmt = get_format(self.dtype)
+        mp = self.mode == "mpmath" or not fast_supported(fmt)
+        return self.elements / (1.5e4 if mp else 3e5 if fmt.p > 24 else 2e6)
 
 
 def _run_task(task: _Task) -> list[CellResult]:
@@ -54,10 +68,23 @@ def _run_task(task: _Task) -> list[CellResult]:
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
     group = grid_cells(fmt, task.grid, task.extras)
     n, T = task.grid.sizes[0], task.grid.trials
-    x, target = stack(group)
+    x, args = stack(group)
+    target = args["target"]
     slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
-    outs, _, _ = evaluate(fmt, x, target, chosen, task.accumulate, task.tolerance, slices, task.mode,
-                          verify=task.verify, compute=task.compute)
+    plain = [i for i in chosen if i.record.takes != "target"]
+    with_target = [i for i in chosen if i.record.takes == "target"]
+    runs = [(None, plain, args)] if plain else []
+    runs += ([(m, with_target, {**args, "target": targets_at(m, x, target)}) for m in task.target_at]
+             if with_target else [])
+    results = []
+    for mode, impls, tg in runs:
+        outs, _, _ = evaluate(fmt, x, tg, impls, task.accumulate, task.tolerance, slices, task.mode,
+                              verify=task.verify, compute=task.compute)
+        results += _cells(fmt, group, slices, outs, n, T, mode)
+    return results
+
+
+def _cells(fmt, group, slices, outs, n: int, T: int, target_at) -> list[CellResult]:
     results = []
     for o in outs:
         for c, s, fl in zip(group, slices, o.flags):
@@ -70,13 +97,14 @@ def _run_task(task: _Task) -> list[CellResult]:
                 max_rel=summ["max_rel"], status=summ["status"], flags=fl,
                 counts=tuple(summ["counts"].items()),
                 cause=summ["cause"], causes=tuple(summ["causes"].items()),
-                cause_inferred=o.inferred,
+                cause_inferred=o.inferred, target_at=target_at,
             ))
     return results
 
 
 def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
-           extras: Extras = DEFAULT_EXTRAS, compute: str = DEFAULT_COMPUTE) -> list[_Task]:
+           target_at=TARGET_AT, extras: Extras = DEFAULT_EXTRAS,
+           compute: str = DEFAULT_COMPUTE) -> list[_Task]:
     keys = tuple((i.function, i.name) for i in chosen)
     whole = []
     for fmt in fmts:
@@ -84,7 +112,8 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         for n in g.sizes:
             for sp in g.spreads:
                 sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
-                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, extras, compute))
+                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
+                                   extras, compute))
     total = sum(t.cost for t in whole)
     if jobs <= 1 or total < 1.0:
         return whole
@@ -96,7 +125,8 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
                            t.grid.trials, t.grid.seed)
-            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, extras, compute))
+            out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at,
+                             extras, compute))
     return out
 
 
@@ -104,13 +134,16 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
-                label=None, cotangent=None, label_smoothing=None,
+                target_at=TARGET_AT, label=None, cotangent=None, label_smoothing=None,
                 compute: str = DEFAULT_COMPUTE) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
     take one (grids.Extras: --target, --cotangent, --label-smoothing). ``compute``: the
     precision model of the built-in kernels (steps.COMPUTE_MODELS, ``--compute``).
+
+    ``target_at``: where the target of cross_entropy (any function taking a target) sits in
+    each vector, each reported separately (grids.TARGET_AT: argmax, argmin, random).
 
     ``jobs``: worker processes for independent grid cells (default: the machine's
     cores; small runs stay in this process). ``progress(done, total)`` is called
@@ -139,7 +172,9 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         grid_cells(f, probe, extras)
     if verify < 0:
         raise UsageError("--verify must be >= 0")
-    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify, extras, compute)
+    target_at = parse_target_at(target_at)
+    tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify, target_at,
+                   extras, compute)
     total = sum(t.elements for t in tasks)
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
     _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
@@ -170,11 +205,12 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 progress(done, total)
     order = {f: i for i, f in enumerate(FUNCTIONS)}
     impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
-    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, r.n, r.offset,
+    at_order = {m: i for i, m in enumerate((None,) + target_at)}
+    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, at_order[r.target_at], r.n, r.offset,
                                 impl_order[(r.function, r.impl)]))
     meta = run_meta(argv, seed=int(seed), accumulate=accumulate, compute=compute, tolerance=jnum(tolerance),
                     reference=reference_mode, **({"verify": int(verify)} if verify else {}),
-                    grids={k: g.to_dict() for k, g in grids.items()},
+                    grids={k: g.to_dict() for k, g in grids.items()}, target_at=list(target_at),
                     **({"extras": extras.to_dict()}
                        if any(i.record.takes not in (None, "target") for i in chosen) else {}))
     from ..reference import thresholds as exact_thresholds

@@ -29,6 +29,7 @@ def report(run: CompareRun, plots: dict) -> str:
              "<h2>Where each implementation breaks, and why</h2>", "<ul>",
              *(f"<li><b>{esc(line.partition(': ')[0])}</b>: {esc(line.partition(': ')[2])}</li>"
                for line in summary_lines(run)), "</ul>",
+             *_legend(),
              "<h2>Verdict per implementation</h2>",
              "<table><tr><th>function</th><th>dtype</th><th>impl</th><th>worst status</th>"
              "<th>failing cells</th><th>worst max ULP</th><th>causes (elements)</th></tr>"]
@@ -69,3 +70,24 @@ def compare(run: CompareRun) -> str:
 
 def report_files(run: CompareRun, plots: dict) -> dict:
     return {"report.html": report(run, plots)}
+
+
+def _legend() -> list[str]:
+    """What each status (in its table colour) and each cause means: the page explains itself."""
+    from ..results import CAUSE_MEANING, CAUSES, STATUS_MEANING, STATUSES
+    from ..tables import CAUSE_TAG, WORD
+
+    esc = html.escape
+    out = ["<details open><summary><b>Statuses and causes</b></summary>",
+           "<table class=legend><tr><th>status</th><th>in tables</th><th>meaning</th></tr>"]
+    for st in STATUSES:
+        out.append(f"<tr><td class=l style=\"color:{STATUS_CSS[st]}\">{esc(st)}</td>"
+                   f"<td>{esc(WORD.get(st, 'ULP figure' + (' with *' if st == 'inaccurate' else '')))}</td>"
+                   f"<td class=l>{esc(STATUS_MEANING[st])}</td></tr>")
+    out.append("</table><table class=legend><tr><th>cause</th><th>tag</th><th>meaning</th></tr>")
+    for c in CAUSES:
+        out.append(f"<tr><td class=l>{esc(c)}</td><td>:{esc(CAUSE_TAG.get(c, c))}</td>"
+                   f"<td class=l>{esc(CAUSE_MEANING[c])}</td></tr>")
+    out.append("</table><p>~ before a cause: inferred (a black box), not established from the steps.</p>"
+               "</details>")
+    return out

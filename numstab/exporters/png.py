@@ -30,9 +30,21 @@ def require_matplotlib():
     return plt
 
 
+#: Resolution of the PNGs; every figure is at least MIN_WIDTH_IN inches wide (>= 1250 px).
+DPI = 100
+MIN_WIDTH_IN = 12.5
+#: Implementations stay distinguishable where their lines coincide: marker and line style per line.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+#: How a failed cell is drawn along the top, by its cause (in the implementation's colour).
+CAUSE_MARKERS = {"exp_overflow": ("^", "exp overflow"), "sum_overflow": ("2", "sum overflow"),
+                 "underflow": ("v", "underflow"), "invalid": ("X", "invalid (NaN)")}
+OTHER_FAILURE = ("x", "other failure")
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
@@ -52,6 +64,8 @@ def make_plots(run: CompareRun) -> dict[str, bytes]:
     out = {}
     for name, dt, fn in plot_names(run):
         rs = [r for r in run.results if r.dtype == dt and r.function == fn]
+        at = next((r.target_at for r in rs if r.target_at), None)  # one place of the target per plot
+        rs = [r for r in rs if r.target_at == at]
         if name.endswith("_ulp.png"):
             out[name] = _ulp_plot(plt, rs, ths.get(dt), dt, fn, run.meta.get("tolerance", 4.0))
         else:
@@ -63,10 +77,12 @@ def _ulp_plot(plt, rs, th, dt, fn, tol) -> bytes:
     sizes = sorted({r.n for r in rs})
     impls = list(dict.fromkeys(r.impl for r in rs))
     spread = min(r.spread for r in rs)
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(max(MIN_WIDTH_IN, 4.6 * len(sizes)), 5.0), sharey=True,
+                             squeeze=False)
     finite = [r.max_ulp for r in rs if math.isfinite(r.max_ulp) and r.max_ulp > 0]
     top = max(finite + [10.0]) * 10
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    causes_seen: set = set()
     for ax, n in zip(axes[0], sizes):
         offs = sorted({r.offset for r in rs if r.n == n})
         lo, hi = min(offs), max(offs)
@@ -80,23 +96,35 @@ def _ulp_plot(plt, rs, th, dt, fn, tol) -> bytes:
         ax.axhline(tol, color="0.5", ls=":", lw=1)
         for k, impl in enumerate(impls):
             c = colors[k % len(colors)]
-            pts = sorted((r.offset, r.max_ulp, r.status) for r in rs
+            pts = sorted((r.offset, r.max_ulp, r.status, r.cause) for r in rs
                          if r.n == n and r.impl == impl and r.spread == spread)
             xs = [p[0] for p in pts if math.isfinite(p[1])]
             ys = [max(p[1], 1e-3) for p in pts if math.isfinite(p[1])]
-            ax.plot(xs, ys, marker="o", ms=3, lw=1.2, color=c, label=impl if n == sizes[0] else None)
-            bad = [p[0] for p in pts if not math.isfinite(p[1]) or p[2] in ("overflow", "nan")]
-            ax.plot(bad, [top * (1.6 ** (k + 1))] * len(bad), ls="none", marker="x", color=c, ms=6)
+            ax.plot(xs, ys, marker=MARKERS[k % len(MARKERS)], ms=5, lw=1.6,
+                    ls=LINESTYLES[k % len(LINESTYLES)], color=c, alpha=0.9,
+                    label=impl if n == sizes[0] else None)
+            bad = [p for p in pts if not math.isfinite(p[1]) or p[2] in ("overflow", "nan", "underflow")]
+            for p in bad:  # one row per implementation along the top, its colour, the cause's marker
+                m, _ = CAUSE_MARKERS.get(p[3], OTHER_FAILURE)
+                ax.plot([p[0]], [top * (1.8 ** (k + 1))], ls="none", marker=m, color=c, ms=8, mew=1.5)
+                causes_seen.add(p[3] if p[3] in CAUSE_MARKERS else None)
         ax.set_yscale("log")
         pad = 0.03 * (hi - lo or 1.0)
         ax.set_xlim(lo - pad, hi + pad)
-        ax.set_title(f"n = {n}", fontsize=9)
-        ax.set_xlabel("input offset")
+        ax.set_title(f"n = {n}", fontsize=12)
+        ax.set_xlabel("input offset", fontsize=11)
+        ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3, which="major")
-    axes[0][0].set_ylabel("max ULP error (x: failure)")
-    fig.suptitle(f"{fn} in {dt}: max ULP error vs offset (spread {spread:g})", fontsize=10)
-    fig.legend(loc="lower center", ncol=len(impls) + 2, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    axes[0][0].set_ylabel("max ULP error (top rows: failed cells)", fontsize=11)
+    fig.suptitle(f"{fn} in {dt}: max ULP error vs offset (spread {spread:g}); dotted: tolerance {tol:g} ULP",
+                 fontsize=13)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for cause in sorted(causes_seen, key=lambda c: c or "~"):
+        m, word = CAUSE_MARKERS.get(cause, OTHER_FAILURE)
+        handles.append(plt.Line2D([], [], ls="none", marker=m, color="0.3", ms=8, mew=1.5))
+        labels.append(f"failed: {word}")
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=10, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.93))
     data = _png(fig)
     plt.close(fig)
     return data
@@ -109,7 +137,8 @@ def _status_plot(plt, rs, dt, fn) -> bytes:
     impls = list(dict.fromkeys(r.impl for r in rs))
     sizes = sorted({r.n for r in rs})
     offs = sorted({r.offset for r in rs})
-    fig, axes = plt.subplots(1, len(impls), figsize=(2.9 * len(impls), 2.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(impls), figsize=(max(MIN_WIDTH_IN, 3.4 * len(impls)), 3.8), sharey=True,
+                             squeeze=False)
     cmap = ListedColormap(STATUS_COLORS)
     norm = BoundaryNorm(np.arange(len(STATUSES) + 1) - 0.5, len(STATUSES))
     for ax, impl in zip(axes[0], impls):
@@ -121,15 +150,15 @@ def _status_plot(plt, rs, dt, fn) -> bytes:
         ax.imshow(grid, aspect="auto", cmap=cmap, norm=norm, origin="lower", interpolation="nearest",
                   extent=(-0.5, len(offs) - 0.5, -0.5, len(sizes) - 0.5))
         step = max(1, len(offs) // 5)
-        ax.set_xticks(range(0, len(offs), step), [f"{o:.3g}" for o in offs[::step]], fontsize=7)
-        ax.set_yticks(range(len(sizes)), [str(n) for n in sizes], fontsize=7)
-        ax.set_title(impl, fontsize=9)
-        ax.set_xlabel("offset", fontsize=8)
-    axes[0][0].set_ylabel("n", fontsize=8)
+        ax.set_xticks(range(0, len(offs), step), [f"{o:.3g}" for o in offs[::step]], fontsize=10)
+        ax.set_yticks(range(len(sizes)), [str(n) for n in sizes], fontsize=10)
+        ax.set_title(impl, fontsize=12)
+        ax.set_xlabel("offset", fontsize=11)
+    axes[0][0].set_ylabel("n", fontsize=11)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in STATUS_COLORS]
-    fig.legend(handles, STATUSES, loc="lower center", ncol=len(STATUSES), fontsize=7, frameon=False)
-    fig.suptitle(f"{fn} in {dt}: worst status per grid cell", fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.92))
+    fig.legend(handles, STATUSES, loc="lower center", ncol=len(STATUSES), fontsize=10, frameon=False)
+    fig.suptitle(f"{fn} in {dt}: worst status per grid cell", fontsize=13)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.9))
     data = _png(fig)
     plt.close(fig)
     return data

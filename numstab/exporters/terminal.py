@@ -51,9 +51,9 @@ def compare_table(run: CompareRun, file=None, details: bool = True) -> None:
             con.print(f"[bold]{line}[/bold]")
         tab = RTable(title=t.title, title_justify="left", show_lines=False)
         for h in ("n", "offset", "x range"):
-            tab.add_column(h, justify="right")
+            tab.add_column(h, justify="right", overflow="fold")
         for i in t.impls:
-            tab.add_column(i, justify="right")
+            tab.add_column(i, justify="right", overflow="fold")
         prev_n = None
         for n, off, lo, hi, vals in t.rows:
             if prev_n is not None and n != prev_n:
@@ -87,9 +87,9 @@ def thresholds_table(data: dict, file=None) -> None:
     fmts = data["formats"]
     tab = RTable(title="exp limits per format (exact, mpmath): limits rounded to 13 digits, "
                        "format values as shortest round-trip decimals", title_justify="left")
-    tab.add_column("")
+    tab.add_column("", overflow="fold")
     for f in fmts:
-        tab.add_column(f["dtype"], justify="right")
+        tab.add_column(f["dtype"], justify="right", overflow="fold")
     n = fmts[0]["n"] if fmts else 1000
     rows = (("exp overflows for x >=", "exp_overflow_x"),
             ("largest finite exp input", "largest_finite_exp_input"),
@@ -134,7 +134,7 @@ def inspect_table(data: dict, file=None) -> None:
             continue
         tab = RTable(title=head, title_justify="left")
         for h in ("i", "input", "output", "exact", "ULP error", "status"):
-            tab.add_column(h, justify="right" if h != "exact" else "left")
+            tab.add_column(h, justify="right" if h != "exact" else "left", overflow="fold")
         scalar = d.get("scalar", False)
         for i, (y, ex, u, st) in enumerate(zip(d["outputs"], d["reference"], d["ulp_error"],
                                                d["element_status"])):
@@ -155,7 +155,7 @@ def worst_table(con, rows: list, title: str) -> None:
 
     tab = RTable(title=title, title_justify="left")
     for h in ("index", "input", "output", "exact", "ULP error", "status", "cause"):
-        tab.add_column(h, justify="left" if h in ("index", "exact", "cause") else "right")
+        tab.add_column(h, justify="left" if h in ("index", "exact", "cause") else "right", overflow="fold")
     for w in rows:
         inp = _j(w["input"]) if "input" in w else "[" + ", ".join(
             _j(v) if v != "..." else v for v in w["vector"]) + "]"
@@ -186,7 +186,8 @@ def audit_table(report, file=None) -> None:
     heads = ("function", "impl", "dtype", "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP",
              "causes", "reasons")
     for h in heads:
-        tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right")
+        tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right",
+                       overflow="fold")
     for r in report.results:
         c = dict(r.counts)
         res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
@@ -200,8 +201,11 @@ def audit_table(report, file=None) -> None:
         con.print(f"note: {note}", soft_wrap=True)
     for r in report.results:
         if r.first_failure:
-            con.print(f"[bold]{r.impl}[/] in {r.dtype}, first failing input: "
-                      + json.dumps(r.first_failure), soft_wrap=True)
+            ff = dict(r.first_failure)
+            vec = ff.pop("vector", [])
+            shown = _elide(vec)
+            con.print(f"[bold]{r.impl}[/] in {r.dtype}, worst failing input (row {ff.pop('row', '?')}): "
+                      f"{shown}; " + json.dumps(ff), soft_wrap=True)
         if r.worst and not r.passed:
             worst_table(con, list(r.worst), f"{r.impl} in {r.dtype}: worst {len(r.worst)} rows")
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
@@ -263,3 +267,13 @@ def compare(run: CompareRun, details: bool = True) -> str:
 
 def report_files(run: CompareRun, plots: dict) -> dict:
     return {}
+
+
+def _elide(vec, keep: int = 4) -> str:
+    """A vector as text; a long one as its first and last elements, its length and where the
+    whole of it is."""
+    items = [_j(v) for v in vec]
+    if len(items) <= 2 * keep + 2:
+        return "[" + ", ".join(items) + "]"
+    return ("[" + ", ".join(items[:keep]) + ", ..., " + ", ".join(items[-keep:])
+            + f"] ({len(items)} values; all of them in --format json, first_failure.vector)")

@@ -212,10 +212,19 @@ def _fast_parts(x):
 
 
 
+def _working(x: np.ndarray) -> np.ndarray:
+    """The bounds here are proven for IEEE binary working types (float64, x86 long double); a
+    tier in another type (numpy-quaddtype) computes in long double, whose bound then holds."""
+    if x.dtype in (np.dtype(np.float64), np.dtype(np.longdouble)):
+        return x
+    return np.asarray(x, dtype=np.float64).astype(np.longdouble)  # format values: exact
+
+
 def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """softmax_backward and log_softmax_backward (args hold a ``cotangent``) and
     cross_entropy_backward (a ``target``) with proven bounds; where a value cancels beyond the
     bound's reach the interval leaves it undecided and mpmath settles it."""
+    x = _working(x)
     out = {}
     with np.errstate(all="ignore"):
         n, u, c_lib, k, d, e, rel_e, t = _fast_parts(x)

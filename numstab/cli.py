@@ -116,10 +116,11 @@ def common_options(f):
     for opt in reversed([
         click.option("--accumulate", default="sequential", show_default=True, metavar=_acc_models(),
                      help="Accumulation model of sums (README: Accumulation model)."),
-        click.option("--compute", default="format", show_default=True, metavar="[format|float32]",
-                     help="Precision model of the built-in kernels: float32 intermediates, only the output "
-                          "rounded to the format (torch on the CPU), or every operation in the format "
-                          "(textbook; README: Precision model)."),
+        click.option("--compute", default="float32", show_default=True, metavar="[float32|format]",
+                     help="Precision model of the built-in kernels for float16/bfloat16/float8: float32 "
+                          "intermediates, only the output rounded to the format (as torch and jax), or "
+                          "every operation in the format (textbook, Blanchard-Higham-Higham; README: "
+                          "Precision model)."),
         click.option("--tolerance", type=float, default=4.0, show_default=True,
                      help="ULP error above which an element is 'inaccurate'."),
     ]):
@@ -154,6 +155,9 @@ def run_options(f):
         click.option("--verify", type=int, default=0, metavar="K", show_default=True,
                      help="Self-check: recompute K random vectors of every piece at twice the "
                           "precision; exit 1 on any disagreement."),
+        click.option("--mask", default="none", show_default=True, metavar="[none|-inf|min|min2]",
+                     help="Additive attention mask on the second half of every vector, in the format: "
+                          "-inf, finfo.min once (min) or twice (min2)."),
         click.option("--target-at", "target_at", default="argmax,argmin,random", show_default=True,
                      metavar="[argmax|argmin|random],...",
                      help="Where cross_entropy's target sits in each vector; each reported separately."),
@@ -282,7 +286,7 @@ def thresholds(dtypes, n, exporter):
               "cross_entropy_backward) or label z in [0, 1] (binary_cross_entropy).")
 @click.option("--targets", "targets_file", help="File of targets (or labels), one per vector, for a batch.")
 @click.option("--cotangent", help="Cotangent of softmax_backward/log_softmax_backward: v1,v2,... "
-              "(one per element), onehot (1 at the argmax) or normal (seeded standard normal).")
+              "(one per element), onehot (1 at the argmax; the default) or normal (seeded standard normal).")
 @click.option("--label-smoothing", "label_smoothing", default=0.1, show_default=True,
               help="Epsilon of smoothed_cross_entropy, in [0, 1].")
 @click.option("--dtype", "dtypes", multiple=True, metavar=_dtypes(),

@@ -19,7 +19,7 @@ from .functions import FUNCTIONS, REGISTRY, Impl, as_args
 from .functions import get as get_function
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference.escalation import compute_reference
-from .results import FLAG_NAMES, INACCURATE, STATUSES, RefData
+from .results import FLAG_NAMES, INACCURATE, STATUSES, BigFigure, RefData
 from .steps import DEFAULT_COMPUTE
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
@@ -65,7 +65,8 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups, compute: str = "format"):
+def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
+               compute: str = DEFAULT_COMPUTE):
     """Run a built-in kernel step by step over the whole batch.
 
     Returns (outputs as float64, root codes, flags raised in the format for each group of rows).
@@ -117,7 +118,7 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
                     continue
                 done[i] = True
                 for kind, v, arr in (("ulp", fig[0], eu), ("rel", fig[1], er)):
-                    if isinstance(v, Decimal):
+                    if isinstance(v, (Decimal, BigFigure)):
                         o.big[(kind, i)] = v
                         v = np.inf
                     arr[i] = v
@@ -270,14 +271,11 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     tc = fmt.cast(np.full((1, 1), tf))
 
     def wrap(impl):
-        if impl.builtin:
-            if impl.record.takes:
-                def fn(xx, acc, arg, o, f=impl.fn):
-                    return f(o.div(xx, tc), acc, arg, o)
-            else:
-                def fn(xx, acc, o, f=impl.fn):
-                    return f(o.div(xx, tc), acc, o)
-        elif impl.record.takes:
+        if impl.builtin:  # x / T in the format, before the kernel (whatever its precision model)
+            def pre(xx, o):
+                return o.div(xx, tc)
+            return dataclasses.replace(impl, prologue=pre)
+        if impl.record.takes:
             def fn(xx, acc, arg, f=impl.fn):
                 with np.errstate(all="ignore"):
                     return f(xx / tc, acc, arg)
@@ -290,7 +288,7 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     return z, [wrap(i) for i in impls]
 
 
-def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = "format") -> None:
+def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = DEFAULT_COMPUTE) -> None:
     """Final statuses and causes of one outcome (established for built-ins, inferred otherwise)."""
     from .causes import attribute, finalize, infer
 

@@ -78,11 +78,13 @@ class GridSpec:
     sizes: tuple
     trials: int
     seed: int
+    mask: str = "none"  # MASKS: an additive attention mask on the second half of every vector
 
     def to_dict(self) -> dict:
         return {
             "offsets": list(self.offsets), "spreads": list(self.spreads),
             "sizes": list(self.sizes), "trials": self.trials, "seed": self.seed,
+            **({"mask": self.mask} if self.mask != "none" else {}),
         }
 
 
@@ -146,7 +148,32 @@ def default_grid(fmt: Format, seed: int = 0) -> GridSpec:
     return GridSpec(offsets=offsets, spreads=(1.0,), sizes=(2, 10, 1000), trials=3, seed=seed)
 
 
-def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, seed=0) -> GridSpec:
+#: Additive attention masks (``--mask``), applied to positions n//2.. of every vector, in the
+#: format: ``-inf``; ``min`` adds finfo.min once, ``min2`` twice (two summed masks), each addition
+#: rounded to the format -- where score + min overflows, the entry becomes -inf.
+MASKS = ("none", "-inf", "min", "min2")
+
+
+def apply_mask(fmt: Format, x: np.ndarray, mask: str) -> np.ndarray:
+    """x with the additive mask on its second half, each addition correctly rounded in the format."""
+    if mask == "none":
+        return x
+    out = x.copy()
+    h = x.shape[-1] // 2
+    if mask == "-inf":
+        out[..., h:] = -np.inf
+        return out
+    xs = fmt.cast(out[..., h:])
+    lo = fmt.cast(np.array(-fmt.max))
+    with np.errstate(all="ignore"):
+        for _ in range(2 if mask == "min2" else 1):
+            xs = xs + lo  # numpy rounds the format's sum correctly (float32 holds more than 2p+2 bits)
+    out[..., h:] = xs.astype(np.float64)
+    return out
+
+
+def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, seed=0,
+              mask: str = "none") -> GridSpec:
     if int(seed) < 0:
         raise UsageError(f"--seed {seed}: must be a non-negative integer")
     base = default_grid(fmt, seed)
@@ -159,7 +186,14 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
         sizes=parse_spec(sizes, "sizes", integer=True) if sizes is not None else base.sizes,
         trials=trials,
         seed=int(seed),
+        mask=mask,
     )
+    if mask not in MASKS:
+        from .errors import unknown_name
+
+        raise unknown_name("--mask", mask, MASKS)
+    if mask != "none" and not fmt.has_inf:
+        raise UsageError(f"--mask {mask}: {fmt.name} has no infinity to hold a masked entry")
     total = len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials
     if total > MAX_ELEMENTS:
         raise UsageError(
@@ -195,6 +229,7 @@ def cells(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS) -> list[
                         f"offset {offset:g} with spread {spread:g} gives inputs that do not fit "
                         f"{fmt.name} (max {fmt.max:g})"
                     )
+                x = apply_mask(fmt, x, grid.mask)
                 out.append(Cell(offset, spread, n, x, target, _cell_args(fmt, x, target, extras,
                                                                            label_draw, v_draw)))
     return out

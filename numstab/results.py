@@ -17,7 +17,9 @@ import numpy as np
 
 from .errors import UsageError
 
-COMPARE_SCHEMA = "numstab.compare/3"  # /3: target_at per result
+COMPARE_SCHEMA = "numstab.compare/4"  # /3: target_at per result; /4: meta.compute (precision model)
+#: what a record older than /4 was computed with: every operation in the format
+OLD_COMPUTE = "format"
 #: THE status vocabulary, from best to worst: an element's status code is its index here, a
 #: cell's status is the worst of its elements', counts are listed in this order everywhere
 #: (JSON, CSV, tables, plots, legends). README "What the numbers mean" defines each.
@@ -34,7 +36,7 @@ STATUS_MEANING = {
 }
 #: Why an element failed, one word each, in this order (cause code = index + 1; 0 = none):
 CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
-          "clipping", "rounding", "nan_hidden")
+          "clipping", "rounding", "nan_hidden", "output_rounding")
 #: What each cause means, in a few words (legends).
 CAUSE_MEANING = {
     "exp_overflow": "exp(x) overflows the format",
@@ -46,6 +48,8 @@ CAUSE_MEANING = {
     "clipping": "a probability is clipped (e.g. to [1e-7, 1 - 1e-7])",
     "rounding": "accumulated rounding",
     "nan_hidden": "a number where the exact value is NaN (a NaN input, or no value under the policy)",
+    "output_rounding": "finite and nonzero in the compute type (--compute float32), inf or 0 once rounded "
+                       "to the format",
 }
 FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
 
@@ -79,6 +83,58 @@ def jvalue(v):
     return v
 
 
+class BigFigure:
+    """A figure whose decimal exponent is beyond even Decimal's (about 10^18): k * 10^(e - 2), k of
+    3 digits. Finite (e.g. the relative error of a finite output against an exact value near
+    exp(-2e308)); it orders above every float and Decimal and prints its digits."""
+
+    __slots__ = ("k", "e")
+
+    def __init__(self, k: int, e: int):
+        self.k, self.e = int(k), int(e)
+
+    def _key(self):
+        return (self.e, self.k)
+
+    def __eq__(self, other):
+        return isinstance(other, BigFigure) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __lt__(self, other):
+        return isinstance(other, BigFigure) and self._key() < other._key()
+
+    def __gt__(self, other):
+        return not isinstance(other, BigFigure) or self._key() > other._key()
+
+    def __le__(self, other):
+        return self == other or self < other
+
+    def __ge__(self, other):
+        return self == other or self > other
+
+    def __format__(self, spec: str) -> str:
+        d = str(self.k).rstrip("0")
+        return f"{d[0]}{'.' + d[1:] if len(d) > 1 else ''}e+{self.e}"
+
+    def __str__(self) -> str:
+        return format(self, "")
+
+    __repr__ = __str__
+
+
+def big_figure(k: int, e: int):
+    """The figure k * 10^(e - 2) beyond float64's range: a Decimal (exponents within Decimal's
+    range, computed in a context that allows them), else a :class:`BigFigure`."""
+    from decimal import MAX_EMAX, MIN_EMIN, Context
+
+    k, e = int(k), int(e)
+    if e + 3 < MAX_EMAX:
+        return Decimal(k).scaleb(e - 2, context=Context(Emax=MAX_EMAX, Emin=MIN_EMIN))
+    return BigFigure(k, e)
+
+
 def jnum(v):
     """A float as JSON allows it: finite floats as numbers, infinities as strings, NaN as null.
 
@@ -87,7 +143,7 @@ def jnum(v):
     """
     if v is None:
         return None
-    if isinstance(v, Decimal):
+    if isinstance(v, (Decimal, BigFigure)):
         return f"{v:.3g}"
     v = float(v)
     if math.isnan(v):
@@ -195,11 +251,18 @@ class CompareRun:
         if not isinstance(d, dict) or "schema" not in d:
             raise UsageError("not a numstab result file (no 'schema' key)")
         check_schema(d["schema"], COMPARE_SCHEMA)
+        meta = dict(d.get("meta", {}))
+        if _version(d["schema"]) < 4:  # before --compute every kernel computed in the format
+            meta.setdefault("compute", OLD_COMPUTE)
         return cls(
-            meta=dict(d.get("meta", {})),
+            meta=meta,
             results=tuple(CellResult.from_dict(r) for r in d.get("results", [])),
             thresholds=tuple(d.get("thresholds", [])),
         )
+
+
+def _version(schema: str) -> int:
+    return int(str(schema).rpartition("/")[2])
 
 
 def check_schema(found: str, expected: str) -> None:
@@ -215,7 +278,8 @@ def check_schema(found: str, expected: str) -> None:
 
 
 
-AUDIT_SCHEMA = "numstab.audit/4"  # /3: each result names its library; /4: limits and worst rows
+AUDIT_SCHEMA = "numstab.audit/5"  # /3: each result names its library; /4: limits and worst rows;
+#: /5: meta.audits[].compute (precision model)
 
 
 @dataclass(frozen=True)
@@ -266,5 +330,6 @@ class AuditReport:
 
 # ------------------------------------------------------------------ inspect
 #: /4: always {"schema", "results": [...]} whatever the number of implementations and formats,
-#: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result.
-INSPECT_SCHEMA = "numstab.inspect/4"
+#: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result;
+#: /5: ``compute`` (the precision model) in each result.
+INSPECT_SCHEMA = "numstab.inspect/5"

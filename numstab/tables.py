@@ -11,18 +11,19 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .results import STATUSES, CompareRun
+from .results import STATUSES, BigFigure, CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
 CAUSE_TAG = {"exp_overflow": "exp", "sum_overflow": "sum", "invalid": "inv", "underflow": "unf",
              "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round",
-             "nan_hidden": "hid"}
+             "nan_hidden": "hid", "output_rounding": "out"}
 CAUSE_LEGEND = ("* = above the tolerance; cause after ':': exp = exp overflow, sum = sum overflow, "
                 "inv = invalid operation, unf = "
                 "underflow (flush or subnormal digits), canc = cancellation, abs = absorption, clip = "
                 "clipping, round = accumulated rounding, hid = a NaN hidden (a number where the exact value "
-                "is NaN); ~ = inferred (a black box)")
+                "is NaN), out = the output's rounding to the format (finite in float32, inf or 0 in the "
+                "format); ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
               *STATUSES, "target_at")
@@ -36,7 +37,7 @@ def sig(text: str, digits: int = 12) -> str:
 
 
 def fmt_num(v: float, digits: int = 3) -> str:
-    if isinstance(v, Decimal):  # a figure beyond float64's range: finite
+    if isinstance(v, (Decimal, BigFigure)):  # a figure beyond float64's range: finite
         return f"{v:.{digits}g}"
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -190,6 +191,27 @@ def _region(vals, every) -> str:
     return f"{fmt_num(vals[0], 4)}..{fmt_num(vals[-1], 4)}"
 
 
+def working_thresholds(run: CompareRun, dtype: str, ths: dict) -> tuple[dict, str]:
+    """(exp's limits where the built-in kernels computed, the name of that format, or "" when it
+    is the format itself): float32's for a half format under ``--compute float32`` (a record
+    older than numstab.compare/4 computed in the format)."""
+    from .formats import get_format
+    from .steps import compute_dtype
+
+    compute = run.meta.get("compute") or "format"
+    try:
+        work = compute_dtype(get_format(dtype).dtype, compute).name
+    except Exception:  # an unknown format or model in a file: the format's own limits
+        return ths.get(dtype, {}), ""
+    if work == dtype:
+        return ths.get(dtype, {}), ""
+    if work in ths:
+        return ths[work], work
+    from .reference import thresholds as exact_thresholds
+
+    return exact_thresholds(get_format(work)), work
+
+
 def summary_lines(run: CompareRun) -> list[str]:
     """One line per function x implementation x format: where it breaks and why.
 
@@ -214,13 +236,17 @@ def summary_lines(run: CompareRun) -> list[str]:
             worst = max((r.status for r in rs), key=rank.get)
             ns = sorted({r.n for r in rs})
             where_n = "" if ns == sizes else ", n = " + ", ".join(map(str, ns))
-            th = ths.get(dt, {})
-            why = cause.replace("_", " ") + (" (inferred)" if any(r.cause_inferred for r in rs) else "")
+            th, work = working_thresholds(run, dt, ths)
+            inferred = any(r.cause_inferred for r in rs)
+            if inferred:  # a black box: its own arithmetic, judged by the format's limits
+                th, work = ths.get(dt, {}), ""
+            why = cause.replace("_", " ") + (" (inferred)" if inferred else "")
+            where = f" in {work}" if work else ""
             if cause == "exp_overflow" and th:
-                parts.append(f"{worst} where max(x) >= {sig(th['exp_overflow_x'], 4)} ({why})")
+                parts.append(f"{worst} where max(x) >= {sig(th['exp_overflow_x'], 4)} ({why}{where})")
                 continue
             if cause == "underflow" and th:
-                why += (f": exp(x) is subnormal below {sig(th['exp_subnormal_x'], 4)}, 0 at or below "
+                why += (f": exp(x) is subnormal{where} below {sig(th['exp_subnormal_x'], 4)}, 0 at or below "
                         f"{sig(th['exp_underflow_x'], 4)}")
             figure = ""
             if worst == "inaccurate":

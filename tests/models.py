@@ -1,7 +1,10 @@
-"""The precision model the older tests pin: they were written for the textbook model (every
-operation rounded to the format) and say so explicitly, so that they keep their figures whichever
-model ``--compute`` defaults to (float32 is torch's CPU arithmetic for half types; see
-tests/test_compute.py and the README's Precision model)."""
+"""Pinning the textbook precision model in a test that is about it.
+
+The default precision model (``--compute float32``) runs a float16/bfloat16 kernel in float32
+and rounds only its output, as torch and jax users see it; tests about what goes wrong when
+every operation is rounded to the format (exp(12) overflowing float16, a float16 sum absorbing
+its small terms) say so at the call, with ``in_format(argv)`` or ``--compute format``
+(tests/test_compute.py checks the models themselves and which library follows which)."""
 
 IN_FORMAT = ("--compute", "format")
 COMMANDS = ("compare", "report", "inspect", "audit")

@@ -295,3 +295,58 @@ def test_rational_exact_value_on_a_quantization_tie_is_decided_whatever_else_run
         np.testing.assert_array_equal(o.ulp, np.full((1, 5), 0.2))
         np.testing.assert_array_equal(o.rel, np.full((1, 5), 0.0156))
         assert (o.status == 0).all(), names
+
+
+def test_relative_figure_beyond_every_decimal_exponent_is_printed_with_its_digits():
+    """cross_entropy in float64 of [1e308, -1e308], target 0: exact log1p(exp(-2e308)), about
+    10^-8.7e307; clipped's output ~1e-7 has a relative error of about 10^8.7e307 -- beyond float64
+    and beyond Decimal's largest exponent (10^18). It once crashed numstab (internal error)."""
+    from numstab.results import jnum
+
+    fmt = FORMATS["float64"]
+    x = np.array([[1e308, -1e308]])
+    outs, _, _ = evaluate(fmt, x, np.zeros(1, dtype=np.int64), [REGISTRY["cross_entropy"]["clipped"]])
+    o = outs[0]
+    y = float(o.y[0])
+    with mpmath.workdps(700):
+        r = mpmath.log1p(mpmath.exp(mpmath.mpf(-1e308) - mpmath.mpf(1e308)))
+        lg = mpmath.log10(abs(mpmath.mpf(y) - r)) - mpmath.log10(r)
+        e = int(mpmath.floor(lg))
+        k = int(mpmath.nint(mpmath.power(10, lg - e + 2)))
+    want = f"{str(k)[0]}.{str(k)[1:].rstrip('0')}e+{e}".replace(".e", "e")
+    assert jnum(o.figure("rel", (0,))) == want
+    assert e > 10**307
+
+
+def test_rational_gradients_are_settled():
+    """Gradients that are rational are decided exactly, not left undetermined: with sum(v) = 0,
+    log_softmax_backward = v whatever x (bfloat16 [1, 2, 3], v = [1, -1, 0]: exactly 1 and -1,
+    powers of two whose binade no enclosure could pick); with equal x, softmax_backward =
+    (v_i - mean v) / n (2/9 and -1/9 for v = [1, 0, 0], n = 3) and cross_entropy_backward =
+    1/n - onehot (1/3, -2/3), with their ULP errors computed here from the fractions."""
+    from numstab.functions import get
+
+    def run(function, dtype, x, **args):
+        fmt = FORMATS[dtype]
+        rec = get(function)
+        impls = list(REGISTRY[function].values())
+        xs = np.array([x], dtype=np.float64)
+        outs, ref, _ = evaluate(fmt, xs, {k: np.array([v]) for k, v in args.items()}, impls)
+        assert ref[function].determined.all(), function
+        return fmt, outs, rec
+
+    fmt, outs, _ = run("log_softmax_backward", "bfloat16", [1.0, 2.0, 3.0], cotangent=[1.0, -1.0, 0.0])
+    for o in outs:
+        assert (o.status[0, :2] != 1).all()  # none undetermined (1 = undetermined in STATUSES)
+    fmt, outs, _ = run("softmax_backward", "float16", [2.0, 2.0, 2.0], cotangent=[1.0, 0.0, 0.0])
+    exact = [Fraction(2, 9), Fraction(-1, 9), Fraction(-1, 9)]
+    for o in outs:
+        for i, r in enumerate(exact):
+            e = math.floor(math.log2(abs(r)))
+            u = abs(Fraction(float(o.y[0, i])) - r) / Fraction(2) ** (e - 10)
+            assert float(o.ulp[0, i]) == (round(u * 1000) / 1000 if u < 1 else float(f"{float(u):.3g}"))
+    fmt, outs, _ = run("cross_entropy_backward", "float16", [2.0, 2.0, 2.0], target=1)
+    for o in outs:
+        r = Fraction(-2, 3)
+        u = abs(Fraction(float(o.y[0, 1])) - r) / Fraction(2) ** (-1 - 10)
+        assert float(o.ulp[0, 1]) == (round(u * 1000) / 1000 if u < 1 else float(f"{float(u):.3g}"))

@@ -213,6 +213,84 @@ def test_onnxruntime_bfloat16_left_out_with_a_note(capsys, tmp_path):
     assert code == 2 and "no kernel for bfloat16" in err and err.count("\n") == 1
 
 
+# ------------------------------------------------------------------ the losses and gradients
+def audit_args(capsys, tmp_path, function, dtype, libraries, rows, *extra):
+    np.save(tmp_path / "x.npy", np.asarray(rows, dtype=np.float64))
+    argv = ["audit", "--function", function, "--dtype", dtype, "--input", str(tmp_path / "x.npy"),
+            "--format", "json", *extra]
+    for lib in libraries:
+        argv += ["--library", lib]
+    code = main(argv)
+    out, _ = capsys.readouterr()
+    return code, json.loads(out)
+
+
+def test_log_softmax_backward_bug_report_torch_and_jax(capsys, tmp_path):
+    """The bug report: the gradient of log_softmax at [37.42994775023705, 0] (float64) with
+    cotangent [1, 0] is v - softmax(x) sum(v) = [1 - s_0, -s_1] = [s_1, -s_1], s_1 = 5.551115123125776e-17;
+    torch's autograd and jax.vjp return 0 for the first (1 - s_0 with s_0 rounded to 1)."""
+    libs = [lib for lib in ("torch", "jax") if importlib.util.find_spec(lib)]
+    if not libs:
+        pytest.skip("neither torch nor jax installed (pip install 'numstab[torch]' or 'numstab[jax]')")
+    code, data = audit_args(capsys, tmp_path, "log_softmax_backward", "float64", libs,
+                            [[37.42994775023705, 0]], "--cotangent", "1,0")
+    x0 = mpmath.mpf(37.42994775023705)
+    s1 = 1 / (1 + mpmath.exp(x0))  # softmax(x)_1 = sigmoid(-x0); the gradient's first element 1 - s_0 = s_1
+    assert round_to(s1, "float64") == 5.551115123125776e-17 == float.fromhex("0x1.ffffffffffff5p-55")
+    assert code == 1 and len(data["results"]) == len(libs)
+    for r in data["results"]:
+        ff = r["first_failure"]
+        assert r["zeros"] == 1 and ff["element"] == 0 and ff["output"] == 0.0
+        assert ff["exact_rounded"] == round_to(s1, "float64")
+        assert ff["ulp_error"] == sig3(ulp_error(0.0, s1, "float64")) == 9.01e15
+
+
+def test_torch_binary_cross_entropy_with_logits_bug_report(capsys, tmp_path):
+    """binary_cross_entropy from logits, x = -40, z = 0 (float64): exact log1p(exp(-40)) =
+    4.248354255291589e-18; torch.nn.functional.binary_cross_entropy_with_logits returns 0."""
+    need("torch", "torch")
+    code, data = audit_args(capsys, tmp_path, "binary_cross_entropy", "float64", ["torch"], [[-40]],
+                            "--target", "0")
+    r = by_impl(data)["torch.nn.functional.binary_cross_entropy_with_logits"]
+    exact = mpmath.log1p(mpmath.exp(-40))
+    assert code == 1 and r["zeros"] == 1 and r["first_failure"]["output"] == 0.0
+    assert r["first_failure"]["exact_rounded"] == round_to(exact, "float64") == 4.248354255291589e-18
+
+
+def test_keras_binary_crossentropy_from_probabilities_float16_nan_and_inf(capsys, tmp_path):
+    """keras' binary_crossentropy(from_logits=False) in float16: sigmoid(40) and sigmoid(12) round
+    to 1, the clip's 1 - 1e-7 rounds to 1 too, so log(1 - p) = -inf: label 1 gives 0 * -inf = NaN
+    (exact losses 4.2e-18 and 6.1e-06), label 0 gives inf (exact 40 and 12.000006, which round to
+    40 and 12). from_logits=True gets every one of them right."""
+    need("keras", "keras")
+    for label, status in (("1", "nan"), ("0", "overflow")):
+        code, data = audit_args(capsys, tmp_path, "binary_cross_entropy", "float16", ["keras"],
+                                [[40, 12]], "--target", label)
+        res = by_impl(data)
+        bad, good = (res[f"keras.losses.binary_crossentropy(from_logits={f})"] for f in (False, True))
+        assert code == 1 and bad["counts"][status] == 2 and good["passed"]
+        ff = bad["first_failure"]
+        exact = mpmath.log1p(mpmath.exp(-40)) if label == "1" else 40 + mpmath.log1p(mpmath.exp(-40))
+        assert ff["element"] == 0 and ff["exact_rounded"] == round_to(exact, "float16")
+        assert ff["output"] == (None if label == "1" else "inf")  # NaN is null in JSON
+        assert good["max_ulp"] == max(sig3(ulp_error(round_to(e, "float16"), e, "float16")) for e in (
+            (mpmath.log1p(mpmath.exp(-40)), mpmath.log1p(mpmath.exp(-12))) if label == "1" else
+            (40 + mpmath.log1p(mpmath.exp(-40)), 12 + mpmath.log1p(mpmath.exp(-12)))))
+
+
+def test_keras_binary_crossentropy_float64_has_float32_accuracy(capsys, tmp_path):
+    """keras.losses.binary_crossentropy (jax backend) takes keras.ops.mean over the last axis,
+    which computes in float32: the float64 loss of x = 0, z = 0 is float32's ln 2,
+    0.6931471824645996, 1.7e7 ULP from ln 2 (keras.ops.binary_crossentropy alone keeps float64)."""
+    need("keras", "keras")
+    code, data = audit_args(capsys, tmp_path, "binary_cross_entropy", "float64", ["keras"], [[0]],
+                            "--target", "0", "--max-ulp", "4")
+    r = by_impl(data)["keras.losses.binary_crossentropy(from_logits=True)"]
+    y = float(np.float32(math.log(2)))
+    assert code == 1 and r["first_failure"]["output"] == y == 0.6931471824645996
+    assert r["max_ulp"] == sig3(ulp_error(y, mpmath.log(2), "float64")) == 1.72e7
+
+
 # ------------------------------------------------------------------ plumbing
 @pytest.mark.parametrize("library,module,extra", [
     ("keras", "keras", "keras"), ("onnxruntime", "onnxruntime", "onnxruntime"), ("jax", "jax", "jax"),
@@ -302,7 +380,7 @@ def test_a_black_box_zero_log_probability_is_absorption(capsys, tmp_path):
 def test_library_record_in_json_and_table(capsys, tmp_path):
     need("scipy", "scipy")
     code, data, _ = audit_file(capsys, tmp_path, "softmax", "float32", "scipy", [[1, 2]])
-    assert data["schema"] == "numstab.audit/4"
+    assert data["schema"] == "numstab.audit/5"
     r = data["results"][0]
     assert r["library"] == {"name": "scipy", "version": md.version("scipy"), "device": "cpu"}
     assert data["meta"]["libraries"] == {"scipy": r["library"]}
@@ -322,3 +400,22 @@ def test_builtin_results_have_no_library(capsys):
 def test_quantized_helper_matches_readme():
     assert sig3(mpmath.mpf("0.27714")) == 0.277 and sig3(259.5000001) == 260.0
     assert math.isclose(round_to(mpmath.mpf(1) / 3, "float16"), 0.333251953125)
+
+
+def test_backward_adapters_take_the_cotangent_in_the_logits_format():
+    """Cotangents arrive as float64 arrays of the format's values; jax.vjp refuses a cotangent of
+    another dtype than the output's, so the adapters pass it in the logits' format: the VJP of
+    softmax at [0, 0] (float16) with v = [1, 0] is s * (v - s.v) = [0.25, -0.25] exactly."""
+    from numstab.adapters import isolate
+    from numstab.libraries import cast, load
+
+    x = np.zeros((1, 2), dtype=np.float16)
+    v = np.array([[1.0, 0.0]])
+    for lib in ("jax", "torch"):
+        if importlib.util.find_spec(lib) is None:
+            continue
+        mod, _ = load(lib)
+        (ad,) = mod.adapters("softmax_backward", "cpu")
+        # in a child, as every library call: JAX's threads must not start in the test process
+        g = isolate(lambda ad=ad: cast(ad.call(x, v), x.dtype), lib, timeout=120)()
+        assert g.dtype == np.float16 and g.tolist() == [[0.25, -0.25]], lib

@@ -65,7 +65,7 @@ def test_from_json_rerenders_without_recomputing(report_dir, tmp_path, capsys):
 
 def test_newer_schema_refused(tmp_path, capsys):
     f = tmp_path / "r.json"
-    f.write_text(json.dumps({"schema": "numstab.compare/4", "results": []}))
+    f.write_text(json.dumps({"schema": "numstab.compare/5", "results": []}))
     assert main(["report", "--from", str(f), "--out", str(tmp_path / "o")]) == 2
     assert "newer than this numstab understands" in capsys.readouterr().err
     f.write_text(json.dumps({"schema": "other.thing/1"}))
@@ -155,3 +155,18 @@ def test_plots_are_wide_and_the_html_explains_every_status_and_cause(tmp_path, c
         assert STATUS_MEANING[st] in page or STATUS_MEANING[st].replace("'", "&#x27;") in page
     for c in CAUSES:
         assert f"<td class=l>{c}</td>" in page and CAUSE_MEANING[c].split(" (")[0] in page
+
+
+def test_report_pages_open_with_the_summary(tmp_path):
+    """The report's Markdown and HTML open with the one-line-per-implementation summary."""
+    out = tmp_path / "r"
+    assert main(["report", "--dtype", "float16", "--function", "logsumexp", "--sizes", "2",
+                 "--offsets", "8,12", "--trials", "1", "--jobs", "1", "--quiet", "--out", str(out),
+                 "--formats", "md,html", "--compute", "format"]) == 0  # exp(12) overflows float16
+    md = (out / "report.md").read_text()
+    s, v = md.index("## Where each implementation breaks, and why"), md.index("## Verdict per implementation")
+    assert s < v and "* **logsumexp/naive float16**: overflow where max(x) >= 11.09 (exp overflow)" in md[s:v]
+    assert "* **logsumexp/stable float16**: ok (max " in md[s:v]
+    page = (out / "report.html").read_text()
+    assert page.index("Where each implementation breaks") < page.index("Verdict per implementation")
+    assert "<b>logsumexp/naive float16</b>: overflow where max(x) &gt;= 11.09 (exp overflow)" in page

@@ -71,10 +71,12 @@ def _run_task(task: _Task) -> list[CellResult]:
     x, args = stack(group)
     target = args["target"]
     slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
-    plain = [i for i in chosen if i.record.takes != "target"]
-    with_target = [i for i in chosen if i.record.takes == "target"]
-    runs = [(None, plain, args)] if plain else []
-    runs += ([(m, with_target, {**args, "target": targets_at(m, x, target)}) for m in task.target_at]
+    placed = ("target", "smoothing")  # the kinds that carry a target index (--target-at moves it)
+    plain = [i for i in chosen if i.record.takes not in placed]
+    with_target = [i for i in chosen if i.record.takes in placed]
+    kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
+    runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
+    runs += ([(m, with_target, _placed(args, targets_at(m, x, target))) for m in task.target_at]
              if with_target else [])
     results = []
     for mode, impls, tg in runs:
@@ -82,6 +84,16 @@ def _run_task(task: _Task) -> list[CellResult]:
                               verify=task.verify, compute=task.compute)
         results += _cells(fmt, group, slices, outs, n, T, mode)
     return results
+
+
+def _placed(args: dict, t: np.ndarray) -> dict:
+    """The extra arguments with the target index t, in ``target`` and in the label smoothing's
+    record (smoothed_cross_entropy's target moves with --target-at too)."""
+    out = {**args, "target": t}
+    if "smoothing" in args:
+        out["smoothing"] = np.rec.fromarrays([np.asarray(t, dtype=np.int64), args["smoothing"].epsilon],
+                                             names="target,epsilon")
+    return out
 
 
 def _cells(fmt, group, slices, outs, n: int, T: int, target_at) -> list[CellResult]:
@@ -111,7 +123,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         g = grids[fmt.name]
         for n in g.sizes:
             for sp in g.spreads:
-                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed)
+                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed, g.mask)
                 whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
                                    extras, compute))
     total = sum(t.cost for t in whole)
@@ -124,7 +136,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         k = min(len(t.grid.offsets), max(1, int(np.ceil(t.cost / piece))))
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
-                           t.grid.trials, t.grid.seed)
+                           t.grid.trials, t.grid.seed, t.grid.mask)
             out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at,
                              extras, compute))
     return out
@@ -134,8 +146,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
-                target_at=TARGET_AT, label=None, cotangent=None, label_smoothing=None,
-                compute: str = DEFAULT_COMPUTE) -> CompareRun:
+                target_at=TARGET_AT, mask: str = "none", label=None, cotangent=None,
+                label_smoothing=None, compute: str = DEFAULT_COMPUTE) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
@@ -160,7 +172,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed) for f in fmts}
+    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask) for f in fmts}
     extras = make_extras(label, cotangent, label_smoothing)
     for g in grids.values():
         check_extras(extras, g.sizes)
@@ -168,7 +180,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
         g = grids[f.name]
-        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed)
+        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed, g.mask)
         grid_cells(f, probe, extras)
     if verify < 0:
         raise UsageError("--verify must be >= 0")

@@ -12,7 +12,12 @@ from ..functions import get as get_function
 from ..functions import take_args
 from ..metrics import DEFAULT_TOLERANCE
 from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jvalue
-from ..steps import DEFAULT_COMPUTE
+from ..steps import DEFAULT_COMPUTE, compute_dtype
+
+
+#: inspect's cotangent when none is given: 1 at each vector's argmax, the gradient of the largest
+#: probability (softmax_backward) or log-probability (log_softmax_backward)
+DEFAULT_COTANGENT = "onehot"
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
@@ -21,11 +26,11 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 top: int = 5, temperature=None, cotangent=None, label_smoothing=None,
                 compute: str = DEFAULT_COMPUTE) -> dict:
     """The inspect job. Returns the JSON-ready dict
-    (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
+    (schema numstab.inspect/5: {"schema", "results": [one per format and implementation]}).
 
     ``target``: the target index (cross_entropy, ...) or the label z in [0, 1]
     (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
-    ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon; ``compute``: the
+    ``onehot`` or ``normal``; default :data:`DEFAULT_COTANGENT`, ``onehot``); ``label_smoothing``: epsilon; ``compute``: the
     precision model of the built-in kernels (steps.COMPUTE_MODELS).
 
     ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
@@ -60,8 +65,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     masks.check_function(function, x0)
     B, n = x0.shape
     if rec.takes == "cotangent" and cotangent is None:
-        raise UsageError(f"{function} needs --cotangent v1,...,v{n} (or onehot, or normal: seeded "
-                         "standard normal values)")
+        cotangent = DEFAULT_COTANGENT
     extras = make_extras(None, cotangent, label_smoothing)
     chosen = select_impls([function], impls)
     from ..limits import inspect_bytes, require  # refuse before the work what cannot fit
@@ -75,6 +79,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         args = load_args(fmt, x, rec, target, targets_file, extras)
         tg = args.get("target", np.zeros(B, dtype=np.int64))
         th = exact_thresholds(fmt)
+        wfmt = get_format(compute_dtype(fmt.dtype, compute).name)  # the built-ins' working format
+        wth = th if wfmt is fmt else exact_thresholds(wfmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
                               temperature=temperature, compute=compute)
@@ -124,7 +130,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "flags": list(flags),
                     "verdict": verdict(fmt, th, function, o.impl.name, xe[0], yy, st, o.cause[0], u,
                                        flags, events, tolerance, o.inferred,
-                                       tg[0] if rec.takes == "target" else None),
+                                       tg[0] if rec.takes == "target" else None, wfmt, wth),
                     **({"scalar": True} if scalar else {}),
                     **_masked_row_note(function, x[0], yy),
                 })

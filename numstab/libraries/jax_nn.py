@@ -54,6 +54,8 @@ def adapters(function: str, device: str) -> list[Adapter]:
     import jax
     import jax.numpy as jnp
 
+    from . import cast
+
     def wrap(f):
         return lambda x: np.asarray(f(put(x, device), axis=-1))
 
@@ -71,7 +73,7 @@ def adapters(function: str, device: str) -> list[Adapter]:
     def vjp(f):
         def run(x, v):
             _, back = jax.vjp(lambda a: f(a, axis=-1), put(x, device))
-            return np.asarray(back(put(v, device))[0])
+            return np.asarray(back(put(cast(v, x.dtype), device))[0])  # a cotangent of the output's dtype
         return run
 
     def ce_grad(x, target):

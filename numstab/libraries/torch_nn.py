@@ -74,7 +74,7 @@ def adapters(function: str, device: str) -> list[Adapter]:
     import torch
     import torch.nn.functional as F
 
-    from . import by_groups, labels_like
+    from . import by_groups, cast, labels_like
 
     def T(a):
         return to_tensor(a, device)
@@ -112,7 +112,7 @@ def adapters(function: str, device: str) -> list[Adapter]:
     def vjp(f):
         def run(x, v):
             t = T(x).requires_grad_(True)
-            (g,) = torch.autograd.grad(f(t, dim=-1), t, grad_outputs=T(v))
+            (g,) = torch.autograd.grad(f(t, dim=-1), t, grad_outputs=T(cast(v, x.dtype)))
             return to_numpy(g)
         return run
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import functions as _functions
 from ..formats import Format
-from ..results import RefData
+from ..results import RefData, big_figure
 from .core import TINY, _mp, from_interval, mag, quad, strict  # noqa: F401  (the formula modules' tools)
 
 _mag = mag
@@ -65,6 +65,13 @@ def families(functions=None, args=None) -> list:
     return [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
 
 
+def _as_row_args(args_row) -> dict:
+    """One vector's extra arguments as a dict; a bare index is a target."""
+    if isinstance(args_row, (int, np.integer)):
+        return {"target": args_row}
+    return _functions.as_args(args_row)
+
+
 def row_args(args, b: int) -> dict:
     """One vector's extra arguments."""
     return {k: v[b] for k, v in _functions.as_args(args).items()}
@@ -75,8 +82,7 @@ def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None)
     with ``wanted`` ({function: element indices}) only those elements of those functions (a
     family whose ``enclose`` takes no ``wanted`` encloses everything, and the elements are
     picked out here)."""
-    args_row = _functions.as_args(args_row) if not isinstance(args_row, (int, np.integer)) \
-        else {"target": args_row}
+    args_row = _as_row_args(args_row)
     out = {}
     for fam in fams or families(args=args_row):
         if wanted is None:
@@ -172,7 +178,7 @@ def fast_reference(fmt: Format, x: np.ndarray, target, tier: int = 0, functions=
 def exact_values(x_row, target, prec: int) -> dict[str, list]:
     """All reference values of one vector as mpf at working precision ``prec`` (nearest, no bound)."""
     make = _mp().mp.make_mpf
-    args_row = {"target": target} if isinstance(target, (int, np.integer)) else _functions.as_args(target)
+    args_row = _as_row_args(target)
     out = {}
     for fam in families(args=args_row):
         if hasattr(fam, "exact_raw"):
@@ -426,19 +432,7 @@ def _figure(fmt: Format, lo, hi, relative: bool, prec: int):
     if c is None:
         return None
     v = figure_value(*c)
-    return v if math.isfinite(v) else _big_decimal(int(c[0]), int(c[1]) - 2)
-
-
-def _big_decimal(k: int, e: int):
-    """k * 10^e as a Decimal, or inf where e is beyond even Decimal's exponent range (10^(10^18):
-    a relative error against an exact value like exp(-1e38); the float figure is inf too)."""
-    import decimal
-
-    ctx = decimal.Context(Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, prec=28)
-    try:
-        return ctx.scaleb(decimal.Decimal(k), e)
-    except (decimal.InvalidOperation, decimal.Overflow):
-        return math.inf
+    return v if math.isfinite(v) else big_figure(c[0], c[1])
 
 
 def _error_bounds(fmt: Format, iv, y: float, prec: int):
@@ -486,8 +480,6 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
 def _sig3_exact(v: Fraction):
     """3 significant digits of v > 0, ties to even (as metrics.quantize): a float, or a Decimal
     beyond float64's range."""
-    from decimal import Decimal
-
     from ..metrics import figure_value
 
     e = math.floor(math.log10(v.numerator) - math.log10(v.denominator))  # within 1 of the truth
@@ -499,7 +491,7 @@ def _sig3_exact(v: Fraction):
     if k == 1000:
         k, e = 100, e + 1
     f = figure_value(k, e)
-    return f if math.isfinite(f) else Decimal(k).scaleb(e - 2)
+    return f if math.isfinite(f) else big_figure(k, e)
 
 
 def _rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:
@@ -539,8 +531,7 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
     rat = {}
     for fam in fams:
         if hasattr(fam, "rational"):
-            rat.update(fam.rational(x_row, _functions.as_args(target) if not isinstance(
-                target, (int, np.integer)) else {"target": target}))
+            rat.update(fam.rational(x_row, _as_row_args(target)))
     if function in rat:  # rational exact values: figures decided exactly (ties included)
         left = []
         for i in todo:

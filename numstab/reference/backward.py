@@ -24,7 +24,7 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import TINY, from_interval, strict
+from .core import TINY, from_interval, strict, working
 
 FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward")
 
@@ -178,11 +178,64 @@ def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> li
             c, e = _mul_scalar_iv(V, elo[i], ehi[i], wp)
             nlo, nhi = L.mpf_sub(a, e, wp, "f"), L.mpf_sub(b, c, wp, "c")
         lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
-        out.append((lo, hi, lo, hi))
+        if n < 2 or not V[1]:
+            out.append((lo, hi, lo, hi))
+            continue
+        # g_i = v_i - s_i V with 0 < s_i < 1 (n >= 2, finite x): strictly between v_i and v_i - V,
+        # which settles a g_i astronomically close to either (a dominant logit: s_i = 1 - e^-20000)
+        a, b = vs[i], L.mpf_sub(vs[i], V, 0)  # exact
+        if L.mpf_cmp(a, b) > 0:
+            a, b = b, a
+        out.append(strict(lo, hi, low=a, high=b, p=fmt_p))
     return out
 
 
+def rational(x_row, args_row: dict) -> dict[str, list]:
+    """The gradients that are rational, exactly (Fraction per element): with V = sum(v) = 0,
+    log_softmax_backward = v (the softmax term vanishes whatever x); with every x equal (s = 1/n),
+    softmax_backward = (v_i - V/n) / n, log_softmax_backward = v_i - V/n and
+    cross_entropy_backward = 1/n - [i = target]. Their enclosures are points (or, for
+    non-dyadic rationals, intervals that never contain a rounding boundary) and their figures
+    are decided exactly, ties included."""
+    from fractions import Fraction
+
+    x = np.asarray(x_row, dtype=np.float64)
+    if not np.isfinite(x).all() or x.size == 0:
+        return {}
+    n = x.size
+    equal = bool((x == x[0]).all())
+    out: dict = {}
+    v = args_row.get("cotangent") if args_row else None
+    if v is not None:
+        vq = [Fraction(float(a)) for a in np.broadcast_to(np.asarray(v, dtype=np.float64), x.shape)]
+        V = sum(vq, Fraction(0))
+        if V == 0:
+            out["log_softmax_backward"] = vq
+        if equal:
+            out["log_softmax_backward"] = [a - V / n for a in vq]
+            out["softmax_backward"] = [(a - V / n) / n for a in vq]
+    t = args_row.get("target") if args_row else None
+    if t is not None and equal:
+        out["cross_entropy_backward"] = [Fraction(1, n) - (1 if i == int(t) else 0) for i in range(n)]
+    return out
+
+
+def _rational_iv(q, prec: int) -> tuple:
+    L = _lib()
+    lo = L.from_rational(q.numerator, q.denominator, prec, "f")
+    hi = L.from_rational(q.numerator, q.denominator, prec, "c")
+    return (lo, hi, lo, hi)
+
+
 def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
+    out = _enclose(x_row, args_row, prec, fmt_p)
+    for f, qs in rational(x_row, args_row).items():
+        if f in out:
+            out[f] = [_rational_iv(q, prec + 10) for q in qs]
+    return out
+
+
+def _enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
     out = {}
     v = args_row.get("cotangent") if args_row else None
     if v is not None:
@@ -212,19 +265,11 @@ def _fast_parts(x):
 
 
 
-def _working(x: np.ndarray) -> np.ndarray:
-    """The bounds here are proven for IEEE binary working types (float64, x86 long double); a
-    tier in another type (numpy-quaddtype) computes in long double, whose bound then holds."""
-    if x.dtype in (np.dtype(np.float64), np.dtype(np.longdouble)):
-        return x
-    return np.asarray(x, dtype=np.float64).astype(np.longdouble)  # format values: exact
-
-
 def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """softmax_backward and log_softmax_backward (args hold a ``cotangent``) and
     cross_entropy_backward (a ``target``) with proven bounds; where a value cancels beyond the
     bound's reach the interval leaves it undecided and mpmath settles it."""
-    x = _working(x)
+    x = working(x)
     out = {}
     with np.errstate(all="ignore"):
         n, u, c_lib, k, d, e, rel_e, t = _fast_parts(x)

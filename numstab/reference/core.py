@@ -61,6 +61,15 @@ def tiny(dt):
     return np.dtype(dt).type(TINY)
 
 
+def working(x: np.ndarray) -> np.ndarray:
+    """x in a working type the families' fast bounds are proven for: IEEE binary types (float64,
+    x86 long double) as they are; a tier in another type (numpy-quaddtype) computes in long
+    double, whose bound then holds."""
+    if x.dtype in (np.dtype(np.float64), np.dtype(np.longdouble)):
+        return x
+    return np.asarray(x, dtype=np.float64).astype(np.longdouble)  # format values: exact
+
+
 def pairwise_sum(e: np.ndarray) -> tuple[np.ndarray, int]:
     """Sum along the last axis by halving: (sums, depth). Every term meets at most ``depth`` =
     ceil(log2 n) roundings, so for non-negative terms |error| <= ((1 + u)^depth - 1) * sum

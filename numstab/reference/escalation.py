@@ -50,7 +50,19 @@ def _empty_ref(shape) -> RefData:
                    np.ones(shape, dtype=bool))
 
 
-class Escalation:
+class _Climb:
+    """What both escalations share: raise every undecided element until a tier decides it."""
+
+    def undecided(self) -> dict:
+        return {f: ~r.decided for f, r in self.ref.items()}
+
+    def decide(self) -> None:
+        """Raise every undecided element until a tier decides it (or mpmath's limit)."""
+        while self.bump(self.undecided()):
+            pass
+
+
+class Escalation(_Climb):
     """The reference of a batch x ((B, n) float64 values of the format), element by element.
 
     ``ref``: {function: RefData}; ``level``: {function: the tier of each element} (the
@@ -90,14 +102,6 @@ class Escalation:
                         if f in part:
                             self.ref[f].put(sel, part[f])
         self.decide()
-
-    def undecided(self) -> dict:
-        return {f: ~r.decided for f, r in self.ref.items()}
-
-    def decide(self) -> None:
-        """Raise every undecided element until a tier decides it (or mpmath's limit)."""
-        while self.bump(self.undecided()):
-            pass
 
     def bump(self, masks: dict) -> bool:
         """Recompute the masked elements ({function: bool array shaped like its reference})
@@ -204,7 +208,7 @@ class Escalation:
                 "tiers": [str(t) for t in self.tiers] + ["mpmath"]}
 
 
-class RowEscalation:
+class RowEscalation(_Climb):
     """The reference of a batch holding -inf, +inf or NaN entries, row by row: every tier goes
     through the mask layer (numstab.masks: the limit values around the reference of the finite
     part, compacted), and a row with an open element goes up a tier whole. Same interface as
@@ -239,13 +243,6 @@ class RowEscalation:
                 return fast_reference(f, xs, a, tier=t, functions=functions)
         return masks.reference(compute, self.fmt, self.x[rows], _functions.take_args(self.args, rows),
                                self.specials, functions)
-
-    def undecided(self) -> dict:
-        return {f: ~r.decided for f, r in self.ref.items()}
-
-    def decide(self) -> None:
-        while self.bump(self.undecided()):
-            pass
 
     def bump(self, masks: dict) -> bool:
         need = np.zeros(self.x.shape[0], dtype=bool)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import TINY, from_interval, log1p_down, log1p_up, strict
+from .core import TINY, from_interval, log1p_down, log1p_up, strict, working
 
 FUNCTIONS = ("sigmoid", "log_sigmoid", "softplus", "binary_cross_entropy")
 
@@ -128,19 +128,11 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list
 
 
 # ------------------------------------------------------------------ fast path
-def _working(x: np.ndarray) -> np.ndarray:
-    """The bounds here are proven for IEEE binary working types (float64, x86 long double); a
-    tier in another type (numpy-quaddtype) computes in long double, whose bound then holds."""
-    if x.dtype in (np.dtype(np.float64), np.dtype(np.longdouble)):
-        return x
-    return np.asarray(x, dtype=np.float64).astype(np.longdouble)  # format values: exact
-
-
 def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """sigmoid, log_sigmoid, softplus (and binary_cross_entropy when args hold a ``label``) over
     the batch x (B, n) in a working type, each with a proven bound (c_lib = 16 ulp for the
     library's exp and log1p, as the softmax family assumes)."""
-    x = _working(x)
+    x = working(x)
     u = float(np.finfo(x.dtype).eps) / 2
     c_lib = 16 * u
     out = {}

@@ -18,7 +18,7 @@ import numpy as np
 from ..formats import Format
 from ..results import RefData
 from .backward import _fast_parts, _lib, _vector
-from .core import TINY, from_interval, log1p_down, log1p_up, strict
+from .core import TINY, from_interval, log1p_down, log1p_up, strict, working
 
 FUNCTIONS = ("smoothed_cross_entropy",)
 
@@ -53,17 +53,9 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list
 
 
 # ------------------------------------------------------------------ fast path
-def _working(x: np.ndarray) -> np.ndarray:
-    """The bounds here are proven for IEEE binary working types (float64, x86 long double); a
-    tier in another type (numpy-quaddtype) computes in long double, whose bound then holds."""
-    if x.dtype in (np.dtype(np.float64), np.dtype(np.longdouble)):
-        return x
-    return np.asarray(x, dtype=np.float64).astype(np.longdouble)  # format values: exact
-
-
 def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """smoothed_cross_entropy = lp - (1 - eps) d_t - (eps / n) sum(d), a proven bound."""
-    x = _working(x)
+    x = working(x)
     s = args.get("smoothing") if args else None
     if s is None:
         return {}

@@ -14,7 +14,6 @@ from ..metrics import DEFAULT_TOLERANCE
 from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jvalue
 from ..steps import DEFAULT_COMPUTE, compute_dtype
 
-
 #: inspect's cotangent when none is given: 1 at each vector's argmax, the gradient of the largest
 #: probability (softmax_backward) or log-probability (log_softmax_backward)
 DEFAULT_COTANGENT = "onehot"

@@ -61,17 +61,22 @@ def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
                 audit_bytes(x0.size, n_impls), hint)
         x = round_inputs(fmt, x0)
         t = load_args(fmt, x, get_function(spec.function), spec.target, spec.targets, spec.extras)
-        return [(x, t, src)]
+        return [(x, t, src, "none")]
     g = dict(spec.grid)
     grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
-                     g.get("seed", 0))
-    elements = len(grid.offsets) * len(grid.spreads) * sum(grid.sizes) * grid.trials
+                     g.get("seed", 0), spec.masks, spec.temperatures)
+    elements = len(grid.offsets) * len(grid.spreads) * sum(grid.sizes) * grid.trials * len(grid.masks)
     require(f"auditing a grid of {elements:,} input elements with {n_impls} implementations",
             audit_bytes(elements, n_impls), hint)
     by_n: dict = {}
     for c in grid_cells(fmt, grid, spec.extras):
-        by_n.setdefault(c.n, []).append(c)
-    return [stack(cs) + (None,) for cs in by_n.values()]
+        by_n.setdefault((c.mask, c.n), []).append(c)
+    kinds = {"target", get_function(spec.function).takes}  # only what the function takes (the mask
+    out = []                                                # layer reads a target index alone)
+    for (mask, _n), cs in by_n.items():
+        x, args = stack(cs)
+        out.append((x, {k: v for k, v in args.items() if k in kinds}, None, mask))
+    return out
 
 
 def run_audit(specs, argv=None) -> AuditReport:
@@ -96,29 +101,9 @@ def run_audit(specs, argv=None) -> AuditReport:
                 continue
             ran = True
             batches = _inputs(spec, fmt, len(impls))
-            acc: dict = {}
-            for x, t, _src in batches:
-                outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
-                                        on_error="record", specials=spec.specials,
-                                        temperature=spec.temperature)
-                for o in outs:
-                    acc.setdefault(o.impl.name, []).append((o, x, t, ref))
-            for impl in impls:
-                res = _judge(spec, fmt, impl, acc[impl.name])
-                if spec.input is not None and spec.top and res.counts and not acc[impl.name][0][0].error:
-                    import dataclasses
-
-                    from ..locate import worst
-
-                    o, x, t, _ref = acc[impl.name][0]
-                    xe = x
-                    if spec.temperature is not None:
-                        from ..engine import scaled
-
-                        xe, _ = scaled(fmt, x, [], spec.temperature)
-                    res = dataclasses.replace(res, worst=tuple(worst(o, x, t, fmt, spec.top, batches[0][2],
-                                                                      spec.specials, x_exact=xe)))
-                results.append(res)
+            for temp in spec.temperatures:
+                for mask in dict.fromkeys(b[3] for b in batches):
+                    results += _audit_one(spec, fmt, impls, [b for b in batches if b[3] == mask], temp, mask)
         if not ran:
             raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
                              f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
@@ -126,10 +111,40 @@ def run_audit(specs, argv=None) -> AuditReport:
     meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
                                    "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
                                    "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input,
+                                   "temperatures": [jnum(t) for t in s.temperatures], "masks": list(s.masks),
                                    "device": s.device}
                                   for s in specs],
                     libraries=libs, skipped=skipped)
     return AuditReport(tuple(results), meta, tuple(notes))
+
+
+def _audit_one(spec: AuditSpec, fmt, impls, batches, temp: float, mask: str) -> list[AuditResult]:
+    """The results of one format, temperature and mask: one per implementation."""
+    import dataclasses
+
+    acc: dict = {}
+    t_arg = None if temp == 1 else temp
+    for x, t, _src, _m in batches:
+        outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
+                                on_error="record", specials=spec.specials, temperature=t_arg)
+        for o in outs:
+            acc.setdefault(o.impl.name, []).append((o, x, t, ref))
+    out = []
+    for impl in impls:
+        res = dataclasses.replace(_judge(spec, fmt, impl, acc[impl.name]), temperature=temp, mask=mask)
+        if spec.input is not None and spec.top and res.counts and not acc[impl.name][0][0].error:
+            from ..locate import worst
+
+            o, x, t, _ref = acc[impl.name][0]
+            xe = x
+            if t_arg is not None:
+                from ..engine import scaled
+
+                xe, _ = scaled(fmt, x, [], t_arg)
+            res = dataclasses.replace(res, worst=tuple(worst(o, x, t, fmt, spec.top, batches[0][2],
+                                                              spec.specials, x_exact=xe)))
+        out.append(res)
+    return out
 
 
 def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:

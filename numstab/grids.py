@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import validate
 from .errors import UsageError
 from .formats import Format
 from .limits import MAX_ELEMENTS
@@ -129,8 +130,6 @@ DEFAULT_EXTRAS = Extras()
 
 def make_extras(label=None, cotangent=None, label_smoothing=None) -> Extras:
     """Extras from the options (--target, --cotangent, --label-smoothing), validated."""
-    from . import validate
-
     return Extras(label=validate.label(label),
                   cotangent=validate.cotangent(cotangent),
                   epsilon=0.1 if label_smoothing is None else validate.label_smoothing(label_smoothing))
@@ -163,7 +162,7 @@ def default_grid(fmt: Format, seed: int = 0) -> GridSpec:
 #: Additive attention masks (``--mask``), applied to positions n//2.. of every vector, in the
 #: format: ``-inf``; ``min`` adds finfo.min once, ``min2`` twice (two summed masks), each addition
 #: rounded to the format -- where score + min overflows, the entry becomes -inf.
-MASKS = ("none", "-inf", "min", "min2")
+MASKS = validate.MASKS
 
 
 def apply_mask(fmt: Format, x: np.ndarray, mask: str) -> np.ndarray:
@@ -188,8 +187,6 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
               mask=None, temperature=None) -> GridSpec:
     """The grid of one format from the options; ``mask`` and ``temperature``: a name or value, a
     comma list or a list (validate.masks, validate.temperatures), each value its own cells."""
-    from . import validate
-
     masks = validate.masks(mask)
     temperatures = validate.temperatures(temperature)
     if int(seed) < 0:
@@ -352,7 +349,6 @@ def load_args(fmt, x: np.ndarray, rec, target=None, targets_file=None, extras=No
     ``targets_file``: one per vector (labels: one per vector or one per element);
     ``extras`` (grids.Extras): the cotangent and the label smoothing.
     """
-    from . import validate
     from .inputs import load_array, load_targets
 
     extras = extras or DEFAULT_EXTRAS

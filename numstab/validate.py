@@ -183,11 +183,14 @@ def temperatures(v, where: str = "--temperature") -> tuple:
     return tuple(dict.fromkeys(out))
 
 
-def masks(v, where: str = "--mask") -> tuple:
-    """Additive grid masks (grids.MASKS: none, -inf, min, min2), a comma list or a list,
-    duplicates once, in the order given; None is none alone."""
-    from .grids import MASKS
+#: Additive attention masks of a grid (``--mask``; grids.apply_mask): none, ``-inf``, finfo.min once
+#: (``min``) or twice (``min2``, two summed masks).
+MASKS = ("none", "-inf", "min", "min2")
 
+
+def masks(v, where: str = "--mask") -> tuple:
+    """Additive grid masks (MASKS), a comma list or a list, duplicates once, in the order given;
+    None is none alone."""
     if v is None:
         return ("none",)
     out = []

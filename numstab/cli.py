@@ -113,6 +113,21 @@ def input_options(f):
     return f
 
 
+def parallel_options(f):
+    """Where inspect and audit evaluate their blocks of rows: --jobs, --scheduler, --quiet."""
+    for opt in reversed([
+        click.option("--jobs", "-j", type=int,
+                     help="Worker processes for the blocks of rows of an input (or grid).  [default: the "
+                          "machine's cores, used only when there is more than one block]"),
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="Run the blocks on a Dask cluster (e.g. tcp://host:8786; needs numstab[dask] and "
+                          "the input files at the same paths on the workers)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]):
+        f = opt(f)
+    return f
+
+
 def common_options(f):
     for opt in reversed([
         click.option("--accumulate", default="sequential", show_default=True, metavar=_acc_models(),
@@ -298,8 +313,10 @@ def thresholds(dtypes, n, exporter):
               help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
+@parallel_options
 def inspect(function, values, input_file, key, axis, nonfinite, temperature, masked_rows, target,
-            targets_file, cotangent, label_smoothing, dtypes, impls, accumulate, tolerance, top, exporter):
+            targets_file, cotangent, label_smoothing, dtypes, impls, accumulate, tolerance, top, exporter,
+            jobs, scheduler, quiet):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -312,12 +329,18 @@ def inspect(function, values, input_file, key, axis, nonfinite, temperature, mas
 
     choice("output format", exporter, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
+    from .exporters.terminal import ProgressBar
     from .masks import Specials
 
-    data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
-                       validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
-                       specials=Specials(nonfinite, masked_rows), top=top, temperature=temperature,
-                       cotangent=cotangent, label_smoothing=label_smoothing)
+    bar = ProgressBar("inspect", enabled=not quiet)
+    try:
+        data = run_inspect(function, values, input_file, target, targets_file,
+                           validate.dedupe(dtypes) or None, validate.dedupe(impls) or None, accumulate,
+                           tolerance, key=key, axis=axis, specials=Specials(nonfinite, masked_rows), top=top,
+                           temperature=temperature, cotangent=cotangent, label_smoothing=label_smoothing,
+                           jobs=jobs, progress=bar, scheduler=scheduler)
+    finally:
+        bar.close()
     if exporter == "json":
         click.echo(record(data), nl=False)
     else:
@@ -361,10 +384,11 @@ def inspect(function, values, input_file, key, axis, nonfinite, temperature, mas
               help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
+@parallel_options
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, key, axis, nonfinite,
           temperature, masked_rows, top, targets_file, target, cotangent, label_smoothing,
           offsets, spreads, sizes, trials, seed, mask, accumulate, tolerance, max_ulp, fail_on, timeout,
-          exporter):
+          exporter, jobs, scheduler, quiet):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
     from .commands.audit import run_audit
@@ -393,7 +417,13 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
                            grid, timeout=timeout, device=device, key=key, axis=axis, nonfinite=nonfinite,
                            masked_rows=masked_rows, top=top, temperature=temperature, cotangent=cotangent,
                            label_smoothing=label_smoothing, mask=mask)]
-    report = run_audit(specs, argv=_argv_now())
+    from .exporters.terminal import ProgressBar
+
+    bar = ProgressBar("audit", enabled=not quiet)
+    try:
+        report = run_audit(specs, argv=_argv_now(), jobs=jobs, progress=bar, scheduler=scheduler)
+    finally:
+        bar.close()
     if exporter == "json":
         click.echo(record(report.to_dict()), nl=False)
     else:

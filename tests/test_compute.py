@@ -220,7 +220,7 @@ def test_compute_is_recorded_and_validated(capsys, tmp_path):
     assert main(["compare", "--function", "softmax", "--dtype", "float16", "--sizes", "2", "--offsets", "0",
                  "--format", "json", "--compute", "format"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["schema"] == "numstab.compare/4" and d["meta"]["compute"] == "format"
+    assert d["schema"] == "numstab.compare/5" and d["meta"]["compute"] == "format"
     cfg = tmp_path / "numstab.toml"
     cfg.write_text('[[audit]]\nfunction = "softmax"\nimpl = ["stable"]\ndtypes = ["float16"]\n'
                    'compute = "float64"\n')
@@ -230,20 +230,20 @@ def test_compute_is_recorded_and_validated(capsys, tmp_path):
                    'compute = "format"\nsizes = "2"\n')
     assert main(["audit", "--config", str(cfg), "--format", "json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["schema"] == "numstab.audit/5" and d["meta"]["audits"][0]["compute"] == "format"
+    assert d["schema"] == "numstab.audit/6" and d["meta"]["audits"][0]["compute"] == "format"
 
 
-def test_report_reads_a_compare_3_file_as_the_textbook_model(tmp_path, capsys):
-    """Files written before --compute (numstab.compare/3 and older) were computed in the format."""
+def test_report_reads_a_compare_4_file_as_the_textbook_model(tmp_path, capsys):
+    """Files written before --compute (numstab.compare/4 and older) were computed in the format."""
     assert main(["compare", "--function", "softmax", "--dtype", "float16", "--sizes", "2", "--offsets", "0",
                  "--format", "json", "--compute", "format"]) == 0
     d = json.loads(capsys.readouterr().out)
-    d["schema"] = "numstab.compare/3"
+    d["schema"] = "numstab.compare/4"
     del d["meta"]["compute"]
     f = tmp_path / "old.json"
     f.write_text(json.dumps(d))
     assert main(["report", "--from", str(f), "--out", str(tmp_path / "r"), "--formats", "md,json"]) == 0
     capsys.readouterr()
     new = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert new["schema"] == "numstab.compare/4" and new["meta"]["compute"] == "format"
+    assert new["schema"] == "numstab.compare/5" and new["meta"]["compute"] == "format"
     assert "compute format" in (tmp_path / "r" / "report.md").read_text()

@@ -63,7 +63,7 @@ def test_every_temperature_and_mask_is_its_own_cell():
 def test_a_temperature_cell_figure_recomputed_independently():
     """softmax/naive in float16 at T = 0.5 (n = 10, offset 0): numpy's float16 kernel on x / T, against
     the exact softmax of the exact quotients (x / 0.5 = 2x, exact)."""
-    run = _run(temperature="0.5")
+    run = _run(temperature="0.5", compute="format")  # the figure below: every step in float16
     grid = make_grid(F16, "0", None, "10", 2, 0)
     (cell,) = cells(F16, grid)
     worst = mpmath.mpf(0)

@@ -376,3 +376,42 @@ def test_audit_bce(capsys):
     res = json.loads(capsys.readouterr().out)["results"][0]
     assert not res["passed"]
     assert res["first_failure"]["status"] in ("inaccurate", "underflow", "nan", "overflow")
+
+
+def test_inspect_backward_default_cotangent_is_onehot(capsys):
+    """Without --cotangent, inspect uses 1 at the argmax: the bug report's log_softmax_backward of
+    [37.42994775023705, 0] in float64 with v = [1, 0] is 1 - softmax_0 = softmax_1 =
+    1 / (1 + e^37.43) = 5.551115123125776e-17 at element 0 (exactly rounded, computed here)."""
+    r = _inspect(capsys, "log_softmax_backward", "--dtype", "float64", "--", "37.42994775023705", "0")
+    with mp.workdps(60):
+        g = 1 / (1 + mpmath.exp(mpmath.mpf(37.42994775023705)))
+        want = float(g)  # mpmath rounds to nearest
+    assert want == 5.551115123125776e-17
+    assert r["stable"]["cotangent"] == [1.0, 0.0] and r["stable"]["outputs"] == [want, -want]
+    assert r["stable"]["element_status"] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("x,v", [((20000.0, 0.0), (0.0, 1.0)), ((0.0, 20000.0), (1.0, 0.0)),
+                                 ((20000.0, 0.0, 0.0), (1.0, 0.0, 0.5))])
+def test_log_softmax_backward_of_a_dominant_logit_is_decided(capsys, x, v):
+    """Issue 13: a gap of 20000 made g_i = v_i - s_i sum(v) astronomically close to v_i or to
+    v_i - sum(v) (s_i = e^-20000 or 1 - e^-20000), and the reference undetermined. The strict
+    bounds (s_i in (0, 1)) decide it: each output is the value computed here at 30000 digits,
+    rounded to float64, and the 25-digit reference string is that value's."""
+    r = _inspect(capsys, "log_softmax_backward", "--dtype", "float64", "--cotangent",
+                 ",".join(map(str, v)), "--", *map(str, x))
+    with mp.workdps(30000):
+        xs = [mpmath.mpf(a) for a in x]
+        m = max(xs)
+        e = [mpmath.exp(a - m) for a in xs]
+        S = mpmath.fsum(e)
+        V = sum(v)
+        g = [mpmath.mpf(vi) - ei / S * V for vi, ei in zip(v, e)]
+        want = [float(gi) for gi in g]
+        strings = [mpmath.nstr(gi, 25, min_fixed=-1, max_fixed=1) for gi in g]
+    for impl in ("fused", "stable"):
+        assert r[impl]["element_status"] == ["ok"] * len(x), (impl, r[impl]["element_status"])
+        assert r[impl]["outputs"] == want, impl
+    for got, w, gi in zip(r["stable"]["reference"], strings, g):
+        with mp.workdps(60):
+            assert abs(mpmath.mpf(got) - gi) <= abs(gi) * mpmath.mpf(10) ** -24, (got, w)

@@ -79,7 +79,9 @@ def test_cancellation_in_cross_entropy_float32(capsys):
     s = d["stable"]
     assert s["outputs"] == [0.0] and s["reference"][0].startswith("0.6931471805599453")
     assert s["status"] == "inaccurate" and s["element_cause"] == ["cancellation"]
-    assert "logsumexp(x) = 1e+08 and x[1] = 1e+08 cancel" in s["verdict"]
+    # the step that lost the loss: max + log(sum) absorbed ln 2, then the subtraction cancels to 0
+    assert ("logsumexp(x) - x[1] = 1e+08 - 1e+08 = 0 in float32 after 1e+08 + 0.6931 rounded to 1e+08 "
+            "(max + log(sum)): every digit cancels") in s["verdict"]
     assert d["naive"]["status"] == "nan" and d["naive"]["element_cause"] == ["exp_overflow"]
 
 
@@ -208,3 +210,33 @@ def test_every_failure_has_a_cause_and_statuses_match_the_flags(dt, n, offset, s
             traced = o.impl.run(fmt.cast(x), acc, arg, Tracer(fmt, 3, attribute=True),
                                 compute).v.astype(np.float64)
         assert np.array_equal(plain, o.y, equal_nan=True) and np.array_equal(traced, o.y, equal_nan=True)
+
+
+def test_binary_cross_entropy_verdicts_name_the_step_that_failed(capsys):
+    """Issue 13: the naive BCE's verdict names the traced step. x = -20, z = 1 in float16 steps:
+    p = 1 / (1 + exp(-x)) takes exp(20) = 4.85e8 > 65504, which overflows (not exp(-20)).
+    x = 20, z = 0: exp(-20) = 2.06e-9 is below half float16's smallest subnormal (2^-25), so it
+    flushes, p = 1 and 1 - p = 0 (log(0) = -inf); in float32 steps exp(-20) is kept but
+    1 + 2.061e-09 rounds to 1 (below half float32's eps, 2^-24), with the same end."""
+    assert math.exp(20) > 65504 and math.exp(-20) < 2.0 ** -25
+    assert np.float32(1) + np.float32(math.exp(-20)) == np.float32(1) and math.exp(-20) < 2.0 ** -24
+    d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "1", "--compute",
+                "format", "--impl", "naive", "--", "-20")["naive"]
+    assert d["element_cause"] == ["exp_overflow"]
+    assert "exp(20) overflows float16" in d["verdict"] and "exp(-20)" not in d["verdict"]
+    for impl in ("naive", "clipped"):
+        d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "0", "--compute",
+                    "format", "--impl", impl, "--", "20")[impl]
+        assert d["outputs"] == ["inf"] and d["element_cause"] == ["cancellation"]
+        assert "1 - p = 1 - 1 = 0 in float16 after exp(-20) flushed to 0" in d["verdict"], impl
+    d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "0", "--impl", "naive",
+                "--", "20")["naive"]
+    assert f"after 1 + {math.exp(-20):.4g} rounded to 1 (1 + exp(-x))" in d["verdict"]
+    assert "1 - p = 1 - 1 = 0 in float32" in d["verdict"]
+    # the clipped form in float32 steps: p = 1 is clipped to 1 - 2^-23 (1 - 1e-7 in float32), so the
+    # loss is -log(2^-23) = 23 ln 2 = 15.9424 (rounded to float16: 2041 * 2^-7): the clip's, not the logit's
+    assert float(np.float32(1 - 1e-7)) == 1 - 2.0 ** -23 and round(23 * math.log(2) * 128) == 2041
+    d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "0", "--impl", "clipped",
+                "--", "20")["clipped"]
+    assert d["outputs"] == [2041 / 128] and d["element_cause"] == ["clipping"]
+    assert "the probability 1 is clipped to 0.9999999 (clip(p, 1e-7, 1 - 1e-7) in float32)" in d["verdict"]

@@ -59,10 +59,27 @@ def family(name: str):
 def families(functions=None, args=None) -> list:
     """The formula modules that compute ``functions`` (names; default: every registered
     function whose extra argument ``args`` holds), in registry order, each once."""
+    have = _functions.as_args(args)
     if functions is None:
-        have = _functions.as_args(args)
         functions = [f.name for f in _functions.FUNCTIONS.values() if f.takes is None or f.takes in have]
-    return [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
+    out = [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
+    if "scale" in have:
+        _check_scaled(out)
+    return out
+
+
+def _check_scaled(fams) -> None:
+    """A temperature (the ``scale`` argument) needs families that compute f(x / T) exactly."""
+    bad = [f for fam in fams if not getattr(fam, "SCALED", False) for f in fam.FUNCTIONS]
+    if bad:
+        from ..errors import UsageError
+
+        raise UsageError(f"--temperature applies to {', '.join(temperature_functions())}, not {bad[0]}")
+
+
+def temperature_functions() -> list:
+    """The functions whose exact value at x / T (a temperature) the reference computes."""
+    return [f for f, rec in _functions.FUNCTIONS.items() if getattr(family(rec.reference), "SCALED", False)]
 
 
 def _as_row_args(args_row) -> dict:
@@ -83,6 +100,8 @@ def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None)
     family whose ``enclose`` takes no ``wanted`` encloses everything, and the elements are
     picked out here)."""
     args_row = _as_row_args(args_row)
+    if fams and "scale" in args_row:
+        _check_scaled(fams)
     out = {}
     for fam in fams or families(args=args_row):
         if wanted is None:

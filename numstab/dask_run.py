@@ -36,7 +36,8 @@ def run_on_dask(fn, tasks, address, on_result) -> None:
         index = {f.key: i for i, f in enumerate(futs)}
         for fut in as_completed(futs, with_results=False):
             result = client.gather(fut)
+            fut.release()  # the cluster drops it; here it is merged and dropped
             on_result(tasks[index[fut.key]], result)
-            fut.release()
+            del result
     finally:
         client.close()

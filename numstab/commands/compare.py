@@ -36,10 +36,10 @@ REFERENCE_MODES = ("auto", "mpmath")
 
 @dataclass(frozen=True)
 class _Task:
-    """One unit of compare work: some offsets of one (dtype, spread, n)."""
+    """One unit of compare work: some offsets of one (dtype, spread, n, temperature), every mask."""
 
     dtype: str
-    grid: GridSpec  # a sub-grid: one spread, one n, some offsets (same z as the full grid)
+    grid: GridSpec  # a sub-grid: one spread, one n, one T, some offsets (same z as the full grid)
     impl_keys: tuple
     accumulate: str
     tolerance: float
@@ -50,7 +50,8 @@ class _Task:
 
     @property
     def elements(self) -> int:
-        return len(self.grid.offsets) * self.grid.trials * self.grid.sizes[0]
+        g = self.grid
+        return len(g.offsets) * g.trials * g.sizes[0] * len(g.masks) * len(g.temperatures)
 
     @property
     def cost(self) -> float:
@@ -62,28 +63,36 @@ class _Task:
 
 
 def _run_task(task: _Task) -> list[CellResult]:
+    from ..masks import RULES
+
     fmt = get_format(task.dtype)
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
-    group = grid_cells(fmt, task.grid, task.extras)
+    cells_all = grid_cells(fmt, task.grid, task.extras)
     n, T = task.grid.sizes[0], task.grid.trials
-    x, args = stack(group)
-    target = args["target"]
-    slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
-    plain = [i for i in chosen if i.record.takes != "target"]
-    with_target = [i for i in chosen if i.record.takes == "target"]
-    kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
-    runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
-    runs += ([(m, with_target, {**args, "target": targets_at(m, x, target)}) for m in task.target_at]
-             if with_target else [])
     results = []
-    for mode, impls, tg in runs:
-        outs, _, _ = evaluate(fmt, x, tg, impls, task.accumulate, task.tolerance, slices, task.mode,
-                              verify=task.verify)
-        results += _cells(fmt, group, slices, outs, n, T, mode)
+    for mask in task.grid.masks:
+        group = [c for c in cells_all if c.mask == mask]
+        # a masked cell is evaluated for the functions whose exact value with -inf entries numstab
+        # knows (masks.RULES: the softmax family); the others have the unmasked cells only
+        impls = chosen if mask == "none" else [i for i in chosen if i.function in RULES]
+        x, args = stack(group)
+        target = args["target"]
+        slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
+        plain = [i for i in impls if i.record.takes != "target"]
+        with_target = [i for i in impls if i.record.takes == "target"]
+        kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
+        runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
+        runs += ([(m, with_target, {"target": targets_at(m, x, target)}) for m in task.target_at]
+                 if with_target else [])
+        for temp in task.grid.temperatures:
+            for mode, run_impls, tg in runs:
+                outs, _, _ = evaluate(fmt, x, tg, run_impls, task.accumulate, task.tolerance, slices,
+                                      task.mode, verify=task.verify, temperature=None if temp == 1 else temp)
+                results += _cells(fmt, group, slices, outs, n, T, mode, temp)
     return results
 
 
-def _cells(fmt, group, slices, outs, n: int, T: int, target_at) -> list[CellResult]:
+def _cells(fmt, group, slices, outs, n: int, T: int, target_at, temperature: float = 1.0) -> list[CellResult]:
     results = []
     for o in outs:
         for c, s, fl in zip(group, slices, o.flags):
@@ -97,6 +106,7 @@ def _cells(fmt, group, slices, outs, n: int, T: int, target_at) -> list[CellResu
                 counts=tuple(summ["counts"].items()),
                 cause=summ["cause"], causes=tuple(summ["causes"].items()),
                 cause_inferred=o.inferred, target_at=target_at,
+                temperature=temperature, mask=c.mask,
             ))
     return results
 
@@ -109,9 +119,10 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         g = grids[fmt.name]
         for n in g.sizes:
             for sp in g.spreads:
-                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed, g.mask)
-                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
-                                   extras))
+                for temp in g.temperatures:
+                    sub = g.sub(spreads=(sp,), sizes=(n,), temperatures=(temp,))
+                    whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
+                                       extras))
     total = sum(t.cost for t in whole)
     if jobs <= 1 or total < 1.0:
         return whole
@@ -121,8 +132,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
     for t in whole:
         k = min(len(t.grid.offsets), max(1, int(np.ceil(t.cost / piece))))
         for chunk in np.array_split(np.array(t.grid.offsets), k):
-            sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
-                           t.grid.trials, t.grid.seed, t.grid.mask)
+            sub = t.grid.sub(offsets=tuple(float(v) for v in chunk))
             out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at,
                              extras))
     return out
@@ -132,8 +142,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
-                target_at=TARGET_AT, mask: str = "none", label=None, cotangent=None,
-                label_smoothing=None) -> CompareRun:
+                target_at=TARGET_AT, mask=None, label=None, cotangent=None,
+                label_smoothing=None, temperature=None) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
@@ -141,6 +151,10 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
 
     ``target_at``: where the target of cross_entropy (any function taking a target) sits in
     each vector, each reported separately (grids.TARGET_AT: argmax, argmin, random).
+
+    ``mask``: the additive masks (grids.MASKS), ``temperature``: the temperatures T (every
+    implementation divides x by T in the format first; engine.scaled): a name or number, a comma
+    list or a list, each value its own cells (CellResult.mask, CellResult.temperature).
 
     ``jobs``: worker processes for independent grid cells (default: the machine's
     cores; small runs stay in this process). ``progress(done, total)`` is called
@@ -156,7 +170,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask) for f in fmts}
+    _check_masks(chosen, mask)
+    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask, temperature) for f in fmts}
     extras = make_extras(label, cotangent, label_smoothing)
     for g in grids.values():
         check_extras(extras, g.sizes)
@@ -164,7 +179,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
         g = grids[f.name]
-        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed, g.mask)
+        probe = g.sub(sizes=(min(g.sizes),))
         grid_cells(f, probe, extras)
     if verify < 0:
         raise UsageError("--verify must be >= 0")
@@ -187,8 +202,11 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     order = {f: i for i, f in enumerate(FUNCTIONS)}
     impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
     at_order = {m: i for i, m in enumerate((None,) + target_at)}
-    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, at_order[r.target_at], r.n, r.offset,
-                                impl_order[(r.function, r.impl)]))
+    g0 = next(iter(grids.values()))
+    t_order = {t: i for i, t in enumerate(g0.temperatures)}
+    m_order = {m: i for i, m in enumerate(g0.masks)}
+    results.sort(key=lambda r: (order[r.function], r.dtype, t_order[r.temperature], m_order[r.mask], r.spread,
+                                at_order[r.target_at], r.n, r.offset, impl_order[(r.function, r.impl)]))
     meta = run_meta(argv, seed=int(seed), accumulate=accumulate, tolerance=jnum(tolerance),
                     reference=reference_mode, **({"verify": int(verify)} if verify else {}),
                     grids={k: g.to_dict() for k, g in grids.items()}, target_at=list(target_at),
@@ -200,13 +218,25 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     return CompareRun(meta=meta, results=tuple(results), thresholds=th)
 
 
+def _check_masks(chosen, mask) -> None:
+    """A mask other than none needs a function whose exact value with -inf entries numstab knows."""
+    from ..masks import RULES
+
+    masked = [m for m in validate.masks(mask) if m != "none"]
+    if masked and not any(i.function in RULES for i in chosen):
+        raise UsageError(f"--mask {masked[0]} applies to {', '.join(RULES)} (masked attention scores); "
+                         "the functions chosen have the unmasked cells only")
+
+
 def _check_memory(fmts, grids, tasks, n_impls: int, workers: int) -> None:
     """Refuse, before any work, a run whose estimated peak does not fit in memory."""
     from ..limits import compare_bytes, require
 
-    cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) for g in grids.values())
-    if tasks is None:  # before the split into pieces: the whole of each (dtype, n, spread) at once
-        pieces = [len(g.offsets) * g.trials * n for g in grids.values() for n in g.sizes for _ in g.spreads]
+    cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) * len(g.masks) * len(g.temperatures)
+                for g in grids.values())
+    if tasks is None:  # before the split into pieces: the whole of each (dtype, n, spread, T) at once
+        pieces = [len(g.offsets) * g.trials * n * len(g.masks) for g in grids.values() for n in g.sizes
+                  for _ in g.spreads for _ in g.temperatures]
         workers = 1
     else:
         pieces = [t.elements for t in tasks]

@@ -26,6 +26,9 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
     ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon.
 
+    ``temperature``: T, or several (a comma list or a list): the inputs divided by T in the format
+    first, each T its own results (each with ``temperature``).
+
     ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
     ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read; ``top``: how many
     of the worst rows a batch names.
@@ -52,6 +55,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     specials = specials or masks.DEFAULT
     if top < 0:
         raise UsageError("--top must be >= 0")
+    if temperature is not None:
+        validate.temperatures(temperature)  # refused before any input is read
     src = None
     if input_file is not None:
         from .. import stream
@@ -77,21 +82,23 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
     require(f"inspecting {B:,} x {n:,} values", inspect_bytes(B, n, len(chosen), len(dtypes or ("float32",))),
             "inspect fewer values (a long single vector is reported element by element) or use audit")
+    temps = (None,) if temperature is None else validate.temperatures(temperature)
     results = []
-    for dt in dtypes or ("float32",):
+    for dt, temperature in ((d, t) for d in dtypes or ("float32",) for t in temps):
         fmt = get_format(dt)
         x = round_inputs(fmt, x0)
         args = load_args(fmt, x, rec, target, targets_file, extras)
         tg = args.get("target", np.zeros(B, dtype=np.int64))
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
+        t_arg = None if temperature in (None, 1) else temperature
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
-                              temperature=temperature)
+                              temperature=t_arg)
         xe = x  # the inputs of the exact values: x / T with a temperature
-        if temperature is not None:
+        if t_arg is not None:
             from ..engine import scaled
 
-            xe, _ = scaled(fmt, x, [], temperature)
+            xe, _ = scaled(fmt, x, [], t_arg)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
         row = {k: v[0] for k, v in args.items()}
         row_arg = int(tg[0]) if set(row) <= {"target"} else row  # the mask layer reads an index
@@ -141,6 +148,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
+                    **({"temperature": temperature} if temperature is not None else {}),
                     "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                     "cause_inferred": o.inferred,
                     "vectors_failing": int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1))),
@@ -175,17 +183,19 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
     rpc = stream.rows_per_chunk(rows, n, len(chosen), 1 if scheduler else jobs,
                                 f"inspecting {rows:,} vectors of {n:,} values")
     refs = stream.impl_refs(chosen)
+    temps = (None,) if temperature is None else validate.temperatures(temperature)
+    runs = [(dt, t) for dt in dts for t in temps]
     results = []
-    for k, dt in enumerate(dts):
+    for k, (dt, temperature) in enumerate(runs):
         fmt = get_format(dt)
         args = stream.prepare_args(fmt, rec, rows, n, target, targets_file, extras)
-        job = stream.Job(function, fmt.name, refs, accumulate, tolerance, specials, temperature, top,
-                         extras=extras, source=fsrc)
+        job = stream.Job(function, fmt.name, refs, accumulate, tolerance, specials,
+                         None if temperature in (None, 1) else temperature, top, extras=extras, source=fsrc)
         chunks = stream.plan_chunks(job, arrays, args, rpc)
 
         def step(done, total, k=k):
             if progress:
-                progress(k * total + done, total * len(dts))
+                progress(k * total + done, total * len(runs))
 
         merged = stream.run(chunks, jobs, step, scheduler, top)
         for impl, part in zip(chosen, merged.parts):
@@ -196,6 +206,7 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
             results.append({
                 "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                 "impl": impl.name, "accumulate": accumulate, "vectors": rows, "n": n,
+                **({"temperature": temperature} if temperature is not None else {}),
                 "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                 "cause_inferred": part.inferred, "vectors_failing": part.failing_rows,
                 "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),

@@ -28,7 +28,7 @@ from ..metrics import DEFAULT_TOLERANCE
 from ..reference import fast_supported
 from ..results import CellResult, CompareRun, jnum
 from ..validate import choice as check_choice
-from ..workers import _worker_init, default_jobs, signals_held, stop_pool
+from ..workers import default_jobs, run_tasks
 from . import run_meta
 
 REFERENCE_MODES = ("auto", "mpmath")
@@ -195,30 +195,15 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
     _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
     results, done = [], 0
-    if parallel:
-        import concurrent.futures as cf
-        import multiprocessing as mp
 
-        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
-                                      initializer=_worker_init)
-        try:
-            with signals_held():  # the workers fork at the first submit
-                futs = {pool.submit(_run_task, t): t for t in tasks}
-            for fut in cf.as_completed(futs):
-                results.extend(fut.result())
-                done += futs[fut].elements
-                if progress:
-                    progress(done, total)
-        except BaseException:
-            stop_pool(pool)  # a signal or an error: no worker may outlive this run
-            raise
-        pool.shutdown(wait=True)
-    else:
-        for t in tasks:
-            results.extend(_run_task(t))
-            done += t.elements
-            if progress:
-                progress(done, total)
+    def take(task, cells):
+        nonlocal done
+        results.extend(cells)
+        done += task.elements
+        if progress:
+            progress(done, total)
+
+    run_tasks(_run_task, tasks, jobs if parallel else 1, take)  # the one parallel engine (workers.py)
     order = {f: i for i, f in enumerate(FUNCTIONS)}
     impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
     at_order = {m: i for i, m in enumerate((None,) + target_at)}

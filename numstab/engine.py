@@ -231,10 +231,17 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     if verify:
         from .reference import verify_rows
 
-        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]  # rows without masks or infinities
-        rows = clean[np.random.default_rng(B).choice(clean.size, size=min(verify, clean.size), replace=False)]
-        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
-                          [o for o in outs if o.error is None])
+        # rows with masks or infinities too: verify_rows checks them through the mask layer; rows that
+        # hold one are drawn first (up to half of K), as they take the rarer paths
+        masked = np.nonzero(~np.isfinite(x).all(axis=1))[0]
+        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]
+        rng = np.random.default_rng(B)
+        k_m = min(masked.size, max(verify - clean.size, (verify + 1) // 2))
+        picked = rng.choice(masked, size=k_m, replace=False).tolist() if k_m else []
+        k_c = min(clean.size, verify - k_m)
+        picked += rng.choice(clean, size=k_c, replace=False).tolist() if k_c else []
+        bad = verify_rows(fmt, x, target, ref, sorted(picked), [o for o in outs if o.error is None],
+                          specials)
         if bad:
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")

@@ -29,7 +29,7 @@ from ..reference import fast_supported
 from ..results import CellResult, CompareRun, jnum
 from ..steps import DEFAULT_COMPUTE
 from ..validate import choice as check_choice
-from ..workers import _worker_init, default_jobs, signals_held, stop_pool
+from ..workers import default_jobs, run_tasks
 from . import run_meta
 
 REFERENCE_MODES = ("auto", "mpmath")
@@ -66,6 +66,7 @@ class _Task:
 
 def _run_task(task: _Task) -> list[CellResult]:
     from ..masks import RULES
+    from ..reference import temperature_functions
 
     fmt = get_format(task.dtype)
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
@@ -90,6 +91,10 @@ def _run_task(task: _Task) -> list[CellResult]:
                  if with_target else [])
         for temp in task.grid.temperatures:
             for mode, run_impls, tg in runs:
+                if temp != 1:  # a temperature: the functions whose exact f(x / T) the reference has
+                    run_impls = [i for i in run_impls if i.function in temperature_functions()]
+                    if not run_impls:
+                        continue
                 outs, _, _ = evaluate(fmt, x, tg, run_impls, task.accumulate, task.tolerance, slices,
                                       task.mode, verify=task.verify, temperature=None if temp == 1 else temp,
                                       compute=task.compute)
@@ -188,7 +193,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    _check_masks(chosen, mask)
+    _check_masks(chosen, mask, temperature)
     grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask, temperature) for f in fmts}
     extras = make_extras(label, cotangent, label_smoothing)
     for g in grids.values():
@@ -208,30 +213,15 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
     _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
     results, done = [], 0
-    if parallel:
-        import concurrent.futures as cf
-        import multiprocessing as mp
 
-        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
-                                      initializer=_worker_init)
-        try:
-            with signals_held():  # the workers fork at the first submit
-                futs = {pool.submit(_run_task, t): t for t in tasks}
-            for fut in cf.as_completed(futs):
-                results.extend(fut.result())
-                done += futs[fut].elements
-                if progress:
-                    progress(done, total)
-        except BaseException:
-            stop_pool(pool)  # a signal or an error: no worker may outlive this run
-            raise
-        pool.shutdown(wait=True)
-    else:
-        for t in tasks:
-            results.extend(_run_task(t))
-            done += t.elements
-            if progress:
-                progress(done, total)
+    def take(task, cells):
+        nonlocal done
+        results.extend(cells)
+        done += task.elements
+        if progress:
+            progress(done, total)
+
+    run_tasks(_run_task, tasks, jobs if parallel else 1, take)  # the one parallel engine (workers.py)
     order = {f: i for i, f in enumerate(FUNCTIONS)}
     impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
     at_order = {m: i for i, m in enumerate((None,) + target_at)}
@@ -251,10 +241,16 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     return CompareRun(meta=meta, results=tuple(results), thresholds=th)
 
 
-def _check_masks(chosen, mask) -> None:
-    """A mask other than none needs a function whose exact value with -inf entries numstab knows."""
+def _check_masks(chosen, mask, temperature=None) -> None:
+    """A mask other than none needs a function whose exact value with -inf entries numstab knows; a
+    temperature other than 1 one whose exact value at x / T the reference computes."""
     from ..masks import RULES
+    from ..reference import temperature_functions
 
+    hot = [t for t in validate.temperatures(temperature) if t != 1]
+    if hot and not any(i.function in temperature_functions() for i in chosen):
+        raise UsageError(f"--temperature {hot[0]:g} applies to {', '.join(temperature_functions())}; "
+                         "the functions chosen have the T = 1 cells only")
     masked = [m for m in validate.masks(mask) if m != "none"]
     if masked and not any(i.function in RULES for i in chosen):
         raise UsageError(f"--mask {masked[0]} applies to {', '.join(RULES)} (masked attention scores); "

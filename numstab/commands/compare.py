@@ -64,6 +64,7 @@ class _Task:
 
 def _run_task(task: _Task) -> list[CellResult]:
     from ..masks import RULES
+    from ..reference import temperature_functions
 
     fmt = get_format(task.dtype)
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
@@ -86,6 +87,10 @@ def _run_task(task: _Task) -> list[CellResult]:
                  if with_target else [])
         for temp in task.grid.temperatures:
             for mode, run_impls, tg in runs:
+                if temp != 1:  # a temperature: the functions whose exact f(x / T) the reference has
+                    run_impls = [i for i in run_impls if i.function in temperature_functions()]
+                    if not run_impls:
+                        continue
                 outs, _, _ = evaluate(fmt, x, tg, run_impls, task.accumulate, task.tolerance, slices,
                                       task.mode, verify=task.verify, temperature=None if temp == 1 else temp)
                 results += _cells(fmt, group, slices, outs, n, T, mode, temp)
@@ -170,7 +175,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    _check_masks(chosen, mask)
+    _check_masks(chosen, mask, temperature)
     grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask, temperature) for f in fmts}
     extras = make_extras(label, cotangent, label_smoothing)
     for g in grids.values():
@@ -218,10 +223,16 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     return CompareRun(meta=meta, results=tuple(results), thresholds=th)
 
 
-def _check_masks(chosen, mask) -> None:
-    """A mask other than none needs a function whose exact value with -inf entries numstab knows."""
+def _check_masks(chosen, mask, temperature=None) -> None:
+    """A mask other than none needs a function whose exact value with -inf entries numstab knows; a
+    temperature other than 1 one whose exact value at x / T the reference computes."""
     from ..masks import RULES
+    from ..reference import temperature_functions
 
+    hot = [t for t in validate.temperatures(temperature) if t != 1]
+    if hot and not any(i.function in temperature_functions() for i in chosen):
+        raise UsageError(f"--temperature {hot[0]:g} applies to {', '.join(temperature_functions())}; "
+                         "the functions chosen have the T = 1 cells only")
     masked = [m for m in validate.masks(mask) if m != "none"]
     if masked and not any(i.function in RULES for i in chosen):
         raise UsageError(f"--mask {masked[0]} applies to {', '.join(RULES)} (masked attention scores); "

@@ -20,6 +20,7 @@ from .functions import get as get_function
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference.escalation import compute_reference
 from .results import FLAG_NAMES, INACCURATE, STATUSES, BigFigure, RefData
+from .steps import DEFAULT_COMPUTE
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
             "divide by zero": "divide"}
@@ -64,7 +65,8 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
+def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
+               compute: str = DEFAULT_COMPUTE):
     """Run a built-in kernel step by step over the whole batch.
 
     Returns (outputs as float64, root codes, flags raised in the format for each group of rows).
@@ -73,7 +75,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
 
     tr = Tracer(fmt, x.shape[0])
     with np.errstate(all="ignore"):
-        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr)
+        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr, compute)
         y = out.v.astype(np.float64)
     flags = []
     for g in groups:
@@ -182,28 +184,34 @@ class ImplOutcome:
 
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
-             ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None):
+             ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None,
+             compute: str = DEFAULT_COMPUTE):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
+
+    ``compute``: the precision model of the built-in kernels (steps.COMPUTE_MODELS; black
+    boxes compute as they do).
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one).
     ``specials`` (masks.Specials): how -inf (masks), +inf and NaN inputs are read.
     ``temperature`` T: every implementation first divides x by T held in the format, in the
     format (a sampler's ``logits / T``; a traced step for built-ins), and the reference is the
-    exact value at the float64 quotients x / T (see :func:`scaled`).
+    exact value at the exact quotients x / T_F (:func:`scale_args`).
     Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
     """
     B = x.shape[0]
     groups = groups or [slice(0, B)]
     xc = fmt.cast(x)
+    xq = x  # the inputs black boxes' causes are inferred from: x / T rounded to float64
     if temperature is not None:
-        x, impls = scaled(fmt, x, impls, temperature)
+        xq, impls = scaled(fmt, x, impls, temperature)
+        target = scale_args(fmt, target, B, temperature)  # the reference: f at the exact x / T_F
     outs = []
     for impl in impls:
         o = ImplOutcome(impl, inferred=not impl.builtin)
         ys = []
         try:
             if impl.builtin:
-                o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups)
+                o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups, compute)
             else:
                 arg = impl.record.arg(as_args(target))
                 for g in groups:
@@ -256,18 +264,37 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                                                          tolerance, exact=o.exact)
     for o in outs:
         if o.error is None:
-            _causes(fmt, x, xc, target, acc, tolerance, ref, o)
+            _causes(fmt, xq, xc, target, acc, tolerance, ref, o, compute)
     if verify:
         from .reference import verify_rows
 
-        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]  # rows without masks or infinities
-        rows = clean[np.random.default_rng(B).choice(clean.size, size=min(verify, clean.size), replace=False)]
-        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
-                          [o for o in outs if o.error is None])
+        # rows with masks or infinities too: verify_rows checks them through the mask layer; rows that
+        # hold one are drawn first (up to half of K), as they take the rarer paths
+        masked = np.nonzero(~np.isfinite(x).all(axis=1))[0]
+        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]
+        rng = np.random.default_rng(B)
+        k_m = min(masked.size, max(verify - clean.size, (verify + 1) // 2))
+        picked = rng.choice(masked, size=k_m, replace=False).tolist() if k_m else []
+        k_c = min(clean.size, verify - k_m)
+        picked += rng.choice(clean, size=k_c, replace=False).tolist() if k_c else []
+        bad = verify_rows(fmt, x, target, ref, sorted(picked), [o for o in outs if o.error is None],
+                          specials)
         if bad:
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")
     return outs, ref, esc
+
+
+def scale_args(fmt: Format, args, B: int, temperature):
+    """The batch's extra arguments with ``scale``: T_F (T held in the format) for every vector, so
+    that the reference computes f(x / T_F) with the exact quotients (reference.softmax.SCALED).
+    Without a temperature (None or 1) the arguments as they are."""
+    from .functions import as_args
+    from .grids import format_temperature
+
+    if temperature is None or float(temperature) == 1:
+        return args
+    return {**as_args(args), "scale": np.full(B, format_temperature(fmt, float(temperature)))}
 
 
 def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
@@ -276,35 +303,31 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     T_F is T rounded to the format (a sampler holds T in the model's dtype). Each
     implementation runs on x and divides by T_F in the format first: a built-in as a traced
     step of its kernel (an overflow of x / T is then established as the root of what
-    follows), a black box on the quotients rounded to the format. The exact reference is
-    the function at the float64 quotients x / T_F (correctly rounded to float64: a relative
-    change below 2^-53 of each scaled input).
+    follows), a black box on the quotients rounded to the format. The float64 quotients
+    returned serve the words of verdicts and the inferred causes; the exact reference is f at
+    the exact quotients (:func:`scale_args`).
     """
     import dataclasses
 
     from .errors import UsageError
+    from .grids import format_temperature
 
     t = float(temperature)
     if not (math.isfinite(t) and t > 0):
         raise UsageError(f"--temperature {temperature!r}: must be a finite number > 0")
+    tf = format_temperature(fmt, t)
     with np.errstate(all="ignore"):
-        tf = float(fmt.round(np.float64(t)))
         z = x / tf
-    if tf == 0 or not math.isfinite(tf):
-        raise UsageError(f"--temperature {t:g} is {tf:g} in {fmt.name}")
     if (np.isfinite(x) & ~np.isfinite(z)).any():
         raise UsageError(f"x / {t:g} overflows float64: numstab cannot hold the scaled inputs exactly enough")
     tc = fmt.cast(np.full((1, 1), tf))
 
     def wrap(impl):
-        if impl.builtin:
-            if impl.record.takes:
-                def fn(xx, acc, arg, o, f=impl.fn):
-                    return f(o.div(xx, tc), acc, arg, o)
-            else:
-                def fn(xx, acc, o, f=impl.fn):
-                    return f(o.div(xx, tc), acc, o)
-        elif impl.record.takes:
+        if impl.builtin:  # x / T in the format, before the kernel (whatever its precision model)
+            def pre(xx, o):
+                return o.div(xx, tc)
+            return dataclasses.replace(impl, prologue=pre)
+        if impl.record.takes:
             def fn(xx, acc, arg, f=impl.fn):
                 with np.errstate(all="ignore"):
                     return f(xx / tc, acc, arg)
@@ -317,7 +340,7 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     return z, [wrap(i) for i in impls]
 
 
-def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
+def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = DEFAULT_COMPUTE) -> None:
     """Final statuses and causes of one outcome (established for built-ins, inferred otherwise)."""
     from .causes import attribute, finalize, infer
 
@@ -328,7 +351,8 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
                                    exact_special=np.isinf(r.ulp))
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
-            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows)
+            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows,
+                                        compute)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
         st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))

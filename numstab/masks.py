@@ -158,6 +158,11 @@ RULES: dict[str, Rule] = {
 }
 
 
+#: The functions along a vector, where an additive attention mask (compare's ``--mask``) means
+#: something: every function of :data:`RULES` but the element-wise ones.
+MASKABLE: tuple = tuple(f for f, r in RULES.items() if r.elementwise is None)
+
+
 def supports(function: str) -> bool:
     return function in RULES
 

@@ -17,7 +17,10 @@ import numpy as np
 
 from .errors import UsageError
 
-COMPARE_SCHEMA = "numstab.compare/3"  # /3: target_at per result
+COMPARE_SCHEMA = "numstab.compare/5"  # /3: target_at per result; /4: temperature and mask per result;
+#: /5: meta.compute (the precision model)
+#: what a record older than /5 was computed with: every operation in the format
+OLD_COMPUTE = "format"
 #: THE status vocabulary, from best to worst: an element's status code is its index here, a
 #: cell's status is the worst of its elements', counts are listed in this order everywhere
 #: (JSON, CSV, tables, plots, legends). README "What the numbers mean" defines each.
@@ -34,7 +37,7 @@ STATUS_MEANING = {
 }
 #: Why an element failed, one word each, in this order (cause code = index + 1; 0 = none):
 CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
-          "clipping", "rounding", "nan_hidden")
+          "clipping", "rounding", "nan_hidden", "output_rounding")
 #: What each cause means, in a few words (legends).
 CAUSE_MEANING = {
     "exp_overflow": "exp(x) overflows the format",
@@ -46,6 +49,8 @@ CAUSE_MEANING = {
     "clipping": "a probability is clipped (e.g. to [1e-7, 1 - 1e-7])",
     "rounding": "accumulated rounding",
     "nan_hidden": "a number where the exact value is NaN (a NaN input, or no value under the policy)",
+    "output_rounding": "finite and nonzero in the compute type (--compute float32), inf or 0 once rounded "
+                       "to the format",
 }
 FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
 
@@ -176,6 +181,8 @@ class CellResult:
     causes: tuple = ()  # ((cause, failing elements), ...)
     cause_inferred: bool = False  # a black box: causes inferred, not established from its steps
     target_at: str | None = None  # where the target sat (grids.TARGET_AT), for functions taking one
+    temperature: float = 1.0  # T: the inputs divided by T (held in the format) first; 1: not divided
+    mask: str = "none"  # the additive mask on the second half of every vector (grids.MASKS)
 
     @property
     def count(self) -> dict:
@@ -183,7 +190,7 @@ class CellResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("offset", "spread", "x_min", "x_max", "max_ulp", "median_ulp", "max_rel"):
+        for k in ("offset", "spread", "x_min", "x_max", "max_ulp", "median_ulp", "max_rel", "temperature"):
             d[k] = jnum(d[k])
         d["flags"] = list(self.flags)
         d["counts"] = dict(self.counts)
@@ -191,7 +198,9 @@ class CellResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> CellResult:
+    def from_dict(cls, d: dict, mask: str = "none") -> CellResult:
+        """A result record; ``mask``: the grid's mask where the record has none (/3 kept it in
+        meta.grids.<dtype>.mask); /3 and older records have T = 1."""
         try:
             return cls(
                 function=str(d["function"]), impl=str(d["impl"]), dtype=str(d["dtype"]),
@@ -206,6 +215,7 @@ class CellResult:
                 causes=tuple((str(k), int(v)) for k, v in dict(d.get("causes") or {}).items()),
                 cause_inferred=bool(d.get("cause_inferred", False)),
                 target_at=None if d.get("target_at") is None else str(d["target_at"]),
+                temperature=unjnum(d.get("temperature", 1.0)), mask=str(d.get("mask", mask)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"malformed result record: {exc}") from None
@@ -247,11 +257,22 @@ class CompareRun:
         if not isinstance(d, dict) or "schema" not in d:
             raise UsageError("not a numstab result file (no 'schema' key)")
         check_schema(d["schema"], COMPARE_SCHEMA)
+        grids = dict(d.get("meta", {})).get("grids") or {}
+        old_mask = {k: str(g.get("mask", "none")) for k, g in grids.items() if isinstance(g, dict)}
+        meta = dict(d.get("meta", {}))
+        if _version(d["schema"]) < 5:  # before --compute every kernel computed in the format
+            meta.setdefault("compute", OLD_COMPUTE)
         return cls(
-            meta=dict(d.get("meta", {})),
-            results=tuple(CellResult.from_dict(r) for r in d.get("results", [])),
+            meta=meta,
+            results=tuple(CellResult.from_dict(r, old_mask.get(r.get("dtype"), "none") if isinstance(r, dict)
+                                               else "none")
+                          for r in d.get("results", [])),
             thresholds=tuple(d.get("thresholds", [])),
         )
+
+
+def _version(schema: str) -> int:
+    return int(str(schema).rpartition("/")[2])
 
 
 def check_schema(found: str, expected: str) -> None:
@@ -267,7 +288,9 @@ def check_schema(found: str, expected: str) -> None:
 
 
 
-AUDIT_SCHEMA = "numstab.audit/4"  # /3: each result names its library; /4: limits and worst rows
+AUDIT_SCHEMA = "numstab.audit/6"  # /3: each result names its library; /4: limits and worst rows;
+#                                    /5: temperature and mask of each result;
+#                                    /6: meta.audits[].compute (the precision model)
 
 
 @dataclass(frozen=True)
@@ -288,10 +311,13 @@ class AuditResult:
     library: tuple = ()  # ((key, value), ...): name, version, device... of a library's implementation
     limits: int = 0  # outputs other than an exact 0, +-inf or NaN (a mask's limit, a NaN input)
     worst: tuple = ()  # the worst rows of an --input (locate.worst dicts), --top K
+    temperature: float = 1.0  # the inputs divided by T first (1: not divided)
+    mask: str = "none"  # the grid's additive mask (grids.MASKS)
 
     def to_dict(self) -> dict:
         return {
             "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
+            "temperature": jnum(self.temperature), "mask": self.mask,
             "library": dict(self.library) or None,
             "counts": dict(self.counts), "causes": dict(self.causes), "cause_inferred": self.cause_inferred,
             "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),
@@ -318,5 +344,6 @@ class AuditReport:
 
 # ------------------------------------------------------------------ inspect
 #: /4: always {"schema", "results": [...]} whatever the number of implementations and formats,
-#: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result.
-INSPECT_SCHEMA = "numstab.inspect/4"
+#: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result;
+#: /5: ``compute`` (the precision model) in each result.
+INSPECT_SCHEMA = "numstab.inspect/5"

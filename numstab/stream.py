@@ -121,6 +121,7 @@ class Job:
     audit: tuple | None = None  # (fail_on, max ULP limit or None): the audit's extra counts
     extras: object = None  # grids.Extras (cotangents)
     source: FileSource | None = None
+    compute: str = "float32"  # the built-ins' precision model (steps.COMPUTE_MODELS)
 
     def resolve(self) -> list:
         from .functions import REGISTRY
@@ -372,7 +373,7 @@ class Partial:
 def run_chunk(chunk: Chunk) -> Partial:
     """Evaluate one chunk: the same function locally, in worker processes and on a Dask cluster."""
     from . import masks
-    from .engine import evaluate, scaled
+    from .engine import evaluate, scale_args
     from .formats import get_format
     from .functions import get as get_function
     from .inputs import round_inputs
@@ -395,9 +396,9 @@ def run_chunk(chunk: Chunk) -> Partial:
     args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
     impls = job.resolve()
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
-                            specials=specials, temperature=job.temperature)
-    xe = scaled(fmt, x, [], job.temperature)[0] if job.temperature is not None else x
-    parts = [_part(fmt, job, chunk, o, x, xe, args, ref, names, specials) for o in outs]
+                            specials=specials, temperature=job.temperature, compute=job.compute)
+    args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
+    parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials) for o in outs]
     return Partial(parts, int(x.size), int(x.shape[0]))
 
 

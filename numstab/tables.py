@@ -17,15 +17,16 @@ WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
 CAUSE_TAG = {"exp_overflow": "exp", "sum_overflow": "sum", "invalid": "inv", "underflow": "unf",
              "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round",
-             "nan_hidden": "hid"}
+             "nan_hidden": "hid", "output_rounding": "out"}
 CAUSE_LEGEND = ("* = above the tolerance; cause after ':': exp = exp overflow, sum = sum overflow, "
                 "inv = invalid operation, unf = "
                 "underflow (flush or subnormal digits), canc = cancellation, abs = absorption, clip = "
                 "clipping, round = accumulated rounding, hid = a NaN hidden (a number where the exact value "
-                "is NaN); ~ = inferred (a black box)")
+                "is NaN), out = the output's rounding to the format (finite in float32, inf or 0 in the "
+                "format); ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
-              *STATUSES, "target_at")
+              *STATUSES, "target_at", "temperature", "mask")
 
 
 def sig(text: str, digits: int = 12) -> str:
@@ -66,11 +67,29 @@ class Table:
     impls: tuple
     rows: tuple  # ((n, offset, x_min, x_max, ((text, status), ...)), ...)
     target_at: str | None = None  # where the target sat (cross_entropy), one table per place
+    axes: str = ""  # the temperature and mask of the table, where the run has others (axes_text)
 
     @property
     def title(self) -> str:
         at = f", target at {self.target_at}" if self.target_at else ""
-        return f"{self.function} in {self.dtype} (spread {fmt_num(self.spread)}{at}): max ULP error"
+        axes = f", {self.axes}" if self.axes else ""
+        return f"{self.function} in {self.dtype} (spread {fmt_num(self.spread)}{axes}{at}): max ULP error"
+
+
+def shown_axes(results) -> tuple[bool, bool]:
+    """(temperature, mask): whether the results hold more than T = 1 and no mask -- then every
+    table, summary line and verdict row of the run names its T and its mask."""
+    return ({r.temperature for r in results} != {1.0}, {r.mask for r in results} != {"none"})
+
+
+def axes_text(r, shown: tuple) -> str:
+    """'T 0.01, mask min' for a result (the axes the run varies, tables.shown_axes)."""
+    parts = []
+    if shown[0]:
+        parts.append(f"T {fmt_num(r.temperature, 6)}")
+    if shown[1]:
+        parts.append(f"mask {r.mask}")
+    return ", ".join(parts)
 
 
 def threshold_line(th: dict) -> str:
@@ -85,19 +104,26 @@ def threshold_line(th: dict) -> str:
     )
 
 
+def _table_key(r) -> tuple:
+    return (r.function, r.dtype, r.temperature, r.mask, r.spread, r.target_at)
+
+
 def build_tables(run: CompareRun) -> list[Table]:
     tables = []
-    keys = []
+    groups: dict = {}
     for r in run.results:
-        k = (r.function, r.dtype, r.spread, r.target_at)
-        if k not in keys:
-            keys.append(k)
-    # functions in the run's order (the runner orders them as the registry), then dtype and spread
+        groups.setdefault(_table_key(r), []).append(r)
+    keys = list(groups)
+    shown = shown_axes(run.results)
+    # functions in the run's order (the runner orders them as the registry), then dtype, T, mask, spread
     rank = {f: i for i, f in enumerate(dict.fromkeys(k[0] for k in keys))}
-    at_rank = {m: i for i, m in enumerate(dict.fromkeys(k[3] for k in keys))}
-    keys.sort(key=lambda k: (rank[k[0]], k[1], k[2], at_rank[k[3]]))
-    for f, dt, sp, at in keys:
-        rs = [r for r in run.results if (r.function, r.dtype, r.spread, r.target_at) == (f, dt, sp, at)]
+    t_rank = {t: i for i, t in enumerate(dict.fromkeys(k[2] for k in keys))}
+    m_rank = {m: i for i, m in enumerate(dict.fromkeys(k[3] for k in keys))}
+    at_rank = {m: i for i, m in enumerate(dict.fromkeys(k[5] for k in keys))}
+    keys.sort(key=lambda k: (rank[k[0]], k[1], t_rank[k[2]], m_rank[k[3]], k[4], at_rank[k[5]]))
+    for key in keys:
+        f, dt, _t, _m, sp, at = key
+        rs = groups[key]
         impls = tuple(dict.fromkeys(r.impl for r in rs))
         cells = {}
         for r in rs:
@@ -113,7 +139,7 @@ def build_tables(run: CompareRun) -> list[Table]:
                 for i in impls
             )
             rows.append((n, off, first.x_min, first.x_max, vals))
-        tables.append(Table(f, dt, sp, impls, tuple(rows), at))
+        tables.append(Table(f, dt, sp, impls, tuple(rows), at, axes_text(rs[0], shown)))
     return tables
 
 
@@ -146,13 +172,16 @@ def csv_rows(run: CompareRun):
 def verdicts(run: CompareRun) -> list[tuple]:
     """(function, impl, dtype, worst status, cells failing, cells, worst max ULP, causes) per implementation.
 
-    ``causes``: "cause (elements), ..." over every cell, most frequent first.
+    ``causes``: "cause (elements), ..." over every cell, most frequent first. The dtype is
+    followed by the temperature and the mask, where the run has others ("float16 (T 0.01)").
     """
     from .results import STATUSES
 
     out, causes = {}, {}
+    shown = shown_axes(run.results)
     for r in run.results:
-        k = (r.function, r.impl, r.dtype)
+        axes = axes_text(r, shown)
+        k = (r.function, r.impl, r.dtype + (f" ({axes})" if axes else ""))
         st, bad, tot, mu = out.get(k, ("ok", 0, 0, 0.0))
         worse = r.status if STATUSES.index(r.status) > STATUSES.index(st) else st
         mu = max(mu, r.max_ulp) if not math.isnan(r.max_ulp) else mu
@@ -190,6 +219,27 @@ def _region(vals, every) -> str:
     return f"{fmt_num(vals[0], 4)}..{fmt_num(vals[-1], 4)}"
 
 
+def working_thresholds(run: CompareRun, dtype: str, ths: dict) -> tuple[dict, str]:
+    """(exp's limits where the built-in kernels computed, the name of that format, or "" when it
+    is the format itself): float32's for a half format under ``--compute float32`` (a record
+    older than numstab.compare/5 computed in the format)."""
+    from .formats import get_format
+    from .steps import compute_dtype
+
+    compute = run.meta.get("compute") or "format"
+    try:
+        work = compute_dtype(get_format(dtype).dtype, compute).name
+    except Exception:  # an unknown format or model in a file: the format's own limits
+        return ths.get(dtype, {}), ""
+    if work == dtype:
+        return ths.get(dtype, {}), ""
+    if work in ths:
+        return ths[work], work
+    from .reference import thresholds as exact_thresholds
+
+    return exact_thresholds(get_format(work)), work
+
+
 def summary_lines(run: CompareRun) -> list[str]:
     """One line per function x implementation x format: where it breaks and why.
 
@@ -199,11 +249,14 @@ def summary_lines(run: CompareRun) -> list[str]:
     inaccurate group, and the cause. A clean implementation gets 'ok (max ... ULP)'.
     """
     ths = thresholds_by_dtype(run)
-    keys = list(dict.fromkeys((r.function, r.impl, r.dtype) for r in run.results))
+    shown = shown_axes(run.results)
+    by: dict = {}
+    for r in run.results:
+        by.setdefault((r.function, r.impl, r.dtype, r.temperature, r.mask), []).append(r)
     rank = {s: i for i, s in enumerate(STATUSES)}
     out = []
-    for f, impl, dt in keys:
-        cells = [r for r in run.results if (r.function, r.impl, r.dtype) == (f, impl, dt)]
+    for (f, impl, dt, temp, _mask), cells in by.items():
+        axes = axes_text(cells[0], shown)
         offsets, sizes = [r.offset for r in cells], sorted({r.n for r in cells})
         groups: dict = {}
         for r in cells:
@@ -214,14 +267,20 @@ def summary_lines(run: CompareRun) -> list[str]:
             worst = max((r.status for r in rs), key=rank.get)
             ns = sorted({r.n for r in rs})
             where_n = "" if ns == sizes else ", n = " + ", ".join(map(str, ns))
-            th = ths.get(dt, {})
-            why = cause.replace("_", " ") + (" (inferred)" if any(r.cause_inferred for r in rs) else "")
+            th, work = working_thresholds(run, dt, ths)
+            inferred = any(r.cause_inferred for r in rs)
+            if inferred:  # a black box: its own arithmetic, judged by the format's limits
+                th, work = ths.get(dt, {}), ""
+            why = cause.replace("_", " ") + (" (inferred)" if inferred else "")
+            where = f" in {work}" if work else ""
             if cause == "exp_overflow" and th:
-                parts.append(f"{worst} where max(x) >= {sig(th['exp_overflow_x'], 4)} ({why})")
+                arg = "max(x)" if temp == 1 else "max(x / T)"
+                parts.append(f"{worst} where {arg} >= {sig(th['exp_overflow_x'], 4)} ({why}{where})")
                 continue
             if cause == "underflow" and th:
-                why += (f": exp(x) is subnormal below {sig(th['exp_subnormal_x'], 4)}, 0 at or below "
-                        f"{sig(th['exp_underflow_x'], 4)}")
+                arg = "x" if temp == 1 else "x / T"
+                why += (f": exp({arg}) is subnormal{where} below {sig(th['exp_subnormal_x'], 4)}, "
+                        f"0 at or below {sig(th['exp_underflow_x'], 4)}")
             figure = ""
             if worst == "inaccurate":
                 top = max((r.max_ulp for r in rs if r.max_ulp == r.max_ulp), default=float("nan"))
@@ -235,5 +294,5 @@ def summary_lines(run: CompareRun) -> list[str]:
         if not parts:
             top = max((r.max_ulp for r in cells if r.max_ulp == r.max_ulp), default=float("nan"))
             parts.append(f"ok (max {fmt_num(top)} ULP)")
-        out.append(f"{f}/{impl} {dt}: " + "; ".join(parts))
+        out.append(f"{f}/{impl} {dt}{f' ({axes})' if axes else ''}: " + "; ".join(parts))
     return out

@@ -182,3 +182,21 @@ def test_masked_gradients_in_a_batch_match_the_unmasked_vector(tmp_path, capsys)
         if b == 0:
             exact = s[j] * (v[j] - sv)
             assert close_figure(w["ulp_error"], ulps(float(np.float32(w["output"])), exact, p=24, emin=-126))
+
+
+def test_masked_softmax_backward_does_not_depend_on_the_other_gradients_run(capsys):
+    # [x, -inf] with cotangent [a, b]: s = [1, 0], r = [1 (a - a), 0] = [0, 0] exactly, whether or
+    # not log_softmax_backward (whose sum(v) counts the masked b) is computed in the same run
+    from numstab.cli import main as cli
+
+    runs = []
+    for fs in (["softmax_backward"], ["softmax_backward", "log_softmax_backward"]):
+        argv = ["compare", "--dtype", "float16", "--mask", "-inf", "--sizes", "2", "--format", "json"]
+        for f in fs:
+            argv += ["--function", f]
+        assert cli(argv) == 0
+        out = json.loads(capsys.readouterr().out)
+        runs.append({(r["impl"], r["offset"]): r["max_ulp"] for r in out["results"]
+                     if r["function"] == "softmax_backward"})
+    assert runs[0] == runs[1]
+    assert all(runs[1][k] == 0 for k in runs[1] if k[0] in ("fused", "stable"))

@@ -7,6 +7,7 @@ finding too), 2 bad usage or input. The settings and their limits: audit_config.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -45,32 +46,34 @@ def _runs_in(impl: Impl, dtype: str) -> bool:
     return dtypes is None or dtype in dtypes
 
 
-def _evaluate(spec: AuditSpec, fmt, impls, jobs: int, progress=None, scheduler=None):
+def _evaluate(spec: AuditSpec, fmt, impls, jobs: int, progress=None, scheduler=None, temperature: float = 1.0,
+              mask: str = "none"):
     """Every implementation on the audit's inputs, streamed a block of rows at a time
     (numstab.stream): an --input file (or shards) read block by block, or the grid's batches
-    of each n. Returns the merged stream.Partial (one Part per implementation)."""
+    of each n (with the additive ``mask``), each divided by ``temperature`` first (1: not divided).
+    Returns the merged stream.Partial (one Part per implementation)."""
     from .. import stream
     from ..grids import cells as grid_cells
     from ..limits import audit_bytes, require
 
     rec = get_function(spec.function)
     job = stream.Job(spec.function, fmt.name, stream.impl_refs(impls), spec.accumulate, spec.tolerance,
-                     spec.specials, spec.temperature, spec.top if spec.input is not None else 0, "record",
-                     (tuple(spec.fail_on), spec.limit_for(fmt.name)), spec.extras)
+                     spec.specials, None if temperature == 1 else temperature,
+                     spec.top if spec.input is not None else 0, "record",
+                     (tuple(spec.fail_on), spec.limit_for(fmt.name)), spec.extras, compute=spec.compute)
     if spec.input is not None:
         fsrc, arrays = stream.open_source(spec.input, spec.key, spec.axis)
         rows, n = sum(a.rows for a in arrays), arrays[0].n
         rpc = stream.rows_per_chunk(rows, n, len(impls), 1 if scheduler else jobs,
                                     f"auditing {rows * n:,} input values")
         args = stream.prepare_args(fmt, rec, rows, n, spec.target, spec.targets, spec.extras)
-        import dataclasses
 
         job = dataclasses.replace(job, source=fsrc)
         chunks = stream.plan_chunks(job, arrays, args, rpc)
     else:
         g = dict(spec.grid)
         grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
-                         g.get("seed", 0))
+                         g.get("seed", 0), mask, temperature)
         elements = len(grid.offsets) * len(grid.spreads) * sum(grid.sizes) * grid.trials
         require(f"auditing a grid of {elements:,} input elements with {len(impls)} implementations",
                 audit_bytes(elements, len(impls)),
@@ -79,8 +82,10 @@ def _evaluate(spec: AuditSpec, fmt, impls, jobs: int, progress=None, scheduler=N
         for c in grid_cells(fmt, grid, spec.extras):
             by_n.setdefault(c.n, []).append(c)
         chunks, row0 = [], 0
+        kinds = {"target", rec.takes}  # only what the function takes (the mask layer reads a target alone)
         for cs in by_n.values():
             x, t = stack(cs)
+            t = {k: v for k, v in t.items() if k in kinds}
             per = stream.rows_per_chunk(x.shape[0], x.shape[1], len(impls), 1, "auditing the grid")
             for a in range(0, x.shape[0], per):
                 b = min(x.shape[0], a + per)
@@ -127,22 +132,22 @@ def run_audit(specs, argv=None, jobs: int | None = 1, progress=None, scheduler=N
             if not impls:
                 continue
             ran = True
-            merged = _evaluate(spec, fmt, impls, jobs, progress, scheduler)
-            for impl, part in zip(impls, merged.parts):
-                res = _judge(spec, fmt, impl, part)
-                if spec.input is not None and spec.top and not part.error:
-                    import dataclasses
-
-                    res = dataclasses.replace(res, worst=tuple(stream.finish_worst(fmt, spec.function, part,
-                                                                                   spec.specials)))
-                results.append(res)
+            for temp, mask in ((t, m) for t in spec.temperatures for m in spec.masks):
+                merged = _evaluate(spec, fmt, impls, jobs, progress, scheduler, temp, mask)
+                for impl, part in zip(impls, merged.parts):
+                    res = dataclasses.replace(_judge(spec, fmt, impl, part), temperature=temp, mask=mask)
+                    if spec.input is not None and spec.top and not part.error:
+                        rows = stream.finish_worst(fmt, spec.function, part, spec.specials)
+                        res = dataclasses.replace(res, worst=tuple(rows))
+                    results.append(res)
         if not ran:
             raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
                              f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
                              f"{', '.join(spec.dtypes)}")
-    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
+    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate, "compute": s.compute,
                                    "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
                                    "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input,
+                                   "temperatures": [jnum(t) for t in s.temperatures], "masks": list(s.masks),
                                    "device": s.device}
                                   for s in specs],
                     libraries=libs, skipped=skipped)

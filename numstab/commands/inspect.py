@@ -12,19 +12,29 @@ from ..functions import get as get_function
 from ..functions import take_args
 from ..metrics import DEFAULT_TOLERANCE
 from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jvalue
+from ..steps import DEFAULT_COMPUTE, compute_dtype
+
+#: inspect's cotangent when none is given: 1 at each vector's argmax, the gradient of the largest
+#: probability (softmax_backward) or log-probability (log_softmax_backward)
+DEFAULT_COTANGENT = "onehot"
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
                 top: int = 5, temperature=None, cotangent=None, label_smoothing=None,
-                jobs: int | None = 1, progress=None, scheduler=None) -> dict:
+                jobs: int | None = 1, progress=None, scheduler=None,
+                compute: str = DEFAULT_COMPUTE) -> dict:
     """The inspect job. Returns the JSON-ready dict
-    (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
+    (schema numstab.inspect/5: {"schema", "results": [one per format and implementation]}).
 
     ``target``: the target index (cross_entropy, ...) or the label z in [0, 1]
     (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
-    ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon.
+    ``onehot`` or ``normal``; default :data:`DEFAULT_COTANGENT`, ``onehot``); ``label_smoothing``:
+    epsilon; ``compute``: the precision model of the built-in kernels (steps.COMPUTE_MODELS).
+
+    ``temperature``: T, or several (a comma list or a list): the inputs divided by T in the format
+    first, each T its own results (each with ``temperature``).
 
     ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
     ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read; ``top``: how many
@@ -46,12 +56,17 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     rec = get_function(function)
     function = rec.name
     validate.accumulate(accumulate)
+    validate.compute(compute)
+    if rec.takes == "cotangent" and cotangent is None:
+        cotangent = DEFAULT_COTANGENT
     if (values is None or len(values) == 0) == (input_file is None):
         raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
                          "or --input FILE, not both and not neither")
     specials = specials or masks.DEFAULT
     if top < 0:
         raise UsageError("--top must be >= 0")
+    if temperature is not None:
+        validate.temperatures(temperature)  # refused before any input is read
     src = None
     if input_file is not None:
         from .. import stream
@@ -60,7 +75,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         if fsrc.sharded or arrays[0].rows > 1:
             return _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accumulate,
                                   tolerance, specials, top, temperature, cotangent, label_smoothing, jobs,
-                                  progress, scheduler)
+                                  progress, scheduler, compute)
         x0, src = load_input(input_file, key, axis)
     else:
         if key is not None or axis is not None:
@@ -68,34 +83,38 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         x0 = parse_values(values)
     masks.check_function(function, x0)
     B, n = x0.shape
-    if rec.takes == "cotangent" and cotangent is None:
-        raise UsageError(f"{function} needs --cotangent v1,...,v{n} (or onehot, or normal: seeded "
-                         "standard normal values)")
     extras = make_extras(None, cotangent, label_smoothing)
     chosen = select_impls([function], impls)
     from ..limits import inspect_bytes, require  # refuse before the work what cannot fit
 
     require(f"inspecting {B:,} x {n:,} values", inspect_bytes(B, n, len(chosen), len(dtypes or ("float32",))),
             "inspect fewer values (a long single vector is reported element by element) or use audit")
+    temps = (None,) if temperature is None else validate.temperatures(temperature)
     results = []
-    for dt in dtypes or ("float32",):
+    for dt, temperature in ((d, t) for d in dtypes or ("float32",) for t in temps):
         fmt = get_format(dt)
         x = round_inputs(fmt, x0)
         args = load_args(fmt, x, rec, target, targets_file, extras)
         tg = args.get("target", np.zeros(B, dtype=np.int64))
         th = exact_thresholds(fmt)
+        wfmt = get_format(compute_dtype(fmt.dtype, compute).name)  # the built-ins' working format
+        wth = th if wfmt is fmt else exact_thresholds(wfmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
+        t_arg = None if temperature in (None, 1) else temperature
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
-                              temperature=temperature)
-        xe = x  # the inputs of the exact values: x / T with a temperature
-        if temperature is not None:
+                              temperature=t_arg, compute=compute)
+        xe = x  # x / T rounded to float64 (the scaled inputs shown, and the verdict's words)
+        if t_arg is not None:
             from ..engine import scaled
 
-            xe, _ = scaled(fmt, x, [], temperature)
+            xe, _ = scaled(fmt, x, [], t_arg)
+        from ..engine import scale_args
+
+        args_e = scale_args(fmt, args, B, t_arg)  # the exact values: f at the exact x / T_F
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        row = {k: v[0] for k, v in args.items()}
+        row = {k: v[0] for k, v in args_e.items()}
         row_arg = int(tg[0]) if set(row) <= {"target"} else row  # the mask layer reads an index
-        ex = (masks.exact_strings(exact_strings, fmt, xe[0], row_arg, specials,
+        ex = (masks.exact_strings(exact_strings, fmt, x[0], row_arg, specials,
                                   functions=[function])[function] if B == 1 else None)
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
@@ -110,12 +129,13 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
                     tr = Tracer(fmt, 1, attribute=True)
                     with np.errstate(all="ignore"):
-                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(take_args(args, slice(0, 1))), tr)
+                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(take_args(args, slice(0, 1))), tr,
+                                   compute)
                     events = tr.events
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                    "impl": o.impl.name, "accumulate": accumulate,
-                    **_inspect_args(rec, row),
+                    "impl": o.impl.name, "accumulate": accumulate, "compute": compute,
+                    **_inspect_args(rec, {k: v[0] for k, v in args.items()}),
                     "inputs": [jvalue(v) for v in x[0]],
                     **({"temperature": temperature, "scaled_inputs": [jvalue(v) for v in xe[0]]}
                        if temperature is not None else {}),
@@ -132,7 +152,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "flags": list(flags),
                     "verdict": verdict(fmt, th, function, o.impl.name, xe[0], yy, st, o.cause[0], u,
                                        flags, events, tolerance, o.inferred,
-                                       tg[0] if rec.takes == "target" else None),
+                                       tg[0] if rec.takes == "target" else None, wfmt, wth),
                     **({"scalar": True} if scalar else {}),
                     **_masked_row_note(function, x[0], yy),
                 })
@@ -140,7 +160,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 summ = summarize(o, slice(0, B))
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                    "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
+                    "impl": o.impl.name, "accumulate": accumulate, "compute": compute, "vectors": B, "n": n,
+                    **({"temperature": temperature} if temperature is not None else {}),
                     "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                     "cause_inferred": o.inferred,
                     "vectors_failing": int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1))),
@@ -148,13 +169,14 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
                     **({"shape": list(src.shape), "axis": src.axis} if src is not None else {}),
                     **_masked_rows_returned(function, x, o.y),
-                    "worst": worst(o, x, args, fmt, top, src, specials, x_exact=xe),
+                    "worst": worst(o, x, args_e, fmt, top, src, specials),
                 })
     return {"schema": INSPECT_SCHEMA, "results": results}
 
 
 def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accumulate, tolerance,
-                   specials, top, temperature, cotangent, label_smoothing, jobs, progress, scheduler) -> dict:
+                   specials, top, temperature, cotangent, label_smoothing, jobs, progress, scheduler,
+                   compute: str = DEFAULT_COMPUTE) -> dict:
     """inspect of a batch, streamed: one summary per format and implementation, its --top K rows."""
     from .. import stream
     from ..grids import make_extras
@@ -175,17 +197,20 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
     rpc = stream.rows_per_chunk(rows, n, len(chosen), 1 if scheduler else jobs,
                                 f"inspecting {rows:,} vectors of {n:,} values")
     refs = stream.impl_refs(chosen)
+    temps = (None,) if temperature is None else validate.temperatures(temperature)
+    runs = [(dt, t) for dt in dts for t in temps]
     results = []
-    for k, dt in enumerate(dts):
+    for k, (dt, temperature) in enumerate(runs):
         fmt = get_format(dt)
         args = stream.prepare_args(fmt, rec, rows, n, target, targets_file, extras)
-        job = stream.Job(function, fmt.name, refs, accumulate, tolerance, specials, temperature, top,
-                         extras=extras, source=fsrc)
+        job = stream.Job(function, fmt.name, refs, accumulate, tolerance, specials,
+                         None if temperature in (None, 1) else temperature, top, extras=extras, source=fsrc,
+                         compute=compute)
         chunks = stream.plan_chunks(job, arrays, args, rpc)
 
         def step(done, total, k=k):
             if progress:
-                progress(k * total + done, total * len(dts))
+                progress(k * total + done, total * len(runs))
 
         merged = stream.run(chunks, jobs, step, scheduler, top)
         for impl, part in zip(chosen, merged.parts):
@@ -195,7 +220,8 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
                       "axis": arrays[0].axis})
             results.append({
                 "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                "impl": impl.name, "accumulate": accumulate, "vectors": rows, "n": n,
+                "impl": impl.name, "accumulate": accumulate, "compute": compute, "vectors": rows, "n": n,
+                **({"temperature": temperature} if temperature is not None else {}),
                 "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                 "cause_inferred": part.inferred, "vectors_failing": part.failing_rows,
                 "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),

@@ -49,7 +49,8 @@ def compare_table(run: CompareRun, file=None, details: bool = True) -> None:
     for line, t in tables_with_thresholds(run):
         if line:
             con.print(f"[bold]{line}[/bold]")
-        tab = RTable(title=t.title, title_justify="left", show_lines=False)
+        con.print(t.title, soft_wrap=True)  # above the table: a narrow table would fold a long title
+        tab = RTable(show_lines=False)
         for h in ("n", "offset", "x range"):
             tab.add_column(h, justify="right", overflow="fold")
         for i in t.impls:
@@ -65,7 +66,9 @@ def compare_table(run: CompareRun, file=None, details: bool = True) -> None:
     con.print(
         f"cells: max ULP error over all trials; OVF/UNF/NaN = overflow/underflow/NaN in some element; "
         f"yellow and * = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
-        f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
+        f"{run.meta.get('accumulate')}"
+        + (f", compute={run.meta['compute']}" if run.meta.get("compute") else "")
+        + f", seed={run.meta.get('seed')}"
     )
     con.print(CAUSE_LEGEND)
 
@@ -115,10 +118,13 @@ def inspect_table(data: dict, file=None) -> None:
     con = console(file)
     items = data["results"] if "results" in data else [data]
     for d in items:
-        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']})"
+        temp = f", T = {_j(d['temperature'])}" if d.get("temperature") is not None else ""
+        comp = f", compute {d['compute']}" if d.get("compute") else ""
+        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']}{comp}{temp})"
         if "vectors" in d:
             c = d["counts"]
-            con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}, "
+            shards = f" in {len(d['shards'])} files" if d.get("shards") else ""
+            con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}{shards}, "
                       f"{d['vectors_failing']} with a failure; status [{STYLE[d['status']]}]{d['status']}[/]")
             con.print("  counts: " + ", ".join(f"{k} {v}" for k, v in c.items() if v)
                       + f"; max ULP {_j(d['max_ulp'])}, median ULP {_j(d['median_ulp'])}"
@@ -158,7 +164,8 @@ def worst_table(con, rows: list, title: str) -> None:
             _j(v) if v != "..." else v for v in w["vector"]) + "]"
         if "target" in w:
             inp += f" t={w['target']}"
-        tab.add_row("(" + ", ".join(map(str, w["index"])) + ")", inp, _j(w["output"]),
+        where = (w["file"] + " " if "file" in w else "") + "(" + ", ".join(map(str, w["index"])) + ")"
+        tab.add_row(where, inp, _j(w["output"]),
                     w["exact"] if w["exact"] is not None else "(not settled)", _j(w["ulp_error"]),
                     f"[{STYLE[w['status']]}]{w['status']}[/]", w["cause"] or "")
     con.print(tab)
@@ -178,17 +185,22 @@ def audit_table(report, file=None) -> None:
 
     from rich.table import Table as RTable
 
+    from ..tables import shown_axes
+
     con = console(file)
     tab = RTable(title="numstab audit", title_justify="left")
-    heads = ("function", "impl", "dtype", "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP",
-             "causes", "reasons")
+    show_t, show_m = shown_axes(report.results)  # columns T and mask where some result has others
+    heads = ("function", "impl", "dtype", *(("T",) if show_t else ()), *(("mask",) if show_m else ()),
+             "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP", "causes", "reasons")
     for h in heads:
-        tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right",
-                       overflow="fold")
+        left = h in ("function", "impl", "dtype", "mask", "reasons")
+        tab.add_column(h, justify="left" if left else "right", overflow="fold")
     for r in report.results:
         c = dict(r.counts)
         res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        tab.add_row(r.function, r.impl, r.dtype, res, *(str(c[s]) for s in STATUSES), fmt_num(r.max_ulp),
+        axes = ((fmt_num(r.temperature, 6),) if show_t else ()) + ((r.mask,) if show_m else ())
+        tab.add_row(r.function, r.impl, r.dtype, *axes, res, *(str(c[s]) for s in STATUSES),
+                    fmt_num(r.max_ulp),
                     ("~" if r.cause_inferred else "") + ", ".join(f"{k} {v}" for k, v in r.causes),
                     "; ".join(r.reasons))
     con.print(tab)
@@ -201,11 +213,21 @@ def audit_table(report, file=None) -> None:
             ff = dict(r.first_failure)
             vec = ff.pop("vector", [])
             shown = _elide(vec)
-            con.print(f"[bold]{r.impl}[/] in {r.dtype}, worst failing input (row {ff.pop('row', '?')}): "
+            where = r.dtype + "".join(f", {a}" for a in axes_of(r, (show_t, show_m)))
+            con.print(f"[bold]{r.impl}[/] in {where}, worst failing input (row {ff.pop('row', '?')}): "
                       f"{shown}; " + json.dumps(ff), soft_wrap=True)
         if r.worst and not r.passed:
-            worst_table(con, list(r.worst), f"{r.impl} in {r.dtype}: worst {len(r.worst)} rows")
+            where = r.dtype + "".join(f", {a}" for a in axes_of(r, (show_t, show_m)))
+            worst_table(con, list(r.worst), f"{r.impl} in {where}: worst {len(r.worst)} rows")
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
+
+
+def axes_of(r, shown: tuple) -> list:
+    """['T 0.01', 'mask min'] for a result, as far as the report varies them."""
+    from ..tables import axes_text
+
+    text = axes_text(r, shown)
+    return text.split(", ") if text else []
 
 
 def library_line(lib: dict) -> str:

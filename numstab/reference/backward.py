@@ -181,7 +181,15 @@ def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, v_res
             c, e = _mul_scalar_iv(V, elo[i], ehi[i], wp)
             nlo, nhi = L.mpf_sub(a, e, wp, "f"), L.mpf_sub(b, c, wp, "c")
         lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
-        out.append((lo, hi, lo, hi))
+        if n < 2 or not V[1]:
+            out.append((lo, hi, lo, hi))
+            continue
+        # g_i = v_i - s_i V with 0 < s_i < 1 (n >= 2, finite x): strictly between v_i and v_i - V,
+        # which settles a g_i astronomically close to either (a dominant logit: s_i = 1 - e^-20000)
+        a, b = vs[i], L.mpf_sub(vs[i], V, 0)  # exact
+        if L.mpf_cmp(a, b) > 0:
+            a, b = b, a
+        out.append(strict(lo, hi, low=a, high=b, p=fmt_p))
     return out
 
 
@@ -206,12 +214,13 @@ def rational(x_row, args_row: dict) -> dict[str, list]:
         rest = args_row.get("cotangent_rest")
         rest = [] if rest is None else np.ravel(np.asarray(rest, dtype=np.float64))
         rq = [Fraction(float(a)) for a in rest]
-        V = sum(vq + rq, Fraction(0))
+        V = sum(vq + rq, Fraction(0))  # log_softmax_backward's sum(v): dropped entries count
         if V == 0:
             out["log_softmax_backward"] = vq
         if equal:
             out["log_softmax_backward"] = [a - V / n for a in vq]
-            out["softmax_backward"] = [(a - V / n) / n for a in vq]
+            mean = sum(vq, Fraction(0)) / n  # s.v: only the entries that stay (s = 0 elsewhere)
+            out["softmax_backward"] = [(a - mean) / n for a in vq]
     t = args_row.get("target") if args_row else None
     if t is not None and equal:  # a target >= n: none (it dropped out of a masked vector)
         out["cross_entropy_backward"] = [Fraction(1, n) - (1 if i == int(t) else 0) for i in range(n)]

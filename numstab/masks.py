@@ -351,8 +351,9 @@ def _compact_args(args: dict, rows, cols, keep_rows, n: int, functions) -> dict:
     for f in functions:
         r = RULES[f].rest
         if r is not None and r in args:
-            v = np.broadcast_to(np.asarray(args[r], dtype=np.float64), (len(keep_rows), n))
-            out[f"{r}_rest"] = np.where(keep_rows, 0.0, v[rows] if v.shape[0] > len(rows) else v)
+            v = np.asarray(args[r], dtype=np.float64)
+            v = np.broadcast_to(v[rows] if v.ndim == 2 else v, keep_rows.shape)  # (rows, n)
+            out[f"{r}_rest"] = np.where(keep_rows, 0.0, v)
     return out
 
 

@@ -200,3 +200,29 @@ def test_masked_softmax_backward_does_not_depend_on_the_other_gradients_run(caps
                      if r["function"] == "softmax_backward"})
     assert runs[0] == runs[1]
     assert all(runs[1][k] == 0 for k in runs[1] if k[0] in ("fused", "stable"))
+
+
+def test_verify_checks_masked_gradient_and_elementwise_rows():
+    """--verify recomputes every function's compacted vector of a masked row (per function: the
+    element-wise ones keep their finite elements) and catches a wrong value there."""
+    from numstab.engine import evaluate
+    from numstab.formats import FORMATS
+    from numstab.functions import REGISTRY
+    from numstab.masks import Specials
+    from numstab.reference import verify_rows
+
+    f32 = FORMATS["float32"]
+    x = np.array([[-np.inf, 0.5, -1.25, 2.0], [np.inf, 1.0, 3.0, np.inf], [0.5, -1.25, 2.0, 3.0]])
+    v = np.array([[0.25, 1.0, -2.0, 0.5]] * 3)
+    sp = Specials("limit", "nan")
+    impls = [REGISTRY["softmax_backward"]["fused"], REGISTRY["log_softmax_backward"]["fused"],
+             REGISTRY["sigmoid"]["stable"]]
+    args = {"cotangent": v}
+    outs, ref, _ = evaluate(f32, x, args, impls, specials=sp)
+    assert verify_rows(f32, x, args, ref, [0, 1, 2], outs, sp) == []
+    # log_softmax_backward at row 1 (+inf at 0 and 3 under limit): s = [1/2, 0, 0, 1/2], sum(v) = -0.25
+    assert list(ref["log_softmax_backward"].rounded[1]) == [0.375, 1.0, -2.0, 0.625]
+    r = ref["log_softmax_backward"]
+    r.rounded[0, 1] = np.nextafter(np.float32(r.rounded[0, 1]), np.float32(0)).astype(np.float64)
+    bad = verify_rows(f32, x, args, ref, [0], (), sp)
+    assert len(bad) == 1 and "log_softmax_backward of" in bad[0] and "element 1" in bad[0]

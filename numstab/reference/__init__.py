@@ -675,20 +675,15 @@ def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
     return out
 
 
-def _verified_row(x_row, ra: dict, specials):
+def _verified_row(x_row, ra: dict, specials, function=None):
     """(the finite vector the reference computed, its arguments, the original position of each of
     its elements) of one row: the row itself, or for a row with -inf, +inf or NaN entries the
-    compacted vector of the mask layer (None when every value of the row is a fixed limit)."""
+    compacted vector the mask layer gave ``function`` (None when every value is a fixed limit)."""
     if np.isfinite(x_row).all():
         return x_row, ra, np.arange(x_row.size)
     from .. import masks
 
-    got = masks.compact_row(x_row, int(ra.get("target", 0)), specials or masks.DEFAULT)
-    if got is None:
-        return None
-    xs, tc, cols = got
-    return xs, {**({"target": tc} if "target" in ra else {}),
-                **({"scale": ra["scale"]} if "scale" in ra else {})}, cols
+    return masks.compact(function, x_row, ra, specials or masks.DEFAULT)
 
 
 def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows, outcomes=(),
@@ -711,50 +706,63 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows,
     """
     bad = []
     args = _functions.as_args(target)
-    fams = families(list(ref))
     for b in rows:
-        got = _verified_row(np.asarray(x[b], dtype=np.float64), row_args(args, b), specials)
-        if got is None:
+        x_row = np.asarray(x[b], dtype=np.float64)
+        # a finite row is one vector for every function; a row with non-finite entries is
+        # compacted per function (masks.compact: element-wise functions keep their finite
+        # elements, the others what the row's plan keeps)
+        groups = ([(list(ref), _verified_row(x_row, row_args(args, b), specials))]
+                  if np.isfinite(x_row).all() else
+                  [([f], _verified_row(x_row, row_args(args, b), specials, f)) for f in ref])
+        for names, got in groups:
+            if got is not None:
+                bad += _verify_vector(fmt, b, x[b], got, ref, names, outcomes)
+    return bad
+
+
+def _verify_vector(fmt: Format, b: int, x_b, got, ref: dict, names, outcomes) -> list[str]:
+    """verify_rows for one vector (row b, or the compacted part ``got`` of it) and ``names``."""
+    bad = []
+    xr, ra, cols = got
+    fams = families(names)
+    prec = 2 * _final_prec(fmt, xr, ra, fams)
+    vals = enclose(xr, ra, prec, fmt.p, fams)
+    where_v = f"vector {list(map(float, x_b))[:8]}"
+    for f, enclosures in vals.items():
+        r = ref.get(f)
+        if r is None or f not in names:
             continue
-        xr, ra, cols = got
-        prec = 2 * _final_prec(fmt, xr, ra, fams)
-        vals = enclose(xr, ra, prec, fmt.p, fams)
-        where_v = f"vector {list(map(float, x[b]))[:8]}"
-        for f, enclosures in vals.items():
-            r = ref.get(f)
-            if r is None:
+        for j, iv in enumerate(enclosures):
+            idx = (b, int(cols[j])) if r.rounded.ndim == 2 else (b,)
+            if not r.determined[idx] or np.isinf(r.ulp[idx]):  # an exact limit: not computed
                 continue
-            for j, iv in enumerate(enclosures):
-                idx = (b, int(cols[j])) if r.rounded.ndim == 2 else (b,)
-                if not r.determined[idx] or np.isinf(r.ulp[idx]):  # an exact limit: not computed
-                    continue
-                rounded, ulp, dlo, dhi, qlo, qhi, ok = _interval_point(fmt, iv, _decided(fmt, iv))
-                got = (float(r.rounded[idx]), float(r.ulp[idx]))
-                where = f"{f} of {where_v} element {int(cols[j])}"
-                if not ok:
-                    bad.append(f"{where}: not decided at {prec} bits")
-                elif not _same(rounded, got[0]) or ulp != got[1]:
-                    bad.append(f"{where}: reference {got[0]!r} (ulp {got[1]!r}), at {prec} bits "
-                               f"{rounded!r} (ulp {ulp!r})")
-                elif not (float(r.dlo[idx]) <= dhi and dlo <= float(r.dhi[idx])
-                          and float(r.qlo[idx]) <= qhi and qlo <= float(r.qhi[idx])):
-                    bad.append(f"{where}: reference bounds [{float(r.dlo[idx])!r}, "
-                               f"{float(r.dhi[idx])!r}] ULP miss [{dlo!r}, {dhi!r}] at {prec} bits")
-        for o in outcomes:
-            f = o.impl.function
-            if o.y is None:
-                continue
-            pos = {int(c): k for k, c in enumerate(cols)}  # original position -> compacted one
-            idxs = [(b, int(c)) for c in cols] if o.y.ndim == 2 else [(b,)]
-            keep = [i for i in idxs if ref[f].determined[i] and np.isfinite(o.y[i])
-                    and not np.isinf(ref[f].ulp[i])]
-            items = [(pos[i[-1]] if len(i) == 2 else 0, float(o.y[i])) for i in keep]
-            figs = exact_figures(fmt, xr, ra, f, items, start=prec) if items else []
-            for i, fig in zip(keep, figs):
-                have = (o.figure("ulp", i), o.figure("rel", i))
-                if fig is None or any(not _same_figure(a, w) for a, w in zip(have, fig)):
-                    bad.append(f"{o.impl.key} on {where_v} element {i[-1]}: figures (ULP, relative) "
-                               f"{have}, at {prec} bits {fig}")
+            rounded, ulp, dlo, dhi, qlo, qhi, ok = _interval_point(fmt, iv, _decided(fmt, iv))
+            got = (float(r.rounded[idx]), float(r.ulp[idx]))
+            where = f"{f} of {where_v} element {int(cols[j])}"
+            if not ok:
+                bad.append(f"{where}: not decided at {prec} bits")
+            elif not _same(rounded, got[0]) or ulp != got[1]:
+                bad.append(f"{where}: reference {got[0]!r} (ulp {got[1]!r}), at {prec} bits "
+                           f"{rounded!r} (ulp {ulp!r})")
+            elif not (float(r.dlo[idx]) <= dhi and dlo <= float(r.dhi[idx])
+                      and float(r.qlo[idx]) <= qhi and qlo <= float(r.qhi[idx])):
+                bad.append(f"{where}: reference bounds [{float(r.dlo[idx])!r}, "
+                           f"{float(r.dhi[idx])!r}] ULP miss [{dlo!r}, {dhi!r}] at {prec} bits")
+    for o in outcomes:
+        f = o.impl.function
+        if o.y is None or f not in names:
+            continue
+        pos = {int(c): k for k, c in enumerate(cols)}  # original position -> compacted one
+        idxs = [(b, int(c)) for c in cols] if o.y.ndim == 2 else [(b,)]
+        keep = [i for i in idxs if ref[f].determined[i] and np.isfinite(o.y[i])
+                and not np.isinf(ref[f].ulp[i])]
+        items = [(pos[i[-1]] if len(i) == 2 else 0, float(o.y[i])) for i in keep]
+        figs = exact_figures(fmt, xr, ra, f, items, start=prec) if items else []
+        for i, fig in zip(keep, figs):
+            have = (o.figure("ulp", i), o.figure("rel", i))
+            if fig is None or any(not _same_figure(a, w) for a, w in zip(have, fig)):
+                bad.append(f"{o.impl.key} on {where_v} element {i[-1]}: figures (ULP, relative) "
+                           f"{have}, at {prec} bits {fig}")
     return bad
 
 

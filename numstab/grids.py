@@ -235,6 +235,50 @@ def cells(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS) -> list[
     return out
 
 
+def draws(grid: GridSpec, n: int) -> tuple:
+    """(z, target indices, label draws, cotangent draws) of the vectors of length n: the same
+    for every offset and spread (see :func:`cells`)."""
+    rng = np.random.default_rng([grid.seed, n])
+    z = rng.standard_normal((grid.trials, n))
+    target = rng.integers(0, n, size=grid.trials)
+    rng_extra = np.random.default_rng([grid.seed, n, 13])
+    label_draw = rng_extra.integers(0, 2, size=(grid.trials, n)).astype(np.float64)
+    return z, target, label_draw, rng_extra.standard_normal((grid.trials, n))
+
+
+def block(fmt: Format, grid: GridSpec, n: int, spread: float, offsets, extras: Extras = DEFAULT_EXTRAS,
+          drawn=None) -> tuple[np.ndarray, dict]:
+    """The vectors of the cells (offset, spread, n) for some offsets, as one batch: rows in cell
+    order, ``trials`` rows per cell, and their extra arguments -- ``stack(cells(...))`` of those
+    cells, computed at once (numpy, no object per cell). ``drawn``: :func:`draws` of n, reused."""
+    z, target, label_draw, v_draw = drawn if drawn is not None else draws(grid, n)
+    offs = np.asarray(offsets, dtype=np.float64)
+    C, T = offs.size, grid.trials
+    with np.errstate(all="ignore"):
+        x = fmt.round(offs[:, None, None] + spread * z[None])
+    bad = ~np.isfinite(x).reshape(C, -1).all(axis=1)
+    if bad.any():
+        offset = float(offs[np.argmax(bad)])
+        raise UsageError(f"offset {offset:g} with spread {spread:g} gives inputs that do not fit "
+                         f"{fmt.name} (max {fmt.max:g})")
+    x = apply_mask(fmt, x.reshape(C * T, n), grid.mask)
+    tiled = np.tile(target, C)
+    args = _cell_args(fmt, x, tiled, extras, np.tile(label_draw, (C, 1)), np.tile(v_draw, (C, 1)))
+    args["smoothing"] = np.rec.array(args["smoothing"])
+    return x, args
+
+
+def check_fit(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS, per: int = 65536) -> None:
+    """Refuse, before any work, offsets whose inputs do not fit the format (the first in the
+    given order, at the smallest n) -- what building every cell would raise, a block at a time."""
+    n = min(grid.sizes)
+    drawn = draws(grid, n)
+    step = max(1, per // (grid.trials * n))
+    for spread in grid.spreads:
+        for a in range(0, len(grid.offsets), step):
+            block(fmt, grid, n, spread, grid.offsets[a:a + step], extras, drawn)
+
+
 def _cell_args(fmt, x, target, extras: Extras, label_draw, v_draw) -> dict:
     """The cell's extra arguments: the same label and cotangent draws for every offset."""
     B, n = x.shape

@@ -144,8 +144,25 @@ class AtomicFile:
                 pass
 
 
+_LIVE_DIRS: set = set()
+
+
+def track_dir(path) -> None:
+    """A temp directory of this process (spilled compare cells), removed on a signal."""
+    _LIVE_DIRS.add(str(path))
+
+
+def untrack_dir(path) -> None:
+    _LIVE_DIRS.discard(str(path))
+
+
 def cleanup_live() -> None:
-    """Remove every temp file this process still holds (on a signal)."""
+    """Remove every temp file and directory this process still holds (on a signal)."""
+    import shutil
+
+    for d in list(_LIVE_DIRS):
+        shutil.rmtree(d, ignore_errors=True)
+        _LIVE_DIRS.discard(d)
     for p in list(_LIVE):
         try:
             Path(p).unlink()

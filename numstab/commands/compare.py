@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import validate
-from ..engine import evaluate, select_impls, summarize
+from ..cells import ROW_FIELDS, Block, CellRows, CellStore, summarize_cells
+from ..engine import evaluate, select_impls
 from ..errors import UsageError
 from ..formats import DEFAULT_DTYPES, get_format
 from ..functions import FUNCTIONS, REGISTRY
@@ -17,21 +19,23 @@ from ..grids import (
     Extras,
     GridSpec,
     check_extras,
+    check_fit,
+    draws,
     make_extras,
     make_grid,
     parse_target_at,
-    stack,
     targets_at,
 )
-from ..grids import cells as grid_cells
+from ..grids import block as grid_block
 from ..metrics import DEFAULT_TOLERANCE
 from ..reference import fast_supported
-from ..results import CellResult, CompareRun, jnum
+from ..results import CompareRun, jnum
 from ..validate import choice as check_choice
 from ..workers import _worker_init, default_jobs, signals_held, stop_pool
 from . import run_meta
 
 REFERENCE_MODES = ("auto", "mpmath")
+FUNCTION_NAMES = tuple(FUNCTIONS)
 
 
 @dataclass(frozen=True)
@@ -61,67 +65,105 @@ class _Task:
         return self.elements / (1.5e4 if mp else 3e5 if fmt.p > 24 else 2e6)
 
 
-def _run_task(task: _Task) -> list[CellResult]:
+#: Input elements per engine call: the cells of a piece go through the engine as the rows of
+#: 2-D batches of about this size (memory per call is bounded whatever the grid).
+BLOCK_ELEMENTS = 1 << 16
+#: Input elements per piece of work (a worker's unit; the cells it returns are columnar).
+TASK_ELEMENTS = 1 << 19
+
+
+def _run_task(task: _Task) -> list[Block]:
+    """The cells of one piece: blocks of cells evaluated as the rows of one batch each."""
     fmt = get_format(task.dtype)
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
-    group = grid_cells(fmt, task.grid, task.extras)
-    n, T = task.grid.sizes[0], task.grid.trials
-    x, args = stack(group)
-    target = args["target"]
-    slices = [slice(i * T, (i + 1) * T) for i in range(len(group))]
+    code = {k: i for i, k in enumerate(task.impl_keys)}
+    ats = (None,) + task.target_at
+    g = task.grid
+    n, T, sp = g.sizes[0], g.trials, g.spreads[0]
+    drawn = draws(g, n)
+    per = max(1, BLOCK_ELEMENTS // (T * n))
     plain = [i for i in chosen if i.record.takes != "target"]
     with_target = [i for i in chosen if i.record.takes == "target"]
     kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
-    runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
-    runs += ([(m, with_target, {**args, "target": targets_at(m, x, target)}) for m in task.target_at]
-             if with_target else [])
-    results = []
-    for mode, impls, tg in runs:
-        outs, _, _ = evaluate(fmt, x, tg, impls, task.accumulate, task.tolerance, slices, task.mode,
-                              verify=task.verify)
-        results += _cells(fmt, group, slices, outs, n, T, mode)
-    return results
+    fn_rank = {f: i for i, f in enumerate(FUNCTIONS)}
+    blocks = []
+    for a in range(0, len(g.offsets), per):
+        offs = np.asarray(g.offsets[a:a + per], dtype=np.float64)
+        C = offs.size
+        x, args = grid_block(fmt, g, n, sp, offs, task.extras, drawn)
+        target = args["target"]
+        runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
+        runs += ([(m, with_target, {**args, "target": targets_at(m, x, target)}) for m in task.target_at]
+                 if with_target else [])
+        xs = x.reshape(C, T * n)
+        x_min, x_max = xs.min(axis=1), xs.max(axis=1)
+        parts = {}  # (function rank, at index) -> [(impl code, summary)]
+        for mode, impls, tg in runs:
+            outs, _, _ = evaluate(fmt, x, tg, impls, task.accumulate, task.tolerance, None, task.mode,
+                                  verify=task.verify, row_flags=True)
+            for o in outs:
+                key = (fn_rank[o.impl.function], ats.index(mode))
+                parts.setdefault(key, []).append((code[(o.impl.function, o.impl.name)],
+                                                  summarize_cells(o, C, T, o.row_flags)))
+        blocks.append(_block(fmt, g, n, T, sp, offs, x_min, x_max, parts))
+    return blocks
 
 
-def _cells(fmt, group, slices, outs, n: int, T: int, target_at) -> list[CellResult]:
-    results = []
-    for o in outs:
-        for c, s, fl in zip(group, slices, o.flags):
-            summ = summarize(o, s)
-            results.append(CellResult(
-                function=o.impl.function, impl=o.impl.name, dtype=fmt.name,
-                offset=c.offset, spread=c.spread, n=n, trials=T,
-                x_min=float(c.x.min()), x_max=float(c.x.max()),
-                max_ulp=summ["max_ulp"], median_ulp=summ["median_ulp"],
-                max_rel=summ["max_rel"], status=summ["status"], flags=fl,
-                counts=tuple(summ["counts"].items()),
-                cause=summ["cause"], causes=tuple(summ["causes"].items()),
-                cause_inferred=o.inferred, target_at=target_at,
-            ))
-    return results
+def _block(fmt, g, n, T, sp, offs, x_min, x_max, parts) -> Block:
+    """One block's rows ordered by (function, target placement, cell, implementation)."""
+    C = offs.size
+    cols = {f: [] for f in ROW_FIELDS}
+    segs, big, row = [], {}, 0
+    for (fr, at) in sorted(parts):
+        items = sorted(parts[(fr, at)], key=lambda t: t[0])
+        k = len(items)
+        cols["impl"].append(np.tile(np.array([c for c, _ in items], dtype=np.int16), C))
+        cols["at"].append(np.full(C * k, at, dtype=np.int8))
+        cols["offset"].append(np.repeat(offs, k))
+        cols["x_min"].append(np.repeat(x_min, k))
+        cols["x_max"].append(np.repeat(x_max, k))
+        for f in ("max_ulp", "median_ulp", "max_rel", "status", "cause", "flags", "counts", "causes"):
+            stacked = np.stack([sm[f] for _, sm in items], axis=1)
+            cols[f].append(stacked.reshape((C * k,) + stacked.shape[2:]))
+        for j, (_, sm) in enumerate(items):
+            for c, summ in sm["big"].items():
+                big[row + c * k + j] = {f: summ[f] for f in ("max_ulp", "median_ulp", "max_rel")
+                                        if not isinstance(summ[f], float)}
+        segs.append((FUNCTION_NAMES[fr], at, row, C * k, k))
+        row += C * k
+    arrays = {f: np.concatenate(v).astype(ROW_FIELDS[f], copy=False) for f, v in cols.items()}
+    return Block(const={"dtype": fmt.name, "spread": sp, "n": n, "trials": T}, outer=(fmt.name, sp),
+                 inner=(n,), start=float(offs[0]), segs=segs, cols=arrays, big=big)
 
 
 def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
            target_at=TARGET_AT, extras: Extras = DEFAULT_EXTRAS) -> list[_Task]:
+    """Pieces of work: the offsets of each (dtype, spread, n), in ascending order, in pieces of
+    at most TASK_ELEMENTS input elements -- and, for a parallel run, small enough that every
+    worker gets several."""
     keys = tuple((i.function, i.name) for i in chosen)
     whole = []
     for fmt in fmts:
         g = grids[fmt.name]
+        offs = tuple(sorted(g.offsets))
         for n in g.sizes:
             for sp in g.spreads:
-                sub = GridSpec(g.offsets, (sp,), (n,), g.trials, g.seed, g.mask)
+                sub = GridSpec(offs, (sp,), (n,), g.trials, g.seed, g.mask)
                 whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
                                    extras))
     total = sum(t.cost for t in whole)
-    if jobs <= 1 or total < 1.0:
-        return whole
-    # split the costly ones so every worker gets several pieces
-    piece = total / (4 * jobs)
+    piece = total / (4 * jobs) if jobs > 1 and total >= 1.0 else math.inf
     out = []
     for t in whole:
-        k = min(len(t.grid.offsets), max(1, int(np.ceil(t.cost / piece))))
+        k = max(1, math.ceil(t.elements / TASK_ELEMENTS))
+        if piece < math.inf:  # split the costly ones so every worker gets several pieces
+            k = max(k, int(np.ceil(t.cost / piece)))
+        k = min(len(t.grid.offsets), k)
+        if k == 1:
+            out.append(t)
+            continue
         for chunk in np.array_split(np.array(t.grid.offsets), k):
-            sub = GridSpec(tuple(float(v) for v in chunk), t.grid.spreads, t.grid.sizes,
+            sub = GridSpec(tuple(chunk.tolist()), t.grid.spreads, t.grid.sizes,
                            t.grid.trials, t.grid.seed, t.grid.mask)
             out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at,
                              extras))
@@ -163,9 +205,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     jobs_ = default_jobs() if jobs is None else int(jobs)
     _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
-        g = grids[f.name]
-        probe = GridSpec(g.offsets, g.spreads, (min(g.sizes),), g.trials, g.seed, g.mask)
-        grid_cells(f, probe, extras)
+        check_fit(f, grids[f.name], extras)
     if verify < 0:
         raise UsageError("--verify must be >= 0")
     target_at = parse_target_at(target_at)
@@ -174,36 +214,39 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     total = sum(t.elements for t in tasks)
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
     _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
-    results, done = [], 0
-    if parallel:
-        import concurrent.futures as cf
-        import multiprocessing as mp
+    store = CellStore(names=[(i.function, i.name, not i.builtin) for i in chosen], ats=(None,) + target_at)
+    store.fn_order = {f: i for i, f in enumerate(FUNCTIONS)}
+    done = 0
+    try:
+        if parallel:
+            import concurrent.futures as cf
+            import multiprocessing as mp
 
-        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
-                                      initializer=_worker_init)
-        try:
-            with signals_held():  # the workers fork at the first submit
-                futs = {pool.submit(_run_task, t): t for t in tasks}
-            for fut in cf.as_completed(futs):
-                results.extend(fut.result())
-                done += futs[fut].elements
+            pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
+                                          mp_context=mp.get_context("fork"), initializer=_worker_init)
+            try:
+                with signals_held():  # the workers fork at the first submit
+                    futs = {pool.submit(_run_task, t): t for t in tasks}
+                for fut in cf.as_completed(futs):
+                    for b in fut.result():
+                        store.add(b)
+                    done += futs.pop(fut).elements  # its blocks are in the store: drop the future
+                    if progress:
+                        progress(done, total)
+            except BaseException:
+                stop_pool(pool)  # a signal or an error: no worker may outlive this run
+                raise
+            pool.shutdown(wait=True)
+        else:
+            for t in tasks:
+                for b in _run_task(t):
+                    store.add(b)
+                done += t.elements
                 if progress:
                     progress(done, total)
-        except BaseException:
-            stop_pool(pool)  # a signal or an error: no worker may outlive this run
-            raise
-        pool.shutdown(wait=True)
-    else:
-        for t in tasks:
-            results.extend(_run_task(t))
-            done += t.elements
-            if progress:
-                progress(done, total)
-    order = {f: i for i, f in enumerate(FUNCTIONS)}
-    impl_order = {(i.function, i.name): k for k, i in enumerate(chosen)}
-    at_order = {m: i for i, m in enumerate((None,) + target_at)}
-    results.sort(key=lambda r: (order[r.function], r.dtype, r.spread, at_order[r.target_at], r.n, r.offset,
-                                impl_order[(r.function, r.impl)]))
+    except BaseException:
+        store.close()
+        raise
     meta = run_meta(argv, seed=int(seed), accumulate=accumulate, tolerance=jnum(tolerance),
                     reference=reference_mode, **({"verify": int(verify)} if verify else {}),
                     grids={k: g.to_dict() for k, g in grids.items()}, target_at=list(target_at),
@@ -212,7 +255,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     from ..reference import thresholds as exact_thresholds
 
     th = tuple(exact_thresholds(f) for f in fmts)
-    return CompareRun(meta=meta, results=tuple(results), thresholds=th)
+    return CompareRun(meta=meta, results=CellRows(store), thresholds=th)
 
 
 def _check_memory(fmts, grids, tasks, n_impls: int, workers: int) -> None:

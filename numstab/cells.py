@@ -241,8 +241,7 @@ class CellStore:
         """CellColumns in the run's order: function, the pieces' outer key, target placement,
         inner key (n), offset, implementation."""
         if self.ordered is not None:
-            for i in range(0, len(self.ordered), max_rows):
-                yield from _chunks_of(self.ordered[i:i + max_rows])
+            yield from _chunks_of(self.ordered)
             return
         keys = []
         for bi, b in enumerate(self.blocks):
@@ -260,14 +259,17 @@ class CellStore:
 
 
 def _chunks_of(results: list):
-    """CellColumns of CellResult records, one per run of rows with the same per-piece constants."""
+    """CellColumns of CellResult records, one per run of rows with the same function, target
+    placement and per-piece constants."""
+    def key(r):
+        return (r.function, r.target_at, r.dtype, r.spread, r.n, r.trials)
+
     i = 0
     while i < len(results):
         r0 = results[i]
         const = {"dtype": r0.dtype, "spread": r0.spread, "n": r0.n, "trials": r0.trials}
         j = i
-        while j < len(results) and (results[j].dtype, results[j].spread, results[j].n, results[j].trials) == \
-                (r0.dtype, r0.spread, r0.n, r0.trials):
+        while j < len(results) and key(results[j]) == key(r0):
             j += 1
         rs = results[i:j]
         names = list(dict.fromkeys((r.function, r.impl, r.cause_inferred) for r in rs))
@@ -315,6 +317,9 @@ class CellRows(Sequence):
     def __len__(self) -> int:
         return len(self.store)
 
+    def close(self) -> None:
+        self.store.close()
+
     def __getitem__(self, i):
         return self._all()[i]
 
@@ -330,3 +335,93 @@ class CellRows(Sequence):
 
     def __hash__(self):  # pragma: no cover - unhashable like a list
         raise TypeError("unhashable")
+
+
+# ------------------------------------------------------------------ fast text of a chunk
+def _float_col(vals: np.ndarray, big: dict, key: str, nan, inf: tuple) -> list:
+    """Values of a float column as Python objects: floats where finite (their repr is the
+    shortest round-trip decimal), ``inf`` = (text of +inf, of -inf) and ``nan`` elsewhere, the
+    figures beyond float64's range as their 3 digits."""
+    out = vals.tolist()
+    for i in np.nonzero(~np.isfinite(vals))[0].tolist():
+        v = out[i]
+        out[i] = nan if v != v else (inf[0] if v > 0 else inf[1])
+    for i, b in big.items():
+        if key in b:
+            out[i] = f"{b[key]:.3g}"
+    return out
+
+
+def _memo(codes: np.ndarray, fn) -> list:
+    """fn(code) for every code of an integer column, computed once per distinct code."""
+    table = {c: fn(c) for c in np.unique(codes).tolist()}
+    return [table[c] for c in codes.tolist()]
+
+
+def _rows_memo(arr: np.ndarray, fn) -> list:
+    """fn(row tuple) for every row of a 2-D integer column, once per distinct row."""
+    if not len(arr):
+        return []
+    u, inv = np.unique(arr, axis=0, return_inverse=True)
+    table = [fn(tuple(r)) for r in u.tolist()]
+    return [table[i] for i in inv.ravel().tolist()]
+
+
+def csv_columns(c: CellColumns) -> list:
+    """The columns of tables.CSV_FIELDS for a chunk (lists of what csv.writer writes), the same
+    as the per-record path (CellResult.to_dict) gives."""
+    from .results import jnum
+
+    cols, k, L = c.cols, c.const, len(c)
+    big = c.big
+    ints = cols["impl"]
+    fl = {f: _float_col(cols[f], big, f, "", ("inf", "-inf")) for f in
+          ("offset", "x_min", "x_max", "max_ulp", "median_ulp", "max_rel")}
+    spread = jnum(k["spread"])
+    out = [_memo(ints, lambda i: c.names[i][0]), _memo(ints, lambda i: c.names[i][1]), [k["dtype"]] * L,
+           fl["offset"], [spread] * L, [int(k["n"])] * L, [int(k["trials"])] * L, fl["x_min"], fl["x_max"],
+           fl["max_ulp"], fl["median_ulp"], fl["max_rel"],
+           _memo(cols["status"], lambda s: STATUSES[s]),
+           _memo(cols["cause"], lambda z: CAUSES[z - 1] if z else ""),
+           _rows_memo(cols["causes"], lambda t: "|".join(f"{CAUSES[j]}:{v}" for j, v in enumerate(t) if v)),
+           _memo(ints, lambda i: c.names[i][2]),
+           _memo(cols["flags"], lambda b: "|".join(flag_names(b))),
+           *np.asarray(cols["counts"]).T.tolist(),
+           _memo(cols["at"], lambda a: "" if c.ats[a] is None else c.ats[a])]
+    return out
+
+
+def json_lines(c: CellColumns) -> list:
+    """Each row of a chunk as the compact JSON text of CellResult.to_dict() (key order kept)."""
+    import json
+
+    cols, k, L = c.cols, c.const, len(c)
+    big = c.big
+    dump = json.dumps
+    fl = {f: _float_col(cols[f], big, f, "null", ('"inf"', '"-inf"')) for f in
+          ("offset", "x_min", "x_max", "max_ulp", "median_ulp", "max_rel")}
+    for f, vals in fl.items():  # finite floats as their repr, "null" / "inf" as they are, big figures quoted
+        fl[f] = [repr(v) if isinstance(v, float) else v if v.startswith(("n", '"')) else dump(v)
+                 for v in vals]
+    from .results import jnum
+
+    ints = cols["impl"]
+    dtype = dump(k["dtype"])
+    head = _memo(ints, lambda i: f'{{"function":{dump(c.names[i][0])},"impl":{dump(c.names[i][1])},'
+                                 f'"dtype":{dtype},')
+    mid = f',"spread":{dump(jnum(k["spread"]))},"n":{int(k["n"])},"trials":{int(k["trials"])},"x_min":'
+
+    status = _memo(cols["status"], lambda s: dump(STATUSES[s]))
+    flags = _memo(cols["flags"], lambda b: dump(list(flag_names(b)), separators=(",", ":")))
+    counts = _rows_memo(cols["counts"], lambda t: dump(dict(zip(STATUSES, t)), separators=(",", ":")))
+    cause = _memo(cols["cause"], lambda z: dump(CAUSES[z - 1]) if z else "null")
+    causes = _rows_memo(cols["causes"], lambda t: dump({CAUSES[j]: v for j, v in enumerate(t) if v},
+                                                       separators=(",", ":")))
+    tail = _memo(ints, lambda i: "true" if c.names[i][2] else "false")
+    ats = _memo(cols["at"], lambda a: dump(c.ats[a]))
+    return [f'{h}"offset":{o}{mid}{x0},"x_max":{x1},"max_ulp":{mu},"median_ulp":{md},"max_rel":{mr},'
+            f'"status":{s},"flags":{fg},"counts":{ct},"cause":{cz},"causes":{cs},"cause_inferred":{t},'
+            f'"target_at":{a}}}'
+            for h, o, x0, x1, mu, md, mr, s, fg, ct, cz, cs, t, a in zip(
+                head, fl["offset"], fl["x_min"], fl["x_max"], fl["max_ulp"], fl["median_ulp"], fl["max_rel"],
+                status, flags, counts, cause, causes, tail, ats)] if L else []

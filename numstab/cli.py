@@ -187,6 +187,7 @@ def compare(exporter, output, details, **opts):
 
     exp = _exporter(exporter, output)
     atomic = _open_output(output)
+    run = None
     try:
         run = _run_compare("compare", opts)
         if exp.name == "terminal":
@@ -197,11 +198,18 @@ def compare(exporter, output, details, **opts):
                 return
             _emit(compare(run, details=details), output, atomic)
             return
-        _emit(exp.compare(run), output, atomic)
+        if atomic is not None:
+            atomic.commit(exp.stream(run))
+        else:
+            for piece in exp.stream(run):
+                click.echo(piece, nl=False)
     except BaseException:
         if atomic is not None:
             atomic.abort()
         raise
+    finally:
+        if run is not None:
+            run.close()
 
 
 def _exporter(exporter, output):
@@ -231,6 +239,7 @@ def report(out_dir, formats, force, from_file, **opts):
     fmts = parse_formats(formats)
     saved = load_run(from_file) if from_file else None
     writer = ReportWriter(out_dir or default_dir(), fmts, force)
+    run = None
     try:
         run = saved or _run_compare("report", opts)
         try:
@@ -246,6 +255,9 @@ def report(out_dir, formats, force, from_file, **opts):
     except BaseException:
         writer.abort()
         raise
+    finally:
+        if run is not None:
+            run.close()
     click.echo(f"wrote {len(written)} files to {writer.dir}")
 
 

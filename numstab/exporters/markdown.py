@@ -23,7 +23,8 @@ def summary(run: CompareRun) -> list[str]:
     return out
 
 
-def compare(run: CompareRun, with_summary: bool = True) -> str:
+def stream(run: CompareRun, with_summary: bool = True, rows: int = 8192):
+    """The Markdown text in pieces: the summary, then every table a few thousand rows at a time."""
     out = []
     if with_summary:
         out += ["## Where each implementation breaks, and why", "", *summary(run), "", "## Error tables", ""]
@@ -37,9 +38,16 @@ def compare(run: CompareRun, with_summary: bool = True) -> str:
             cells = [f"**{txt}**" if st not in ("ok", "") else txt for txt, st in vals]
             out.append(f"| {n} | {fmt_num(off, 4)} | {fmt_num(lo, 4)}..{fmt_num(hi, 4)} | "
                        + " | ".join(cells) + " |")
+            if len(out) >= rows:
+                yield "\n".join(out) + "\n"
+                out = []
         out.append("")
     out.append(f"Cells: max ULP error over all trials; {CAUSE_LEGEND}.")
-    return "\n".join(out) + "\n"
+    yield "\n".join(out) + "\n"
+
+
+def compare(run: CompareRun, with_summary: bool = True) -> str:
+    return "".join(stream(run, with_summary))
 
 
 def report(run: CompareRun, plot_files=()) -> str:

@@ -148,7 +148,7 @@ class CellColumns:
                                            "max_rel", "status", "cause", "flags")}
         counts, causes = c["counts"].tolist(), c["causes"].tolist()
         spread, n, trials, dtype = jnum(k["spread"]), int(k["n"]), int(k["trials"]), k["dtype"]
-        extra = {kk: v for kk, v in k.items() if kk not in ("dtype", "spread", "n", "trials")}
+        tail = {"temperature": jnum(k.get("temperature", 1.0)), "mask": k.get("mask", "none")}
         fnames = {}
         for i in range(L):
             fn, impl, inf = self.names[cols["impl"][i]]
@@ -166,9 +166,7 @@ class CellColumns:
                  "counts": dict(zip(STATUSES, counts[i])),
                  "cause": CAUSES[cause - 1] if cause else None,
                  "causes": {CAUSES[j]: v for j, v in enumerate(causes[i]) if v},
-                 "cause_inferred": inf, "target_at": self.ats[cols["at"][i]]}
-            if extra:
-                d.update(extra)
+                 "cause_inferred": inf, "target_at": self.ats[cols["at"][i]], **tail}
             yield d
 
     def results(self):
@@ -188,6 +186,7 @@ class CellStore:
         self._dir = None
         self.fn_order: dict = {}
         self.ordered: list | None = None  # rows given in order (from_results): one chunk each
+        self.shown = (False, False)  # (temperature, mask): whether the run varies them (tables.shown_axes)
 
     # ---------------------------------------------------------------- building
     def add(self, block: Block) -> None:
@@ -262,12 +261,13 @@ def _chunks_of(results: list):
     """CellColumns of CellResult records, one per run of rows with the same function, target
     placement and per-piece constants."""
     def key(r):
-        return (r.function, r.target_at, r.dtype, r.spread, r.n, r.trials)
+        return (r.function, r.target_at, r.dtype, r.spread, r.n, r.trials, r.temperature, r.mask)
 
     i = 0
     while i < len(results):
         r0 = results[i]
-        const = {"dtype": r0.dtype, "spread": r0.spread, "n": r0.n, "trials": r0.trials}
+        const = {"dtype": r0.dtype, "spread": r0.spread, "n": r0.n, "trials": r0.trials,
+                 "temperature": r0.temperature, "mask": r0.mask}
         j = i
         while j < len(results) and key(results[j]) == key(r0):
             j += 1
@@ -387,7 +387,8 @@ def csv_columns(c: CellColumns) -> list:
            _memo(ints, lambda i: c.names[i][2]),
            _memo(cols["flags"], lambda b: "|".join(flag_names(b))),
            *np.asarray(cols["counts"]).T.tolist(),
-           _memo(cols["at"], lambda a: "" if c.ats[a] is None else c.ats[a])]
+           _memo(cols["at"], lambda a: "" if c.ats[a] is None else c.ats[a]),
+           [jnum(k.get("temperature", 1.0))] * L, [k.get("mask", "none")] * L]
     return out
 
 
@@ -418,7 +419,8 @@ def json_lines(c: CellColumns) -> list:
     causes = _rows_memo(cols["causes"], lambda t: dump({CAUSES[j]: v for j, v in enumerate(t) if v},
                                                        separators=(",", ":")))
     tail = _memo(ints, lambda i: "true" if c.names[i][2] else "false")
-    ats = _memo(cols["at"], lambda a: dump(c.ats[a]))
+    axes = f',"temperature":{dump(jnum(k.get("temperature", 1.0)))},"mask":{dump(k.get("mask", "none"))}'
+    ats = _memo(cols["at"], lambda a: dump(c.ats[a]) + axes)
     return [f'{h}"offset":{o}{mid}{x0},"x_max":{x1},"max_ulp":{mu},"median_ulp":{md},"max_rel":{mr},'
             f'"status":{s},"flags":{fg},"counts":{ct},"cause":{cz},"causes":{cs},"cause_inferred":{t},'
             f'"target_at":{a}}}'

@@ -101,12 +101,28 @@ def input_options(f):
         click.option("--nonfinite", default="ieee", show_default=True, metavar="[ieee|limit]",
                      help="+inf inputs: ieee (the row's outputs are NaN; logsumexp +inf) or limit "
                           "(softmax([inf, 0]) = [1, 0]). NaN inputs give NaN under both."),
-        click.option("--temperature", type=float, metavar="T",
-                     help="Divide the inputs by T in the format first (a sampler's logits / T); the "
-                          "exact value is the function at x / T."),
+        click.option("--temperature", metavar="T[,T...]",
+                     help="Divide the inputs by T (held in the format) in the format first (a sampler's "
+                          "logits / T), each T its own results; the exact value is the function at the "
+                          "exact quotients x / T.  [default: 1, not divided]"),
         click.option("--masked-rows", "masked_rows", default="nan", show_default=True,
                      metavar="[nan|zeros|uniform]",
                      help="Correct output of a fully masked (all -inf) row: nan, zeros or uniform."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def parallel_options(f):
+    """Where inspect and audit evaluate their blocks of rows: --jobs, --scheduler, --quiet."""
+    for opt in reversed([
+        click.option("--jobs", "-j", type=int,
+                     help="Worker processes for the blocks of rows of an input (or grid).  [default: the "
+                          "machine's cores, used only when there is more than one block]"),
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="Run the blocks on a Dask cluster (e.g. tcp://host:8786; needs numstab[dask] and "
+                          "the input files at the same paths on the workers)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
     ]):
         f = opt(f)
     return f
@@ -150,9 +166,13 @@ def run_options(f):
         click.option("--verify", type=int, default=0, metavar="K", show_default=True,
                      help="Self-check: recompute K random vectors of every piece at twice the "
                           "precision; exit 1 on any disagreement."),
-        click.option("--mask", default="none", show_default=True, metavar="[none|-inf|min|min2]",
-                     help="Additive attention mask on the second half of every vector, in the format: "
-                          "-inf, finfo.min once (min) or twice (min2)."),
+        click.option("--mask", default="none", show_default=True, metavar="[none|-inf|min|min2],...",
+                     help="Additive attention masks on the second half of every vector, in the format: "
+                          "-inf, finfo.min once (min) or twice (min2); a comma list, each its own cells."),
+        click.option("--temperature", metavar="T[,T...]",
+                     help="Temperatures: every implementation divides x by T (held in the format) in the "
+                          "format first; a comma list, each its own cells; the exact value is the "
+                          "function at the exact x / T.  [default: 1, not divided]"),
         click.option("--target-at", "target_at", default="argmax,argmin,random", show_default=True,
                      metavar="[argmax|argmin|random],...",
                      help="Where cross_entropy's target sits in each vector; each reported separately."),
@@ -305,8 +325,10 @@ def thresholds(dtypes, n, exporter):
               help="For a batch: name the K worst rows (index, input, output, exact, ULP, cause).")
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
+@parallel_options
 def inspect(function, values, input_file, key, axis, nonfinite, temperature, masked_rows, target,
-            targets_file, cotangent, label_smoothing, dtypes, impls, accumulate, tolerance, top, exporter):
+            targets_file, cotangent, label_smoothing, dtypes, impls, accumulate, tolerance, top, exporter,
+            jobs, scheduler, quiet):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -319,12 +341,18 @@ def inspect(function, values, input_file, key, axis, nonfinite, temperature, mas
 
     choice("output format", exporter, ("table", "json"))
     tolerance = validate.tolerance(tolerance)
+    from .exporters.terminal import ProgressBar
     from .masks import Specials
 
-    data = run_inspect(function, values, input_file, target, targets_file, validate.dedupe(dtypes) or None,
-                       validate.dedupe(impls) or None, accumulate, tolerance, key=key, axis=axis,
-                       specials=Specials(nonfinite, masked_rows), top=top, temperature=temperature,
-                       cotangent=cotangent, label_smoothing=label_smoothing)
+    bar = ProgressBar("inspect", enabled=not quiet)
+    try:
+        data = run_inspect(function, values, input_file, target, targets_file,
+                           validate.dedupe(dtypes) or None, validate.dedupe(impls) or None, accumulate,
+                           tolerance, key=key, axis=axis, specials=Specials(nonfinite, masked_rows), top=top,
+                           temperature=temperature, cotangent=cotangent, label_smoothing=label_smoothing,
+                           jobs=jobs, progress=bar, scheduler=scheduler)
+    finally:
+        bar.close()
     if exporter == "json":
         click.echo(record(data), nl=False)
     else:
@@ -356,6 +384,9 @@ def inspect(function, values, input_file, key, axis, nonfinite, temperature, mas
 @click.option("--label-smoothing", "label_smoothing", default=0.1, show_default=True,
               help="Epsilon of smoothed_cross_entropy, in [0, 1].")
 @grid_options
+@click.option("--mask", metavar="[none|-inf|min|min2],...",
+              help="Grid only: additive attention masks on the second half of every vector (comma list, "
+                   "each its own results).  [default: none]")
 @common_options
 @click.option("--max-ulp", "max_ulp", multiple=True, help="Largest finite ULP error allowed: X or dtype=X.")
 @click.option("--fail-on", "fail_on", multiple=True, metavar="[overflow|underflow|nan|zero|inaccurate]",
@@ -365,9 +396,11 @@ def inspect(function, values, input_file, key, axis, nonfinite, temperature, mas
               help="Seconds each implementation may take (a callable still running is a finding).")
 @click.option("--format", "exporter", default="table", show_default=True, metavar="[table|json]",
               help="Output.")
+@parallel_options
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, key, axis, nonfinite,
           temperature, masked_rows, top, targets_file, target, cotangent, label_smoothing,
-          offsets, spreads, sizes, trials, seed, accumulate, tolerance, max_ulp, fail_on, timeout, exporter):
+          offsets, spreads, sizes, trials, seed, mask, accumulate, tolerance, max_ulp, fail_on, timeout,
+          exporter, jobs, scheduler, quiet):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
     from .commands.audit import run_audit
@@ -395,8 +428,14 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid, timeout=timeout, device=device, key=key, axis=axis, nonfinite=nonfinite,
                            masked_rows=masked_rows, top=top, temperature=temperature, cotangent=cotangent,
-                           label_smoothing=label_smoothing)]
-    report = run_audit(specs, argv=_argv_now())
+                           label_smoothing=label_smoothing, mask=mask)]
+    from .exporters.terminal import ProgressBar
+
+    bar = ProgressBar("audit", enabled=not quiet)
+    try:
+        report = run_audit(specs, argv=_argv_now(), jobs=jobs, progress=bar, scheduler=scheduler)
+    finally:
+        bar.close()
     if exporter == "json":
         click.echo(record(report.to_dict()), nl=False)
     else:

@@ -257,15 +257,14 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     import dataclasses
 
     from .errors import UsageError
+    from .grids import format_temperature
 
     t = float(temperature)
     if not (math.isfinite(t) and t > 0):
         raise UsageError(f"--temperature {temperature!r}: must be a finite number > 0")
+    tf = format_temperature(fmt, t)
     with np.errstate(all="ignore"):
-        tf = float(fmt.round(np.float64(t)))
         z = x / tf
-    if tf == 0 or not math.isfinite(tf):
-        raise UsageError(f"--temperature {t:g} is {tf:g} in {fmt.name}")
     if (np.isfinite(x) & ~np.isfinite(z)).any():
         raise UsageError(f"x / {t:g} overflows float64: numstab cannot hold the scaled inputs exactly enough")
     tc = fmt.cast(np.full((1, 1), tf))

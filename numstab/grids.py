@@ -1,9 +1,12 @@
 """Input grids: x = offset + spread * z over a seeded standard normal z.
 
-A grid has four axes: offset, spread, n (vector length) and trials. The same
-z (drawn from ``numpy.random.default_rng([seed, n])``) is used for every offset
-and spread, so neighbouring cells differ only by the shift and scale. Inputs are
-generated in float64 and rounded correctly into the target format.
+A grid has four axes of inputs -- offset, spread, n (vector length) and trials -- and two of
+evaluation: the additive mask on the second half of every vector (``masks``, MASKS) and the
+temperature T by which every implementation first divides its inputs (``temperatures``;
+engine.scaled). The same z (drawn from ``numpy.random.default_rng([seed, n])``) is used for
+every offset, spread, mask and temperature, so neighbouring cells differ only by the shift,
+the scale, the mask or T. Inputs are generated in float64 and rounded correctly into the
+target format.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import validate
 from .errors import UsageError
 from .formats import Format
 from .limits import MAX_ELEMENTS
@@ -78,14 +82,22 @@ class GridSpec:
     sizes: tuple
     trials: int
     seed: int
-    mask: str = "none"  # MASKS: an additive attention mask on the second half of every vector
+    masks: tuple = ("none",)  # MASKS: additive attention masks on the second half of every vector
+    temperatures: tuple = (1.0,)  # T: every implementation divides x by T in the format first
 
     def to_dict(self) -> dict:
         return {
             "offsets": list(self.offsets), "spreads": list(self.spreads),
             "sizes": list(self.sizes), "trials": self.trials, "seed": self.seed,
-            **({"mask": self.mask} if self.mask != "none" else {}),
+            **({"masks": list(self.masks)} if self.masks != ("none",) else {}),
+            **({"temperatures": list(self.temperatures)} if self.temperatures != (1.0,) else {}),
         }
+
+    def sub(self, **changes) -> GridSpec:
+        """The same grid with some axes replaced (a piece of work)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -118,8 +130,6 @@ DEFAULT_EXTRAS = Extras()
 
 def make_extras(label=None, cotangent=None, label_smoothing=None) -> Extras:
     """Extras from the options (--target, --cotangent, --label-smoothing), validated."""
-    from . import validate
-
     return Extras(label=validate.label(label),
                   cotangent=validate.cotangent(cotangent),
                   epsilon=0.1 if label_smoothing is None else validate.label_smoothing(label_smoothing))
@@ -133,6 +143,7 @@ class Cell:
     x: np.ndarray  # (trials, n) float64, exactly representable in the format
     target: np.ndarray  # (trials,) int, for cross_entropy
     args: dict = None  # every extra argument kind: {kind: (trials,) or (trials, n)} (functions.as_args)
+    mask: str = "none"  # the additive mask on positions n//2.. (MASKS), already in x
 
 
 def offset_scale(fmt: Format) -> float:
@@ -151,7 +162,7 @@ def default_grid(fmt: Format, seed: int = 0) -> GridSpec:
 #: Additive attention masks (``--mask``), applied to positions n//2.. of every vector, in the
 #: format: ``-inf``; ``min`` adds finfo.min once, ``min2`` twice (two summed masks), each addition
 #: rounded to the format -- where score + min overflows, the entry becomes -inf.
-MASKS = ("none", "-inf", "min", "min2")
+MASKS = validate.MASKS
 
 
 def apply_mask(fmt: Format, x: np.ndarray, mask: str) -> np.ndarray:
@@ -173,7 +184,11 @@ def apply_mask(fmt: Format, x: np.ndarray, mask: str) -> np.ndarray:
 
 
 def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, seed=0,
-              mask: str = "none") -> GridSpec:
+              mask=None, temperature=None) -> GridSpec:
+    """The grid of one format from the options; ``mask`` and ``temperature``: a name or value, a
+    comma list or a list (validate.masks, validate.temperatures), each value its own cells."""
+    masks = validate.masks(mask)
+    temperatures = validate.temperatures(temperature)
     if int(seed) < 0:
         raise UsageError(f"--seed {seed}: must be a non-negative integer")
     base = default_grid(fmt, seed)
@@ -186,15 +201,15 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
         sizes=parse_spec(sizes, "sizes", integer=True) if sizes is not None else base.sizes,
         trials=trials,
         seed=int(seed),
-        mask=mask,
+        masks=masks,
+        temperatures=temperatures,
     )
-    if mask not in MASKS:
-        from .errors import unknown_name
-
-        raise unknown_name("--mask", mask, MASKS)
-    if mask != "none" and not fmt.has_inf:
-        raise UsageError(f"--mask {mask}: {fmt.name} has no infinity to hold a masked entry")
-    total = len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials
+    bad = [m for m in masks if m != "none"]
+    if bad and not fmt.has_inf:
+        raise UsageError(f"--mask {bad[0]}: {fmt.name} has no infinity to hold a masked entry")
+    for t in temperatures:
+        format_temperature(fmt, t)
+    total = len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials * len(masks)
     if total > MAX_ELEMENTS:
         raise UsageError(
             f"grid has {total:,} input elements per format, above the limit of {MAX_ELEMENTS:,}; "
@@ -229,10 +244,21 @@ def cells(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS) -> list[
                         f"offset {offset:g} with spread {spread:g} gives inputs that do not fit "
                         f"{fmt.name} (max {fmt.max:g})"
                     )
-                x = apply_mask(fmt, x, grid.mask)
-                out.append(Cell(offset, spread, n, x, target, _cell_args(fmt, x, target, extras,
-                                                                           label_draw, v_draw)))
+                for mask in grid.masks:
+                    xm = apply_mask(fmt, x, mask)
+                    out.append(Cell(offset, spread, n, xm, target,
+                                    _cell_args(fmt, xm, target, extras, label_draw, v_draw), mask))
     return out
+
+
+def format_temperature(fmt: Format, t: float) -> float:
+    """T held in the format (correctly rounded; a sampler holds T in the model's dtype): the
+    divisor of engine.scaled. A T that rounds to 0 or overflows the format is refused."""
+    with np.errstate(all="ignore"):
+        tf = float(fmt.round(np.float64(t)))
+    if tf == 0 or not math.isfinite(tf):
+        raise UsageError(f"--temperature {t:g} is {tf:g} in {fmt.name}")
+    return tf
 
 
 def draws(grid: GridSpec, n: int) -> tuple:
@@ -247,13 +273,27 @@ def draws(grid: GridSpec, n: int) -> tuple:
 
 
 def block(fmt: Format, grid: GridSpec, n: int, spread: float, offsets, extras: Extras = DEFAULT_EXTRAS,
-          drawn=None) -> tuple[np.ndarray, dict]:
+          drawn=None, mask: str = "none", x: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """The vectors of the cells (offset, spread, n) for some offsets, as one batch: rows in cell
     order, ``trials`` rows per cell, and their extra arguments -- ``stack(cells(...))`` of those
-    cells, computed at once (numpy, no object per cell). ``drawn``: :func:`draws` of n, reused."""
+    cells, computed at once (numpy, no object per cell). ``drawn``: :func:`draws` of n, reused;
+    ``mask``: the additive mask (MASKS) applied; ``x``: the unmasked vectors, already made."""
     z, target, label_draw, v_draw = drawn if drawn is not None else draws(grid, n)
     offs = np.asarray(offsets, dtype=np.float64)
-    C, T = offs.size, grid.trials
+    C = offs.size
+    if x is None:
+        x = unmasked(fmt, n, spread, offs, z)
+    x = apply_mask(fmt, x, mask)
+    tiled = np.tile(target, C)
+    args = _cell_args(fmt, x, tiled, extras, np.tile(label_draw, (C, 1)), np.tile(v_draw, (C, 1)))
+    args["smoothing"] = np.rec.array(args["smoothing"])
+    return x, args
+
+
+def unmasked(fmt: Format, n: int, spread: float, offs: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The cells' vectors before any mask, (cells * trials, n); refuses the first offset whose
+    inputs do not fit the format."""
+    C = offs.size
     with np.errstate(all="ignore"):
         x = fmt.round(offs[:, None, None] + spread * z[None])
     bad = ~np.isfinite(x).reshape(C, -1).all(axis=1)
@@ -261,11 +301,7 @@ def block(fmt: Format, grid: GridSpec, n: int, spread: float, offsets, extras: E
         offset = float(offs[np.argmax(bad)])
         raise UsageError(f"offset {offset:g} with spread {spread:g} gives inputs that do not fit "
                          f"{fmt.name} (max {fmt.max:g})")
-    x = apply_mask(fmt, x.reshape(C * T, n), grid.mask)
-    tiled = np.tile(target, C)
-    args = _cell_args(fmt, x, tiled, extras, np.tile(label_draw, (C, 1)), np.tile(v_draw, (C, 1)))
-    args["smoothing"] = np.rec.array(args["smoothing"])
-    return x, args
+    return x.reshape(-1, n)
 
 
 def check_fit(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS, per: int = 65536) -> None:
@@ -276,7 +312,9 @@ def check_fit(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS, per:
     step = max(1, per // (grid.trials * n))
     for spread in grid.spreads:
         for a in range(0, len(grid.offsets), step):
-            block(fmt, grid, n, spread, grid.offsets[a:a + step], extras, drawn)
+            x = unmasked(fmt, n, spread, np.asarray(grid.offsets[a:a + step], dtype=np.float64), drawn[0])
+            for mask in grid.masks:
+                block(fmt, grid, n, spread, grid.offsets[a:a + step], extras, drawn, mask, x)
 
 
 def _cell_args(fmt, x, target, extras: Extras, label_draw, v_draw) -> dict:
@@ -367,7 +405,6 @@ def load_args(fmt, x: np.ndarray, rec, target=None, targets_file=None, extras=No
     ``targets_file``: one per vector (labels: one per vector or one per element);
     ``extras`` (grids.Extras): the cotangent and the label smoothing.
     """
-    from . import validate
     from .inputs import load_array, load_targets
 
     extras = extras or DEFAULT_EXTRAS

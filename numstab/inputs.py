@@ -112,6 +112,19 @@ class InputArray:
             key = tuple(slice(i, stop) if k == d else slice(None) for k in range(len(self.shape)))
             yield i * per, self._as_rows(self._get(key))
 
+    def read_rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows r0..r1-1 of the batch as an (r1 - r0, n) float64 array, reading only their part
+        of the file (a few boxes of the N-D array, each contiguous in the batch's C order)."""
+        if not self.batch_shape:
+            return self._as_rows(self._get((slice(None),)))
+        parts = []
+        for box in _row_boxes(self.batch_shape, int(r0), int(r1)):
+            key = box[:self.axis] + (slice(None),) + box[self.axis:]
+            parts.append(self._as_rows(self._get(key)))
+        if not parts:
+            return np.zeros((0, self.n))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
     def read(self) -> np.ndarray:
         """Every vector as one (rows, n) float64 array."""
         if self.size > MAX_INPUT_ELEMENTS:
@@ -133,8 +146,49 @@ class InputArray:
         return out
 
 
-def open_input(path, key: str | None = None, axis: int | None = None) -> InputArray:
-    """The input array of a file (nothing but its header read yet for .npy and .safetensors)."""
+def _row_boxes(shape: tuple, r0: int, r1: int):
+    """Boxes (tuples of slices over the batch axes ``shape``) that together hold the rows
+    r0..r1-1 of the batch in C order, in that order: at most two partial boxes per axis."""
+    if r1 <= r0:
+        return
+    if len(shape) == 1:
+        yield (slice(r0, r1),)
+        return
+    inner = int(np.prod(shape[1:], dtype=np.int64))
+    rest = tuple(slice(None) for _ in shape[1:])
+    i0, o0 = divmod(r0, inner)
+    i1, o1 = divmod(r1, inner)
+    if i0 == i1:
+        for b in _row_boxes(shape[1:], o0, o1):
+            yield (slice(i0, i0 + 1),) + b
+        return
+    if o0:
+        for b in _row_boxes(shape[1:], o0, inner):
+            yield (slice(i0, i0 + 1),) + b
+        i0 += 1
+    if i1 > i0:
+        yield (slice(i0, i1),) + rest
+    if o1:
+        for b in _row_boxes(shape[1:], 0, o1):
+            yield (slice(i1, i1 + 1),) + b
+
+
+def _npy_getter(path):
+    """Slices of a .npy file through a memory map opened for each read and dropped after it, so
+    the pages a block touched leave this process's resident memory with the block."""
+
+    def get(k, path=str(path)):
+        return np.load(path, mmap_mode="r", allow_pickle=False)[k]  # unmapped once converted
+
+    return get
+
+
+def open_input(path, key: str | None = None, axis: int | None = None, whole: bool = True) -> InputArray:
+    """The input array of a file (nothing but its header read yet for .npy and .safetensors).
+
+    ``whole``: the caller reads it all at once, so the count limit (MAX_INPUT_ELEMENTS) applies;
+    a caller that reads .npy or .safetensors files a block of rows at a time passes False
+    (.npz and text files are read whole whatever the caller: the limit applies to them)."""
     import zipfile
 
     path = Path(path)
@@ -149,11 +203,14 @@ def open_input(path, key: str | None = None, axis: int | None = None) -> InputAr
         if suffix == ".npy":
             open_regular(path, "input").close()
             with open(path, "rb") as fh:
-                _check_npy_header(fh, path)
-            a = np.load(path, mmap_mode="r", allow_pickle=False)
-            return InputArray(str(path), a.shape, a.dtype, lambda k, a=a: a[k], axis)
+                header = _check_npy_header(fh, path, whole)
+            if header is None:  # a damaged header: np.load says what is wrong
+                a = np.load(path, mmap_mode="r", allow_pickle=False)
+                header = (a.shape, a.dtype)
+                del a
+            return InputArray(str(path), header[0], header[1], _npy_getter(path), axis)
         if suffix == ".safetensors":
-            return _open_safetensors(path, key, axis)
+            return _open_safetensors(path, key, axis, whole)
         if suffix == ".npz":
             with open_regular(path, "input") as fh, np.load(fh, allow_pickle=False) as z:
                 name = _pick_key(path, key, list(z.files))
@@ -186,7 +243,7 @@ def _pick_key(path, key, names) -> str:
     return names[0]
 
 
-def _open_safetensors(path, key, axis) -> InputArray:
+def _open_safetensors(path, key, axis, whole: bool = True) -> InputArray:
     """A tensor of a .safetensors file through the safetensors package, sliced lazily."""
     try:
         from safetensors import safe_open
@@ -318,8 +375,9 @@ def _is_float(s: str) -> bool:
         return False
 
 
-def _check_npy_header(fh, path) -> None:
-    """Refuse an oversized .npy before its data is read (the header gives shape and dtype)."""
+def _check_npy_header(fh, path, whole: bool = True):
+    """Refuse an oversized .npy before its data is read (the header gives shape and dtype);
+    returns (shape, dtype), or None when the header cannot be read."""
     from numpy.lib import format as npf
 
     pos = fh.tell()
@@ -329,13 +387,14 @@ def _check_npy_header(fh, path) -> None:
                            else npf.read_array_header_2_0(fh))
     except (ValueError, OSError, EOFError):
         fh.seek(pos)
-        return  # np.load reports the damage
+        return None  # np.load reports the damage
     fh.seek(pos)
     count = int(np.prod(shape, dtype=object)) if shape else 1
-    if count > MAX_INPUT_ELEMENTS:
+    if whole and count > MAX_INPUT_ELEMENTS:
         raise UsageError(f"{path}: {count:,} values, above the limit of {MAX_INPUT_ELEMENTS:,}")
     if dtype.hasobject:
         raise UsageError(f"{path}: array of {dtype} is not numeric")
+    return tuple(shape), dtype
 
 
 def load_array(path) -> np.ndarray:

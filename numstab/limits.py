@@ -114,3 +114,10 @@ def inspect_bytes(batch: int, n: int, n_impls: int, n_dtypes: int) -> float:
     if batch == 1:  # per-element tables and decimal reference strings
         return BASE_BYTES + n * (INSPECT_EL_BYTES + INSPECT_EL_PER_IMPL * n_impls) * n_dtypes
     return BASE_BYTES + batch * n * (AUDIT_EL_BYTES + AUDIT_EL_PER_IMPL * n_impls)
+
+
+def stream_bytes(chunk_elements: int, n_impls: int, workers: int) -> float:
+    """Peak of a streamed run (inspect and audit of input files): ``workers`` chunks in flight, each
+    held as an audit holds its inputs, and the merged figures (a few MB)."""
+    per = BASE_BYTES + chunk_elements * (AUDIT_EL_BYTES + AUDIT_EL_PER_IMPL * n_impls)
+    return BASE_BYTES + max(1, workers) * per

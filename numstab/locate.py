@@ -20,11 +20,13 @@ VECTOR_SHOWN = 8
 
 
 def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=None,
-          exact: bool = True, x_exact=None) -> list[dict]:
+          exact: bool = True, x_exact=None, keys: list | None = None) -> list[dict]:
     """The K worst rows of an outcome (engine.ImplOutcome over the (B, n) batch x).
 
     ``src``: the inputs.InputArray the rows come from (for N-D indices; None: row numbers);
-    ``x_exact``: the inputs of the exact values when they differ from x (x / T, a temperature).
+    ``x_exact``: the inputs of the exact values when they differ from x (x / T, a temperature);
+    ``keys``: a list that receives (row, status code, ULP score) of each entry, the ranking
+    (status, then ULP error, then row) that merges the worst rows of several chunks.
     """
     if k <= 0 or o.status is None:
         return []
@@ -44,6 +46,8 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
     for r in order:
         r = int(r)
         j = int(best[r])
+        if keys is not None:
+            keys.append((r, int(rs[r]), float(ru[r])))
         idx = (r,) if scalar else (r, j)
         row_index = src.index(r) if src is not None else (r,)
         el_index = (src.element_index(r, None if scalar else j) if src is not None
@@ -65,7 +69,7 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
             xr = (x if x_exact is None else x_exact)[r]
             row_arg = (int(target[r]) if args is None or set(args) <= {"target"}
                        else {key: v[r] for key, v in args.items()})  # the mask layer reads an index
-            entry["exact"] = _exact_string(fmt, xr, row_arg, o.impl.function, 0 if scalar else j, specials)
+            entry["exact"] = exact_string(fmt, xr, row_arg, o.impl.function, 0 if scalar else j, specials)
         out.append(entry)
     return out
 
@@ -76,7 +80,8 @@ def _value(v):
     return "nan" if np.isnan(v) else jnum(v)
 
 
-def _exact_string(fmt, row, target, function: str, j: int, specials):
+def exact_string(fmt, row, target, function: str, j: int, specials):
+    """Element j's exact value (decimal, every digit right) of the function at the vector ``row``."""
     from .masks import exact_strings
     from .reference import exact_strings as strings_of
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import UsageError
 
-COMPARE_SCHEMA = "numstab.compare/3"  # /3: target_at per result
+COMPARE_SCHEMA = "numstab.compare/4"  # /3: target_at per result; /4: temperature and mask per result
 #: THE status vocabulary, from best to worst: an element's status code is its index here, a
 #: cell's status is the worst of its elements', counts are listed in this order everywhere
 #: (JSON, CSV, tables, plots, legends). README "What the numbers mean" defines each.
@@ -176,6 +176,8 @@ class CellResult:
     causes: tuple = ()  # ((cause, failing elements), ...)
     cause_inferred: bool = False  # a black box: causes inferred, not established from its steps
     target_at: str | None = None  # where the target sat (grids.TARGET_AT), for functions taking one
+    temperature: float = 1.0  # T: the inputs divided by T (held in the format) first; 1: not divided
+    mask: str = "none"  # the additive mask on the second half of every vector (grids.MASKS)
 
     @property
     def count(self) -> dict:
@@ -183,7 +185,7 @@ class CellResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("offset", "spread", "x_min", "x_max", "max_ulp", "median_ulp", "max_rel"):
+        for k in ("offset", "spread", "x_min", "x_max", "max_ulp", "median_ulp", "max_rel", "temperature"):
             d[k] = jnum(d[k])
         d["flags"] = list(self.flags)
         d["counts"] = dict(self.counts)
@@ -191,7 +193,9 @@ class CellResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> CellResult:
+    def from_dict(cls, d: dict, mask: str = "none") -> CellResult:
+        """A result record; ``mask``: the grid's mask where the record has none (/3 kept it in
+        meta.grids.<dtype>.mask); /3 and older records have T = 1."""
         try:
             return cls(
                 function=str(d["function"]), impl=str(d["impl"]), dtype=str(d["dtype"]),
@@ -206,6 +210,7 @@ class CellResult:
                 causes=tuple((str(k), int(v)) for k, v in dict(d.get("causes") or {}).items()),
                 cause_inferred=bool(d.get("cause_inferred", False)),
                 target_at=None if d.get("target_at") is None else str(d["target_at"]),
+                temperature=unjnum(d.get("temperature", 1.0)), mask=str(d.get("mask", mask)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"malformed result record: {exc}") from None
@@ -253,9 +258,13 @@ class CompareRun:
         if not isinstance(d, dict) or "schema" not in d:
             raise UsageError("not a numstab result file (no 'schema' key)")
         check_schema(d["schema"], COMPARE_SCHEMA)
+        grids = dict(d.get("meta", {})).get("grids") or {}
+        old_mask = {k: str(g.get("mask", "none")) for k, g in grids.items() if isinstance(g, dict)}
         return cls(
             meta=dict(d.get("meta", {})),
-            results=tuple(CellResult.from_dict(r) for r in d.get("results", [])),
+            results=tuple(CellResult.from_dict(r, old_mask.get(r.get("dtype"), "none") if isinstance(r, dict)
+                                               else "none")
+                          for r in d.get("results", [])),
             thresholds=tuple(d.get("thresholds", [])),
         )
 
@@ -273,7 +282,8 @@ def check_schema(found: str, expected: str) -> None:
 
 
 
-AUDIT_SCHEMA = "numstab.audit/4"  # /3: each result names its library; /4: limits and worst rows
+AUDIT_SCHEMA = "numstab.audit/5"  # /3: each result names its library; /4: limits and worst rows;
+#                                    /5: temperature and mask of each result
 
 
 @dataclass(frozen=True)
@@ -294,10 +304,13 @@ class AuditResult:
     library: tuple = ()  # ((key, value), ...): name, version, device... of a library's implementation
     limits: int = 0  # outputs other than an exact 0, +-inf or NaN (a mask's limit, a NaN input)
     worst: tuple = ()  # the worst rows of an --input (locate.worst dicts), --top K
+    temperature: float = 1.0  # the inputs divided by T first (1: not divided)
+    mask: str = "none"  # the grid's additive mask (grids.MASKS)
 
     def to_dict(self) -> dict:
         return {
             "audit": self.audit, "function": self.function, "impl": self.impl, "dtype": self.dtype,
+            "temperature": jnum(self.temperature), "mask": self.mask,
             "library": dict(self.library) or None,
             "counts": dict(self.counts), "causes": dict(self.causes), "cause_inferred": self.cause_inferred,
             "zeros": self.zeros, "max_ulp": jnum(self.max_ulp),

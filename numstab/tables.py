@@ -27,7 +27,7 @@ CAUSE_LEGEND = ("* = above the tolerance; cause after ':': exp = exp overflow, s
                 "is NaN); ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
-              *STATUSES, "target_at")
+              *STATUSES, "target_at", "temperature", "mask")
 
 
 def sig(text: str, digits: int = 12) -> str:
@@ -68,11 +68,29 @@ class Table:
     impls: tuple
     rows: tuple  # ((n, offset, x_min, x_max, ((text, status), ...)), ...)
     target_at: str | None = None  # where the target sat (cross_entropy), one table per place
+    axes: str = ""  # the temperature and mask of the table, where the run has others (axes_text)
 
     @property
     def title(self) -> str:
         at = f", target at {self.target_at}" if self.target_at else ""
-        return f"{self.function} in {self.dtype} (spread {fmt_num(self.spread)}{at}): max ULP error"
+        axes = f", {self.axes}" if self.axes else ""
+        return f"{self.function} in {self.dtype} (spread {fmt_num(self.spread)}{axes}{at}): max ULP error"
+
+
+def shown_axes(results) -> tuple[bool, bool]:
+    """(temperature, mask): whether the results hold more than T = 1 and no mask -- then every
+    table, summary line and verdict row of the run names its T and its mask."""
+    return ({r.temperature for r in results} != {1.0}, {r.mask for r in results} != {"none"})
+
+
+def axes_text(r, shown: tuple) -> str:
+    """'T 0.01, mask min' for a result (the axes the run varies, tables.shown_axes)."""
+    parts = []
+    if shown[0]:
+        parts.append(f"T {fmt_num(r.temperature, 6)}")
+    if shown[1]:
+        parts.append(f"mask {r.mask}")
+    return ", ".join(parts)
 
 
 def threshold_line(th: dict) -> str:
@@ -88,9 +106,28 @@ def threshold_line(th: dict) -> str:
 
 
 def _table_key(c) -> tuple:
-    """(function, dtype, spread, target placement) of a chunk (one table's rows)."""
+    """(function, dtype, temperature, mask, spread, target placement) of a chunk (one table's rows)."""
     fn = c.names[int(c.cols["impl"][0])][0]
-    return (fn, c.const["dtype"], c.const["spread"], c.ats[int(c.cols["at"][0])])
+    k = c.const
+    return (fn, k["dtype"], k.get("temperature", 1.0), k.get("mask", "none"), k["spread"],
+            c.ats[int(c.cols["at"][0])])
+
+
+def run_axes(run: CompareRun) -> tuple[bool, bool]:
+    """shown_axes of the run: from its grids for a computed run, else from its records."""
+    from .cells import CellRows
+
+    rs = run.results
+    if isinstance(rs, CellRows) and rs.store.ordered is None:
+        return rs.store.shown
+    return shown_axes(rs)
+
+
+class _Axes:
+    __slots__ = ("temperature", "mask")
+
+    def __init__(self, temperature, mask):
+        self.temperature, self.mask = temperature, mask
 
 
 def iter_tables(run: CompareRun):
@@ -100,14 +137,16 @@ def iter_tables(run: CompareRun):
     import itertools
 
     impls_of = _table_impls(run)
+    shown = run_axes(run)
     for key, group in itertools.groupby(chunks(run, tables=True), key=_table_key):
-        f, dt, sp, at = key
+        f, dt, temp, mask, sp, at = key
         impls = impls_of[key] if impls_of is not None else None
         group = iter(group)
         first = next(group)
         if impls is None:
             impls = tuple(first.names[int(i)][1] for i in np.unique(first.cols["impl"]))  # chosen order
-        yield Table(f, dt, sp, impls, _table_rows(itertools.chain([first], group), impls), at)
+        yield Table(f, dt, sp, impls, _table_rows(itertools.chain([first], group), impls), at,
+                    axes_text(_Axes(temp, mask), shown))
 
 
 def _table_impls(run: CompareRun):
@@ -188,12 +227,26 @@ def verdicts(run: CompareRun, agg: Aggregates | None = None) -> list[tuple]:
     ``causes``: "cause (elements), ..." over every cell, most frequent first.
     """
     agg = agg or Aggregates(run)
-    out = []
-    for (f, i, d), s in agg.keys.items():
+    shown = run_axes(run)
+    out = {}
+    for (f, i, d, temp, mask), s in agg.keys.items():
+        axes = axes_text(_Axes(temp, mask), shown)
+        k = (f, i, d + (f" ({axes})" if axes else ""))
+        if k in out:  # the same label twice (not in a computed run): merge
+            o = out[k]
+            o["worst"] = max(o["worst"], s["worst"])
+            o["bad"], o["cells"] = o["bad"] + s["bad"], o["cells"] + s["cells"]
+            o["mu"] = max(o["mu"], s["mu"])
+            o["causes"] = o["causes"] + s["causes"]
+            o["order"] = o["order"] + [j for j in s["order"] if j not in o["order"]]
+        else:
+            out[k] = dict(s)
+    rows = []
+    for (f, i, d), s in out.items():
         causes = sorted(((CAUSES[j], int(s["causes"][j])) for j in s["order"]), key=lambda kv: -kv[1])
-        out.append((f, i, d, STATUSES[s["worst"]], s["bad"], s["cells"], s["mu"],
-                    ", ".join(f"{c} ({n})" for c, n in causes)))
-    return out
+        rows.append((f, i, d, STATUSES[s["worst"]], s["bad"], s["cells"], s["mu"],
+                     ", ".join(f"{c} ({n})" for c, n in causes)))
+    return rows
 
 
 def summary_rows(run: CompareRun, agg: Aggregates | None = None):
@@ -219,8 +272,10 @@ def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
     """
     agg = agg or Aggregates(run)
     ths = thresholds_by_dtype(run)
+    shown = run_axes(run)
     out = []
-    for (f, impl, dt), s in agg.keys.items():
+    for (f, impl, dt, temp, mask), s in agg.keys.items():
+        axes = axes_text(_Axes(temp, mask), shown)
         sizes = sorted(s["sizes"])
         parts = []
         for cause, g in sorted(s["groups"].items(), key=lambda kv: (-kv[1].worst, kv[1].first)):
@@ -230,15 +285,17 @@ def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
             th = ths.get(dt, {})
             why = cause.replace("_", " ") + (" (inferred)" if g.inferred else "")
             if cause == "exp_overflow" and th:
-                parts.append(f"{worst} where max(x) >= {sig(th['exp_overflow_x'], 4)} ({why})")
+                arg = "max(x)" if temp == 1 else "max(x / T)"
+                parts.append(f"{worst} where {arg} >= {sig(th['exp_overflow_x'], 4)} ({why})")
                 continue
             if cause == "underflow" and th:
-                why += (f": exp(x) is subnormal below {sig(th['exp_subnormal_x'], 4)}, 0 at or below "
+                arg = "x" if temp == 1 else "x / T"
+                why += (f": exp({arg}) is subnormal below {sig(th['exp_subnormal_x'], 4)}, 0 at or below "
                         f"{sig(th['exp_underflow_x'], 4)}")
             figure = ""
             if worst == "inaccurate":
                 figure = f" (up to {fmt_num(float('nan') if g.top is None else g.top)} ULP)"
-            vals, every = agg.region(g, (f, impl, dt))
+            vals, every = agg.region(g, (f, impl, dt, temp, mask))
             at = (f"offset {fmt_num(float(vals[0]), 4)}" if len(vals) == 1
                   else f"offsets {_region_arr(vals, every)}")
             parts.append(f"{worst}{figure} in {g.count} of {s['cells']} cells ({at}{where_n}; {why})")
@@ -246,7 +303,7 @@ def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
             parts.append(f"undetermined in {s['undet']} cells")
         if not parts:
             parts.append(f"ok (max {fmt_num(float('nan') if s['top'] is None else s['top'])} ULP)")
-        out.append(f"{f}/{impl} {dt}: " + "; ".join(parts))
+        out.append(f"{f}/{impl} {dt}{f' ({axes})' if axes else ''}: " + "; ".join(parts))
     return out
 
 
@@ -264,7 +321,10 @@ def chunks(run: CompareRun, tables: bool = False):
     if tables:
         rank = {f: i for i, f in enumerate(dict.fromkeys(r.function for r in rs))}
         at_rank = {m: i for i, m in enumerate(dict.fromkeys(r.target_at for r in rs))}
-        rs.sort(key=lambda r: (rank[r.function], r.dtype, r.spread, at_rank[r.target_at], r.n, r.offset))
+        t_rank = {t: i for i, t in enumerate(dict.fromkeys(r.temperature for r in rs))}
+        m_rank = {m: i for i, m in enumerate(dict.fromkeys(r.mask for r in rs))}
+        rs.sort(key=lambda r: (rank[r.function], r.dtype, t_rank[r.temperature], m_rank[r.mask], r.spread,
+                               at_rank[r.target_at], r.n, r.offset))
     return CellStore.from_results(rs).chunks()
 
 
@@ -321,13 +381,14 @@ class Aggregates:
 
     def add(self, c) -> None:
         cols, dt = c.cols, c.const["dtype"]
+        temp, mask = c.const.get("temperature", 1.0), c.const.get("mask", "none")
         n = int(c.const["n"])
         impl = cols["impl"]
         codes = np.unique(impl)
         axis = self.axes.get(dt)
         for code in codes:
             fn, name, inferred = c.names[int(code)]
-            key = (fn, name, dt)
+            key = (fn, name, dt, temp, mask)
             rows = np.nonzero(impl == code)[0]
             s = self.keys.get(key)
             if s is None:

@@ -151,3 +151,51 @@ def cotangent(v, where: str = "--cotangent"):
             raise UsageError(f"{where} {v!r}: values must be finite numbers")
         out.append(x)
     return tuple(out)
+
+
+def _items(v, where: str, what: str) -> list:
+    """A comma list, one value, or a list (a config's array) as a list of items."""
+    if isinstance(v, bool):
+        raise UsageError(f"{where} {v!r}: give {what}")
+    if isinstance(v, str):
+        parts = [p.strip() for p in v.split(",")]
+        if not v.strip() or any(not p for p in parts):
+            raise UsageError(f"{where} {v!r}: an empty value; give {what}")
+        return parts
+    if isinstance(v, (list, tuple)):
+        if not v:
+            raise UsageError(f"{where} is empty: give {what}")
+        return list(v)
+    return [v]
+
+
+def temperatures(v, where: str = "--temperature") -> tuple:
+    """Temperatures T (a comma list, one number or a list): each a finite number > 0, duplicates
+    once, in the order given; None is T = 1 alone (inputs not divided)."""
+    if v is None:
+        return (1.0,)
+    out = []
+    for p in _items(v, where, "temperatures T > 0 (e.g. 1,0.01,1e-5)"):
+        t = _number(p, where)
+        if not (math.isfinite(t) and t > 0):
+            raise UsageError(f"{where} {p!r}: a temperature must be a finite number > 0")
+        out.append(t)
+    return tuple(dict.fromkeys(out))
+
+
+#: Additive attention masks of a grid (``--mask``; grids.apply_mask): none, ``-inf``, finfo.min once
+#: (``min``) or twice (``min2``, two summed masks).
+MASKS = ("none", "-inf", "min", "min2")
+
+
+def masks(v, where: str = "--mask") -> tuple:
+    """Additive grid masks (MASKS), a comma list or a list, duplicates once, in the order given;
+    None is none alone."""
+    if v is None:
+        return ("none",)
+    out = []
+    for p in _items(v, where, f"masks ({', '.join(MASKS)})"):
+        if not isinstance(p, str):
+            raise UsageError(f"{where} {p!r}: not a mask name ({', '.join(MASKS)})")
+        out.append(choice(f"{where} value", p, MASKS))
+    return tuple(dict.fromkeys(out))

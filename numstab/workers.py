@@ -78,3 +78,44 @@ def stop_pool(pool) -> None:
                 p.kill()
         except (OSError, AttributeError, ValueError):
             pass
+
+
+_TASKS: list = []  # the tasks of the running pool: forked workers inherit them (nothing to pickle)
+
+
+def _call(fn, i: int):
+    return fn(_TASKS[i])
+
+
+def run_tasks(fn, tasks, jobs: int, on_result, scheduler=None) -> None:
+    """fn(task) for every task -- in this process (jobs 1 or one task), in ``jobs`` forked worker
+    processes, or on the Dask scheduler at ``scheduler`` -- calling ``on_result(task, result)``
+    in this process as each one finishes (in any order). The one parallel engine of inspect,
+    audit and shards on a cluster."""
+    if scheduler is not None:
+        from .dask_run import run_on_dask
+
+        run_on_dask(fn, tasks, scheduler, on_result)
+        return
+    if jobs <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            on_result(t, fn(t))
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    global _TASKS
+    _TASKS = list(tasks)
+    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
+                                  initializer=_worker_init)
+    try:
+        with signals_held():  # the workers fork at the first submit
+            futs = {pool.submit(_call, fn, i): i for i in range(len(tasks))}
+        for fut in cf.as_completed(futs):
+            on_result(tasks[futs[fut]], fut.result())
+    except BaseException:
+        stop_pool(pool)  # a signal or an error: no worker may outlive this run
+        raise
+    finally:
+        _TASKS = []
+    pool.shutdown(wait=True)

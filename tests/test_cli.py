@@ -16,7 +16,7 @@ def test_compare_json_schema_and_figures(capsys):
                              "--sizes", "2", "--offsets", "0,12", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["schema"] == "numstab.compare/3"
+    assert data["schema"] == "numstab.compare/4"
     meta = data["meta"]
     for k in ("version", "seed", "argv", "accumulate", "numpy", "mpmath"):
         assert k in meta
@@ -65,7 +65,7 @@ def test_output_file_is_written_atomically(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [target]  # and leaves no temp file
     code, _, _ = run_cli(capsys, "compare", "--dtype", "float16", "--sizes", "2", "--format", "json",
                          "-o", str(target))
-    assert code == 0 and json.loads(target.read_text())["schema"] == "numstab.compare/3"
+    assert code == 0 and json.loads(target.read_text())["schema"] == "numstab.compare/4"
     code, _, err = run_cli(capsys, "compare", "-o", str(tmp_path / "nodir" / "x.json"))
     assert code == 2 and "does not exist" in err
 
@@ -111,7 +111,7 @@ def test_cells_above_the_tolerance_keep_a_mark_without_colour(medium, capsys, tm
 @pytest.mark.parametrize("suffix,check", [
     (".md", lambda t: t.startswith("## Where each implementation breaks") and "| n | offset |" in t
      and "┃" not in t),
-    (".json", lambda t: json.loads(t)["schema"] == "numstab.compare/3"),
+    (".json", lambda t: json.loads(t)["schema"] == "numstab.compare/4"),
     (".csv", lambda t: t.startswith("function,impl,dtype,")),
     (".html", lambda t: t.startswith("<!DOCTYPE html>") and "</html>" in t),
     (".txt", lambda t: "┃" in t and "\x1b[" not in t),

@@ -40,7 +40,8 @@ def test_bfloat16_needs_two_masks_to_overflow():
 def test_compare_with_a_mask_grid():
     run = run_compare(dtypes=["float16"], functions=["softmax"], impls=["naive", "stable"], offsets="-20,0",
                       sizes="4", trials=2, jobs=1, mask="min")
-    assert run.meta["grids"]["float16"]["mask"] == "min"
+    assert run.meta["grids"]["float16"]["masks"] == ["min"]
+    assert {r.mask for r in run.results} == {"min"}
     by = {(r.impl, r.offset): r for r in run.results}
     assert by[("stable", -20.0)].x_min == -np.inf  # score + min overflowed to -inf
     assert by[("stable", 0.0)].x_min == -65504.0  # scores near 0: the mask stays finite

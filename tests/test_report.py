@@ -65,7 +65,7 @@ def test_from_json_rerenders_without_recomputing(report_dir, tmp_path, capsys):
 
 def test_newer_schema_refused(tmp_path, capsys):
     f = tmp_path / "r.json"
-    f.write_text(json.dumps({"schema": "numstab.compare/4", "results": []}))
+    f.write_text(json.dumps({"schema": "numstab.compare/5", "results": []}))
     assert main(["report", "--from", str(f), "--out", str(tmp_path / "o")]) == 2
     assert "newer than this numstab understands" in capsys.readouterr().err
     f.write_text(json.dumps({"schema": "other.thing/1"}))

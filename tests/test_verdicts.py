@@ -44,7 +44,7 @@ def test_zeros_of_x_over_inf_are_overflow_not_underflow(capsys):
 def test_default_float16_compare_has_no_underflow_without_an_underflow(capsys):
     assert main(["compare", "--dtype", "float16", "--format", "json", "--jobs", "1"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema"] == "numstab.compare/3"
+    assert data["schema"] == "numstab.compare/4"
     unf = [r for r in data["results"] if r["status"] == "underflow"]
     assert unf and all("underflow" in r["flags"] for r in unf)
     ovf = [r for r in data["results"] if r["status"] == "overflow"]
@@ -116,7 +116,7 @@ def test_audit_fails_on_zeros_from_an_overflowed_sum(capsys):
     code = main(["audit", "--function", "softmax", "--dtype", "float16", "--impl", "naive", "--sizes", "1000",
                  "--offsets", "4.4,6.6", "--format", "json"])
     d = json.loads(capsys.readouterr().out)
-    assert code == 1 and d["schema"] == "numstab.audit/4" and d["passed"] is False
+    assert code == 1 and d["schema"] == "numstab.audit/5" and d["passed"] is False
     r = d["results"][0]
     assert r["counts"]["overflow"] == 6000 and r["zeros"] == 6000
     assert r["causes"] == {"sum_overflow": 6000}
@@ -157,7 +157,7 @@ def test_report_reads_compare_1_files(tmp_path, capsys):
     assert main(["report", "--from", str(f), "--out", str(tmp_path / "r"), "--formats", "md,json"]) == 0
     capsys.readouterr()
     new = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert new["schema"] == "numstab.compare/3" and new["results"][0]["cause"] == "overflow"
+    assert new["schema"] == "numstab.compare/4" and new["results"][0]["cause"] == "overflow"
 
 
 # ------------------------------------------------------------------ properties

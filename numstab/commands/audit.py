@@ -7,17 +7,16 @@ finding too), 2 bad usage or input. The settings and their limits: audit_config.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from ..adapters import load_callable, user_impl
-from ..engine import evaluate, summarize
 from ..errors import UsageError
 from ..formats import get_format
-from ..functions import Impl, get_impl
+from ..functions import Impl, get_impl, take_args
 from ..functions import get as get_function
-from ..grids import cells as grid_cells
 from ..grids import make_grid, stack
 from ..libraries import library_impls
 from ..results import STATUSES, AuditReport, AuditResult, jnum
@@ -47,36 +46,74 @@ def _runs_in(impl: Impl, dtype: str) -> bool:
     return dtypes is None or dtype in dtypes
 
 
-def _inputs(spec: AuditSpec, fmt, n_impls: int = 1):
-    from ..grids import load_args
-    from ..inputs import load_input, round_inputs
+def _evaluate(spec: AuditSpec, fmt, impls, jobs: int, progress=None, scheduler=None, temperature: float = 1.0,
+              mask: str = "none"):
+    """Every implementation on the audit's inputs, streamed a block of rows at a time
+    (numstab.stream): an --input file (or shards) read block by block, or the grid's batches
+    of each n (with the additive ``mask``), each divided by ``temperature`` first (1: not divided).
+    Returns the merged stream.Partial (one Part per implementation)."""
+    from .. import stream
+    from ..grids import cells as grid_cells
     from ..limits import audit_bytes, require
-    from ..masks import check_function
 
-    hint = "audit fewer implementations or formats per audit, or a smaller grid or input"
+    rec = get_function(spec.function)
+    job = stream.Job(spec.function, fmt.name, stream.impl_refs(impls), spec.accumulate, spec.tolerance,
+                     spec.specials, None if temperature == 1 else temperature,
+                     spec.top if spec.input is not None else 0, "record",
+                     (tuple(spec.fail_on), spec.limit_for(fmt.name)), spec.extras)
     if spec.input is not None:
-        x0, src = load_input(spec.input, spec.key, spec.axis)
-        check_function(spec.function, x0, src.what)
-        require(f"auditing {x0.size:,} input values with {n_impls} implementations",
-                audit_bytes(x0.size, n_impls), hint)
-        x = round_inputs(fmt, x0)
-        t = load_args(fmt, x, get_function(spec.function), spec.target, spec.targets, spec.extras)
-        return [(x, t, src)]
-    g = dict(spec.grid)
-    grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
-                     g.get("seed", 0))
-    elements = len(grid.offsets) * len(grid.spreads) * sum(grid.sizes) * grid.trials
-    require(f"auditing a grid of {elements:,} input elements with {n_impls} implementations",
-            audit_bytes(elements, n_impls), hint)
-    by_n: dict = {}
-    for c in grid_cells(fmt, grid, spec.extras):
-        by_n.setdefault(c.n, []).append(c)
-    return [stack(cs) + (None,) for cs in by_n.values()]
+        fsrc, arrays = stream.open_source(spec.input, spec.key, spec.axis)
+        rows, n = sum(a.rows for a in arrays), arrays[0].n
+        rpc = stream.rows_per_chunk(rows, n, len(impls), 1 if scheduler else jobs,
+                                    f"auditing {rows * n:,} input values")
+        args = stream.prepare_args(fmt, rec, rows, n, spec.target, spec.targets, spec.extras)
+
+        job = dataclasses.replace(job, source=fsrc)
+        chunks = stream.plan_chunks(job, arrays, args, rpc)
+    else:
+        g = dict(spec.grid)
+        grid = make_grid(fmt, g.get("offsets"), g.get("spreads"), g.get("sizes"), g.get("trials"),
+                         g.get("seed", 0), mask, temperature)
+        elements = len(grid.offsets) * len(grid.spreads) * sum(grid.sizes) * grid.trials
+        require(f"auditing a grid of {elements:,} input elements with {len(impls)} implementations",
+                audit_bytes(elements, len(impls)),
+                "audit fewer implementations or formats per audit, or a smaller grid or input")
+        by_n: dict = {}
+        for c in grid_cells(fmt, grid, spec.extras):
+            by_n.setdefault(c.n, []).append(c)
+        chunks, row0 = [], 0
+        kinds = {"target", rec.takes}  # only what the function takes (the mask layer reads a target alone)
+        for cs in by_n.values():
+            x, t = stack(cs)
+            t = {k: v for k, v in t.items() if k in kinds}
+            per = stream.rows_per_chunk(x.shape[0], x.shape[1], len(impls), 1, "auditing the grid")
+            for a in range(0, x.shape[0], per):
+                b = min(x.shape[0], a + per)
+                chunks.append(stream.Chunk(job, row0 + a, x0=x[a:b], args=take_args(t, slice(a, b)),
+                                           n=x.shape[1]))
+            row0 += x.shape[0]
+    return stream.run(chunks, jobs, progress, scheduler, job.top)
 
 
-def run_audit(specs, argv=None) -> AuditReport:
+def run_audit(specs, argv=None, jobs: int | None = 1, progress=None, scheduler=None) -> AuditReport:
+    """Every audit of ``specs``: ``jobs`` worker processes (None: the machine's cores) or the Dask
+    scheduler at ``scheduler`` evaluate its blocks of rows; ``progress(done, total)`` is called
+    with element counts as blocks finish."""
+    from .. import stream
+    from ..workers import default_jobs
     from . import run_meta
 
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if scheduler is not None:
+        from ..dask_run import check_available
+
+        check_available()
+        for spec in specs:
+            if spec.callables or spec.libraries:
+                raise UsageError("--scheduler runs numstab's built-in implementations only (a callable or "
+                                 "a library is called in this process's forked children); use --jobs")
     results, notes, skipped, libs = [], [], [], {}
     for spec in specs:
         all_impls = _impls_of(spec)
@@ -95,30 +132,14 @@ def run_audit(specs, argv=None) -> AuditReport:
             if not impls:
                 continue
             ran = True
-            batches = _inputs(spec, fmt, len(impls))
-            acc: dict = {}
-            for x, t, _src in batches:
-                outs, ref, _ = evaluate(fmt, x, t, impls, spec.accumulate, spec.tolerance,
-                                        on_error="record", specials=spec.specials,
-                                        temperature=spec.temperature)
-                for o in outs:
-                    acc.setdefault(o.impl.name, []).append((o, x, t, ref))
-            for impl in impls:
-                res = _judge(spec, fmt, impl, acc[impl.name])
-                if spec.input is not None and spec.top and res.counts and not acc[impl.name][0][0].error:
-                    import dataclasses
-
-                    from ..locate import worst
-
-                    o, x, t, _ref = acc[impl.name][0]
-                    xe = x
-                    if spec.temperature is not None:
-                        from ..engine import scaled
-
-                        xe, _ = scaled(fmt, x, [], spec.temperature)
-                    res = dataclasses.replace(res, worst=tuple(worst(o, x, t, fmt, spec.top, batches[0][2],
-                                                                      spec.specials, x_exact=xe)))
-                results.append(res)
+            for temp, mask in ((t, m) for t in spec.temperatures for m in spec.masks):
+                merged = _evaluate(spec, fmt, impls, jobs, progress, scheduler, temp, mask)
+                for impl, part in zip(impls, merged.parts):
+                    res = dataclasses.replace(_judge(spec, fmt, impl, part), temperature=temp, mask=mask)
+                    if spec.input is not None and spec.top and not part.error:
+                        rows = stream.finish_worst(fmt, spec.function, part, spec.specials)
+                        res = dataclasses.replace(res, worst=tuple(rows))
+                    results.append(res)
         if not ran:
             raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
                              f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
@@ -126,45 +147,25 @@ def run_audit(specs, argv=None) -> AuditReport:
     meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
                                    "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
                                    "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input,
+                                   "temperatures": [jnum(t) for t in s.temperatures], "masks": list(s.masks),
                                    "device": s.device}
                                   for s in specs],
                     libraries=libs, skipped=skipped)
     return AuditReport(tuple(results), meta, tuple(notes))
 
 
-def _spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
-    """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not."""
-    from ..causes import wrong_special
-
-    zero, inf = wrong_special(y, rounded)
-    return zero | inf if get_function(function).log_of_zero is not None else zero
-
-
-def _wrong_limit(y: np.ndarray, r) -> np.ndarray:
-    """Outputs other than the exact value where that is exactly 0, +-inf or NaN (masks.py: a masked
-    entry's limit, a fully masked row's policy, a NaN input); an infinite or NaN exact value is
-    stored with ulp = +inf."""
-    with np.errstate(all="ignore"):
-        point = np.isinf(r.ulp) | ((r.rounded == 0) & (r.dlo == 0) & (r.dhi == 0))
-        same = (y == r.rounded) | (np.isnan(y) & np.isnan(r.rounded))
-    return point & ~same
-
-
-def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
-    errors = [o.error for o, *_ in parts if o.error]
-    if errors:
+def _judge(spec: AuditSpec, fmt, impl: Impl, part) -> AuditResult:
+    """The verdict on one implementation's merged figures (stream.Part) against the limits."""
+    if part.error:
         counts = {k: 0 for k in STATUSES}
         return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), math.nan, math.nan,
-                           False, (f"error: {errors[0]}",), None, spec.name,
+                           False, (f"error: {part.error}",), None, spec.name,
                            library=getattr(impl, "library", ()))
-    summ = summarize([(o, slice(None)) for o, *_ in parts])  # the figures compare gives for these inputs
+    summ = part.summary()  # the figures compare gives for these inputs
     counts, causes = summ["counts"], summ["causes"]
     max_u, med_u = summ["max_ulp"], summ["median_ulp"]
-    zeros = sum(int(np.sum(_spurious_zero(spec.function, o.y, ref[spec.function].rounded)))
-                for o, _x, _t, ref in parts)
-    limits = sum(int(np.sum(_wrong_limit(o.y, ref[spec.function]))) for o, _x, _t, ref in parts)
-    u = np.concatenate([o.ulp.ravel() for o, *_ in parts])
-    fin = u[np.isfinite(u)]
+    zeros, limits = part.zeros, part.limits
+    fin = part.uvals[np.isfinite(part.uvals)]
     total = sum(counts.values())
     reasons = []
     for s in spec.fail_on:
@@ -182,53 +183,8 @@ def _judge(spec: AuditSpec, fmt, impl: Impl, parts) -> AuditResult:
     limit = spec.limit_for(fmt.name)
     if limit is not None and fin.size and fin.max() > limit:
         reasons.append(f"max ULP error {fin.max():.3g} > {limit:g}")
-    first = _first_failure(spec, fmt, parts, limit) if reasons else None
-    inferred = any(o.inferred for o, *_ in parts)
+    first = part.first[1] if reasons and part.first is not None else None
     return AuditResult(spec.function, impl.name, fmt.name, tuple(counts.items()), max_u, med_u,
                        not reasons, tuple(reasons), first, spec.name,
-                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), inferred, zeros,
+                       tuple(sorted(causes.items(), key=lambda kv: -kv[1])), part.inferred, zeros,
                        getattr(impl, "library", ()), limits)
-
-
-def _first_failure(spec, fmt, parts, limit):
-    """The worst failing element (highest status, then largest ULP error) and its whole input
-    vector: ``first_failure`` of the audit record (the name kept for older readers)."""
-    from ..causes import cause_name
-
-    codes = [STATUSES.index(s) for s in spec.fail_on if s in STATUSES]
-    best, best_key = None, None
-    row0 = 0
-    for o, x, t, ref in parts:
-        st, u = o.status, o.ulp
-        bad = np.isin(st, codes)
-        if "zero" in spec.fail_on:
-            bad |= _spurious_zero(spec.function, o.y, ref[spec.function].rounded)
-        if "limit" in spec.fail_on:
-            bad |= _wrong_limit(o.y, ref[spec.function])
-        if limit is not None:
-            bad |= np.isfinite(u) & (u > limit)
-        if bad.any():
-            with np.errstate(invalid="ignore"):
-                score = np.where(np.isnan(u), -1.0, u)
-            # rank: status first, then the ULP error; ties keep the first element
-            order = np.lexsort((-score[bad], -st[bad].astype(np.int64)))
-            idx = tuple(int(i[order[0]]) for i in np.nonzero(bad))
-            key = (int(st[idx]), float(score[idx]))
-            if best_key is None or key > best_key:
-                best_key, best = key, (o, x, t, ref, idx, row0)
-        row0 += x.shape[0]
-    if best is None:
-        return None
-    o, x, t, ref, idx, row0 = best
-    r = idx[0]
-    j = idx[1] if len(idx) > 1 else 0
-    at = idx if len(idx) > 1 else (r,)
-    return {
-        "row": row0 + r, "n": int(x.shape[-1]),
-        "vector": [jnum(v) for v in x[r]],
-        **({"target": int(t["target"][r])} if get_function(spec.function).takes == "target" else {}),
-        "element": None if get_function(spec.function).per_vector else j,
-        "output": jnum(o.y[at]), "exact_rounded": jnum(ref[spec.function].rounded[at]),
-        "ulp_error": jnum(o.ulp[at]), "status": STATUSES[int(o.status[at])],
-        "cause": cause_name(int(o.cause[at])), "cause_inferred": o.inferred,
-    }

@@ -26,7 +26,7 @@ DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero", "limit")
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
                "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
                "sizes", "trials", "seed", "name", "timeout", "device", "key", "axis", "nonfinite",
-               "masked_rows", "top", "temperature", "cotangent", "label_smoothing")
+               "masked_rows", "top", "temperature", "cotangent", "label_smoothing", "mask")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class AuditSpec:
     nonfinite: str = "ieee"  # masks.Specials: +inf inputs
     masked_rows: str = "nan"  # masks.Specials: fully masked rows
     top: int = 5  # the worst rows of an --input named in the result
-    temperature: float | None = None  # inputs divided by T in the format first (engine.scaled)
+    temperatures: tuple = (1.0,)  # inputs divided by each T in the format first (engine.scaled); 1: not
+    masks: tuple = ("none",)  # the grid's additive masks (grids.MASKS), each its own results
 
     @property
     def extras(self):
@@ -165,8 +166,8 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             device=str(d.get("device", "cpu")),
             key=d.get("key"), axis=d.get("axis"), nonfinite=d.get("nonfinite", "ieee"),
             masked_rows=d.get("masked_rows", "nan"), top=d.get("top", 5),
-            temperature=None if d.get("temperature") is None
-            else validate._number(d["temperature"], f"{where} 'temperature'"),
+            temperature=validate.temperatures(d.get("temperature"), f"{where} 'temperature'"),
+            mask=validate.masks(d.get("mask"), f"{where} 'mask'"),
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}: {exc}") from None
@@ -185,7 +186,9 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
               targets=None, target=None, grid=(), name="", timeout=None, device="cpu", key=None,
               axis=None, nonfinite="ieee", masked_rows="nan", top=5, temperature=None, cotangent=None,
-              label_smoothing=0.1) -> AuditSpec:
+              label_smoothing=0.1, mask=None) -> AuditSpec:
+    """An audit from its settings; ``temperature`` and ``mask``: a value, a comma list or a list
+    (validate.temperatures, validate.masks)."""
     from .. import libraries as libraries_mod
     from .. import validate
 
@@ -214,6 +217,9 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         raise UsageError("--top must be >= 0")
     if input is None and (key is not None or axis is not None):
         raise UsageError("--key and --axis apply to --input FILE")
+    temperatures, masks = validate.temperatures(temperature), validate.masks(mask)
+    if input is not None and masks != ("none",):
+        raise UsageError("--mask applies to the grid; an --input file carries its own -inf entries")
     return AuditSpec(
         function=function, impls=tuple(impls), callables=tuple(callables),
         libraries=tuple(libraries), dtypes=tuple(dtypes or AuditSpec.dtypes),
@@ -222,7 +228,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
         target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
         key=key, axis=axis, nonfinite=nonfinite, masked_rows=masked_rows, top=int(top),
-        temperature=None if temperature is None else float(temperature),
+        temperatures=temperatures, masks=masks,
         cotangent=cotangent, label_smoothing=label_smoothing,
     )
 

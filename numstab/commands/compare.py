@@ -25,6 +25,7 @@ from ..grids import (
     make_grid,
     parse_target_at,
     targets_at,
+    unmasked,
 )
 from ..grids import block as grid_block
 from ..metrics import DEFAULT_TOLERANCE
@@ -40,10 +41,10 @@ FUNCTION_NAMES = tuple(FUNCTIONS)
 
 @dataclass(frozen=True)
 class _Task:
-    """One unit of compare work: some offsets of one (dtype, spread, n)."""
+    """One unit of compare work: some offsets of one (dtype, spread, n, temperature), every mask."""
 
     dtype: str
-    grid: GridSpec  # a sub-grid: one spread, one n, some offsets (same z as the full grid)
+    grid: GridSpec  # a sub-grid: one spread, one n, one T, some offsets (same z as the full grid)
     impl_keys: tuple
     accumulate: str
     tolerance: float
@@ -51,10 +52,12 @@ class _Task:
     verify: int = 0
     target_at: tuple = TARGET_AT  # where the target sits, for functions that take one
     extras: Extras = DEFAULT_EXTRAS  # labels, cotangents, label smoothing
+    t_rank: int = 0  # the place of its temperature among the grid's (the run's order)
 
     @property
     def elements(self) -> int:
-        return len(self.grid.offsets) * self.grid.trials * self.grid.sizes[0]
+        g = self.grid
+        return len(g.offsets) * g.trials * g.sizes[0] * len(g.masks) * len(g.temperatures)
 
     @property
     def cost(self) -> float:
@@ -73,43 +76,54 @@ TASK_ELEMENTS = 1 << 19
 
 
 def _run_task(task: _Task) -> list[Block]:
-    """The cells of one piece: blocks of cells evaluated as the rows of one batch each."""
+    """The cells of one piece: blocks of cells evaluated as the rows of one batch each, for
+    every mask (masked cells only for the functions whose exact value with -inf entries numstab
+    knows, masks.RULES) and the piece's temperature."""
+    from ..masks import RULES
+
     fmt = get_format(task.dtype)
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
     code = {k: i for i, k in enumerate(task.impl_keys)}
     ats = (None,) + task.target_at
     g = task.grid
-    n, T, sp = g.sizes[0], g.trials, g.spreads[0]
+    n, T, sp, temp = g.sizes[0], g.trials, g.spreads[0], g.temperatures[0]
     drawn = draws(g, n)
     per = max(1, BLOCK_ELEMENTS // (T * n))
-    plain = [i for i in chosen if i.record.takes != "target"]
-    with_target = [i for i in chosen if i.record.takes == "target"]
-    kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
     fn_rank = {f: i for i, f in enumerate(FUNCTIONS)}
     blocks = []
     for a in range(0, len(g.offsets), per):
         offs = np.asarray(g.offsets[a:a + per], dtype=np.float64)
         C = offs.size
-        x, args = grid_block(fmt, g, n, sp, offs, task.extras, drawn)
-        target = args["target"]
-        runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
-        runs += ([(m, with_target, {**args, "target": targets_at(m, x, target)}) for m in task.target_at]
-                 if with_target else [])
-        xs = x.reshape(C, T * n)
-        x_min, x_max = xs.min(axis=1), xs.max(axis=1)
-        parts = {}  # (function rank, at index) -> [(impl code, summary)]
-        for mode, impls, tg in runs:
-            outs, _, _ = evaluate(fmt, x, tg, impls, task.accumulate, task.tolerance, None, task.mode,
-                                  verify=task.verify, row_flags=True)
-            for o in outs:
-                key = (fn_rank[o.impl.function], ats.index(mode))
-                parts.setdefault(key, []).append((code[(o.impl.function, o.impl.name)],
-                                                  summarize_cells(o, C, T, o.row_flags)))
-        blocks.append(_block(fmt, g, n, T, sp, offs, x_min, x_max, parts))
+        x0 = unmasked(fmt, n, sp, offs, drawn[0])
+        for m_rank, mask in enumerate(g.masks):
+            impls = chosen if mask == "none" else [i for i in chosen if i.function in RULES]
+            x, args = grid_block(fmt, g, n, sp, offs, task.extras, drawn, mask, x0)
+            target = args["target"]
+            plain = [i for i in impls if i.record.takes != "target"]
+            with_target = [i for i in impls if i.record.takes == "target"]
+            kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
+            runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
+            runs += ([(m, with_target, {"target": targets_at(m, x, target)}) for m in task.target_at]
+                     if with_target else [])
+            xs = x.reshape(C, T * n)
+            x_min, x_max = xs.min(axis=1), xs.max(axis=1)
+            parts = {}  # (function rank, at index) -> [(impl code, summary)]
+            for mode, run_impls, tg in runs:
+                outs, _, _ = evaluate(fmt, x, tg, run_impls, task.accumulate, task.tolerance, None, task.mode,
+                                      verify=task.verify, temperature=None if temp == 1 else temp,
+                                      row_flags=True)
+                for o in outs:
+                    key = (fn_rank[o.impl.function], ats.index(mode))
+                    parts.setdefault(key, []).append((code[(o.impl.function, o.impl.name)],
+                                                      summarize_cells(o, C, T, o.row_flags)))
+            if parts:
+                const = {"dtype": fmt.name, "spread": sp, "n": n, "trials": T, "temperature": temp,
+                         "mask": mask}
+                blocks.append(_block(const, (fmt.name, task.t_rank, m_rank, sp), offs, x_min, x_max, parts))
     return blocks
 
 
-def _block(fmt, g, n, T, sp, offs, x_min, x_max, parts) -> Block:
+def _block(const: dict, outer: tuple, offs, x_min, x_max, parts) -> Block:
     """One block's rows ordered by (function, target placement, cell, implementation)."""
     C = offs.size
     cols = {f: [] for f in ROW_FIELDS}
@@ -132,13 +146,13 @@ def _block(fmt, g, n, T, sp, offs, x_min, x_max, parts) -> Block:
         segs.append((FUNCTION_NAMES[fr], at, row, C * k, k))
         row += C * k
     arrays = {f: np.concatenate(v).astype(ROW_FIELDS[f], copy=False) for f, v in cols.items()}
-    return Block(const={"dtype": fmt.name, "spread": sp, "n": n, "trials": T}, outer=(fmt.name, sp),
-                 inner=(n,), start=float(offs[0]), segs=segs, cols=arrays, big=big)
+    return Block(const=const, outer=outer, inner=(const["n"],), start=float(offs[0]), segs=segs, cols=arrays,
+                 big=big)
 
 
 def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
            target_at=TARGET_AT, extras: Extras = DEFAULT_EXTRAS) -> list[_Task]:
-    """Pieces of work: the offsets of each (dtype, spread, n), in ascending order, in pieces of
+    """Pieces of work: the offsets of each (dtype, spread, n, T), in ascending order, in pieces of
     at most TASK_ELEMENTS input elements -- and, for a parallel run, small enough that every
     worker gets several."""
     keys = tuple((i.function, i.name) for i in chosen)
@@ -148,9 +162,10 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         offs = tuple(sorted(g.offsets))
         for n in g.sizes:
             for sp in g.spreads:
-                sub = GridSpec(offs, (sp,), (n,), g.trials, g.seed, g.mask)
-                whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
-                                   extras))
+                for t_rank, temp in enumerate(g.temperatures):
+                    sub = g.sub(offsets=offs, spreads=(sp,), sizes=(n,), temperatures=(temp,))
+                    whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
+                                       extras, t_rank))
     total = sum(t.cost for t in whole)
     piece = total / (4 * jobs) if jobs > 1 and total >= 1.0 else math.inf
     out = []
@@ -163,10 +178,9 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
             out.append(t)
             continue
         for chunk in np.array_split(np.array(t.grid.offsets), k):
-            sub = GridSpec(tuple(chunk.tolist()), t.grid.spreads, t.grid.sizes,
-                           t.grid.trials, t.grid.seed, t.grid.mask)
+            sub = t.grid.sub(offsets=tuple(chunk.tolist()))
             out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at,
-                             extras))
+                             extras, t.t_rank))
     return out
 
 
@@ -174,8 +188,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 sizes=None, trials=None, seed: int = 0, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
-                target_at=TARGET_AT, mask: str = "none", label=None, cotangent=None,
-                label_smoothing=None) -> CompareRun:
+                target_at=TARGET_AT, mask=None, label=None, cotangent=None,
+                label_smoothing=None, temperature=None) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
@@ -183,6 +197,10 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
 
     ``target_at``: where the target of cross_entropy (any function taking a target) sits in
     each vector, each reported separately (grids.TARGET_AT: argmax, argmin, random).
+
+    ``mask``: the additive masks (grids.MASKS), ``temperature``: the temperatures T (every
+    implementation divides x by T in the format first; engine.scaled): a name or number, a comma
+    list or a list, each value its own cells (CellResult.mask, CellResult.temperature).
 
     ``jobs``: worker processes for independent grid cells (default: the machine's
     cores; small runs stay in this process). ``progress(done, total)`` is called
@@ -198,7 +216,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask) for f in fmts}
+    _check_masks(chosen, mask)
+    grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask, temperature) for f in fmts}
     extras = make_extras(label, cotangent, label_smoothing)
     for g in grids.values():
         check_extras(extras, g.sizes)
@@ -247,6 +266,8 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     except BaseException:
         store.close()
         raise
+    g0 = next(iter(grids.values()))
+    store.shown = (g0.temperatures != (1.0,), g0.masks != ("none",))
     meta = run_meta(argv, seed=int(seed), accumulate=accumulate, tolerance=jnum(tolerance),
                     reference=reference_mode, **({"verify": int(verify)} if verify else {}),
                     grids={k: g.to_dict() for k, g in grids.items()}, target_at=list(target_at),
@@ -258,13 +279,25 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     return CompareRun(meta=meta, results=CellRows(store), thresholds=th)
 
 
+def _check_masks(chosen, mask) -> None:
+    """A mask other than none needs a function whose exact value with -inf entries numstab knows."""
+    from ..masks import RULES
+
+    masked = [m for m in validate.masks(mask) if m != "none"]
+    if masked and not any(i.function in RULES for i in chosen):
+        raise UsageError(f"--mask {masked[0]} applies to {', '.join(RULES)} (masked attention scores); "
+                         "the functions chosen have the unmasked cells only")
+
+
 def _check_memory(fmts, grids, tasks, n_impls: int, workers: int) -> None:
     """Refuse, before any work, a run whose estimated peak does not fit in memory."""
     from ..limits import compare_bytes, require
 
-    cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) for g in grids.values())
-    if tasks is None:  # before the split into pieces: the whole of each (dtype, n, spread) at once
-        pieces = [len(g.offsets) * g.trials * n for g in grids.values() for n in g.sizes for _ in g.spreads]
+    cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) * len(g.masks) * len(g.temperatures)
+                for g in grids.values())
+    if tasks is None:  # before the split into pieces: the whole of each (dtype, n, spread, T) at once
+        pieces = [len(g.offsets) * g.trials * n * len(g.masks) for g in grids.values() for n in g.sizes
+                  for _ in g.spreads for _ in g.temperatures]
         workers = 1
     else:
         pieces = [t.elements for t in tasks]

@@ -17,7 +17,8 @@ from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jv
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
-                top: int = 5, temperature=None, cotangent=None, label_smoothing=None) -> dict:
+                top: int = 5, temperature=None, cotangent=None, label_smoothing=None,
+                jobs: int | None = 1, progress=None, scheduler=None) -> dict:
     """The inspect job. Returns the JSON-ready dict
     (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
 
@@ -25,9 +26,17 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
     ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon.
 
+    ``temperature``: T, or several (a comma list or a list): the inputs divided by T in the format
+    first, each T its own results (each with ``temperature``).
+
     ``key``/``axis``: the array of a .npz/.safetensors file and the axis of the vectors;
     ``specials`` (masks.Specials): how -inf, +inf and NaN inputs are read; ``top``: how many
     of the worst rows a batch names.
+
+    A batch (a file of several vectors, or shards matched by a glob pattern) is streamed: read
+    and evaluated a block of rows at a time (numstab.stream), in ``jobs`` worker processes or on
+    the Dask scheduler at ``scheduler``, with the figures of one pass; ``progress(done, total)``
+    is called with element counts as blocks finish.
     """
     from .. import masks
     from ..causes import cause_name, verdict
@@ -46,8 +55,17 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     specials = specials or masks.DEFAULT
     if top < 0:
         raise UsageError("--top must be >= 0")
+    if temperature is not None:
+        validate.temperatures(temperature)  # refused before any input is read
     src = None
     if input_file is not None:
+        from .. import stream
+
+        fsrc, arrays = stream.open_source(input_file, key, axis)
+        if fsrc.sharded or arrays[0].rows > 1:
+            return _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accumulate,
+                                  tolerance, specials, top, temperature, cotangent, label_smoothing, jobs,
+                                  progress, scheduler)
         x0, src = load_input(input_file, key, axis)
     else:
         if key is not None or axis is not None:
@@ -64,21 +82,23 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
     require(f"inspecting {B:,} x {n:,} values", inspect_bytes(B, n, len(chosen), len(dtypes or ("float32",))),
             "inspect fewer values (a long single vector is reported element by element) or use audit")
+    temps = (None,) if temperature is None else validate.temperatures(temperature)
     results = []
-    for dt in dtypes or ("float32",):
+    for dt, temperature in ((d, t) for d in dtypes or ("float32",) for t in temps):
         fmt = get_format(dt)
         x = round_inputs(fmt, x0)
         args = load_args(fmt, x, rec, target, targets_file, extras)
         tg = args.get("target", np.zeros(B, dtype=np.int64))
         th = exact_thresholds(fmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
+        t_arg = None if temperature in (None, 1) else temperature
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
-                              temperature=temperature)
+                              temperature=t_arg)
         xe = x  # the inputs of the exact values: x / T with a temperature
-        if temperature is not None:
+        if t_arg is not None:
             from ..engine import scaled
 
-            xe, _ = scaled(fmt, x, [], temperature)
+            xe, _ = scaled(fmt, x, [], t_arg)
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
         row = {k: v[0] for k, v in args.items()}
         row_arg = int(tg[0]) if set(row) <= {"target"} else row  # the mask layer reads an index
@@ -128,6 +148,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
+                    **({"temperature": temperature} if temperature is not None else {}),
                     "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                     "cause_inferred": o.inferred,
                     "vectors_failing": int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1))),
@@ -137,6 +158,65 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     **_masked_rows_returned(function, x, o.y),
                     "worst": worst(o, x, args, fmt, top, src, specials, x_exact=xe),
                 })
+    return {"schema": INSPECT_SCHEMA, "results": results}
+
+
+def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accumulate, tolerance,
+                   specials, top, temperature, cotangent, label_smoothing, jobs, progress, scheduler) -> dict:
+    """inspect of a batch, streamed: one summary per format and implementation, its --top K rows."""
+    from .. import stream
+    from ..grids import make_extras
+    from ..workers import default_jobs
+
+    function = rec.name
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if scheduler is not None:
+        from ..dask_run import check_available
+
+        check_available()
+    rows, n = sum(a.rows for a in arrays), arrays[0].n
+    extras = make_extras(None, cotangent, label_smoothing)
+    chosen = select_impls([function], impls)
+    dts = list(dtypes or ("float32",))
+    rpc = stream.rows_per_chunk(rows, n, len(chosen), 1 if scheduler else jobs,
+                                f"inspecting {rows:,} vectors of {n:,} values")
+    refs = stream.impl_refs(chosen)
+    temps = (None,) if temperature is None else validate.temperatures(temperature)
+    runs = [(dt, t) for dt in dts for t in temps]
+    results = []
+    for k, (dt, temperature) in enumerate(runs):
+        fmt = get_format(dt)
+        args = stream.prepare_args(fmt, rec, rows, n, target, targets_file, extras)
+        job = stream.Job(function, fmt.name, refs, accumulate, tolerance, specials,
+                         None if temperature in (None, 1) else temperature, top, extras=extras, source=fsrc)
+        chunks = stream.plan_chunks(job, arrays, args, rpc)
+
+        def step(done, total, k=k):
+            if progress:
+                progress(k * total + done, total * len(runs))
+
+        merged = stream.run(chunks, jobs, step, scheduler, top)
+        for impl, part in zip(chosen, merged.parts):
+            summ = part.summary()
+            where = ({"shape": list(arrays[0].shape), "axis": arrays[0].axis} if not fsrc.sharded else
+                     {"shards": [{"file": p, "shape": list(a.shape)} for p, a in zip(fsrc.paths, arrays)],
+                      "axis": arrays[0].axis})
+            results.append({
+                "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
+                "impl": impl.name, "accumulate": accumulate, "vectors": rows, "n": n,
+                **({"temperature": temperature} if temperature is not None else {}),
+                "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
+                "cause_inferred": part.inferred, "vectors_failing": part.failing_rows,
+                "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
+                "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": part.flag_names(),
+                **where,
+                **({"masked_rows_returned": {k: part.masked.get(k, 0) for k in ("nan", "zeros", "uniform",
+                                                                              "other")}}
+                   if part.masked else {}),
+                "worst": stream.finish_worst(fmt, function, part, specials),
+            })
     return {"schema": INSPECT_SCHEMA, "results": results}
 
 

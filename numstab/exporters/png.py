@@ -48,32 +48,49 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def plot_names(run: CompareRun) -> list[tuple[str, str, str]]:
-    """(file name, dtype, function) of every plot the run gives."""
-    pairs = list(dict.fromkeys((r.dtype, r.function) for r in run.results))
+def _axes_suffix(temperature: float, mask: str, shown: tuple) -> str:
+    """The part of a plot's file name that names its temperature and mask (where the run varies
+    them): ``_T0.01``, ``_mask_min``, ``_mask_neginf``."""
+    out = f"_T{temperature:g}" if shown[0] else ""
+    return out + (f"_mask_{mask.replace('-', 'neg')}" if shown[1] else "")
+
+
+def plot_names(run: CompareRun) -> list[tuple]:
+    """(file name, dtype, function, temperature, mask) of every plot the run gives: one pair of
+    plots per format, function, temperature and mask."""
+    from ..tables import shown_axes
+
+    shown = shown_axes(run.results)
+    keys = list(dict.fromkeys((r.dtype, r.function, r.temperature, r.mask) for r in run.results))
     out = []
-    for dt, fn in pairs:
-        out.append((f"{dt}_{fn}_ulp.png", dt, fn))
-        out.append((f"{dt}_{fn}_status.png", dt, fn))
+    for dt, fn, t, m in keys:
+        sfx = _axes_suffix(t, m, shown)
+        out.append((f"{dt}_{fn}{sfx}_ulp.png", dt, fn, t, m))
+        out.append((f"{dt}_{fn}{sfx}_status.png", dt, fn, t, m))
     return out
 
 
 def make_plots(run: CompareRun) -> dict[str, bytes]:
+    from ..tables import axes_text, shown_axes
+
     plt = require_matplotlib()
     ths = {t["dtype"]: t for t in run.thresholds}
+    shown = shown_axes(run.results)
     out = {}
-    for name, dt, fn in plot_names(run):
-        rs = [r for r in run.results if r.dtype == dt and r.function == fn]
+    for name, dt, fn, temp, mask in plot_names(run):
+        rs = [r for r in run.results if (r.dtype, r.function, r.temperature, r.mask) == (dt, fn, temp, mask)]
         at = next((r.target_at for r in rs if r.target_at), None)  # one place of the target per plot
         rs = [r for r in rs if r.target_at == at]
+        axes = axes_text(rs[0], shown)
+        title = f"{fn} in {dt}" + (f" ({axes})" if axes else "")
         if name.endswith("_ulp.png"):
-            out[name] = _ulp_plot(plt, rs, ths.get(dt), dt, fn, run.meta.get("tolerance", 4.0))
+            out[name] = _ulp_plot(plt, rs, ths.get(dt), title, run.meta.get("tolerance", 4.0), temp)
         else:
-            out[name] = _status_plot(plt, rs, dt, fn)
+            out[name] = _status_plot(plt, rs, title)
     return out
 
 
-def _ulp_plot(plt, rs, th, dt, fn, tol) -> bytes:
+def _ulp_plot(plt, rs, th, title, tol, temperature: float = 1.0) -> bytes:
     sizes = sorted({r.n for r in rs})
     impls = list(dict.fromkeys(r.impl for r in rs))
     spread = min(r.spread for r in rs)
@@ -86,8 +103,8 @@ def _ulp_plot(plt, rs, th, dt, fn, tol) -> bytes:
     for ax, n in zip(axes[0], sizes):
         offs = sorted({r.offset for r in rs if r.n == n})
         lo, hi = min(offs), max(offs)
-        if th:
-            ovf, unf = float(th["exp_overflow_x"]), float(th["exp_underflow_x"])
+        if th:  # exp's limits on x / T, drawn on the offsets of x
+            ovf, unf = float(th["exp_overflow_x"]) * temperature, float(th["exp_underflow_x"]) * temperature
             span = hi - lo or 1.0
             ax.axvspan(ovf, max(hi, ovf) + span, color="#e53935", alpha=0.08, lw=0)
             ax.axvspan(min(lo, unf) - span, unf, color="#1e88e5", alpha=0.08, lw=0)
@@ -116,7 +133,7 @@ def _ulp_plot(plt, rs, th, dt, fn, tol) -> bytes:
         ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3, which="major")
     axes[0][0].set_ylabel("max ULP error (top rows: failed cells)", fontsize=11)
-    fig.suptitle(f"{fn} in {dt}: max ULP error vs offset (spread {spread:g}); dotted: tolerance {tol:g} ULP",
+    fig.suptitle(f"{title}: max ULP error vs offset (spread {spread:g}); dotted: tolerance {tol:g} ULP",
                  fontsize=13)
     handles, labels = axes[0][0].get_legend_handles_labels()
     for cause in sorted(causes_seen, key=lambda c: c or "~"):
@@ -130,7 +147,7 @@ def _ulp_plot(plt, rs, th, dt, fn, tol) -> bytes:
     return data
 
 
-def _status_plot(plt, rs, dt, fn) -> bytes:
+def _status_plot(plt, rs, title) -> bytes:
     import numpy as np
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
@@ -157,7 +174,7 @@ def _status_plot(plt, rs, dt, fn) -> bytes:
     axes[0][0].set_ylabel("n", fontsize=11)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in STATUS_COLORS]
     fig.legend(handles, STATUSES, loc="lower center", ncol=len(STATUSES), fontsize=10, frameon=False)
-    fig.suptitle(f"{fn} in {dt}: worst status per grid cell", fontsize=13)
+    fig.suptitle(f"{title}: worst status per grid cell", fontsize=13)
     fig.tight_layout(rect=(0, 0.12, 1, 0.9))
     data = _png(fig)
     plt.close(fig)

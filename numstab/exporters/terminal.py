@@ -49,7 +49,8 @@ def compare_table(run: CompareRun, file=None, details: bool = True) -> None:
     for line, t in tables_with_thresholds(run):
         if line:
             con.print(f"[bold]{line}[/bold]")
-        tab = RTable(title=t.title, title_justify="left", show_lines=False)
+        con.print(t.title, soft_wrap=True)  # above the table: a narrow table would fold a long title
+        tab = RTable(show_lines=False)
         for h in ("n", "offset", "x range"):
             tab.add_column(h, justify="right", overflow="fold")
         for i in t.impls:
@@ -115,7 +116,8 @@ def inspect_table(data: dict, file=None) -> None:
     con = console(file)
     items = data["results"] if "results" in data else [data]
     for d in items:
-        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']})"
+        temp = f", T = {_j(d['temperature'])}" if d.get("temperature") is not None else ""
+        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']}{temp})"
         if "vectors" in d:
             c = d["counts"]
             con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}, "
@@ -178,17 +180,22 @@ def audit_table(report, file=None) -> None:
 
     from rich.table import Table as RTable
 
+    from ..tables import shown_axes
+
     con = console(file)
     tab = RTable(title="numstab audit", title_justify="left")
-    heads = ("function", "impl", "dtype", "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP",
-             "causes", "reasons")
+    show_t, show_m = shown_axes(report.results)  # columns T and mask where some result has others
+    heads = ("function", "impl", "dtype", *(("T",) if show_t else ()), *(("mask",) if show_m else ()),
+             "result", "ok", "undet", "inacc", "unf", "ovf", "nan", "max ULP", "causes", "reasons")
     for h in heads:
-        tab.add_column(h, justify="left" if h in ("function", "impl", "dtype", "reasons") else "right",
-                       overflow="fold")
+        left = h in ("function", "impl", "dtype", "mask", "reasons")
+        tab.add_column(h, justify="left" if left else "right", overflow="fold")
     for r in report.results:
         c = dict(r.counts)
         res = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        tab.add_row(r.function, r.impl, r.dtype, res, *(str(c[s]) for s in STATUSES), fmt_num(r.max_ulp),
+        axes = ((fmt_num(r.temperature, 6),) if show_t else ()) + ((r.mask,) if show_m else ())
+        tab.add_row(r.function, r.impl, r.dtype, *axes, res, *(str(c[s]) for s in STATUSES),
+                    fmt_num(r.max_ulp),
                     ("~" if r.cause_inferred else "") + ", ".join(f"{k} {v}" for k, v in r.causes),
                     "; ".join(r.reasons))
     con.print(tab)
@@ -201,11 +208,21 @@ def audit_table(report, file=None) -> None:
             ff = dict(r.first_failure)
             vec = ff.pop("vector", [])
             shown = _elide(vec)
-            con.print(f"[bold]{r.impl}[/] in {r.dtype}, worst failing input (row {ff.pop('row', '?')}): "
+            where = r.dtype + "".join(f", {a}" for a in axes_of(r, (show_t, show_m)))
+            con.print(f"[bold]{r.impl}[/] in {where}, worst failing input (row {ff.pop('row', '?')}): "
                       f"{shown}; " + json.dumps(ff), soft_wrap=True)
         if r.worst and not r.passed:
-            worst_table(con, list(r.worst), f"{r.impl} in {r.dtype}: worst {len(r.worst)} rows")
+            where = r.dtype + "".join(f", {a}" for a in axes_of(r, (show_t, show_m)))
+            worst_table(con, list(r.worst), f"{r.impl} in {where}: worst {len(r.worst)} rows")
     con.print("[green]all audits passed[/]" if report.passed else "[bold red]audit failed[/]")
+
+
+def axes_of(r, shown: tuple) -> list:
+    """['T 0.01', 'mask min'] for a result, as far as the report varies them."""
+    from ..tables import axes_text
+
+    text = axes_text(r, shown)
+    return text.split(", ") if text else []
 
 
 def library_line(lib: dict) -> str:

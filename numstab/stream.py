@@ -1,0 +1,605 @@
+"""Streaming evaluation: a batch of vectors (an input file, shards of one, or a grid's batch)
+evaluated a block of rows at a time, with results identical to one pass.
+
+The unit of work is a :class:`Chunk` -- some rows of the batch and the settings of the run
+(:class:`Job`) -- and :func:`run_chunk` is the one chunk function: the same in this process,
+in worker processes (``--jobs``) and on a Dask cluster (``--scheduler``). It reads only its
+rows (inputs.InputArray.read_rows), evaluates them through engine.evaluate and returns a
+:class:`Partial`: per implementation, the counts of every (status, cause) pair, a histogram
+of the ULP figures (quantized, so few distinct values), the largest relative error, the
+figures beyond float64's range, the flags, and the candidates for the worst rows. Partials
+merge exactly and in any order (sums, maxima, histograms; candidates ranked by a total key
+that ends with the global row index), so every figure -- medians and the --top K rows
+included -- is the one a single pass over the whole batch gives. Peak memory is that of the
+chunks in flight, whatever the size of the input.
+
+A row is never split: every evaluation needs the whole vector (its max and sum, and the
+implementations' own reductions in their accumulation order), so one row is the smallest
+chunk, and :func:`plan` refuses before any work a row whose evaluation would not fit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UsageError
+from .results import FLAG_NAMES, INACCURATE, STATUSES
+
+#: Input elements per chunk (rows are never split; NUMSTAB_BLOCK overrides it, for tests).
+BLOCK_ELEMENTS = 1 << 20
+
+
+def block_elements() -> int:
+    env = os.environ.get("NUMSTAB_BLOCK")
+    if env:
+        try:
+            v = int(env)
+        except ValueError:
+            raise UsageError(f"NUMSTAB_BLOCK={env!r}: not a number of elements") from None
+        if v < 1:
+            raise UsageError(f"NUMSTAB_BLOCK={env!r}: must be at least 1")
+        return v
+    return BLOCK_ELEMENTS
+
+
+# ------------------------------------------------------------------ sources
+@dataclass(frozen=True)
+class FileSource:
+    """One input file, or several shards read as one batch (rows in file order, then row order
+    within each file). Picklable: a worker (or a Dask worker on a shared file system) opens the
+    files itself, reading only the header until a chunk asks for rows."""
+
+    paths: tuple
+    key: str | None = None
+    axis: int | None = None
+
+    def arrays(self) -> list:
+        """The files' arrays (each opened afresh: only headers are read)."""
+        from .inputs import open_input
+
+        return [open_input(p, self.key, self.axis, whole=False) for p in self.paths]
+
+    def array(self, i: int):
+        from .inputs import open_input
+
+        return open_input(self.paths[i], self.key, self.axis, whole=False)
+
+    @property
+    def sharded(self) -> bool:
+        return len(self.paths) > 1
+
+
+def open_source(spec, key=None, axis=None) -> tuple[FileSource, list]:
+    """The source of ``--input`` (a file, or a glob pattern naming several shards), checked:
+    every shard holds vectors of the same length."""
+    import glob
+
+    from .inputs import open_regular
+
+    spec = str(spec)
+    if any(c in spec for c in "*?["):
+        paths = sorted(glob.glob(spec))
+        if not paths:
+            raise UsageError(f"--input {spec!r}: no file matches the pattern")
+    else:
+        paths = [spec]
+    for p in paths:
+        if len(paths) > 1:
+            open_regular(p, "input").close()
+    src = FileSource(tuple(paths), key, axis)
+    arrays = src.arrays()
+    ns = {a.n for a in arrays}
+    if len(ns) > 1:
+        lens = ", ".join(f"{a.what}: {a.n}" for a in arrays[:4])
+        raise UsageError(f"--input {spec!r}: the shards hold vectors of different lengths ({lens}); "
+                         "every vector must have the same length")
+    return src, arrays
+
+
+# -------------------------------------------------------------------- jobs
+_LOCAL_IMPLS: list = []  # implementations that cannot be pickled (callables, libraries): forked workers
+#                         inherit this list; a Job names them by their index
+
+
+@dataclass(frozen=True)
+class Job:
+    """The settings every chunk of a run shares."""
+
+    function: str
+    dtype: str
+    impls: tuple  # ("builtin", function, name) or ("local", index into _LOCAL_IMPLS)
+    accumulate: str = "sequential"
+    tolerance: float = 4.0
+    specials: object = None  # masks.Specials
+    temperature: float | None = None
+    top: int = 0  # candidates for the K worst rows
+    on_error: str = "raise"
+    audit: tuple | None = None  # (fail_on, max ULP limit or None): the audit's extra counts
+    extras: object = None  # grids.Extras (cotangents)
+    source: FileSource | None = None
+
+    def resolve(self) -> list:
+        from .functions import REGISTRY
+
+        out = []
+        for ref in self.impls:
+            if ref[0] == "builtin":
+                out.append(REGISTRY[ref[1]][ref[2]])
+            else:
+                out.append(_LOCAL_IMPLS[ref[1]])
+        return out
+
+
+def impl_refs(impls) -> tuple:
+    """Job.impls for these implementations (black boxes are kept in this process's list)."""
+    _LOCAL_IMPLS.clear()
+    refs = []
+    for i in impls:
+        if i.builtin:
+            refs.append(("builtin", i.function, i.name))
+        else:
+            _LOCAL_IMPLS.append(i)
+            refs.append(("local", len(_LOCAL_IMPLS) - 1))
+    return tuple(refs)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows [r0, r1) of shard ``shard`` of the job's source (or the inline values ``x0``), the
+    ``row0``-th row of the whole batch onwards; ``args``: the extra arguments of these rows as
+    prepared by :func:`prepare_args` (or final, for inline values); ``rng``: the state of the
+    cotangents' normal stream at the chunk's first element."""
+
+    job: Job
+    row0: int
+    shard: int = 0
+    r0: int = 0
+    r1: int = 0
+    x0: np.ndarray | None = None
+    args: dict = field(default_factory=dict)
+    rng: dict | None = None
+    n: int = 0  # the vectors' length
+
+    @property
+    def rows(self) -> int:
+        return self.x0.shape[0] if self.x0 is not None else self.r1 - self.r0
+
+
+# ------------------------------------------------------------ extra arguments
+def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, extras=None) -> dict:
+    """The extra argument of the batch, compact (one value per row, or one for all), checked before
+    any work: target indices, labels (per vector, per element from a file, or one for all), the
+    label smoothing. The cotangents are made per chunk (:func:`chunk_args`)."""
+    from . import validate
+    from .grids import DEFAULT_EXTRAS, check_extras
+    from .inputs import load_array, load_targets
+
+    extras = extras or DEFAULT_EXTRAS
+    kind = rec.takes
+    if kind is None:
+        return {}
+    if kind in ("target", "smoothing"):
+        t = load_targets(validate.target(target), targets_file, rows, n, required=True, what=rec.name)
+        out = {"target": t}
+        if kind == "smoothing":
+            out["epsilon"] = fmt.round(np.float64(extras.epsilon))[()]
+        return out
+    if kind == "label":
+        if target is not None and targets_file is not None:
+            raise UsageError("give --target or --targets, not both")
+        if targets_file is not None:
+            z = load_array(targets_file).astype(np.float64)
+            if z.size == rows:
+                z = z.reshape(rows, 1)
+            elif z.size == rows * n:
+                z = z.reshape(rows, n)
+            else:
+                raise UsageError(f"{targets_file}: {z.size} labels for {rows} vectors of {n} "
+                                 f"(give one per vector or one per element)")
+            if not np.all((z >= 0) & (z <= 1)):
+                raise UsageError(f"{targets_file}: labels must be numbers in [0, 1]")
+            return {"label": z}
+        if target is not None:
+            return {"label": np.full((rows, 1), validate.label(target))}
+        raise UsageError(f"{rec.name} needs --target Z (a label in [0, 1]) or --targets FILE")
+    if kind == "cotangent":
+        check_extras(extras, (n,))
+        return {}
+    raise UsageError(f"{rec.name}: unknown extra argument kind {kind!r}")
+
+
+def slice_args(args: dict, r0: int, r1: int) -> dict:
+    return {k: (v[r0:r1] if isinstance(v, np.ndarray) and v.ndim else v) for k, v in args.items()}
+
+
+def chunk_args(fmt, rec, x: np.ndarray, args: dict, extras, rng_state) -> dict:
+    """The extra arguments of a chunk's rounded rows x, as grids.load_args makes them for the
+    whole batch (the same values, row for row)."""
+    from .grids import DEFAULT_EXTRAS, cotangents
+
+    B, n = x.shape
+    kind = rec.takes
+    if kind is None:
+        return {}
+    if kind == "target":
+        return {"target": args["target"]}
+    if kind == "smoothing":
+        eps = np.full(B, args["epsilon"])
+        return {"smoothing": np.rec.fromarrays([args["target"], eps], names="target,epsilon")}
+    if kind == "label":
+        z = np.broadcast_to(args["label"], (B, n))
+        return {"label": fmt.round(np.ascontiguousarray(z, dtype=np.float64))}
+    rng = np.random.default_rng([0, n, 13])
+    if rng_state is not None:
+        rng.bit_generator.state = rng_state
+    return {"cotangent": cotangents(fmt, x, extras or DEFAULT_EXTRAS, rng.standard_normal((B, n)))}
+
+
+# ------------------------------------------------------------------ partials
+@dataclass
+class Part:
+    """One implementation's figures over some rows, ready to merge."""
+
+    error: str | None = None
+    error_at: int = -1  # the first row of the chunk whose call failed (the earliest error is kept)
+    inferred: bool = False
+    sc: np.ndarray | None = None  # (statuses, causes + 1) element counts
+    uvals: np.ndarray = field(default_factory=lambda: np.zeros(0))  # distinct known ULP figures ...
+    ucnt: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # ... and their counts
+    rel_max: list = field(default_factory=list)  # max relative error of each piece with known figures
+    big_ulp: list = field(default_factory=list)  # figures beyond float64's range
+    big_rel: list = field(default_factory=list)
+    flags: int = 0
+    failing_rows: int = 0
+    masked: dict = field(default_factory=dict)  # fully masked rows: what came out, counted
+    zeros: int = 0
+    limits: int = 0
+    worst: list = field(default_factory=list)  # (key, entry, exact-string inputs)
+    first: tuple | None = None  # (key, first_failure dict)
+
+    def merge(self, other: Part, top: int) -> None:
+        if other.error and (not self.error or other.error_at < self.error_at):
+            self.error, self.error_at = other.error, other.error_at
+        self.inferred |= other.inferred
+        self.sc = other.sc if self.sc is None else (self.sc if other.sc is None else self.sc + other.sc)
+        if other.uvals.size:
+            v = np.concatenate([self.uvals, other.uvals])
+            c = np.concatenate([self.ucnt, other.ucnt])
+            self.uvals, inv = np.unique(v, return_inverse=True)
+            self.ucnt = np.bincount(inv.ravel(), weights=c, minlength=self.uvals.size).astype(np.int64)
+        self.rel_max += other.rel_max
+        self.big_ulp += other.big_ulp
+        self.big_rel += other.big_rel
+        self.flags |= other.flags
+        self.failing_rows += other.failing_rows
+        for k, v in other.masked.items():
+            self.masked[k] = self.masked.get(k, 0) + v
+        self.zeros += other.zeros
+        self.limits += other.limits
+        self.worst = sorted(self.worst + other.worst, key=lambda w: w[0])[:top]
+        if other.first is not None and (self.first is None or other.first[0] < self.first[0]):
+            self.first = other.first
+
+    # the figures of engine.summarize, from the merged counts
+    def summary(self) -> dict:
+        from .metrics import quantize
+        from .results import CAUSES
+
+        sc = self.sc if self.sc is not None else np.zeros((len(STATUSES), len(CAUSES) + 1), dtype=np.int64)
+        per_status = sc.sum(axis=1)
+        counts = {k: int(per_status[i]) for i, k in enumerate(STATUSES)}
+        present = np.nonzero(per_status)[0]
+        worst = int(present.max()) if present.size else 0
+        failing = sc[INACCURATE:].sum(axis=0)
+        causes = {CAUSES[c - 1]: int(failing[c]) for c in range(1, sc.shape[1]) if failing[c]}
+        cause = None
+        if present.size and worst >= INACCURATE:
+            row = sc[worst, 1:]
+            cause = CAUSES[int(np.argmax(row))] if row.any() else None
+        known = int(self.ucnt.sum())
+        out = {"status": STATUSES[worst], "counts": counts, "causes": causes, "cause": cause,
+               "max_ulp": float(self.uvals.max()) if known else math.nan,
+               "median_ulp": float(quantize(self._median())) if known else math.nan,
+               "max_rel": float(np.max(np.array(self.rel_max))) if self.rel_max else math.nan}
+        if self.big_ulp:
+            out["max_ulp"] = max(self.big_ulp)
+        if self.big_rel:
+            out["max_rel"] = max(self.big_rel)
+        if self.big_ulp and math.isinf(out["median_ulp"]):
+            out["median_ulp"] = self._big_median()
+        return out
+
+    def _nth(self, k: int):
+        """The k-th (0-based) smallest known ULP figure."""
+        cum = np.cumsum(self.ucnt)
+        return float(self.uvals[int(np.searchsorted(cum, k, side="right"))])
+
+    def _median(self) -> float:
+        total = int(self.ucnt.sum())
+        h = total // 2
+        if total % 2:
+            return self._nth(h)
+        return float(np.mean(np.array([self._nth(h - 1), self._nth(h)])))
+
+    def _big_median(self):
+        """engine._big_summary's median when figures beyond float64's range are present."""
+        from decimal import Decimal
+
+        fin = np.isfinite(self.uvals)
+        n_inf = int(self.ucnt[~fin].sum()) - len(self.big_ulp)
+        pairs = [(Decimal(float(v)), int(c)) for v, c in zip(self.uvals[fin], self.ucnt[fin])]
+        pairs += [(v, 1) for v in sorted(self.big_ulp)]
+        pairs.append((Decimal("Infinity"), n_inf))
+        pairs = [p for p in pairs if p[1] > 0]
+        total = sum(c for _, c in pairs)
+
+        def nth(k):
+            for v, c in pairs:
+                if k < c:
+                    return v
+                k -= c
+            raise IndexError(k)  # pragma: no cover
+
+        h = total // 2
+        med = nth(h) if total % 2 else (nth(h - 1) + nth(h)) / 2
+        q = Decimal(f"{med:.3g}") if med.is_finite() else med
+        return q if not math.isfinite(float(q)) and q.is_finite() else float(q)
+
+    def flag_names(self) -> list:
+        return [f for i, f in enumerate(FLAG_NAMES) if self.flags & (1 << i)]
+
+
+@dataclass
+class Partial:
+    """The merged figures of a run, per implementation (in the job's order)."""
+
+    parts: list
+    elements: int = 0
+    rows: int = 0
+
+    def merge(self, other: Partial, top: int) -> None:
+        for a, b in zip(self.parts, other.parts):
+            a.merge(b, top)
+        self.elements += other.elements
+        self.rows += other.rows
+
+
+# ------------------------------------------------------------ the chunk function
+def run_chunk(chunk: Chunk) -> Partial:
+    """Evaluate one chunk: the same function locally, in worker processes and on a Dask cluster."""
+    from . import masks
+    from .engine import evaluate, scaled
+    from .formats import get_format
+    from .functions import get as get_function
+    from .inputs import round_inputs
+
+    job = chunk.job
+    fmt = get_format(job.dtype)
+    rec = get_function(job.function)
+    specials = job.specials or masks.DEFAULT
+    names = None
+    if chunk.x0 is not None:
+        x0 = chunk.x0
+        what = "input"
+    else:
+        arr = job.source.array(chunk.shard)
+        x0 = arr.read_rows(chunk.r0, chunk.r1)
+        what = arr.what
+        names = _Names(arr, chunk.r0, job.source.paths[chunk.shard] if job.source.sharded else None)
+    masks.check_function(job.function, x0, what)
+    x = round_inputs(fmt, x0)
+    args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
+    impls = job.resolve()
+    outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
+                            specials=specials, temperature=job.temperature)
+    xe = scaled(fmt, x, [], job.temperature)[0] if job.temperature is not None else x
+    parts = [_part(fmt, job, chunk, o, x, xe, args, ref, names, specials) for o in outs]
+    return Partial(parts, int(x.size), int(x.shape[0]))
+
+
+class _Names:
+    """The N-D index of a chunk's rows in their file (the chunk's row r is row r0 + r there)."""
+
+    def __init__(self, arr, r0: int, path):
+        self.arr, self.r0, self.path = arr, r0, path
+
+    def index(self, r):
+        return self.arr.index(self.r0 + r)
+
+    def element_index(self, r, j=None):
+        return self.arr.element_index(self.r0 + r, j)
+
+
+def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials) -> Part:
+    """One implementation's figures over the chunk's rows, as a mergeable Part."""
+    from .masks import returned_kind
+    from .results import CAUSES
+
+    p = Part(inferred=o.inferred)
+    if o.error is not None:
+        p.error, p.error_at = o.error, chunk.row0
+        return p
+    B = x.shape[0]
+    st = o.status.ravel().astype(np.int64)
+    cs = o.cause.ravel().astype(np.int64)
+    width = len(CAUSES) + 1
+    p.sc = np.bincount(st * width + cs, minlength=len(STATUSES) * width).reshape(len(STATUSES), width)
+    u = o.ulp.ravel()
+    known = ~np.isnan(u)
+    if known.any():
+        p.uvals, p.ucnt = np.unique(u[known], return_counts=True)
+        p.ucnt = p.ucnt.astype(np.int64)
+        p.rel_max = [float(np.max(o.rel.ravel()[known]))]
+    for (kind, _i), v in o.big.items():
+        (p.big_ulp if kind == "ulp" else p.big_rel).append(v)
+    p.flags = _flag_bits(o.flags)
+    p.failing_rows = int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1)))
+    if job.function in ("softmax", "log_softmax"):
+        for r in np.nonzero((x == -np.inf).all(axis=1))[0]:
+            k = returned_kind(o.y[r], job.function)
+            p.masked[k] = p.masked.get(k, 0) + 1
+    if job.audit is not None:
+        fail_on, limit = job.audit
+        r = ref[job.function]
+        p.zeros = int(np.sum(spurious_zero(job.function, o.y, r.rounded)))
+        p.limits = int(np.sum(wrong_limit(o.y, r)))
+        p.first = _first_failure(job, fail_on, limit, o, x, args, r, chunk.row0)
+    if job.top > 0 and names is not None:
+        from .locate import worst
+
+        keys: list = []
+        entries = worst(o, x, args, fmt, job.top, names, specials, exact=False, x_exact=xe, keys=keys)
+        tg = args.get("target", np.zeros(B, dtype=np.int64)) if isinstance(args, dict) else args
+        for entry, (r, rs, ru) in zip(entries, keys):
+            row_arg = (int(tg[r]) if not isinstance(args, dict) or set(args) <= {"target"}
+                       else {k: v[r] for k, v in args.items()})
+            if names.path is not None:
+                entry = {"file": names.path, **entry}
+            j = int(entry.get("element", 0))
+            p.worst.append(((-rs, -ru, chunk.row0 + r), entry, (xe[r].copy(), row_arg, j)))
+    return p
+
+
+def finish_worst(fmt, function: str, part: Part, specials) -> list:
+    """The merged --top K rows with their exact values (25 digits, every one right): computed
+    for those K rows only, once the whole input has been ranked."""
+    from .locate import exact_string
+
+    out = []
+    for _key, entry, (xr, row_arg, j) in part.worst:
+        out.append({**entry, "exact": exact_string(fmt, xr, row_arg, function, j, specials)})
+    return out
+
+
+def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
+    """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not."""
+    from .causes import wrong_special
+    from .functions import get as get_function
+
+    zero, inf = wrong_special(y, rounded)
+    return zero | inf if get_function(function).log_of_zero is not None else zero
+
+
+def wrong_limit(y: np.ndarray, r) -> np.ndarray:
+    """Outputs other than the exact value where that is exactly 0, +-inf or NaN (masks.py: a masked
+    entry's limit, a fully masked row's policy, a NaN input); an infinite or NaN exact value is
+    stored with ulp = +inf."""
+    with np.errstate(all="ignore"):
+        point = np.isinf(r.ulp) | ((r.rounded == 0) & (r.dlo == 0) & (r.dhi == 0))
+        same = (y == r.rounded) | (np.isnan(y) & np.isnan(r.rounded))
+    return point & ~same
+
+
+def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int):
+    """The chunk's worst failing element (highest status, then largest ULP error, then the first)
+    as (merge key, the audit record's ``first_failure`` with the whole input vector)."""
+    from .causes import cause_name
+    from .functions import get as get_function
+    from .results import jnum
+
+    codes = [STATUSES.index(s) for s in fail_on if s in STATUSES]
+    st, u = o.status, o.ulp
+    bad = np.isin(st, codes)
+    if "zero" in fail_on:
+        bad |= spurious_zero(job.function, o.y, r.rounded)
+    if "limit" in fail_on:
+        bad |= wrong_limit(o.y, r)
+    if limit is not None:
+        bad |= np.isfinite(u) & (u > limit)
+    if not bad.any():
+        return None
+    with np.errstate(invalid="ignore"):
+        score = np.where(np.isnan(u), -1.0, u)
+    order = np.lexsort((-score[bad], -st[bad].astype(np.int64)))
+    idx = tuple(int(i[order[0]]) for i in np.nonzero(bad))
+    rr = idx[0]
+    j = idx[1] if len(idx) > 1 else 0
+    rec = get_function(job.function)
+    tg = args.get("target") if isinstance(args, dict) else args
+    first = {
+        "row": row0 + rr, "n": int(x.shape[-1]),
+        "vector": [jnum(v) for v in x[rr]],
+        **({"target": int(tg[rr])} if rec.takes == "target" else {}),
+        "element": None if rec.per_vector else j,
+        "output": jnum(o.y[idx]), "exact_rounded": jnum(r.rounded[idx]),
+        "ulp_error": jnum(o.ulp[idx]), "status": STATUSES[int(o.status[idx])],
+        "cause": cause_name(int(o.cause[idx])), "cause_inferred": o.inferred,
+    }
+    return ((-int(st[idx]), -float(score[idx]), row0 + rr, j), first)
+
+
+def _flag_bits(flags) -> int:
+    bits = 0
+    for fl in flags:
+        for f in fl:
+            bits |= 1 << FLAG_NAMES.index(f)
+    return bits
+
+
+# ------------------------------------------------------------- planning, running
+def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
+    """The chunks of a file source, in row order (never across a shard's end), each with its
+    extra arguments and, for normal cotangents, the state of their stream at its first row."""
+    from .functions import get as get_function
+
+    rec = get_function(job.function)
+    normal = rec.takes == "cotangent" and (job.extras is None or job.extras.cotangent == "normal")
+    n = arrays[0].n
+    rng = np.random.default_rng([0, n, 13]) if normal else None
+    chunks, row0 = [], 0
+    for s, arr in enumerate(arrays):
+        for r0 in range(0, arr.rows, rows_per_chunk):
+            r1 = min(arr.rows, r0 + rows_per_chunk)
+            state = None
+            if rng is not None:
+                import copy
+
+                state = copy.deepcopy(rng.bit_generator.state)
+                rng.standard_normal((r1 - r0, n))  # the stream moves on as one pass over the batch draws it
+            chunks.append(Chunk(job, row0, s, r0, r1, args=slice_args(args, row0, row0 + r1 - r0),
+                                rng=state, n=n))
+            row0 += r1 - r0
+    return chunks
+
+
+def rows_per_chunk(rows: int, n: int, n_impls: int, jobs: int, what: str) -> int:
+    """Rows per chunk for ``rows`` vectors of n, refusing before any work a run whose chunks in
+    flight (one per worker) would not fit in memory (a vector is never split: one row is the
+    smallest chunk)."""
+    from .limits import require, stream_bytes
+
+    per = max(1, block_elements() // max(1, n))
+    workers = max(1, min(jobs, -(-rows // per)))
+    require(f"{what} ({workers} chunk{'s' if workers > 1 else ''} of {min(rows, per) * n:,} values at once, "
+            f"{n_impls} implementation{'s' if n_impls > 1 else ''})",
+            stream_bytes(min(rows, per) * n, n_impls, workers),
+            "a vector is evaluated whole (its max, its sum and each implementation's reductions need "
+            "all of it): use fewer --jobs or implementations, or shorter vectors")
+    return per
+
+
+def run(chunks, jobs: int, progress=None, scheduler: str | None = None, top: int = 0) -> Partial:
+    """Every chunk through :func:`run_chunk` -- here, in ``jobs`` worker processes or on the Dask
+    scheduler at ``scheduler`` -- merged into one Partial (the same whatever the order)."""
+    from .workers import run_tasks
+
+    total = sum(c.rows * c.n for c in chunks)
+    if total <= block_elements():
+        jobs = 1  # one chunk's worth of work: no worker processes to start
+    state = {"acc": None, "done": 0}
+
+    def take(chunk, part):
+        if state["acc"] is None:
+            state["acc"] = part
+        else:
+            state["acc"].merge(part, top)
+        state["done"] += chunk.rows * chunk.n
+        if progress:
+            progress(state["done"], total)
+
+    run_tasks(run_chunk, chunks, jobs, take, scheduler=scheduler)
+    return state["acc"]

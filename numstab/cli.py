@@ -181,7 +181,7 @@ def run_options(f):
     return f
 
 
-def _run_compare(label: str, opts: dict):
+def _run_compare(label: str, opts: dict, materialized: bool = False):
     """run_compare with the CLI's options and a progress bar on stderr."""
     from .commands.compare import run_compare
     from .exporters.terminal import ProgressBar
@@ -189,7 +189,8 @@ def _run_compare(label: str, opts: dict):
     bar = ProgressBar(label, enabled=not opts.pop("quiet"))
     try:
         return run_compare(**{k: (v or None) if k in ("dtypes", "functions", "impls") else v
-                              for k, v in opts.items()}, argv=_argv_now(), progress=bar)
+                              for k, v in opts.items()}, argv=_argv_now(), progress=bar,
+                           materialized=materialized)
     finally:
         bar.close()
 
@@ -209,7 +210,7 @@ def compare(exporter, output, details, **opts):
     atomic = _open_output(output)
     run = None
     try:
-        run = _run_compare("compare", opts)
+        run = _run_compare("compare", opts, materialized=details and exp.name == "terminal")
         if exp.name == "terminal":
             from .exporters.terminal import compare, compare_table
 
@@ -261,7 +262,7 @@ def report(out_dir, formats, force, from_file, **opts):
     writer = ReportWriter(out_dir or default_dir(), fmts, force)
     run = None
     try:
-        run = saved or _run_compare("report", opts)
+        run = saved or _run_compare("report", opts, materialized=bool({"html", "png"} & set(fmts)))
         try:
             files = writer.render(run)
         except UsageError:

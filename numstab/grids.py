@@ -23,7 +23,7 @@ from .limits import MAX_ELEMENTS
 
 MAX_N = 10_000_000
 #: Most values of one grid axis (a count above it is refused before anything is built).
-MAX_SPEC_VALUES = 1_000_000
+MAX_SPEC_VALUES = 20_000_000  # = limits.MAX_ELEMENTS: every value of an axis is at least one element
 
 
 def parse_spec(spec: str, what: str, integer: bool = False) -> tuple:

@@ -36,7 +36,6 @@ from ..workers import _worker_init, default_jobs, signals_held, stop_pool
 from . import run_meta
 
 REFERENCE_MODES = ("auto", "mpmath")
-FUNCTION_NAMES = tuple(FUNCTIONS)
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,10 @@ class _Task:
 #: Input elements per engine call: the cells of a piece go through the engine as the rows of
 #: 2-D batches of about this size (memory per call is bounded whatever the grid).
 BLOCK_ELEMENTS = 1 << 16
-#: Input elements per piece of work (a worker's unit; the cells it returns are columnar).
+#: Input elements and grid cells per piece of work (a worker's unit; the cells it returns are
+#: columnar, about 90 bytes per implementation and cell: at most TASK_CELLS cells per piece).
 TASK_ELEMENTS = 1 << 19
+TASK_CELLS = 1 << 14
 
 
 def _run_task(task: _Task) -> list[Block]:
@@ -128,6 +129,7 @@ def _block(const: dict, outer: tuple, offs, x_min, x_max, parts) -> Block:
     C = offs.size
     cols = {f: [] for f in ROW_FIELDS}
     segs, big, row = [], {}, 0
+    names = list(FUNCTIONS)  # at call time: a function registered after import counts too
     for (fr, at) in sorted(parts):
         items = sorted(parts[(fr, at)], key=lambda t: t[0])
         k = len(items)
@@ -143,7 +145,7 @@ def _block(const: dict, outer: tuple, offs, x_min, x_max, parts) -> Block:
             for c, summ in sm["big"].items():
                 big[row + c * k + j] = {f: summ[f] for f in ("max_ulp", "median_ulp", "max_rel")
                                         if not isinstance(summ[f], float)}
-        segs.append((FUNCTION_NAMES[fr], at, row, C * k, k))
+        segs.append((names[fr], at, row, C * k, k))
         row += C * k
     arrays = {f: np.concatenate(v).astype(ROW_FIELDS[f], copy=False) for f, v in cols.items()}
     return Block(const=const, outer=outer, inner=(const["n"],), start=float(offs[0]), segs=segs, cols=arrays,
@@ -170,7 +172,8 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
     piece = total / (4 * jobs) if jobs > 1 and total >= 1.0 else math.inf
     out = []
     for t in whole:
-        k = max(1, math.ceil(t.elements / TASK_ELEMENTS))
+        k = max(1, math.ceil(t.elements / TASK_ELEMENTS),
+                math.ceil(len(t.grid.offsets) * len(t.grid.masks) / TASK_CELLS))
         if piece < math.inf:  # split the costly ones so every worker gets several pieces
             k = max(k, int(np.ceil(t.cost / piece)))
         k = min(len(t.grid.offsets), k)
@@ -189,7 +192,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
                 target_at=TARGET_AT, mask=None, label=None, cotangent=None,
-                label_smoothing=None, temperature=None) -> CompareRun:
+                label_smoothing=None, temperature=None, materialized: bool = False) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
@@ -201,6 +204,9 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     ``mask``: the additive masks (grids.MASKS), ``temperature``: the temperatures T (every
     implementation divides x by T in the format first; engine.scaled): a name or number, a comma
     list or a list, each value its own cells (CellResult.mask, CellResult.temperature).
+
+    ``materialized``: the output will hold every cell as a CellResult (HTML, PNG, the terminal's
+    --details table); the memory estimate counts them (numstab.limits.compare_bytes).
 
     ``jobs``: worker processes for independent grid cells (default: the machine's
     cores; small runs stay in this process). ``progress(done, total)`` is called
@@ -222,7 +228,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     for g in grids.values():
         check_extras(extras, g.sizes)
     jobs_ = default_jobs() if jobs is None else int(jobs)
-    _check_memory(fmts, grids, None, len(chosen), max(1, jobs_))  # before building any cell
+    _check_memory(fmts, grids, None, len(chosen), max(1, jobs_), materialized)  # before building any cell
     for f in fmts:  # inputs that do not fit the format: refuse before any work
         check_fit(f, grids[f.name], extras)
     if verify < 0:
@@ -232,7 +238,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                    extras)
     total = sum(t.elements for t in tasks)
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
-    _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1)
+    _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1, materialized)
     store = CellStore(names=[(i.function, i.name, not i.builtin) for i in chosen], ats=(None,) + target_at)
     store.fn_order = {f: i for i, f in enumerate(FUNCTIONS)}
     done = 0
@@ -289,19 +295,24 @@ def _check_masks(chosen, mask) -> None:
                          "the functions chosen have the unmasked cells only")
 
 
-def _check_memory(fmts, grids, tasks, n_impls: int, workers: int) -> None:
+def _check_memory(fmts, grids, tasks, n_impls: int, workers: int, materialized: bool = False) -> None:
     """Refuse, before any work, a run whose estimated peak does not fit in memory."""
     from ..limits import compare_bytes, require
 
     cells = sum(len(g.offsets) * len(g.spreads) * len(g.sizes) * len(g.masks) * len(g.temperatures)
                 for g in grids.values())
-    if tasks is None:  # before the split into pieces: the whole of each (dtype, n, spread, T) at once
-        pieces = [len(g.offsets) * g.trials * n * len(g.masks) for g in grids.values() for n in g.sizes
-                  for _ in g.spreads for _ in g.temperatures]
+    if tasks is None:  # before the split into pieces: pieces of at most TASK_ELEMENTS (or one cell)
+        pieces = [min(len(g.offsets) * g.trials * n * len(g.masks),
+                      max(TASK_ELEMENTS, g.trials * n * len(g.masks)))
+                  for g in grids.values() for n in g.sizes for _ in g.spreads for _ in g.temperatures]
         workers = 1
     else:
         pieces = [t.elements for t in tasks]
-    need = compare_bytes(pieces, cells, n_impls, workers)
-    elements = sum(pieces)
+    largest = max(g.trials * n for g in grids.values() for n in g.sizes)
+    need = compare_bytes(pieces, cells, n_impls, workers, call_elements=max(BLOCK_ELEMENTS, largest),
+                         task_cells=TASK_CELLS, materialized=materialized)
+    elements = sum(len(g.offsets) * g.trials * sum(g.sizes) * len(g.spreads) * len(g.masks)
+                   * len(g.temperatures) for g in grids.values())
     require(f"this run ({elements:,} input elements in {cells:,} grid cells, {n_impls} implementations)",
-            need, "use fewer offsets, spreads, sizes, trials, formats or implementations, or --jobs 1")
+            need, "use fewer offsets, spreads, sizes, trials, formats or implementations, or --jobs 1"
+            + (", or --format json/csv (written a chunk at a time)" if materialized else ""))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .limits import SPILL_BYTES
 from .metrics import quantize
 from .results import CAUSES, FLAG_NAMES, INACCURATE, STATUSES, CellResult
 
@@ -32,8 +33,6 @@ ROW_FIELDS = {"impl": np.int16, "at": np.int8, "offset": np.float64, "x_min": np
               "x_max": np.float64, "max_ulp": np.float64, "median_ulp": np.float64,
               "max_rel": np.float64, "status": np.int8, "cause": np.int8, "flags": np.uint8,
               "counts": np.int32, "causes": np.int32}
-#: Blocks are kept in memory up to this many bytes in all, then written to a temp directory.
-SPILL_BYTES = int(os.environ.get("NUMSTAB_SPILL_BYTES", 256 * 2**20))
 _FLAG_BIT = {f: 1 << i for i, f in enumerate(FLAG_NAMES)}  # = steps.FLAG_BIT (steps is heavy to import)
 
 
@@ -134,6 +133,7 @@ class CellColumns:
     const: dict
     cols: dict
     big: dict  # local row -> {field: Decimal}
+    vocab: tuple = CAUSES  # cause code - 1 -> name (records of old files may name others)
 
     def __len__(self) -> int:
         return len(self.cols["impl"])
@@ -164,8 +164,8 @@ class CellColumns:
                  "status": STATUSES[cols["status"][i]],
                  "flags": list(fnames[fl] if fl in fnames else fnames.setdefault(fl, flag_names(fl))),
                  "counts": dict(zip(STATUSES, counts[i])),
-                 "cause": CAUSES[cause - 1] if cause else None,
-                 "causes": {CAUSES[j]: v for j, v in enumerate(causes[i]) if v},
+                 "cause": self.vocab[cause - 1] if cause else None,
+                 "causes": {self.vocab[j]: v for j, v in enumerate(causes[i]) if v},
                  "cause_inferred": inf, "target_at": self.ats[cols["at"][i]], **tail}
             yield d
 
@@ -275,11 +275,14 @@ def _chunks_of(results: list):
         names = list(dict.fromkeys((r.function, r.impl, r.cause_inferred) for r in rs))
         ats = tuple(dict.fromkeys(r.target_at for r in rs))
         ni, ai = {v: k for k, v in enumerate(names)}, {v: k for k, v in enumerate(ats)}
+        vocab = tuple(dict.fromkeys([*CAUSES, *(r.cause for r in rs if r.cause),
+                                     *(k for r in rs for k, _ in r.causes)]))
+        vi = {v: k for k, v in enumerate(vocab)}
         big = {}
         cols = {f: np.zeros(len(rs), dtype=dt) for f, dt in ROW_FIELDS.items()
                 if f not in ("counts", "causes")}
         cols["counts"] = np.zeros((len(rs), NS), dtype=np.int64)
-        cols["causes"] = np.zeros((len(rs), NC), dtype=np.int64)
+        cols["causes"] = np.zeros((len(rs), len(vocab)), dtype=np.int64)
         for k, r in enumerate(rs):
             cols["impl"][k] = ni[(r.function, r.impl, r.cause_inferred)]
             cols["at"][k] = ai[r.target_at]
@@ -290,12 +293,12 @@ def _chunks_of(results: list):
                     v = math.inf
                 cols[f][k] = v
             cols["status"][k] = STATUSES.index(r.status)
-            cols["cause"][k] = CAUSES.index(r.cause) + 1 if r.cause in CAUSES else 0
+            cols["cause"][k] = vi[r.cause] + 1 if r.cause else 0
             cols["flags"][k] = sum(_FLAG_BIT[f] for f in r.flags if f in _FLAG_BIT)
             cols["counts"][k] = [dict(r.counts).get(s, 0) for s in STATUSES]
             cs = dict(r.causes)
-            cols["causes"][k] = [cs.get(c, 0) for c in CAUSES]
-        yield CellColumns(tuple(names), ats, const, cols, big)
+            cols["causes"][k] = [cs.get(c, 0) for c in vocab]
+        yield CellColumns(tuple(names), ats, const, cols, big, vocab)
         i = j
 
 
@@ -382,8 +385,8 @@ def csv_columns(c: CellColumns) -> list:
            fl["offset"], [spread] * L, [int(k["n"])] * L, [int(k["trials"])] * L, fl["x_min"], fl["x_max"],
            fl["max_ulp"], fl["median_ulp"], fl["max_rel"],
            _memo(cols["status"], lambda s: STATUSES[s]),
-           _memo(cols["cause"], lambda z: CAUSES[z - 1] if z else ""),
-           _rows_memo(cols["causes"], lambda t: "|".join(f"{CAUSES[j]}:{v}" for j, v in enumerate(t) if v)),
+           _memo(cols["cause"], lambda z: c.vocab[z - 1] if z else ""),
+           _rows_memo(cols["causes"], lambda t: "|".join(f"{c.vocab[j]}:{v}" for j, v in enumerate(t) if v)),
            _memo(ints, lambda i: c.names[i][2]),
            _memo(cols["flags"], lambda b: "|".join(flag_names(b))),
            *np.asarray(cols["counts"]).T.tolist(),
@@ -415,8 +418,8 @@ def json_lines(c: CellColumns) -> list:
     status = _memo(cols["status"], lambda s: dump(STATUSES[s]))
     flags = _memo(cols["flags"], lambda b: dump(list(flag_names(b)), separators=(",", ":")))
     counts = _rows_memo(cols["counts"], lambda t: dump(dict(zip(STATUSES, t)), separators=(",", ":")))
-    cause = _memo(cols["cause"], lambda z: dump(CAUSES[z - 1]) if z else "null")
-    causes = _rows_memo(cols["causes"], lambda t: dump({CAUSES[j]: v for j, v in enumerate(t) if v},
+    cause = _memo(cols["cause"], lambda z: dump(c.vocab[z - 1]) if z else "null")
+    causes = _rows_memo(cols["causes"], lambda t: dump({c.vocab[j]: v for j, v in enumerate(t) if v},
                                                        separators=(",", ":")))
     tail = _memo(ints, lambda i: "true" if c.names[i][2] else "false")
     axes = f',"temperature":{dump(jnum(k.get("temperature", 1.0)))},"mask":{dump(k.get("mask", "none"))}'

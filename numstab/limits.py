@@ -30,6 +30,9 @@ ROW_BYTES = 160  # a cell of one implementation, columnar (numstab.cells), with 
 AUDIT_EL_BYTES, AUDIT_EL_PER_IMPL = 400, 40
 INSPECT_EL_BYTES, INSPECT_EL_PER_IMPL = 1000, 500
 BUDGET_FRACTION = 0.8
+#: Compare cells (numstab.cells) are kept in memory up to this many bytes in all, then written to a
+#: temp directory and read back a chunk at a time.
+SPILL_BYTES = int(os.environ.get("NUMSTAB_SPILL_BYTES", 256 * 2**20))
 
 
 def _parse_size(text: str) -> int:
@@ -109,8 +112,6 @@ def compare_bytes(task_elements, cells: int, n_impls: int, workers: int, call_el
     memory (numstab.cells: ROW_BYTES each, at most SPILL_BYTES before they go to a temp file);
     with ``materialized`` (HTML, PNG, the --details terminal table: every cell as a CellResult)
     CELL_BYTES per cell."""
-    from .cells import SPILL_BYTES
-
     biggest = sorted(task_elements, reverse=True)[:max(1, workers)]
     per_el = COMPARE_EL_BYTES + COMPARE_EL_PER_IMPL * n_impls
     call = [min(e, call_elements) if call_elements else e for e in biggest]

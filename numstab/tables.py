@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from .results import CAUSES, STATUSES, BigFigure, CompareRun
+from .results import STATUSES, BigFigure, CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
@@ -181,7 +181,7 @@ def _table_rows(group, impls):
                 fn, name, inferred = c.names[imp[j]]
                 status = STATUSES[st[j]]
                 m = c.big[j]["max_ulp"] if j in c.big and "max_ulp" in c.big[j] else mu[j]
-                cause = CAUSES[cz[j] - 1] if cz[j] else None
+                cause = c.vocab[cz[j] - 1] if cz[j] else None
                 vals[pos[name]] = (cell_text(status, m, cause, inferred), status)
                 j += 1
             yield (n, off[i], x_min[i], x_max[i], tuple(vals))
@@ -237,13 +237,14 @@ def verdicts(run: CompareRun, agg: Aggregates | None = None) -> list[tuple]:
             o["worst"] = max(o["worst"], s["worst"])
             o["bad"], o["cells"] = o["bad"] + s["bad"], o["cells"] + s["cells"]
             o["mu"] = max(o["mu"], s["mu"])
-            o["causes"] = o["causes"] + s["causes"]
+            o["causes"] = {k: o["causes"].get(k, 0) + s["causes"].get(k, 0)
+                           for k in {**o["causes"], **s["causes"]}}
             o["order"] = o["order"] + [j for j in s["order"] if j not in o["order"]]
         else:
             out[k] = dict(s)
     rows = []
     for (f, i, d), s in out.items():
-        causes = sorted(((CAUSES[j], int(s["causes"][j])) for j in s["order"]), key=lambda kv: -kv[1])
+        causes = sorted(((j, s["causes"][j]) for j in s["order"]), key=lambda kv: -kv[1])
         rows.append((f, i, d, STATUSES[s["worst"]], s["bad"], s["cells"], s["mu"],
                      ", ".join(f"{c} ({n})" for c, n in causes)))
     return rows
@@ -394,7 +395,7 @@ class Aggregates:
             if s is None:
                 s = self.keys[key] = {"cells": 0, "sizes": set(), "top": None, "undet": 0, "groups": {},
                                       "worst": 0, "bad": 0, "mu": 0.0, "order": [],
-                                      "causes": np.zeros(len(CAUSES), np.int64),
+                                      "causes": {},
                                       "offsets": set() if axis is None else None}
             st = cols["status"][rows]
             mu = cols["max_ulp"][rows]
@@ -413,10 +414,12 @@ class Aggregates:
             if m is not None:
                 s["mu"] = max(s["mu"], m)
             cz_rows = cols["causes"][rows]
-            s["causes"] += cz_rows.sum(axis=0)
             seen = cz_rows > 0
-            new = [j for j in np.nonzero(seen.any(axis=0))[0] if j not in s["order"]]
-            s["order"] += sorted(new, key=lambda j: (int(np.argmax(seen[:, j])), j))
+            tot = cz_rows.sum(axis=0).tolist()
+            for j in np.nonzero(seen.any(axis=0))[0].tolist():
+                s["causes"][c.vocab[j]] = s["causes"].get(c.vocab[j], 0) + int(tot[j])
+            new = [j for j in np.nonzero(seen.any(axis=0))[0].tolist() if c.vocab[j] not in s["order"]]
+            s["order"] += [c.vocab[j] for j in sorted(new, key=lambda j: (int(np.argmax(seen[:, j])), j))]
             offs = cols["offset"][rows]
             if s["offsets"] is not None:
                 s["offsets"].update(offs.tolist())
@@ -426,7 +429,7 @@ class Aggregates:
                 fr = np.nonzero(fail)[0]
                 for code_c in np.unique(cz):
                     sel = fr[cz == code_c]
-                    cause = CAUSES[int(code_c) - 1] if code_c else "unknown"
+                    cause = c.vocab[int(code_c) - 1] if code_c else "unknown"
                     g = s["groups"].get(cause)
                     if g is None:
                         g = s["groups"][cause] = _Group(self.row + int(rows[sel[0]]))

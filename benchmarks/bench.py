@@ -1,11 +1,12 @@
 """numstab benchmarks: reference throughput, kernel throughput, command wall times.
 
-Run:  python benchmarks/bench.py [--quick]
+Run:  python benchmarks/bench.py [--quick] [--logits | --stream MB]
 
 Prints, in one run on the same inputs: elements/s of a plain per-element mpmath
 softmax loop, of numstab's reference (proven float64 fast path + mpmath fallback,
 all four functions at once) and of numpy evaluating the stable softmax kernel;
-their ratios; how numstab's reference scales (1e4, 1e5, 1e6 elements); and the
+their ratios; how numstab's reference scales (1e4, 1e5, 1e6 elements); the
+streamed path (elements/s and peak memory of `audit --input` on a generated .npy); and the
 wall time of `numstab compare --dtype float16` and of `python -c "import numstab"`.
 Not a test: timings depend on the machine.
 """
@@ -147,13 +148,88 @@ def logits_section(quick: bool) -> None:
                       f"{peak / 2**20:8.0f} {by_mp:10.1e}  {tiers}")
 
 
+def write_logits(path: str, rows: int, vocab: int, seed: int = 0) -> None:
+    """real_logits written a block at a time into a memory-mapped .npy (files larger than memory)."""
+    from numpy.lib.format import open_memmap
+
+    a = open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, vocab))
+    rng = np.random.default_rng(seed)
+    step = max(1, (1 << 24) // vocab)
+    for r in range(0, rows, step):
+        b = (rng.standard_normal((min(step, rows - r), vocab)) * 3).astype(np.float32)
+        for i in range(b.shape[0]):
+            b[i, rng.integers(0, vocab, 3)] = 25 + rng.uniform(-1, 1, 3)
+        a[r:r + b.shape[0]] = b
+    a.flush()
+    del a
+
+
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """(sum, largest) resident bytes of a process and its descendants, from /proc."""
+    def tree(p):
+        out = [p]
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                for c in fh.read().split():
+                    out += tree(int(c))
+        except OSError:
+            pass
+        return out
+
+    sizes = []
+    for q in tree(pid):
+        try:
+            with open(f"/proc/{q}/status") as fh:
+                sizes += [int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:")]
+        except OSError:
+            pass
+    return sum(sizes), max(sizes, default=0)
+
+
+def stream_section(megabytes: int) -> None:
+    """The streamed path: `numstab audit --input` of a float32 .npy of the given size (vocabulary
+    32k), read a block of rows at a time; elements/s and the peak resident memory of the whole
+    process tree (sampled every 0.1 s) and of its largest process, for --jobs 1 and 2."""
+    import tempfile
+
+    vocab = 32_000
+    rows = max(1, megabytes * 2**20 // (4 * vocab))
+    el = rows * vocab
+    exe = os.path.join(os.path.dirname(sys.executable), "numstab")
+    print(f"\n== streamed input: audit softmax --impl stable, float16, a {rows * vocab * 4 / 2**20:,.0f} MB "
+          f"float32 .npy ({rows:,} x {vocab:,}) ==")
+    print(f"{'jobs':>4} {'el/s':>12} {'wall s':>8} {'peak MB (tree)':>15} {'peak MB (largest process)':>26}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "stream.npy")
+        write_logits(path, rows, vocab)
+        for jobs in (1, 2):
+            t0 = time.perf_counter()
+            p = subprocess.Popen([exe, "audit", "--function", "softmax", "--impl", "stable", "--input", path,
+                                  "--dtype", "float16", "--format", "json", "--quiet", "--jobs", str(jobs)],
+                                 stdout=subprocess.DEVNULL)
+            peak_sum = peak_one = 0
+            while p.poll() is None:
+                a, b = _tree_rss(p.pid)
+                peak_sum, peak_one = max(peak_sum, a), max(peak_one, b)
+                time.sleep(0.1)
+            wall_s = time.perf_counter() - t0
+            assert p.returncode in (0, 1), p.returncode
+            print(f"{jobs:>4} {el / wall_s:12,.0f} {wall_s:8.1f} {peak_sum / 2**20:15.0f} "
+                  f"{peak_one / 2**20:26.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1e4 elements instead of 1e5, no 1e6 point")
     ap.add_argument("--logits", action="store_true", help="only the real-logits section")
+    ap.add_argument("--stream", type=int, metavar="MB",
+                    help="only the streamed-input section, on a generated file of MB megabytes")
     args = ap.parse_args()
     if args.logits:
         logits_section(args.quick)
+        return
+    if args.stream:
+        stream_section(args.stream)
         return
     size = 10_000 if args.quick else 100_000
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -176,6 +252,7 @@ def main() -> None:
         tr, rows = numstab_reference(f, x)
         print(f"{el:>10,} elements: {tr:7.3f} s  ({el / tr:12,.0f} el/s, {rows} elements by mpmath)")
     logits_section(args.quick)
+    stream_section(16 if args.quick else 64)
     exe = os.path.join(os.path.dirname(sys.executable), "numstab")
     print("\n== wall time (median of 5) ==")
     print(f"numstab compare --dtype float16 : {wall([exe, 'compare', '--dtype', 'float16']):.3f} s")

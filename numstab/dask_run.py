@@ -28,15 +28,16 @@ def run_on_dask(fn, tasks, address, on_result) -> None:
     from distributed import Client, as_completed
 
     try:
-        client = Client(address, timeout="10s", set_as_default=False)
+        client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"--scheduler {address}: cannot connect ({type(exc).__name__}: {exc})") from None
     try:
         futs = client.map(fn, tasks, pure=False)
         index = {f.key: i for i, f in enumerate(futs)}
-        for fut in as_completed(futs):
-            result = fut.result()
+        for fut in as_completed(futs, with_results=False):
+            result = client.gather(fut)
+            fut.release()  # the cluster drops it; here it is merged and dropped
             on_result(tasks[index[fut.key]], result)
-            fut.release()
+            del result
     finally:
         client.close()

@@ -108,7 +108,8 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
                 from .masks import compact_row
 
                 xb, tb, cols = compact_row(xb, int(ab.get("target", 0)), specials)
-                ab = {"target": tb} if "target" in ab else {}
+                ab = {**({"target": tb} if "target" in ab else {}),
+                      **({"scale": ab["scale"]} if "scale" in ab else {})}
                 pos = {int(c): i for i, c in enumerate(cols)}
                 items = [(pos[j] if len(sel[0]) > 1 else 0, v) for j, v in items]
             for i, fig in zip(sel, exact_figures(fmt, xb, ab, f, items)):
@@ -162,14 +163,16 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     ``specials`` (masks.Specials): how -inf (masks), +inf and NaN inputs are read.
     ``temperature`` T: every implementation first divides x by T held in the format, in the
     format (a sampler's ``logits / T``; a traced step for built-ins), and the reference is the
-    exact value at the float64 quotients x / T (see :func:`scaled`).
+    exact value at the exact quotients x / T_F (:func:`scale_args`).
     Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
     """
     B = x.shape[0]
     groups = groups or [slice(0, B)]
     xc = fmt.cast(x)
+    xq = x  # the inputs black boxes' causes are inferred from: x / T rounded to float64
     if temperature is not None:
-        x, impls = scaled(fmt, x, impls, temperature)
+        xq, impls = scaled(fmt, x, impls, temperature)
+        target = scale_args(fmt, target, B, temperature)  # the reference: f at the exact x / T_F
     outs = []
     for impl in impls:
         o = ImplOutcome(impl, inferred=not impl.builtin)
@@ -230,18 +233,37 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                                                          tolerance, exact=o.exact)
     for o in outs:
         if o.error is None:
-            _causes(fmt, x, xc, target, acc, tolerance, ref, o)
+            _causes(fmt, xq, xc, target, acc, tolerance, ref, o)
     if verify:
         from .reference import verify_rows
 
-        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]  # rows without masks or infinities
-        rows = clean[np.random.default_rng(B).choice(clean.size, size=min(verify, clean.size), replace=False)]
-        bad = verify_rows(fmt, x, target, ref, sorted(rows.tolist()),
-                          [o for o in outs if o.error is None])
+        # rows with masks or infinities too: verify_rows checks them through the mask layer; rows that
+        # hold one are drawn first (up to half of K), as they take the rarer paths
+        masked = np.nonzero(~np.isfinite(x).all(axis=1))[0]
+        clean = np.nonzero(np.isfinite(x).all(axis=1))[0]
+        rng = np.random.default_rng(B)
+        k_m = min(masked.size, max(verify - clean.size, (verify + 1) // 2))
+        picked = rng.choice(masked, size=k_m, replace=False).tolist() if k_m else []
+        k_c = min(clean.size, verify - k_m)
+        picked += rng.choice(clean, size=k_c, replace=False).tolist() if k_c else []
+        bad = verify_rows(fmt, x, target, ref, sorted(picked), [o for o in outs if o.error is None],
+                          specials)
         if bad:
             raise ReferenceMismatch(f"reference self-check FAILED in {fmt.name}: {bad[0]} "
                                     f"({len(bad)} disagreements)")
     return outs, ref, esc
+
+
+def scale_args(fmt: Format, args, B: int, temperature):
+    """The batch's extra arguments with ``scale``: T_F (T held in the format) for every vector, so
+    that the reference computes f(x / T_F) with the exact quotients (reference.softmax.SCALED).
+    Without a temperature (None or 1) the arguments as they are."""
+    from .functions import as_args
+    from .grids import format_temperature
+
+    if temperature is None or float(temperature) == 1:
+        return args
+    return {**as_args(args), "scale": np.full(B, format_temperature(fmt, float(temperature)))}
 
 
 def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
@@ -250,9 +272,9 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     T_F is T rounded to the format (a sampler holds T in the model's dtype). Each
     implementation runs on x and divides by T_F in the format first: a built-in as a traced
     step of its kernel (an overflow of x / T is then established as the root of what
-    follows), a black box on the quotients rounded to the format. The exact reference is
-    the function at the float64 quotients x / T_F (correctly rounded to float64: a relative
-    change below 2^-53 of each scaled input).
+    follows), a black box on the quotients rounded to the format. The float64 quotients
+    returned serve the words of verdicts and the inferred causes; the exact reference is f at
+    the exact quotients (:func:`scale_args`).
     """
     import dataclasses
 

@@ -225,7 +225,7 @@ def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEF
         if f not in RULES:
             raise UsageError(f"non-finite inputs: numstab knows the exact value of {f} for finite "
                              f"inputs only (masks and infinities: {', '.join(RULES)})")
-    if set(args) - {"target"}:
+    if set(args) - {"target", "scale"}:
         raise UsageError("non-finite inputs: only functions with a target index or none are supported")
     B, n = x.shape
     target = np.asarray(args["target"]) if "target" in args else np.zeros(B, dtype=np.int64)
@@ -244,7 +244,8 @@ def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEF
         hit = cols == tg[:, None]
         has_t = hit.any(axis=1)
         tc = np.where(has_t, np.argmax(hit, axis=1), 0)
-        sub = compute(fmt, xs, {"target": tc} if "target" in args else {})
+        sub = compute(fmt, xs, {**({"target": tc} if "target" in args else {}),
+                                **({"scale": np.asarray(args["scale"])[rows]} if "scale" in args else {})})
         for f in functions:
             rule = RULES[f]
             if rule.per_element:
@@ -290,6 +291,10 @@ def exact_strings(strings_of, fmt, x_row, target: int, specials: Specials = DEFA
     x_row = np.asarray(x_row, dtype=np.float64)
     if np.isfinite(x_row).all():
         return strings_of(fmt, x_row, target, digits, functions=functions, elements=elements)
+    extra = {}
+    if isinstance(target, dict):  # a row's arguments: the target index and a temperature's scale
+        extra = {"scale": target["scale"]} if "scale" in target else {}
+        target = int(target.get("target", 0))
     n = x_row.size
     p = plan(x_row[None, :], np.array([target]), specials)
     cols, sub = np.array([], dtype=np.int64), None
@@ -297,8 +302,9 @@ def exact_strings(strings_of, fmt, x_row, target: int, specials: Specials = DEFA
         cols = np.nonzero(p.keep[0])[0]
         hit = np.nonzero(cols == target)[0]
         keep = None if elements is None else [i for i, c in enumerate(cols.tolist()) if c in set(elements)]
-        sub = strings_of(fmt, p.values[0, cols], int(hit[0]) if hit.size else 0, digits, functions=functions,
-                         elements=keep)
+        tc = int(hit[0]) if hit.size else 0
+        sub = strings_of(fmt, p.values[0, cols], {"target": tc, **extra} if extra else tc, digits,
+                         functions=functions, elements=keep)
     out = {}
     for f in functions or RULES:
         rule = RULES[f]

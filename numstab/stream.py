@@ -372,7 +372,7 @@ class Partial:
 def run_chunk(chunk: Chunk) -> Partial:
     """Evaluate one chunk: the same function locally, in worker processes and on a Dask cluster."""
     from . import masks
-    from .engine import evaluate, scaled
+    from .engine import evaluate, scale_args
     from .formats import get_format
     from .functions import get as get_function
     from .inputs import round_inputs
@@ -396,8 +396,8 @@ def run_chunk(chunk: Chunk) -> Partial:
     impls = job.resolve()
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
                             specials=specials, temperature=job.temperature)
-    xe = scaled(fmt, x, [], job.temperature)[0] if job.temperature is not None else x
-    parts = [_part(fmt, job, chunk, o, x, xe, args, ref, names, specials) for o in outs]
+    args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
+    parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials) for o in outs]
     return Partial(parts, int(x.size), int(x.shape[0]))
 
 

@@ -109,10 +109,25 @@ def run_tasks(fn, tasks, jobs: int, on_result, scheduler=None) -> None:
     pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
                                   initializer=_worker_init)
     try:
+        # a bounded window of tasks in flight: a finished task's result is handed on and dropped at
+        # once, so the results of a long run never pile up here
+        window, nxt, futs = 2 * min(jobs, len(tasks)), 0, {}
         with signals_held():  # the workers fork at the first submit
-            futs = {pool.submit(_call, fn, i): i for i in range(len(tasks))}
-        for fut in cf.as_completed(futs):
-            on_result(tasks[futs[fut]], fut.result())
+            while nxt < len(tasks) and len(futs) < window:
+                futs[pool.submit(_call, fn, nxt)] = nxt
+                nxt += 1
+        while futs:
+            done, _ = cf.wait(list(futs), return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                i = futs.pop(fut)
+                result = fut.result()
+                del fut
+                on_result(tasks[i], result)
+                del result
+                if nxt < len(tasks):
+                    futs[pool.submit(_call, fn, nxt)] = nxt
+                    nxt += 1
+            del done
     except BaseException:
         stop_pool(pool)  # a signal or an error: no worker may outlive this run
         raise

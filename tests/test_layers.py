@@ -30,7 +30,8 @@ LAYERS = [
     ["numstab.testing", "numstab.cli"],
 ]
 ONLY = {"click": ("numstab.cli",), "rich": ("numstab.exporters.terminal",),
-        "matplotlib": ("numstab.exporters.png",), "mpmath": ("numstab.reference",)}
+        "matplotlib": ("numstab.exporters.png",), "mpmath": ("numstab.reference",),
+        "dask": ("numstab.dask_run",), "distributed": ("numstab.dask_run",)}
 
 
 def _modules() -> dict:

@@ -224,3 +224,29 @@ def test_float8_without_infinity_refuses_masks(capsys):
 
     assert main(["inspect", "softmax", "--dtype", "float8_e4m3fn", "--", "1", "-inf"]) == 2
     assert "has no infinity" in capsys.readouterr().err
+
+
+def test_verify_checks_masked_rows_through_the_mask_layer():
+    """--verify recomputes rows with -inf / +inf entries too (their compacted finite vector, at the
+    positions it came from): a wrong reference value there is caught, the right one passes."""
+    from numstab.engine import evaluate
+    from numstab.formats import FORMATS
+    from numstab.functions import REGISTRY
+    from numstab.masks import Specials
+    from numstab.reference import verify_rows
+
+    f16 = FORMATS["float16"]
+    x = np.array([[-1.0, -np.inf, 2.0, 0.5], [np.inf, 0.0, 1.0, -np.inf], [-np.inf] * 4,
+                  [0.25, 1.0, 3.0, 2.0]])
+    sp = Specials("limit", "uniform")
+    impls = [REGISTRY["log_softmax"]["stable"], REGISTRY["softmax"]["naive"]]
+    outs, ref, _ = evaluate(f16, x, np.zeros(4, dtype=int), impls, specials=sp, verify=4)  # no mismatch
+    assert verify_rows(f16, x, np.zeros(4, dtype=int), ref, [0, 1, 2], outs, sp) == []
+    outs[0].ulp[0, 2] += 1  # a wrong figure of a finite output on a masked row
+    bad = verify_rows(f16, x, np.zeros(4, dtype=int), ref, [0], outs, sp)
+    assert len(bad) == 1 and "log_softmax:stable" in bad[0] and "element 2" in bad[0]
+    outs[0].ulp[0, 2] -= 1
+    ref["log_softmax"].rounded[0, 2] = np.nextafter(np.float16(ref["log_softmax"].rounded[0, 2]),
+                                                    np.float16(0)).astype(np.float64)  # a wrong value
+    bad = verify_rows(f16, x, np.zeros(4, dtype=int), ref, [0], (), sp)
+    assert len(bad) == 1 and "log_softmax of" in bad[0] and "element 2" in bad[0]

@@ -226,3 +226,21 @@ def test_dask_cluster_gives_the_local_result(capsys, monkeypatch, logits, tmp_pa
     want, got = record(local), record(remote)
     assert got["results"] == want["results"]
     assert len(want["results"][0]["worst"]) == 3 and "file" in want["results"][0]["worst"][0]
+
+
+def test_callable_in_worker_processes_equals_one_pass(capsys, monkeypatch, logits, tmp_path):
+    """A user callable (a black box, not picklable in general) runs in the forked workers too."""
+    path, _ = logits
+    (tmp_path / "mysm.py").write_text(
+        "import numpy as np\n"
+        "def softmax(x):\n"
+        "    e = np.exp(x)\n"
+        "    return (e / e.sum(axis=-1, keepdims=True)).astype(x.dtype)\n")
+    argv = ["audit", "--function", "softmax", "--callable", f"{tmp_path / 'mysm.py'}:softmax",
+            "--input", path,
+            "--dtype", "float16", "--format", "json"]
+    code, whole, err = run(capsys, *argv, "--jobs", "1", monkeypatch=monkeypatch)
+    code2, chunked, err2 = run(capsys, *argv, "--jobs", "2", block=100, monkeypatch=monkeypatch)
+    assert code == code2 == 1, err + err2  # exp overflows in float16 in row (1, 4)
+    assert record(chunked) == record(whole)
+    assert record(whole)["results"][0]["cause_inferred"] is True

@@ -4,6 +4,7 @@ Expected values are computed here with mpmath and numpy, independently of numsta
 """
 
 import json
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -61,3 +62,59 @@ def test_inspect_and_audit_take_temperature(capsys, tmp_path):
     assert code == 1 and r["counts"]["nan"] == 2 and r["worst"][0]["row"] == [0]
     assert main(["inspect", "softmax", "--temperature", "0", "--", "1"]) == 2
     assert "must be a finite number > 0" in capsys.readouterr().err
+
+
+def _ulp64(r) -> mpmath.mpf:
+    """ulp_F(r) of the README for float64 (p = 53, emin = -1022)."""
+    return mpmath.mpf(2) ** (max(int(mpmath.floor(mpmath.log(abs(r), 2))), -1022) - 52)
+
+
+def test_the_reference_uses_the_exact_quotient_not_its_float64_rounding(capsys):
+    """softmax([30, 0] / 0.1) in float64: T_F = 0.1000000000000000055511151231257827..., so the exact
+    quotient 30 / T_F = 299.9999999999999833... while x / T in float64 is 300.0. exp turns that
+    1.7e-14 into a relative change of 1.7e-14 of softmax[1] = e^-q / (1 + e^-q): about 150 ULP of
+    float64. The figure against the exact quotient is recomputed here with fractions and mpmath."""
+    assert main(["inspect", "softmax", "--dtype", "float64", "--temperature", "0.1", "--impl", "stable",
+                 "--format", "json", "--", "30", "0"]) == 0
+    d = json.loads(capsys.readouterr().out)["results"][0]
+    y = d["outputs"][1]
+    q = Fraction(30) / Fraction(0.1)  # the exact quotient of the binary values
+    assert float(q) == 300.0 and q != 300  # float64 rounds it to 300 exactly
+    with mpmath.workdps(60):
+        qm = mpmath.mpf(q.numerator) / q.denominator
+        exact = mpmath.exp(-qm) / (1 + mpmath.exp(-qm))
+        at_rounded = mpmath.exp(-300) / (1 + mpmath.exp(-300))  # what the float64 quotient gives
+        ulp_exact = abs(mpmath.mpf(y) - exact) / _ulp64(exact)
+        ulp_rounded = abs(mpmath.mpf(y) - at_rounded) / _ulp64(at_rounded)
+    want = float(mpmath.nstr(ulp_exact, 3))
+    assert d["ulp_error"][1] == want and want > 4 and d["element_status"][1] == "inaccurate"
+    assert ulp_rounded < 1  # against f(fl(x / T)) the same output would have looked right
+    assert d["reference"][1] == mpmath.nstr(exact, 25, min_fixed=-6, max_fixed=12)
+
+
+def test_the_issue_case_exact_value_is_at_the_exact_quotient(capsys):
+    """The sampler case (float16, 11.0625 / T_F with T_F = float16(1e-5)): softmax[1] = e^-q / (1 + e^-q)
+    at the exact q = 11.0625 / T_F, its 25 digits recomputed here."""
+    assert main(["inspect", "softmax", "--dtype", "float16", "--temperature", "1e-5", "--impl", "naive",
+                 "--format", "json", "--", "11.0625", "0"]) == 0
+    d = json.loads(capsys.readouterr().out)["results"][0]
+    q = Fraction(11.0625) / Fraction(float(np.float16(1e-5)))
+    with mpmath.workdps(80):
+        qm = mpmath.mpf(q.numerator) / q.denominator
+        exact = mpmath.exp(-qm) / (1 + mpmath.exp(-qm))
+    assert d["reference"] == ["1.0", mpmath.nstr(exact, 25, min_fixed=-6, max_fixed=12)]
+    assert d["element_status"] == ["nan", "ok"]
+
+
+def test_fast_tiers_and_mpmath_agree_with_a_temperature():
+    """The fast tiers bound the quotient's rounding (reference.softmax._over); mpmath encloses the exact
+    quotient: both give the same report, and --verify rechecks rows at twice the precision."""
+    from numstab.commands.compare import run_compare
+
+    kw = dict(dtypes=["float16", "bfloat16", "float32", "float64"], functions=["softmax", "log_softmax",
+              "logsumexp", "cross_entropy"], offsets="-30,-3,0,7", sizes="2,7", trials=2, jobs=1,
+              temperature="0.3,0.01", target_at="argmax,random")
+    fast = run_compare(verify=2, **kw)
+    slow = run_compare(reference_mode="mpmath", **kw)
+    assert fast.results == slow.results
+    assert {r.temperature for r in fast.results} == {0.3, 0.01}

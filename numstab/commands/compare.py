@@ -32,7 +32,7 @@ from ..metrics import DEFAULT_TOLERANCE
 from ..reference import fast_supported
 from ..results import CompareRun, jnum
 from ..validate import choice as check_choice
-from ..workers import _worker_init, default_jobs, signals_held, stop_pool
+from ..workers import default_jobs, run_tasks
 from . import run_meta
 
 REFERENCE_MODES = ("auto", "mpmath")
@@ -81,6 +81,7 @@ def _run_task(task: _Task) -> list[Block]:
     every mask (masked cells only for the functions whose exact value with -inf entries numstab
     knows, masks.RULES) and the piece's temperature."""
     from ..masks import RULES
+    from ..reference import temperature_functions
 
     fmt = get_format(task.dtype)
     chosen = [REGISTRY[f][name] for f, name in task.impl_keys]
@@ -110,6 +111,10 @@ def _run_task(task: _Task) -> list[Block]:
             x_min, x_max = xs.min(axis=1), xs.max(axis=1)
             parts = {}  # (function rank, at index) -> [(impl code, summary)]
             for mode, run_impls, tg in runs:
+                if temp != 1:  # a temperature: the functions whose exact f(x / T) the reference has
+                    run_impls = [i for i in run_impls if i.function in temperature_functions()]
+                    if not run_impls:
+                        continue
                 outs, _, _ = evaluate(fmt, x, tg, run_impls, task.accumulate, task.tolerance, None, task.mode,
                                       verify=task.verify, temperature=None if temp == 1 else temp,
                                       row_flags=True)
@@ -222,7 +227,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     fmts = [get_format(d) for d in dict.fromkeys(dtypes or DEFAULT_DTYPES)]
     fmts = list({f.name: f for f in fmts}.values())  # an alias and its name count once
     chosen = select_impls(functions, impls)
-    _check_masks(chosen, mask)
+    _check_masks(chosen, mask, temperature)
     grids = {f.name: make_grid(f, offsets, spreads, sizes, trials, seed, mask, temperature) for f in fmts}
     extras = make_extras(label, cotangent, label_smoothing)
     for g in grids.values():
@@ -242,33 +247,17 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     store = CellStore(names=[(i.function, i.name, not i.builtin) for i in chosen], ats=(None,) + target_at)
     store.fn_order = {f: i for i, f in enumerate(FUNCTIONS)}
     done = 0
-    try:
-        if parallel:
-            import concurrent.futures as cf
-            import multiprocessing as mp
 
-            pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
-                                          mp_context=mp.get_context("fork"), initializer=_worker_init)
-            try:
-                with signals_held():  # the workers fork at the first submit
-                    futs = {pool.submit(_run_task, t): t for t in tasks}
-                for fut in cf.as_completed(futs):
-                    for b in fut.result():
-                        store.add(b)
-                    done += futs.pop(fut).elements  # its blocks are in the store: drop the future
-                    if progress:
-                        progress(done, total)
-            except BaseException:
-                stop_pool(pool)  # a signal or an error: no worker may outlive this run
-                raise
-            pool.shutdown(wait=True)
-        else:
-            for t in tasks:
-                for b in _run_task(t):
-                    store.add(b)
-                done += t.elements
-                if progress:
-                    progress(done, total)
+    def take(task, blocks):
+        nonlocal done
+        for b in blocks:
+            store.add(b)  # columnar, spilled to a temp directory past limits.SPILL_BYTES
+        done += task.elements
+        if progress:
+            progress(done, total)
+
+    try:
+        run_tasks(_run_task, tasks, jobs if parallel else 1, take)  # the one parallel engine (workers.py)
     except BaseException:
         store.close()
         raise
@@ -285,10 +274,16 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     return CompareRun(meta=meta, results=CellRows(store), thresholds=th)
 
 
-def _check_masks(chosen, mask) -> None:
-    """A mask other than none needs a function whose exact value with -inf entries numstab knows."""
+def _check_masks(chosen, mask, temperature=None) -> None:
+    """A mask other than none needs a function whose exact value with -inf entries numstab knows; a
+    temperature other than 1 one whose exact value at x / T the reference computes."""
     from ..masks import RULES
+    from ..reference import temperature_functions
 
+    hot = [t for t in validate.temperatures(temperature) if t != 1]
+    if hot and not any(i.function in temperature_functions() for i in chosen):
+        raise UsageError(f"--temperature {hot[0]:g} applies to {', '.join(temperature_functions())}; "
+                         "the functions chosen have the T = 1 cells only")
     masked = [m for m in validate.masks(mask) if m != "none"]
     if masked and not any(i.function in RULES for i in chosen):
         raise UsageError(f"--mask {masked[0]} applies to {', '.join(RULES)} (masked attention scores); "

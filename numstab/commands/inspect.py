@@ -94,15 +94,18 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         t_arg = None if temperature in (None, 1) else temperature
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
                               temperature=t_arg)
-        xe = x  # the inputs of the exact values: x / T with a temperature
+        xe = x  # x / T rounded to float64 (the scaled inputs shown, and the verdict's words)
         if t_arg is not None:
             from ..engine import scaled
 
             xe, _ = scaled(fmt, x, [], t_arg)
+        from ..engine import scale_args
+
+        args_e = scale_args(fmt, args, B, t_arg)  # the exact values: f at the exact x / T_F
         # the exact values depend only on the vector: one escalated mpmath run serves every impl
-        row = {k: v[0] for k, v in args.items()}
+        row = {k: v[0] for k, v in args_e.items()}
         row_arg = int(tg[0]) if set(row) <= {"target"} else row  # the mask layer reads an index
-        ex = (masks.exact_strings(exact_strings, fmt, xe[0], row_arg, specials,
+        ex = (masks.exact_strings(exact_strings, fmt, x[0], row_arg, specials,
                                   functions=[function])[function] if B == 1 else None)
         for o in outs:
             flags = tuple(f for f in FLAG_NAMES if any(f in fl for fl in o.flags))
@@ -122,7 +125,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
                     "impl": o.impl.name, "accumulate": accumulate,
-                    **_inspect_args(rec, row),
+                    **_inspect_args(rec, {k: v[0] for k, v in args.items()}),
                     "inputs": [jnum(v) for v in x[0]],
                     **({"temperature": temperature, "scaled_inputs": [jnum(v) for v in xe[0]]}
                        if temperature is not None else {}),
@@ -156,7 +159,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": list(flags),
                     **({"shape": list(src.shape), "axis": src.axis} if src is not None else {}),
                     **_masked_rows_returned(function, x, o.y),
-                    "worst": worst(o, x, args, fmt, top, src, specials, x_exact=xe),
+                    "worst": worst(o, x, args_e, fmt, top, src, specials),
                 })
     return {"schema": INSPECT_SCHEMA, "results": results}
 

@@ -120,7 +120,8 @@ def inspect_table(data: dict, file=None) -> None:
         head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']}{temp})"
         if "vectors" in d:
             c = d["counts"]
-            con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}, "
+            shards = f" in {len(d['shards'])} files" if d.get("shards") else ""
+            con.print(f"[bold]{head}[/bold]: {d['vectors']} vectors of n={d['n']}{shards}, "
                       f"{d['vectors_failing']} with a failure; status [{STYLE[d['status']]}]{d['status']}[/]")
             con.print("  counts: " + ", ".join(f"{k} {v}" for k, v in c.items() if v)
                       + f"; max ULP {_j(d['max_ulp'])}, median ULP {_j(d['median_ulp'])}"
@@ -160,7 +161,8 @@ def worst_table(con, rows: list, title: str) -> None:
             _j(v) if v != "..." else v for v in w["vector"]) + "]"
         if "target" in w:
             inp += f" t={w['target']}"
-        tab.add_row("(" + ", ".join(map(str, w["index"])) + ")", inp, _j(w["output"]),
+        where = (w["file"] + " " if "file" in w else "") + "(" + ", ".join(map(str, w["index"])) + ")"
+        tab.add_row(where, inp, _j(w["output"]),
                     w["exact"] if w["exact"] is not None else "(not settled)", _j(w["ulp_error"]),
                     f"[{STYLE[w['status']]}]{w['status']}[/]", w["cause"] or "")
     con.print(tab)

@@ -59,10 +59,27 @@ def family(name: str):
 def families(functions=None, args=None) -> list:
     """The formula modules that compute ``functions`` (names; default: every registered
     function whose extra argument ``args`` holds), in registry order, each once."""
+    have = _functions.as_args(args)
     if functions is None:
-        have = _functions.as_args(args)
         functions = [f.name for f in _functions.FUNCTIONS.values() if f.takes is None or f.takes in have]
-    return [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
+    out = [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
+    if "scale" in have:
+        _check_scaled(out)
+    return out
+
+
+def _check_scaled(fams) -> None:
+    """A temperature (the ``scale`` argument) needs families that compute f(x / T) exactly."""
+    bad = [f for fam in fams if not getattr(fam, "SCALED", False) for f in fam.FUNCTIONS]
+    if bad:
+        from ..errors import UsageError
+
+        raise UsageError(f"--temperature applies to {', '.join(temperature_functions())}, not {bad[0]}")
+
+
+def temperature_functions() -> list:
+    """The functions whose exact value at x / T (a temperature) the reference computes."""
+    return [f for f, rec in _functions.FUNCTIONS.items() if getattr(family(rec.reference), "SCALED", False)]
 
 
 def _as_row_args(args_row) -> dict:
@@ -83,6 +100,8 @@ def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None)
     family whose ``enclose`` takes no ``wanted`` encloses everything, and the elements are
     picked out here)."""
     args_row = _as_row_args(args_row)
+    if fams and "scale" in args_row:
+        _check_scaled(fams)
     out = {}
     for fam in fams or families(args=args_row):
         if wanted is None:
@@ -656,8 +675,30 @@ def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
     return out
 
 
-def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows, outcomes=()) -> list[str]:
+def _verified_row(x_row, ra: dict, specials):
+    """(the finite vector the reference computed, its arguments, the original position of each of
+    its elements) of one row: the row itself, or for a row with -inf, +inf or NaN entries the
+    compacted vector of the mask layer (None when every value of the row is a fixed limit)."""
+    if np.isfinite(x_row).all():
+        return x_row, ra, np.arange(x_row.size)
+    from .. import masks
+
+    got = masks.compact_row(x_row, int(ra.get("target", 0)), specials or masks.DEFAULT)
+    if got is None:
+        return None
+    xs, tc, cols = got
+    return xs, {**({"target": tc} if "target" in ra else {}),
+                **({"scale": ra["scale"]} if "scale" in ra else {})}, cols
+
+
+def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows, outcomes=(),
+                specials=None) -> list[str]:
     """Recompute the given rows at twice the escalation's final precision; list disagreements.
+
+    A row with -inf, +inf or NaN entries is checked through the mask layer: its compacted finite
+    vector is recomputed (``specials``, masks.Specials, as the reference read it) and compared at
+    the positions it came from; the limit values around it (0, -inf, +inf, NaN) are exact points
+    and are not recomputed.
 
     For every determined element of every function, whichever path (fast or mpmath)
     produced it: the enclosure at that precision must be decided and give the same
@@ -672,21 +713,24 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows,
     args = _functions.as_args(target)
     fams = families(list(ref))
     for b in rows:
-        ra = row_args(args, b)
-        prec = 2 * _final_prec(fmt, x[b], ra, fams)
-        vals = enclose(x[b], ra, prec, fmt.p, fams)
+        got = _verified_row(np.asarray(x[b], dtype=np.float64), row_args(args, b), specials)
+        if got is None:
+            continue
+        xr, ra, cols = got
+        prec = 2 * _final_prec(fmt, xr, ra, fams)
+        vals = enclose(xr, ra, prec, fmt.p, fams)
         where_v = f"vector {list(map(float, x[b]))[:8]}"
         for f, enclosures in vals.items():
             r = ref.get(f)
             if r is None:
                 continue
             for j, iv in enumerate(enclosures):
-                idx = (b, j) if r.rounded.ndim == 2 else (b,)
-                if not r.determined[idx]:
+                idx = (b, int(cols[j])) if r.rounded.ndim == 2 else (b,)
+                if not r.determined[idx] or np.isinf(r.ulp[idx]):  # an exact limit: not computed
                     continue
                 rounded, ulp, dlo, dhi, qlo, qhi, ok = _interval_point(fmt, iv, _decided(fmt, iv))
                 got = (float(r.rounded[idx]), float(r.ulp[idx]))
-                where = f"{f} of {where_v} element {j}"
+                where = f"{f} of {where_v} element {int(cols[j])}"
                 if not ok:
                     bad.append(f"{where}: not decided at {prec} bits")
                 elif not _same(rounded, got[0]) or ulp != got[1]:
@@ -700,11 +744,12 @@ def verify_rows(fmt: Format, x: np.ndarray, target: np.ndarray, ref: dict, rows,
             f = o.impl.function
             if o.y is None:
                 continue
-            yb = np.atleast_1d(o.y[b])
-            idxs = [(b, j) if o.y.ndim == 2 else (b,) for j in range(yb.size)]
-            keep = [i for i in idxs if ref[f].determined[i] and np.isfinite(o.y[i])]
-            items = [(i[-1] if len(i) == 2 else 0, float(o.y[i])) for i in keep]
-            figs = exact_figures(fmt, x[b], ra, f, items, start=prec) if items else []
+            pos = {int(c): k for k, c in enumerate(cols)}  # original position -> compacted one
+            idxs = [(b, int(c)) for c in cols] if o.y.ndim == 2 else [(b,)]
+            keep = [i for i in idxs if ref[f].determined[i] and np.isfinite(o.y[i])
+                    and not np.isinf(ref[f].ulp[i])]
+            items = [(pos[i[-1]] if len(i) == 2 else 0, float(o.y[i])) for i in keep]
+            figs = exact_figures(fmt, xr, ra, f, items, start=prec) if items else []
             for i, fig in zip(keep, figs):
                 have = (o.figure("ulp", i), o.figure("rel", i))
                 if fig is None or any(not _same_figure(a, w) for a, w in zip(have, fig)):

@@ -43,11 +43,29 @@ from .core import (
 )
 
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+#: This family computes f(x / T) with the exact quotient when the arguments hold ``scale`` (T, one
+#: float64 per vector: a temperature held in the format), see :func:`enclose`.
+SCALED = True
 
 
 def _target(args):
     t = args.get("target") if args else None
     return None if t is None else np.asarray(t)
+
+
+def _scale(args):
+    """The temperature T of each vector (``scale`` argument), or None (the plain function)."""
+    s = args.get("scale") if args else None
+    return None if s is None else np.asarray(s, dtype=np.float64)
+
+
+def _over(d, d_exact, s, wt, u):
+    """(d / s in the working type, its error bound) for d = x - m (``d_exact``: no rounding in it):
+    the division rounds once (u |q|) and a rounded d carries its own u |d| / s (<= 1.01 u |q|)."""
+    if s is None:
+        return d, np.where(d_exact, 0, np.abs(d)) * u
+    q = d / np.asarray(s).astype(wt)
+    return q, np.abs(q) * (u * np.where(d_exact, 1.0, 2.02))
 
 
 def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt) -> dict:
@@ -56,15 +74,16 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt) -> dict:
     bound ``et``) and lp = log1p(t) (error bound ``elp``), arrays along the rows."""
     n = x.shape[-1]
     u, c_lib, tny = unit_roundoff(wt), lib_error(wt), tiny(wt)
+    sc = _scale(args)
     with np.errstate(all="ignore"):
         m = np.max(x, axis=-1)
         k = np.argmax(x, axis=-1)
         d, d_exact = diff_exact(x, m[..., None], wt)
-        e = np.exp(d)  # relative error <= c_lib (+ u |d| where d was rounded, + tiny absolute)
+        d, err_d = _over(d, d_exact, None if sc is None else sc[..., None], wt, u)  # (x - m) / T
+        e = np.exp(d)  # relative error <= c_lib (+ the error of d, + tiny absolute)
         np.put_along_axis(e, k[..., None], 0, axis=-1)
         t, depth = pairwise_sum(e)
-        rounded_d = np.where(d_exact, 0.0, np.abs(x - m[..., None]))
-        rel_e = np.max(rounded_d, axis=-1) * (u * 1.01) + c_lib
+        rel_e = np.max(err_d.astype(np.float64), axis=-1) * 1.01 + c_lib
         et = t * ((rel_e + depth * u) * 1.01) + n * tny
         lp = np.log1p(t)
         elp = et / (1.0 + np.maximum(t - et, 0)) + c_lib * lp + tny
@@ -78,24 +97,32 @@ def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, functi
     u, c_lib = unit_roundoff(wt), lib_error(wt)
     wt = np.dtype(wt)
     lp, elp, m = rows["lp"][bi], rows["elp"][bi], rows["m"][bi]
-    two = n >= 2
+    sc = _scale(args)
+    sc = None if sc is None else sc[bi]
     # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
-    # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target
+    # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target; with a
+    # temperature the bounds m / T, (x_i - m) / T are not working-type values: only softmax < 1
+    two = n >= 2
+    strict = two and sc is None
     with np.errstate(all="ignore"):
         if function == "logsumexp":
-            L = m.astype(wt) + lp
-            return from_interval(fmt, L, 2 * (elp + u * np.abs(L)), lower=m if two else None)
+            mw, em = _over(m.astype(wt), np.ones(m.shape, dtype=bool), sc, wt, u)
+            L = mw + lp
+            return from_interval(fmt, L, 2 * (elp + em + u * np.abs(L)), lower=m if strict else None)
         if function == "cross_entropy":
             tg = np.asarray(_target(args))[bi].astype(np.int64)
             dt, dt_exact = diff_exact(x[bi, tg], m, wt)
+            dt, edt = _over(dt, dt_exact, sc, wt, u)
+            edt = 0 if sc is None else edt  # unscaled: the |dt| u below covers a rounded dt
             ce = lp - dt
-            return from_interval(fmt, ce, 2 * (elp + np.abs(dt) * u + u * np.abs(ce)),
-                                 lower=np.where(dt_exact, -dt, -np.inf).astype(wt) if two else None)
+            return from_interval(fmt, ce, 2 * (elp + edt + np.abs(dt) * u + u * np.abs(ce)),
+                                 lower=np.where(dt_exact, -dt, -np.inf).astype(wt) if strict else None)
         d, d_exact = diff_exact(x[bi, ji], m, wt)
+        d, ed = _over(d, d_exact, sc, wt, u)
         ls = d - lp
-        els = np.where(d_exact, 0, np.abs(d)) * u + elp + u * np.abs(ls)
+        els = ed + elp + u * np.abs(ls)
         if function == "log_softmax":
-            upper = np.where(d_exact, d, np.inf).astype(wt) if two else None
+            upper = np.where(d_exact, d, np.inf).astype(wt) if strict else None
             return from_interval(fmt, ls, 2 * els, upper=upper)
         sm = np.exp(ls)
         return from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
@@ -134,7 +161,11 @@ def rational(x_row, args_row: dict) -> dict[str, list]:
     if not fin.any() or np.isnan(x).any() or np.isposinf(x).any() or not (x[fin] == x[fin][0]).all():
         return {}
     k = int(fin.sum())
-    return {"softmax": [Fraction(1, k) if f else Fraction(0) for f in fin]}
+    out = {"softmax": [Fraction(1, k) if f else Fraction(0) for f in fin]}
+    sc = _scale(args_row)
+    if sc is not None and x.size == 1:  # logsumexp of one entry: x / T, a rational (not always dyadic)
+        out["logsumexp"] = [Fraction(float(x[0])) / Fraction(float(sc))]
+    return out
 
 
 def exact_raw(x_row, args_row: dict, prec: int) -> dict[str, list]:
@@ -145,13 +176,18 @@ def exact_raw(x_row, args_row: dict, prec: int) -> dict[str, list]:
     """
     target = _target(args_row)
     mpmath = _mp()
-    from mpmath.libmp import from_float, mpf_add, mpf_exp, mpf_sub, mpf_sum
+    from mpmath.libmp import from_float, mpf_add, mpf_div, mpf_exp, mpf_sub, mpf_sum
 
     xs = [from_float(float(v)) for v in x_row]  # exact
     k = int(np.argmax(x_row))
     m = xs[k]
     d = [mpf_sub(v, m, 0) for v in xs]  # precision 0: exact
     wp = prec + 10
+    sc = _scale(args_row)
+    if sc is not None:  # x / T: the quotients at the working precision
+        S = from_float(float(sc))
+        m = mpf_div(m, S, wp, "n")
+        d = [mpf_div(v, S, wp, "n") for v in d]
     t = mpf_sum([mpf_exp(di, wp, "n") for i, di in enumerate(d) if i != k], wp, "n")
     with mpmath.mp.workprec(wp):
         lp = mpmath.log1p(mpmath.mpf(t))._mpf_
@@ -195,6 +231,7 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> d
         mpf_exp,
         mpf_mul,
         mpf_neg,
+        mpf_pos,
         mpf_sub,
     )
 
@@ -203,13 +240,25 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> d
     k = int(np.argmax(x_row))
     m = from_float(float(x_row[k]))  # exact
     wp = prec + 10
+    sc = _scale(args_row)
+    S = None if sc is None else from_float(float(sc))
+
+    def over(v):
+        """(lower, upper) bounds of v / T (v exact; v itself without a temperature)."""
+        return (v, v) if S is None else (mpf_div(v, S, wp, "f"), mpf_div(v, S, wp, "c"))
+
+    def bound(v, rnd):
+        """A strict bound for :func:`strict` on 53 bits (rounded outward): within 2^(mag - p - 64)
+        below (or above) it no format boundary lies, as :func:`strict` requires."""
+        return v if S is None else mpf_pos(v, 53, rnd)
+
     vals, inv, counts = np.unique(x_row, return_inverse=True, return_counts=True)
     counts[inv[k]] -= 1  # the max itself is outside t
     exps = {}
     tlo = thi = fzero
     for v, c in zip(vals.tolist(), counts.tolist()):
-        dv = mpf_sub(from_float(v), m, 0)  # precision 0: exact
-        a, b = mpf_exp(dv, wp, "f"), mpf_exp(dv, wp, "c")
+        dv = over(mpf_sub(from_float(v), m, 0))  # x - m exact (precision 0), then / T outward
+        a, b = mpf_exp(dv[0], wp, "f"), mpf_exp(dv[1], wp, "c")
         exps[v] = (dv, a, b)
         if c:
             if c > 1:
@@ -224,24 +273,27 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> d
         if wanted is None else wanted
 
     def elem(j):
-        return (fzero, fone, fone) if j == k else exps[float(x_row[j])]
+        return ((fzero, fzero), fone, fone) if j == k else exps[float(x_row[j])]
 
-    two = n >= 2  # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target
+    # t > 0 exactly: L > m, log_softmax_i < d_i, softmax_i < 1, cross_entropy > -d_target; with a
+    # temperature the strict bounds are the outer ends of m / T and d_i / T (still strict)
+    two = n >= 2
     out = {}
     for f, js in want.items():
         if f == "logsumexp":
-            iv = (mpf_add(m, lplo, prec, "f"), mpf_add(m, lphi, prec, "c"))
-            out[f] = [strict(*iv, low=m, p=fmt_p) if two else iv + iv]
+            ml, mh = over(m)
+            iv = (mpf_add(ml, lplo, prec, "f"), mpf_add(mh, lphi, prec, "c"))
+            out[f] = [strict(*iv, low=bound(ml, "f"), p=fmt_p) if two else iv + iv]
         elif f == "cross_entropy":
-            dt = mpf_sub(from_float(float(x_row[int(target)])), m, 0)
-            iv = (mpf_sub(lplo, dt, prec, "f"), mpf_sub(lphi, dt, prec, "c"))
-            out[f] = [strict(*iv, low=mpf_neg(dt), p=fmt_p) if two else iv + iv]
+            dl, dh = over(mpf_sub(from_float(float(x_row[int(target)])), m, 0))
+            iv = (mpf_sub(lplo, dh, prec, "f"), mpf_sub(lphi, dl, prec, "c"))
+            out[f] = [strict(*iv, low=bound(mpf_neg(dh), "f"), p=fmt_p) if two else iv + iv]
         elif f == "log_softmax":
             res = []
             for j in js:
-                di = elem(j)[0]
-                iv = (mpf_sub(di, lphi, prec, "f"), mpf_sub(di, lplo, prec, "c"))
-                res.append(strict(*iv, high=di, p=fmt_p) if two else iv + iv)
+                dl, dh = elem(j)[0]
+                iv = (mpf_sub(dl, lphi, prec, "f"), mpf_sub(dh, lplo, prec, "c"))
+                res.append(strict(*iv, high=bound(dh, "c"), p=fmt_p) if two else iv + iv)
             out[f] = res
         elif f == "softmax":
             res = []

@@ -14,10 +14,10 @@ from ..tables import (
 )
 
 
-def summary(run: CompareRun) -> list[str]:
+def summary(run: CompareRun, agg=None) -> list[str]:
     """The summary as Markdown list items: one per function x implementation x format."""
     out = []
-    for line in summary_lines(run):
+    for line in summary_lines(run, agg):
         head, _, rest = line.partition(": ")
         out.append(f"* **{head}**: {rest}")
     return out
@@ -51,6 +51,15 @@ def compare(run: CompareRun, with_summary: bool = True) -> str:
 
 
 def report(run: CompareRun, plot_files=()) -> str:
+    return "".join(report_stream(run, plot_files))
+
+
+def report_stream(run: CompareRun, plot_files=()):
+    """The report page in pieces: the summary and verdicts (aggregated once, chunk by chunk), then
+    the error tables a few thousand rows at a time."""
+    from ..tables import Aggregates
+
+    agg = Aggregates(run)
     m = run.meta
     out = ["# numstab report", ""]
     out.append(f"Command: `{command_line(run)}`  ")
@@ -58,11 +67,11 @@ def report(run: CompareRun, plot_files=()) -> str:
                f"tolerance {m.get('tolerance')} ULP, reference {m.get('reference')}; numpy "
                f"{m.get('numpy')}, mpmath {m.get('mpmath')}, ml_dtypes {m.get('ml_dtypes')}, Python "
                f"{m.get('python')}.")
-    out += ["", "## Where each implementation breaks, and why", "", *summary(run)]
+    out += ["", "## Where each implementation breaks, and why", "", *summary(run, agg)]
     out += ["", "## Verdict per implementation", "",
             "| function | dtype | impl | worst status | failing cells | worst max ULP | causes (elements) |",
             "|---|---|---|---|---:|---:|---|"]
-    for f, i, d, st, bad, tot, mu, causes in summary_rows(run):
+    for f, i, d, st, bad, tot, mu, causes in summary_rows(run, agg):
         out.append(f"| {f} | {d} | {i} | **{st}** | {bad}/{tot} | {fmt_num(mu)} | {causes} |")
     out += ["", "## Thresholds (exact, mpmath)", "",
             "| dtype | exp overflows for x >= | largest finite exp input | exp is 0 for x <= | "
@@ -76,9 +85,11 @@ def report(run: CompareRun, plot_files=()) -> str:
             out.append(f"![{p}](plots/{p})")
     out += ["", "## Error tables", "",
             "Cells: max ULP error over the trials; OVF/UNF/NaN: overflow/underflow/NaN in some element; "
-            "bold: not ok.", "", compare(run, with_summary=False)]
-    return "\n".join(out) + "\n"
+            "bold: not ok.", ""]
+    yield "\n".join(out) + "\n"
+    yield from stream(run, with_summary=False)
+    yield "\n"
 
 
 def report_files(run: CompareRun, plots: dict) -> dict:
-    return {"report.md": report(run, sorted(plots))}
+    return {"report.md": report_stream(run, sorted(plots))}

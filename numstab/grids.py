@@ -195,10 +195,15 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
     trials = base.trials if trials is None else int(trials)
     if trials < 1:
         raise UsageError("--trials must be at least 1")
+    spreads_ = parse_spec(spreads, "spreads") if spreads is not None else base.spreads
+    sizes_ = parse_spec(sizes, "sizes", integer=True) if sizes is not None else base.sizes
+    count = _range_count(offsets)
+    if count is not None:  # refuse a huge range before making its values (seconds for 10M)
+        _check_total(count * len(spreads_) * sum(sizes_) * trials * len(masks))
     g = GridSpec(
         offsets=parse_spec(offsets, "offsets") if offsets is not None else base.offsets,
-        spreads=parse_spec(spreads, "spreads") if spreads is not None else base.spreads,
-        sizes=parse_spec(sizes, "sizes", integer=True) if sizes is not None else base.sizes,
+        spreads=spreads_,
+        sizes=sizes_,
         trials=trials,
         seed=int(seed),
         masks=masks,
@@ -209,13 +214,28 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
         raise UsageError(f"--mask {bad[0]}: {fmt.name} has no infinity to hold a masked entry")
     for t in temperatures:
         format_temperature(fmt, t)
-    total = len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials * len(masks)
+    _check_total(len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials * len(masks))
+    return g
+
+
+def _check_total(total: int) -> None:
     if total > MAX_ELEMENTS:
         raise UsageError(
             f"grid has {total:,} input elements per format, above the limit of {MAX_ELEMENTS:,}; "
             "use fewer offsets, spreads, sizes or trials"
         )
-    return g
+
+
+def _range_count(spec) -> int | None:
+    """The count of a ``start:stop:count`` spec with distinct finite ends (its values are then
+    distinct unless they are closer than 1e-12), else None."""
+    parts = str(spec).split(":") if spec is not None else []
+    try:
+        if len(parts) == 3 and abs(float(parts[1]) - float(parts[0])) >= 1e-12 * (int(parts[2]) + 1):
+            return int(parts[2])
+    except (ValueError, OverflowError):
+        pass
+    return None
 
 
 def check_extras(extras: Extras, sizes) -> None:

@@ -172,7 +172,7 @@ def test_failed_report_leaves_no_directory(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(markdown, "report", boom)
+    monkeypatch.setattr(markdown, "report_stream", boom)
     out = tmp_path / "r"
     code, _, err = cli(capsys, "report", *SMALL, "--out", out, "--formats", "json,md")
     assert code == 2 and list(tmp_path.iterdir()) == []

@@ -25,7 +25,7 @@ import numpy as np
 
 from .functions import get as _record
 from .results import CAUSES, INACCURATE, NAN, OK, OVERFLOW, STATUSES, UNDERFLOW, UNDETERMINED
-from .steps import CATEGORY_CODE, CODE, EXP_OVF, INVALID, SUM_OVF, Tracer
+from .steps import CATEGORY_CODE, CODE, DEFAULT_COMPUTE, EXP_OVF, INVALID, OUT_ROUND, SUM_OVF, Tracer
 from .steps import UNDERFLOW as C_UNDERFLOW
 
 #: rows per traced attribution pass are limited so its arrays stay small
@@ -41,6 +41,16 @@ def _status_of_root(root: np.ndarray) -> np.ndarray:
     st[(root == EXP_OVF) | (root == SUM_OVF)] = OVERFLOW
     st[root == C_UNDERFLOW] = UNDERFLOW
     st[root == INVALID] = NAN
+    return st
+
+
+def _status_of(root: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Statuses from roots; the output rounding's is overflow for an inf, underflow for a 0."""
+    st = _status_of_root(root)
+    out = root == OUT_ROUND
+    if out.any():
+        st[out & np.isinf(y)] = OVERFLOW
+        st[out & (y == 0)] = UNDERFLOW
     return st
 
 
@@ -72,7 +82,7 @@ def finalize(fmt, function, y, rounded, ulp, status, root, tolerance, exact_spec
     zero, inf = wrong_special(y, rounded)
     ex, ex_nan = _exact_special(rounded, exact_special)
     special = (zero | inf) & ~ex  # a limit's own zeros and infinities are judged by metrics
-    by_root = _status_of_root(root)
+    by_root = _status_of(root, y)
     nan = np.isnan(y)
     cause[nan] = np.where(root[nan] != 0, root[nan], INVALID)
     cause[ex_nan & ~nan] = CODE["nan_hidden"]  # a number where NaN is the answer
@@ -86,7 +96,7 @@ def finalize(fmt, function, y, rounded, ulp, status, root, tolerance, exact_spec
     return status, cause, need
 
 
-def attribute(impl, fmt, xc, acc, target, rows):
+def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE):
     """Cause codes (largest propagated error category) of every element of the given rows."""
     n = xc.shape[-1]
     step = max(1, ATTRIBUTE_ELEMENTS // max(1, n))
@@ -95,7 +105,7 @@ def attribute(impl, fmt, xc, acc, target, rows):
         sel = rows[i:i + step]
         tr = Tracer(fmt, len(sel), attribute=True)
         with np.errstate(all="ignore"):
-            out = impl.run(xc[sel], acc, None if target is None else target[sel], tr)
+            out = impl.run(xc[sel], acc, None if target is None else target[sel], tr, compute)
         err = np.abs(out.err)
         best = np.argmax(err, axis=-1)
         code = CATEGORY_CODE[best]
@@ -203,13 +213,34 @@ def _row_events(events, kind):
     return out
 
 
+def _first_loss(events, fmt) -> str:
+    """Words for the first step of one vector's trace that lost a small quantity entirely: an
+    absorbed addend (1 + 2.061e-09 rounds to 1) or an exp flushed to 0 -- what rounded an operand
+    of a later subtraction onto the other; "" when the trace has neither."""
+    for label, kind, mask, detail in events:
+        m = np.asarray(mask)[0]
+        if kind not in ("absorption", "flush") or detail is None or not m.any():
+            continue
+        cols = [np.broadcast_to(np.asarray(d)[0], m.shape)[m] for d in detail]
+        if kind == "absorption":
+            a, b, r = cols
+            k = int(np.argmax(np.abs(b)))
+            return f" after {_g(a[k])} + {_g(b[k], 4)} rounded to {_g(r[k])} ({label})"
+        if label == "exp":
+            return f" after exp({_g(float(np.max(cols[0])), 6)}) flushed to 0"
+    return ""
+
+
 def _g(v: float, d: int = 7) -> str:
     return f"{v:.{d}g}"
 
 
 def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, ulp, flags, events,
-            tolerance: float, inferred: bool, target=None) -> str:
-    """One line, in words, of what happened to one vector and why (naming the step)."""
+            tolerance: float, inferred: bool, target=None, work=None, work_th=None) -> str:
+    """One line, in words, of what happened to one vector and why (naming the step).
+
+    ``work`` / ``work_th``: the format a built-in's steps computed in and its thresholds
+    (``--compute float32`` for a half format: float32's); by default the format itself."""
 
     status, cause, ulp = np.atleast_1d(status), np.atleast_1d(cause), np.atleast_1d(ulp)
     y = np.atleast_1d(y)
@@ -219,6 +250,9 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
         fin = ulp[np.isfinite(ulp)]
         return f"ok: every output within {tolerance:g} ULP (max {fin.max() if fin.size else 0:.3g} ULP)"
     present = [CAUSES[c - 1] for c in sorted(set(int(c) for c in cause[status >= INACCURATE]) - {0})]
+    out_fmt = fmt
+    if work is not None and not inferred:
+        fmt, th = work, work_th  # every step but a temperature's x / T and the output rounding
     ovf_x, unf_x = float(th["exp_overflow_x"]), float(th["exp_underflow_x"])
     xmax = float(np.max(x))
     words = []
@@ -237,13 +271,16 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
         consequences.append("the log of 0 is -inf" if any(y < 0) else "-log(0) is inf")
     for c in present:
         if c == "exp_overflow":
-            words.append(f"exp({_g(xmax, 6)}) overflows {fmt.name} (exp(x) is inf for x >= {ovf_x:.6g})")
+            args = [float(np.max(cols[0])) for lb, cols in _row_events(events, "overflow")
+                    if lb == "exp" and cols and cols[0].size]
+            arg = args[0] if args else xmax  # the traced exp's argument (exp(-x) in a sigmoid)
+            words.append(f"exp({_g(arg, 6)}) overflows {fmt.name} (exp(x) is inf for x >= {ovf_x:.6g})")
         elif c == "sum_overflow":
             labels = [lb for lb, _ in _row_events(events, "overflow") if lb not in ("exp",)]
             what = labels[0] if labels and labels[0] not in ("sum", "mul", "div") else "their sum"
             if labels and labels[0] == "div" and all(lb != "exp" for lb, _ in _row_events(events, "flush")) \
                     and events and events[0][0] == "div":  # the first step: a temperature's x / T
-                words.append(f"x / T overflows {fmt.name} (max {fmt.max:.6g}) before any exp")
+                words.append(f"x / T overflows {out_fmt.name} (max {out_fmt.max:.6g}) before any exp")
             else:
                 words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
         elif c == "underflow":
@@ -269,8 +306,14 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
                 names = label.split(" - ") if " - " in label else ["a", "b"]
                 tgt = f"x[{int(target)}]" if target is not None else names[-1]
                 nb = names[-1].replace("x[target]", tgt)
-                words.append(f"{names[0]} = {_g(a[j])} and {nb} = {_g(-b[j])} cancel (difference "
-                             f"{_g(r[j])}): only their rounding errors are left")
+                if r[j] == 0:  # every digit cancelled: say what rounded the operand onto the other
+                    why = _first_loss(events, fmt)
+                    tail = ", and log(0) = -inf" if any(np.isinf(y)) else ""
+                    words.append(f"{names[0]} - {nb} = {_g(a[j])} - {_g(-b[j])} = 0 in {fmt.name}{why}: "
+                                 f"every digit cancels{tail}")
+                else:
+                    words.append(f"{names[0]} = {_g(a[j])} and {nb} = {_g(-b[j])} cancel (difference "
+                                 f"{_g(r[j])}): only their rounding errors are left")
             else:
                 words.append("a subtraction of nearly equal rounded values cancels")
         elif c == "clipping":
@@ -278,7 +321,7 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             if ev and ev[0][1] is not None:
                 a, r = ev[0][1]
                 words.append(f"the probability {_g(a[0])} is clipped to {_g(r[0])} "
-                             "(clip(p, 1e-7, 1 - 1e-7) in the format)")
+                             f"(clip(p, 1e-7, 1 - 1e-7) in {fmt.name})")
             else:
                 words.append("the probability is clipped")
         elif c == "rounding":
@@ -290,6 +333,12 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
                          "but the output is a number: the NaN is hidden")
         elif c == "invalid":
             words.append("an invalid operation (inf - inf, 0/0 or inf/inf) gives NaN")
+        elif c == "output_rounding":
+            what = ("overflows" if any(np.isinf(y) & (status >= UNDERFLOW))
+                    else "flushes to 0" if any((y == 0) & (status >= UNDERFLOW)) else "overflows or flushes")
+            words.append(f"the result is finite and nonzero in {fmt.name} but {what} when rounded to "
+                         f"{out_fmt.name} (the output rounding; max {out_fmt.max:.6g}, smallest subnormal "
+                         f"{out_fmt.smallest_subnormal:.3g})")
     words += consequences
     parts = []
     for s in reversed(STATUSES[1:]):  # worst first

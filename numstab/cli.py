@@ -132,6 +132,10 @@ def common_options(f):
     for opt in reversed([
         click.option("--accumulate", default="sequential", show_default=True, metavar=_acc_models(),
                      help="Accumulation model of sums (README: Accumulation model)."),
+        click.option("--compute", default="float32", show_default=True, metavar="[float32|format]",
+                     help="Precision model of the built-in kernels for float16/bfloat16/float8: float32 "
+                          "intermediates, only the output rounded to the format, or every operation in "
+                          "the format (textbook, Blanchard-Higham-Higham; README: Precision model)."),
         click.option("--tolerance", type=float, default=4.0, show_default=True,
                      help="ULP error above which an element is 'inaccurate'."),
     ]):
@@ -314,7 +318,7 @@ def thresholds(dtypes, n, exporter):
               "cross_entropy_backward) or label z in [0, 1] (binary_cross_entropy).")
 @click.option("--targets", "targets_file", help="File of targets (or labels), one per vector, for a batch.")
 @click.option("--cotangent", help="Cotangent of softmax_backward/log_softmax_backward: v1,v2,... "
-              "(one per element), onehot (1 at the argmax) or normal (seeded standard normal).")
+              "(one per element), onehot (1 at the argmax; the default) or normal (seeded standard normal).")
 @click.option("--label-smoothing", "label_smoothing", default=0.1, show_default=True,
               help="Epsilon of smoothed_cross_entropy, in [0, 1].")
 @click.option("--dtype", "dtypes", multiple=True, metavar=_dtypes(),
@@ -328,8 +332,8 @@ def thresholds(dtypes, n, exporter):
               help="Output.")
 @parallel_options
 def inspect(function, values, input_file, key, axis, nonfinite, temperature, masked_rows, target,
-            targets_file, cotangent, label_smoothing, dtypes, impls, accumulate, tolerance, top, exporter,
-            jobs, scheduler, quiet):
+            targets_file, cotangent, label_smoothing, dtypes, impls, accumulate, compute, tolerance, top,
+            exporter, jobs, scheduler, quiet):
     """One input, every implementation: each element's output, exact value and error.
 
     Give VALUES after -- so negative numbers parse: numstab inspect log_softmax -- 1000 1
@@ -351,7 +355,7 @@ def inspect(function, values, input_file, key, axis, nonfinite, temperature, mas
                            validate.dedupe(dtypes) or None, validate.dedupe(impls) or None, accumulate,
                            tolerance, key=key, axis=axis, specials=Specials(nonfinite, masked_rows), top=top,
                            temperature=temperature, cotangent=cotangent, label_smoothing=label_smoothing,
-                           jobs=jobs, progress=bar, scheduler=scheduler)
+                           jobs=jobs, progress=bar, scheduler=scheduler, compute=compute)
     finally:
         bar.close()
     if exporter == "json":
@@ -400,8 +404,8 @@ def inspect(function, values, input_file, key, axis, nonfinite, temperature, mas
 @parallel_options
 def audit(config, function, dtypes, impls, callables, libraries, device, input_file, key, axis, nonfinite,
           temperature, masked_rows, top, targets_file, target, cotangent, label_smoothing,
-          offsets, spreads, sizes, trials, seed, mask, accumulate, tolerance, max_ulp, fail_on, timeout,
-          exporter, jobs, scheduler, quiet):
+          offsets, spreads, sizes, trials, seed, mask, accumulate, compute, tolerance, max_ulp, fail_on,
+          timeout, exporter, jobs, scheduler, quiet):
     """Check implementations against limits; exit 0 pass, 1 finding, 2 bad usage or input."""
     from . import validate
     from .commands.audit import run_audit
@@ -429,7 +433,7 @@ def audit(config, function, dtypes, impls, callables, libraries, device, input_f
                            fail_on or None, accumulate, tolerance, input_file, targets_file, target,
                            grid, timeout=timeout, device=device, key=key, axis=axis, nonfinite=nonfinite,
                            masked_rows=masked_rows, top=top, temperature=temperature, cotangent=cotangent,
-                           label_smoothing=label_smoothing, mask=mask)]
+                           label_smoothing=label_smoothing, mask=mask, compute=compute)]
     from .exporters.terminal import ProgressBar
 
     bar = ProgressBar("audit", enabled=not quiet)

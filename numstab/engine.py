@@ -20,6 +20,7 @@ from .functions import get as get_function
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference.escalation import compute_reference
 from .results import FLAG_NAMES, INACCURATE, STATUSES, BigFigure, RefData
+from .steps import DEFAULT_COMPUTE
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
             "divide by zero": "divide"}
@@ -64,7 +65,8 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
-def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups):
+def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
+               compute: str = DEFAULT_COMPUTE):
     """Run a built-in kernel step by step over the whole batch.
 
     Returns (outputs as float64, root codes, flags raised in the format for each group of rows,
@@ -74,7 +76,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups)
 
     tr = Tracer(fmt, x.shape[0])
     with np.errstate(all="ignore"):
-        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr)
+        out = impl.run(x, acc, impl.record.arg(as_args(target)), tr, compute)
         y = out.v.astype(np.float64)
     flags = []
     for g in groups or ():
@@ -154,8 +156,11 @@ class ImplOutcome:
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
              ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None,
-             row_flags: bool = False):
+             compute: str = DEFAULT_COMPUTE, row_flags: bool = False):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
+
+    ``compute``: the precision model of the built-in kernels (steps.COMPUTE_MODELS; black
+    boxes compute as they do).
 
     ``groups``: row slices whose IEEE flags are recorded separately (default: one);
     ``row_flags``: built-ins keep the flag bits of every row instead (``ImplOutcome.row_flags``;
@@ -180,7 +185,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         try:
             if impl.builtin:
                 o.y, o.root, o.flags, o.row_flags = run_traced(impl, fmt, xc, acc, target,
-                                                               None if row_flags else groups)
+                                                               None if row_flags else groups, compute)
             else:
                 arg = impl.record.arg(as_args(target))
                 for g in groups:
@@ -233,7 +238,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                                                          tolerance, exact=o.exact)
     for o in outs:
         if o.error is None:
-            _causes(fmt, xq, xc, target, acc, tolerance, ref, o)
+            _causes(fmt, xq, xc, target, acc, tolerance, ref, o, compute)
     if verify:
         from .reference import verify_rows
 
@@ -292,14 +297,11 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     tc = fmt.cast(np.full((1, 1), tf))
 
     def wrap(impl):
-        if impl.builtin:
-            if impl.record.takes:
-                def fn(xx, acc, arg, o, f=impl.fn):
-                    return f(o.div(xx, tc), acc, arg, o)
-            else:
-                def fn(xx, acc, o, f=impl.fn):
-                    return f(o.div(xx, tc), acc, o)
-        elif impl.record.takes:
+        if impl.builtin:  # x / T in the format, before the kernel (whatever its precision model)
+            def pre(xx, o):
+                return o.div(xx, tc)
+            return dataclasses.replace(impl, prologue=pre)
+        if impl.record.takes:
             def fn(xx, acc, arg, f=impl.fn):
                 with np.errstate(all="ignore"):
                     return f(xx / tc, acc, arg)
@@ -312,7 +314,7 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     return z, [wrap(i) for i in impls]
 
 
-def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
+def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = DEFAULT_COMPUTE) -> None:
     """Final statuses and causes of one outcome (established for built-ins, inferred otherwise)."""
     from .causes import attribute, finalize, infer
 
@@ -323,7 +325,8 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome) -> None:
                                    exact_special=np.isinf(r.ulp))
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
-            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows)
+            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows,
+                                        compute)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
         st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))

@@ -121,8 +121,11 @@ def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: floa
         fhi = np.where(zero, 0.0, fhi * (1 + 2.0**-50) + 2.0**-50)
         rlo = np.where(flo <= 0, 0.0, flo * ref.qlo * (1 - 2.0**-50))
         rhi = np.where(fhi == 0, 0.0, fhi * ref.qhi * (1 + 2.0**-50))
-        # a bound beyond float64 for a finite error (r = 0 exactly makes a true infinite relative error)
-        beyond = ~np.isfinite(fhi) | (~np.isfinite(rhi) & np.isfinite(ref.qlo))
+        # a bound beyond float64 for a finite error (r = 0 exactly makes a true infinite relative
+        # error; a nonzero r far below float64's range makes ulp / |r| infinite in float64 too, so
+        # r = 0 is told by its point enclosure [0, 0], not by q)
+        r_zero = (ref.rounded == 0) & (ref.dlo == 0) & (ref.dhi == 0)
+        beyond = ~np.isfinite(fhi) | (~np.isfinite(rhi) & ~r_zero)
 
         nan = np.isnan(y)
         inf = np.isinf(y)

@@ -17,7 +17,10 @@ import numpy as np
 
 from .errors import UsageError
 
-COMPARE_SCHEMA = "numstab.compare/4"  # /3: target_at per result; /4: temperature and mask per result
+COMPARE_SCHEMA = "numstab.compare/5"  # /3: target_at per result; /4: temperature and mask per result;
+#: /5: meta.compute (the precision model)
+#: what a record older than /5 was computed with: every operation in the format
+OLD_COMPUTE = "format"
 #: THE status vocabulary, from best to worst: an element's status code is its index here, a
 #: cell's status is the worst of its elements', counts are listed in this order everywhere
 #: (JSON, CSV, tables, plots, legends). README "What the numbers mean" defines each.
@@ -34,7 +37,7 @@ STATUS_MEANING = {
 }
 #: Why an element failed, one word each, in this order (cause code = index + 1; 0 = none):
 CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation", "absorption",
-          "clipping", "rounding", "nan_hidden")
+          "clipping", "rounding", "nan_hidden", "output_rounding")
 #: What each cause means, in a few words (legends).
 CAUSE_MEANING = {
     "exp_overflow": "exp(x) overflows the format",
@@ -46,6 +49,8 @@ CAUSE_MEANING = {
     "clipping": "a probability is clipped (e.g. to [1e-7, 1 - 1e-7])",
     "rounding": "accumulated rounding",
     "nan_hidden": "a number where the exact value is NaN (a NaN input, or no value under the policy)",
+    "output_rounding": "finite and nonzero in the compute type (--compute float32), inf or 0 once rounded "
+                       "to the format",
 }
 FLAG_NAMES = ("overflow", "underflow", "invalid", "divide")
 
@@ -260,13 +265,20 @@ class CompareRun:
         check_schema(d["schema"], COMPARE_SCHEMA)
         grids = dict(d.get("meta", {})).get("grids") or {}
         old_mask = {k: str(g.get("mask", "none")) for k, g in grids.items() if isinstance(g, dict)}
+        meta = dict(d.get("meta", {}))
+        if _version(d["schema"]) < 5:  # before --compute every kernel computed in the format
+            meta.setdefault("compute", OLD_COMPUTE)
         return cls(
-            meta=dict(d.get("meta", {})),
+            meta=meta,
             results=tuple(CellResult.from_dict(r, old_mask.get(r.get("dtype"), "none") if isinstance(r, dict)
                                                else "none")
                           for r in d.get("results", [])),
             thresholds=tuple(d.get("thresholds", [])),
         )
+
+
+def _version(schema: str) -> int:
+    return int(str(schema).rpartition("/")[2])
 
 
 def check_schema(found: str, expected: str) -> None:
@@ -282,8 +294,9 @@ def check_schema(found: str, expected: str) -> None:
 
 
 
-AUDIT_SCHEMA = "numstab.audit/5"  # /3: each result names its library; /4: limits and worst rows;
-#                                    /5: temperature and mask of each result
+AUDIT_SCHEMA = "numstab.audit/6"  # /3: each result names its library; /4: limits and worst rows;
+#                                    /5: temperature and mask of each result;
+#                                    /6: meta.audits[].compute (the precision model)
 
 
 @dataclass(frozen=True)
@@ -337,5 +350,6 @@ class AuditReport:
 
 # ------------------------------------------------------------------ inspect
 #: /4: always {"schema", "results": [...]} whatever the number of implementations and formats,
-#: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result.
-INSPECT_SCHEMA = "numstab.inspect/4"
+#: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result;
+#: /5: ``compute`` (the precision model) in each result.
+INSPECT_SCHEMA = "numstab.inspect/5"

@@ -23,8 +23,9 @@ sees float32:
   vanished entirely: fl(a + b) == a with b != 0), ``clipping`` (a clip bound
   replaced the value), ``rounding`` (ordinary rounding), and ``cancellation``:
   an effective subtraction whose result is at least 4x smaller than its
-  operands (condition number (|a| + |b|) / |a + b| >= 4) amplifies the errors
-  its operands carry, which are then counted as cancellation.
+  operands (condition number (|a| + |b|) / |a + b| >= 4) amplifies the rounding
+  errors its operands carry, which are then counted as cancellation (a clip's
+  replacement of a value stays ``clipping``).
 
 Local errors are measured against a shadow of each step computed from the
 same format operands in a wider type (float64; long double for float64).
@@ -38,19 +39,38 @@ from .results import CAUSES, FLAG_NAMES
 
 # cause codes: 0 = none, else 1 + index in CAUSES
 CODE = {c: i + 1 for i, c in enumerate(CAUSES)}
-EXP_OVF, SUM_OVF, INVALID, UNDERFLOW = (CODE[c] for c in ("exp_overflow", "sum_overflow", "invalid",
-                                                            "underflow"))
+EXP_OVF, SUM_OVF, INVALID, UNDERFLOW, OUT_ROUND = (CODE[c] for c in ("exp_overflow", "sum_overflow",
+                                                                       "invalid", "underflow",
+                                                                       "output_rounding"))
 #: categories of the error attribution, in the order of the last axis of ``T.err``
 CATEGORIES = ("underflow", "cancellation", "absorption", "clipping", "rounding")
 C_UNF, C_CANC, C_ABS, C_CLIP, C_ROUND = range(len(CATEGORIES))
 CATEGORY_CODE = np.array([CODE[c] for c in CATEGORIES], dtype=np.int8)
 ACC_MODELS = ("sequential", "pairwise", "float32")
+#: Precision models (``--compute``): ``float32`` (the default) -- every intermediate of a
+#: float16/bfloat16/float8 kernel in float32, only the output rounded to the format (what torch
+#: and jax users see for half types); ``format`` -- every operation rounded to the format (the
+#: textbook model of Blanchard, Higham & Higham). For float32 and float64 the two are the same.
+COMPUTE_MODELS = ("float32", "format")
+DEFAULT_COMPUTE = "float32"
 FLAG_BIT = {f: 1 << i for i, f in enumerate(FLAG_NAMES)}
 #: condition number of an addition from which its incoming errors count as cancellation
 CANCEL_KAPPA = 4.0
 
 
 # ------------------------------------------------------------------ plain numpy
+def compute_dtype(dtype: np.dtype, compute: str) -> np.dtype:
+    """The type a kernel's intermediates live in under the precision model."""
+    if compute not in COMPUTE_MODELS:
+        from .errors import unknown_name
+
+        raise unknown_name("precision model", compute, COMPUTE_MODELS)
+    dtype = np.dtype(dtype)
+    if compute == "float32" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    return dtype
+
+
 def acc_dtype(dtype: np.dtype, acc: str) -> np.dtype:
     if acc == "float32" and dtype.itemsize < 4:
         return np.dtype(np.float32)
@@ -135,6 +155,12 @@ class Plain:
 
     @staticmethod
     def cast(a, dtype):
+        return a.astype(dtype)
+
+    @staticmethod
+    def round_output(a, dtype):
+        """A kernel's output computed in a wider type (``--compute float32``), rounded once to
+        the format."""
         return a.astype(dtype)
 
     @staticmethod
@@ -348,12 +374,15 @@ class Tracer:
         self._flag("invalid", invalid)
         root = np.array(root, dtype=np.int8)
         fresh = root == 0
-        root[over & fresh] = EXP_OVF if label == "exp" else SUM_OVF
-        root[flush & fresh] = UNDERFLOW
+        root[over & fresh] = {"exp": EXP_OVF, "output": OUT_ROUND}.get(label, SUM_OVF)
+        root[flush & fresh] = OUT_ROUND if label == "output" else UNDERFLOW
         root[np.isnan(v) & (root == 0)] = INVALID
         root[~_special(v)] = 0
-        self._record(label, "overflow", over)
-        self._record(label, "flush", flush)
+        # an exp's events keep its argument (the verdict names exp(arg), not the function's input)
+        arg = ((np.broadcast_to(np.asarray(operands[0], dtype=np.float64), shape),)
+               if label == "exp" and operands else None)
+        self._record(label, "overflow", over, arg)
+        self._record(label, "flush", flush, arg)
         if err is not None:
             with np.errstate(all="ignore"):
                 local = (self._w(v) - sh).astype(np.float64)
@@ -444,8 +473,12 @@ class Tracer:
                 effective_sub = (np.sign(fa) * np.sign(bb) < 0) & (kappa >= CANCEL_KAPPA)
                 effective_sub &= np.isfinite(fa) & np.isfinite(fb)
                 if effective_sub.any():
-                    moved = err.sum(axis=-1)
+                    # the operands' rounding errors, amplified, become cancellation; a clip's
+                    # replacement is no rounding error and stays clipping
+                    clip = err[..., C_CLIP].copy()
+                    moved = err.sum(axis=-1) - clip
                     err[effective_sub] = 0.0
+                    err[..., C_CLIP] = clip
                     err[..., C_CANC] += np.where(effective_sub, moved, 0.0)
                 absorbed = ((fv == fa) & (bb != 0)) | ((fv == bb) & (fa != 0))
                 absorbed &= np.isfinite(fv)
@@ -545,6 +578,17 @@ class Tracer:
             v = a.v.astype(dtype)
         return self._finish("sum", v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
                             operands=(a.v,))
+
+    def round_output(self, a, dtype):
+        """The output rounding of ``--compute float32``: a traced step of its own (``output``),
+        so an output that is finite in float32 and overflows or flushes to 0 only in the format
+        has the root ``output_rounding``, and its rounding error (subnormal digits included) is
+        attributed like any step's."""
+        a = self._t(a)
+        with np.errstate(all="ignore"):
+            v = a.v.astype(np.dtype(dtype))
+        return self._finish("output", v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
+                            operands=(a.v,), nonzero=(a.v != 0) & np.isfinite(a.v))
 
     def ones(self, like, dtype):
         return self.wrap(np.ones(like.shape, dtype=dtype))

@@ -121,6 +121,7 @@ class Job:
     audit: tuple | None = None  # (fail_on, max ULP limit or None): the audit's extra counts
     extras: object = None  # grids.Extras (cotangents)
     source: FileSource | None = None
+    compute: str = "float32"  # the built-ins' precision model (steps.COMPUTE_MODELS)
 
     def resolve(self) -> list:
         from .functions import REGISTRY
@@ -395,7 +396,7 @@ def run_chunk(chunk: Chunk) -> Partial:
     args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
     impls = job.resolve()
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
-                            specials=specials, temperature=job.temperature)
+                            specials=specials, temperature=job.temperature, compute=job.compute)
     args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
     parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials) for o in outs]
     return Partial(parts, int(x.size), int(x.shape[0]))

@@ -19,12 +19,13 @@ WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"
 #: short tags of the causes, appended to failing cells (e.g. "OVF:sum", "29:round")
 CAUSE_TAG = {"exp_overflow": "exp", "sum_overflow": "sum", "invalid": "inv", "underflow": "unf",
              "cancellation": "canc", "absorption": "abs", "clipping": "clip", "rounding": "round",
-             "nan_hidden": "hid"}
+             "nan_hidden": "hid", "output_rounding": "out"}
 CAUSE_LEGEND = ("* = above the tolerance; cause after ':': exp = exp overflow, sum = sum overflow, "
                 "inv = invalid operation, unf = "
                 "underflow (flush or subnormal digits), canc = cancellation, abs = absorption, clip = "
                 "clipping, round = accumulated rounding, hid = a NaN hidden (a number where the exact value "
-                "is NaN); ~ = inferred (a black box)")
+                "is NaN), out = the output's rounding to the format (finite in float32, inf or 0 in the "
+                "format); ~ = inferred (a black box)")
 CSV_FIELDS = ("function", "impl", "dtype", "offset", "spread", "n", "trials", "x_min", "x_max",
               "max_ulp", "median_ulp", "max_rel", "status", "cause", "causes", "cause_inferred", "flags",
               *STATUSES, "target_at", "temperature", "mask")
@@ -262,6 +263,27 @@ def command_line(run: CompareRun) -> str:
     return "numstab " + " ".join(argv) if argv else "(library call)"
 
 
+def working_thresholds(run: CompareRun, dtype: str, ths: dict) -> tuple[dict, str]:
+    """(exp's limits where the built-in kernels computed, the name of that format, or "" when it
+    is the format itself): float32's for a half format under ``--compute float32`` (a record
+    older than numstab.compare/5 computed in the format)."""
+    from .formats import get_format
+    from .steps import compute_dtype
+
+    compute = run.meta.get("compute") or "format"
+    try:
+        work = compute_dtype(get_format(dtype).dtype, compute).name
+    except Exception:  # an unknown format or model in a file: the format's own limits
+        return ths.get(dtype, {}), ""
+    if work == dtype:
+        return ths.get(dtype, {}), ""
+    if work in ths:
+        return ths[work], work
+    from .reference import thresholds as exact_thresholds
+
+    return exact_thresholds(get_format(work)), work
+
+
 def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
     """One line per function x implementation x format: where it breaks and why.
 
@@ -283,16 +305,20 @@ def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
             worst = STATUSES[g.worst]
             ns = sorted(g.ns)
             where_n = "" if ns == sizes else ", n = " + ", ".join(map(str, ns))
-            th = ths.get(dt, {})
-            why = cause.replace("_", " ") + (" (inferred)" if g.inferred else "")
+            th, work = working_thresholds(run, dt, ths)
+            inferred = g.inferred
+            if inferred:  # a black box: its own arithmetic, judged by the format's limits
+                th, work = ths.get(dt, {}), ""
+            why = cause.replace("_", " ") + (" (inferred)" if inferred else "")
+            where = f" in {work}" if work else ""
             if cause == "exp_overflow" and th:
                 arg = "max(x)" if temp == 1 else "max(x / T)"
-                parts.append(f"{worst} where {arg} >= {sig(th['exp_overflow_x'], 4)} ({why})")
+                parts.append(f"{worst} where {arg} >= {sig(th['exp_overflow_x'], 4)} ({why}{where})")
                 continue
             if cause == "underflow" and th:
                 arg = "x" if temp == 1 else "x / T"
-                why += (f": exp({arg}) is subnormal below {sig(th['exp_subnormal_x'], 4)}, 0 at or below "
-                        f"{sig(th['exp_underflow_x'], 4)}")
+                why += (f": exp({arg}) is subnormal{where} below {sig(th['exp_subnormal_x'], 4)}, "
+                        f"0 at or below {sig(th['exp_underflow_x'], 4)}")
             figure = ""
             if worst == "inaccurate":
                 figure = f" (up to {fmt_num(float('nan') if g.top is None else g.top)} ULP)"

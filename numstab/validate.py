@@ -102,6 +102,15 @@ def choice(kind: str, value, choices):
     return value
 
 
+def compute(v, where: str = "--compute") -> str:
+    """A precision model (numstab.steps.COMPUTE_MODELS): float32 or format."""
+    from .steps import COMPUTE_MODELS
+
+    if not isinstance(v, str):
+        raise UsageError(f"{where} {v!r}: must be a string, one of {', '.join(COMPUTE_MODELS)}")
+    return choice("precision model", v, COMPUTE_MODELS)
+
+
 def accumulate(v, where: str = "--accumulate") -> str:
     """An accumulation model (numstab.steps.ACC_MODELS): the one check every command and config use."""
     from .steps import ACC_MODELS

@@ -1,8 +1,10 @@
 import json
 
+import numpy as np
 import pytest
 
 from numstab.cli import main
+from tests.models import in_format  # the textbook model: --compute format
 
 
 def run_cli(capsys, *argv):
@@ -12,11 +14,12 @@ def run_cli(capsys, *argv):
 
 
 def test_compare_json_schema_and_figures(capsys):
-    code, out, err = run_cli(capsys, "compare", "--dtype", "float16", "--function", "softmax",
-                             "--sizes", "2", "--offsets", "0,12", "--format", "json")
+    # every step in float16: exp(12) overflows (in float32 steps it does not)
+    code, out, err = run_cli(capsys, "compare", "--compute", "format", "--dtype", "float16", "--function",
+                             "softmax", "--sizes", "2", "--offsets", "0,12", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["schema"] == "numstab.compare/4"
+    assert data["schema"] == "numstab.compare/5"
     meta = data["meta"]
     for k in ("version", "seed", "argv", "accumulate", "numpy", "mpmath"):
         assert k in meta
@@ -65,7 +68,7 @@ def test_output_file_is_written_atomically(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [target]  # and leaves no temp file
     code, _, _ = run_cli(capsys, "compare", "--dtype", "float16", "--sizes", "2", "--format", "json",
                          "-o", str(target))
-    assert code == 0 and json.loads(target.read_text())["schema"] == "numstab.compare/4"
+    assert code == 0 and json.loads(target.read_text())["schema"] == "numstab.compare/5"
     code, _, err = run_cli(capsys, "compare", "-o", str(tmp_path / "nodir" / "x.json"))
     assert code == 2 and "does not exist" in err
 
@@ -91,19 +94,19 @@ INACC = ["compare", "--dtype", "float16", "--function", "log_softmax", "--impl",
 def test_cells_above_the_tolerance_keep_a_mark_without_colour(medium, capsys, tmp_path, monkeypatch):
     import math
 
-    assert main([*INACC, "--format", "json"]) == 0
+    assert main(in_format([*INACC, "--format", "json"])) == 0
     (r,) = json.loads(capsys.readouterr().out)["results"]
     assert r["status"] == "inaccurate" and r["max_ulp"] > 4  # the cell is above the tolerance
     mark = f"{r['max_ulp']:.3g}*"
     assert math.isclose(float(mark[:-1]), r["max_ulp"], rel_tol=5e-3)
     if medium == "pipe_no_color":
         monkeypatch.setenv("NO_COLOR", "1")
-        assert main(INACC) == 0
+        assert main(in_format(INACC)) == 0
         text = capsys.readouterr().out
         assert "\x1b[" not in text
     else:
         out = tmp_path / ("t.txt" if medium == "file_txt" else "t.md")
-        assert main([*INACC, "-o", str(out)]) == 0
+        assert main(in_format([*INACC, "-o", str(out)])) == 0
         text = out.read_text()
     assert mark + ":" in text and "* = above the tolerance" in text
 
@@ -111,7 +114,7 @@ def test_cells_above_the_tolerance_keep_a_mark_without_colour(medium, capsys, tm
 @pytest.mark.parametrize("suffix,check", [
     (".md", lambda t: t.startswith("## Where each implementation breaks") and "| n | offset |" in t
      and "┃" not in t),
-    (".json", lambda t: json.loads(t)["schema"] == "numstab.compare/4"),
+    (".json", lambda t: json.loads(t)["schema"] == "numstab.compare/5"),
     (".csv", lambda t: t.startswith("function,impl,dtype,")),
     (".html", lambda t: t.startswith("<!DOCTYPE html>") and "</html>" in t),
     (".txt", lambda t: "┃" in t and "\x1b[" not in t),
@@ -151,7 +154,7 @@ def test_compare_opens_with_one_summary_line_per_implementation(capsys):
     import math
 
     argv = ["compare", "--dtype", "float16", "--function", "softmax", "--impl", "naive", "--impl", "stable",
-            "--sizes", "10", "--offsets=-16,0,9,12", "--trials", "2", "--jobs", "1"]
+            "--sizes", "10", "--offsets=-16,0,9,12", "--trials", "2", "--jobs", "1", "--compute", "format"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     naive = next(ln for ln in lines if ln.strip().startswith("softmax/naive float16:"))
@@ -164,3 +167,13 @@ def test_compare_opens_with_one_summary_line_per_implementation(capsys):
     assert f"0 at or below {math.log(2.0 ** -25):.4g}" in naive and "underflow in 1 of 4 cells" in naive
     assert stable.strip().startswith("softmax/stable float16: ok (max ") and "--details" in lines[-1]
     assert not any("┃" in ln for ln in lines)  # the tables only with --details
+    # float32 steps (the default): exp overflows from ln(max_float32) ~ 88.72 on, and is 0 at or
+    # below ln(2^-150) ~ -103.97 (float16 holds offsets 90 and -110)
+    argv[argv.index("--offsets=-16,0,9,12")] = "--offsets=-16,0,12,90,-110"
+    assert main(argv[:-2]) == 0
+    naive = next(ln for ln in capsys.readouterr().out.splitlines() if "softmax/naive float16:" in ln)
+    assert f"{math.log(float(np.finfo(np.float32).max) * (1 + 2.0 ** -24)):.4g}" == "88.72"
+    assert "nan where max(x) >= 88.72 (exp overflow in float32)" in naive
+    assert f"0 at or below {math.log(2.0 ** -150):.4g}" == "0 at or below -104"
+    assert "nan in 1 of 5 cells (offset -110; underflow: exp(x) is subnormal in float32 below -87.34, " \
+           "0 at or below -104" in naive

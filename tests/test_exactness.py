@@ -81,6 +81,7 @@ def as_text(q: Fraction) -> str:
 
 def inspect(fmt_name, function, values, impl, target=None):
     (one,) = run_inspect(function, values=[repr(float(v)) for v in values], dtypes=(fmt_name,),
+                         compute="format",
                          impls=[impl], target=target)["results"]
     return one
 

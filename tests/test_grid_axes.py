@@ -63,7 +63,7 @@ def test_every_temperature_and_mask_is_its_own_cell():
 def test_a_temperature_cell_figure_recomputed_independently():
     """softmax/naive in float16 at T = 0.5 (n = 10, offset 0): numpy's float16 kernel on x / T, against
     the exact softmax of the exact quotients (x / 0.5 = 2x, exact)."""
-    run = _run(temperature="0.5")
+    run = _run(temperature="0.5", compute="format")  # the figure below: every step in float16
     grid = make_grid(F16, "0", None, "10", 2, 0)
     (cell,) = cells(F16, grid)
     worst = mpmath.mpf(0)
@@ -88,7 +88,7 @@ def test_every_exporter_keys_and_labels_the_axes(tmp_path):
     run = _run(temperature="1,0.01", mask="none,-inf")
     # JSON: each result carries its T and mask, and reads back
     d = json.loads(run.to_json())
-    assert d["schema"] == "numstab.compare/4"
+    assert d["schema"] == "numstab.compare/5"
     assert {(r["temperature"], r["mask"]) for r in d["results"]} == {
         (1.0, "none"), (1.0, "-inf"), (0.01, "none"), (0.01, "-inf")}
     assert CompareRun.from_dict(d).results == run.results
@@ -134,7 +134,7 @@ def test_audit_grid_results_per_temperature_and_mask(capsys, tmp_path):
     code = main(["audit", "--function", "softmax", "--impl", "stable", "--dtype", "float16", "--offsets", "0",
                  "--sizes", "4", "--temperature", "1,0.01", "--mask", "none,min", "--format", "json"])
     d = json.loads(capsys.readouterr().out)
-    assert d["schema"] == "numstab.audit/5"
+    assert d["schema"] == "numstab.audit/6"
     assert [(r["temperature"], r["mask"]) for r in d["results"]] == [
         (1.0, "none"), (1.0, "min"), (0.01, "none"), (0.01, "min")]
     assert d["meta"]["audits"][0]["temperatures"] == [1.0, 0.01] and code in (0, 1)

@@ -23,7 +23,7 @@ def cli_json(capsys, *argv):
     out, err = capsys.readouterr()
     d = json.loads(out) if out.strip() else None
     if d and argv[0] == "inspect" and len(d.get("results", ())) == 1:
-        d = d["results"][0]  # numstab.inspect/4: one record per implementation and format
+        d = d["results"][0]  # numstab.inspect/5: one record per implementation and format
     return code, d, err
 
 
@@ -91,8 +91,8 @@ def test_safetensors_batch_seq_vocab_top_k_names_the_worst(tmp_path, capsys):
     a[0, 1, 3] = -np.inf
     f = tmp_path / "logits.safetensors"
     safetensors_numpy.save_file({"logits": a}, str(f))
-    code, d, _ = cli_json(capsys, "inspect", "logsumexp", "--input", str(f), "--dtype", "float16",
-                          "--impl", "naive", "--top", "2", "--format", "json")
+    code, d, _ = cli_json(capsys, "inspect", "logsumexp", "--compute", "format", "--input", str(f),
+                          "--dtype", "float16", "--impl", "naive", "--top", "2", "--format", "json")
     assert code == 0 and d["shape"] == [2, 3, 4] and d["axis"] == 2 and d["vectors"] == 6
     w = d["worst"]
     assert len(w) == 2
@@ -113,7 +113,7 @@ def test_audit_input_names_the_worst_rows_in_json_and_table(tmp_path, capsys):
     np.save(f, a)
     code, d, _ = cli_json(capsys, "audit", "--function", "softmax", "--input", str(f), "--dtype", "float16",
                           "--impl", "naive", "--impl", "stable", "--top", "3", "--format", "json")
-    assert code == 1 and d["schema"] == "numstab.audit/5"
+    assert code == 1 and d["schema"] == "numstab.audit/6"
     naive, stable = d["results"]
     assert not naive["passed"] and stable["passed"]
     assert len(naive["worst"]) == 3 and all(w["status"] == "nan" for w in naive["worst"])

@@ -5,6 +5,7 @@ import pytest
 
 from numstab.cli import main
 from numstab.commands.inspect import run_inspect
+from tests.models import in_format  # the textbook model: --compute format
 
 
 def cli_json(capsys, *argv):
@@ -39,8 +40,9 @@ def test_log_softmax_1000_1_float32(capsys):
 
 
 def test_logsumexp_11_11_float16(capsys):
+    # every step in float16: exp(11) + exp(11) overflows
     data = by_impl(cli_json(capsys, "inspect", "logsumexp", "--dtype", "float16", "--format", "json",
-                            "--", "11", "11"))
+                            "--compute", "format", "--", "11", "11"))
     assert data["naive"]["status"] == "overflow" and data["naive"]["outputs"] == ["inf"]
     assert "overflow" in data["naive"]["flags"]
     assert data["stable"]["outputs"] == [11.6953125]
@@ -50,8 +52,8 @@ def test_logsumexp_11_11_float16(capsys):
 
 def test_single_impl_json_has_the_same_shape(capsys):
     top = cli_json(capsys, "inspect", "softmax", "--dtype", "float16", "--impl", "naive", "--format",
-                   "json", "--", "12", "0")
-    assert top["schema"] == "numstab.inspect/4" and set(top) == {"schema", "results"}
+                   "json", "--compute", "format", "--", "12", "0")  # float16 steps: exp(12) overflows
+    assert top["schema"] == "numstab.inspect/5" and set(top) == {"schema", "results"}
     (d,) = top["results"]
     assert d["impl"] == "naive"
     # exp(12) = inf in float16: inf/inf is NaN -- "nan", never null (null means no figure)
@@ -64,7 +66,7 @@ def test_single_impl_json_has_the_same_shape(capsys):
 
 
 def test_table_output_has_verdicts(capsys):
-    assert main(["inspect", "logsumexp", "--dtype", "float16", "--", "11", "11"]) == 0
+    assert main(in_format(["inspect", "logsumexp", "--dtype", "float16", "--", "11", "11"])) == 0
     out = capsys.readouterr().out
     assert "verdict" in out and "11.6953125" in out and "overflows float16" in out
 
@@ -76,7 +78,8 @@ def test_batch_file_summary(tmp_path):
     np.save(f, x)
     t = tmp_path / "t.txt"
     t.write_text("\n".join(str(i % 8) for i in range(50)))
-    d = run_inspect("cross_entropy", input_file=str(f), targets_file=str(t), dtypes=["float16"])
+    d = run_inspect("cross_entropy", input_file=str(f), targets_file=str(t), dtypes=["float16"],
+                    compute="format")
     res = {r["impl"]: r for r in d["results"]}
     st = res["stable"]["counts"]
     assert st["nan"] == st["overflow"] == 0 and sum(st.values()) == 50

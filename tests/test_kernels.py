@@ -15,21 +15,30 @@ SM, LS, LSE, CE = (REGISTRY[f] for f in ("softmax", "log_softmax", "logsumexp", 
 MAIN = ("float16", "bfloat16", "float32", "float64")
 
 
-def run(impl, x, dtype, acc="sequential", target=None):
+def run(impl, x, dtype, acc="sequential", target=None, compute="float32"):
     with np.errstate(all="ignore"):
-        return np.asarray(impl(np.asarray([x], dtype=FORMATS[dtype].dtype), acc, target))[0]
+        return np.asarray(impl(np.asarray([x], dtype=FORMATS[dtype].dtype), acc, target, compute=compute))[0]
 
 
 def test_float16_naive_softmax_overflows_past_ln_65520():
+    """Every step in float16 (--compute format): exp overflows from ln(65520) on. In float32
+    (the default model) it overflows from ln(max_float32) = 88.72 on instead."""
     assert abs(math.log(65520) - 11.0901107) < 1e-7
     last_ok = 11.0859375  # largest float16 below ln(65520)
     nxt = float(np.nextafter(np.float16(last_ok), np.float16(20)))
     assert nxt == 11.09375 and last_ok < math.log(65520) < nxt
-    ok = run(SM["naive"], [last_ok, 0.0], "float16").astype(float)
+    ok = run(SM["naive"], [last_ok, 0.0], "float16", compute="format").astype(float)
     assert np.all(np.isfinite(ok)) and abs(ok.sum() - 1) < 2e-3
-    bad = run(SM["naive"], [nxt, 0.0], "float16").astype(float)
+    bad = run(SM["naive"], [nxt, 0.0], "float16", compute="format").astype(float)
     assert math.isnan(bad[0]) and bad[1] == 0.0  # inf/inf and 1/inf
-    assert np.all(np.isfinite(run(SM["stable"], [nxt, 0.0], "float16").astype(float)))
+    assert np.all(np.isfinite(run(SM["stable"], [nxt, 0.0], "float16", compute="format").astype(float)))
+    # float32 steps: exp(11.09375) = 65775.6 is finite; 1 / (1 + e^11.09375) = 1.52e-5 rounded to float16
+    # (a subnormal: a multiple of 2^-24)
+    y = run(SM["naive"], [nxt, 0.0], "float16").astype(float)
+    small = 1 / (1 + math.exp(nxt))
+    assert y[0] == 1.0 and y[1] == round(small * 2**24) / 2**24
+    assert math.log(float(np.finfo(np.float32).max)) < 88.73
+    assert math.isnan(run(SM["naive"], [88.75, 0.0], "float16")[0])  # float16 holds 88.75 exactly
 
 
 def test_log_softmax_of_1000_0_in_float32():
@@ -49,8 +58,13 @@ def test_clipped_cross_entropy_saturates_at_minus_log_1e7():
 
 
 def test_logsumexp_11_11_float16():
-    assert float(run(LSE["naive"], [11.0, 11.0], "float16")) == math.inf
-    assert float(run(LSE["stable"], [11.0, 11.0], "float16")) == 11.6953125
+    """11 + ln 2 = 11.693..., 11.6953125 in float16 (spacing 2^-7); naive overflows in float16
+    steps (exp(11) + exp(11) = 119748 > 65504), not in float32 steps."""
+    assert float(run(LSE["naive"], [11.0, 11.0], "float16", compute="format")) == math.inf
+    assert 2 * math.exp(11) > 65504 and round((11 + math.log(2)) * 128) / 128 == 11.6953125
+    for compute in ("format", "float32"):
+        assert float(run(LSE["stable"], [11.0, 11.0], "float16", compute=compute)) == 11.6953125
+    assert float(run(LSE["naive"], [11.0, 11.0], "float16")) == 11.6953125
 
 
 def test_np_sum_matches_documented_accumulation():

@@ -30,8 +30,10 @@ def test_targets_at_the_largest_and_smallest_entry():
 
 
 def test_confident_target_exposes_the_cancellation_of_the_stable_loss():
+    """Every step in float16 (--compute format): lse(x) - x[target] cancels in float16. In float32
+    steps the same cancellation costs float32 digits only, and the loss rounded to float16 is fine."""
     run = run_compare(dtypes=["float16"], functions=["cross_entropy"], impls=["stable"], offsets="0",
-                      spreads="8", sizes="10", trials=1, jobs=1, target_at="argmax,argmin")
+                      spreads="8", sizes="10", trials=1, jobs=1, target_at="argmax,argmin", compute="format")
     assert [r.target_at for r in run.results] == ["argmax", "argmin"]
     assert [t.title for t in build_tables(run)] == [
         "cross_entropy in float16 (spread 8, target at argmax): max ULP error",
@@ -40,7 +42,7 @@ def test_confident_target_exposes_the_cancellation_of_the_stable_loss():
     impl = REGISTRY["cross_entropy"]["stable"]
     for r in run.results:
         t = targets_at(r.target_at, cell.x, cell.target)
-        y = float(impl(F16.cast(cell.x), "sequential", t)[0])
+        y = float(impl(F16.cast(cell.x), "sequential", t, compute="format")[0])
         with mpmath.workdps(60):
             xs = [mpmath.mpf(float(v)) for v in cell.x[0]]
             exact = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in xs)) - xs[int(t[0])]
@@ -52,6 +54,9 @@ def test_confident_target_exposes_the_cancellation_of_the_stable_loss():
     # it is large and nothing cancels
     assert at_max.max_ulp > 4 and at_max.status == "inaccurate" and at_max.cause == "cancellation"
     assert at_min.max_ulp < 4 and at_min.status == "ok"
+    f32 = run_compare(dtypes=["float16"], functions=["cross_entropy"], impls=["stable"], offsets="0",
+                      spreads="8", sizes="10", trials=1, jobs=1, target_at="argmax")
+    assert f32.results[0].max_ulp < 1 and f32.results[0].status == "ok"
 
 
 def test_functions_without_a_target_are_reported_once():
@@ -61,3 +66,33 @@ def test_functions_without_a_target_are_reported_once():
     assert got == [("softmax", None), ("cross_entropy", "argmax"), ("cross_entropy", "argmin"),
                    ("cross_entropy", "random")]
     assert run.meta["target_at"] == ["argmax", "argmin", "random"]
+
+
+def test_target_at_moves_the_smoothed_cross_entropy_target():
+    """Issue 13: --target-at places smoothed_cross_entropy's target too. The loss at the argmax
+    and at the argmin of the same vectors, recomputed here: (1 - eps)(lse(x) - x_t) +
+    (eps / n) sum_j (lse(x) - x_j), eps = 0.1 rounded to float16 (1638 * 2^-14), in mpmath; the
+    kernel's output in float16 steps."""
+    run = run_compare(dtypes=["float16"], functions=["smoothed_cross_entropy"], impls=["stable"],
+                      offsets="0", spreads="8", sizes="10", trials=1, jobs=1, target_at="argmax,argmin",
+                      compute="format")
+    assert [r.target_at for r in run.results] == ["argmax", "argmin"]
+    (cell,) = cells(F16, GridSpec((0.0,), (8.0,), (10,), 1, 0))
+    eps = float(np.float16(0.1))
+    assert eps == 1638 * 2.0 ** -14
+    impl = REGISTRY["smoothed_cross_entropy"]["stable"]
+    figures = []
+    for r in run.results:
+        t = targets_at(r.target_at, cell.x, cell.target)
+        rec = np.rec.fromarrays([t, np.full(t.shape, eps)], names="target,epsilon")
+        y = float(impl(F16.cast(cell.x), "sequential", rec, compute="format")[0])
+        with mpmath.workdps(60):
+            xs = [mpmath.mpf(float(v)) for v in cell.x[0]]
+            lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in xs))
+            e = mpmath.mpf(eps)
+            exact = (1 - e) * (lse - xs[int(t[0])]) + e / len(xs) * mpmath.fsum(lse - v for v in xs)
+            err = abs(mpmath.mpf(y) - exact) / ulp16(float(exact))
+        want = float(f"{float(err):.3g}") if err >= 1 else round(float(err), 3)
+        assert r.max_ulp == want, (r.target_at, r.max_ulp, want)
+        figures.append(float(exact))
+    assert figures[0] < figures[1]  # the target moved: the confident target has the smaller loss

@@ -19,6 +19,7 @@ from numstab.formats import FORMATS
 from numstab.functions import REGISTRY
 from numstab.results import CAUSES
 from numstab.steps import Tracer
+from tests.models import in_format  # the textbook model: --compute format
 
 
 def inspect(capsys, *argv):
@@ -33,7 +34,8 @@ def inspect(capsys, *argv):
 def test_zeros_of_x_over_inf_are_overflow_not_underflow(capsys):
     # exp(10) in float16 is 22032 (spacing 16 above 16384); 3 x 22032 = 66096 > 65504: the sum overflows
     assert float(np.float16(math.exp(10))) == 22032.0 and 3 * 22032 > 65504
-    d = inspect(capsys, "softmax", "--dtype", "float16", "--impl", "naive", "--", "10", "10", "10")["naive"]
+    d = inspect(capsys, "softmax", "--dtype", "float16", "--impl", "naive", "--compute", "format",
+                "--", "10", "10", "10")["naive"]  # float16 steps (in float32 the sum is 66096)
     assert d["outputs"] == [0.0, 0.0, 0.0]
     assert d["element_status"] == ["overflow"] * 3
     assert d["element_cause"] == ["sum_overflow"] * 3
@@ -42,9 +44,9 @@ def test_zeros_of_x_over_inf_are_overflow_not_underflow(capsys):
 
 
 def test_default_float16_compare_has_no_underflow_without_an_underflow(capsys):
-    assert main(["compare", "--dtype", "float16", "--format", "json", "--jobs", "1"]) == 0
+    assert main(in_format(["compare", "--dtype", "float16", "--format", "json", "--jobs", "1"])) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["schema"] == "numstab.compare/4"
+    assert data["schema"] == "numstab.compare/5"
     unf = [r for r in data["results"] if r["status"] == "underflow"]
     assert unf and all("underflow" in r["flags"] for r in unf)
     ovf = [r for r in data["results"] if r["status"] == "overflow"]
@@ -77,7 +79,9 @@ def test_cancellation_in_cross_entropy_float32(capsys):
     s = d["stable"]
     assert s["outputs"] == [0.0] and s["reference"][0].startswith("0.6931471805599453")
     assert s["status"] == "inaccurate" and s["element_cause"] == ["cancellation"]
-    assert "logsumexp(x) = 1e+08 and x[1] = 1e+08 cancel" in s["verdict"]
+    # the step that lost the loss: max + log(sum) absorbed ln 2, then the subtraction cancels to 0
+    assert ("logsumexp(x) - x[1] = 1e+08 - 1e+08 = 0 in float32 after 1e+08 + 0.6931 rounded to 1e+08 "
+            "(max + log(sum)): every digit cancels") in s["verdict"]
     assert d["naive"]["status"] == "nan" and d["naive"]["element_cause"] == ["exp_overflow"]
 
 
@@ -85,14 +89,16 @@ def test_bfloat16_sum_overflow_is_seen(capsys):
     bf = ml_dtypes.bfloat16
     e = [float(bf(np.exp(np.float32(v)))) for v in (85.0, 88.0, 88.0)]
     assert sum(e) > float(ml_dtypes.finfo(bf).max)  # each finite, the sum is not
-    d = inspect(capsys, "softmax", "--dtype", "bfloat16", "--impl", "naive", "--", "85", "88", "88")["naive"]
+    d = inspect(capsys, "softmax", "--dtype", "bfloat16", "--impl", "naive", "--compute", "format",
+                "--", "85", "88", "88")["naive"]  # bfloat16 steps: in float32 the sum, 3.38e38, is finite
     assert "overflow" in d["flags"]
     assert d["element_status"] == ["overflow"] * 3 and d["element_cause"] == ["sum_overflow"] * 3
 
 
 def test_float8_e5m2_overflow_is_seen(capsys):
     assert math.exp(12) > 57344  # float8_e5m2 max
-    d = inspect(capsys, "softmax", "--dtype", "float8_e5m2", "--impl", "naive", "--", "12", "5")["naive"]
+    d = inspect(capsys, "softmax", "--dtype", "float8_e5m2", "--impl", "naive", "--compute", "format",
+                "--", "12", "5")["naive"]  # float8 steps: exp(12) overflows it, not float32
     assert "overflow" in d["flags"]
     assert d["element_status"] == ["nan", "overflow"]
     assert d["element_cause"] == ["exp_overflow", "exp_overflow"]
@@ -113,10 +119,10 @@ def test_clipping_cause(capsys):
 
 
 def test_audit_fails_on_zeros_from_an_overflowed_sum(capsys):
-    code = main(["audit", "--function", "softmax", "--dtype", "float16", "--impl", "naive", "--sizes", "1000",
-                 "--offsets", "4.4,6.6", "--format", "json"])
+    code = main(in_format(["audit", "--function", "softmax", "--dtype", "float16", "--impl", "naive",
+                           "--sizes", "1000", "--offsets", "4.4,6.6", "--format", "json"]))
     d = json.loads(capsys.readouterr().out)
-    assert code == 1 and d["schema"] == "numstab.audit/5" and d["passed"] is False
+    assert code == 1 and d["schema"] == "numstab.audit/6" and d["passed"] is False
     r = d["results"][0]
     assert r["counts"]["overflow"] == 6000 and r["zeros"] == 6000
     assert r["causes"] == {"sum_overflow": 6000}
@@ -157,7 +163,7 @@ def test_report_reads_compare_1_files(tmp_path, capsys):
     assert main(["report", "--from", str(f), "--out", str(tmp_path / "r"), "--formats", "md,json"]) == 0
     capsys.readouterr()
     new = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert new["schema"] == "numstab.compare/4" and new["results"][0]["cause"] == "overflow"
+    assert new["schema"] == "numstab.compare/5" and new["results"][0]["cause"] == "overflow"
 
 
 # ------------------------------------------------------------------ properties
@@ -166,8 +172,12 @@ FMT = st.sampled_from(["float16", "bfloat16", "float32", "float64", "float8_e4m3
 
 @settings(max_examples=40, deadline=None)
 @given(FMT, st.integers(2, 12), st.floats(-120, 120), st.floats(0, 30), st.integers(0, 2**31),
-       st.sampled_from(["sequential", "pairwise", "float32"]))
-def test_every_failure_has_a_cause_and_statuses_match_the_flags(dt, n, offset, spread, seed, acc):
+       st.sampled_from(["sequential", "pairwise", "float32"]), st.sampled_from(["float32", "format"]))
+def test_every_failure_has_a_cause_and_statuses_match_the_flags(dt, n, offset, spread, seed, acc, compute):
+    """Under both precision models: every failing element has a cause, an underflow or overflow
+    status comes with that flag (raised in the format, or in float32 for float32 steps), the
+    traced run equals the plain kernel bit for bit, and an exp_overflow cause under float32 steps
+    needs an input whose exp overflows float32 (x >= 88.72...)."""
     fmt = FORMATS[dt]
     rng = np.random.default_rng(seed)
     with np.errstate(all="ignore"):
@@ -178,7 +188,9 @@ def test_every_failure_has_a_cause_and_statuses_match_the_flags(dt, n, offset, s
 
     t = batch_args(fmt, x, rng.integers(0, n, 3), seed=seed)  # every function's second input
     impls = [i for f in REGISTRY.values() for i in f.values()]
-    outs, _, _ = evaluate(fmt, x, t, impls, acc, groups=[slice(i, i + 1) for i in range(3)])
+    outs, _, _ = evaluate(fmt, x, t, impls, acc, groups=[slice(i, i + 1) for i in range(3)], compute=compute)
+    wide = compute == "float32" and fmt.dtype.itemsize < 4
+    big32 = np.abs(x).max(axis=1) >= math.log(float(np.finfo(np.float32).max))
     for o in outs:
         st_ = o.status.reshape(3, -1)
         cs = o.cause.reshape(3, -1)
@@ -189,9 +201,42 @@ def test_every_failure_has_a_cause_and_statuses_match_the_flags(dt, n, offset, s
                 assert "underflow" in o.flags[row], (o.impl.key, x[row], o.y)
             if (st_[row] == 4).any():
                 assert "overflow" in o.flags[row], (o.impl.key, x[row], o.y)
+            if wide and (cs[row] == 1).any():  # exp_overflow in float32 steps
+                assert big32[row], (o.impl.key, x[row], o.y)
         # the traced run is bit-identical to the plain kernel
         arg = o.impl.record.arg(t)
         with np.errstate(all="ignore"):
-            plain = np.asarray(o.impl(fmt.cast(x), acc, arg), dtype=np.float64)
-            traced = o.impl.run(fmt.cast(x), acc, arg, Tracer(fmt, 3, attribute=True)).v.astype(np.float64)
+            plain = np.asarray(o.impl(fmt.cast(x), acc, arg, compute=compute), dtype=np.float64)
+            traced = o.impl.run(fmt.cast(x), acc, arg, Tracer(fmt, 3, attribute=True),
+                                compute).v.astype(np.float64)
         assert np.array_equal(plain, o.y, equal_nan=True) and np.array_equal(traced, o.y, equal_nan=True)
+
+
+def test_binary_cross_entropy_verdicts_name_the_step_that_failed(capsys):
+    """Issue 13: the naive BCE's verdict names the traced step. x = -20, z = 1 in float16 steps:
+    p = 1 / (1 + exp(-x)) takes exp(20) = 4.85e8 > 65504, which overflows (not exp(-20)).
+    x = 20, z = 0: exp(-20) = 2.06e-9 is below half float16's smallest subnormal (2^-25), so it
+    flushes, p = 1 and 1 - p = 0 (log(0) = -inf); in float32 steps exp(-20) is kept but
+    1 + 2.061e-09 rounds to 1 (below half float32's eps, 2^-24), with the same end."""
+    assert math.exp(20) > 65504 and math.exp(-20) < 2.0 ** -25
+    assert np.float32(1) + np.float32(math.exp(-20)) == np.float32(1) and math.exp(-20) < 2.0 ** -24
+    d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "1", "--compute",
+                "format", "--impl", "naive", "--", "-20")["naive"]
+    assert d["element_cause"] == ["exp_overflow"]
+    assert "exp(20) overflows float16" in d["verdict"] and "exp(-20)" not in d["verdict"]
+    for impl in ("naive", "clipped"):
+        d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "0", "--compute",
+                    "format", "--impl", impl, "--", "20")[impl]
+        assert d["outputs"] == ["inf"] and d["element_cause"] == ["cancellation"]
+        assert "1 - p = 1 - 1 = 0 in float16 after exp(-20) flushed to 0" in d["verdict"], impl
+    d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "0", "--impl", "naive",
+                "--", "20")["naive"]
+    assert f"after 1 + {math.exp(-20):.4g} rounded to 1 (1 + exp(-x))" in d["verdict"]
+    assert "1 - p = 1 - 1 = 0 in float32" in d["verdict"]
+    # the clipped form in float32 steps: p = 1 is clipped to 1 - 2^-23 (1 - 1e-7 in float32), so the
+    # loss is -log(2^-23) = 23 ln 2 = 15.9424 (rounded to float16: 2041 * 2^-7): the clip's, not the logit's
+    assert float(np.float32(1 - 1e-7)) == 1 - 2.0 ** -23 and round(23 * math.log(2) * 128) == 2041
+    d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--target", "0", "--impl", "clipped",
+                "--", "20")["clipped"]
+    assert d["outputs"] == [2041 / 128] and d["element_cause"] == ["clipping"]
+    assert "the probability 1 is clipped to 0.9999999 (clip(p, 1e-7, 1 - 1e-7) in float32)" in d["verdict"]

@@ -60,7 +60,7 @@ def _evaluate(spec: AuditSpec, fmt, impls, jobs: int, progress=None, scheduler=N
     job = stream.Job(spec.function, fmt.name, stream.impl_refs(impls), spec.accumulate, spec.tolerance,
                      spec.specials, None if temperature == 1 else temperature,
                      spec.top if spec.input is not None else 0, "record",
-                     (tuple(spec.fail_on), spec.limit_for(fmt.name)), spec.extras)
+                     (tuple(spec.fail_on), spec.limit_for(fmt.name)), spec.extras, compute=spec.compute)
     if spec.input is not None:
         fsrc, arrays = stream.open_source(spec.input, spec.key, spec.axis)
         rows, n = sum(a.rows for a in arrays), arrays[0].n
@@ -144,7 +144,7 @@ def run_audit(specs, argv=None, jobs: int | None = 1, progress=None, scheduler=N
             raise UsageError(f"nothing to audit: {', '.join(i.name for i in all_impls)} "
                              f"{'has' if len(all_impls) == 1 else 'have'} no kernel for "
                              f"{', '.join(spec.dtypes)}")
-    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate,
+    meta = run_meta(argv, audits=[{"function": s.function, "accumulate": s.accumulate, "compute": s.compute,
                                    "tolerance": jnum(s.tolerance), "fail_on": list(s.fail_on),
                                    "max_ulp": dict(s.max_ulp), "grid": dict(s.grid), "input": s.input,
                                    "temperatures": [jnum(t) for t in s.temperatures], "masks": list(s.masks),

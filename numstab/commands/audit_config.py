@@ -18,13 +18,14 @@ from ..formats import get_format
 from ..functions import get as get_function
 from ..functions import get_impl
 from ..metrics import DEFAULT_TOLERANCE
+from ..steps import DEFAULT_COMPUTE
 from ..validate import FAIL_ON_CHOICES  # noqa: F401 - re-exported
 
 DEFAULT_FAIL_ON = ("overflow", "underflow", "nan", "zero", "limit")
 
 
 CONFIG_KEYS = ("function", "impl", "callable", "library", "dtypes", "max_ulp", "fail_on",
-               "accumulate", "tolerance", "input", "targets", "target", "offsets", "spreads",
+               "accumulate", "compute", "tolerance", "input", "targets", "target", "offsets", "spreads",
                "sizes", "trials", "seed", "name", "timeout", "device", "key", "axis", "nonfinite",
                "masked_rows", "top", "temperature", "cotangent", "label_smoothing", "mask")
 
@@ -54,6 +55,7 @@ class AuditSpec:
     nonfinite: str = "ieee"  # masks.Specials: +inf inputs
     masked_rows: str = "nan"  # masks.Specials: fully masked rows
     top: int = 5  # the worst rows of an --input named in the result
+    compute: str = DEFAULT_COMPUTE  # the precision model of the built-in kernels
     temperatures: tuple = (1.0,)  # inputs divided by each T in the format first (engine.scaled); 1: not
     masks: tuple = ("none",)  # the grid's additive masks (grids.MASKS), each its own results
 
@@ -130,7 +132,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             raise unknown_name(f"key in {where}", k, CONFIG_KEYS)
     if "function" not in d:
         raise UsageError(f"{where}: 'function' is required")
-    for k in ("function", "accumulate", "name", "device", "key", "nonfinite", "masked_rows"):
+    for k in ("function", "accumulate", "compute", "name", "device", "key", "nonfinite", "masked_rows"):
         if k in d and not isinstance(d[k], str):
             raise UsageError(f"{where} {k!r}: must be a string, not {d[k]!r}")
     for k in ("trials", "seed", "axis", "top"):
@@ -153,6 +155,7 @@ def spec_from_mapping(d: dict, where: str) -> AuditSpec:
             callables=_as_tuple(d.get("callable")), libraries=_as_tuple(d.get("library")),
             dtypes=dtypes, max_ulp=d.get("max_ulp"), fail_on=fail_on,
             accumulate=str(d.get("accumulate", "sequential")),
+            compute=str(d.get("compute", DEFAULT_COMPUTE)),
             tolerance=validate.tolerance(d.get("tolerance", DEFAULT_TOLERANCE), f"{where} 'tolerance'"),
             input=validate.path(d.get("input"), f"{where} 'input'"),
             targets=validate.path(d.get("targets"), f"{where} 'targets'"),
@@ -186,7 +189,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
               fail_on=None, accumulate="sequential", tolerance=DEFAULT_TOLERANCE, input=None,
               targets=None, target=None, grid=(), name="", timeout=None, device="cpu", key=None,
               axis=None, nonfinite="ieee", masked_rows="nan", top=5, temperature=None, cotangent=None,
-              label_smoothing=0.1, mask=None) -> AuditSpec:
+              label_smoothing=0.1, mask=None, compute=DEFAULT_COMPUTE) -> AuditSpec:
     """An audit from its settings; ``temperature`` and ``mask``: a value, a comma list or a list
     (validate.temperatures, validate.masks)."""
     from .. import libraries as libraries_mod
@@ -201,6 +204,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
     impls, callables, libraries = (validate.dedupe(v) for v in (impls, callables, libraries))
     dtypes = tuple({get_format(d).name: None for d in dtypes}) if dtypes else None
     validate.accumulate(accumulate)
+    validate.compute(compute)
     for i in impls:
         get_impl(function, i)
     for lib in libraries:
@@ -225,7 +229,7 @@ def make_spec(function, impls=(), callables=(), libraries=(), dtypes=None, max_u
         libraries=tuple(libraries), dtypes=tuple(dtypes or AuditSpec.dtypes),
         max_ulp=parse_max_ulp(max_ulp),
         fail_on=parse_fail_on(fail_on) if fail_on is not None else DEFAULT_FAIL_ON,
-        accumulate=accumulate, tolerance=float(tolerance), input=input, targets=targets,
+        accumulate=accumulate, compute=compute, tolerance=float(tolerance), input=input, targets=targets,
         target=target, grid=tuple(grid), name=name, timeout=timeout, device=device or "cpu",
         key=key, axis=axis, nonfinite=nonfinite, masked_rows=masked_rows, top=int(top),
         temperatures=temperatures, masks=masks,

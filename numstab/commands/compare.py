@@ -31,6 +31,7 @@ from ..grids import block as grid_block
 from ..metrics import DEFAULT_TOLERANCE
 from ..reference import fast_supported
 from ..results import CompareRun, jnum
+from ..steps import DEFAULT_COMPUTE
 from ..validate import choice as check_choice
 from ..workers import default_jobs, run_tasks
 from . import run_meta
@@ -52,6 +53,7 @@ class _Task:
     target_at: tuple = TARGET_AT  # where the target sits, for functions that take one
     extras: Extras = DEFAULT_EXTRAS  # labels, cotangents, label smoothing
     t_rank: int = 0  # the place of its temperature among the grid's (the run's order)
+    compute: str = DEFAULT_COMPUTE  # the precision model of the built-in kernels
 
     @property
     def elements(self) -> int:
@@ -101,11 +103,13 @@ def _run_task(task: _Task) -> list[Block]:
             impls = chosen if mask == "none" else [i for i in chosen if i.function in RULES]
             x, args = grid_block(fmt, g, n, sp, offs, task.extras, drawn, mask, x0)
             target = args["target"]
-            plain = [i for i in impls if i.record.takes != "target"]
-            with_target = [i for i in impls if i.record.takes == "target"]
+            placed = ("target", "smoothing")  # the kinds that carry a target index (--target-at moves it)
+            plain = [i for i in impls if i.record.takes not in placed]
+            with_target = [i for i in impls if i.record.takes in placed]
             kinds = {"target"} | {i.record.takes for i in plain}  # only what the run's functions take
             runs = [(None, plain, {k: v for k, v in args.items() if k in kinds})] if plain else []
-            runs += ([(m, with_target, {"target": targets_at(m, x, target)}) for m in task.target_at]
+            runs += ([(m, with_target, _placed({k: v for k, v in args.items() if k in placed},
+                                               targets_at(m, x, target))) for m in task.target_at]
                      if with_target else [])
             xs = x.reshape(C, T * n)
             x_min, x_max = xs.min(axis=1), xs.max(axis=1)
@@ -117,7 +121,7 @@ def _run_task(task: _Task) -> list[Block]:
                         continue
                 outs, _, _ = evaluate(fmt, x, tg, run_impls, task.accumulate, task.tolerance, None, task.mode,
                                       verify=task.verify, temperature=None if temp == 1 else temp,
-                                      row_flags=True)
+                                      compute=task.compute, row_flags=True)
                 for o in outs:
                     key = (fn_rank[o.impl.function], ats.index(mode))
                     parts.setdefault(key, []).append((code[(o.impl.function, o.impl.name)],
@@ -157,8 +161,19 @@ def _block(const: dict, outer: tuple, offs, x_min, x_max, parts) -> Block:
                  big=big)
 
 
+def _placed(args: dict, t: np.ndarray) -> dict:
+    """The extra arguments with the target index t, in ``target`` and in the label smoothing's
+    record (smoothed_cross_entropy's target moves with --target-at too)."""
+    out = {**args, "target": t}
+    if "smoothing" in args:
+        out["smoothing"] = np.rec.fromarrays([np.asarray(t, dtype=np.int64), args["smoothing"].epsilon],
+                                             names="target,epsilon")
+    return out
+
+
 def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
-           target_at=TARGET_AT, extras: Extras = DEFAULT_EXTRAS) -> list[_Task]:
+           target_at=TARGET_AT, extras: Extras = DEFAULT_EXTRAS,
+           compute: str = DEFAULT_COMPUTE) -> list[_Task]:
     """Pieces of work: the offsets of each (dtype, spread, n, T), in ascending order, in pieces of
     at most TASK_ELEMENTS input elements -- and, for a parallel run, small enough that every
     worker gets several."""
@@ -172,7 +187,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
                 for t_rank, temp in enumerate(g.temperatures):
                     sub = g.sub(offsets=offs, spreads=(sp,), sizes=(n,), temperatures=(temp,))
                     whole.append(_Task(fmt.name, sub, keys, accumulate, tolerance, mode, verify, target_at,
-                                       extras, t_rank))
+                                       extras, t_rank, compute))
     total = sum(t.cost for t in whole)
     piece = total / (4 * jobs) if jobs > 1 and total >= 1.0 else math.inf
     out = []
@@ -188,7 +203,7 @@ def _tasks(fmts, grids, chosen, accumulate, tolerance, mode, jobs, verify=0,
         for chunk in np.array_split(np.array(t.grid.offsets), k):
             sub = t.grid.sub(offsets=tuple(chunk.tolist()))
             out.append(_Task(t.dtype, sub, t.impl_keys, accumulate, tolerance, mode, verify, target_at,
-                             extras, t.t_rank))
+                             extras, t.t_rank, compute))
     return out
 
 
@@ -197,11 +212,13 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
                 tolerance: float = DEFAULT_TOLERANCE, reference_mode: str = "auto",
                 argv=None, progress=None, jobs: int | None = None, verify: int = 0,
                 target_at=TARGET_AT, mask=None, label=None, cotangent=None,
-                label_smoothing=None, temperature=None, materialized: bool = False) -> CompareRun:
+                label_smoothing=None, temperature=None, compute: str = DEFAULT_COMPUTE,
+                materialized: bool = False) -> CompareRun:
     """The compare job: every selected implementation over the grid of every dtype.
 
     ``label``, ``cotangent``, ``label_smoothing``: the second inputs of the functions that
-    take one (grids.Extras: --target, --cotangent, --label-smoothing).
+    take one (grids.Extras: --target, --cotangent, --label-smoothing). ``compute``: the
+    precision model of the built-in kernels (steps.COMPUTE_MODELS, ``--compute``).
 
     ``target_at``: where the target of cross_entropy (any function taking a target) sits in
     each vector, each reported separately (grids.TARGET_AT: argmax, argmin, random).
@@ -218,6 +235,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
     with element counts as pieces finish.
     """
     validate.accumulate(accumulate)
+    validate.compute(compute)
     check_choice("reference mode", reference_mode, REFERENCE_MODES)
     if not (tolerance >= 0):
         raise UsageError("--tolerance must be a number >= 0")
@@ -240,7 +258,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         raise UsageError("--verify must be >= 0")
     target_at = parse_target_at(target_at)
     tasks = _tasks(fmts, grids, chosen, accumulate, tolerance, reference_mode, jobs, verify, target_at,
-                   extras)
+                   extras, compute)
     total = sum(t.elements for t in tasks)
     parallel = jobs > 1 and len(tasks) > 1 and sum(t.cost for t in tasks) >= 1.0
     _check_memory(fmts, grids, tasks, len(chosen), min(jobs, len(tasks)) if parallel else 1, materialized)
@@ -263,7 +281,7 @@ def run_compare(dtypes=None, functions=None, impls=None, offsets=None, spreads=N
         raise
     g0 = next(iter(grids.values()))
     store.shown = (g0.temperatures != (1.0,), g0.masks != ("none",))
-    meta = run_meta(argv, seed=int(seed), accumulate=accumulate, tolerance=jnum(tolerance),
+    meta = run_meta(argv, seed=int(seed), accumulate=accumulate, compute=compute, tolerance=jnum(tolerance),
                     reference=reference_mode, **({"verify": int(verify)} if verify else {}),
                     grids={k: g.to_dict() for k, g in grids.items()}, target_at=list(target_at),
                     **({"extras": extras.to_dict()}

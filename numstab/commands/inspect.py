@@ -12,19 +12,26 @@ from ..functions import get as get_function
 from ..functions import take_args
 from ..metrics import DEFAULT_TOLERANCE
 from ..results import FLAG_NAMES, INACCURATE, INSPECT_SCHEMA, STATUSES, jnum, jvalue
+from ..steps import DEFAULT_COMPUTE, compute_dtype
+
+#: inspect's cotangent when none is given: 1 at each vector's argmax, the gradient of the largest
+#: probability (softmax_backward) or log-probability (log_softmax_backward)
+DEFAULT_COTANGENT = "onehot"
 
 
 def run_inspect(function: str, values=None, input_file=None, target=None, targets_file=None,
                 dtypes=("float32",), impls=None, accumulate: str = "sequential",
                 tolerance: float = DEFAULT_TOLERANCE, key=None, axis=None, specials=None,
                 top: int = 5, temperature=None, cotangent=None, label_smoothing=None,
-                jobs: int | None = 1, progress=None, scheduler=None) -> dict:
+                jobs: int | None = 1, progress=None, scheduler=None,
+                compute: str = DEFAULT_COMPUTE) -> dict:
     """The inspect job. Returns the JSON-ready dict
-    (schema numstab.inspect/4: {"schema", "results": [one per format and implementation]}).
+    (schema numstab.inspect/5: {"schema", "results": [one per format and implementation]}).
 
     ``target``: the target index (cross_entropy, ...) or the label z in [0, 1]
     (binary_cross_entropy); ``cotangent``: the backward passes' cotangent (values v1,...,vn,
-    ``onehot`` or ``normal``; required for them); ``label_smoothing``: epsilon.
+    ``onehot`` or ``normal``; default :data:`DEFAULT_COTANGENT`, ``onehot``); ``label_smoothing``:
+    epsilon; ``compute``: the precision model of the built-in kernels (steps.COMPUTE_MODELS).
 
     ``temperature``: T, or several (a comma list or a list): the inputs divided by T in the format
     first, each T its own results (each with ``temperature``).
@@ -49,6 +56,9 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     rec = get_function(function)
     function = rec.name
     validate.accumulate(accumulate)
+    validate.compute(compute)
+    if rec.takes == "cotangent" and cotangent is None:
+        cotangent = DEFAULT_COTANGENT
     if (values is None or len(values) == 0) == (input_file is None):
         raise UsageError("give the values after -- (e.g. numstab inspect softmax -- 1 2 3) "
                          "or --input FILE, not both and not neither")
@@ -65,7 +75,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         if fsrc.sharded or arrays[0].rows > 1:
             return _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accumulate,
                                   tolerance, specials, top, temperature, cotangent, label_smoothing, jobs,
-                                  progress, scheduler)
+                                  progress, scheduler, compute)
         x0, src = load_input(input_file, key, axis)
     else:
         if key is not None or axis is not None:
@@ -73,9 +83,6 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         x0 = parse_values(values)
     masks.check_function(function, x0)
     B, n = x0.shape
-    if rec.takes == "cotangent" and cotangent is None:
-        raise UsageError(f"{function} needs --cotangent v1,...,v{n} (or onehot, or normal: seeded "
-                         "standard normal values)")
     extras = make_extras(None, cotangent, label_smoothing)
     chosen = select_impls([function], impls)
     from ..limits import inspect_bytes, require  # refuse before the work what cannot fit
@@ -90,10 +97,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         args = load_args(fmt, x, rec, target, targets_file, extras)
         tg = args.get("target", np.zeros(B, dtype=np.int64))
         th = exact_thresholds(fmt)
+        wfmt = get_format(compute_dtype(fmt.dtype, compute).name)  # the built-ins' working format
+        wth = th if wfmt is fmt else exact_thresholds(wfmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
         t_arg = None if temperature in (None, 1) else temperature
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
-                              temperature=t_arg)
+                              temperature=t_arg, compute=compute)
         xe = x  # x / T rounded to float64 (the scaled inputs shown, and the verdict's words)
         if t_arg is not None:
             from ..engine import scaled
@@ -120,11 +129,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
                     tr = Tracer(fmt, 1, attribute=True)
                     with np.errstate(all="ignore"):
-                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(take_args(args, slice(0, 1))), tr)
+                        o.impl.run(fmt.cast(x[:1]), accumulate, rec.arg(take_args(args, slice(0, 1))), tr,
+                                   compute)
                     events = tr.events
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                    "impl": o.impl.name, "accumulate": accumulate,
+                    "impl": o.impl.name, "accumulate": accumulate, "compute": compute,
                     **_inspect_args(rec, {k: v[0] for k, v in args.items()}),
                     "inputs": [jnum(v) for v in x[0]],
                     **({"temperature": temperature, "scaled_inputs": [jnum(v) for v in xe[0]]}
@@ -142,7 +152,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     "flags": list(flags),
                     "verdict": verdict(fmt, th, function, o.impl.name, xe[0], yy, st, o.cause[0], u,
                                        flags, events, tolerance, o.inferred,
-                                       tg[0] if rec.takes == "target" else None),
+                                       tg[0] if rec.takes == "target" else None, wfmt, wth),
                     **({"scalar": True} if scalar else {}),
                     **_masked_row_note(function, x[0], yy),
                 })
@@ -150,7 +160,7 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                 summ = summarize(o, slice(0, B))
                 results.append({
                     "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                    "impl": o.impl.name, "accumulate": accumulate, "vectors": B, "n": n,
+                    "impl": o.impl.name, "accumulate": accumulate, "compute": compute, "vectors": B, "n": n,
                     **({"temperature": temperature} if temperature is not None else {}),
                     "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                     "cause_inferred": o.inferred,
@@ -165,7 +175,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
 
 
 def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accumulate, tolerance,
-                   specials, top, temperature, cotangent, label_smoothing, jobs, progress, scheduler) -> dict:
+                   specials, top, temperature, cotangent, label_smoothing, jobs, progress, scheduler,
+                   compute: str = DEFAULT_COMPUTE) -> dict:
     """inspect of a batch, streamed: one summary per format and implementation, its --top K rows."""
     from .. import stream
     from ..grids import make_extras
@@ -193,7 +204,8 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
         fmt = get_format(dt)
         args = stream.prepare_args(fmt, rec, rows, n, target, targets_file, extras)
         job = stream.Job(function, fmt.name, refs, accumulate, tolerance, specials,
-                         None if temperature in (None, 1) else temperature, top, extras=extras, source=fsrc)
+                         None if temperature in (None, 1) else temperature, top, extras=extras, source=fsrc,
+                         compute=compute)
         chunks = stream.plan_chunks(job, arrays, args, rpc)
 
         def step(done, total, k=k):
@@ -208,7 +220,7 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
                       "axis": arrays[0].axis})
             results.append({
                 "schema": INSPECT_SCHEMA, "function": function, "dtype": fmt.name,
-                "impl": impl.name, "accumulate": accumulate, "vectors": rows, "n": n,
+                "impl": impl.name, "accumulate": accumulate, "compute": compute, "vectors": rows, "n": n,
                 **({"temperature": temperature} if temperature is not None else {}),
                 "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
                 "cause_inferred": part.inferred, "vectors_failing": part.failing_rows,

@@ -24,7 +24,8 @@ def report(run: CompareRun, plots: dict) -> str:
              "code{background:#f5f5f5;padding:1px 4px}",
              "</style></head><body>", "<h1>numstab report</h1>",
              f"<p>Command: <code>{esc(command_line(run))}</code><br>numstab {esc(str(m.get('version')))}, "
-             f"seed {esc(str(m.get('seed')))}, accumulate {esc(str(m.get('accumulate')))}, tolerance "
+             f"seed {esc(str(m.get('seed')))}, accumulate {esc(str(m.get('accumulate')))}, "
+             + (f"compute {esc(str(m['compute']))}, " if m.get("compute") else "") + "tolerance "
              f"{esc(str(m.get('tolerance')))} ULP, reference {esc(str(m.get('reference')))}.</p>",
              "<h2>Where each implementation breaks, and why</h2>", "<ul>",
              *(f"<li><b>{esc(line.partition(': ')[0])}</b>: {esc(line.partition(': ')[2])}</li>"

@@ -64,7 +64,8 @@ def report_stream(run: CompareRun, plot_files=()):
     out = ["# numstab report", ""]
     out.append(f"Command: `{command_line(run)}`  ")
     out.append(f"numstab {m.get('version')}, seed {m.get('seed')}, accumulate {m.get('accumulate')}, "
-               f"tolerance {m.get('tolerance')} ULP, reference {m.get('reference')}; numpy "
+               + (f"compute {m['compute']}, " if m.get("compute") else "")
+               + f"tolerance {m.get('tolerance')} ULP, reference {m.get('reference')}; numpy "
                f"{m.get('numpy')}, mpmath {m.get('mpmath')}, ml_dtypes {m.get('ml_dtypes')}, Python "
                f"{m.get('python')}.")
     out += ["", "## Where each implementation breaks, and why", "", *summary(run, agg)]

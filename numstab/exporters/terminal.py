@@ -66,7 +66,9 @@ def compare_table(run: CompareRun, file=None, details: bool = True) -> None:
     con.print(
         f"cells: max ULP error over all trials; OVF/UNF/NaN = overflow/underflow/NaN in some element; "
         f"yellow and * = above the tolerance ({run.meta.get('tolerance')} ULP); accumulate="
-        f"{run.meta.get('accumulate')}, seed={run.meta.get('seed')}"
+        f"{run.meta.get('accumulate')}"
+        + (f", compute={run.meta['compute']}" if run.meta.get("compute") else "")
+        + f", seed={run.meta.get('seed')}"
     )
     con.print(CAUSE_LEGEND)
 
@@ -117,7 +119,8 @@ def inspect_table(data: dict, file=None) -> None:
     items = data["results"] if "results" in data else [data]
     for d in items:
         temp = f", T = {_j(d['temperature'])}" if d.get("temperature") is not None else ""
-        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']}{temp})"
+        comp = f", compute {d['compute']}" if d.get("compute") else ""
+        head = f"{d['function']} / {d['impl']} in {d['dtype']} (accumulate {d['accumulate']}{comp}{temp})"
         if "vectors" in d:
             c = d["counts"]
             shards = f" in {len(d['shards'])} files" if d.get("shards") else ""

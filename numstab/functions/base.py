@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..steps import PLAIN
+from ..steps import DEFAULT_COMPUTE, PLAIN, compute_dtype
 
 #: What a function gives back for a batch x of shape (B, n):
 #: ``vector`` one number per vector (B,); ``same`` one per element, coupled along the vector
@@ -87,6 +87,9 @@ class Impl:
     fn: Callable
     description: str
     builtin: bool = False
+    #: steps a built-in runs on x in the format itself before its kernel, whatever the precision
+    #: model (a sampler's ``x / T``: its own tensor in the model's dtype); ``prologue(x, o)``
+    prologue: Callable | None = None
 
     @property
     def key(self) -> str:
@@ -96,23 +99,35 @@ class Impl:
     def record(self) -> Function:
         return RECORDS[self.function]
 
-    def __call__(self, x, acc="sequential", target=None):
-        """Run on ``x`` (target dtype); ``target``: the function's extra argument, if it takes one."""
+    def __call__(self, x, acc="sequential", target=None, compute=DEFAULT_COMPUTE):
+        """Run on ``x`` (target dtype); ``target``: the function's extra argument, if it takes one;
+        ``compute``: the precision model of a built-in kernel (steps.COMPUTE_MODELS)."""
         if self.builtin:
-            return self.run(x, acc, target, PLAIN)
+            return self.run(x, acc, target, PLAIN, compute)
         if self.record.takes:
             return self.fn(x, acc, target)
         return self.fn(x, acc)
 
-    def run(self, x, acc, target, o):
-        """A built-in kernel on ``x`` with the operations ``o``; per-vector outputs lose their last axis."""
+    def run(self, x, acc, target, o, compute=DEFAULT_COMPUTE):
+        """A built-in kernel on ``x`` with the operations ``o``; per-vector outputs lose their last axis.
+
+        ``compute="float32"`` (steps.COMPUTE_MODELS): x is widened to float32 (exactly), the
+        kernel runs in float32 and only its output is rounded to x's format, a step of its own
+        (``o.round_output``); ``"format"``: every operation in x's format. A ``prologue`` runs
+        in the format first under both."""
         rec = self.record
         if rec.takes and target is None:
             from ..errors import UsageError
 
             raise UsageError(f"{rec.name} needs its {rec.takes} argument")
         x = o.wrap(x)
-        y = self.fn(x, acc, target, o) if rec.takes else self.fn(x, acc, o)
+        if self.prologue is not None:
+            x = self.prologue(x, o)
+        wide = compute_dtype(x.dtype, compute)
+        xin = o.cast(x, wide) if wide != x.dtype else x  # widening is exact
+        y = self.fn(xin, acc, target, o) if rec.takes else self.fn(xin, acc, o)
+        if wide != x.dtype:
+            y = o.round_output(y, x.dtype)  # the output, rounded once to the format
         return o.first(y) if rec.per_vector else y
 
 

@@ -4,7 +4,9 @@ Their definitions (output kinds, extra argument), their built-in implementations
 (kernels) and where their exact formulas live (``numstab.reference.softmax``: the
 exact values of all four from one rigorous enclosure per vector).
 
-Kernels are computed in the target format.
+Kernels are computed in the dtype of the array they are given: the target format, or float32
+for a half format under ``--compute float32`` (functions.base.Impl.run widens the input and
+rounds the output once).
 
 Every kernel takes ``x`` of the target dtype with the vectors along the last
 axis (shape ``(..., n)``), an accumulation model and, for cross_entropy, an

@@ -178,7 +178,15 @@ def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> li
             c, e = _mul_scalar_iv(V, elo[i], ehi[i], wp)
             nlo, nhi = L.mpf_sub(a, e, wp, "f"), L.mpf_sub(b, c, wp, "c")
         lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
-        out.append((lo, hi, lo, hi))
+        if n < 2 or not V[1]:
+            out.append((lo, hi, lo, hi))
+            continue
+        # g_i = v_i - s_i V with 0 < s_i < 1 (n >= 2, finite x): strictly between v_i and v_i - V,
+        # which settles a g_i astronomically close to either (a dominant logit: s_i = 1 - e^-20000)
+        a, b = vs[i], L.mpf_sub(vs[i], V, 0)  # exact
+        if L.mpf_cmp(a, b) > 0:
+            a, b = b, a
+        out.append(strict(lo, hi, low=a, high=b, p=fmt_p))
     return out
 
 

@@ -170,9 +170,16 @@ class CellColumns:
             yield d
 
     def results(self):
-        """The rows as CellResult objects."""
-        for d in self.records():
-            yield CellResult.from_dict(d)
+        """The rows as CellResult objects (figures beyond float64's range kept as they are: a
+        BigFigure's text is beyond what Decimal parses)."""
+        import dataclasses
+
+        for i, d in enumerate(self.records()):
+            b = self.big.get(i)
+            if not b:
+                yield CellResult.from_dict(d)
+                continue
+            yield dataclasses.replace(CellResult.from_dict({**d, **{k: None for k in b}}), **b)
 
 
 class CellStore:

@@ -185,7 +185,7 @@ def run_options(f):
     return f
 
 
-def _run_compare(label: str, opts: dict):
+def _run_compare(label: str, opts: dict, materialized: bool = False):
     """run_compare with the CLI's options and a progress bar on stderr."""
     from .commands.compare import run_compare
     from .exporters.terminal import ProgressBar
@@ -193,7 +193,8 @@ def _run_compare(label: str, opts: dict):
     bar = ProgressBar(label, enabled=not opts.pop("quiet"))
     try:
         return run_compare(**{k: (v or None) if k in ("dtypes", "functions", "impls") else v
-                              for k, v in opts.items()}, argv=_argv_now(), progress=bar)
+                              for k, v in opts.items()}, argv=_argv_now(), progress=bar,
+                           materialized=materialized)
     finally:
         bar.close()
 
@@ -211,8 +212,9 @@ def compare(exporter, output, details, **opts):
 
     exp = _exporter(exporter, output)
     atomic = _open_output(output)
+    run = None
     try:
-        run = _run_compare("compare", opts)
+        run = _run_compare("compare", opts, materialized=details and exp.name == "terminal")
         if exp.name == "terminal":
             from .exporters.terminal import compare, compare_table
 
@@ -221,11 +223,18 @@ def compare(exporter, output, details, **opts):
                 return
             _emit(compare(run, details=details), output, atomic)
             return
-        _emit(exp.compare(run), output, atomic)
+        if atomic is not None:
+            atomic.commit(exp.stream(run))
+        else:
+            for piece in exp.stream(run):
+                click.echo(piece, nl=False)
     except BaseException:
         if atomic is not None:
             atomic.abort()
         raise
+    finally:
+        if run is not None:
+            run.close()
 
 
 def _exporter(exporter, output):
@@ -255,8 +264,9 @@ def report(out_dir, formats, force, from_file, **opts):
     fmts = parse_formats(formats)
     saved = load_run(from_file) if from_file else None
     writer = ReportWriter(out_dir or default_dir(), fmts, force)
+    run = None
     try:
-        run = saved or _run_compare("report", opts)
+        run = saved or _run_compare("report", opts, materialized=bool({"html", "png"} & set(fmts)))
         try:
             files = writer.render(run)
         except UsageError:
@@ -270,6 +280,9 @@ def report(out_dir, formats, force, from_file, **opts):
     except BaseException:
         writer.abort()
         raise
+    finally:
+        if run is not None:
+            run.close()
     click.echo(f"wrote {len(written)} files to {writer.dir}")
 
 

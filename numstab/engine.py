@@ -69,7 +69,8 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
                compute: str = DEFAULT_COMPUTE):
     """Run a built-in kernel step by step over the whole batch.
 
-    Returns (outputs as float64, root codes, flags raised in the format for each group of rows).
+    Returns (outputs as float64, root codes, flags raised in the format for each group of rows,
+    the flag bits of every row: steps.FLAG_BIT).
     """
     from .steps import FLAG_BIT, Tracer
 
@@ -78,10 +79,10 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
         out = impl.run(x, acc, impl.record.arg(as_args(target)), tr, compute)
         y = out.v.astype(np.float64)
     flags = []
-    for g in groups:
+    for g in groups or ():
         bits = int(np.bitwise_or.reduce(tr.flags[g])) if tr.flags[g].size else 0
         flags.append(tuple(f for f in FLAG_NAMES if bits & FLAG_BIT[f]))
-    return y, out.root, flags
+    return y, out.root, flags, tr.flags
 
 
 def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
@@ -168,6 +169,7 @@ class ImplOutcome:
     status: np.ndarray | None = None
     cause: np.ndarray | None = None  # int8 codes per element (steps.CODE; 0 = none)
     root: np.ndarray | None = None
+    row_flags: np.ndarray | None = None  # a built-in's flag bits per row (steps.FLAG_BIT)
     inferred: bool = False  # causes inferred (a black box), not established from the steps
     events: list = field(default_factory=list)  # (rows, tracer events) of the attribution passes
     #: figures beyond float64's range (inf in ``ulp`` / ``rel``), exactly: {("ulp" or "rel", index): Decimal}
@@ -185,13 +187,15 @@ class ImplOutcome:
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
              ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None,
-             compute: str = DEFAULT_COMPUTE):
+             compute: str = DEFAULT_COMPUTE, row_flags: bool = False):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``compute``: the precision model of the built-in kernels (steps.COMPUTE_MODELS; black
     boxes compute as they do).
 
-    ``groups``: row slices whose IEEE flags are recorded separately (default: one).
+    ``groups``: row slices whose IEEE flags are recorded separately (default: one);
+    ``row_flags``: built-ins keep the flag bits of every row instead (``ImplOutcome.row_flags``;
+    their per-group ``flags`` are then left empty: numstab.cells reduces them per cell).
     ``specials`` (masks.Specials): how -inf (masks), +inf and NaN inputs are read.
     ``temperature`` T: every implementation first divides x by T held in the format, in the
     format (a sampler's ``logits / T``; a traced step for built-ins), and the reference is the
@@ -211,7 +215,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         ys = []
         try:
             if impl.builtin:
-                o.y, o.root, o.flags = run_traced(impl, fmt, xc, acc, target, groups, compute)
+                o.y, o.root, o.flags, o.row_flags = run_traced(impl, fmt, xc, acc, target,
+                                                               None if row_flags else groups, compute)
             else:
                 arg = impl.record.arg(as_args(target))
                 for g in groups:

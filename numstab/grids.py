@@ -23,7 +23,7 @@ from .limits import MAX_ELEMENTS
 
 MAX_N = 10_000_000
 #: Most values of one grid axis (a count above it is refused before anything is built).
-MAX_SPEC_VALUES = 1_000_000
+MAX_SPEC_VALUES = 20_000_000  # = limits.MAX_ELEMENTS: every value of an axis is at least one element
 
 
 def parse_spec(spec: str, what: str, integer: bool = False) -> tuple:
@@ -195,10 +195,15 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
     trials = base.trials if trials is None else int(trials)
     if trials < 1:
         raise UsageError("--trials must be at least 1")
+    spreads_ = parse_spec(spreads, "spreads") if spreads is not None else base.spreads
+    sizes_ = parse_spec(sizes, "sizes", integer=True) if sizes is not None else base.sizes
+    count = _range_count(offsets)
+    if count is not None:  # refuse a huge range before making its values (seconds for 10M)
+        _check_total(count * len(spreads_) * sum(sizes_) * trials * len(masks))
     g = GridSpec(
         offsets=parse_spec(offsets, "offsets") if offsets is not None else base.offsets,
-        spreads=parse_spec(spreads, "spreads") if spreads is not None else base.spreads,
-        sizes=parse_spec(sizes, "sizes", integer=True) if sizes is not None else base.sizes,
+        spreads=spreads_,
+        sizes=sizes_,
         trials=trials,
         seed=int(seed),
         masks=masks,
@@ -209,13 +214,28 @@ def make_grid(fmt: Format, offsets=None, spreads=None, sizes=None, trials=None, 
         raise UsageError(f"--mask {bad[0]}: {fmt.name} has no infinity to hold a masked entry")
     for t in temperatures:
         format_temperature(fmt, t)
-    total = len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials * len(masks)
+    _check_total(len(g.offsets) * len(g.spreads) * sum(g.sizes) * g.trials * len(masks))
+    return g
+
+
+def _check_total(total: int) -> None:
     if total > MAX_ELEMENTS:
         raise UsageError(
             f"grid has {total:,} input elements per format, above the limit of {MAX_ELEMENTS:,}; "
             "use fewer offsets, spreads, sizes or trials"
         )
-    return g
+
+
+def _range_count(spec) -> int | None:
+    """The count of a ``start:stop:count`` spec with distinct finite ends (its values are then
+    distinct unless they are closer than 1e-12), else None."""
+    parts = str(spec).split(":") if spec is not None else []
+    try:
+        if len(parts) == 3 and abs(float(parts[1]) - float(parts[0])) >= 1e-12 * (int(parts[2]) + 1):
+            return int(parts[2])
+    except (ValueError, OverflowError):
+        pass
+    return None
 
 
 def check_extras(extras: Extras, sizes) -> None:
@@ -259,6 +279,62 @@ def format_temperature(fmt: Format, t: float) -> float:
     if tf == 0 or not math.isfinite(tf):
         raise UsageError(f"--temperature {t:g} is {tf:g} in {fmt.name}")
     return tf
+
+
+def draws(grid: GridSpec, n: int) -> tuple:
+    """(z, target indices, label draws, cotangent draws) of the vectors of length n: the same
+    for every offset and spread (see :func:`cells`)."""
+    rng = np.random.default_rng([grid.seed, n])
+    z = rng.standard_normal((grid.trials, n))
+    target = rng.integers(0, n, size=grid.trials)
+    rng_extra = np.random.default_rng([grid.seed, n, 13])
+    label_draw = rng_extra.integers(0, 2, size=(grid.trials, n)).astype(np.float64)
+    return z, target, label_draw, rng_extra.standard_normal((grid.trials, n))
+
+
+def block(fmt: Format, grid: GridSpec, n: int, spread: float, offsets, extras: Extras = DEFAULT_EXTRAS,
+          drawn=None, mask: str = "none", x: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """The vectors of the cells (offset, spread, n) for some offsets, as one batch: rows in cell
+    order, ``trials`` rows per cell, and their extra arguments -- ``stack(cells(...))`` of those
+    cells, computed at once (numpy, no object per cell). ``drawn``: :func:`draws` of n, reused;
+    ``mask``: the additive mask (MASKS) applied; ``x``: the unmasked vectors, already made."""
+    z, target, label_draw, v_draw = drawn if drawn is not None else draws(grid, n)
+    offs = np.asarray(offsets, dtype=np.float64)
+    C = offs.size
+    if x is None:
+        x = unmasked(fmt, n, spread, offs, z)
+    x = apply_mask(fmt, x, mask)
+    tiled = np.tile(target, C)
+    args = _cell_args(fmt, x, tiled, extras, np.tile(label_draw, (C, 1)), np.tile(v_draw, (C, 1)))
+    args["smoothing"] = np.rec.array(args["smoothing"])
+    return x, args
+
+
+def unmasked(fmt: Format, n: int, spread: float, offs: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The cells' vectors before any mask, (cells * trials, n); refuses the first offset whose
+    inputs do not fit the format."""
+    C = offs.size
+    with np.errstate(all="ignore"):
+        x = fmt.round(offs[:, None, None] + spread * z[None])
+    bad = ~np.isfinite(x).reshape(C, -1).all(axis=1)
+    if bad.any():
+        offset = float(offs[np.argmax(bad)])
+        raise UsageError(f"offset {offset:g} with spread {spread:g} gives inputs that do not fit "
+                         f"{fmt.name} (max {fmt.max:g})")
+    return x.reshape(-1, n)
+
+
+def check_fit(fmt: Format, grid: GridSpec, extras: Extras = DEFAULT_EXTRAS, per: int = 65536) -> None:
+    """Refuse, before any work, offsets whose inputs do not fit the format (the first in the
+    given order, at the smallest n) -- what building every cell would raise, a block at a time."""
+    n = min(grid.sizes)
+    drawn = draws(grid, n)
+    step = max(1, per // (grid.trials * n))
+    for spread in grid.spreads:
+        for a in range(0, len(grid.offsets), step):
+            x = unmasked(fmt, n, spread, np.asarray(grid.offsets[a:a + step], dtype=np.float64), drawn[0])
+            for mask in grid.masks:
+                block(fmt, grid, n, spread, grid.offsets[a:a + step], extras, drawn, mask, x)
 
 
 def _cell_args(fmt, x, target, extras: Extras, label_draw, v_draw) -> dict:

@@ -4,7 +4,9 @@ The figures are measured peak resident sizes (``benchmarks``-style runs under
 ``getrusage``, 2-core x86_64, numpy 2.4): a compare piece of E input elements with
 k implementations peaks at about E * (300 + 30 k) bytes (the reference and every
 implementation's outputs, ULP errors and statuses), every result cell (one per
-implementation and grid cell) holds about 3 KB until it is written, and an audit keeps
+implementation and grid cell) holds about 3 KB as a CellResult (the HTML and PNG exporters and the
+terminal's --details table hold every one), else about 100 bytes in numstab.cells' columns
+(written to a temp file past 256 MB, and read back a chunk at a time), and an audit keeps
 every implementation's figures of a format: E * (400 + 40 k). ``inspect`` of one
 vector keeps decimal reference strings per element: about n * (1000 + 500 k) per format.
 The estimates are rounded up; the budget is 80% of the memory available now
@@ -24,9 +26,13 @@ MAX_ELEMENTS = 20_000_000
 BASE_BYTES = 200 * 2**20
 COMPARE_EL_BYTES, COMPARE_EL_PER_IMPL = 300, 30
 CELL_BYTES = 4096
+ROW_BYTES = 160  # a cell of one implementation, columnar (numstab.cells), with its share of overhead
 AUDIT_EL_BYTES, AUDIT_EL_PER_IMPL = 400, 40
 INSPECT_EL_BYTES, INSPECT_EL_PER_IMPL = 1000, 500
 BUDGET_FRACTION = 0.8
+#: Compare cells (numstab.cells) are kept in memory up to this many bytes in all, then written to a
+#: temp directory and read back a chunk at a time.
+SPILL_BYTES = int(os.environ.get("NUMSTAB_SPILL_BYTES", 256 * 2**20))
 
 
 def _parse_size(text: str) -> int:
@@ -99,11 +105,20 @@ def require(what: str, need: float, hint: str) -> None:
                          f"(80% of the {human(avail)} available, from {where}); {hint}")
 
 
-def compare_bytes(task_elements, cells: int, n_impls: int, workers: int) -> float:
-    """Peak of a compare run: the `workers` largest pieces at once plus every result cell."""
+def compare_bytes(task_elements, cells: int, n_impls: int, workers: int, call_elements: int | None = None,
+                  task_cells: int | None = None, materialized: bool = False) -> float:
+    """Peak of a compare run: per worker, one engine call (``call_elements``, default the whole
+    piece) and the columnar cells of one piece (``task_cells`` grid cells); the cells kept in
+    memory (numstab.cells: ROW_BYTES each, at most SPILL_BYTES before they go to a temp file);
+    with ``materialized`` (HTML, PNG, the --details terminal table: every cell as a CellResult)
+    CELL_BYTES per cell."""
     biggest = sorted(task_elements, reverse=True)[:max(1, workers)]
     per_el = COMPARE_EL_BYTES + COMPARE_EL_PER_IMPL * n_impls
-    return BASE_BYTES * (1 + len(biggest)) + sum(biggest) * per_el + cells * n_impls * CELL_BYTES
+    call = [min(e, call_elements) if call_elements else e for e in biggest]
+    rows = cells * n_impls
+    piece_rows = min(cells, task_cells or cells) * n_impls * len(biggest)
+    held = rows * CELL_BYTES if materialized else min(rows * ROW_BYTES, SPILL_BYTES) + piece_rows * ROW_BYTES
+    return BASE_BYTES * (1 + len(biggest)) + sum(call) * per_el + held
 
 
 def audit_bytes(elements: int, n_impls: int) -> float:

@@ -43,10 +43,17 @@ def _pow10(n) -> np.ndarray:
 def _sig3(v: np.ndarray) -> np.ndarray:
     """Round positive finite values to 3 significant digits, landing on the nearest double."""
     with np.errstate(all="ignore"):
+        v = np.asarray(v, dtype=np.float64)
         e = np.floor(np.log10(np.where((v > 0) & np.isfinite(v), v, 1.0)))
-        up, down = _pow10(np.maximum(2 - e, 0)), _pow10(np.maximum(e - 2, 0))
-        k = np.where(e < 2, np.round(v * up), np.round(v / down))
-        out = np.where(e < 2, k / up, k * down)
+        small = e < 2  # each element through its own branch only (the same operations, half the work)
+        k, out = np.empty_like(v), np.empty_like(v)
+        up = _pow10(2 - e[small])
+        k[small] = np.round(v[small] * up)
+        out[small] = k[small] / up
+        big = ~small
+        down = _pow10(e[big] - 2)
+        k[big] = np.round(v[big] / down)
+        out[big] = k[big] * down
         far = (e > 24) & np.isfinite(out) & (v > 0)  # k * 10^(e-2) rounds twice: take the decimal
         if far.any():
             out[far] = [figure_value(int(kk), int(ee)) for kk, ee in zip(k[far], e[far])]

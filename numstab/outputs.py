@@ -98,13 +98,16 @@ class AtomicFile:
                 pass
 
     def commit(self, data) -> Path:
-        if isinstance(data, str):
-            data = data.encode("utf-8", "surrogateescape" if not self.binary else "strict")
+        """Write ``data`` (str or bytes, or an iterable of pieces of them) and rename it into place."""
+        pieces = [data] if isinstance(data, (str, bytes)) else data
+        errors = "surrogateescape" if not self.binary else "strict"
+        pieces = (p.encode("utf-8", errors) if isinstance(p, str) else p for p in pieces)
         if self.fd is not None:
-            return self._commit_direct(data)
+            return self._commit_direct(pieces)
         try:
             with open(self.tmp, "wb") as fh:
-                fh.write(data)
+                for p in pieces:
+                    fh.write(p)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(self.tmp, self.mode)
@@ -115,12 +118,13 @@ class AtomicFile:
             raise UsageError(f"cannot write {self.path}: {_why(exc)}") from None
         return self.path
 
-    def _commit_direct(self, data: bytes) -> Path:
+    def _commit_direct(self, pieces) -> Path:
         try:
-            view = memoryview(data)
-            while view:
-                k = os.write(self.fd, view)
-                view = view[k:]
+            for data in pieces:
+                view = memoryview(data)
+                while view:
+                    k = os.write(self.fd, view)
+                    view = view[k:]
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -144,8 +148,25 @@ class AtomicFile:
                 pass
 
 
+_LIVE_DIRS: set = set()
+
+
+def track_dir(path) -> None:
+    """A temp directory of this process (spilled compare cells), removed on a signal."""
+    _LIVE_DIRS.add(str(path))
+
+
+def untrack_dir(path) -> None:
+    _LIVE_DIRS.discard(str(path))
+
+
 def cleanup_live() -> None:
-    """Remove every temp file this process still holds (on a signal)."""
+    """Remove every temp file and directory this process still holds (on a signal)."""
+    import shutil
+
+    for d in list(_LIVE_DIRS):
+        shutil.rmtree(d, ignore_errors=True)
+        _LIVE_DIRS.discard(d)
     for p in list(_LIVE):
         try:
             Path(p).unlink()

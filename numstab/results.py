@@ -244,6 +244,12 @@ class CompareRun:
             "results": [r.to_dict() for r in self.results],
         }
 
+    def close(self) -> None:
+        """Remove the temp files of a large run's cells (numstab.cells), once its output is written."""
+        close = getattr(self.results, "close", None)
+        if close is not None:
+            close()
+
     def to_json(self) -> str:
         """Header keys indented, then one compact line per result record."""
         d = self.to_dict()

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+import numpy as np
+
 from .results import STATUSES, BigFigure, CompareRun
 
 WORD = {"overflow": "OVF", "underflow": "UNF", "nan": "NaN", "undetermined": "?"}
@@ -104,50 +106,101 @@ def threshold_line(th: dict) -> str:
     )
 
 
-def _table_key(r) -> tuple:
-    return (r.function, r.dtype, r.temperature, r.mask, r.spread, r.target_at)
+def _table_key(c) -> tuple:
+    """(function, dtype, temperature, mask, spread, target placement) of a chunk (one table's rows)."""
+    fn = c.names[int(c.cols["impl"][0])][0]
+    k = c.const
+    return (fn, k["dtype"], k.get("temperature", 1.0), k.get("mask", "none"), k["spread"],
+            c.ats[int(c.cols["at"][0])])
+
+
+def run_axes(run: CompareRun) -> tuple[bool, bool]:
+    """shown_axes of the run: from its grids for a computed run, else from its records."""
+    from .cells import CellRows
+
+    rs = run.results
+    if isinstance(rs, CellRows) and rs.store.ordered is None:
+        return rs.store.shown
+    return shown_axes(rs)
+
+
+class _Axes:
+    __slots__ = ("temperature", "mask")
+
+    def __init__(self, temperature, mask):
+        self.temperature, self.mask = temperature, mask
+
+
+def iter_tables(run: CompareRun):
+    """The error tables of the run, one per (function, dtype, spread, target placement), each
+    Table's ``rows`` a generator read from the chunks as it is drawn (read the rows of one
+    table before asking for the next)."""
+    import itertools
+
+    impls_of = _table_impls(run)
+    shown = run_axes(run)
+    for key, group in itertools.groupby(chunks(run, tables=True), key=_table_key):
+        f, dt, temp, mask, sp, at = key
+        impls = impls_of[key] if impls_of is not None else None
+        group = iter(group)
+        first = next(group)
+        if impls is None:
+            impls = tuple(first.names[int(i)][1] for i in np.unique(first.cols["impl"]))  # chosen order
+        yield Table(f, dt, sp, impls, _table_rows(itertools.chain([first], group), impls), at,
+                    axes_text(_Axes(temp, mask), shown))
+
+
+def _table_impls(run: CompareRun):
+    """Each table's implementations, in order of appearance (a pre-pass, for records read from a
+    file); None for a computed run, where every row holds every implementation of its function."""
+    from .cells import CellRows
+
+    if isinstance(run.results, CellRows) and run.results.store.ordered is None:
+        return None
+    out: dict = {}
+    for c in chunks(run, tables=True):
+        k = _table_key(c)
+        seen = out.setdefault(k, {})
+        for i in c.cols["impl"].tolist():
+            seen.setdefault(c.names[i][1], None)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _table_rows(group, impls):
+    pos = {name: j for j, name in enumerate(impls)}
+    for c in group:
+        cols, n = c.cols, int(c.const["n"])
+        off = cols["offset"].tolist()
+        imp, st, cz = cols["impl"].tolist(), cols["status"].tolist(), cols["cause"].tolist()
+        mu = cols["max_ulp"].tolist()
+        x_min, x_max = cols["x_min"].tolist(), cols["x_max"].tolist()
+        i, L = 0, len(off)
+        while i < L:
+            j = i
+            vals = [("", "")] * len(impls)
+            while j < L and off[j] == off[i]:
+                fn, name, inferred = c.names[imp[j]]
+                status = STATUSES[st[j]]
+                m = c.big[j]["max_ulp"] if j in c.big and "max_ulp" in c.big[j] else mu[j]
+                cause = c.vocab[cz[j] - 1] if cz[j] else None
+                vals[pos[name]] = (cell_text(status, m, cause, inferred), status)
+                j += 1
+            yield (n, off[i], x_min[i], x_max[i], tuple(vals))
+            i = j
 
 
 def build_tables(run: CompareRun) -> list[Table]:
-    tables = []
-    groups: dict = {}
-    for r in run.results:
-        groups.setdefault(_table_key(r), []).append(r)
-    keys = list(groups)
-    shown = shown_axes(run.results)
-    # functions in the run's order (the runner orders them as the registry), then dtype, T, mask, spread
-    rank = {f: i for i, f in enumerate(dict.fromkeys(k[0] for k in keys))}
-    t_rank = {t: i for i, t in enumerate(dict.fromkeys(k[2] for k in keys))}
-    m_rank = {m: i for i, m in enumerate(dict.fromkeys(k[3] for k in keys))}
-    at_rank = {m: i for i, m in enumerate(dict.fromkeys(k[5] for k in keys))}
-    keys.sort(key=lambda k: (rank[k[0]], k[1], t_rank[k[2]], m_rank[k[3]], k[4], at_rank[k[5]]))
-    for key in keys:
-        f, dt, _t, _m, sp, at = key
-        rs = groups[key]
-        impls = tuple(dict.fromkeys(r.impl for r in rs))
-        cells = {}
-        for r in rs:
-            cells[(r.n, r.offset, r.impl)] = r
-        row_keys = sorted({(r.n, r.offset) for r in rs})
-        rows = []
-        for n, off in row_keys:
-            first = next(cells[(n, off, i)] for i in impls if (n, off, i) in cells)
-            vals = tuple(
-                (cell_text(cells[(n, off, i)].status, cells[(n, off, i)].max_ulp, cells[(n, off, i)].cause,
-                           cells[(n, off, i)].cause_inferred),
-                 cells[(n, off, i)].status) if (n, off, i) in cells else ("", "")
-                for i in impls
-            )
-            rows.append((n, off, first.x_min, first.x_max, vals))
-        tables.append(Table(f, dt, sp, impls, tuple(rows), at, axes_text(rs[0], shown)))
-    return tables
+    """Every table of the run with its rows (iter_tables, materialized)."""
+    import dataclasses
+
+    return [dataclasses.replace(t, rows=tuple(t.rows)) for t in iter_tables(run)]
 
 
 def tables_with_thresholds(run: CompareRun):
     """(threshold line or None, Table): the line comes with the first table of each dtype."""
     ths = thresholds_by_dtype(run)
     shown = set()
-    for t in build_tables(run):
+    for t in iter_tables(run):
         line = None
         if t.dtype not in shown:
             shown.add(t.dtype)
@@ -160,63 +213,54 @@ def thresholds_by_dtype(run: CompareRun) -> dict:
 
 
 def csv_rows(run: CompareRun):
-    for r in run.results:
-        d = r.to_dict()
-        c = d.pop("counts")
-        d["flags"] = "|".join(d["flags"])
-        d["causes"] = "|".join(f"{k}:{v}" for k, v in d["causes"].items())
-        d.update(c)
-        yield [("" if d[k] is None else d[k]) for k in CSV_FIELDS]
+    for c in chunks(run):
+        for d in c.records():
+            cn = d.pop("counts")
+            d["flags"] = "|".join(d["flags"])
+            d["causes"] = "|".join(f"{k}:{v}" for k, v in d["causes"].items())
+            d.update(cn)
+            yield [("" if d[k] is None else d[k]) for k in CSV_FIELDS]
 
 
-def verdicts(run: CompareRun) -> list[tuple]:
+def verdicts(run: CompareRun, agg: Aggregates | None = None) -> list[tuple]:
     """(function, impl, dtype, worst status, cells failing, cells, worst max ULP, causes) per implementation.
 
-    ``causes``: "cause (elements), ..." over every cell, most frequent first. The dtype is
-    followed by the temperature and the mask, where the run has others ("float16 (T 0.01)").
+    ``causes``: "cause (elements), ..." over every cell, most frequent first.
     """
-    from .results import STATUSES
+    agg = agg or Aggregates(run)
+    shown = run_axes(run)
+    out = {}
+    for (f, i, d, temp, mask), s in agg.keys.items():
+        axes = axes_text(_Axes(temp, mask), shown)
+        k = (f, i, d + (f" ({axes})" if axes else ""))
+        if k in out:  # the same label twice (not in a computed run): merge
+            o = out[k]
+            o["worst"] = max(o["worst"], s["worst"])
+            o["bad"], o["cells"] = o["bad"] + s["bad"], o["cells"] + s["cells"]
+            o["mu"] = max(o["mu"], s["mu"])
+            o["causes"] = {k: o["causes"].get(k, 0) + s["causes"].get(k, 0)
+                           for k in {**o["causes"], **s["causes"]}}
+            o["order"] = o["order"] + [j for j in s["order"] if j not in o["order"]]
+        else:
+            out[k] = dict(s)
+    rows = []
+    for (f, i, d), s in out.items():
+        causes = sorted(((j, s["causes"][j]) for j in s["order"]), key=lambda kv: -kv[1])
+        rows.append((f, i, d, STATUSES[s["worst"]], s["bad"], s["cells"], s["mu"],
+                     ", ".join(f"{c} ({n})" for c, n in causes)))
+    return rows
 
-    out, causes = {}, {}
-    shown = shown_axes(run.results)
-    for r in run.results:
-        axes = axes_text(r, shown)
-        k = (r.function, r.impl, r.dtype + (f" ({axes})" if axes else ""))
-        st, bad, tot, mu = out.get(k, ("ok", 0, 0, 0.0))
-        worse = r.status if STATUSES.index(r.status) > STATUSES.index(st) else st
-        mu = max(mu, r.max_ulp) if not math.isnan(r.max_ulp) else mu
-        out[k] = (worse, bad + (r.status != "ok"), tot + 1, mu)
-        for c, cnt in r.causes:
-            causes.setdefault(k, {})
-            causes[k][c] = causes[k].get(c, 0) + cnt
-    return [(f, i, d, *v, ", ".join(f"{c} ({n})" for c, n in sorted(causes.get((f, i, d), {}).items(),
-                                                                       key=lambda kv: -kv[1])))
-            for (f, i, d), v in out.items()]
 
-
-def summary_rows(run: CompareRun):
+def summary_rows(run: CompareRun, agg: Aggregates | None = None):
     """verdicts() sorted by function, dtype, worst status first, then implementation."""
     order = tuple(reversed(STATUSES))  # worst first
-    rows = sorted(verdicts(run), key=lambda v: (v[0], v[2], order.index(v[3]), v[1]))
+    rows = sorted(verdicts(run, agg), key=lambda v: (v[0], v[2], order.index(v[3]), v[1]))
     return rows
 
 
 def command_line(run: CompareRun) -> str:
     argv = run.meta.get("argv")
     return "numstab " + " ".join(argv) if argv else "(library call)"
-
-
-def _region(vals, every) -> str:
-    """Where in a sorted grid axis the values lie: '>= a', '<= b', 'a..b' or one value."""
-    vals, every = sorted(set(vals)), sorted(set(every))
-    inside = [v for v in every if vals[0] <= v <= vals[-1]]
-    if len(vals) == 1:
-        return fmt_num(vals[0], 4)
-    if vals == inside and vals[-1] == every[-1]:
-        return f">= {fmt_num(vals[0], 4)}"
-    if vals == inside and vals[0] == every[0]:
-        return f"<= {fmt_num(vals[-1], 4)}"
-    return f"{fmt_num(vals[0], 4)}..{fmt_num(vals[-1], 4)}"
 
 
 def working_thresholds(run: CompareRun, dtype: str, ths: dict) -> tuple[dict, str]:
@@ -240,35 +284,29 @@ def working_thresholds(run: CompareRun, dtype: str, ths: dict) -> tuple[dict, st
     return exact_thresholds(get_format(work)), work
 
 
-def summary_lines(run: CompareRun) -> list[str]:
+def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
     """One line per function x implementation x format: where it breaks and why.
 
     Failing cells are grouped by their main cause, worst status first; each group says its worst
     status, where (the offsets, and n where not every n fails; for an exp overflow the exact
     threshold of max(x), for an underflow the exact limits of exp), the largest ULP error of an
     inaccurate group, and the cause. A clean implementation gets 'ok (max ... ULP)'.
+    Computed chunk by chunk (:class:`Aggregates`), whatever the number of cells.
     """
+    agg = agg or Aggregates(run)
     ths = thresholds_by_dtype(run)
-    shown = shown_axes(run.results)
-    by: dict = {}
-    for r in run.results:
-        by.setdefault((r.function, r.impl, r.dtype, r.temperature, r.mask), []).append(r)
-    rank = {s: i for i, s in enumerate(STATUSES)}
+    shown = run_axes(run)
     out = []
-    for (f, impl, dt, temp, _mask), cells in by.items():
-        axes = axes_text(cells[0], shown)
-        offsets, sizes = [r.offset for r in cells], sorted({r.n for r in cells})
-        groups: dict = {}
-        for r in cells:
-            if r.status not in ("ok", "undetermined"):
-                groups.setdefault(r.cause or "unknown", []).append(r)
+    for (f, impl, dt, temp, mask), s in agg.keys.items():
+        axes = axes_text(_Axes(temp, mask), shown)
+        sizes = sorted(s["sizes"])
         parts = []
-        for cause, rs in sorted(groups.items(), key=lambda kv: -max(rank[r.status] for r in kv[1])):
-            worst = max((r.status for r in rs), key=rank.get)
-            ns = sorted({r.n for r in rs})
+        for cause, g in sorted(s["groups"].items(), key=lambda kv: (-kv[1].worst, kv[1].first)):
+            worst = STATUSES[g.worst]
+            ns = sorted(g.ns)
             where_n = "" if ns == sizes else ", n = " + ", ".join(map(str, ns))
             th, work = working_thresholds(run, dt, ths)
-            inferred = any(r.cause_inferred for r in rs)
+            inferred = g.inferred
             if inferred:  # a black box: its own arithmetic, judged by the format's limits
                 th, work = ths.get(dt, {}), ""
             why = cause.replace("_", " ") + (" (inferred)" if inferred else "")
@@ -283,16 +321,182 @@ def summary_lines(run: CompareRun) -> list[str]:
                         f"0 at or below {sig(th['exp_underflow_x'], 4)}")
             figure = ""
             if worst == "inaccurate":
-                top = max((r.max_ulp for r in rs if r.max_ulp == r.max_ulp), default=float("nan"))
-                figure = f" (up to {fmt_num(top)} ULP)"
-            offs = sorted({r.offset for r in rs})
-            at = (f"offset {fmt_num(offs[0], 4)}" if len(offs) == 1
-                  else f"offsets {_region(offs, offsets)}")
-            parts.append(f"{worst}{figure} in {len(rs)} of {len(cells)} cells ({at}{where_n}; {why})")
-        if any(r.status == "undetermined" for r in cells):
-            parts.append(f"undetermined in {sum(r.status == 'undetermined' for r in cells)} cells")
+                figure = f" (up to {fmt_num(float('nan') if g.top is None else g.top)} ULP)"
+            vals, every = agg.region(g, (f, impl, dt, temp, mask))
+            at = (f"offset {fmt_num(float(vals[0]), 4)}" if len(vals) == 1
+                  else f"offsets {_region_arr(vals, every)}")
+            parts.append(f"{worst}{figure} in {g.count} of {s['cells']} cells ({at}{where_n}; {why})")
+        if s["undet"]:
+            parts.append(f"undetermined in {s['undet']} cells")
         if not parts:
-            top = max((r.max_ulp for r in cells if r.max_ulp == r.max_ulp), default=float("nan"))
-            parts.append(f"ok (max {fmt_num(top)} ULP)")
+            parts.append(f"ok (max {fmt_num(float('nan') if s['top'] is None else s['top'])} ULP)")
         out.append(f"{f}/{impl} {dt}{f' ({axes})' if axes else ''}: " + "; ".join(parts))
     return out
+
+
+# ------------------------------------------------------------------ streaming, from columns
+def chunks(run: CompareRun, tables: bool = False):
+    """The run's cells as numstab.cells.CellColumns chunks, in the run's order. ``tables``: the
+    records of a run read from a file in the tables' order (function as first seen, dtype,
+    spread, target placement as first seen, n, offset), as a computed run gives them."""
+    from .cells import CellRows, CellStore
+
+    rs = run.results
+    if isinstance(rs, CellRows) and rs.store.ordered is None:
+        return rs.store.chunks()
+    rs = list(rs)
+    if tables:
+        rank = {f: i for i, f in enumerate(dict.fromkeys(r.function for r in rs))}
+        at_rank = {m: i for i, m in enumerate(dict.fromkeys(r.target_at for r in rs))}
+        t_rank = {t: i for i, t in enumerate(dict.fromkeys(r.temperature for r in rs))}
+        m_rank = {m: i for i, m in enumerate(dict.fromkeys(r.mask for r in rs))}
+        rs.sort(key=lambda r: (rank[r.function], r.dtype, t_rank[r.temperature], m_rank[r.mask], r.spread,
+                               at_rank[r.target_at], r.n, r.offset))
+    return CellStore.from_results(rs).chunks()
+
+
+class _Group:
+    """Failing cells of one implementation and format with one main cause."""
+
+    __slots__ = ("first", "count", "worst", "ns", "inferred", "top", "marks", "values")
+
+    def __init__(self, first: int):
+        self.first, self.count, self.worst, self.ns, self.inferred = first, 0, 0, set(), False
+        self.top = None
+        self.marks = None  # one bit per grid offset (index into the key's offsets)
+        self.values = set()  # the failing offsets themselves, when no grid axis is known
+
+
+def _top(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _max_of(vals: np.ndarray, big: list):
+    """max over the finite-or-inf figures (NaN left out) and the figures beyond float64's range."""
+    v = vals[~np.isnan(vals)]
+    out = float(v.max()) if v.size else None
+    for b in big:
+        out = _top(out, b)
+    return out
+
+
+class Aggregates:
+    """What the summary lines and the verdicts need, gathered chunk by chunk: memory bounded by
+    the number of implementations x causes (and one bit per grid offset for each failing group),
+    not by the number of cells."""
+
+    def __init__(self, run: CompareRun):
+        self.run = run
+        self.keys: dict = {}  # (function, impl, dtype) -> state dict
+        self.axes: dict = {}  # dtype -> sorted offsets of the grid (from meta) of a computed run
+        from .cells import CellRows
+
+        computed = isinstance(run.results, CellRows) and run.results.store.ordered is None
+        for dt, g in (run.meta.get("grids") or {}).items() if computed else ():
+            if isinstance(g, dict) and isinstance(g.get("offsets"), list):
+                try:
+                    self.axes[dt] = np.unique(np.asarray(g["offsets"], dtype=np.float64))
+                except (TypeError, ValueError):
+                    pass
+        self.row = 0
+        for c in chunks(run):
+            self.add(c)
+
+    def add(self, c) -> None:
+        cols, dt = c.cols, c.const["dtype"]
+        temp, mask = c.const.get("temperature", 1.0), c.const.get("mask", "none")
+        n = int(c.const["n"])
+        impl = cols["impl"]
+        codes = np.unique(impl)
+        axis = self.axes.get(dt)
+        for code in codes:
+            fn, name, inferred = c.names[int(code)]
+            key = (fn, name, dt, temp, mask)
+            rows = np.nonzero(impl == code)[0]
+            s = self.keys.get(key)
+            if s is None:
+                s = self.keys[key] = {"cells": 0, "sizes": set(), "top": None, "undet": 0, "groups": {},
+                                      "worst": 0, "bad": 0, "mu": 0.0, "order": [],
+                                      "causes": {},
+                                      "offsets": set() if axis is None else None}
+            st = cols["status"][rows]
+            mu = cols["max_ulp"][rows]
+            bigs = [(int(np.searchsorted(rows, r)), v["max_ulp"]) for r, v in c.big.items()
+                    if "max_ulp" in v and r in set(rows.tolist())]
+            mu_f = mu.copy()
+            if bigs:
+                mu_f[[i for i, _ in bigs]] = np.nan
+            s["cells"] += rows.size
+            s["sizes"].add(n)
+            s["top"] = _top(s["top"], _max_of(mu_f, [v for _, v in bigs]))
+            s["undet"] += int(np.sum(st == 1))
+            s["worst"] = max(s["worst"], int(st.max()))
+            s["bad"] += int(np.sum(st != 0))
+            m = _max_of(mu_f, [v for _, v in bigs])
+            if m is not None:
+                s["mu"] = max(s["mu"], m)
+            cz_rows = cols["causes"][rows]
+            seen = cz_rows > 0
+            tot = cz_rows.sum(axis=0).tolist()
+            for j in np.nonzero(seen.any(axis=0))[0].tolist():
+                s["causes"][c.vocab[j]] = s["causes"].get(c.vocab[j], 0) + int(tot[j])
+            new = [j for j in np.nonzero(seen.any(axis=0))[0].tolist() if c.vocab[j] not in s["order"]]
+            s["order"] += [c.vocab[j] for j in sorted(new, key=lambda j: (int(np.argmax(seen[:, j])), j))]
+            offs = cols["offset"][rows]
+            if s["offsets"] is not None:
+                s["offsets"].update(offs.tolist())
+            fail = st >= 2
+            if fail.any():
+                cz = cols["cause"][rows][fail]
+                fr = np.nonzero(fail)[0]
+                for code_c in np.unique(cz):
+                    sel = fr[cz == code_c]
+                    cause = c.vocab[int(code_c) - 1] if code_c else "unknown"
+                    g = s["groups"].get(cause)
+                    if g is None:
+                        g = s["groups"][cause] = _Group(self.row + int(rows[sel[0]]))
+                    g.count += sel.size
+                    g.worst = max(g.worst, int(st[sel].max()))
+                    g.ns.add(n)
+                    g.inferred = g.inferred or inferred
+                    sel_big = [v for i, v in bigs if i in set(sel.tolist())]
+                    gm = mu_f[sel]
+                    g.top = _top(g.top, _max_of(gm, sel_big))
+                    o = offs[sel]
+                    if axis is not None:
+                        idx = np.searchsorted(axis, o)
+                        if g.marks is None:
+                            g.marks = np.zeros((axis.size + 7) // 8, dtype=np.uint8)
+                        np.bitwise_or.at(g.marks, idx >> 3, (128 >> (idx & 7)).astype(np.uint8))
+                    else:
+                        g.values.update(o.tolist())
+        self.row += len(c)
+
+    def region(self, g: _Group, key) -> tuple:
+        """(sorted failing offsets' text as _region gives it, their count)."""
+        s = self.keys[key]
+        axis = self.axes.get(key[2])
+        if axis is None:
+            vals, every = sorted(g.values), sorted(s["offsets"])
+            return vals, every
+        idx = np.nonzero(np.unpackbits(g.marks)[:axis.size])[0]
+        return axis[idx], axis
+
+
+def _region_arr(vals, every) -> str:
+    """_region for sorted unique arrays."""
+    vals, every = np.asarray(vals, dtype=np.float64), np.asarray(every, dtype=np.float64)
+    if vals.size == 1:
+        return fmt_num(float(vals[0]), 4)
+    lo, hi = float(vals[0]), float(vals[-1])
+    inside = int(np.searchsorted(every, hi, side="right") - np.searchsorted(every, lo, side="left"))
+    contiguous = inside == vals.size
+    if contiguous and hi == float(every[-1]):
+        return f">= {fmt_num(lo, 4)}"
+    if contiguous and lo == float(every[0]):
+        return f"<= {fmt_num(hi, 4)}"
+    return f"{fmt_num(lo, 4)}..{fmt_num(hi, 4)}"

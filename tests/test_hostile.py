@@ -172,7 +172,7 @@ def test_failed_report_leaves_no_directory(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(markdown, "report", boom)
+    monkeypatch.setattr(markdown, "report_stream", boom)
     out = tmp_path / "r"
     code, _, err = cli(capsys, "report", *SMALL, "--out", out, "--formats", "json,md")
     assert code == 2 and list(tmp_path.iterdir()) == []
@@ -181,11 +181,16 @@ def test_failed_report_leaves_no_directory(tmp_path, capsys, monkeypatch):
 # ------------------------------------------------ 3. memory
 def test_huge_grid_is_refused_before_starting():
     t = time.time()
-    p = sub("compare", "--offsets", "0:1:10000000", "--sizes", "2", "--trials", "1", timeout=60)
+    # the grid: 10M offsets x 3 trials x n = 2 is 60M input elements per format
+    p = sub("compare", "--offsets", "0:1:10000000", "--sizes", "2", timeout=60)
     err = p.stderr.decode()
-    assert p.returncode == 2 and "limit of 1,000,000 values" in err and err.count("\n") == 1, err
+    assert p.returncode == 2 and "60,000,000 input elements per format" in err and err.count("\n") == 1, err
+    p = sub("compare", "--offsets", "0:1:30000000", "--sizes", "2", "--trials", "1", timeout=60)
+    err = p.stderr.decode()
+    assert p.returncode == 2 and "above the limit of 20,000,000" in err and err.count("\n") == 1, err
+    # 200,000 offsets now fit in 8 GB (columnar cells, spilled past 256 MB), not in 300 MB
     p = sub("compare", "--offsets", "0:1:200000", "--sizes", "2", "--trials", "1", timeout=60,
-            env={"NUMSTAB_MEMORY_LIMIT": "8G"})
+            env={"NUMSTAB_MEMORY_LIMIT": "300M"})
     err = p.stderr.decode()
     assert p.returncode == 2 and "memory" in err and "limit" in err and err.count("\n") == 1, err
     assert time.time() - t < 20
@@ -238,7 +243,7 @@ def test_memory_estimate_bounds_the_real_peak(tmp_path):
             "--format", "json", "-o", str(tmp_path / "x.json")]
     p = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, timeout=300, cwd=ROOT)
     peak = int(p.stdout.split()[-1])
-    est = compare_bytes([300 * 3 * 1000], 300, 13, 1)
+    est = compare_bytes([300 * 3 * 1000], 300, 37, 1, call_elements=1 << 16, task_cells=1 << 14)
     assert peak < est, (peak, est)
 
 

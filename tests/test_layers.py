@@ -22,8 +22,8 @@ LAYERS = [
     ["numstab.metrics"],
     ["numstab.reference"],  # exact values (mpmath)
     ["numstab.causes"],
-    ["numstab.engine", "numstab.locate", "numstab.workers", "numstab.adapters", "numstab.libraries",
-     "numstab.stream", "numstab.dask_run"],
+    ["numstab.engine", "numstab.cells", "numstab.locate", "numstab.workers", "numstab.adapters",
+     "numstab.libraries", "numstab.stream", "numstab.dask_run"],
     ["numstab.tables"],  # the table model
     ["numstab.exporters"],  # rendering (rich, matplotlib)
     ["numstab.commands"],

@@ -107,9 +107,13 @@ class ReportWriter:
                     raise
                 plots = {}  # HTML without plots when matplotlib is absent
         linked = plots if any(e.name == "png" for e in chosen) else {}
+        from ..cells import CellRows
+
         files = {}
         for e in chosen:
             files.update(e.report_files(run, linked if e.links_plots else plots))
+        if not isinstance(run.results, CellRows):  # records from a file: render now (their errors here)
+            files = {k: v if isinstance(v, (str, bytes)) else "".join(v) for k, v in files.items()}
         return files
 
     def write(self, run: CompareRun, files: dict | None = None) -> list[Path]:
@@ -118,7 +122,9 @@ class ReportWriter:
         try:
             for rel, data in files.items():
                 with open(self.stage / rel, "wb") as fh:
-                    fh.write(data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape"))
+                    for piece in ([data] if isinstance(data, (str, bytes)) else data):  # text, or its pieces
+                        fh.write(piece if isinstance(piece, bytes)
+                                 else piece.encode("utf-8", "surrogateescape"))
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.chmod(self.stage / rel, 0o666 & ~_umask())

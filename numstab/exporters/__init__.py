@@ -2,9 +2,12 @@
 
 "Format" in numstab means a number format (numstab.formats); how results are written is an
 *exporter*. Each exporter module provides ``compare(run) -> str | bytes`` (a compare run as
-one document) and ``report_files(run, plots) -> {relative path: content}`` (its files in a
-report directory; ``plots`` the PNGs of the run, made once). The CLI's ``--format`` and ``-o``
-and the report writer's ``--formats`` loop over :data:`EXPORTERS`.
+one document; json, csv and markdown also ``stream(run)``, the same text in pieces, a chunk of
+cells at a time, so that memory does not grow with the number of cells) and
+``report_files(run, plots) -> {relative path: content}`` (its files in a report directory,
+content text, bytes or an iterable of text pieces; ``plots`` the PNGs of the run, made once).
+The CLI's ``--format`` and ``-o`` and the report writer's ``--formats`` loop over
+:data:`EXPORTERS`.
 
 To add an exporter: one module here and one line in :data:`EXPORTERS`.
 """
@@ -38,6 +41,14 @@ class Exporter:
 
     def compare(self, run):
         return self.load().compare(run)
+
+    def stream(self, run):
+        """The document in pieces of text (an exporter without ``stream`` gives it whole)."""
+        mod = self.load()
+        if hasattr(mod, "stream"):
+            yield from mod.stream(run)
+        else:
+            yield mod.compare(run)
 
     def report_files(self, run, plots: dict) -> dict:
         return self.load().report_files(run, plots)

@@ -6,17 +6,29 @@ import csv
 import io
 
 from ..results import CompareRun
-from ..tables import CSV_FIELDS, csv_rows
+from ..tables import CSV_FIELDS
 
 
-def compare(run: CompareRun) -> str:
+def stream(run: CompareRun, rows: int = 8192):
+    """The CSV text in pieces of ``rows`` rows."""
+    from ..cells import csv_columns
+    from ..tables import chunks
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
-    for row in csv_rows(run):
-        w.writerow(row)
-    return buf.getvalue()
+    for c in chunks(run):
+        w.writerows(zip(*csv_columns(c)))
+        if buf.tell() > rows * 200:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def compare(run: CompareRun) -> str:
+    return "".join(stream(run))
 
 
 def report_files(run: CompareRun, plots: dict) -> dict:
-    return {"results.csv": compare(run)}
+    return {"results.csv": stream(run)}

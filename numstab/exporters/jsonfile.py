@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import json
 
-from ..results import CompareRun
+from ..results import COMPARE_SCHEMA, CompareRun
+
+
+def stream(run: CompareRun):
+    """The record in pieces (header keys indented, then one compact line per result, a chunk of
+    cells at a time): what CompareRun.to_json() gives, without the whole text in memory."""
+    from ..cells import json_lines
+    from ..tables import chunks
+
+    head = json.dumps({"schema": COMPARE_SCHEMA, "meta": run.meta, "thresholds": list(run.thresholds)},
+                      indent=1, allow_nan=False)
+    yield head[:-2] + ',\n "results": [\n'
+    sep = ""
+    for c in chunks(run):
+        body = ",\n".join(json_lines(c))
+        if body:
+            yield sep + body
+            sep = ",\n"
+    yield "\n ]\n}\n"
 
 
 def compare(run: CompareRun) -> str:
-    return run.to_json() + "\n"
+    return "".join(stream(run))
 
 
 def record(data) -> str:
@@ -17,4 +35,4 @@ def record(data) -> str:
 
 
 def report_files(run: CompareRun, plots: dict) -> dict:
-    return {"results.json": compare(run)}
+    return {"results.json": stream(run)}

@@ -14,16 +14,17 @@ from ..tables import (
 )
 
 
-def summary(run: CompareRun) -> list[str]:
+def summary(run: CompareRun, agg=None) -> list[str]:
     """The summary as Markdown list items: one per function x implementation x format."""
     out = []
-    for line in summary_lines(run):
+    for line in summary_lines(run, agg):
         head, _, rest = line.partition(": ")
         out.append(f"* **{head}**: {rest}")
     return out
 
 
-def compare(run: CompareRun, with_summary: bool = True) -> str:
+def stream(run: CompareRun, with_summary: bool = True, rows: int = 8192):
+    """The Markdown text in pieces: the summary, then every table a few thousand rows at a time."""
     out = []
     if with_summary:
         out += ["## Where each implementation breaks, and why", "", *summary(run), "", "## Error tables", ""]
@@ -37,12 +38,28 @@ def compare(run: CompareRun, with_summary: bool = True) -> str:
             cells = [f"**{txt}**" if st not in ("ok", "") else txt for txt, st in vals]
             out.append(f"| {n} | {fmt_num(off, 4)} | {fmt_num(lo, 4)}..{fmt_num(hi, 4)} | "
                        + " | ".join(cells) + " |")
+            if len(out) >= rows:
+                yield "\n".join(out) + "\n"
+                out = []
         out.append("")
     out.append(f"Cells: max ULP error over all trials; {CAUSE_LEGEND}.")
-    return "\n".join(out) + "\n"
+    yield "\n".join(out) + "\n"
+
+
+def compare(run: CompareRun, with_summary: bool = True) -> str:
+    return "".join(stream(run, with_summary))
 
 
 def report(run: CompareRun, plot_files=()) -> str:
+    return "".join(report_stream(run, plot_files))
+
+
+def report_stream(run: CompareRun, plot_files=()):
+    """The report page in pieces: the summary and verdicts (aggregated once, chunk by chunk), then
+    the error tables a few thousand rows at a time."""
+    from ..tables import Aggregates
+
+    agg = Aggregates(run)
     m = run.meta
     out = ["# numstab report", ""]
     out.append(f"Command: `{command_line(run)}`  ")
@@ -51,11 +68,11 @@ def report(run: CompareRun, plot_files=()) -> str:
                + f"tolerance {m.get('tolerance')} ULP, reference {m.get('reference')}; numpy "
                f"{m.get('numpy')}, mpmath {m.get('mpmath')}, ml_dtypes {m.get('ml_dtypes')}, Python "
                f"{m.get('python')}.")
-    out += ["", "## Where each implementation breaks, and why", "", *summary(run)]
+    out += ["", "## Where each implementation breaks, and why", "", *summary(run, agg)]
     out += ["", "## Verdict per implementation", "",
             "| function | dtype | impl | worst status | failing cells | worst max ULP | causes (elements) |",
             "|---|---|---|---|---:|---:|---|"]
-    for f, i, d, st, bad, tot, mu, causes in summary_rows(run):
+    for f, i, d, st, bad, tot, mu, causes in summary_rows(run, agg):
         out.append(f"| {f} | {d} | {i} | **{st}** | {bad}/{tot} | {fmt_num(mu)} | {causes} |")
     out += ["", "## Thresholds (exact, mpmath)", "",
             "| dtype | exp overflows for x >= | largest finite exp input | exp is 0 for x <= | "
@@ -69,9 +86,11 @@ def report(run: CompareRun, plot_files=()) -> str:
             out.append(f"![{p}](plots/{p})")
     out += ["", "## Error tables", "",
             "Cells: max ULP error over the trials; OVF/UNF/NaN: overflow/underflow/NaN in some element; "
-            "bold: not ok.", "", compare(run, with_summary=False)]
-    return "\n".join(out) + "\n"
+            "bold: not ok.", ""]
+    yield "\n".join(out) + "\n"
+    yield from stream(run, with_summary=False)
+    yield "\n"
 
 
 def report_files(run: CompareRun, plots: dict) -> dict:
-    return {"report.md": report(run, sorted(plots))}
+    return {"report.md": report_stream(run, sorted(plots))}

@@ -18,7 +18,7 @@ from numstab.exporters import EXPORTERS
 from numstab.formats import get_format
 from numstab.grids import cells as grid_cells
 from numstab.grids import make_extras, make_grid, targets_at
-from numstab.masks import RULES
+from numstab.masks import MASKABLE
 from numstab.reference import temperature_functions
 from numstab.results import CellResult, CompareRun
 
@@ -29,7 +29,7 @@ def _per_cell(dtype, offsets, sizes, spreads, mask=None, temperature=None):
     g = make_grid(fmt, offsets, spreads, sizes, None, 0, mask, temperature)
     out = []
     for c in grid_cells(fmt, g, make_extras()):
-        impls = [i for i in select_impls() if c.mask == "none" or i.function in RULES]
+        impls = [i for i in select_impls() if c.mask == "none" or i.function in MASKABLE]
         placed = ("target", "smoothing")  # the kinds whose target index --target-at moves
         plain = [i for i in impls if i.record.takes not in placed]
         with_t = [i for i in impls if i.record.takes in placed]

@@ -136,6 +136,27 @@ def big_figure(k: int, e: int):
     return BigFigure(k, e)
 
 
+def _figure_text(v: str):
+    """A figure written as its digits (jnum): a Decimal, or a :class:`BigFigure` where the
+    exponent is beyond even Decimal's; a malformed one is a UsageError (a hostile file)."""
+    from decimal import InvalidOperation
+
+    try:
+        return Decimal(v)
+    except InvalidOperation:
+        pass
+    try:
+        mant, ex = v.lower().split("e")
+        neg = mant.startswith("-")
+        digits = mant.lstrip("+-").replace(".", "")
+        lead = len(mant.lstrip("+-").split(".")[0])  # digits before the point
+        if neg or not digits.isdigit() or not digits.strip("0") or lead != 1:
+            raise ValueError
+        return BigFigure(int(digits[:3].ljust(3, "0")), int(ex))
+    except ValueError:
+        raise UsageError(f"a figure {v[:40]!r} is neither a number nor a figure's digits") from None
+
+
 def jnum(v):
     """A float as JSON allows it: finite floats as numbers, infinities as strings, NaN as null.
 
@@ -156,7 +177,7 @@ def jnum(v):
 
 def unjnum(v) -> float:
     if isinstance(v, str) and v not in ("inf", "-inf"):
-        return Decimal(v)  # a figure beyond float64's range
+        return _figure_text(v)  # a figure beyond float64's range
     return math.nan if v is None else float(v)  # float("inf") / float("-inf") for the strings
 
 

@@ -170,3 +170,16 @@ def test_report_pages_open_with_the_summary(tmp_path):
     page = (out / "report.html").read_text()
     assert page.index("Where each implementation breaks") < page.index("Verdict per implementation")
     assert "<b>logsumexp/naive float16</b>: overflow where max(x) &gt;= 11.09 (exp overflow)" in page
+
+
+def test_figures_beyond_decimal_range_read_back():
+    # a relative error against an exact value near exp(-1e20) is a finite figure whose exponent
+    # Decimal cannot hold: written as its digits, it must read back (report --from) as the same figure
+    from numstab.results import BigFigure, big_figure, jnum, unjnum
+
+    for k, e in ((202, 316), (560, 10**12), (560, 10**20), (100, 3 * 10**19)):
+        v = big_figure(k, e)
+        back = unjnum(jnum(v))
+        assert back == v and jnum(back) == jnum(v)
+    assert isinstance(unjnum("5.6e+100000000000000000000"), BigFigure)
+    assert unjnum("5.6e+100000000000000000000") > unjnum("9.99e+316")

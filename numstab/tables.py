@@ -327,7 +327,7 @@ def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
                   else f"offsets {_region_arr(vals, every)}")
             parts.append(f"{worst}{figure} in {g.count} of {s['cells']} cells ({at}{where_n}; {why})")
         if s["undet"]:
-            parts.append(f"undetermined in {s['undet']} cells")
+            parts.append(f"undetermined in {s['undet']} cell{'' if s['undet'] == 1 else 's'}")
         if not parts:
             parts.append(f"ok (max {fmt_num(float('nan') if s['top'] is None else s['top'])} ULP)")
         out.append(f"{f}/{impl} {dt}{f' ({axes})' if axes else ''}: " + "; ".join(parts))

@@ -461,6 +461,17 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
     from mpmath.libmp import finf, from_float, fzero, mpf_abs, mpf_cmp, mpf_div, mpf_shift, mpf_sub
 
     lo, hi = iv[0], iv[1]
+    if len(iv) >= 4 and (iv[2] != lo or iv[3] != hi):
+        # an end cut at a strict bound B (core.strict): r lies strictly on one side of B, and
+        # between B and the decision point (2^(mag(B) - p - 64) inside) there is no step of a
+        # quantized figure (they are >= 2^(mag(B) - p - 20) apart in r: 3 digits of an error of
+        # at least eps_F/1024 relative), so the figures over [decision point, B) are those at
+        # the decision point: a value astronomically close to B (B - exp(-65498)) is decided
+        from mpmath.libmp import mpf_cmp as _cmp
+
+        lo, hi = iv[2], iv[3]
+        if _cmp(lo, hi) > 0:  # the whole enclosure lies between a decision point and its bound
+            lo = hi = iv[3] if iv[3] != iv[1] else iv[2]  # the cut end's decision point
     yf = from_float(y)
     wp = prec + 64
     if lo == hi and max(abs(_mag(lo)), abs(_mag(yf))) < _FRACTION_BITS:

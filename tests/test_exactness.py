@@ -358,7 +358,6 @@ def test_figure_on_a_quantization_tie_next_to_a_strict_bound_is_decided():
     # The output -65504 is 6 - 2^-94494 away, ulp 32: 0.1875 - tiny, whose
     # 3-decimal figure is 0.187 (0.1875 itself would round half-even to 0.188). It used to be
     # "undetermined" (the masked compare cell --mask min, offset -4.436, n = 2).
-    from fractions import Fraction
 
     from numstab.engine import evaluate
     from numstab.formats import FORMATS
@@ -368,5 +367,4 @@ def test_figure_on_a_quantization_tie_next_to_a_strict_bound_is_decided():
     outs, ref, _ = evaluate(f16, np.array([[-6.0, -65504.0]]), np.zeros(1, dtype=int),
                             [REGISTRY["log_softmax"]["stable"]])
     assert ref["log_softmax"].determined.all()
-    assert Fraction(-65504 - (-65498), 32) == Fraction(-3, 16)  # the tie the figure sits below
     assert outs[0].figure("ulp", (0, 1)) == 0.187

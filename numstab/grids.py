@@ -417,6 +417,30 @@ def stack(group: list[Cell]) -> tuple[np.ndarray, dict]:
     return x, args
 
 
+def load_labels(rec, target, targets_file, rows: int, n: int) -> np.ndarray:
+    """binary_cross_entropy's labels z in [0, 1], checked, compact: (rows, 1) (one per vector, or
+    ``target`` for all) or (rows, n) (one per element from ``targets_file``)."""
+    from .inputs import load_array
+
+    if target is not None and targets_file is not None:
+        raise UsageError("give --target or --targets, not both")
+    if targets_file is not None:
+        z = load_array(targets_file).astype(np.float64)
+        if z.size == rows:
+            z = z.reshape(rows, 1)
+        elif z.size == rows * n:
+            z = z.reshape(rows, n)
+        else:
+            raise UsageError(f"{targets_file}: {z.size} labels for {rows} vectors of {n} "
+                             f"(give one per vector or one per element)")
+        if not np.all((z >= 0) & (z <= 1)):
+            raise UsageError(f"{targets_file}: labels must be numbers in [0, 1]")
+        return z
+    if target is not None:
+        return np.full((rows, 1), validate.label(target))
+    raise UsageError(f"{rec.name} needs --target Z (a label in [0, 1]) or --targets FILE")
+
+
 def load_args(fmt, x: np.ndarray, rec, target=None, targets_file=None, extras=None) -> dict:
     """The extra argument of function ``rec`` (numstab.functions) for the rounded inputs x (B, n)
     from the command line or a config: {kind: array} (functions.as_args).
@@ -425,7 +449,7 @@ def load_args(fmt, x: np.ndarray, rec, target=None, targets_file=None, extras=No
     ``targets_file``: one per vector (labels: one per vector or one per element);
     ``extras`` (grids.Extras): the cotangent and the label smoothing.
     """
-    from .inputs import load_array, load_targets
+    from .inputs import load_targets
 
     extras = extras or DEFAULT_EXTRAS
     B, n = x.shape
@@ -440,23 +464,7 @@ def load_args(fmt, x: np.ndarray, rec, target=None, targets_file=None, extras=No
         eps = np.full(B, fmt.round(np.float64(extras.epsilon))[()])
         return {"smoothing": np.rec.fromarrays([t, eps], names="target,epsilon")}
     if kind == "label":
-        if target is not None and targets_file is not None:
-            raise UsageError("give --target or --targets, not both")
-        if targets_file is not None:
-            z = load_array(targets_file).astype(np.float64)
-            if z.size == B:
-                z = np.broadcast_to(z.reshape(B, 1), (B, n))
-            elif z.size == B * n:
-                z = z.reshape(B, n)
-            else:
-                raise UsageError(f"{targets_file}: {z.size} labels for {B} vectors of {n} "
-                                 f"(give one per vector or one per element)")
-            if not np.all((z >= 0) & (z <= 1)):
-                raise UsageError(f"{targets_file}: labels must be numbers in [0, 1]")
-        elif target is not None:
-            z = np.full((B, n), validate.label(target))
-        else:
-            raise UsageError(f"{rec.name} needs --target Z (a label in [0, 1]) or --targets FILE")
+        z = np.broadcast_to(load_labels(rec, target, targets_file, B, n), (B, n))
         return {"label": fmt.round(np.ascontiguousarray(z, dtype=np.float64))}
     if kind == "cotangent":
         check_extras(extras, (n,))

@@ -176,8 +176,8 @@ def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, ex
     any work: target indices, labels (per vector, per element from a file, or one for all), the
     label smoothing. The cotangents are made per chunk (:func:`chunk_args`)."""
     from . import validate
-    from .grids import DEFAULT_EXTRAS, check_extras
-    from .inputs import load_array, load_targets
+    from .grids import DEFAULT_EXTRAS, check_extras, load_labels
+    from .inputs import load_targets
 
     extras = extras or DEFAULT_EXTRAS
     kind = rec.takes
@@ -190,23 +190,7 @@ def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, ex
             out["epsilon"] = fmt.round(np.float64(extras.epsilon))[()]
         return out
     if kind == "label":
-        if target is not None and targets_file is not None:
-            raise UsageError("give --target or --targets, not both")
-        if targets_file is not None:
-            z = load_array(targets_file).astype(np.float64)
-            if z.size == rows:
-                z = z.reshape(rows, 1)
-            elif z.size == rows * n:
-                z = z.reshape(rows, n)
-            else:
-                raise UsageError(f"{targets_file}: {z.size} labels for {rows} vectors of {n} "
-                                 f"(give one per vector or one per element)")
-            if not np.all((z >= 0) & (z <= 1)):
-                raise UsageError(f"{targets_file}: labels must be numbers in [0, 1]")
-            return {"label": z}
-        if target is not None:
-            return {"label": np.full((rows, 1), validate.label(target))}
-        raise UsageError(f"{rec.name} needs --target Z (a label in [0, 1]) or --targets FILE")
+        return {"label": load_labels(rec, target, targets_file, rows, n)}
     if kind == "cotangent":
         check_extras(extras, (n,))
         return {}

@@ -106,14 +106,12 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
             sel = [tuple(i) for i in idx[idx[:, 0] == b]]
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
             xb, ab = x[b], row_args(target, b)
-            figs = None
+            figs = [None] * len(items)
             if not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
                 figs, xb, ab, items = _masked_figures(fmt, f, xb, ab, items, specials)
-            if figs is None or any(g is None for g in figs):
-                rest = [k for k, g in enumerate(figs or [None] * len(items)) if g is None]
-                got = exact_figures(fmt, xb, ab, f, [items[k] for k in rest]) if xb is not None else []
-                figs = list(figs or [None] * len(items))
-                for k, g in zip(rest, got):
+            rest = [k for k, g in enumerate(figs) if g is None]
+            if rest and xb is not None:
+                for k, g in zip(rest, exact_figures(fmt, xb, ab, f, [items[k] for k in rest])):
                     figs[k] = g
             for i, fig in zip(sel, figs):
                 if fig is None:

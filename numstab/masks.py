@@ -338,12 +338,8 @@ def _compact_args(args: dict, rows, cols, keep_rows, n: int, functions) -> dict:
 
     for k, v in args.items():
         v = np.asarray(v)
-        if k == "target":
-            out[k] = moved(v)
-        elif v.dtype.names and "target" in v.dtype.names:  # a record holding the target (smoothing)
-            r = np.array(v[rows], copy=True)
-            r["target"] = moved(v["target"])
-            out[k] = r
+        if _holds_target(k, v):
+            out[k] = _with_target(k, v[rows], moved(_target_of(k, v)))
         elif v.ndim == 2 and v.shape[1] == n:
             out[k] = np.take_along_axis(v[rows], cols, axis=1)
         else:
@@ -357,15 +353,31 @@ def _compact_args(args: dict, rows, cols, keep_rows, n: int, functions) -> dict:
     return out
 
 
+def _holds_target(k: str, v: np.ndarray) -> bool:
+    """Whether argument k carries the target indices: ``target`` itself, or a record holding
+    them (the label smoothing's)."""
+    return k == "target" or bool(v.dtype.names and "target" in v.dtype.names)
+
+
+def _target_of(k: str, v: np.ndarray) -> np.ndarray:
+    return v if k == "target" else np.asarray(v["target"])
+
+
+def _with_target(k: str, v: np.ndarray, t) -> np.ndarray:
+    """Argument k (v) with its target indices replaced by t."""
+    if k == "target":
+        return np.broadcast_to(np.asarray(t, dtype=np.int64), v.shape).copy()
+    r = np.array(v, copy=True)
+    r["target"] = t
+    return r
+
+
 def _target(args: dict):
-    """The batch's target indices: the ``target`` argument, or the one a record holds (the
-    label smoothing's); None without one."""
+    """The batch's target indices (:func:`_holds_target`); None without one."""
     for k, v in args.items():
         v = np.asarray(v)
-        if k == "target":
-            return v
-        if v.dtype.names and "target" in v.dtype.names:
-            return np.asarray(v["target"])
+        if _holds_target(k, v):
+            return _target_of(k, v)
     return None
 
 
@@ -373,16 +385,8 @@ def _retarget(args: dict, t) -> dict:
     """``args`` with every target index set to t (None: as they are). Index len(x): none."""
     if t is None:
         return args
-    out = {}
-    for k, v in args.items():
-        v = np.asarray(v)
-        if k == "target":
-            v = np.full(v.shape, t, dtype=np.int64)
-        elif v.dtype.names and "target" in v.dtype.names:
-            v = np.array(v, copy=True)
-            v["target"] = t
-        out[k] = v
-    return out
+    return {k: _with_target(k, np.asarray(v), t) if _holds_target(k, np.asarray(v)) else v
+            for k, v in args.items()}
 
 
 def _epsilon(args: dict, B: int):
@@ -404,6 +408,12 @@ def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
             out[f] = exact_ref(fmt, dropped_values(f, x, args))
         else:
             out[f] = _fill(fmt, (B,), np.nan)
+    # rows whose target stays compute every function; rows whose target dropped out compute
+    # the functions without a target (any index serves) and, without a target (index len(x)),
+    # the per-element ones that have one; the per-vector ones with a target are fixed
+    plain = [f for f in functions if RULES[f].target_dropped is None and RULES[f].target_element is None]
+    no_t = [f for f in functions if RULES[f].target_element is not None]
+    eps = _epsilon(args, B)
     k = p.keep.sum(axis=1)
     for size in np.unique(k[p.computed]):
         rows = np.nonzero(p.computed & (k == size))[0]
@@ -412,10 +422,6 @@ def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
         a = _compact_args(args, rows, cols, p.keep[rows], n, functions)
         t = _target(a)
         has_t = t < size if t is not None else np.ones(len(rows), dtype=bool)
-        # rows whose target stays, and rows whose target dropped out (then the per-vector
-        # functions with a target are fixed, and a per-element one is computed without it)
-        plain = [f for f in functions if RULES[f].target_dropped is None and RULES[f].target_element is None]
-        no_t = [f for f in functions if RULES[f].target_element is not None]
         for sel, fs, tg in ((has_t, functions, None), (~has_t, plain, 0), (~has_t, no_t, int(size))):
             if not sel.any() or not fs:
                 continue
@@ -426,12 +432,11 @@ def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
                     _put(out[f], (r[:, None], cols[sel]), sub[f])
                 else:
                     _put(out[f], r, sub[f])
+        miss = rows[~has_t]
         for f in functions:
             rule = RULES[f]
-            miss = rows[~has_t]
             if rule.target_dropped is not None and miss.size:
                 _put(out[f], miss, _fill(fmt, (len(miss),), rule.target_dropped))
-            eps = _epsilon(args, B)
             if rule.smoothing_dropped is not None and size < n and eps is not None:
                 hit = rows[eps[rows] > 0]
                 _put(out[f], hit, _fill(fmt, (len(hit),), rule.smoothing_dropped))

@@ -467,10 +467,8 @@ def _error_bounds(fmt: Format, iv, y: float, prec: int):
         # quantized figure (they are >= 2^(mag(B) - p - 20) apart in r: 3 digits of an error of
         # at least eps_F/1024 relative), so the figures over [decision point, B) are those at
         # the decision point: a value astronomically close to B (B - exp(-65498)) is decided
-        from mpmath.libmp import mpf_cmp as _cmp
-
         lo, hi = iv[2], iv[3]
-        if _cmp(lo, hi) > 0:  # the whole enclosure lies between a decision point and its bound
+        if mpf_cmp(lo, hi) > 0:  # the whole enclosure lies between a decision point and its bound
             lo = hi = iv[3] if iv[3] != iv[1] else iv[2]  # the cut end's decision point
     yf = from_float(y)
     wp = prec + 64

@@ -131,18 +131,64 @@ class Job:
         for ref in self.impls:
             if ref[0] == "builtin":
                 out.append(REGISTRY[ref[1]][ref[2]])
+            elif ref[0] == "source":
+                out.append(_rebuilt(ref[1:]))
             else:
                 out.append(_LOCAL_IMPLS[ref[1]])
         return out
 
 
-def impl_refs(impls) -> tuple:
-    """Job.impls for these implementations (black boxes are kept in this process's list)."""
+_REBUILT: dict = {}  # black boxes built again from their source, once per (worker) process
+
+
+def _rebuilt(source: tuple):
+    """The implementation an Impl.source names, built in this process (a Dask worker): the
+    callable imported by its reference, the library adapter loaded by its name."""
+    if source not in _REBUILT:
+        if source[0] == "callable":
+            from .adapters import load_callable, user_impl
+
+            _, function, spec, timeout = source
+            impl = user_impl(function, load_callable(spec), spec, timeout=timeout)
+        else:
+            from .libraries import library_impls
+
+            _, function, lib, name, timeout, device = source
+            found = [i for i in library_impls(lib, function, timeout=timeout, device=device)
+                     if i.name == name]
+            if not found:
+                raise UsageError(f"--library {lib}: this worker's {lib} has no {name}")
+            impl = found[0]
+        _REBUILT[source] = impl
+    return _REBUILT[source]
+
+
+def callable_reference(spec: str) -> str:
+    """A --callable as another machine imports it: module:function as given, a file's path made
+    absolute (the workers see the files at the same paths)."""
+    mod, _, attr = spec.rpartition(":")
+    if mod.endswith(".py") or "/" in mod:
+        from pathlib import Path
+
+        return f"{Path(mod).resolve()}:{attr}"
+    return spec
+
+
+def impl_refs(impls, remote: bool = False) -> tuple:
+    """Job.impls for these implementations: black boxes are kept in this process's list (forked
+    workers inherit it), or with ``remote`` (a Dask cluster) named by their source, which the
+    worker builds again; one without a source is refused in one line."""
     _LOCAL_IMPLS.clear()
     refs = []
     for i in impls:
         if i.builtin:
             refs.append(("builtin", i.function, i.name))
+        elif remote:
+            if not getattr(i, "source", ()):
+                raise UsageError(f"--scheduler: {i.name} cannot be rebuilt on a Dask worker (a callable "
+                                 "passed as an object: give it as module:function or file.py:function); "
+                                 "use --jobs")
+            refs.append(("source",) + tuple(i.source))
         else:
             _LOCAL_IMPLS.append(i)
             refs.append(("local", len(_LOCAL_IMPLS) - 1))

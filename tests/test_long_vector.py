@@ -139,3 +139,56 @@ def test_progress_reaches_the_end_for_one_vector(vector):
     run_inspect("softmax", input_file=str(path), dtypes=("float16", "bfloat16"), impls=["stable"],
                 progress=lambda d, t: calls.append((d, t)))
     assert calls[0] == (0, 1200) and calls[-1] == (1200, 1200)
+
+
+def test_every_element_of_a_long_vector_from_the_shared_sum(monkeypatch):
+    """The element-by-element strings (elements=None) of a long vector from its quad row sum equal
+    mpmath's own, element for element (float16: many equal values, the exps shared)."""
+    pytest.importorskip("numpy_quaddtype")
+    from numstab.reference import exact_strings
+    from numstab.reference import softmax as fam
+
+    fmt = get_format("float16")
+    x = fmt.round(np.random.default_rng(9).normal(0, 3, 3000))
+    x[5] = 25.0
+    monkeypatch.setattr(fam, "ROW_SUM_MIN", 64)
+    fast = exact_strings(fmt, x, {}, 25, functions=["log_softmax"])["log_softmax"]
+    monkeypatch.setattr(fam, "ROW_SUM_MIN", 1 << 40)
+    slow = exact_strings(fmt, x, {}, 25, functions=["log_softmax"])["log_softmax"]
+    assert fast == slow and None not in fast
+    with mpmath.workprec(300):
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in x))
+        for j in (0, 5, 2999):
+            _digits(fast[j], mpmath.mpf(float(x[j])) - lse)
+
+
+def test_integer_decimal_cell_is_the_rational_one():
+    """reference._int_decimal_cell (plain integers) against the cell computed here with Fractions:
+    v rounded to d significant digits, ties to even, on random values, ties and powers of ten."""
+    import random
+    from fractions import Fraction
+
+    from mpmath.libmp import from_man_exp
+
+    from numstab.reference import _int_decimal_cell
+
+    def cell(v: Fraction, d: int):
+        e = 0
+        while Fraction(10) ** (e + 1) <= v:
+            e += 1
+        while Fraction(10) ** e > v:
+            e -= 1
+        q = v / Fraction(10) ** (e - d + 1)
+        k = int(q)
+        r = q - k
+        if r > Fraction(1, 2) or (r == Fraction(1, 2) and k % 2):
+            k += 1
+        return (10 ** (d - 1), e + 1) if k == 10**d else (k, e)
+
+    rnd = random.Random(4)
+    cases = [(rnd.getrandbits(rnd.randint(1, 150)) | 1, rnd.randint(-300, 200)) for _ in range(3000)]
+    cases += [(v, 0) for k in range(1, 40) for v in (10**k, 10**k - 1, 5 * 10**k, 10**k + 5, 125 * 10**k)]
+    for man, exp in cases:
+        v = Fraction(man) * Fraction(2) ** exp
+        for d in (1, 2, 3, 25):
+            assert _int_decimal_cell(from_man_exp(man, exp), d) == cell(v, d), (man, exp, d)

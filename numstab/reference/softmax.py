@@ -252,7 +252,8 @@ def exact_raw(x_row, args_row: dict, prec: int) -> dict[str, list]:
     return out
 
 
-def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=None) -> dict[str, list]:
+def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=None,
+            cache: dict | None = None) -> dict[str, list]:
     """Rigorous enclosures of every reference value of one vector: raw mpf (lo, hi, lo_dec,
     hi_dec), lo <= r <= hi, the rounding and ulp read at lo_dec and hi_dec (see :func:`strict`;
     ``fmt_p`` the target format's precision). ``wanted``: {function: element indices} to
@@ -270,7 +271,8 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=No
     many more bits than ``prec`` (x = [1e38, 0.25]); exp of an exact d keeps its
     relative accuracy whatever |d|. Equal inputs share one exp: t adds count * exp(d)
     (the product rounded outward too). ``t``: given bounds (tlo, thi) on t (:func:`row_sum`);
-    then only the wanted elements' exps are computed.
+    then only the wanted elements' exps are computed; ``cache``: a dict kept between calls on the
+    same vector at the same ``prec`` (the exps of the values seen so far).
     """
     from mpmath.libmp import (
         fone,
@@ -303,7 +305,7 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=No
         below (or above) it no format boundary lies, as :func:`strict` requires."""
         return v if S is None else mpf_pos(v, 53, rnd)
 
-    exps = {}
+    exps = {} if cache is None else cache
 
     def exp_of(v):
         if v not in exps:

@@ -284,7 +284,14 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             else:
                 words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
         elif c == "underflow":
-            if any(lb == "exp" for lb, _ in _row_events(events, "flush")) or y.size and any(y == 0):
+            tensors = [(lb, cols) for lb, cols in _row_events(events, "flush") if lb.startswith("output of ")]
+            if tensors and tensors[0][1] is not None and tensors[0][1][0].size:
+                lb, cols = tensors[0]
+                what = lb[len("output of "):]
+                words.append(f"the {what} output {_g(float(np.max(cols[0])), 4)} flushes to 0 "
+                             f"when rounded to {out_fmt.name} between the two functions (below half its "
+                             f"smallest subnormal {out_fmt.smallest_subnormal:.3g})")
+            elif any(lb == "exp" for lb, _ in _row_events(events, "flush")) or y.size and any(y == 0):
                 words.append(f"exp flushes to 0 in {fmt.name} (exp(x) is 0 for x <= {unf_x:.6g})")
             else:
                 words.append(f"results below {fmt.tiny:.3g} are subnormal in {fmt.name} and lose digits")

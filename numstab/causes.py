@@ -177,9 +177,17 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
         tiny_exact = np.abs(rounded) < fmt.tiny
         if rec.log_of_zero is not None and not rec.per_vector:  # log-probabilities
             tiny_exact = rounded <= ln_unf  # the probability itself underflows
+    # an overflowed sum makes every output of its row 0 (x / inf) or NaN (inf / inf): a zero
+    # beside finite nonzero outputs of the same vector did not come from one -- the sum of a
+    # black box that shifts by the max never overflows, whatever the exact sum
+    dead = np.ones(shape, dtype=bool)
+    if len(shape) == 2:
+        with np.errstate(all="ignore"):
+            live = (np.isfinite(y) & (y != 0)).any(axis=-1)
+        dead = ~live[:, None] & dead
     for mask in (zero, inf):
         m = mask & ~nan & (status != UNDETERMINED)
-        ovf = m & (ovf_code != 0)
+        ovf = m & (ovf_code != 0) & dead
         status[ovf] = OVERFLOW
         cause[ovf] = ovf_code[ovf]
         unf = m & ~ovf & (tiny_exact | all_unf | (is_log & inf & (y < 0)))

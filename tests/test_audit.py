@@ -260,7 +260,7 @@ def _naive_softmax_median_ulp_float16(seed: int, n: int, trials: int) -> float:
 def test_compare_and_audit_give_identical_figures(capsys):
     """One engine: the same cell gives the same figures in compare and in audit."""
     cell = ["--function", "softmax", "--impl", "naive", "--dtype", "float16", "--sizes", "10",
-            "--offsets", "0", "--trials", "3", "--seed", "0",
+            "--spreads", "1", "--offsets", "0", "--trials", "3", "--seed", "0",
             "--compute", "format"]  # the figure below is computed in float16 steps
     assert main(["compare", *cell, "--format", "json", "--jobs", "1"]) == 0
     c = json.loads(capsys.readouterr().out)["results"][0]

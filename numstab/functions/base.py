@@ -96,6 +96,12 @@ class Impl:
         return f"{self.function}:{self.name}"
 
     @property
+    def composes(self) -> str | None:
+        """The inner function whose output a built-in composition reads as a tensor in the
+        format (``log(softmax)``: "softmax"; see :class:`Ops` and :func:`composition`)."""
+        return getattr(self.fn, "composes", None)
+
+    @property
     def record(self) -> Function:
         return RECORDS[self.function]
 
@@ -130,6 +136,15 @@ class Impl:
         if wide != x.dtype:
             y = o.round_output(y, x.dtype)  # the output, rounded once to the format
         return o.first(y) if rec.per_vector else y
+
+
+def composition(inner: str):
+    """Mark a kernel that feeds the output of the function ``inner`` into another one (it calls
+    ``o.tensor(..., inner)`` there): the summaries then name that tensor's flush to 0."""
+    def mark(fn):
+        fn.composes = inner
+        return fn
+    return mark
 
 
 class Ops:

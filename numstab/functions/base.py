@@ -90,6 +90,11 @@ class Impl:
     #: steps a built-in runs on x in the format itself before its kernel, whatever the precision
     #: model (a sampler's ``x / T``: its own tensor in the model's dtype); ``prologue(x, o)``
     prologue: Callable | None = None
+    #: how another process (a Dask worker) builds this black box again, without pickling it:
+    #: ("callable", function, "module:function" or "/abs/file.py:function", timeout) or
+    #: ("library", function, library, name, timeout, device); () where it cannot (a callable
+    #: given as an object)
+    source: tuple = ()
 
     @property
     def key(self) -> str:

@@ -29,7 +29,7 @@ from .steps import CATEGORY_CODE, CODE, DEFAULT_COMPUTE, EXP_OVF, INVALID, OUT_R
 from .steps import UNDERFLOW as C_UNDERFLOW
 
 #: rows per traced attribution pass are limited so its arrays stay small
-ATTRIBUTE_ELEMENTS = 1 << 18
+ATTRIBUTE_ELEMENTS = 1 << 16
 
 
 def cause_name(code: int) -> str | None:

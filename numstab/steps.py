@@ -374,9 +374,19 @@ class Tracer:
         fmt = self._fmt(v)
         shape = v.shape
         with np.errstate(all="ignore"):
-            if err is None and np.isfinite(v).all() and not (np.abs(v) < fmt.tiny).any():
-                # nothing special happened in this step (the common case): no event, no root
-                return T(v, np.zeros(shape, dtype=np.int8), None)
+            if np.isfinite(v).all() and not (np.abs(v) < fmt.tiny).any():
+                # nothing special happened in this step (the common case): no event, flag or root;
+                # only the attribution's local error, exactly as below (every category C_ROUND
+                # without local_cat: the other two get + 0.0)
+                if err is not None:
+                    local = (self._w(v) - sh).astype(np.float64)
+                    local = np.where(np.isfinite(local), local, 0.0)
+                    for c in (C_UNF, C_ROUND, C_ABS):
+                        if local_cat is None:
+                            err[..., c] += local if c == C_ROUND else 0.0
+                        else:
+                            err[..., c] += np.where(local_cat == c, local, 0.0)
+                return T(v, np.zeros(shape, dtype=np.int8), err)
         fin_in, nan_in = True, False
         for o in operands:
             fin_in = fin_in & np.isfinite(o)

@@ -1,6 +1,6 @@
 """numstab benchmarks: reference throughput, kernel throughput, command wall times.
 
-Run:  python benchmarks/bench.py [--quick] [--logits | --stream MB]
+Run:  python benchmarks/bench.py [--quick] [--logits | --stream MB | --long M]
 
 Prints, in one run on the same inputs: elements/s of a plain per-element mpmath
 softmax loop, of numstab's reference (proven float64 fast path + mpmath fallback,
@@ -218,13 +218,48 @@ def stream_section(megabytes: int) -> None:
                   f"{peak_one / 2**20:26.0f}")
 
 
+def long_section(millions: float) -> None:
+    """One long vector: `numstab inspect softmax --impl stable --input long.npy` of a single
+    float32 row (N(0, 3), 3 outliers near +25) of the given number of millions of values, for
+    float16 and float32; wall time, peak resident memory (sampled every 0.1 s) and bytes per element."""
+    import tempfile
+
+    n = int(millions * 1_000_000)
+    exe = os.path.join(os.path.dirname(sys.executable), "numstab")
+    print(f"\n== one long vector: inspect softmax --impl stable, a float32 .npy of 1 x {n:,} ==")
+    print(f"{'format':10} {'wall s':>8} {'el/s':>12} {'peak MB':>9} {'bytes/el':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "long.npy")
+        rng = np.random.default_rng(0)
+        x = (rng.standard_normal(n) * 3).astype(np.float32)
+        x[rng.integers(0, n, 3)] = 25 + rng.uniform(-1, 1, 3)
+        np.save(path, x)
+        del x
+        for fmt in ("float16", "float32"):
+            t0 = time.perf_counter()
+            p = subprocess.Popen([exe, "inspect", "softmax", "--impl", "stable", "--input", path,
+                                  "--dtype", fmt, "--format", "json", "--quiet"], stdout=subprocess.DEVNULL)
+            peak = 0
+            while p.poll() is None:
+                peak = max(peak, _tree_rss(p.pid)[0])
+                time.sleep(0.1)
+            wall_s = time.perf_counter() - t0
+            assert p.returncode in (0, 1), p.returncode
+            print(f"{fmt:10} {wall_s:8.1f} {n / wall_s:12,.0f} {peak / 2**20:9.0f} {peak / n:9.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1e4 elements instead of 1e5, no 1e6 point")
     ap.add_argument("--logits", action="store_true", help="only the real-logits section")
     ap.add_argument("--stream", type=int, metavar="MB",
                     help="only the streamed-input section, on a generated file of MB megabytes")
+    ap.add_argument("--long", type=float, metavar="M",
+                    help="only the long-vector section: one row of M million values")
     args = ap.parse_args()
+    if args.long:
+        long_section(args.long)
+        return
     if args.logits:
         logits_section(args.quick)
         return

@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,30 +26,47 @@ from .errors import Terminated, UsageError
 from .functions import Impl
 from .functions import get as get_function
 
+#: one redirection for all the threads inside stdout_to_stderr blocks (Dask's in-process workers
+#: call black boxes from several threads at once: each saving and restoring sys.stdout by itself
+#: could restore another block's redirection and leave numstab's own output on stderr)
+_REDIRECT = {"lock": threading.Lock(), "depth": 0, "fd": None, "saved": None, "stdout": None}
+
 
 @contextlib.contextmanager
 def stdout_to_stderr():
     """Everything written to stdout inside the block goes to stderr instead, at the
-    file-descriptor level too (C extensions, os.write(1, ...)): numstab's own output stays clean."""
-    sys.stdout.flush()
-    saved = None
+    file-descriptor level too (C extensions, os.write(1, ...)): numstab's own output stays clean.
+    Thread-safe and reentrant: the first block in redirects, the last one out restores."""
+    st = _REDIRECT
+    with st["lock"]:
+        if st["depth"] == 0:
+            sys.stdout.flush()
+            st["saved"] = st["fd"] = None
+            try:
+                fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
+                st["saved"] = os.dup(fd)
+                os.dup2(2, fd)
+                st["fd"] = fd
+            except (OSError, ValueError, AttributeError):
+                pass
+            st["stdout"] = sys.stdout
+            sys.stdout = sys.stderr
+        st["depth"] += 1
     try:
-        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
-        saved = os.dup(fd)
-        os.dup2(2, fd)
-    except (OSError, ValueError, AttributeError):
-        fd = None
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
+        yield
     finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        if saved is not None:
-            os.dup2(saved, fd)
-            os.close(saved)
+        with st["lock"]:
+            st["depth"] -= 1
+            if st["depth"] == 0:
+                try:
+                    sys.stderr.flush()
+                except (OSError, ValueError):
+                    pass
+                sys.stdout = st["stdout"]
+                if st["saved"] is not None:
+                    os.dup2(st["saved"], st["fd"])
+                    os.close(st["saved"])
+                st["saved"] = st["fd"] = st["stdout"] = None
 
 
 def load_callable(spec: str):

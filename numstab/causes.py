@@ -194,9 +194,17 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
         tiny_exact = np.abs(rounded) < fmt.tiny
         if rec.log_of_zero is not None and not rec.per_vector:  # log-probabilities
             tiny_exact = rounded <= ln_unf  # the probability itself underflows
+    # an overflowed sum makes every output of its row 0 (x / inf) or NaN (inf / inf): a zero
+    # beside finite nonzero outputs of the same vector did not come from one -- the sum of a
+    # black box that shifts by the max never overflows, whatever the exact sum
+    dead = np.ones(shape, dtype=bool)
+    if len(shape) == 2:
+        with np.errstate(all="ignore"):
+            live = (np.isfinite(y) & (y != 0)).any(axis=-1)
+        dead = ~live[:, None] & dead
     for mask in (zero, inf):
         m = mask & ~nan & (status != UNDETERMINED)
-        ovf = m & (ovf_code != 0)
+        ovf = m & (ovf_code != 0) & dead
         status[ovf] = OVERFLOW
         cause[ovf] = ovf_code[ovf]
         unf = m & ~ovf & (tiny_exact | all_unf | (is_log & inf & (y < 0)))
@@ -301,7 +309,14 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             else:
                 words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
         elif c == "underflow":
-            if any(lb == "exp" for lb, _ in _row_events(events, "flush")) or y.size and any(y == 0):
+            tensors = [(lb, cols) for lb, cols in _row_events(events, "flush") if lb.startswith("output of ")]
+            if tensors and tensors[0][1] is not None and tensors[0][1][0].size:
+                lb, cols = tensors[0]
+                what = lb[len("output of "):]
+                words.append(f"the {what} output {_g(float(np.max(cols[0])), 4)} flushes to 0 "
+                             f"when rounded to {out_fmt.name} between the two functions (below half its "
+                             f"smallest subnormal {out_fmt.smallest_subnormal:.3g})")
+            elif any(lb == "exp" for lb, _ in _row_events(events, "flush")) or y.size and any(y == 0):
                 words.append(f"exp flushes to 0 in {fmt.name} (exp(x) is 0 for x <= {unf_x:.6g})")
             else:
                 words.append(f"results below {fmt.tiny:.3g} are subnormal in {fmt.name} and lose digits")

@@ -156,7 +156,7 @@ def default_grid(fmt: Format, seed: int = 0) -> GridSpec:
     """Offsets from -1.6T to +1.6T (T = ln(max)) in 17 steps, crossing both exp limits."""
     t = offset_scale(fmt)
     offsets = tuple(round(t * k / 10, 6) for k in range(-16, 17, 2))
-    return GridSpec(offsets=offsets, spreads=(1.0,), sizes=(2, 10, 1000), trials=3, seed=seed)
+    return GridSpec(offsets=offsets, spreads=(1.0, 8.0), sizes=(2, 10, 1000), trials=3, seed=seed)
 
 
 #: Additive attention masks (``--mask``), applied to positions n//2.. of every vector, in the

@@ -20,13 +20,15 @@ VECTOR_SHOWN = 8
 
 
 def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=None,
-          exact: bool = True, x_exact=None, keys: list | None = None) -> list[dict]:
+          exact: bool = True, x_exact=None, keys: list | None = None, elements: bool = False) -> list[dict]:
     """The K worst rows of an outcome (engine.ImplOutcome over the (B, n) batch x).
 
     ``src``: the inputs.InputArray the rows come from (for N-D indices; None: row numbers);
     ``x_exact``: the inputs of the exact values when they differ from x (x / T, a temperature);
-    ``keys``: a list that receives (row, status code, ULP score) of each entry, the ranking
-    (status, then ULP error, then row) that merges the worst rows of several chunks.
+    ``keys``: a list that receives (row, status code, ULP score, element) of each entry, the
+    ranking (status, then ULP error, then row, then element) that merges the worst rows of
+    several chunks; ``elements``: the K worst elements of the batch's one vector instead (a
+    vector too long to list element by element).
     """
     if k <= 0 or o.status is None:
         return []
@@ -40,14 +42,16 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
     best = np.lexsort((-u, -st), axis=-1)[:, 0] if st.shape[1] > 1 else np.zeros(B, dtype=np.int64)
     rs = st[np.arange(B), best]
     ru = u[np.arange(B), best]
-    order = np.lexsort((np.arange(B), -ru, -rs))[:k]
     scalar = o.status.ndim == 1
+    if elements and not scalar and B == 1:  # one vector: its K worst elements
+        cols = np.lexsort((np.arange(st.shape[1]), -u[0], -st[0]))[:k]
+        picks = [(0, int(j)) for j in cols]
+    else:
+        picks = [(int(r), int(best[r])) for r in np.lexsort((np.arange(B), -ru, -rs))[:k]]
     out = []
-    for r in order:
-        r = int(r)
-        j = int(best[r])
+    for r, j in picks:
         if keys is not None:
-            keys.append((r, int(rs[r]), float(ru[r])))
+            keys.append((r, int(st[r, j]), float(u[r, j]), j))
         idx = (r,) if scalar else (r, j)
         row_index = src.index(r) if src is not None else (r,)
         el_index = (src.element_index(r, None if scalar else j) if src is not None
@@ -82,8 +86,14 @@ def _value(v):
 
 def exact_string(fmt, row, target, function: str, j: int, specials):
     """Element j's exact value (decimal, every digit right) of the function at the vector ``row``."""
+    return exact_strings_at(fmt, row, target, function, [j], specials)[0]
+
+
+def exact_strings_at(fmt, row, target, function: str, js, specials) -> list:
+    """The exact values (decimal, every digit right) of elements ``js`` of the function at the
+    vector ``row``, computed together (a long row's shared quantities once)."""
     from .masks import exact_strings
     from .reference import exact_strings as strings_of
 
-    strings = exact_strings(strings_of, fmt, row, target, specials, functions=[function], elements=[j])
-    return strings[function][j]
+    strings = exact_strings(strings_of, fmt, row, target, specials, functions=[function], elements=list(js))
+    return [strings[function][j] for j in js]

@@ -180,10 +180,17 @@ class Plain:
         return a.astype(dtype)
 
     @staticmethod
-    def round_output(a, dtype):
+    def round_output(a, dtype, label="output"):
         """A kernel's output computed in a wider type (``--compute float32``), rounded once to
-        the format."""
+        the format (``label``: which output, for a function's output inside an implementation
+        that composes two -- functions.base.Ops.tensor)."""
         return narrow(a, dtype)
+
+    @staticmethod
+    def tensor(a, what):
+        """A function's output inside a composition: unchanged when every step is in one type
+        (functions.base.Ops rounds it to the format under ``--compute float32``)."""
+        return a
 
     @staticmethod
     def ones(like, dtype):
@@ -406,13 +413,18 @@ class Tracer:
         self._flag("invalid", invalid)
         root = np.array(root, dtype=np.int8)
         fresh = root == 0
-        root[over & fresh] = {"exp": EXP_OVF, "output": OUT_ROUND}.get(label, SUM_OVF)
+        # the output rounding (a flush to 0 there is the output's own underflow: a cause of its
+        # own); a function's output tensor inside a composition (``output of softmax``) that
+        # flushes to 0 is an underflow the next function (a log) then turns into -inf
+        boundary = label.startswith("output of ")
+        rounding = label == "output" or boundary
+        root[over & fresh] = OUT_ROUND if rounding else EXP_OVF if label == "exp" else SUM_OVF
         root[flush & fresh] = OUT_ROUND if label == "output" else UNDERFLOW
         root[np.isnan(v) & (root == 0)] = INVALID
         root[~_special(v)] = 0
         # an exp's events keep its argument (the verdict names exp(arg), not the function's input)
         arg = ((np.broadcast_to(np.asarray(operands[0], dtype=np.float64), shape),)
-               if label == "exp" and operands else None)
+               if (label == "exp" or boundary) and operands else None)
         self._record(label, "overflow", over, arg)
         self._record(label, "flush", flush, arg)
         if err is not None:
@@ -611,7 +623,7 @@ class Tracer:
         return self._finish("sum", v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
                             operands=(a.v,))
 
-    def round_output(self, a, dtype):
+    def round_output(self, a, dtype, label="output"):
         """The output rounding of ``--compute float32``: a traced step of its own (``output``),
         so an output that is finite in float32 and overflows or flushes to 0 only in the format
         has the root ``output_rounding``, and its rounding error (subnormal digits included) is
@@ -619,8 +631,11 @@ class Tracer:
         a = self._t(a)
         with np.errstate(all="ignore"):
             v = narrow(a.v, dtype)
-        return self._finish("output", v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
+        return self._finish(label, v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
                             operands=(a.v,), nonzero=(a.v != 0) & np.isfinite(a.v))
+
+    def tensor(self, a, what):
+        return a  # see Plain.tensor
 
     def ones(self, like, dtype):
         return self.wrap(np.ones(like.shape, dtype=dtype))

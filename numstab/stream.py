@@ -122,6 +122,7 @@ class Job:
     extras: object = None  # grids.Extras (cotangents)
     source: FileSource | None = None
     compute: str = "float32"  # the built-ins' precision model (steps.COMPUTE_MODELS)
+    elements: bool = False  # a batch of one vector: name its K worst elements (locate.worst)
 
     def resolve(self) -> list:
         from .functions import REGISTRY
@@ -130,18 +131,64 @@ class Job:
         for ref in self.impls:
             if ref[0] == "builtin":
                 out.append(REGISTRY[ref[1]][ref[2]])
+            elif ref[0] == "source":
+                out.append(_rebuilt(ref[1:]))
             else:
                 out.append(_LOCAL_IMPLS[ref[1]])
         return out
 
 
-def impl_refs(impls) -> tuple:
-    """Job.impls for these implementations (black boxes are kept in this process's list)."""
+_REBUILT: dict = {}  # black boxes built again from their source, once per (worker) process
+
+
+def _rebuilt(source: tuple):
+    """The implementation an Impl.source names, built in this process (a Dask worker): the
+    callable imported by its reference, the library adapter loaded by its name."""
+    if source not in _REBUILT:
+        if source[0] == "callable":
+            from .adapters import load_callable, user_impl
+
+            _, function, spec, timeout = source
+            impl = user_impl(function, load_callable(spec), spec, timeout=timeout)
+        else:
+            from .libraries import library_impls
+
+            _, function, lib, name, timeout, device = source
+            found = [i for i in library_impls(lib, function, timeout=timeout, device=device)
+                     if i.name == name]
+            if not found:
+                raise UsageError(f"--library {lib}: this worker's {lib} has no {name}")
+            impl = found[0]
+        _REBUILT[source] = impl
+    return _REBUILT[source]
+
+
+def callable_reference(spec: str) -> str:
+    """A --callable as another machine imports it: module:function as given, a file's path made
+    absolute (the workers see the files at the same paths)."""
+    mod, _, attr = spec.rpartition(":")
+    if mod.endswith(".py") or "/" in mod:
+        from pathlib import Path
+
+        return f"{Path(mod).resolve()}:{attr}"
+    return spec
+
+
+def impl_refs(impls, remote: bool = False) -> tuple:
+    """Job.impls for these implementations: black boxes are kept in this process's list (forked
+    workers inherit it), or with ``remote`` (a Dask cluster) named by their source, which the
+    worker builds again; one without a source is refused in one line."""
     _LOCAL_IMPLS.clear()
     refs = []
     for i in impls:
         if i.builtin:
             refs.append(("builtin", i.function, i.name))
+        elif remote:
+            if not getattr(i, "source", ()):
+                raise UsageError(f"--scheduler: {i.name} cannot be rebuilt on a Dask worker (a callable "
+                                 "passed as an object: give it as module:function or file.py:function); "
+                                 "use --jobs")
+            refs.append(("source",) + tuple(i.source))
         else:
             _LOCAL_IMPLS.append(i)
             refs.append(("local", len(_LOCAL_IMPLS) - 1))
@@ -437,27 +484,35 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials) -> 
         from .locate import worst
 
         keys: list = []
-        entries = worst(o, x, args, fmt, job.top, names, specials, exact=False, x_exact=xe, keys=keys)
+        entries = worst(o, x, args, fmt, job.top, names, specials, exact=False, x_exact=xe, keys=keys,
+                        elements=job.elements)
         tg = args.get("target", np.zeros(B, dtype=np.int64)) if isinstance(args, dict) else args
-        for entry, (r, rs, ru) in zip(entries, keys):
+        rows: dict = {}  # each candidate row copied once (a long vector's K elements share it)
+        for entry, (r, rs, ru, j) in zip(entries, keys):
             row_arg = (int(tg[r]) if not isinstance(args, dict) or set(args) <= {"target"}
                        else {k: v[r] for k, v in args.items()})
             if names.path is not None:
                 entry = {"file": names.path, **entry}
-            j = int(entry.get("element", 0))
-            p.worst.append(((-rs, -ru, chunk.row0 + r), entry, (xe[r].copy(), row_arg, j)))
+            if r not in rows:
+                rows[r] = xe[r].copy()
+            p.worst.append(((-rs, -ru, chunk.row0 + r, j), entry, (rows[r], row_arg, j)))
     return p
 
 
 def finish_worst(fmt, function: str, part: Part, specials) -> list:
     """The merged --top K rows with their exact values (25 digits, every one right): computed
-    for those K rows only, once the whole input has been ranked."""
-    from .locate import exact_string
+    for those K rows only, once the whole input has been ranked; the elements of one row together, so
+    a long row's shared quantities are computed once)."""
+    from .locate import exact_strings_at
 
-    out = []
-    for _key, entry, (xr, row_arg, j) in part.worst:
-        out.append({**entry, "exact": exact_string(fmt, xr, row_arg, function, j, specials)})
-    return out
+    by_row: dict = {}
+    for key, _entry, (xr, row_arg, j) in part.worst:
+        by_row.setdefault(key[2], (xr, row_arg, []))[2].append(j)
+    exact = {}
+    for r, (xr, row_arg, js) in by_row.items():
+        strings = exact_strings_at(fmt, xr, row_arg, function, js, specials)
+        exact.update({(r, j): s for j, s in zip(js, strings)})
+    return [{**entry, "exact": exact[(key[2], j)]} for key, entry, (_xr, _a, j) in part.worst]
 
 
 def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
@@ -586,5 +641,7 @@ def run(chunks, jobs: int, progress=None, scheduler: str | None = None, top: int
         if progress:
             progress(state["done"], total)
 
+    if progress:
+        progress(0, total)  # arms the bar: one long chunk reports nothing else until it ends
     run_tasks(run_chunk, chunks, jobs, take, scheduler=scheduler)
     return state["acc"]

@@ -284,6 +284,21 @@ def working_thresholds(run: CompareRun, dtype: str, ths: dict) -> tuple[dict, st
     return exact_thresholds(get_format(work)), work
 
 
+def _composes(function: str, impl: str) -> str | None:
+    """The inner function a built-in composition rounds to the format (functions.base.Ops)."""
+    from .functions import REGISTRY
+
+    i = REGISTRY.get(function, {}).get(impl)
+    return i.composes if i is not None and i.builtin else None
+
+
+def _half_subnormal(dtype: str) -> float:
+    """Half the smallest subnormal: the largest magnitude that rounds to 0 (ties to even)."""
+    from .formats import get_format
+
+    return get_format(dtype).smallest_subnormal / 2
+
+
 def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
     """One line per function x implementation x format: where it breaks and why.
 
@@ -315,7 +330,11 @@ def summary_lines(run: CompareRun, agg: Aggregates | None = None) -> list[str]:
                 arg = "max(x)" if temp == 1 else "max(x / T)"
                 parts.append(f"{worst} where {arg} >= {sig(th['exp_overflow_x'], 4)} ({why}{where})")
                 continue
-            if cause == "underflow" and th:
+            inner = _composes(f, impl) if work and not inferred else None
+            if cause == "underflow" and inner:  # the inner function's output tensor, in the format
+                why += (f": the {inner} output is 0 once rounded to {dt} (at or below "
+                        f"{sig(_half_subnormal(dt), 3)}), before the next function")
+            elif cause == "underflow" and th:
                 arg = "x" if temp == 1 else "x / T"
                 why += (f": exp({arg}) is subnormal{where} below {sig(th['exp_subnormal_x'], 4)}, "
                         f"0 at or below {sig(th['exp_underflow_x'], 4)}")

@@ -74,7 +74,7 @@ def test_torch_implementations_audited(capsys):
                         "machine's local wheel when there is one)")
     for f in ("softmax", "log_softmax", "logsumexp", "cross_entropy"):
         code, data, _ = audit(capsys, "--function", f, "--dtype", "float16", "--dtype", "bfloat16",
-                              "--library", "torch", *SMALL)
+                              "--library", "torch", "--spreads", "1", *SMALL)
         assert code == 0, data
         assert all(r["counts"]["nan"] == r["counts"]["overflow"] == 0 for r in data["results"])
     # torch's half softmax computes in float32 inside: correctly rounded here
@@ -217,6 +217,27 @@ def test_reproduces_blanchard_higham_higham_2021(capsys):
     assert np.all(rel <= (n + 2 + 2 * (x.max(axis=1) - x.min(axis=1))) * u)
 
 
+def test_torch_half_log_softmax_fails_the_default_audit_on_a_wide_spread(capsys):
+    """On the default grid's spread 8, torch's float16 log_softmax returns 0 for the largest entry
+    of [7.49609375, 17.84375]: its row sum 1 + e^-10.35 = 1.000032 is held in float16, where it
+    rounds to 1, so log(sum) = 0; the exact value -log1p(e^-10.34765625) = -3.2067e-5 is a
+    subnormal of float16 (spacing 2^-24): 538 ULP, and a 0 where the exact value is not (the
+    default audit's `zero`)."""
+    import mpmath
+
+    pytest.importorskip("torch", reason="torch not installed")
+    exact = -mpmath.log1p(mpmath.exp(mpmath.mpf(7.49609375) - mpmath.mpf(17.84375)))
+    assert round(float(abs(exact) / mpmath.mpf(2) ** -24), 0) == 538
+    assert np.float16(1 + np.exp(np.float32(7.49609375 - 17.84375))) == 1
+    code, data, _ = audit(capsys, "--function", "log_softmax", "--dtype", "float16", "--library",
+                          "torch", *SMALL)
+    (r,) = data["results"]
+    assert code == 1 and not r["passed"] and r["reasons"][0].startswith("zero: ")
+    w = r["first_failure"]
+    assert w["vector"] == [7.49609375, 17.84375] and w["element"] == 1 and w["output"] == 0.0
+    assert w["exact_rounded"] == float(np.float16(float(exact))) and w["ulp_error"] == 538.0
+
+
 def test_env_independent_of_cwd():
     assert os.path.isfile(USER)
 
@@ -225,7 +246,7 @@ def test_jax_implementations_audited(capsys):
     pytest.importorskip("jax", reason="jax not installed (optional: pip install jax)")
     for f in ("softmax", "log_softmax", "logsumexp"):
         code, data, _ = audit(capsys, "--function", f, "--dtype", "float32", "--dtype", "float64",
-                              "--library", "jax", *SMALL)
+                              "--library", "jax", "--spreads", "1", *SMALL)
         assert code == 0, data
         # float64 really computed in float64 (x64 mode): errors of a few ULP, not float32's 1e9
         assert all(r["max_ulp"] < 100 for r in data["results"]), data["results"]
@@ -260,7 +281,7 @@ def _naive_softmax_median_ulp_float16(seed: int, n: int, trials: int) -> float:
 def test_compare_and_audit_give_identical_figures(capsys):
     """One engine: the same cell gives the same figures in compare and in audit."""
     cell = ["--function", "softmax", "--impl", "naive", "--dtype", "float16", "--sizes", "10",
-            "--offsets", "0", "--trials", "3", "--seed", "0",
+            "--spreads", "1", "--offsets", "0", "--trials", "3", "--seed", "0",
             "--compute", "format"]  # the figure below is computed in float16 steps
     assert main(["compare", *cell, "--format", "json", "--jobs", "1"]) == 0
     c = json.loads(capsys.readouterr().out)["results"][0]

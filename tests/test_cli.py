@@ -16,7 +16,8 @@ def run_cli(capsys, *argv):
 def test_compare_json_schema_and_figures(capsys):
     # every step in float16: exp(12) overflows (in float32 steps it does not)
     code, out, err = run_cli(capsys, "compare", "--compute", "format", "--dtype", "float16", "--function",
-                             "softmax", "--sizes", "2", "--offsets", "0,12", "--format", "json")
+                             "softmax", "--sizes", "2", "--spreads", "1", "--offsets", "0,12",
+                             "--format", "json")
     assert code == 0, err
     data = json.loads(out)
     assert data["schema"] == "numstab.compare/5"
@@ -154,7 +155,8 @@ def test_compare_opens_with_one_summary_line_per_implementation(capsys):
     import math
 
     argv = ["compare", "--dtype", "float16", "--function", "softmax", "--impl", "naive", "--impl", "stable",
-            "--sizes", "10", "--offsets=-16,0,9,12", "--trials", "2", "--jobs", "1", "--compute", "format"]
+            "--sizes", "10", "--spreads", "1", "--offsets=-16,0,9,12", "--trials", "2", "--jobs", "1",
+            "--compute", "format"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     naive = next(ln for ln in lines if ln.strip().startswith("softmax/naive float16:"))

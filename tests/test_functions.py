@@ -79,7 +79,8 @@ def test_a_registered_elementwise_function_is_evaluated(toy, mode):
 
 
 def test_compare_runs_a_registered_function(toy):
-    run = run_compare(dtypes=["float16"], functions=["toy_exp"], sizes="4", offsets="0,12", trials=2, jobs=1)
+    run = run_compare(dtypes=["float16"], functions=["toy_exp"], sizes="4", offsets="0,12", spreads="1",
+                      trials=2, jobs=1)
     assert {r.function for r in run.results} == {"toy_exp"}
     by = {r.offset: r for r in run.results}
     # numpy's float16 exp is correctly rounded here: within half an ULP, and inf where exp(x) is

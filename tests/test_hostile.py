@@ -181,10 +181,10 @@ def test_failed_report_leaves_no_directory(tmp_path, capsys, monkeypatch):
 # ------------------------------------------------ 3. memory
 def test_huge_grid_is_refused_before_starting():
     t = time.time()
-    # the grid: 10M offsets x 3 trials x n = 2 is 60M input elements per format
+    # the grid: 10M offsets x 2 default spreads x 3 trials x n = 2 is 120M input elements per format
     p = sub("compare", "--offsets", "0:1:10000000", "--sizes", "2", timeout=60)
     err = p.stderr.decode()
-    assert p.returncode == 2 and "60,000,000 input elements per format" in err and err.count("\n") == 1, err
+    assert p.returncode == 2 and "120,000,000 input elements per format" in err and err.count("\n") == 1, err
     p = sub("compare", "--offsets", "0:1:30000000", "--sizes", "2", "--trials", "1", timeout=60)
     err = p.stderr.decode()
     assert p.returncode == 2 and "above the limit of 20,000,000" in err and err.count("\n") == 1, err
@@ -505,7 +505,8 @@ def test_fifo_input_does_not_hang(tmp_path):
 
 def test_duplicates_are_computed_and_reported_once(capsys):
     code, out, _ = cli(capsys, "compare", "--dtype", "float16", "--dtype", "float16", "--function", "softmax",
-                       "--function", "softmax", "--offsets", "1,1,1", "--sizes", "2,2", "--format", "json",
+                       "--function", "softmax", "--offsets", "1,1,1", "--spreads", "1,1", "--sizes", "2,2",
+                           "--format", "json",
                        "--jobs", "1")
     d = json.loads(out)
     assert code == 0 and len(d["results"]) == 4 and len(d["thresholds"]) == 1  # 4 softmax impls, 1 cell

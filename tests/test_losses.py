@@ -349,7 +349,7 @@ def test_compare_shows_where_the_binary_family_breaks():
     from numstab.commands.compare import run_compare
 
     run = run_compare(dtypes=["float16"], functions=["softplus", "binary_cross_entropy"], sizes="4",
-                      offsets="-9,0,12", trials=2, jobs=1, compute="format")
+                      offsets="-9,0,12", spreads="1", trials=2, jobs=1, compute="format")
     by = {(r.function, r.impl, r.offset): r for r in run.results}
     assert by[("softplus", "naive", 12.0)].status == "overflow"
     assert by[("softplus", "naive", 12.0)].cause == "exp_overflow"

@@ -61,7 +61,7 @@ def test_confident_target_exposes_the_cancellation_of_the_stable_loss():
 
 def test_functions_without_a_target_are_reported_once():
     run = run_compare(dtypes=["float16"], functions=["softmax", "cross_entropy"], impls=["stable"],
-                      offsets="0", sizes="2", trials=1, jobs=1)
+                      offsets="0", spreads="1", sizes="2", trials=1, jobs=1)
     got = [(r.function, r.target_at) for r in run.results]
     assert got == [("softmax", None), ("cross_entropy", "argmax"), ("cross_entropy", "argmin"),
                    ("cross_entropy", "random")]

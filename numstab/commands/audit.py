@@ -25,18 +25,25 @@ from .audit_config import AuditSpec
 
 # ------------------------------------------------------------ running
 def _impls_of(spec: AuditSpec) -> list[Impl]:
+    import dataclasses
+
+    from ..stream import callable_reference
+
     out = [get_impl(spec.function, i) for i in spec.impls]
     for c in spec.callables:
         if isinstance(c, tuple):
             name, fn = c
+            out.append(user_impl(spec.function, fn, name, timeout=spec.timeout))
         else:
-            name, fn = c, load_callable(c)
-        out.append(user_impl(spec.function, fn, name, timeout=spec.timeout))
+            impl = user_impl(spec.function, load_callable(c), c, timeout=spec.timeout)
+            out.append(dataclasses.replace(impl, source=("callable", spec.function, callable_reference(c),
+                                                         spec.timeout)))
     for lib in spec.libraries:
         impls = library_impls(lib, spec.function, timeout=spec.timeout, device=spec.device)
         if not impls:
             raise UsageError(f"--library {lib} has no {spec.function}")
-        out.extend(impls)
+        out.extend(dataclasses.replace(i, source=("library", spec.function, lib, i.name, spec.timeout,
+                                                  spec.device)) for i in impls)
     return out
 
 
@@ -57,7 +64,8 @@ def _evaluate(spec: AuditSpec, fmt, impls, jobs: int, progress=None, scheduler=N
     from ..limits import audit_bytes, require
 
     rec = get_function(spec.function)
-    job = stream.Job(spec.function, fmt.name, stream.impl_refs(impls), spec.accumulate, spec.tolerance,
+    job = stream.Job(spec.function, fmt.name, stream.impl_refs(impls, remote=scheduler is not None),
+                     spec.accumulate, spec.tolerance,
                      spec.specials, None if temperature == 1 else temperature,
                      spec.top if spec.input is not None else 0, "record",
                      (tuple(spec.fail_on), spec.limit_for(fmt.name)), spec.extras, compute=spec.compute)
@@ -110,10 +118,6 @@ def run_audit(specs, argv=None, jobs: int | None = 1, progress=None, scheduler=N
         from ..dask_run import check_available
 
         check_available()
-        for spec in specs:
-            if spec.callables or spec.libraries:
-                raise UsageError("--scheduler runs numstab's built-in implementations only (a callable or "
-                                 "a library is called in this process's forked children); use --jobs")
     results, notes, skipped, libs = [], [], [], {}
     for spec in specs:
         all_impls = _impls_of(spec)

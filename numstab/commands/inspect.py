@@ -72,7 +72,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         from .. import stream
 
         fsrc, arrays = stream.open_source(input_file, key, axis)
-        if fsrc.sharded or arrays[0].rows > 1:
+        if fsrc.sharded or arrays[0].rows > 1 or arrays[0].n > stream.block_elements():
+            # a batch, or one vector too long to list element by element: summarized, its --top K
             return _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accumulate,
                                   tolerance, specials, top, temperature, cotangent, label_smoothing, jobs,
                                   progress, scheduler, compute)
@@ -91,7 +92,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
             "inspect fewer values (a long single vector is reported element by element) or use audit")
     temps = (None,) if temperature is None else validate.temperatures(temperature)
     results = []
-    for dt, temperature in ((d, t) for d in dtypes or ("float32",) for t in temps):
+    runs = [(d, t) for d in dtypes or ("float32",) for t in temps]
+    if progress:
+        progress(0, B * n * len(runs))  # arms the bar (a long vector: shown after about a second)
+    for k, (dt, temperature) in enumerate(runs):
+        if progress and k:
+            progress(k * B * n, B * n * len(runs))
         fmt = get_format(dt)
         x = round_inputs(fmt, x0)
         args = load_args(fmt, x, rec, target, targets_file, extras)
@@ -171,6 +177,8 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
                     **_masked_rows_returned(function, x, o.y),
                     "worst": worst(o, x, args_e, fmt, top, src, specials),
                 })
+    if progress:
+        progress(B * n * len(runs), B * n * len(runs))
     return {"schema": INSPECT_SCHEMA, "results": results}
 
 
@@ -205,7 +213,7 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
         args = stream.prepare_args(fmt, rec, rows, n, target, targets_file, extras)
         job = stream.Job(function, fmt.name, refs, accumulate, tolerance, specials,
                          None if temperature in (None, 1) else temperature, top, extras=extras, source=fsrc,
-                         compute=compute)
+                         compute=compute, elements=rows == 1)
         chunks = stream.plan_chunks(job, arrays, args, rpc)
 
         def step(done, total, k=k):

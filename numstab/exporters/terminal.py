@@ -240,10 +240,14 @@ def library_line(lib: dict) -> str:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr, shown only on a terminal and only once a run passes ~1 s."""
+    """A rich progress bar on stderr, shown only on a terminal and only once a run passes ~1 s.
+
+    The first call arms a timer: a run that reports nothing more for a while (one long vector,
+    evaluated in one go) still shows its bar, with the elapsed time, from about a second on."""
 
     def __init__(self, label: str, enabled: bool = True, delay: float = 1.0):
         import sys
+        import threading
         import time
 
         self.enabled = enabled and sys.stderr.isatty()
@@ -252,29 +256,55 @@ class ProgressBar:
         self.delay = delay
         self._bar = None
         self._task = None
+        self._last = (0, 0)
+        self._timer = None
+        self._lock = threading.Lock()
+        self._closed = False
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled:
             return
         import time
 
-        if self._bar is None:
-            if time.monotonic() - self.start < self.delay:
-                return
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        with self._lock:
+            self._last = (done, total)
+            if self._bar is None:
+                wait = self.delay - (time.monotonic() - self.start)
+                if wait > 0:
+                    if self._timer is None:
+                        import threading
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed:,}/{task.total:,} elements"),
-                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=total)
-        self._bar.update(self._task, completed=done, total=total)
+                        self._timer = threading.Timer(wait, self._show)
+                        self._timer.daemon = True
+                        self._timer.start()
+                    return
+                self._open()
+            self._bar.update(self._task, completed=done, total=total)
+
+    def _show(self) -> None:
+        with self._lock:
+            if self._bar is None and not self._closed:
+                self._open()
+
+    def _open(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        done, total = self._last
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                             TextColumn("{task.completed:,}/{task.total:,} elements"),
+                             TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(self.label, total=total, completed=done)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
 
 
 def compare(run: CompareRun, details: bool = True) -> str:

@@ -90,10 +90,21 @@ class Impl:
     #: steps a built-in runs on x in the format itself before its kernel, whatever the precision
     #: model (a sampler's ``x / T``: its own tensor in the model's dtype); ``prologue(x, o)``
     prologue: Callable | None = None
+    #: how another process (a Dask worker) builds this black box again, without pickling it:
+    #: ("callable", function, "module:function" or "/abs/file.py:function", timeout) or
+    #: ("library", function, library, name, timeout, device); () where it cannot (a callable
+    #: given as an object)
+    source: tuple = ()
 
     @property
     def key(self) -> str:
         return f"{self.function}:{self.name}"
+
+    @property
+    def composes(self) -> str | None:
+        """The inner function whose output a built-in composition reads as a tensor in the
+        format (``log(softmax)``: "softmax"; see :class:`Ops` and :func:`composition`)."""
+        return getattr(self.fn, "composes", None)
 
     @property
     def record(self) -> Function:
@@ -125,10 +136,48 @@ class Impl:
             x = self.prologue(x, o)
         wide = compute_dtype(x.dtype, compute)
         xin = o.cast(x, wide) if wide != x.dtype else x  # widening is exact
-        y = self.fn(xin, acc, target, o) if rec.takes else self.fn(xin, acc, o)
+        ok = Ops(o, x.dtype if wide != x.dtype else None)
+        y = self.fn(xin, acc, target, ok) if rec.takes else self.fn(xin, acc, ok)
         if wide != x.dtype:
             y = o.round_output(y, x.dtype)  # the output, rounded once to the format
         return o.first(y) if rec.per_vector else y
+
+
+def composition(inner: str):
+    """Mark a kernel that feeds the output of the function ``inner`` into another one (it calls
+    ``o.tensor(..., inner)`` there): the summaries then name that tensor's flush to 0."""
+    def mark(fn):
+        fn.composes = inner
+        return fn
+    return mark
+
+
+class Ops:
+    """The operations a kernel is given: every operation of ``o`` (steps.PLAIN or a
+    steps.Tracer), plus ``tensor(a, what)``, the boundary between two functions an
+    implementation composes (log of a softmax, -log of a sigmoid, nll of a log_softmax).
+
+    Under ``--compute float32`` a function's kernel runs in float32 and its output is a
+    tensor in the format, so where an implementation feeds one function's output into the
+    next, that output is rounded to the format there (a traced step of its own, like the
+    final output rounding: a probability below the format's smallest subnormal flushes to 0
+    before the log, as torch.log(torch.softmax(x)) does for float16 x) and widened again,
+    exactly. Under ``--compute format`` (``fmt`` None) every step is already in the format
+    and ``tensor`` changes nothing."""
+
+    __slots__ = ("_o", "_fmt")
+
+    def __init__(self, o, fmt):
+        self._o, self._fmt = o, fmt
+
+    def __getattr__(self, name):
+        return getattr(self._o, name)
+
+    def tensor(self, a, what: str):
+        if self._fmt is None:
+            return a
+        wide = a.dtype
+        return self._o.cast(self._o.round_output(a, self._fmt, f"output of {what}"), wide)
 
 
 def builtin(function: Function, name: str, fn: Callable, description: str) -> Impl:

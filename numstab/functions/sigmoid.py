@@ -12,7 +12,7 @@ softplus(x) - x z, whichever way an implementation computes it.
 
 from __future__ import annotations
 
-from .base import Function, builtin
+from .base import Function, builtin, composition
 
 
 def _e_neg_abs(x, o):
@@ -34,8 +34,9 @@ def sigmoid_stable(x, acc, o):
 
 
 # ------------------------------------------------------------ log_sigmoid
+@composition("sigmoid")
 def log_sigmoid_naive(x, acc, o):
-    return o.log(sigmoid_naive(x, acc, o))
+    return o.log(o.tensor(sigmoid_naive(x, acc, o), "sigmoid"))
 
 
 def log_sigmoid_stable(x, acc, o):
@@ -66,15 +67,17 @@ def _bce_from_probabilities(p, z, o):
     return o.neg(o.add(a, b, "z log(p) + (1 - z) log(1 - p)"))
 
 
+@composition("sigmoid")
 def bce_naive(x, acc, z, o):
     """From the naive sigmoid's probabilities, unclipped."""
-    return _bce_from_probabilities(sigmoid_naive(x, acc, o), o.lift(z, x), o)
+    return _bce_from_probabilities(o.tensor(sigmoid_naive(x, acc, o), "sigmoid"), o.lift(z, x), o)
 
 
+@composition("sigmoid")
 def bce_clipped(x, acc, z, o):
     """As Keras with from_logits=False: the (accurate) sigmoid's probabilities clipped to
     [1e-7, 1 - 1e-7], both bounds rounded to the format (in float16 1 - 1e-7 rounds to 1)."""
-    p = o.clip(sigmoid_stable(x, acc, o), KERAS_EPSILON, 1 - KERAS_EPSILON)
+    p = o.clip(o.tensor(sigmoid_stable(x, acc, o), "sigmoid"), KERAS_EPSILON, 1 - KERAS_EPSILON)
     return _bce_from_probabilities(p, o.lift(z, x), o)
 
 

@@ -33,7 +33,7 @@ To add an implementation, write a kernel and add one line to the table at the en
 from __future__ import annotations
 
 from ..steps import acc_dtype
-from .base import Function, builtin
+from .base import Function, builtin, composition
 
 # Every kernel is written against ``o`` (numstab.steps): o.exp, o.sub, o.sum(e, acc), ... run
 # plain numpy (steps.PLAIN) or traced step by step (steps.Tracer) with bit-identical results.
@@ -80,12 +80,14 @@ def softmax_online(x, acc, o):
 
 
 # ------------------------------------------------------------ log_softmax
+@composition("softmax")
 def log_softmax_naive(x, acc, o):
-    return o.log(softmax_naive(x, acc, o))
+    return o.log(o.tensor(softmax_naive(x, acc, o), "softmax"))
 
 
+@composition("softmax")
 def log_softmax_log_of_stable(x, acc, o):
-    return o.log(softmax_stable(x, acc, o))
+    return o.log(o.tensor(softmax_stable(x, acc, o), "softmax"))
 
 
 def log_softmax_stable(x, acc, o):
@@ -114,22 +116,26 @@ def logsumexp_log1p(x, acc, o):
 
 
 # ---------------------------------------------------------- cross_entropy
+@composition("softmax")
 def cross_entropy_naive(x, acc, target, o):
-    return o.neg(o.log(o.pick(softmax_naive(x, acc, o), target)))
+    return o.neg(o.log(o.pick(o.tensor(softmax_naive(x, acc, o), "softmax"), target)))
 
 
+@composition("softmax")
 def cross_entropy_clipped(x, acc, target, o):
     """Keras-style: probabilities from a (stable) softmax, clipped to [1e-7, 1-1e-7] in the format."""
-    return o.neg(o.log(o.clip(o.pick(softmax_stable(x, acc, o), target), 1e-7, 1 - 1e-7)))
+    p = o.pick(o.tensor(softmax_stable(x, acc, o), "softmax"), target)
+    return o.neg(o.log(o.clip(p, 1e-7, 1 - 1e-7)))
 
 
 def cross_entropy_stable(x, acc, target, o):
     return o.sub(logsumexp_stable(x, acc, o), o.pick(x, target), "logsumexp(x) - x[target]")
 
 
+@composition("log_softmax")
 def cross_entropy_log_softmax(x, acc, target, o):
     """-log_softmax(x)[target]: nll(log_softmax(x)), as torch and jax compute it."""
-    return o.neg(o.pick(log_softmax_stable(x, acc, o), target))
+    return o.neg(o.pick(o.tensor(log_softmax_stable(x, acc, o), "log_softmax"), target))
 
 
 def cross_entropy_log1p(x, acc, target, o):

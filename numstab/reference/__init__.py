@@ -646,6 +646,10 @@ def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
     ``elements``: the indices wanted of the per-element functions (default all; the others
     are None)."""
     fams = families(functions) if functions is not None else None
+    if elements is not None and len(x_row) >= 2:
+        shared = _shared_strings(fmt, x_row, target, digits, functions, elements)
+        if shared is not None:
+            return shared
     wanted = None
     if elements is not None:
         names = {f: [None] * (1 if _functions.get(f).per_vector else len(x_row))
@@ -681,6 +685,41 @@ def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
     out = {f: [None] * len(v) for f, v in names.items()}
     for i, (f, j) in enumerate(flat_f):
         out[f][j] = strings.get(i)
+    return out
+
+
+def _shared_strings(fmt: Format, x_row, target, digits: int, functions, elements):
+    """:func:`exact_strings` of some elements of a long vector from its shared row quantity:
+    the family's ``row_sum`` (the softmax family's t, from the quad tier in one vectorized pass)
+    bounds what mpmath would otherwise sum one exp per distinct value, and only the wanted
+    elements are then enclosed. None (the caller's path) for a short vector, a family without
+    ``row_sum``, no quad tier, or a string those bounds leave undecided (every digit right or
+    none: the strings are the caller's)."""
+    if functions is None:
+        return None
+    args_row = _as_row_args(target)
+    fams = families(functions)
+    if any(not hasattr(fam, "row_sum") or len(x_row) < getattr(fam, "ROW_SUM_MIN", 1 << 62)
+           for fam in fams):
+        return None
+    if "scale" in args_row:
+        _check_scaled(fams)
+    prec = max(start_prec(fmt), 4 * digits)
+    out: dict = {}
+    for fam in fams:
+        mine = [f for f in fam.FUNCTIONS if f in functions]
+        t = fam.row_sum(x_row, args_row, prec + 10)
+        if t is None:
+            return None
+        wanted = {f: ([0] if _functions.get(f).per_vector else sorted(set(elements))) for f in mine}
+        vals = fam.enclose(x_row, args_row, prec, fmt.p, wanted=wanted, t=t)
+        for f, js in wanted.items():
+            row = [None] * (1 if _functions.get(f).per_vector else len(x_row))
+            for j, iv in zip(js, vals[f]):
+                row[j] = _string(iv, digits, prec)
+                if row[j] is None:
+                    return None
+            out[f] = row
     return out
 
 

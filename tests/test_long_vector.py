@@ -1,0 +1,141 @@
+"""One vector longer than a block (issue 16, item 3): summarized like a batch, its --top K worst
+elements named with exact strings from the row's shared sum (no mpmath re-sum of the row), the
+figures those of the element-by-element run; the exact strings checked against mpmath here."""
+
+import json
+
+import mpmath
+import numpy as np
+import pytest
+
+from numstab.cli import main
+from numstab.formats import get_format
+
+
+def run(capsys, monkeypatch, *argv, block=None):
+    if block is None:
+        monkeypatch.delenv("NUMSTAB_BLOCK", raising=False)
+    else:
+        monkeypatch.setenv("NUMSTAB_BLOCK", str(block))
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def vector(tmp_path_factory):
+    """600 float32 logits N(0, 3) with outliers near +25 (naive exp overflows in float16 steps)."""
+    rng = np.random.default_rng(16)
+    x = rng.normal(0, 3, 600).astype(np.float32)
+    x[[37, 301, 555]] = [24.75, 25.5, 25.25]
+    path = tmp_path_factory.mktemp("long") / "long.npy"
+    np.save(path, x)
+    return path, x
+
+
+def _digits(s: str, v) -> None:
+    """s is v (an mpf at 300 bits) rounded to 25 significant digits."""
+    e = int(mpmath.floor(mpmath.log10(abs(v))))
+    assert abs(mpmath.mpf(s) - v) <= mpmath.mpf(10) ** (e - 24) / 2 * (1 + mpmath.mpf(2) ** -200), (s, v)
+    assert len(s.lstrip("-0.").replace(".", "").split("e")[0]) <= 25
+
+
+def _rank(status):
+    return ["ok", "undetermined", "inaccurate", "underflow", "overflow", "nan"].index(status)
+
+
+@pytest.mark.parametrize("impl", ["naive", "stable"])
+def test_long_vector_summary_is_the_element_by_element_run(capsys, monkeypatch, vector, impl):
+    path, x = vector
+    argv = ["inspect", "softmax", "--impl", impl, "--input", path, "--dtype", "float16", "--compute",
+            "format", "--format", "json", "--top", "4"]
+    code, out, err = run(capsys, monkeypatch, *argv, block=100)  # 600 > 100: summarized
+    assert code == 0, err
+    summ = json.loads(out)["results"][0]
+    code, out, err = run(capsys, monkeypatch, *argv)  # one block: element by element
+    assert code == 0, err
+    each = json.loads(out)["results"][0]
+    assert summ["vectors"] == 1 and summ["n"] == 600 and "element_status" in each
+    counts = {s: each["element_status"].count(s) for s in summ["counts"]}
+    assert summ["counts"] == counts and summ["status"] == each["status"]
+    assert summ["cause"] == each["cause"] and summ["causes"] == each["causes"]
+    ulp = [-1.0 if u is None else float(u) for u in each["ulp_error"]]  # "inf" for a NaN output
+    assert float(summ["max_ulp"]) == max(ulp)
+    # the K worst elements: status, then ULP error, then position
+    order = sorted(range(600), key=lambda j: (-_rank(each["element_status"][j]), -ulp[j], j))[:4]
+    assert [w["element"] for w in summ["worst"]] == order
+    for w in summ["worst"]:
+        j = w["element"]
+        assert w["status"] == each["element_status"][j] and w["cause"] == each["element_cause"][j]
+        assert w["exact"] == each["reference"][j]
+    if impl == "naive":  # exp(x) overflows float16 at the outliers: NaN there
+        assert summ["status"] == "nan" and summ["worst"][0]["element"] in (37, 301, 555)
+    # the exact values, independently: softmax of the float16-rounded vector at 300 bits
+    xf = get_format("float16").round(x.astype(np.float64))
+    with mpmath.workprec(300):
+        e = [mpmath.exp(mpmath.mpf(float(v))) for v in xf]
+        s = mpmath.fsum(e)
+        for w in summ["worst"]:
+            _digits(w["exact"], e[w["element"]] / s)
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp", "cross_entropy"])
+@pytest.mark.parametrize("temperature", [None, 0.7])
+def test_shared_row_sum_strings_are_mpmath_strings(monkeypatch, function, temperature):
+    """exact strings of a long row's elements from its quad row sum (reference.softmax.row_sum)
+    equal those of mpmath's own sum and the digits of an independent mpmath computation."""
+    pytest.importorskip("numpy_quaddtype")
+    from numstab.reference import exact_strings
+    from numstab.reference import softmax as fam
+
+    fmt = get_format("float32")
+    rng = np.random.default_rng(3)
+    x = fmt.round(rng.normal(0, 3, 5000))
+    x[[10, 4000]] = [25.0, 24.5]
+    args = {"target": 7}
+    t_f = None
+    if temperature is not None:
+        t_f = float(fmt.round(np.float64(temperature)))
+        args["scale"] = t_f
+    if function == "cross_entropy" and temperature is not None:
+        pytest.skip("cross_entropy takes no temperature")
+    js = [0, 10, 7, 4999]
+    monkeypatch.setattr(fam, "ROW_SUM_MIN", 64)
+    fast = exact_strings(fmt, x, args, 25, functions=[function], elements=js)[function]
+    monkeypatch.setattr(fam, "ROW_SUM_MIN", 1 << 40)
+    slow = exact_strings(fmt, x, args, 25, functions=[function], elements=js)[function]
+    assert fast == slow
+    with mpmath.workprec(300):
+        T = mpmath.mpf(1) if t_f is None else mpmath.mpf(t_f)
+        z = [mpmath.mpf(float(v)) / T for v in x]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z))
+        want = {"softmax": [mpmath.exp(z[j] - lse) for j in js],
+                "log_softmax": [z[j] - lse for j in js],
+                "logsumexp": [lse], "cross_entropy": [lse - z[7]]}[function]
+        got = [fast[j] for j in js] if function in ("softmax", "log_softmax") else [fast[0]]
+        for s, v in zip(got, want):
+            _digits(s, v)
+
+
+def test_rows_longer_than_the_block_equal_one_pass(capsys, monkeypatch, tmp_path):
+    """A batch whose rows are longer than the block (one row a chunk): the one-pass figures."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 3, (3, 500)).astype(np.float32)
+    x[1, 17] = 25.0
+    np.save(tmp_path / "b.npy", x)
+    argv = ["inspect", "log_softmax", "--input", tmp_path / "b.npy", "--dtype", "float16", "--compute",
+            "format", "--format", "json", "--top", "3", "--jobs", "1"]
+    code, whole, err = run(capsys, monkeypatch, *argv)
+    code2, blocked, err2 = run(capsys, monkeypatch, *argv, block=64)
+    assert code == code2 == 0, err + err2
+    assert json.loads(blocked) == json.loads(whole)
+
+
+def test_progress_reaches_the_end_for_one_vector(vector):
+    from numstab.commands.inspect import run_inspect
+
+    path, _ = vector
+    calls = []
+    run_inspect("softmax", input_file=str(path), dtypes=("float16", "bfloat16"), impls=["stable"],
+                progress=lambda d, t: calls.append((d, t)))
+    assert calls[0] == (0, 1200) and calls[-1] == (1200, 1200)

@@ -121,9 +121,9 @@ def logits_section(quick: bool) -> None:
     shapes = ((4, 32_000), (2, 128_000)) if quick else ((16, 32_000), (8, 128_000))
     print("\n== real logits: inspect softmax --impl stable (float32 .npy, N(0,3) + outliers near +25) ==")
     print("engine: evaluate() in a fresh process (one core); command: `numstab inspect` wall time, "
-          "peak RSS")
+          "peak RSS; load: the machine's 1-minute load average after the row")
     print(f"{'vocab':>7} {'rows':>5} {'format':9} {'engine el/s':>12} {'command el/s':>13} {'peak MB':>8} "
-          f"{'by mpmath':>10}  elements per tier")
+          f"{'by mpmath':>10} {'load':>5}  elements per tier")
     with tempfile.TemporaryDirectory() as tmp:
         for rows, vocab in shapes:
             path = os.path.join(tmp, f"logits_{vocab}.npy")
@@ -145,7 +145,7 @@ def logits_section(quick: bool) -> None:
                 by_mp = d["elements"][-1] / el
                 tiers = ", ".join(f"{t.split('(')[0]}={c}" for t, c in zip(d["tiers"], d["elements"]))
                 print(f"{vocab:>7,} {rows:>5} {name:9} {el / d['s']:12,.0f} {el / wall_s:13,.0f} "
-                      f"{peak / 2**20:8.0f} {by_mp:10.1e}  {tiers}")
+                      f"{peak / 2**20:8.0f} {by_mp:10.1e} {os.getloadavg()[0]:5.1f}  {tiers}")
 
 
 def write_logits(path: str, rows: int, vocab: int, seed: int = 0) -> None:

@@ -17,10 +17,15 @@ from .errors import CallableError, NumstabError, ReferenceMismatch, unknown_name
 from .formats import Format
 from .functions import FUNCTIONS, REGISTRY, Impl, as_args
 from .functions import get as get_function
+from .limits import keep_freed_memory
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference.escalation import compute_reference
 from .results import FLAG_NAMES, INACCURATE, STATUSES, BigFigure, RefData
 from .steps import DEFAULT_COMPUTE
+
+# every numpy temporary of a batch reused from the heap, not faulted in again (limits.py); from the
+# import on, so that the inputs' own temporaries (loading, rounding) are reused too
+keep_freed_memory()
 
 _FLAG_OF = {"overflow": "overflow", "underflow": "underflow", "invalid value": "invalid",
             "divide by zero": "divide"}

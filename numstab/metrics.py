@@ -37,7 +37,9 @@ _P10 = np.array([float(10**i) if i <= 308 else np.inf for i in range(700)])
 
 
 def _pow10(n) -> np.ndarray:
-    return _P10[np.clip(n, 0, len(_P10) - 1).astype(np.int64)]
+    """10^n for integral float64 n (clipped to [0, 699]): one table look-up per element."""
+    n = np.asarray(n)
+    return _P10.take(n.astype(np.int64) if n.ndim else int(n), mode="clip")
 
 
 def _sig3(v: np.ndarray) -> np.ndarray:
@@ -46,6 +48,9 @@ def _sig3(v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
         e = np.floor(np.log10(np.where((v > 0) & np.isfinite(v), v, 1.0)))
         small = e < 2  # each element through its own branch only (the same operations, half the work)
+        if small.all():  # the usual case (figures below 100): no selection at all
+            up = _pow10(2 - e)
+            return np.round(v * up) / up
         k, out = np.empty_like(v), np.empty_like(v)
         up = _pow10(2 - e[small])
         k[small] = np.round(v[small] * up)
@@ -79,15 +84,24 @@ def quantize(v) -> np.ndarray:
     """3 decimals below 1, else 3 significant digits (inf and NaN stay). Monotone."""
     v = np.asarray(v, dtype=np.float64)
     with np.errstate(all="ignore"):
-        out = np.where(v < 1, np.round(v * 1000) / 1000, _sig3(v))
+        out = np.asarray(np.round(v * 1000) / 1000)
+        sig = ~(v < 1) & np.isfinite(v)  # 3 significant digits only where they are the figure
+        if sig.any():
+            out[sig] = _sig3(v[sig])
     return np.where(np.isfinite(v), out, v)
 
 
 def quantize_rel(v, fmt: Format) -> np.ndarray:
     """3 significant digits; below eps_F/1024 (noise of the reference itself) it is 0."""
     v = np.asarray(v, dtype=np.float64)
-    out = np.where(v < fmt.eps / 1024, 0.0, _sig3(v))
-    return np.where(np.isfinite(v), out, v)
+    fin = np.isfinite(v)
+    sig = ~(v < fmt.eps / 1024) & fin
+    if sig.all():
+        return _sig3(v)
+    out = np.where(fin, 0.0, v)
+    if sig.any():
+        out[sig] = _sig3(v[sig])
+    return out
 
 
 def _log_of_zero(function: str, y: np.ndarray) -> np.ndarray:
@@ -97,7 +111,32 @@ def _log_of_zero(function: str, y: np.ndarray) -> np.ndarray:
     return np.zeros(y.shape, dtype=bool)
 
 
+#: element_metrics works through this many elements at a time: its twenty-odd temporaries then
+#: stay in the cache and are reused, instead of being allocated (and faulted in) batch-sized
+CHUNK = 1 << 15
+
+
 def element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: float, exact=None):
+    """Quantized ULP error, relative error, status code and `settled` per element
+    (:func:`_element_metrics` on chunks of CHUNK elements: every figure is element-wise)."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.size <= CHUNK:
+        return _element_metrics(fmt, function, y, ref, tolerance, exact)
+    shape = y.shape
+    flat = [np.ravel(np.asarray(getattr(ref, k))) for k in RefData.__dataclass_fields__]
+    ex = None if exact is None else [np.ravel(np.broadcast_to(np.asarray(v), shape)) for v in exact]
+    y = y.ravel()
+    uq, rq = np.empty(y.size), np.empty(y.size)
+    status, settled = np.empty(y.size, dtype=np.int8), np.empty(y.size, dtype=bool)
+    for i in range(0, y.size, CHUNK):
+        c = slice(i, i + CHUNK)
+        uq[c], rq[c], status[c], settled[c] = _element_metrics(
+            fmt, function, y[c], RefData(*(a[c] for a in flat)), tolerance,
+            None if ex is None else [a[c] for a in ex])
+    return uq.reshape(shape), rq.reshape(shape), status.reshape(shape), settled.reshape(shape)
+
+
+def _element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: float, exact=None):
     """Quantized ULP error, relative error, status code and `settled` per element.
 
     The figures come from float64 bounds on the exact errors, widened past float64's own

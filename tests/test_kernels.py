@@ -151,3 +151,28 @@ def test_traced_online_scan_matches_step_by_step_tracing(fmt_name, acc):
     assert np.array_equal(a.v, b.v, equal_nan=True)
     assert np.array_equal(t1.flags, t2.flags) and np.array_equal(a.root, b.root)
     assert b.root[1].all()  # the fully masked row's NaN has a root
+
+
+def test_narrow_is_numpys_float16_conversion_bit_for_bit():
+    """steps.narrow (the --compute float32 output rounding) against numpy's own float32 -> float16
+    conversion: float32 patterns across float16's subnormal range and its edges (ties k + 1/2 of
+    2^-24, their neighbours, the smallest normal), random patterns, infinities and NaNs."""
+    from numstab.steps import narrow
+
+    rng = np.random.default_rng(7)
+    lo, hi = (np.float32(v).view(np.uint32) for v in (2.0**-26, 2.0**-13))
+    k = np.arange(0, 1025, dtype=np.float64)
+    ties = np.float32((k + 0.5) * 2.0**-24).view(np.uint32)
+    near = np.concatenate([ties, ties - 1, ties + 1, np.arange(lo, hi, 97, dtype=np.uint32)])
+    near = np.concatenate([near, near | np.uint32(1 << 31)])
+    rand = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32)
+    a = np.concatenate([near, rand]).view(np.float32)
+    a = np.concatenate([a, np.float32([np.inf, -np.inf, np.nan, 65504, 65520, 65519.996, 2.0**-14,
+                                       2.0**-25, 3 * 2.0**-26, 0.0, -0.0])])
+    with np.errstate(all="ignore"):
+        want = a.astype(np.float16).view(np.uint16)
+        got = narrow(a, np.float16).view(np.uint16)
+    assert np.array_equal(got, want)
+    # k * 2^-24 lands on the subnormal with bits k: 1.5 * 2^-24 rounds to 2 (even), 2.5 to 2
+    assert narrow(np.float32([1.5 * 2.0**-24, 2.5 * 2.0**-24, -3.5 * 2.0**-24]), np.float16).view(
+        np.uint16).tolist() == [2, 2, 0x8004]

@@ -83,19 +83,27 @@ def pairwise_sum(e: np.ndarray) -> tuple[np.ndarray, int]:
     return e[..., 0], depth
 
 
-def diff_exact(x: np.ndarray, m: np.ndarray, wt) -> tuple[np.ndarray, np.ndarray]:
-    """(d = x - m in the working type, d exact), x and m float64. float64 and long double round
+def diff_exact(x: np.ndarray, m: np.ndarray, wt, mw=None) -> tuple[np.ndarray, np.ndarray]:
+    """(d = x - m in the working type, d exact), x and m float64 (``mw``: m already converted to
+    wt, e.g. a row's maximum converted once for all its elements). float64 and long double round
     correctly, so TwoSum (Knuth) gives the exact rounding error; the difference of two float64
     is exact in quad when their exponents are at most 59 apart (113 bits hold it)."""
     if is_quad(wt):
-        d = x.astype(wt) - m.astype(wt)
+        d = x.astype(wt) - (m.astype(wt) if mw is None else mw)
         ex, em = np.frexp(x)[1], np.frexp(m)[1]
         return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59)
-    xw, mw = x.astype(wt), m.astype(wt)
+    xw, mw = x.astype(wt), (m.astype(wt) if mw is None else mw)
     with np.errstate(all="ignore"):
         d = xw - mw
         bb = d - xw
         return d, ((xw - (d - bb)) + (-mw - bb)) == 0
+
+
+def up64(v: np.ndarray) -> np.ndarray:
+    """A float64 upper bound of v >= 0 held in quad: numpy-quaddtype's conversion to float64 is
+    not correctly rounded (within a few ulp), so it is moved up by 2^-47 relative and 2^-1060
+    absolute (values below float64's normal range)."""
+    return v.astype(np.float64) * (1 + 2.0**-47) + 2.0**-1060
 
 
 def _down(v: np.ndarray) -> np.ndarray:

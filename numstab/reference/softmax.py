@@ -33,6 +33,7 @@ from .core import (
     _mp,
     diff_exact,
     from_interval,
+    is_quad,
     lib_error,
     log1p_down,
     log1p_up,
@@ -40,6 +41,7 @@ from .core import (
     strict,
     tiny,
     unit_roundoff,
+    up64,
 )
 
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
@@ -79,11 +81,14 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt) -> dict:
         m = np.max(x, axis=-1)
         k = np.argmax(x, axis=-1)
         d, d_exact = diff_exact(x, m[..., None], wt)
-        d, err_d = _over(d, d_exact, None if sc is None else sc[..., None], wt, u)  # (x - m) / T
+        if sc is None and d_exact.all():  # every d exact (the usual case): no error in any d
+            rel_e = np.full(m.shape, c_lib)  # = max(0) * 1.01 + c_lib, without the zeros
+        else:
+            d, err_d = _over(d, d_exact, None if sc is None else sc[..., None], wt, u)  # (x - m) / T
+            rel_e = np.max(err_d.astype(np.float64), axis=-1) * 1.01 + c_lib
         e = np.exp(d)  # relative error <= c_lib (+ the error of d, + tiny absolute)
         np.put_along_axis(e, k[..., None], 0, axis=-1)
         t, depth = pairwise_sum(e)
-        rel_e = np.max(err_d.astype(np.float64), axis=-1) * 1.01 + c_lib
         et = t * ((rel_e + depth * u) * 1.01) + n * tny
         lp = np.log1p(t)
         elp = et / (1.0 + np.maximum(t - et, 0)) + c_lib * lp + tny
@@ -167,14 +172,25 @@ def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, functi
             ce = lp - dt
             return from_interval(fmt, ce, 2 * (elp + edt + np.abs(dt) * u + u * np.abs(ce)),
                                  lower=np.where(dt_exact, -dt, -np.inf).astype(wt) if strict else None)
-        d, d_exact = diff_exact(x[bi, ji], m, wt)
-        d, ed = _over(d, d_exact, sc, wt, u)
+        # each row's maximum converted to the working type once, not once per element
+        d, d_exact = diff_exact(x[bi, ji], m, wt, mw=rows["m"].astype(wt)[bi])
         ls = d - lp
-        els = ed + elp + u * np.abs(ls)
+        if sc is None and d_exact.all():  # ed = 0: 0 + elp is elp, the same sum
+            els = elp + u * np.abs(ls)
+        else:
+            d, ed = _over(d, d_exact, sc, wt, u)
+            ls = d - lp
+            els = ed + elp + u * np.abs(ls)
         if function == "log_softmax":
             upper = np.where(d_exact, d, np.inf).astype(wt) if strict else None
             return from_interval(fmt, ls, 2 * els, upper=upper)
         sm = np.exp(ls)
+        if is_quad(wt):
+            # the relative factor expm1(els) * 1.01 + c_lib is a tiny number: bounded above in
+            # float64 (els ~ 2^-100; libm's expm1 within 16 ulp, three roundings: 2^-45 covers
+            # them), not in quad, whose expm1 costs six quad multiplications
+            f = (np.expm1(up64(els)) * 1.01 + c_lib) * (1 + 2.0**-45)
+            return from_interval(fmt, sm, 2 * (sm * f.astype(wt)), upper=wt.type(1.0) if two else None)
         return from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
                              upper=wt.type(1.0) if two else None)
 

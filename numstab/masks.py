@@ -476,10 +476,12 @@ def compact(function: str, x_row, args_row, specials: Specials = DEFAULT):
     """The finite problem the reference solves for one row of ``function``: (finite vector,
     its extra arguments, the original positions of its entries), or None when the limits fix
     every value of the row (:func:`fixed_values` gives them)."""
-    from .functions import as_args
+    from .functions import as_args, get
 
     x = np.asarray(x_row, dtype=np.float64)[None, :]
     args = {k: np.asarray(v)[None, ...] for k, v in as_args(args_row).items()}
+    if get(function).takes not in ("target", "smoothing"):  # a target index given along means nothing here
+        args = {k: v for k, v in args.items() if not _holds_target(k, v)}
     n = x.shape[1]
     rule = RULES[function]
     if rule.elementwise:
@@ -505,13 +507,24 @@ def compact(function: str, x_row, args_row, specials: Specials = DEFAULT):
     return values[0, cols], {k: v[0] for k, v in a.items()}, cols
 
 
-def special_text(v: float) -> str:
-    """The exact-value string of a limit value (as reference.exact_strings writes numbers)."""
+def special_text(v: float, digits: int = 25) -> str:
+    """The exact-value string of a limit value, as reference.exact_strings writes numbers: a
+    number of the format (a cotangent) with its exact decimal digits, ``digits`` significant
+    ones at most (rounded half-even; a binary fraction's decimal ends, so this is exact)."""
     if math.isnan(v):
         return "nan"
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
-    return "0.0" if v == 0 else repr(float(v))  # a number of the format (a cotangent): exact
+    if v == 0:
+        return "0.0"
+    from decimal import ROUND_HALF_EVEN, Context, Decimal
+
+    from .results import decimal_text
+
+    d = Context(prec=digits, rounding=ROUND_HALF_EVEN).plus(Decimal(abs(float(v))))  # exact binary value, rounded
+    sign, ds, exp = d.as_tuple()
+    k = int("".join(map(str, ds))) * 10 ** (digits - len(ds))
+    return decimal_text(k, d.adjusted(), digits, v < 0)
 
 
 def exact_strings(strings_of, fmt, x_row, target, specials: Specials = DEFAULT, digits: int = 25,
@@ -528,7 +541,7 @@ def exact_strings(strings_of, fmt, x_row, target, specials: Specials = DEFAULT, 
     out = {}
     for f in functions or _default_functions(args):
         vals, fixed = fixed_values(fmt, f, x_row, args, specials)
-        row = [special_text(float(v)) if ok else None for v, ok in zip(vals, fixed)]
+        row = [special_text(float(v), digits) if ok else None for v, ok in zip(vals, fixed)]
         c = compact(f, x_row, args, specials)
         if c is not None:
             xs, a, cols = c

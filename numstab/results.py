@@ -374,3 +374,26 @@ class AuditReport:
 #: and NaN outputs are "nan" (null stays "no figure"); /3 gave one object for one result;
 #: /5: ``compute`` (the precision model) in each result.
 INSPECT_SCHEMA = "numstab.inspect/5"
+
+
+def decimal_text(k: int, e: int, digits: int, sign: bool) -> str:
+    """mpmath.nstr's layout (min_fixed=-6, max_fixed=12, trailing zeros stripped) of
+    k * 10^(e - digits + 1)."""
+    ds = str(k)
+    if -6 < e < 12:
+        if e < 0:
+            ds, split = "0" * -e + ds, 1
+        else:
+            split = e + 1
+            if split > digits:
+                ds += "0" * (split - digits)
+        exponent = 0
+    else:
+        split, exponent = 1, e
+    ds = (ds[:split] + "." + ds[split:]).rstrip("0")
+    if ds.endswith("."):
+        ds += "0"
+    s = ("-" if sign else "") + ds
+    if exponent == 0:
+        return s
+    return s + ("e+" if exponent > 0 else "e") + str(exponent)

@@ -226,3 +226,24 @@ def test_verify_checks_masked_gradient_and_elementwise_rows():
     r.rounded[0, 1] = np.nextafter(np.float32(r.rounded[0, 1]), np.float32(0)).astype(np.float64)
     bad = verify_rows(f32, x, args, ref, [0], (), sp)
     assert len(bad) == 1 and "log_softmax_backward of" in bad[0] and "element 1" in bad[0]
+
+
+def test_per_vector_function_with_its_first_entry_masked_has_an_exact_string(capsys):
+    # logsumexp takes no target; the index 0 the command passes along must not drop it out
+    # (its exact string was null, and its exact figures were settled on a wrong problem)
+    r = inspect(capsys, "logsumexp", ["-inf", "10.6875", "-8.0625"], dtype="bfloat16")
+    exact = mpmath.mpf("10.6875") + mpmath.log1p(mpmath.exp(mpmath.mpf("-18.75")))
+    for impl in ("naive", "stable", "log1p"):
+        s = r[impl]["reference"][0]
+        assert s is not None and s.startswith("10.68750000719413300444")
+        assert mpmath.mpf(s) == pytest.approx(exact, rel=1e-24)
+
+
+def test_the_exact_string_of_a_masked_cotangent_has_every_digit(capsys):
+    # log_softmax_backward at a masked entry is exactly v_0, a float32 number whose decimal has
+    # 25 digits: -0.4699001014232635498046875 (it printed float64's shortest repr, 17 digits)
+    v0 = float(np.float32(-0.4699001))
+    r = inspect(capsys, "log_softmax_backward", ["-inf", 1], f"--cotangent={v0!r},1", dtype="float32",
+                impl="fused")["fused"]
+    assert r["reference"][0] == "-0.4699001014232635498046875"
+    assert mpmath.mpf(r["reference"][0]) == mpmath.mpf(v0)

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import functions as _functions
 from ..formats import Format
-from ..results import RefData, big_figure
+from ..results import RefData, big_figure, decimal_text
 from .core import TINY, _mp, from_interval, mag, quad, strict  # noqa: F401  (the formula modules' tools)
 
 _mag = mag
@@ -622,29 +622,6 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
     return out
 
 
-def _decimal_text(k: int, e: int, digits: int, sign: bool) -> str:
-    """mpmath.nstr's layout (min_fixed=-6, max_fixed=12, trailing zeros stripped) of
-    k * 10^(e - digits + 1)."""
-    ds = str(k)
-    if -6 < e < 12:
-        if e < 0:
-            ds, split = "0" * -e + ds, 1
-        else:
-            split = e + 1
-            if split > digits:
-                ds += "0" * (split - digits)
-        exponent = 0
-    else:
-        split, exponent = 1, e
-    ds = (ds[:split] + "." + ds[split:]).rstrip("0")
-    if ds.endswith("."):
-        ds += "0"
-    s = ("-" if sign else "") + ds
-    if exponent == 0:
-        return s
-    return s + ("e+" if exponent > 0 else "e") + str(exponent)
-
-
 def _string(iv, digits: int, prec: int):
     """The ``digits``-digit decimal of every value in the enclosure, or None (not decided yet)."""
     from mpmath.libmp import fzero, mpf_abs, mpf_cmp
@@ -659,7 +636,7 @@ def _string(iv, digits: int, prec: int):
     else:
         return None
     c = _cell(a, b, digits, prec)
-    return None if c is None else _decimal_text(*c, digits, sign)
+    return None if c is None else decimal_text(*c, digits, sign)
 
 
 def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,

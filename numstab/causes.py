@@ -292,8 +292,9 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             consequences.append("0/0 is NaN")
     if any((y == 0) & (status == OVERFLOW)):
         consequences.append("x/inf is 0")
-    if any(np.isinf(y) & (status >= UNDERFLOW)) and _record(function).log_of_zero is not None:
-        consequences.append("the log of 0 is -inf" if any(y < 0) else "-log(0) is inf")
+    lz = _record(function).log_of_zero  # only an infinity of that sign can be the log of a 0
+    if lz is not None and any((y == lz) & (status >= UNDERFLOW)):
+        consequences.append("the log of 0 is -inf" if lz < 0 else "-log(0) is inf")
     for c in present:
         if c == "exp_overflow":
             args = [float(np.max(cols[0])) for lb, cols in _row_events(events, "overflow")

@@ -521,8 +521,8 @@ def special_text(v: float, digits: int = 25) -> str:
 
     from .results import decimal_text
 
-    d = Context(prec=digits, rounding=ROUND_HALF_EVEN).plus(Decimal(abs(float(v))))  # exact binary value, rounded
-    sign, ds, exp = d.as_tuple()
+    d = Context(prec=digits, rounding=ROUND_HALF_EVEN).plus(Decimal(abs(float(v))))
+    _, ds, _ = d.as_tuple()  # Decimal(float) is the exact binary value, rounded above
     k = int("".join(map(str, ds))) * 10 ** (digits - len(ds))
     return decimal_text(k, d.adjusted(), digits, v < 0)
 

@@ -437,13 +437,20 @@ class Tracer:
                 err[~np.isfinite(v)] = 0.0
         return T(v, root, err)
 
-    def _root_of(self, *ts):
-        """Root of a result from its operands: the first operand root that is set."""
+    def _root_of(self, *ts, v=None):
+        """Root of a result from its operands: the first operand root that is set, among the
+        operands that can explain the result ``v``: an infinite result comes from an infinite
+        (or NaN) operand, never from a zero one (exp(-2152) flushed to 0 plus exp(157) = inf is
+        the overflow's inf, not the flush's); a zero or NaN result from any special operand."""
         shape = np.broadcast_shapes(*(t.shape for t in ts))
         root = np.zeros(shape, dtype=np.int8)
+        inf_v = None if v is None else np.isinf(v)
         for t in ts:
             if t.root.any():
-                root = np.where((root == 0) & (t.root != 0), t.root, root)
+                set_ = t.root != 0
+                if inf_v is not None and inf_v.any():
+                    set_ = set_ & ~(inf_v & np.isfinite(t.v))
+                root = np.where((root == 0) & set_, t.root, root)
         return root
 
     def _quick(self, v, attribute_needed: bool):
@@ -504,7 +511,7 @@ class Tracer:
                 return quick
             wa, wb = self._w(a.v), self._w(b.v)
             sh = wa + wb if sign > 0 else wa - wb
-        root = self._root_of(a, b)
+        root = self._root_of(a, b, v=v)
         err = None
         local_cat = None
         if a.err is not None:
@@ -549,7 +556,7 @@ class Tracer:
             if a.err is not None:
                 fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
                 err = np.nan_to_num(a.err * fb + b.err * fa, nan=0.0, posinf=0.0, neginf=0.0)
-        return self._finish("mul", v, sh, self._root_of(a, b), err, operands=(a.v, b.v),
+        return self._finish("mul", v, sh, self._root_of(a, b, v=v), err, operands=(a.v, b.v),
                             nonzero=(a.v != 0) & (b.v != 0))
 
     def div(self, a, b):
@@ -566,7 +573,7 @@ class Tracer:
                 err = np.nan_to_num(a.err / fb - b.err * fa / (fb * fb), nan=0.0, posinf=0.0, neginf=0.0)
         self._flag("divide", (b.v == 0) & (a.v != 0) & np.isfinite(a.v))
         # 0/0 and inf/inf keep their operands' roots; x/inf = 0 keeps the inf's root
-        return self._finish("div", v, sh, self._root_of(b, a), err, operands=(a.v, b.v),
+        return self._finish("div", v, sh, self._root_of(b, a, v=v), err, operands=(a.v, b.v),
                             nonzero=(a.v != 0) & np.isfinite(b.v))
 
     def maximum(self, a, b):
@@ -767,8 +774,10 @@ class Tracer:
         return PLAIN.sum(a.v, acc)  # raises the unknown-model error
 
     def _sum_root(self, a, v):
-        """Root of a sum: the first special term's root where the sum is special."""
-        r = np.where(_special(a.v), a.root, 0)
+        """Root of a sum: where the sum is special, the first root among the terms that explain
+        it (a non-finite sum: the non-finite terms, not a flushed 0 before them; a zero sum: the
+        zero terms)."""
+        r = np.where(np.where(np.isfinite(v), _special(a.v), ~np.isfinite(a.v)), a.root, 0)
         first = np.argmax(r != 0, axis=-1)[..., None]
         root = np.take_along_axis(r, first, axis=-1)
         return np.where(_special(v), root, 0).astype(np.int8)

@@ -240,3 +240,24 @@ def test_binary_cross_entropy_verdicts_name_the_step_that_failed(capsys):
                 "--", "20")["clipped"]
     assert d["outputs"] == [2041 / 128] and d["element_cause"] == ["clipping"]
     assert "the probability 1 is clipped to 0.9999999 (clip(p, 1e-7, 1 - 1e-7) in float32)" in d["verdict"]
+
+
+def test_an_overflow_beside_a_flushed_exp_is_the_overflow(capsys):
+    # float16 steps: exp(-2152) flushes to 0 and exp(157.25) overflows (ln 65504 = 11.09). Their
+    # sum is inf because of the inf term: the sum's root was the first special term, the
+    # flushed 0, so logsumexp's inf was called an underflow and softmax's inf/inf "0/0"
+    assert math.exp(-2152) == 0.0 and 157.25 > math.log(65504)
+    d = inspect(capsys, "logsumexp", "--dtype", "float16", "--impl", "naive", "--compute", "format",
+                "--", "-2152", "157.25", "-550.5")["naive"]
+    assert d["outputs"] == ["inf"] and d["element_status"] == ["overflow"]
+    assert d["element_cause"] == ["exp_overflow"]
+    assert "exp(157.25) overflows float16" in d["verdict"]
+    assert "flush" not in d["verdict"] and "log(0)" not in d["verdict"]  # log(inf), not of a 0
+    d = inspect(capsys, "softmax", "--dtype", "float16", "--impl", "naive", "--compute", "format",
+                "--", "-2152", "157.25", "-550.5")["naive"]
+    assert d["outputs"][1] == "nan" and d["element_cause"][1] == "exp_overflow"
+    assert "inf/inf is NaN" in d["verdict"] and "0/0" not in d["verdict"]
+    # the pairwise sum (0 + inf) keeps the inf's root too
+    d = inspect(capsys, "logsumexp", "--dtype", "float16", "--impl", "naive", "--compute", "format",
+                "--accumulate", "pairwise", "--", "-2152", "157.25")["naive"]
+    assert d["element_cause"] == ["exp_overflow"]

@@ -555,7 +555,13 @@ class Tracer:
             err = None
             if a.err is not None:
                 fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
-                err = np.nan_to_num(a.err * fb + b.err * fa, nan=0.0, posinf=0.0, neginf=0.0)
+                err = np.multiply(a.err, fb)  # a.err * fb + b.err * fa, in place
+                other = np.multiply(b.err, fa)
+                if err.shape == other.shape:
+                    err += other
+                else:
+                    err = err + other
+                np.nan_to_num(err, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return self._finish("mul", v, sh, self._root_of(a, b, v=v), err, operands=(a.v, b.v),
                             nonzero=(a.v != 0) & (b.v != 0))
 
@@ -570,7 +576,17 @@ class Tracer:
             err = None
             if a.err is not None:
                 fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
-                err = np.nan_to_num(a.err / fb - b.err * fa / (fb * fb), nan=0.0, posinf=0.0, neginf=0.0)
+                # a.err / fb - b.err * fa / (fb * fb), the same operations in place (no temporaries
+                # of the (rows, n, categories) shape beyond two)
+                err = np.divide(a.err, fb)
+                d = np.multiply(b.err, fa)
+                d /= fb * fb
+                if err.shape == d.shape:
+                    err -= d
+                else:  # broadcast the other way (a per-vector numerator)
+                    err = err - d
+                del d
+                np.nan_to_num(err, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         self._flag("divide", (b.v == 0) & (a.v != 0) & np.isfinite(a.v))
         # 0/0 and inf/inf keep their operands' roots; x/inf = 0 keeps the inf's root
         return self._finish("div", v, sh, self._root_of(b, a, v=v), err, operands=(a.v, b.v),

@@ -190,8 +190,12 @@ class ImplOutcome:
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
              ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None,
-             compute: str = DEFAULT_COMPUTE, row_flags: bool = False):
+             compute: str = DEFAULT_COMPUTE, row_flags: bool = False, stage=None):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
+
+    ``stage(fraction)``: called as the evaluation passes its stages (the kernels, the reference,
+    the figures, each implementation's causes) with the fraction done so far, in [0, 1) --
+    the progress of one long evaluation (a single long vector).
 
     ``compute``: the precision model of the built-in kernels (steps.COMPUTE_MODELS; black
     boxes compute as they do).
@@ -213,7 +217,10 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         xq, impls = scaled(fmt, x, impls, temperature)
         target = scale_args(fmt, target, B, temperature)  # the reference: f at the exact x / T_F
     outs = []
-    for impl in impls:
+    k_impls = max(len(impls), 1)
+    for k, impl in enumerate(impls):
+        if stage is not None and k:
+            stage(0.25 * k / k_impls)
         o = ImplOutcome(impl, inferred=not impl.builtin)
         ys = []
         try:
@@ -232,6 +239,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                 raise
             o.error = str(exc)
         outs.append(o)
+    if stage is not None:
+        stage(0.25)
     if ref is None:
         needed = {o.impl.function for o in outs}
         if any(not o.impl.builtin for o in outs) and "logsumexp" in FUNCTIONS:
@@ -243,6 +252,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                                      specials=specials)
     else:
         ref, esc = ref
+    if stage is not None:
+        stage(0.5)
     live = [o for o in outs if o.error is None]
     settled = {}
     for o in live:
@@ -270,9 +281,13 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         for o, _ in open_:
             o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
                                                          tolerance, exact=o.exact)
-    for o in outs:
+    for k, o in enumerate(outs):
+        if stage is not None:
+            stage(0.6 + 0.35 * k / max(len(outs), 1))
         if o.error is None:
             _causes(fmt, xq, xc, target, acc, tolerance, ref, o, compute)
+    if stage is not None:
+        stage(0.95)
     if verify:
         from .reference import verify_rows
 

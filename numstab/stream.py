@@ -401,8 +401,9 @@ class Partial:
 
 
 # ------------------------------------------------------------ the chunk function
-def run_chunk(chunk: Chunk) -> Partial:
-    """Evaluate one chunk: the same function locally, in worker processes and on a Dask cluster."""
+def run_chunk(chunk: Chunk, stage=None) -> Partial:
+    """Evaluate one chunk: the same function locally, in worker processes and on a Dask cluster.
+    ``stage(fraction)``: the progress inside the chunk (engine.evaluate), where it runs here."""
     from . import masks
     from .engine import evaluate, scale_args
     from .formats import get_format
@@ -427,7 +428,8 @@ def run_chunk(chunk: Chunk) -> Partial:
     args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
     impls = job.resolve()
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
-                            specials=specials, temperature=job.temperature, compute=job.compute)
+                            specials=specials, temperature=job.temperature, compute=job.compute,
+                            stage=stage)
     args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
     parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials) for o in outs]
     return Partial(parts, int(x.size), int(x.shape[0]))
@@ -641,7 +643,14 @@ def run(chunks, jobs: int, progress=None, scheduler: str | None = None, top: int
         if progress:
             progress(state["done"], total)
 
+    fn = run_chunk
     if progress:
-        progress(0, total)  # arms the bar: one long chunk reports nothing else until it ends
-    run_tasks(run_chunk, chunks, jobs, take, scheduler=scheduler)
+        progress(0, total)  # arms the bar
+        if scheduler is None and (jobs <= 1 or len(chunks) <= 1):
+            # chunks evaluated here (one long vector is one chunk): the bar moves inside each one
+            # too, as engine.evaluate passes its stages
+            def fn(chunk):
+                size = chunk.rows * chunk.n
+                return run_chunk(chunk, stage=lambda f: progress(state["done"] + int(f * size), total))
+    run_tasks(fn, chunks, jobs, take, scheduler=scheduler)
     return state["acc"]

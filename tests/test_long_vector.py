@@ -192,3 +192,24 @@ def test_integer_decimal_cell_is_the_rational_one():
         v = Fraction(man) * Fraction(2) ** exp
         for d in (1, 2, 3, 25):
             assert _int_decimal_cell(from_man_exp(man, exp), d) == cell(v, d), (man, exp, d)
+
+
+@pytest.mark.parametrize("block", [None, 256])
+def test_progress_moves_inside_one_long_evaluation(vector, monkeypatch, block):
+    # one vector is one evaluation (element by element, or summarized as one chunk when longer
+    # than a block): the bar advances through its stages instead of jumping from 0 to the end
+    from numstab.commands.inspect import run_inspect
+
+    if block is None:
+        monkeypatch.delenv("NUMSTAB_BLOCK", raising=False)
+    else:
+        monkeypatch.setenv("NUMSTAB_BLOCK", str(block))
+    path, _ = vector
+    calls = []
+    run_inspect("softmax", input_file=str(path), dtypes=("float16",), impls=["naive", "stable"],
+                progress=lambda d, t: calls.append((d, t)))
+    done = [d for d, _ in calls]
+    assert calls[0] == (0, 600) and calls[-1] == (600, 600)
+    inside = sorted({d for d in done if 0 < d < 600})
+    assert len(inside) >= 4, calls  # kernels, reference, figures, causes of each implementation
+    assert done == sorted(done)  # never backwards

@@ -107,8 +107,12 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
         wth = th if wfmt is fmt else exact_thresholds(wfmt)
         groups = [slice(i, i + 1) for i in range(B)] if B <= 64 else None
         t_arg = None if temperature in (None, 1) else temperature
+        stage = None
+        if progress:  # the bar moves inside the evaluation too (engine.evaluate's stages)
+            def stage(f, k=k):
+                progress(int((k + f) * B * n), B * n * len(runs))
         outs, _, _ = evaluate(fmt, x, args, chosen, accumulate, tolerance, groups, specials=specials,
-                              temperature=t_arg, compute=compute)
+                              temperature=t_arg, compute=compute, stage=stage)
         xe = x  # x / T rounded to float64 (the scaled inputs shown, and the verdict's words)
         if t_arg is not None:
             from ..engine import scaled

@@ -299,3 +299,31 @@ def test_backward_bounds_of_a_long_vector_grow_with_log_n_not_n():
         g = (1 if i == 77 else 0) - mpmath.exp(xs[i] - m) / S
         d = (g - mpmath.mpf(float(r.rounded[0, i]))) / mpmath.mpf(float(r.ulp[0, i]))
         assert r.dlo[0, i] <= d <= r.dhi[0, i], (i, d, r.dlo[0, i], r.dhi[0, i])
+
+
+def test_float64_sigmoid_family_is_decided_by_quad_with_mpmath_figures():
+    """float64 targets of the binary family: the quad tier computes in quad (it computed in long
+    double, which cannot settle a float64 figure, so every element went to mpmath, ~4,000/s);
+    the figures are those of --reference mpmath, element for element."""
+    pytest.importorskip("numpy_quaddtype")
+    from numstab.engine import evaluate
+    from numstab.functions import REGISTRY, get
+    from numstab.grids import load_args
+
+    rng = np.random.default_rng(11)
+    f = FORMATS["float64"]
+    # |x| < 745 (values below float64's range are decided by mpmath: quad's bounds carry a 2^-1060
+    # absolute slack into float64)
+    x = f.round(np.clip(np.concatenate([rng.standard_normal((1, 400)) * 30,
+                                        rng.standard_normal((1, 400)) * 200]), -740, 740))
+    x[:, :4] = [0.0, -745.0, 40.0, -40.0]
+    for fn, label in (("sigmoid", None), ("log_sigmoid", None), ("softplus", None),
+                      ("binary_cross_entropy", "0.3"), ("binary_cross_entropy", "1")):
+        args = load_args(f, x, get(fn), label, None, None)
+        a, _, esc = evaluate(f, x, args, list(REGISTRY[fn].values()), mode="auto")
+        b, _, _ = evaluate(f, x, args, list(REGISTRY[fn].values()), mode="mpmath")
+        by_tier = esc.stats()["elements"]
+        assert by_tier[0] >= 0.98 * x.size, (fn, by_tier)  # quad; the rest by mpmath
+        for oa, ob in zip(a, b):
+            assert np.array_equal(oa.ulp, ob.ulp, equal_nan=True), (fn, oa.impl.name)
+            assert np.array_equal(oa.rel, ob.rel, equal_nan=True) and np.array_equal(oa.status, ob.status)

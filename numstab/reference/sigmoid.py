@@ -22,7 +22,17 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import TINY, from_interval, log1p_down, log1p_up, strict, working
+from .core import (
+    from_interval,
+    is_quad,
+    lib_error,
+    log1p_down,
+    log1p_up,
+    strict,
+    tiny,
+    unit_roundoff,
+    working,
+)
 
 FUNCTIONS = ("sigmoid", "log_sigmoid", "softplus", "binary_cross_entropy")
 
@@ -130,11 +140,17 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list
 # ------------------------------------------------------------------ fast path
 def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """sigmoid, log_sigmoid, softplus (and binary_cross_entropy when args hold a ``label``) over
-    the batch x (B, n) in a working type, each with a proven bound (c_lib = 16 ulp for the
-    library's exp and log1p, as the softmax family assumes)."""
-    x = working(x)
-    u = float(np.finfo(x.dtype).eps) / 2
-    c_lib = 16 * u
+    the batch x (B, n) in a working type, each with a proven bound (core.lib_error for the
+    library's exp and log1p, as the softmax family assumes). The quad tier computes in quad
+    (float64 targets: long double could not decide their figures, so every element went to
+    mpmath), except where a label's TwoSum would rely on correctly rounded subtraction."""
+    # quad only where long double cannot settle the figures (float64 targets): for narrower
+    # formats long double decides as much (quad's ends go through float64 pairs, which cannot
+    # tell 1 - 3.6e-33 from 1)
+    quad = is_quad(x.dtype) and fmt is not None and fmt.p > 24
+    x = x if quad else working(x)
+    wt = x.dtype
+    u, c_lib, TINY = unit_roundoff(wt), lib_error(wt), tiny(wt)
     out = {}
     with np.errstate(all="ignore"):
         a = np.exp(-np.abs(x))  # relative error <= c_lib (x exact), TINY absolute below the range
@@ -148,7 +164,7 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
         out["softplus"] = from_interval(fmt, sp, 2 * (eL + u * np.abs(sp)), lower=b_hi)
         ls = b_lo - L
         out["log_sigmoid"] = from_interval(fmt, ls, 2 * (eL + u * np.abs(ls)),
-                                           upper=np.where(x < 0, x, np.inf))
+                                           upper=np.where(x < 0, x, np.inf).astype(wt))
         s = np.where(pos, 1 / (1 + a), a / (1 + a))
         out["sigmoid"] = from_interval(fmt, s, 2 * ((2 * c_lib + 4 * u) * s + TINY),
                                        upper=x.dtype.type(1.0))
@@ -161,8 +177,11 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             bb = b - b_hi  # TwoSum: is max(x, 0) - x z exact?
             b_exact = ((b_hi - (b - bb)) + (-xz - bb)) == 0
             r = b + L
+            # quad's + and - are within 0.5000000001 ulp, not correctly rounded: no TwoSum there,
+            # so no strict bound (an element it would have decided goes to mpmath)
+            lower = None if quad else np.where(b_exact, b, -np.inf)
             out["binary_cross_entropy"] = from_interval(
-                fmt, r, 2 * (eL + u * np.abs(b) + u * np.abs(r)), lower=np.where(b_exact, b, -np.inf))
+                fmt, r, 2 * (eL + u * np.abs(b) + u * np.abs(r)), lower=lower)
     return out
 
 

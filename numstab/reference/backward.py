@@ -24,7 +24,7 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import TINY, from_interval, pairwise_sum, strict, working
+from .core import from_interval, is_quad, lib_error, pairwise_sum, strict, tiny, unit_roundoff, working
 
 FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward")
 
@@ -260,8 +260,7 @@ def _fast_parts(x):
     """Shared pieces of the softmax-based fast bounds, in the working type of x (B, n):
     k, d = x - m, e = exp(d) with e_k = 1 exactly, t = sum_{j != k} e_j, and their bounds."""
     n = x.shape[-1]
-    u = float(np.finfo(x.dtype).eps) / 2
-    c_lib = 16 * u
+    u, c_lib = unit_roundoff(x.dtype), lib_error(x.dtype)
     m = np.max(x, axis=-1, keepdims=True)
     k = np.argmax(x, axis=-1)[..., None]
     d = x - m
@@ -294,7 +293,11 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """softmax_backward and log_softmax_backward (args hold a ``cotangent``) and
     cross_entropy_backward (a ``target``) with proven bounds; where a value cancels beyond the
     bound's reach the interval leaves it undecided and mpmath settles it."""
-    x = working(x)
+    # quad where long double cannot settle the figures (float64 targets; every element went to
+    # mpmath); narrower formats keep long double, which decides as much
+    quad = is_quad(x.dtype) and fmt is not None and fmt.p > 24
+    x = x if quad else working(x)
+    TINY = tiny(x.dtype)
     out = {}
     with np.errstate(all="ignore"):
         n, u, c_lib, k, d, e, rel_e, t = _fast_parts(x)
@@ -315,8 +318,8 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             g = np.where(hit, gt, g)
             err = np.where(hit, errt, err)
             # s_i < 1 strictly beside another entry; -s_target's complement > -1 likewise
-            upper = np.where(hit, np.inf, 1.0 if n >= 2 else np.inf)
-            lower = np.where(hit, -1.0 if n >= 2 else -np.inf, -np.inf)
+            upper = np.where(hit, np.inf, 1.0 if n >= 2 else np.inf).astype(x.dtype)
+            lower = np.where(hit, -1.0 if n >= 2 else -np.inf, -np.inf).astype(x.dtype)
             out["cross_entropy_backward"] = from_interval(fmt, g, 2 * err, lower=lower, upper=upper)
         v = args.get("cotangent") if args else None
         if v is not None:

@@ -352,3 +352,21 @@ def test_float64_gradients_are_decided_by_quad_with_mpmath_figures():
         for oa, ob in zip(a, b):
             assert np.array_equal(oa.ulp, ob.ulp, equal_nan=True), (fn, oa.impl.name)
             assert np.array_equal(oa.rel, ob.rel, equal_nan=True) and np.array_equal(oa.status, ob.status)
+
+
+def test_float64_smoothed_cross_entropy_is_decided_by_quad_with_mpmath_figures():
+    pytest.importorskip("numpy_quaddtype")
+    from numstab.engine import evaluate
+    from numstab.functions import REGISTRY, get
+    from numstab.grids import load_args, make_extras
+
+    rng = np.random.default_rng(5)
+    f = FORMATS["float64"]
+    x = f.round(rng.normal(0, 3, (6, 500)) + rng.uniform(-50, 50, (6, 1)))
+    for eps in (0.1, 0.37, 1.0):
+        args = load_args(f, x, get("smoothed_cross_entropy"), "3", None, make_extras(None, None, eps))
+        a, _, esc = evaluate(f, x, args, list(REGISTRY["smoothed_cross_entropy"].values()), mode="auto")
+        b, _, _ = evaluate(f, x, args, list(REGISTRY["smoothed_cross_entropy"].values()), mode="mpmath")
+        assert esc.stats()["elements"] == [6, 0]  # every loss by quad, none by a row sum in mpmath
+        for oa, ob in zip(a, b):
+            assert np.array_equal(oa.ulp, ob.ulp, equal_nan=True) and np.array_equal(oa.status, ob.status)

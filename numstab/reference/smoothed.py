@@ -17,8 +17,8 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .backward import _fast_parts, _lib, _vector
-from .core import TINY, from_interval, log1p_down, log1p_up, strict, working
+from .backward import _depth, _fast_parts, _lib, _sum, _vector
+from .core import from_interval, is_quad, log1p_down, log1p_up, strict, tiny, working
 
 FUNCTIONS = ("smoothed_cross_entropy",)
 
@@ -55,14 +55,17 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list
 # ------------------------------------------------------------------ fast path
 def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """smoothed_cross_entropy = lp - (1 - eps) d_t - (eps / n) sum(d), a proven bound."""
-    x = working(x)
+    # quad where long double cannot settle the figures (float64 targets), as the gradients
+    quad = is_quad(x.dtype) and fmt is not None and fmt.p > 24
+    x = x if quad else working(x)
+    TINY = tiny(x.dtype)
     s = args.get("smoothing") if args else None
     if s is None:
         return {}
     target, eps = np.asarray(s["target"]), np.asarray(s["epsilon"], dtype=np.float64)
     with np.errstate(all="ignore"):
         n, u, c_lib, k, d, e, rel_e, t = _fast_parts(x)
-        et = t * (rel_e + n * u) * 1.01 + n * TINY
+        et = t * (rel_e + _depth(n) * u) * 1.01 + n * TINY  # t summed by halving (backward._sum)
         lp = np.log1p(t)
         elp = et / (1.0 + np.maximum(t - et, 0.0)) + c_lib * lp + TINY
         eps = np.broadcast_to(np.asarray(eps, dtype=x.dtype).reshape(-1, 1), lp.shape)
@@ -70,8 +73,8 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
         w = 1 - eps
         c1 = -(w * dt)
         e1 = np.abs(c1) * 4 * u
-        D = np.sum(d, axis=-1, keepdims=True)
-        eD = np.sum(np.abs(d), axis=-1, keepdims=True) * (n + 1) * u * 1.01
+        D, _ = _sum(d)  # by halving: each d_i (rounded once) meets ceil(log2 n) more roundings
+        eD = np.sum(np.abs(d), axis=-1, keepdims=True) * (_depth(n) + 1) * u * 1.01
         c2 = -(eps / n) * D
         e2 = (eps / n) * (eD + 3 * u * np.abs(D))
         r = lp + (c1 + c2)

@@ -216,11 +216,11 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     if temperature is not None:
         xq, impls = scaled(fmt, x, impls, temperature)
         target = scale_args(fmt, target, B, temperature)  # the reference: f at the exact x / T_F
+    stage = stage or (lambda fraction: None)
     outs = []
-    k_impls = max(len(impls), 1)
     for k, impl in enumerate(impls):
-        if stage is not None and k:
-            stage(0.25 * k / k_impls)
+        if k:
+            stage(0.25 * k / len(impls))
         o = ImplOutcome(impl, inferred=not impl.builtin)
         ys = []
         try:
@@ -239,8 +239,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                 raise
             o.error = str(exc)
         outs.append(o)
-    if stage is not None:
-        stage(0.25)
+    stage(0.25)
     if ref is None:
         needed = {o.impl.function for o in outs}
         if any(not o.impl.builtin for o in outs) and "logsumexp" in FUNCTIONS:
@@ -252,8 +251,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                                      specials=specials)
     else:
         ref, esc = ref
-    if stage is not None:
-        stage(0.5)
+    stage(0.5)
     live = [o for o in outs if o.error is None]
     settled = {}
     for o in live:
@@ -282,12 +280,10 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
                                                          tolerance, exact=o.exact)
     for k, o in enumerate(outs):
-        if stage is not None:
-            stage(0.6 + 0.35 * k / max(len(outs), 1))
+        stage(0.6 + 0.35 * k / len(outs))
         if o.error is None:
             _causes(fmt, xq, xc, target, acc, tolerance, ref, o, compute)
-    if stage is not None:
-        stage(0.95)
+    stage(0.95)
     if verify:
         from .reference import verify_rows
 

@@ -322,6 +322,12 @@ class T:
                  None if self.err is None else self.err[key + (slice(None),)])
 
 
+def _into(op, a, b):
+    """op(a, b) written into a (a fresh temporary) where a has the result's shape; a new array
+    where b broadcasts a (a per-vector operand against a per-element one)."""
+    return op(a, b, out=a) if a.shape == np.broadcast_shapes(a.shape, b.shape) else op(a, b)
+
+
 def _special(v):
     return ~np.isfinite(v) | (v == 0)
 
@@ -555,12 +561,8 @@ class Tracer:
             err = None
             if a.err is not None:
                 fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
-                err = np.multiply(a.err, fb)  # a.err * fb + b.err * fa, in place
-                other = np.multiply(b.err, fa)
-                if err.shape == other.shape:
-                    err += other
-                else:
-                    err = err + other
+                # a.err * fb + b.err * fa, with no temporary of the (rows, n, 5) shape beyond two
+                err = _into(np.add, np.multiply(a.err, fb), np.multiply(b.err, fa))
                 np.nan_to_num(err, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return self._finish("mul", v, sh, self._root_of(a, b, v=v), err, operands=(a.v, b.v),
                             nonzero=(a.v != 0) & (b.v != 0))
@@ -576,15 +578,11 @@ class Tracer:
             err = None
             if a.err is not None:
                 fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
-                # a.err / fb - b.err * fa / (fb * fb), the same operations in place (no temporaries
-                # of the (rows, n, categories) shape beyond two)
-                err = np.divide(a.err, fb)
+                # a.err / fb - b.err * fa / (fb * fb), the same operations, with no temporary of the
+                # (rows, n, 5) shape beyond two
                 d = np.multiply(b.err, fa)
                 d /= fb * fb
-                if err.shape == d.shape:
-                    err -= d
-                else:  # broadcast the other way (a per-vector numerator)
-                    err = err - d
+                err = _into(np.subtract, np.divide(a.err, fb), d)
                 del d
                 np.nan_to_num(err, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         self._flag("divide", (b.v == 0) & (a.v != 0) & np.isfinite(a.v))

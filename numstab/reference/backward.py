@@ -24,7 +24,7 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import from_interval, is_quad, lib_error, pairwise_sum, strict, tiny, unit_roundoff, working
+from .core import from_interval, lib_error, pairwise_sum, strict, tiny, unit_roundoff, working
 
 FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward")
 
@@ -267,7 +267,7 @@ def _fast_parts(x):
     e = np.exp(d)
     np.put_along_axis(e, k, 1.0, axis=-1)  # exp(0) = 1 exactly
     rel_e = (np.max(np.abs(d), axis=-1, keepdims=True) * u * 1.01 + c_lib)  # per-row bound
-    t, _ = _sum(np.where(np.arange(n) == k, 0.0, e))
+    t = _sum(np.where(np.arange(n) == k, 0.0, e))
     return n, u, c_lib, k, d, e, rel_e, t
 
 
@@ -276,16 +276,15 @@ def _depth(n: int) -> int:
     return max(int(n) - 1, 0).bit_length()
 
 
-def _sum(a: np.ndarray) -> tuple[np.ndarray, int]:
-    """Sum along the last axis (kept, length 1) by halving (core.pairwise_sum) and its depth:
-    every term meets at most depth = ceil(log2 n) roundings, so the error is at most
+def _sum(a: np.ndarray) -> np.ndarray:
+    """Sum along the last axis (kept, length 1) by halving (core.pairwise_sum): every term meets
+    at most _depth(n) = ceil(log2 n) roundings, so the error is at most
     gamma_depth * sum |a_i| <= 1.01 depth u sum |a_i| -- not n u, which made the bounds of a
     long vector (300,000 values: 1.6e-14 relative in long double) leave elements to mpmath,
     and mpmath then sums the whole row."""
     if a.shape[-1] == 0:
-        return np.zeros(a.shape[:-1] + (1,), dtype=a.dtype), 0
-    s, depth = pairwise_sum(a)
-    return s[..., None], depth
+        return np.zeros(a.shape[:-1] + (1,), dtype=a.dtype)
+    return pairwise_sum(a)[0][..., None]
 
 
 
@@ -293,10 +292,7 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """softmax_backward and log_softmax_backward (args hold a ``cotangent``) and
     cross_entropy_backward (a ``target``) with proven bounds; where a value cancels beyond the
     bound's reach the interval leaves it undecided and mpmath settles it."""
-    # quad where long double cannot settle the figures (float64 targets; every element went to
-    # mpmath); narrower formats keep long double, which decides as much
-    quad = is_quad(x.dtype) and fmt is not None and fmt.p > 24
-    x = x if quad else working(x)
+    x = working(x, fmt)
     TINY = tiny(x.dtype)
     out = {}
     with np.errstate(all="ignore"):
@@ -312,7 +308,7 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             hit = np.arange(n) == tg
             g = e / S
             err = g * (rel_e + eS / S + u) * 1.01 + TINY
-            others, _ = _sum(np.where(hit, 0.0, e))
+            others = _sum(np.where(hit, 0.0, e))
             gt = -others / S
             errt = np.abs(gt) * (2 * rel + 2 * u + eS / S) * 1.01 + n * TINY
             g = np.where(hit, gt, g)
@@ -329,7 +325,7 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             av = np.abs(v)
             # softmax_backward: g_i = e_i M_i / S^2, M_i = (v_i - v_k) + v_i t - P
             ve = np.where(mask_k, 0.0, v * e)
-            P, _ = _sum(ve)
+            P = _sum(ve)
             A = np.sum(np.where(mask_k, 0.0, av * e), axis=-1, keepdims=True)  # a magnitude
             eP = A * (rel_e + u + dep * u) * 1.01 + n * TINY * np.max(av, axis=-1, keepdims=True)
             c = v - vk
@@ -348,11 +344,11 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             # sum(v) and sum(rest) by halving, then one addition: max(depths) + 1 roundings a term
             dr = (max(dep, _depth(rest.shape[-1])) + 1) * 1.01
             ar = np.sum(np.abs(rest), axis=-1, keepdims=True)  # magnitudes
-            rs, _ = _sum(rest)
-            sv, _ = _sum(v)
+            rs = _sum(rest)
+            sv = _sum(v)
             V = sv + rs
             eV = dr * u * (np.sum(av, axis=-1, keepdims=True) + ar)
-            sr, _ = _sum(np.where(mask_k, 0.0, v))
+            sr = _sum(np.where(mask_k, 0.0, v))
             R = sr + rs
             eR = dr * u * (np.sum(np.where(mask_k, 0.0, av), axis=-1, keepdims=True) + ar)
             vS, Ve = v * S, V * e

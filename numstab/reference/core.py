@@ -61,11 +61,16 @@ def tiny(dt):
     return np.dtype(dt).type(TINY)
 
 
-def working(x: np.ndarray) -> np.ndarray:
-    """x in a working type the families' fast bounds are proven for: IEEE binary types (float64,
-    x86 long double) as they are; a tier in another type (numpy-quaddtype) computes in long
-    double, whose bound then holds."""
+def working(x: np.ndarray, fmt: Format | None = None) -> np.ndarray:
+    """x in a working type the families' fast bounds are proven for (their bounds are written in
+    unit_roundoff, lib_error and tiny of x's type): IEEE binary types (float64, x86 long double)
+    as they are; quad (numpy-quaddtype) for a target wider than float32 (float64: long double
+    cannot settle its figures, so every element would go to mpmath); for narrower targets a quad
+    tier computes in long double, which decides as much (quad's ends go through float64 pairs,
+    which cannot tell 1 - 3.6e-33 from 1)."""
     if x.dtype in (np.dtype(np.float64), np.dtype(np.longdouble)):
+        return x
+    if is_quad(x.dtype) and fmt is not None and fmt.p > 24:
         return x
     return np.asarray(x, dtype=np.float64).astype(np.longdouble)  # format values: exact
 

@@ -144,12 +144,9 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     library's exp and log1p, as the softmax family assumes). The quad tier computes in quad
     (float64 targets: long double could not decide their figures, so every element went to
     mpmath), except where a label's TwoSum would rely on correctly rounded subtraction."""
-    # quad only where long double cannot settle the figures (float64 targets): for narrower
-    # formats long double decides as much (quad's ends go through float64 pairs, which cannot
-    # tell 1 - 3.6e-33 from 1)
-    quad = is_quad(x.dtype) and fmt is not None and fmt.p > 24
-    x = x if quad else working(x)
+    x = working(x, fmt)
     wt = x.dtype
+    quad = is_quad(wt)
     u, c_lib, TINY = unit_roundoff(wt), lib_error(wt), tiny(wt)
     out = {}
     with np.errstate(all="ignore"):

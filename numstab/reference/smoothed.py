@@ -18,7 +18,7 @@ import numpy as np
 from ..formats import Format
 from ..results import RefData
 from .backward import _depth, _fast_parts, _lib, _sum, _vector
-from .core import from_interval, is_quad, log1p_down, log1p_up, strict, tiny, working
+from .core import from_interval, log1p_down, log1p_up, strict, tiny, working
 
 FUNCTIONS = ("smoothed_cross_entropy",)
 
@@ -55,9 +55,7 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list
 # ------------------------------------------------------------------ fast path
 def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     """smoothed_cross_entropy = lp - (1 - eps) d_t - (eps / n) sum(d), a proven bound."""
-    # quad where long double cannot settle the figures (float64 targets), as the gradients
-    quad = is_quad(x.dtype) and fmt is not None and fmt.p > 24
-    x = x if quad else working(x)
+    x = working(x, fmt)
     TINY = tiny(x.dtype)
     s = args.get("smoothing") if args else None
     if s is None:
@@ -73,7 +71,7 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
         w = 1 - eps
         c1 = -(w * dt)
         e1 = np.abs(c1) * 4 * u
-        D, _ = _sum(d)  # by halving: each d_i (rounded once) meets ceil(log2 n) more roundings
+        D = _sum(d)  # by halving: each d_i (rounded once) meets ceil(log2 n) more roundings
         eD = np.sum(np.abs(d), axis=-1, keepdims=True) * (_depth(n) + 1) * u * 1.01
         c2 = -(eps / n) * D
         e2 = (eps / n) * (eD + 3 * u * np.abs(D))

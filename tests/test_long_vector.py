@@ -8,6 +8,7 @@ import mpmath
 import numpy as np
 import pytest
 
+from numstab import reference
 from numstab.cli import main
 from numstab.formats import get_format
 
@@ -100,6 +101,7 @@ def test_shared_row_sum_strings_are_mpmath_strings(monkeypatch, function, temper
     if function == "cross_entropy" and temperature is not None:
         pytest.skip("cross_entropy takes no temperature")
     js = [0, 10, 7, 4999]
+    monkeypatch.setattr(reference, "QUAD_STRINGS_MAX", 0)  # the row_sum path, not the quad strings
     monkeypatch.setattr(fam, "ROW_SUM_MIN", 64)
     fast = exact_strings(fmt, x, args, 25, functions=[function], elements=js)[function]
     monkeypatch.setattr(fam, "ROW_SUM_MIN", 1 << 40)
@@ -151,6 +153,7 @@ def test_every_element_of_a_long_vector_from_the_shared_sum(monkeypatch):
     fmt = get_format("float16")
     x = fmt.round(np.random.default_rng(9).normal(0, 3, 3000))
     x[5] = 25.0
+    monkeypatch.setattr(reference, "QUAD_STRINGS_MAX", 0)  # the row_sum path, not the quad strings
     monkeypatch.setattr(fam, "ROW_SUM_MIN", 64)
     fast = exact_strings(fmt, x, {}, 25, functions=["log_softmax"])["log_softmax"]
     monkeypatch.setattr(fam, "ROW_SUM_MIN", 1 << 40)
@@ -213,3 +216,116 @@ def test_progress_moves_inside_one_long_evaluation(vector, monkeypatch, block):
     inside = sorted({d for d in done if 0 < d < 600})
     assert len(inside) >= 4, calls  # kernels, reference, figures, causes of each implementation
     assert done == sorted(done)  # never backwards
+
+
+# ------------------------------------------------ exact strings from the quad tier's intervals
+_KINDS = {"softmax": None, "log_softmax": None, "logsumexp": None, "cross_entropy": "target",
+          "sigmoid": None, "log_sigmoid": None, "softplus": None, "binary_cross_entropy": "label",
+          "softmax_backward": "cotangent", "log_softmax_backward": "cotangent",
+          "cross_entropy_backward": "target", "smoothed_cross_entropy": "smoothing"}
+
+
+def _args(kind, fmt, rng, n):
+    if kind is None:
+        return {}
+    if kind == "target":
+        return {"target": 7}
+    if kind == "label":
+        return {"label": fmt.round(rng.random(n))}
+    if kind == "cotangent":
+        return {"cotangent": fmt.round(rng.normal(0, 1, n))}
+    return {"smoothing": np.rec.fromarrays([np.array([7]), np.array([fmt.round(np.float64(0.1))[()]])],
+                                           names="target,epsilon")[0]}
+
+
+def _independent(function, x, a, j):
+    """Element j of ``function`` at x (args a), from mpmath at 400 bits, written out here."""
+    with mpmath.workprec(400):
+        z = [mpmath.mpf(float(v)) for v in x]
+        n = len(z)
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z))
+        s = [mpmath.exp(v - lse) for v in z]
+        xj = z[j]
+        if function in ("sigmoid", "log_sigmoid", "softplus", "binary_cross_entropy"):
+            sp = mpmath.log1p(mpmath.exp(xj)) if xj < 0 else xj + mpmath.log1p(mpmath.exp(-xj))
+            return {"sigmoid": 1 / (1 + mpmath.exp(-xj)), "log_sigmoid": -(sp - xj), "softplus": sp,
+                    "binary_cross_entropy": sp - xj * mpmath.mpf(float(a.get("label", [0] * n)[j]))}[function]
+        if function == "softmax":
+            return s[j]
+        if function == "log_softmax":
+            return xj - lse
+        if function in ("logsumexp",):
+            return lse
+        if function == "cross_entropy":
+            return lse - z[7]
+        if function == "cross_entropy_backward":
+            return s[j] - (1 if j == 7 else 0)
+        if function == "smoothed_cross_entropy":
+            eps = mpmath.mpf(float(a["smoothing"]["epsilon"]))
+            return (1 - eps) * (lse - z[7]) + eps / n * mpmath.fsum(lse - v for v in z)
+        v = [mpmath.mpf(float(c)) for c in a["cotangent"]]
+        if function == "softmax_backward":
+            return s[j] * (v[j] - mpmath.fsum(si * vi for si, vi in zip(s, v)))
+        return v[j] - s[j] * mpmath.fsum(v)
+
+
+@pytest.mark.parametrize("function", list(_KINDS))
+@pytest.mark.parametrize("fmt_name", ["float16", "float32", "float64"])
+def test_quad_interval_strings_are_mpmath_strings(function, fmt_name):
+    """The exact strings of a long vector from the quad tier's intervals (reference._quad_strings:
+    ~5 us an element against mpmath's 30-180 us) are mpmath's, element for element, and the digits
+    of an independent mpmath computation at 400 bits."""
+    pytest.importorskip("numpy_quaddtype")
+    fmt = get_format(fmt_name)
+    rng = np.random.default_rng(len(function) + fmt.p)
+    n = 200
+    x = fmt.round(rng.normal(0, 3, n))
+    x[[3, 150]] = [25.0, 24.5]
+    x[[20, 21]] = fmt.round(np.array([-60.0, 40.0]))
+    a = _args(_KINDS[function], fmt, rng, n)
+    fast = reference._quad_strings(fmt, x, a, 25, [function], None)[function]
+    slow = reference._mp_strings(fmt, x, a, 25, [function], None)[function]
+    assert fast == slow and None not in fast
+    for j in ([0] if len(fast) == 1 else [0, 3, 20, 21, 150, n - 1]):
+        with mpmath.workprec(400):
+            _digits(fast[j], _independent(function, x, a, j))
+
+
+def test_quad_strings_at_a_decimal_tie():
+    """A value 10^-339 beyond a tie of its 25th digit (log_softmax_backward = v_j - s_j V with
+    v_j = -0.23774702847003936767578125, a float32 value, and s_j ~ 7.5e-339): quad holds v_j
+    itself, so its interval straddles the tie and the element goes to mpmath, which rounds away
+    from the tie (a negation in Decimal's default context once rounded it onto the tie: ...812)."""
+    pytest.importorskip("numpy_quaddtype")
+    fmt = get_format("float32")
+    rng = np.random.default_rng(0)
+    x = fmt.round(rng.normal(0, 300, 100))
+    x[0], x[10] = 480.0, -300.0
+    v = fmt.round(rng.normal(0, 1, 100))
+    v[10] = -0.23774702847003936767578125
+    v[11] = v[11] + 12.0 - float(np.sum(v))  # V = sum(v) > 0
+    got = reference.exact_strings(fmt, x, {"cotangent": v}, 25, ["log_softmax_backward"], [10])
+    s = got["log_softmax_backward"][10]
+    with mpmath.workprec(1400):
+        z = [mpmath.mpf(float(c)) for c in x]
+        lse = mpmath.log(mpmath.fsum(mpmath.exp(c) for c in z))
+        V = mpmath.fsum(mpmath.mpf(float(c)) for c in v)
+        exact = mpmath.mpf(float(v[10])) - mpmath.exp(z[10] - lse) * V
+    assert exact < mpmath.mpf(float(v[10])) and float(np.sum(v.astype(np.float64))) > 0
+    assert s == "-0.2377470284700393676757813"
+
+
+@pytest.mark.parametrize("function", ["softmax_backward", "log_softmax_backward", "cross_entropy_backward"])
+def test_gradient_enclosures_of_wanted_elements(function):
+    """backward.enclose with ``wanted``: the enclosures of those elements only, the very ones of
+    the whole vector's (mpmath escalations of a long gradient no longer enclose every element of
+    every gradient for the few left undecided)."""
+    from numstab.reference import backward
+
+    rng = np.random.default_rng(2)
+    x = get_format("float32").round(rng.normal(0, 3, 40))
+    a = {"cotangent": get_format("float32").round(rng.normal(0, 1, 40)), "target": 5}
+    whole = backward.enclose(x, a, 120)[function]
+    js = [39, 5, 0]
+    part = backward.enclose(x, a, 120, wanted={function: js})
+    assert list(part) == [function] and part[function] == [whole[j] for j in js]

@@ -77,7 +77,8 @@ def _mul_scalar_iv(c, lo, hi, wp):
     return L.mpf_mul(c, lo, wp, "f"), L.mpf_mul(c, hi, wp, "c")
 
 
-def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64) -> list:
+def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64, js=None) -> list:
+    """``js``: the elements wanted (default all), in that order."""
     L = _lib()
     target = int(target)
     wp = prec + 10
@@ -89,7 +90,7 @@ def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64) ->
             olo = L.mpf_add(olo, elo[j], wp, "f")
             ohi = L.mpf_add(ohi, ehi[j], wp, "c")
     out = []
-    for i in range(len(d)):
+    for i in range(len(d)) if js is None else js:
         if i == target:
             lo, hi = _div_iv(olo, ohi, slo, shi, prec)
             lo, hi = L.mpf_neg(hi), L.mpf_neg(lo)
@@ -112,8 +113,8 @@ def _groups_equal_mean(d, vs):
     return means.pop() if len(means) == 1 else None
 
 
-def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> list:
-    """v_row: the cotangent (exact format values, one per element)."""
+def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, js=None) -> list:
+    """v_row: the cotangent (exact format values, one per element); ``js``: the elements wanted."""
     L = _lib()
     wp = prec + 10
     _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
@@ -128,7 +129,7 @@ def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> list:
             a, b = _mul_scalar_iv(vs[j], elo[j], ehi[j], wp)
             plo, phi = L.mpf_add(plo, a, wp, "f"), L.mpf_add(phi, b, wp, "c")
     out = []
-    for i in range(len(d)):
+    for i in range(len(d)) if js is None else js:
         if mean is not None and vf[i] == mean:
             out.append((L.fzero,) * 4)
             continue
@@ -149,9 +150,9 @@ def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64) -> list:
     return out
 
 
-def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, v_rest=None) -> list:
+def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, v_rest=None, js=None) -> list:
     """``v_rest``: cotangents of entries dropped from x (masked: s = 0 there) that still count
-    in V = sum(v)."""
+    in V = sum(v); ``js``: the elements wanted."""
     L = _lib()
     wp = prec + 10
     _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
@@ -168,7 +169,7 @@ def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, v_res
     all_equal = all(di == d[0] for di in d)
     slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
     out = []
-    for i in range(n):
+    for i in range(n) if js is None else js:
         if (vf[i] == 0 and Vq == 0) or (all_equal and Fraction(vf[i]) * n == Vq):
             out.append((L.fzero,) * 4)
             continue
@@ -234,24 +235,38 @@ def _rational_iv(q, prec: int) -> tuple:
     return (lo, hi, lo, hi)
 
 
-def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
-    out = _enclose(x_row, args_row, prec, fmt_p)
+def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> dict[str, list]:
+    """Every gradient the arguments allow, or with ``wanted`` ({function: element indices}) only
+    those elements of those functions (the row's sums are still taken over every element)."""
+    out = _enclose(x_row, args_row, prec, fmt_p, wanted)
     for f, qs in rational(x_row, args_row).items():
         if f in out:
-            out[f] = [_rational_iv(q, prec + 10) for q in qs]
+            js = range(len(qs)) if wanted is None else wanted[f]
+            out[f] = [_rational_iv(qs[j], prec + 10) for j in js]
     return out
 
 
-def _enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
+def _enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> dict[str, list]:
     out = {}
+
+    def want(f):
+        return wanted is None or f in wanted
+
+    def js(f):
+        return None if wanted is None else list(wanted[f])
+
     v = args_row.get("cotangent") if args_row else None
     if v is not None:
-        out["softmax_backward"] = enclose_softmax_backward(x_row, v, prec, fmt_p)
-        out["log_softmax_backward"] = enclose_log_softmax_backward(x_row, v, prec, fmt_p,
-                                                                   args_row.get("cotangent_rest"))
+        if want("softmax_backward"):
+            out["softmax_backward"] = enclose_softmax_backward(x_row, v, prec, fmt_p,
+                                                               js=js("softmax_backward"))
+        if want("log_softmax_backward"):
+            out["log_softmax_backward"] = enclose_log_softmax_backward(
+                x_row, v, prec, fmt_p, args_row.get("cotangent_rest"), js=js("log_softmax_backward"))
     t = args_row.get("target") if args_row else None
-    if t is not None:
-        out["cross_entropy_backward"] = enclose_cross_entropy_backward(x_row, int(t), prec, fmt_p)
+    if t is not None and want("cross_entropy_backward"):
+        out["cross_entropy_backward"] = enclose_cross_entropy_backward(x_row, int(t), prec, fmt_p,
+                                                                       js=js("cross_entropy_backward"))
     return out
 
 

@@ -12,6 +12,8 @@ mpmath is imported lazily, and only in the reference layer.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..formats import Format
@@ -131,6 +133,24 @@ def _ends(closed, limit, x, strict):
     return r, u
 
 
+#: Where :func:`intervals` collects the intervals the families' fast bounds give.
+_RECORD: list = []
+
+
+@contextlib.contextmanager
+def intervals():
+    """Within the block, :func:`from_interval` records each interval (v, err, lower, upper) in the
+    list yielded, in call order (one call per function, in the order of the family's result),
+    and returns a placeholder RefData (nothing decided) instead of deciding the interval for a
+    format: the intervals themselves serve :func:`numstab.reference.exact_strings`."""
+    got: list = []
+    _RECORD.append(got)
+    try:
+        yield got
+    finally:
+        _RECORD.pop()
+
+
 def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
 
@@ -144,6 +164,11 @@ def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     decision -- an end that moved stands for "just inside it" -- and the deltas are
     rounded outward into float64. Quad intervals are decided in quad (:func:`_from_quad`).
     """
+    if _RECORD:
+        _RECORD[-1].append((v, err, lower, upper))
+        nan = np.full(np.shape(v), np.nan)
+        no = np.zeros(np.shape(v), dtype=bool)
+        return RefData(nan, nan, nan, nan, nan, nan, no, no)
     if is_quad(v.dtype):
         return _from_quad(fmt, v, err, lower, upper)
     wide = v.dtype != np.float64

@@ -714,7 +714,7 @@ def _quad_strings(fmt: Format, x_row, target, digits: int, functions, elements):
     does not fix them (its two ends give different strings, a value at or beyond float64's range,
     an exact zero) goes to :func:`_mp_strings`, alone. None where numpy-quaddtype is missing."""
     from ..formats import get_format
-    from .core import intervals, quad, tiny
+    from .core import intervals, quad
 
     q = quad()
     if q is None:
@@ -746,7 +746,7 @@ def _quad_strings(fmt: Format, x_row, target, digits: int, functions, elements):
             one = _functions.get(f).per_vector
             js = [0] if one else js_all
             row: list = [None] * (1 if one else n)
-            strings = _interval_strings(q, tiny(q), v, err, lower, upper, js, digits)
+            strings = _interval_strings(q, v, err, lower, upper, js, digits)
             left = [j for j, st in zip(js, strings) if st is None]
             for j, st in zip(js, strings):
                 row[j] = st
@@ -758,7 +758,7 @@ def _quad_strings(fmt: Format, x_row, target, digits: int, functions, elements):
     return out
 
 
-def _interval_strings(q, tny, v, err, lower, upper, js, digits: int) -> list:
+def _interval_strings(q, v, err, lower, upper, js, digits: int) -> list:
     """The ``digits``-digit decimal of every value of r in [v - err, v + err] (cut to the strict
     bounds lower < r < upper, which stand closed here) at the flat positions ``js``, or None where
     the two ends give different strings. The ends are quad values, written exactly as three
@@ -766,22 +766,16 @@ def _interval_strings(q, tny, v, err, lower, upper, js, digits: int) -> list:
     outward, so each string is that of a closed interval holding r."""
     import decimal
 
+    from .core import quad_ends
+
     shape = np.shape(v)
     idx = np.asarray(js, dtype=np.int64)
 
-    def flat(a, fill):
-        a = np.broadcast_to(np.asarray(fill if a is None else a), shape)
-        return np.asarray(a).reshape(-1)[idx].astype(q)
+    def pick(a):  # the wanted elements, in quad
+        return None if a is None else np.broadcast_to(np.asarray(a), shape).reshape(-1)[idx].astype(q)
 
-    vv = flat(v, 0.0)
-    ee = flat(err, 0.0)
     with np.errstate(all="ignore"):
-        # + the roundings of v -+ e (quad's + - within 0.5000000001 ulp), as core._from_quad does
-        e2 = ee * (1 + 2.0**-40) + np.abs(vv) * 2.0**-110 + tny
-        lo, hi = vv - e2, vv + e2
-        lw, up = flat(lower, -np.inf), flat(upper, np.inf)
-        lo = np.where(lo < lw, lw, lo)
-        hi = np.where(hi > up, up, hi)
+        lo, hi, _, _ = quad_ends(pick(v), pick(err), pick(lower), pick(upper))
 
         def parts(e):
             h1 = e.astype(np.float64)

@@ -204,6 +204,26 @@ def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     return RefData(rounded, ulo, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
 
 
+def quad_ends(v, err, lower=None, upper=None) -> tuple:
+    """(lo, hi, strict_lo, strict_hi): quad ends holding r in [v - err, v + err] (v, err in quad),
+    moved out by the roundings of v -+ err (quad's + and - are within 0.5000000001 ulp), then cut
+    to the strict bounds lower < r < upper; ``strict_*`` where an end is such a bound."""
+    q = v.dtype
+    err = err * (1 + 2.0**-40) + np.abs(v) * 2.0**-110 + tiny(q)  # + the rounding of v -+ err
+    lo, hi = v - err, v + err
+    strict_lo = np.zeros(lo.shape, dtype=bool)
+    strict_hi = np.zeros(hi.shape, dtype=bool)
+    if lower is not None:
+        lower = np.broadcast_to(np.asarray(lower).astype(q), lo.shape)
+        strict_lo = lo <= lower
+        lo = np.where(strict_lo, lower, lo)
+    if upper is not None:
+        upper = np.broadcast_to(np.asarray(upper).astype(q), hi.shape)
+        strict_hi = hi >= upper
+        hi = np.where(strict_hi, upper, hi)
+    return lo, hi, strict_lo, strict_hi
+
+
 def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """:func:`from_interval` for quad intervals, decided in float64 pairs for any format up to 53 bits.
 
@@ -221,18 +241,7 @@ def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """
     with np.errstate(all="ignore"):
         q = v.dtype
-        err = err * (1 + 2.0**-40) + np.abs(v) * 2.0**-110 + tiny(q)  # + the rounding of v -+ err
-        lo, hi = v - err, v + err
-        strict_lo = np.zeros(lo.shape, dtype=bool)
-        strict_hi = np.zeros(hi.shape, dtype=bool)
-        if lower is not None:
-            lower = np.broadcast_to(np.asarray(lower).astype(q), lo.shape)
-            strict_lo = lo <= lower
-            lo = np.where(strict_lo, lower, lo)
-        if upper is not None:
-            upper = np.broadcast_to(np.asarray(upper).astype(q), hi.shape)
-            strict_hi = hi >= upper
-            hi = np.where(strict_hi, upper, hi)
+        lo, hi, strict_lo, strict_hi = quad_ends(v, err, lower, upper)
         ok = lo <= hi
 
         def split(e, up: bool):

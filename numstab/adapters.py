@@ -32,6 +32,17 @@ from .functions import get as get_function
 _REDIRECT = {"lock": threading.Lock(), "depth": 0, "fd": None, "saved": None, "stdout": None}
 
 
+def _redirect_after_fork() -> None:
+    """In a forked child: a fresh, unheld redirect state. Another thread of the parent (a Dask
+    worker's, running a callable of its own) may have held the lock at the fork, and no thread
+    of the child will ever release it: the child's own redirect blocked for ever."""
+    _REDIRECT.update(lock=threading.Lock(), depth=0, fd=None, saved=None, stdout=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_redirect_after_fork)
+
+
 @contextlib.contextmanager
 def stdout_to_stderr():
     """Everything written to stdout inside the block goes to stderr instead, at the
@@ -224,6 +235,9 @@ def _run_in_child(fn, name: str, args: tuple, copies: tuple, timeout):
     import signal
     import time
 
+    from .workers import prepare_fork
+
+    prepare_fork()
     r, w = os.pipe()
     for stream in (sys.stdout, sys.stderr):
         try:

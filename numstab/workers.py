@@ -47,16 +47,32 @@ def _worker_init() -> None:
     die_with_parent()
 
 
+#: libc's prctl, resolved in the parent (:func:`prepare_fork`); False where there is none
+_PRCTL = None
+
+
+def prepare_fork() -> None:
+    """Resolve, before forking, what a forked child calls (:func:`die_with_parent`): a child of
+    a multi-threaded process (a Dask worker, a progress thread) must not import a module or look
+    up a symbol itself -- a lock another thread held at the fork (the dynamic loader's, a
+    module's import lock) stays held in the child for ever."""
+    global _PRCTL
+    if _PRCTL is None:
+        try:
+            import ctypes
+
+            _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _PRCTL = False
+
+
 def die_with_parent() -> None:
     """Linux: SIGKILL this process when its parent exits (best effort elsewhere)."""
-    try:
-        import ctypes
-        import signal
+    import signal
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    prepare_fork()  # nothing left to do where the parent prepared it
+    if _PRCTL:
+        _PRCTL(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def stop_pool(pool) -> None:
@@ -106,6 +122,7 @@ def run_tasks(fn, tasks, jobs: int, on_result, scheduler=None) -> None:
 
     global _TASKS
     _TASKS = list(tasks)
+    prepare_fork()
     pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("fork"),
                                   initializer=_worker_init)
     try:

@@ -106,7 +106,7 @@ def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE):
         tr = Tracer(fmt, len(sel), attribute=True)
         with np.errstate(all="ignore"):
             out = impl.run(xc[sel], acc, None if target is None else target[sel], tr, compute)
-        best, top = _largest(np.abs(out.err))
+        best, top = _largest(out.err, out.shape)
         code = CATEGORY_CODE[best]
         code = np.where(top > 0, code, _unpropagated(tr.events, out.v, len(sel)))
         parts.append(code)
@@ -114,16 +114,18 @@ def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE):
     return np.concatenate(parts, axis=0), events
 
 
-def _largest(err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(argmax, max) along the short last axis (the categories), as np.argmax and np.max give
-    them where no NaN is involved (the first of equal maxima; a NaN makes the max NaN, and its
-    argmax is then not used): one pass per category instead of numpy's slow reductions over an
-    axis of length 5."""
-    top = err[..., 0].copy()
-    best = np.zeros(top.shape, dtype=np.intp)
-    nan = np.isnan(top)
-    for c in range(1, err.shape[-1]):
-        e = err[..., c]
+def _largest(err, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax, max) of |error| over the categories (steps.Err), as np.argmax and np.max give
+    them along a stacked last axis where no NaN is involved (the first of equal maxima; a NaN
+    makes the max NaN, and its argmax is then not used). A missing component is 0, which never
+    beats a magnitude (>= 0) nor unsets a NaN: it is skipped."""
+    top = np.zeros(shape)
+    best = np.zeros(shape, dtype=np.intp)
+    nan = np.zeros(shape, dtype=bool)
+    for c, e in enumerate(err.c):
+        if e is None:
+            continue
+        e = np.abs(e)
         gt = e > top
         best[gt] = c
         np.maximum(top, e, out=top)

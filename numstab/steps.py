@@ -263,11 +263,18 @@ class Plain:
 PLAIN = Plain()
 
 
+#: Vectors at least this long are scanned by runs of their running maximum (:func:`_online_runs`);
+#: shorter ones column by column, all vectors of the batch at once
+ONLINE_RUNS_MIN = 1024
+
+
 def _online_scan(x: np.ndarray, acc: str, keep: bool = False):
     """The sequential online scan on plain arrays; with ``keep``, also every column's operands
     (running max before and after, running sum before, argmax index after) for the tracer."""
     w = acc_dtype(x.dtype, acc)
     n = x.shape[-1]
+    if n >= ONLINE_RUNS_MIN:
+        return _online_runs(x, w, keep)
     m = x[..., 0:1]
     d = np.ones(m.shape, dtype=w)
     stacks = None
@@ -287,6 +294,52 @@ def _online_scan(x: np.ndarray, acc: str, keep: bool = False):
             stacks[3][..., j - 1: j] = idx
         d = d * np.exp(m - mn).astype(w) + np.exp(xj - mn).astype(w)
         m = mn
+    return m, d.astype(x.dtype), d, stacks
+
+
+def _online_runs(x: np.ndarray, w: np.dtype, keep: bool):
+    """:func:`_online_scan`'s column-by-column recurrence, the same operations on the same
+    operands, a vector at a time by runs of its running maximum m_j = max(m_{j-1}, x_j)
+    (np.maximum.accumulate: the same maximum, column after column).
+
+    Where m stays the same finite value, exp(m_{j-1} - m_j) is exp(0) = 1 exactly and d * 1 = d,
+    so the step is d_j = d_{j-1} + exp(x_j - m_j): a sequential sum, which np.add.accumulate
+    takes with the same additions in the same order. Only the columns where m changes (or is
+    not finite: -inf - -inf is NaN) take the whole step d * exp(m_{j-1} - m_j) + exp(x_j - m_j),
+    one by one -- a few dozen in a vector of real logits, whose running maximum rarely moves.
+    From a NaN on, d stays NaN (NaN * a + b). The argmax index is the last column where x_j
+    was not <= the running maximum before it (as ``np.where(m >= x_j, idx, j)`` keeps it)."""
+    shape = x.shape
+    n = shape[-1]
+    xr = x.reshape(-1, n)
+    M = np.maximum.accumulate(xr, axis=-1)
+    D = np.empty(xr.shape, dtype=w)  # exp(x_j - m_j) first, the running sums d_j in place
+    D[:, 0] = 1
+    D[:, 1:] = np.exp(xr[:, 1:] - M[:, 1:]).astype(w)
+    brk = ~((M[:, 1:] == M[:, :-1]) & np.isfinite(M[:, 1:]))
+    for r in range(xr.shape[0]):
+        d = D[r]
+        pos = np.flatnonzero(brk[r]) + 1
+        a = np.exp(M[r, pos - 1] - M[r, pos]).astype(w)
+        start = 0
+        for i, p in enumerate(pos.tolist()):
+            np.add.accumulate(d[start:p], out=d[start:p])
+            d[p: p + 1] = d[p - 1: p] * a[i: i + 1] + d[p: p + 1]
+            start = p
+            if np.isnan(d[p]):
+                d[p:] = d[p]
+                start = n
+                break
+        if start < n:
+            np.add.accumulate(d[start:], out=d[start:])
+    lead = shape[:-1]
+    m = M[:, -1:].reshape(lead + (1,))
+    d = D[:, -1:].reshape(lead + (1,))
+    stacks = None
+    if keep:
+        cols = np.arange(1, n)
+        idx = np.maximum.accumulate(np.where(M[:, :-1] >= xr[:, 1:], 0, cols), axis=-1)
+        stacks = tuple(a.reshape(lead + (n - 1,)) for a in (M[:, :-1], M[:, 1:], D[:, :-1], idx))
     return m, d.astype(x.dtype), d, stacks
 
 
@@ -317,9 +370,90 @@ class T:
         return self.v.dtype
 
     def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        return T(self.v[key], self.root[key],
-                 None if self.err is None else self.err[key + (slice(None),)])
+        return T(self.v[key], self.root[key], None if self.err is None else self.err[key])
+
+
+def _seq_total(a: np.ndarray) -> np.ndarray:
+    """Sum along the last axis in index order, keeping it (length 1): what numpy's sum over the
+    second-to-last axis of the stacked (..., n, categories) errors gave, term after term."""
+    return np.add.accumulate(a, axis=-1)[..., -1:]
+
+
+class Err:
+    """The first-order error components of a traced value, one per category (CATEGORIES): an
+    array of the value's shape, or None where the component is exactly 0 everywhere.
+
+    Most components are: a kernel with no cancellation, absorption, clipping or underflow
+    carries ordinary rounding alone, so propagation works on the components there are. Every
+    operation is the per-category formula of the stacked (..., categories) array it replaces,
+    with 0.0 for a missing operand -- the same numbers, NaN and infinity included (0 * inf is
+    NaN here as there) -- and a result is missing only where the formula gives 0 for zero
+    operands. Components are never written in place (they may be shared or broadcast views).
+    """
+
+    __slots__ = ("c",)
+
+    def __init__(self, c):
+        self.c = tuple(c)
+
+    @staticmethod
+    def zero() -> Err:
+        return Err((None,) * len(CATEGORIES))
+
+    def __getitem__(self, key):
+        return self.map(lambda a: a[key])
+
+    def map(self, f) -> Err:
+        """f on every present component (f(0) = 0: missing ones stay missing)."""
+        return Err(None if a is None else f(a) for a in self.c)
+
+    def zip(self, other: Err, f, shape=None) -> Err:
+        """f(a, b) per category, a missing operand as 0.0 (f(0, 0) = 0: both missing stay
+        missing); ``shape``: the results broadcast to it (a per-vector operand's errors)."""
+        out = []
+        for a, b in zip(self.c, other.c):
+            if a is None and b is None:
+                out.append(None)
+                continue
+            r = f(0.0 if a is None else a, 0.0 if b is None else b)
+            out.append(r if shape is None or r.shape == shape else np.broadcast_to(r, shape))
+        return Err(out)
+
+    def put(self, c: int, a) -> Err:
+        """These errors with the component c replaced."""
+        out = list(self.c)
+        out[c] = a
+        return Err(out)
+
+    def plus(self, c: int, add, shape=None) -> Err:
+        """These errors with ``add`` added to the component c (``add`` None: nothing)."""
+        if add is None:
+            return self
+        a = self.c[c]
+        r = add if a is None else a + add
+        return self.put(c, r if shape is None or np.shape(r) == shape else np.broadcast_to(r, shape))
+
+    def total(self):
+        """The sum over the categories, in their order (0.0 when none is present)."""
+        s = None
+        for a in self.c:
+            if a is not None:
+                s = a if s is None else s + a
+        return 0.0 if s is None else s
+
+    def zeroed(self, mask) -> Err:
+        """0 where ``mask`` (every component)."""
+        if not np.any(mask):
+            return self
+        return self.map(lambda a: np.where(mask, 0.0, a))
+
+    def stacked(self, shape) -> np.ndarray:
+        """The (shape..., categories) array of the components (missing ones 0)."""
+        out = np.zeros(tuple(shape) + (len(CATEGORIES),))
+        for i, a in enumerate(self.c):
+            if a is not None:
+                out[..., i] = a
+        return out
 
 
 def _into(op, a, b):
@@ -330,6 +464,24 @@ def _into(op, a, b):
 
 def _special(v):
     return ~np.isfinite(v) | (v == 0)
+
+
+def _clean(e: np.ndarray) -> np.ndarray:
+    """A propagated error with NaN and infinities (0 * inf, an overflowed product) as 0, in place."""
+    return np.nan_to_num(e, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _concat_err(parts) -> Err:
+    """The errors of traced values joined along the last axis (a missing component as zeros)."""
+    out = []
+    for i in range(len(CATEGORIES)):
+        cs = [p.err.c[i] for p in parts]
+        if all(c is None for c in cs):
+            out.append(None)
+        else:
+            out.append(np.concatenate([np.zeros(p.shape) if c is None else np.broadcast_to(c, p.shape)
+                                       for p, c in zip(parts, cs)], axis=-1))
+    return Err(out)
 
 
 class Tracer:
@@ -347,8 +499,7 @@ class Tracer:
 
     # -------------------------------------------------------------- helpers
     def wrap(self, x: np.ndarray) -> T:
-        err = np.zeros(x.shape + (len(CATEGORIES),)) if self.attribute else None
-        return T(x, np.zeros(x.shape, dtype=np.int8), err)
+        return T(x, np.zeros(x.shape, dtype=np.int8), Err.zero() if self.attribute else None)
 
     def _flag(self, name: str, mask) -> None:
         if mask.any():
@@ -392,13 +543,7 @@ class Tracer:
                 # only the attribution's local error, exactly as below (every category C_ROUND
                 # without local_cat: the other two get + 0.0)
                 if err is not None:
-                    local = (self._w(v) - sh).astype(np.float64)
-                    local = np.where(np.isfinite(local), local, 0.0)
-                    for c in (C_UNF, C_ROUND, C_ABS):
-                        if local_cat is None:
-                            err[..., c] += local if c == C_ROUND else 0.0
-                        else:
-                            err[..., c] += np.where(local_cat == c, local, 0.0)
+                    err = self._local(err, v, sh, C_ROUND if local_cat is None else local_cat)
                 return T(v, np.zeros(shape, dtype=np.int8), err)
         fin_in, nan_in = True, False
         for o in operands:
@@ -435,13 +580,25 @@ class Tracer:
         self._record(label, "flush", flush, arg)
         if err is not None:
             with np.errstate(all="ignore"):
-                local = (self._w(v) - sh).astype(np.float64)
-                local = np.where(np.isfinite(local), local, 0.0)
                 cat = np.where(np.abs(v) < fmt.tiny, C_UNF, C_ROUND) if local_cat is None else local_cat
-                for c in (C_UNF, C_ROUND, C_ABS):
-                    err[..., c] += np.where(cat == c, local, 0.0)
-                err[~np.isfinite(v)] = 0.0
+                err = self._local(err, v, sh, cat).zeroed(~np.isfinite(v))
         return T(v, root, err)
+
+    def _local(self, err: Err, v, sh, cat) -> Err:
+        """err plus the step's local error v - sh, in the category ``cat`` (one code, or one per
+        element: underflow, rounding or absorption)."""
+        with np.errstate(all="ignore"):
+            local = (self._w(v) - sh).astype(np.float64)
+            local = np.where(np.isfinite(local), local, 0.0)
+            for c in (C_UNF, C_ROUND, C_ABS):
+                if np.ndim(cat) == 0:
+                    if cat == c:
+                        err = err.plus(c, local)
+                    continue
+                hit = cat == c
+                if hit.any():
+                    err = err.plus(c, np.where(hit, local, 0.0))
+        return err
 
     def _root_of(self, *ts, v=None):
         """Root of a result from its operands: the first operand root that is set, among the
@@ -485,7 +642,8 @@ class Tracer:
             err = None
             if a.err is not None:
                 dv = np.asarray(deriv(a.v.astype(np.float64), v.astype(np.float64)), dtype=np.float64)
-                err = a.err * np.where(np.isfinite(dv), dv, 0.0)[..., None]
+                f = np.where(np.isfinite(dv), dv, 0.0)
+                err = a.err.map(lambda e: e * f)
         root = np.where(_special(v), a.root, 0).astype(np.int8)
         if label == "log":
             self._flag("divide", (a.v == 0))
@@ -505,7 +663,7 @@ class Tracer:
 
     def neg(self, a):
         a = self._t(a)
-        return T(-a.v, a.root, None if a.err is None else -a.err)
+        return T(-a.v, a.root, None if a.err is None else a.err.map(np.negative))
 
     # ------------------------------------------------------------ binary
     def _addsub(self, label, a, b, sign, what=None):
@@ -522,7 +680,7 @@ class Tracer:
         local_cat = None
         if a.err is not None:
             with np.errstate(all="ignore"):
-                err = a.err + (b.err if sign > 0 else -b.err)
+                err = a.err.zip(b.err, np.add if sign > 0 else np.subtract, v.shape)
                 fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
                 bb = fb if sign > 0 else -fb
                 fv = v.astype(np.float64)
@@ -532,11 +690,11 @@ class Tracer:
                 if effective_sub.any():
                     # the operands' rounding errors, amplified, become cancellation; a clip's
                     # replacement is no rounding error and stays clipping
-                    clip = err[..., C_CLIP].copy()
-                    moved = err.sum(axis=-1) - clip
-                    err[effective_sub] = 0.0
-                    err[..., C_CLIP] = clip
-                    err[..., C_CANC] += np.where(effective_sub, moved, 0.0)
+                    if any(e is not None for e in err.c):
+                        clip = err.c[C_CLIP]
+                        moved = err.total() - (0.0 if clip is None else clip)
+                        err = err.zeroed(effective_sub).put(C_CLIP, clip)
+                        err = err.plus(C_CANC, np.where(effective_sub, moved, 0.0), v.shape)
                 absorbed = ((fv == fa) & (bb != 0)) | ((fv == bb) & (fa != 0))
                 absorbed &= np.isfinite(fv)
                 local_cat = np.where(absorbed, C_ABS, np.where(np.abs(v) < self._fmt(v).tiny, C_UNF, C_ROUND))
@@ -560,10 +718,8 @@ class Tracer:
             sh = self._w(a.v) * self._w(b.v)
             err = None
             if a.err is not None:
-                fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
-                # a.err * fb + b.err * fa, with no temporary of the (rows, n, 5) shape beyond two
-                err = _into(np.add, np.multiply(a.err, fb), np.multiply(b.err, fa))
-                np.nan_to_num(err, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
+                err = a.err.zip(b.err, lambda ea, eb: _clean(_into(np.add, ea * fb, eb * fa)), v.shape)
         return self._finish("mul", v, sh, self._root_of(a, b, v=v), err, operands=(a.v, b.v),
                             nonzero=(a.v != 0) & (b.v != 0))
 
@@ -577,14 +733,11 @@ class Tracer:
             sh = self._w(a.v) / self._w(b.v)
             err = None
             if a.err is not None:
-                fa, fb = a.v.astype(np.float64)[..., None], b.v.astype(np.float64)[..., None]
-                # a.err / fb - b.err * fa / (fb * fb), the same operations, with no temporary of the
-                # (rows, n, 5) shape beyond two
-                d = np.multiply(b.err, fa)
-                d /= fb * fb
-                err = _into(np.subtract, np.divide(a.err, fb), d)
-                del d
-                np.nan_to_num(err, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
+                fb2 = fb * fb
+                # a.err / fb - b.err * fa / (fb * fb)
+                err = a.err.zip(b.err, lambda ea, eb: _clean(_into(np.subtract, ea / fb, (eb * fa) / fb2)),
+                                v.shape)
         self._flag("divide", (b.v == 0) & (a.v != 0) & np.isfinite(a.v))
         # 0/0 and inf/inf keep their operands' roots; x/inf = 0 keeps the inf's root
         return self._finish("div", v, sh, self._root_of(b, a, v=v), err, operands=(a.v, b.v),
@@ -599,7 +752,7 @@ class Tracer:
         root = np.where(mask, np.broadcast_to(a.root, v.shape), np.broadcast_to(b.root, v.shape))
         err = None
         if a.err is not None:
-            err = np.where(mask[..., None], a.err, b.err)
+            err = a.err.zip(b.err, lambda ea, eb: np.where(mask, ea, eb), v.shape)
         return T(v, root.astype(np.int8), err)
 
     # ---------------------------------------------------------- structure
@@ -607,17 +760,17 @@ class Tracer:
         x = self._t(x)
         k = np.argmax(x.v, axis=-1)[..., None]
         return T(np.take_along_axis(x.v, k, axis=-1), np.take_along_axis(x.root, k, axis=-1),
-                 None if x.err is None else np.take_along_axis(x.err, k[..., None], axis=-2))
+                 None if x.err is None else x.err.map(lambda e: np.take_along_axis(e, k, axis=-1)))
 
     def pick(self, a, target):
         k = np.asarray(target)[..., None]
         return T(np.take_along_axis(a.v, k, axis=-1), np.take_along_axis(a.root, k, axis=-1),
-                 None if a.err is None else np.take_along_axis(a.err, k[..., None], axis=-2))
+                 None if a.err is None else a.err.map(lambda e: np.take_along_axis(e, k, axis=-1)))
 
     def drop_argmax(self, e, x):
         mask = _argmax_mask(x.v if isinstance(x, T) else x)
         v = np.where(mask, e.v.dtype.type(0), e.v)
-        err = None if e.err is None else np.where(mask[..., None], 0.0, e.err)
+        err = None if e.err is None else e.err.zeroed(mask)
         return T(v, np.where(mask, 0, e.root).astype(np.int8), err)
 
     def clip(self, a, lo: float, hi: float):
@@ -629,9 +782,11 @@ class Tracer:
         err = None
         if a.err is not None:
             with np.errstate(all="ignore"):
-                true = a.v.astype(np.float64) - a.err.sum(axis=-1)
-                err = np.where(clipped[..., None], 0.0, a.err)
-                err[..., C_CLIP] += np.where(clipped, v.astype(np.float64) - true, 0.0)
+                err = a.err
+                if clipped.any():
+                    true = a.v.astype(np.float64) - err.total()
+                    fix = np.where(clipped, v.astype(np.float64) - true, 0.0)
+                    err = err.zeroed(clipped).plus(C_CLIP, fix, v.shape)
         return T(v, np.where(clipped, 0, a.root).astype(np.int8), err)
 
     def cast(self, a, dtype):
@@ -641,7 +796,7 @@ class Tracer:
             return T(a.v.astype(dtype), a.root, a.err)
         with np.errstate(all="ignore"):
             v = a.v.astype(dtype)
-        return self._finish("sum", v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
+        return self._finish("sum", v, self._w(a.v), a.root, a.err,
                             operands=(a.v,))
 
     def round_output(self, a, dtype, label="output"):
@@ -652,7 +807,7 @@ class Tracer:
         a = self._t(a)
         with np.errstate(all="ignore"):
             v = narrow(a.v, dtype)
-        return self._finish(label, v, self._w(a.v), a.root, None if a.err is None else a.err.copy(),
+        return self._finish(label, v, self._w(a.v), a.root, a.err,
                             operands=(a.v,), nonzero=(a.v != 0) & np.isfinite(a.v))
 
     def tensor(self, a, what):
@@ -664,7 +819,7 @@ class Tracer:
     def concat(self, parts):
         return T(np.concatenate([p.v for p in parts], axis=-1),
                  np.concatenate([p.root for p in parts], axis=-1),
-                 None if parts[0].err is None else np.concatenate([p.err for p in parts], axis=-2))
+                 None if parts[0].err is None else _concat_err(parts))
 
     def first(self, a):
         return a[..., 0]
@@ -673,7 +828,7 @@ class Tracer:
     def abs(self, a):
         a = self._t(a)
         neg = np.signbit(a.v)
-        return T(np.abs(a.v), a.root, None if a.err is None else np.where(neg[..., None], -a.err, a.err))
+        return T(np.abs(a.v), a.root, None if a.err is None else a.err.map(lambda e: np.where(neg, -e, e)))
 
     def minimum(self, a, b):
         a, b = self._t(a), self._t(b)
@@ -691,10 +846,8 @@ class Tracer:
         shape = np.broadcast_shapes(np.shape(mask), a.shape, b.shape)
         mask = np.broadcast_to(mask, shape)
         av, bv = np.broadcast_to(a.v, shape), np.broadcast_to(b.v, shape)
-        ta = T(av, np.broadcast_to(a.root, shape), None if a.err is None
-               else np.broadcast_to(a.err, shape + a.err.shape[-1:]))
-        tb = T(bv, np.broadcast_to(b.root, shape), None if b.err is None
-               else np.broadcast_to(b.err, shape + b.err.shape[-1:]))
+        ta = T(av, np.broadcast_to(a.root, shape), a.err)
+        tb = T(bv, np.broadcast_to(b.root, shape), b.err)
         return self._select(mask, ta, tb, np.where(mask, av, bv))
 
     def const(self, like, value):
@@ -709,8 +862,11 @@ class Tracer:
         np.put_along_axis(root, k, value.root, axis=-1)
         err = None
         if a.err is not None:
-            err = np.array(a.err, copy=True)
-            np.put_along_axis(err, k[..., None], value.err, axis=-2)
+            def put(ea, ev):
+                out = np.array(np.broadcast_to(ea, a.shape), dtype=np.float64, copy=True)
+                np.put_along_axis(out, k, ev, axis=-1)
+                return out
+            err = a.err.zip(value.err, put)
         return T(v, root, err)
 
     def lift(self, values, like):
@@ -742,7 +898,7 @@ class Tracer:
 
         def gathered(v, k):
             return T(v, np.take_along_axis(x.root, k, axis=-1),
-                     None if x.err is None else np.take_along_axis(x.err, k[..., None], axis=-2))
+                     None if x.err is None else x.err.map(lambda e: np.take_along_axis(e, k, axis=-1)))
 
         mprev, mn = gathered(mprev_v, prev_idx), gathered(mn_v, idx)
         cols = x[..., 1:]
@@ -766,9 +922,7 @@ class Tracer:
                 a64 = np.nan_to_num(aw.v.astype(np.float64), nan=0.0, posinf=0.0)
                 tail = np.cumprod(a64[..., :0:-1], axis=-1)[..., ::-1]  # prod_{k > j} a_k
                 after = np.concatenate([tail, np.ones(tail.shape[:-1] + (1,))], axis=-1)
-                err = np.nan_to_num((dnew.err * after[..., None]).sum(axis=-2, keepdims=True),
-                                    nan=0.0, posinf=0.0, neginf=0.0)
-                err[~np.isfinite(d_v)] = 0.0
+                err = dnew.err.map(lambda e: _clean(_seq_total(e * after))).zeroed(~np.isfinite(d_v))
         m = gathered(m_v, idx[..., -1:])
         return m, self.cast(T(d_v, root, err), x.dtype)
 
@@ -818,10 +972,11 @@ class Tracer:
                 absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
                 self._record(what or "sum", "absorption", absorbed,
                              (prev.astype(np.float64), terms.astype(np.float64), cur.astype(np.float64)))
-                err = a.err.sum(axis=-2, keepdims=True)
-                err[..., C_ABS] += np.where(absorbed, local, 0.0).sum(axis=-1, keepdims=True)
-                err[..., C_ROUND] += np.where(absorbed, 0.0, local).sum(axis=-1, keepdims=True)
-                err[~np.isfinite(v)] = 0.0
+                err = a.err.map(_seq_total)
+                if absorbed.any():
+                    err = err.plus(C_ABS, np.where(absorbed, local, 0.0).sum(axis=-1, keepdims=True))
+                err = err.plus(C_ROUND, np.where(absorbed, 0.0, local).sum(axis=-1, keepdims=True))
+                err = err.zeroed(~np.isfinite(v))
         return T(v, root, err)
 
     def _wide_sum(self, a, acc, what=None):
@@ -846,7 +1001,8 @@ class Tracer:
                 self._record(what or "sum", "absorption", absorbed,
                              (big.astype(np.float64), (sh - self._w(big)).astype(np.float64),
                               v.astype(np.float64)))
-                err = a.err.sum(axis=-2, keepdims=True)
-                err[..., C_ABS] += np.where(absorbed, local, 0.0)
-                err[..., C_ROUND] += np.where(absorbed, 0.0, local)
+                err = a.err.map(_seq_total)
+                if absorbed.any():
+                    err = err.plus(C_ABS, np.where(absorbed, local, 0.0))
+                err = err.plus(C_ROUND, np.where(absorbed, 0.0, local))
         return T(v, root, err)

@@ -415,9 +415,12 @@ class Err:
             if a is None and b is None:
                 out.append(None)
                 continue
-            r = f(0.0 if a is None else a, 0.0 if b is None else b)
-            out.append(r if shape is None or r.shape == shape else np.broadcast_to(r, shape))
+            out.append(_fit(f(0.0 if a is None else a, 0.0 if b is None else b), shape))
         return Err(out)
+
+    def take(self, k) -> Err:
+        """Every component at the indices k along the last axis (np.take_along_axis)."""
+        return self.map(lambda a: np.take_along_axis(a, k, axis=-1))
 
     def put(self, c: int, a) -> Err:
         """These errors with the component c replaced."""
@@ -430,8 +433,7 @@ class Err:
         if add is None:
             return self
         a = self.c[c]
-        r = add if a is None else a + add
-        return self.put(c, r if shape is None or np.shape(r) == shape else np.broadcast_to(r, shape))
+        return self.put(c, _fit(add if a is None else a + add, shape))
 
     def total(self):
         """The sum over the categories, in their order (0.0 when none is present)."""
@@ -454,6 +456,12 @@ class Err:
             if a is not None:
                 out[..., i] = a
         return out
+
+
+def _fit(r, shape):
+    """r broadcast to ``shape`` (None: r as it is) -- a per-vector operand's errors beside a
+    per-element result's."""
+    return r if shape is None or np.shape(r) == shape else np.broadcast_to(r, shape)
 
 
 def _into(op, a, b):
@@ -760,12 +768,12 @@ class Tracer:
         x = self._t(x)
         k = np.argmax(x.v, axis=-1)[..., None]
         return T(np.take_along_axis(x.v, k, axis=-1), np.take_along_axis(x.root, k, axis=-1),
-                 None if x.err is None else x.err.map(lambda e: np.take_along_axis(e, k, axis=-1)))
+                 None if x.err is None else x.err.take(k))
 
     def pick(self, a, target):
         k = np.asarray(target)[..., None]
         return T(np.take_along_axis(a.v, k, axis=-1), np.take_along_axis(a.root, k, axis=-1),
-                 None if a.err is None else a.err.map(lambda e: np.take_along_axis(e, k, axis=-1)))
+                 None if a.err is None else a.err.take(k))
 
     def drop_argmax(self, e, x):
         mask = _argmax_mask(x.v if isinstance(x, T) else x)
@@ -898,7 +906,7 @@ class Tracer:
 
         def gathered(v, k):
             return T(v, np.take_along_axis(x.root, k, axis=-1),
-                     None if x.err is None else x.err.map(lambda e: np.take_along_axis(e, k, axis=-1)))
+                     None if x.err is None else x.err.take(k))
 
         mprev, mn = gathered(mprev_v, prev_idx), gathered(mn_v, idx)
         cols = x[..., 1:]

@@ -62,6 +62,10 @@ def test_inspect_and_audit_take_temperature(capsys, tmp_path):
     assert code == 1 and r["counts"]["nan"] == 2 and r["worst"][0]["row"] == [0]
     assert main(["inspect", "softmax", "--temperature", "0", "--", "1"]) == 2
     assert "must be a finite number > 0" in capsys.readouterr().err
+    # a function without one is named as asked (it was its family's first, sigmoid)
+    argv = ["inspect", "binary_cross_entropy", "--target", "0.3", "--temperature", "0.5", "--", "1"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.rstrip().endswith("cross_entropy, not binary_cross_entropy")
 
 
 def _ulp64(r) -> mpmath.mpf:

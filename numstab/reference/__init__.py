@@ -64,13 +64,16 @@ def families(functions=None, args=None) -> list:
         functions = [f.name for f in _functions.FUNCTIONS.values() if f.takes is None or f.takes in have]
     out = [family(m) for m in dict.fromkeys(_functions.get(f).reference for f in functions)]
     if "scale" in have:
-        _check_scaled(out)
+        _check_scaled(out, functions)
     return out
 
 
-def _check_scaled(fams) -> None:
-    """A temperature (the ``scale`` argument) needs families that compute f(x / T) exactly."""
-    bad = [f for fam in fams if not getattr(fam, "SCALED", False) for f in fam.FUNCTIONS]
+def _check_scaled(fams, functions=None) -> None:
+    """A temperature (the ``scale`` argument) needs families that compute f(x / T) exactly; the
+    first of ``functions`` (names; default the families' own) whose family does not is named."""
+    unscaled = {f for fam in fams if not getattr(fam, "SCALED", False) for f in fam.FUNCTIONS}
+    names = [_functions.get(f).name for f in functions or [f for fam in fams for f in fam.FUNCTIONS]]
+    bad = [f for f in names if f in unscaled]
     if bad:
         from ..errors import UsageError
 

@@ -125,6 +125,13 @@ class InputArray:
             return np.zeros((0, self.n))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
+    def read_cols(self, row: int, c0: int, c1: int) -> np.ndarray:
+        """Elements c0..c1-1 of row ``row``'s vector as a (1, c1 - c0) float64 array, reading only
+        them (a vector too long to read whole, evaluated a piece at a time)."""
+        b = tuple(slice(i, i + 1) for i in self.index(row))
+        key = b[:self.axis] + (slice(int(c0), int(c1)),) + b[self.axis:]
+        return self._as_rows(self._get(key), int(c1) - int(c0))
+
     def read(self) -> np.ndarray:
         """Every vector as one (rows, n) float64 array."""
         if self.size > MAX_INPUT_ELEMENTS:
@@ -132,12 +139,12 @@ class InputArray:
         parts = [b for _, b in self.blocks()]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
-    def _as_rows(self, a) -> np.ndarray:
+    def _as_rows(self, a, width: int | None = None) -> np.ndarray:
         a = np.asarray(a)
         if a.ndim:
             a = np.moveaxis(a, self.axis, -1)
         with np.errstate(all="ignore"):
-            out = a.astype(np.float64).reshape(-1, self.n)
+            out = a.astype(np.float64).reshape(-1, self.n if width is None else width)
         if a.dtype.kind == "f" and a.dtype.itemsize > 8:  # long double: values beyond float64
             wide = np.isfinite(a) & ~np.isfinite(out.reshape(a.shape))
             if wide.any():

@@ -60,8 +60,7 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
             "row": list(row_index),
             "index": list(el_index),
             **({} if scalar else {"element": j, "input": _value(x[r, j])}),
-            "vector": ([_value(v) for v in x[r, :VECTOR_SHOWN]]
-                       + (["..."] if x.shape[1] > VECTOR_SHOWN else [])),
+            "vector": shown_vector(x[r], x.shape[1]),
             **({"target": int(target[r])} if o.impl.function == "cross_entropy" else {}),
             "output": _value(o.y[idx]),
             "exact": None,
@@ -76,6 +75,11 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
             entry["exact"] = exact_string(fmt, xr, row_arg, o.impl.function, 0 if scalar else j, specials)
         out.append(entry)
     return out
+
+
+def shown_vector(values, n: int) -> list:
+    """The first values of a vector of n (VECTOR_SHOWN of them, then "..." if there are more)."""
+    return [_value(v) for v in values[:VECTOR_SHOWN]] + (["..."] if n > VECTOR_SHOWN else [])
 
 
 def _value(v):

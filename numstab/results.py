@@ -315,9 +315,12 @@ def check_schema(found: str, expected: str) -> None:
 
 
 
-AUDIT_SCHEMA = "numstab.audit/6"  # /3: each result names its library; /4: limits and worst rows;
+AUDIT_SCHEMA = "numstab.audit/7"  # /3: each result names its library; /4: limits and worst rows;
 #                                    /5: temperature and mask of each result;
-#                                    /6: meta.audits[].compute (the precision model)
+#                                    /6: meta.audits[].compute (the precision model);
+#                                    /7: first_failure of a vector cut in pieces (stream.py: an
+#                                    elementwise function's vector longer than a block) shows its
+#                                    first values then "...", and the element's "input"
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,14 @@ that ends with the global row index), so every figure -- medians and the --top K
 included -- is the one a single pass over the whole batch gives. Peak memory is that of the
 chunks in flight, whatever the size of the input.
 
-A row is never split: every evaluation needs the whole vector (its max and sum, and the
-implementations' own reductions in their accumulation order), so one row is the smallest
-chunk, and :func:`plan` refuses before any work a row whose evaluation would not fit.
+A row of a function with reductions is never split: its evaluation needs the whole vector (its
+max and sum, and the implementations' own reductions in their accumulation order), so one row
+is the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row whose
+evaluation would not fit. An elementwise function (the sigmoid family: every output depends on
+its own element alone) has no such bound: a vector longer than a block is cut into pieces of
+columns (``Chunk.c0``, ``c1``), each read and evaluated alone, so a single vector of any length
+streams in bounded memory with the figures of one pass (its elements ranked by their place in
+the whole vector, the vector counted once).
 """
 
 from __future__ import annotations
@@ -200,7 +205,8 @@ class Chunk:
     """Rows [r0, r1) of shard ``shard`` of the job's source (or the inline values ``x0``), the
     ``row0``-th row of the whole batch onwards; ``args``: the extra arguments of these rows as
     prepared by :func:`prepare_args` (or final, for inline values); ``rng``: the state of the
-    cotangents' normal stream at the chunk's first element."""
+    cotangents' normal stream at the chunk's first element. ``c1 > 0``: only the elements
+    c0..c1-1 of the one row r0 (a piece of a long vector of an elementwise function)."""
 
     job: Job
     row0: int
@@ -211,10 +217,21 @@ class Chunk:
     args: dict = field(default_factory=dict)
     rng: dict | None = None
     n: int = 0  # the vectors' length
+    c0: int = 0
+    c1: int = 0  # > 0: the piece c0..c1-1 of the row (elementwise functions)
 
     @property
     def rows(self) -> int:
         return self.x0.shape[0] if self.x0 is not None else self.r1 - self.r0
+
+    @property
+    def split(self) -> bool:
+        return self.c1 > 0
+
+    @property
+    def size(self) -> int:
+        """The input elements of the chunk."""
+        return self.c1 - self.c0 if self.split else self.rows * self.n
 
 
 # ------------------------------------------------------------ extra arguments
@@ -246,6 +263,12 @@ def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, ex
 
 def slice_args(args: dict, r0: int, r1: int) -> dict:
     return {k: (v[r0:r1] if isinstance(v, np.ndarray) and v.ndim else v) for k, v in args.items()}
+
+
+def slice_columns(args: dict, c0: int, c1: int) -> dict:
+    """The extra arguments of the piece c0..c1-1 of a row's elements (``args`` sliced to the row):
+    per-element values (labels from a file) cut to the piece, per-vector ones kept."""
+    return {k: (v[..., c0:c1] if isinstance(v, np.ndarray) and v.ndim == 2 else v) for k, v in args.items()}
 
 
 def chunk_args(fmt, rec, x: np.ndarray, args: dict, extras, rng_state) -> dict:
@@ -286,11 +309,13 @@ class Part:
     big_ulp: list = field(default_factory=list)  # figures beyond float64's range
     big_rel: list = field(default_factory=list)
     flags: int = 0
-    failing_rows: int = 0
+    failing_rows: int = 0  # whole rows with a failing element ...
+    failing_split: set = field(default_factory=set)  # ... and long rows (their batch index) cut in pieces
     masked: dict = field(default_factory=dict)  # fully masked rows: what came out, counted
     zeros: int = 0
     limits: int = 0
     worst: list = field(default_factory=list)  # (key, entry, exact-string inputs)
+    one_per_row: bool = True  # the worst entries are rows (their worst element), not one vector's elements
     first: tuple | None = None  # (key, first_failure dict)
 
     def merge(self, other: Part, top: int) -> None:
@@ -308,11 +333,16 @@ class Part:
         self.big_rel += other.big_rel
         self.flags |= other.flags
         self.failing_rows += other.failing_rows
+        self.failing_split |= other.failing_split
         for k, v in other.masked.items():
             self.masked[k] = self.masked.get(k, 0) + v
         self.zeros += other.zeros
         self.limits += other.limits
-        self.worst = sorted(self.worst + other.worst, key=lambda w: w[0])[:top]
+        worst = sorted(self.worst + other.worst, key=lambda w: w[0])
+        if self.one_per_row:  # a long row's pieces each name a candidate: the row's worst stays
+            seen: set = set()
+            worst = [w for w in worst if not (w[0][2] in seen or seen.add(w[0][2]))]
+        self.worst = worst[:top]
         if other.first is not None and (self.first is None or other.first[0] < self.first[0]):
             self.first = other.first
 
@@ -384,6 +414,10 @@ class Part:
     def flag_names(self) -> list:
         return [f for i, f in enumerate(FLAG_NAMES) if self.flags & (1 << i)]
 
+    def vectors_failing(self) -> int:
+        """Vectors with at least one failing element (a long vector's pieces counted as one)."""
+        return self.failing_rows + len(self.failing_split)
+
 
 @dataclass
 class Partial:
@@ -420,9 +454,9 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
         what = "input"
     else:
         arr = job.source.array(chunk.shard)
-        x0 = arr.read_rows(chunk.r0, chunk.r1)
+        x0 = arr.read_cols(chunk.r0, chunk.c0, chunk.c1) if chunk.split else arr.read_rows(chunk.r0, chunk.r1)
         what = arr.what
-        names = _Names(arr, chunk.r0, job.source.paths[chunk.shard] if job.source.sharded else None)
+        names = _Names(arr, chunk.r0, job.source.paths[chunk.shard] if job.source.sharded else None, chunk.c0)
     masks.check_function(job.function, x0, what)
     x = round_inputs(fmt, x0)
     args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
@@ -431,29 +465,40 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
                             specials=specials, temperature=job.temperature, compute=job.compute,
                             stage=stage)
     args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
-    parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials) for o in outs]
-    return Partial(parts, int(x.size), int(x.shape[0]))
+    head = None
+    if chunk.split:  # the first values of the whole vector, which entries show
+        from .locate import VECTOR_SHOWN
+
+        head = x if chunk.c0 == 0 else round_inputs(fmt, arr.read_cols(chunk.r0, 0,
+                                                                         min(chunk.n, VECTOR_SHOWN)))
+    parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials, head) for o in outs]
+    # a long vector's pieces: counted as one vector, by its first piece
+    return Partial(parts, int(x.size), 0 if chunk.split and chunk.c0 else int(x.shape[0]))
 
 
 class _Names:
-    """The N-D index of a chunk's rows in their file (the chunk's row r is row r0 + r there)."""
+    """The N-D index of a chunk's rows in their file (the chunk's row r is row r0 + r there, its
+    element j the element c0 + j of the vector)."""
 
-    def __init__(self, arr, r0: int, path):
-        self.arr, self.r0, self.path = arr, r0, path
+    def __init__(self, arr, r0: int, path, c0: int = 0):
+        self.arr, self.r0, self.path, self.c0 = arr, r0, path, c0
 
     def index(self, r):
         return self.arr.index(self.r0 + r)
 
     def element_index(self, r, j=None):
-        return self.arr.element_index(self.r0 + r, j)
+        return self.arr.element_index(self.r0 + r, None if j is None else self.c0 + j)
 
 
-def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials) -> Part:
-    """One implementation's figures over the chunk's rows, as a mergeable Part."""
+def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials, head=None) -> Part:
+    """One implementation's figures over the chunk's rows, as a mergeable Part. A piece of a long
+    vector (``chunk.split``; ``head``: the vector's first values) names its elements by their place
+    in the vector (c0 + j) and keeps, for each candidate, its own element alone (an elementwise
+    function's exact value needs nothing else)."""
     from .masks import returned_kind
     from .results import CAUSES
 
-    p = Part(inferred=o.inferred)
+    p = Part(inferred=o.inferred, one_per_row=not job.elements)
     if o.error is not None:
         p.error, p.error_at = o.error, chunk.row0
         return p
@@ -471,7 +516,11 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials) -> 
     for (kind, _i), v in o.big.items():
         (p.big_ulp if kind == "ulp" else p.big_rel).append(v)
     p.flags = _flag_bits(o.flags)
-    p.failing_rows = int(np.sum((o.status >= INACCURATE).reshape(B, -1).any(axis=1)))
+    failing = (o.status >= INACCURATE).reshape(B, -1).any(axis=1)
+    if chunk.split:
+        p.failing_split = {chunk.row0} if failing.any() else set()
+    else:
+        p.failing_rows = int(np.sum(failing))
     if job.function in ("softmax", "log_softmax"):
         for r in np.nonzero((x == -np.inf).all(axis=1))[0]:
             k = returned_kind(o.y[r], job.function)
@@ -481,7 +530,8 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials) -> 
         r = ref[job.function]
         p.zeros = int(np.sum(spurious_zero(job.function, o.y, r.rounded)))
         p.limits = int(np.sum(wrong_limit(o.y, r)))
-        p.first = _first_failure(job, fail_on, limit, o, x, args, r, chunk.row0)
+        p.first = _first_failure(job, fail_on, limit, o, x, args, r, chunk.row0,
+                                 (chunk.c0, chunk.n, head) if chunk.split else None)
     if job.top > 0 and names is not None:
         from .locate import worst
 
@@ -495,9 +545,19 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials) -> 
                        else {k: v[r] for k, v in args.items()})
             if names.path is not None:
                 entry = {"file": names.path, **entry}
+            if chunk.split:  # the element alone, named by its place in the whole vector
+                from .locate import shown_vector
+
+                entry = {**entry, "element": chunk.c0 + j, "vector": shown_vector(head[0], chunk.n)}
+                if isinstance(row_arg, dict):  # per-element arguments (labels) cut to the element
+                    row_arg = {k: (v[j:j + 1] if isinstance(v, np.ndarray) and v.ndim == 1 else v)
+                               for k, v in row_arg.items()}
+                p.worst.append(((-rs, -ru, chunk.row0 + r, chunk.c0 + j), entry,
+                                (xe[r, j:j + 1].copy(), row_arg, 0, (chunk.row0 + r, chunk.c0 + j))))
+                continue
             if r not in rows:
                 rows[r] = xe[r].copy()
-            p.worst.append(((-rs, -ru, chunk.row0 + r, j), entry, (rows[r], row_arg, j)))
+            p.worst.append(((-rs, -ru, chunk.row0 + r, j), entry, (rows[r], row_arg, j, chunk.row0 + r)))
     return p
 
 
@@ -507,14 +567,14 @@ def finish_worst(fmt, function: str, part: Part, specials) -> list:
     a long row's shared quantities are computed once)."""
     from .locate import exact_strings_at
 
-    by_row: dict = {}
-    for key, _entry, (xr, row_arg, j) in part.worst:
-        by_row.setdefault(key[2], (xr, row_arg, []))[2].append(j)
+    by_row: dict = {}  # a row's (or a long vector's piece's) candidates together
+    for _key, _entry, (xr, row_arg, j, group) in part.worst:
+        by_row.setdefault(group, (xr, row_arg, []))[2].append(j)
     exact = {}
-    for r, (xr, row_arg, js) in by_row.items():
+    for g, (xr, row_arg, js) in by_row.items():
         strings = exact_strings_at(fmt, xr, row_arg, function, js, specials)
-        exact.update({(r, j): s for j, s in zip(js, strings)})
-    return [{**entry, "exact": exact[(key[2], j)]} for key, entry, (_xr, _a, j) in part.worst]
+        exact.update({(g, j): s for j, s in zip(js, strings)})
+    return [{**entry, "exact": exact[(g, j)]} for _key, entry, (_xr, _a, j, g) in part.worst]
 
 
 def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
@@ -536,9 +596,12 @@ def wrong_limit(y: np.ndarray, r) -> np.ndarray:
     return point & ~same
 
 
-def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int):
+def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int, piece=None):
     """The chunk's worst failing element (highest status, then largest ULP error, then the first)
-    as (merge key, the audit record's ``first_failure`` with the whole input vector)."""
+    as (merge key, the audit record's ``first_failure`` with the whole input vector). ``piece``:
+    (c0, n, head): the chunk is the piece c0.. of a long vector of n whose first values are
+    ``head``; the element is named by its place in the vector, and the vector, too long to list,
+    is shown by its first values and its element's input, as --top entries show it."""
     from .causes import cause_name
     from .functions import get as get_function
     from .results import jnum
@@ -562,15 +625,23 @@ def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int):
     j = idx[1] if len(idx) > 1 else 0
     rec = get_function(job.function)
     tg = args.get("target") if isinstance(args, dict) else args
+    n, vector = int(x.shape[-1]), [jnum(v) for v in x[rr]]
+    if piece is not None:
+        from .locate import shown_vector
+
+        c0, n, head = piece
+        j, vector = c0 + j, shown_vector(head[0], n)
     first = {
-        "row": row0 + rr, "n": int(x.shape[-1]),
-        "vector": [jnum(v) for v in x[rr]],
+        "row": row0 + rr, "n": n,
+        "vector": vector,
         **({"target": int(tg[rr])} if rec.takes == "target" else {}),
         "element": None if rec.per_vector else j,
         "output": jnum(o.y[idx]), "exact_rounded": jnum(r.rounded[idx]),
         "ulp_error": jnum(o.ulp[idx]), "status": STATUSES[int(o.status[idx])],
         "cause": cause_name(int(o.cause[idx])), "cause_inferred": o.inferred,
     }
+    if piece is not None:
+        first["input"] = jnum(x[idx])
     return ((-int(st[idx]), -float(score[idx]), row0 + rr, j), first)
 
 
@@ -583,9 +654,18 @@ def _flag_bits(flags) -> int:
 
 
 # ------------------------------------------------------------- planning, running
+def split_rows(function: str, n: int) -> bool:
+    """Whether vectors of n are cut in pieces of columns: those of an elementwise function longer
+    than a block (a vector with reductions is never cut)."""
+    from .functions import get as get_function
+
+    return get_function(function).output == "elementwise" and n > block_elements()
+
+
 def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     """The chunks of a file source, in row order (never across a shard's end), each with its
-    extra arguments and, for normal cotangents, the state of their stream at its first row."""
+    extra arguments and, for normal cotangents, the state of their stream at its first row;
+    a long vector of an elementwise function in pieces of a block (:func:`split_rows`)."""
     from .functions import get as get_function
 
     rec = get_function(job.function)
@@ -593,6 +673,15 @@ def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     n = arrays[0].n
     rng = np.random.default_rng([0, n, 13]) if normal else None
     chunks, row0 = [], 0
+    if split_rows(job.function, n):  # no cotangents here: elementwise functions take none
+        width = block_elements()
+        for s, arr in enumerate(arrays):
+            for r in range(arr.rows):
+                row_args = slice_args(args, row0, row0 + 1)
+                chunks += [Chunk(job, row0, s, r, r + 1, args=slice_columns(row_args, c0, min(n, c0 + width)),
+                                 n=n, c0=c0, c1=min(n, c0 + width)) for c0 in range(0, n, width)]
+                row0 += 1
+        return chunks
     for s, arr in enumerate(arrays):
         for r0 in range(0, arr.rows, rows_per_chunk):
             r1 = min(arr.rows, r0 + rows_per_chunk)
@@ -608,17 +697,21 @@ def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     return chunks
 
 
-def rows_per_chunk(rows: int, n: int, n_impls: int, jobs: int, what: str) -> int:
+def rows_per_chunk(rows: int, n: int, n_impls: int, jobs: int, what: str, function: str | None = None) -> int:
     """Rows per chunk for ``rows`` vectors of n, refusing before any work a run whose chunks in
-    flight (one per worker) would not fit in memory (a vector is never split: one row is the
-    smallest chunk)."""
+    flight (one per worker) would not fit in memory (a vector with reductions is never split:
+    one row is the smallest chunk; one of an elementwise ``function`` is, in pieces of a block)."""
     from .limits import require, stream_bytes
 
     per = max(1, block_elements() // max(1, n))
-    workers = max(1, min(jobs, -(-rows // per)))
-    require(f"{what} ({workers} chunk{'s' if workers > 1 else ''} of {min(rows, per) * n:,} values at once, "
+    size = min(rows, per) * n
+    count = -(-rows // per)
+    if function is not None and split_rows(function, n):
+        size, count = block_elements(), rows * -(-n // block_elements())
+    workers = max(1, min(jobs, count))
+    require(f"{what} ({workers} chunk{'s' if workers > 1 else ''} of {size:,} values at once, "
             f"{n_impls} implementation{'s' if n_impls > 1 else ''})",
-            stream_bytes(min(rows, per) * n, n_impls, workers),
+            stream_bytes(size, n_impls, workers),
             "a vector is evaluated whole (its max, its sum and each implementation's reductions need "
             "all of it): use fewer --jobs or implementations, or shorter vectors")
     return per
@@ -629,7 +722,7 @@ def run(chunks, jobs: int, progress=None, scheduler: str | None = None, top: int
     scheduler at ``scheduler`` -- merged into one Partial (the same whatever the order)."""
     from .workers import run_tasks
 
-    total = sum(c.rows * c.n for c in chunks)
+    total = sum(c.size for c in chunks)
     if total <= block_elements():
         jobs = 1  # one chunk's worth of work: no worker processes to start
     state = {"acc": None, "done": 0}
@@ -639,7 +732,7 @@ def run(chunks, jobs: int, progress=None, scheduler: str | None = None, top: int
             state["acc"] = part
         else:
             state["acc"].merge(part, top)
-        state["done"] += chunk.rows * chunk.n
+        state["done"] += chunk.size
         if progress:
             progress(state["done"], total)
 
@@ -650,7 +743,7 @@ def run(chunks, jobs: int, progress=None, scheduler: str | None = None, top: int
             # chunks evaluated here (one long vector is one chunk): the bar moves inside each one
             # too, as engine.evaluate passes its stages
             def fn(chunk):
-                size = chunk.rows * chunk.n
+                size = chunk.size
                 return run_chunk(chunk, stage=lambda f: progress(state["done"] + int(f * size), total))
     run_tasks(fn, chunks, jobs, take, scheduler=scheduler)
     return state["acc"]

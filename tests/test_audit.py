@@ -24,7 +24,7 @@ def test_good_implementation_passes_exit_0(capsys):
     code, data, _ = audit(capsys, "--function", "softmax", "--dtype", "float16",
                           "--callable", f"{USER}:stable_softmax", *SMALL)
     assert code == 0 and data["passed"] is True
-    assert data["schema"] == "numstab.audit/6"
+    assert data["schema"] == "numstab.audit/7"
     r = data["results"][0]
     assert r["passed"] and r["counts"]["nan"] == 0 and r["counts"]["overflow"] == 0
 

@@ -230,7 +230,7 @@ def test_compute_is_recorded_and_validated(capsys, tmp_path):
                    'compute = "format"\nsizes = "2"\n')
     assert main(["audit", "--config", str(cfg), "--format", "json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["schema"] == "numstab.audit/6" and d["meta"]["audits"][0]["compute"] == "format"
+    assert d["schema"] == "numstab.audit/7" and d["meta"]["audits"][0]["compute"] == "format"
 
 
 def test_report_reads_a_compare_4_file_as_the_textbook_model(tmp_path, capsys):

@@ -134,7 +134,7 @@ def test_audit_grid_results_per_temperature_and_mask(capsys, tmp_path):
     code = main(["audit", "--function", "softmax", "--impl", "stable", "--dtype", "float16", "--offsets", "0",
                  "--sizes", "4", "--temperature", "1,0.01", "--mask", "none,min", "--format", "json"])
     d = json.loads(capsys.readouterr().out)
-    assert d["schema"] == "numstab.audit/6"
+    assert d["schema"] == "numstab.audit/7"
     assert [(r["temperature"], r["mask"]) for r in d["results"]] == [
         (1.0, "none"), (1.0, "min"), (0.01, "none"), (0.01, "min")]
     assert d["meta"]["audits"][0]["temperatures"] == [1.0, 0.01] and code in (0, 1)

@@ -113,7 +113,7 @@ def test_audit_input_names_the_worst_rows_in_json_and_table(tmp_path, capsys):
     np.save(f, a)
     code, d, _ = cli_json(capsys, "audit", "--function", "softmax", "--input", str(f), "--dtype", "float16",
                           "--impl", "naive", "--impl", "stable", "--top", "3", "--format", "json")
-    assert code == 1 and d["schema"] == "numstab.audit/6"
+    assert code == 1 and d["schema"] == "numstab.audit/7"
     naive, stable = d["results"]
     assert not naive["passed"] and stable["passed"]
     assert len(naive["worst"]) == 3 and all(w["status"] == "nan" for w in naive["worst"])

@@ -380,7 +380,7 @@ def test_a_black_box_zero_log_probability_is_absorption(capsys, tmp_path):
 def test_library_record_in_json_and_table(capsys, tmp_path):
     need("scipy", "scipy")
     code, data, _ = audit_file(capsys, tmp_path, "softmax", "float32", "scipy", [[1, 2]])
-    assert data["schema"] == "numstab.audit/6"
+    assert data["schema"] == "numstab.audit/7"
     r = data["results"][0]
     assert r["library"] == {"name": "scipy", "version": md.version("scipy"), "device": "cpu"}
     assert data["meta"]["libraries"] == {"scipy": r["library"]}

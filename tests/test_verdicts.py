@@ -122,7 +122,7 @@ def test_audit_fails_on_zeros_from_an_overflowed_sum(capsys):
     code = main(in_format(["audit", "--function", "softmax", "--dtype", "float16", "--impl", "naive",
                            "--sizes", "1000", "--spreads", "1", "--offsets", "4.4,6.6", "--format", "json"]))
     d = json.loads(capsys.readouterr().out)
-    assert code == 1 and d["schema"] == "numstab.audit/6" and d["passed"] is False
+    assert code == 1 and d["schema"] == "numstab.audit/7" and d["passed"] is False
     r = d["results"][0]
     assert r["counts"]["overflow"] == 6000 and r["zeros"] == 6000
     assert r["causes"] == {"sum_overflow": 6000}

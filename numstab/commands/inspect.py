@@ -207,7 +207,7 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
     chosen = select_impls([function], impls)
     dts = list(dtypes or ("float32",))
     rpc = stream.rows_per_chunk(rows, n, len(chosen), 1 if scheduler else jobs,
-                                f"inspecting {rows:,} vectors of {n:,} values")
+                                f"inspecting {rows:,} vectors of {n:,} values", function)
     refs = stream.impl_refs(chosen)
     temps = (None,) if temperature is None else validate.temperatures(temperature)
     runs = [(dt, t) for dt in dts for t in temps]
@@ -235,7 +235,7 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
                 "impl": impl.name, "accumulate": accumulate, "compute": compute, "vectors": rows, "n": n,
                 **({"temperature": temperature} if temperature is not None else {}),
                 "counts": summ["counts"], "causes": summ["causes"], "cause": summ["cause"],
-                "cause_inferred": part.inferred, "vectors_failing": part.failing_rows,
+                "cause_inferred": part.inferred, "vectors_failing": part.vectors_failing(),
                 "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
                 "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": part.flag_names(),
                 **where,

@@ -235,6 +235,72 @@ class Chunk:
 
 
 # ------------------------------------------------------------ extra arguments
+@dataclass(frozen=True)
+class LabelFile:
+    """Labels given one per element in a .npy file, read a chunk at a time (like the inputs) instead
+    of whole: element j of the batch's row r is the value at position r * n + j of the file in C
+    order (the layout grids.load_labels reads). ``r0``..``r1``: the window of rows (batch rows
+    from 0), and with ``c1 > 0`` the elements c0..c1-1 of the one row r0. Picklable: a worker
+    (or a Dask worker on a shared file system) maps the file itself."""
+
+    path: str
+    n: int
+    r0: int = 0
+    r1: int = 0
+    c0: int = 0
+    c1: int = 0
+
+    def rows(self, r0: int, r1: int) -> LabelFile:
+        import dataclasses
+
+        return dataclasses.replace(self, r0=self.r0 + r0, r1=self.r0 + r1)
+
+    def columns(self, c0: int, c1: int) -> LabelFile:
+        import dataclasses
+
+        return dataclasses.replace(self, c0=c0, c1=c1)
+
+    def flat(self):
+        return np.load(self.path, mmap_mode="r", allow_pickle=False).reshape(-1)
+
+    def read(self) -> np.ndarray:
+        """The window as a float64 array, (rows, n) or (1, c1 - c0)."""
+        start = self.r0 * self.n
+        a = (self.flat()[start + self.c0: start + self.c1].reshape(1, -1) if self.c1 else
+             self.flat()[start: self.r1 * self.n].reshape(-1, self.n))
+        with np.errstate(all="ignore"):
+            return a.astype(np.float64)
+
+
+def label_file(path, rows: int, n: int) -> LabelFile | None:
+    """Per-element labels in a C-order .npy file of rows * n numbers, checked block by block
+    before any work (numbers in [0, 1], as grids.load_labels checks them); None for any other
+    file (a .npz or text file, one label per vector, a Fortran-order array), which is read whole."""
+    from pathlib import Path
+
+    from .inputs import open_input
+
+    if Path(path).suffix.lower() != ".npy":
+        return None
+    arr = open_input(path, whole=False)
+    if arr.size != rows * n or arr.dtype.kind not in "fiu":
+        return None
+    lab = LabelFile(str(path), n, 0, rows)
+    try:
+        flat = lab.flat()
+    except ValueError:
+        return None
+    if not flat.flags.c_contiguous:  # pragma: no cover - reshape(-1) of a Fortran array copies
+        return None
+    step = block_elements()
+    for i in range(0, flat.size, step):
+        with np.errstate(all="ignore"):
+            z = flat[i:i + step].astype(np.float64)
+        if not np.all((z >= 0) & (z <= 1)):
+            raise UsageError(f"{path}: labels must be numbers in [0, 1]")
+    return lab
+
+
 def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, extras=None) -> dict:
     """The extra argument of the batch, compact (one value per row, or one for all), checked before
     any work: target indices, labels (per vector, per element from a file, or one for all), the
@@ -254,6 +320,10 @@ def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, ex
             out["epsilon"] = fmt.round(np.float64(extras.epsilon))[()]
         return out
     if kind == "label":
+        if targets_file is not None and target is None:
+            lazy = label_file(targets_file, rows, n)
+            if lazy is not None:
+                return {"label": lazy}
         return {"label": load_labels(rec, target, targets_file, rows, n)}
     if kind == "cotangent":
         check_extras(extras, (n,))
@@ -262,13 +332,15 @@ def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, ex
 
 
 def slice_args(args: dict, r0: int, r1: int) -> dict:
-    return {k: (v[r0:r1] if isinstance(v, np.ndarray) and v.ndim else v) for k, v in args.items()}
+    return {k: (v.rows(r0, r1) if isinstance(v, LabelFile)
+                else v[r0:r1] if isinstance(v, np.ndarray) and v.ndim else v) for k, v in args.items()}
 
 
 def slice_columns(args: dict, c0: int, c1: int) -> dict:
     """The extra arguments of the piece c0..c1-1 of a row's elements (``args`` sliced to the row):
     per-element values (labels from a file) cut to the piece, per-vector ones kept."""
-    return {k: (v[..., c0:c1] if isinstance(v, np.ndarray) and v.ndim == 2 else v) for k, v in args.items()}
+    return {k: (v.columns(c0, c1) if isinstance(v, LabelFile) else v[..., c0:c1]
+                if isinstance(v, np.ndarray) and v.ndim == 2 else v) for k, v in args.items()}
 
 
 def chunk_args(fmt, rec, x: np.ndarray, args: dict, extras, rng_state) -> dict:
@@ -286,7 +358,8 @@ def chunk_args(fmt, rec, x: np.ndarray, args: dict, extras, rng_state) -> dict:
         eps = np.full(B, args["epsilon"])
         return {"smoothing": np.rec.fromarrays([args["target"], eps], names="target,epsilon")}
     if kind == "label":
-        z = np.broadcast_to(args["label"], (B, n))
+        lab = args["label"]
+        z = np.broadcast_to(lab.read() if isinstance(lab, LabelFile) else lab, (B, n))
         return {"label": fmt.round(np.ascontiguousarray(z, dtype=np.float64))}
     rng = np.random.default_rng([0, n, 13])
     if rng_state is not None:

@@ -155,3 +155,32 @@ def test_only_elementwise_vectors_are_cut(monkeypatch):
     assert stream.rows_per_chunk(1, 10**10, 2, 2, "a long vector", "sigmoid") == 1
     with pytest.raises(UsageError, match="a vector is evaluated whole"):
         stream.rows_per_chunk(1, 10**10, 2, 2, "a long vector", "logsumexp")
+
+
+def test_labels_per_element_are_read_a_chunk_at_a_time(capsys, monkeypatch, files, tmp_path):
+    """binary_cross_entropy's labels in a .npy are mapped and read with each chunk (stream.LabelFile,
+    checked block by block before any work) -- the figures of the same labels read whole from a
+    .npz, in pieces and in whole rows, byte for byte; a bad label at the very end is refused in one
+    line before any work."""
+    d, _, _, rows = files
+    zz = np.random.default_rng(2).uniform(0, 1, rows.shape)
+    zz[3, [0, N - 1]] = [0.0, 1.0]
+    np.save(tmp_path / "zz.npy", zz)
+    np.savez(tmp_path / "zz.npz", zz)
+    assert stream.label_file(tmp_path / "zz.npy", 6, N) == stream.LabelFile(str(tmp_path / "zz.npy"), N, 0, 6)
+    assert stream.label_file(tmp_path / "zz.npz", 6, N) is None
+    assert stream.label_file(tmp_path / "zz.npy", 3, 2 * N) is not None  # the same flat layout
+    argv = ["inspect", "binary_cross_entropy", "--impl", "naive", "--impl", "logits", "--input", d / "m.npy",
+            "--axis", "2", "--dtype", "bfloat16", "--format", "json", "--top", "3", "--jobs", "1",
+            "--targets"]
+    outs = []
+    for labels, block in (("zz.npz", N), ("zz.npy", N), ("zz.npy", 700), ("zz.npz", 700)):
+        code, out, err = run(capsys, monkeypatch, *argv, tmp_path / labels, block=block)
+        assert code == 0, err
+        outs.append(out)
+    assert outs[0] == outs[1] == outs[2] == outs[3]
+    zz[5, N - 1] = 1.5
+    np.save(tmp_path / "bad.npy", zz)
+    code, out, err = run(capsys, monkeypatch, *argv, tmp_path / "bad.npy", block=700)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("numstab: error:") and "labels must be numbers in [0, 1]" in err

@@ -219,33 +219,43 @@ def stream_section(megabytes: int) -> None:
 
 
 def long_section(millions: float) -> None:
-    """One long vector: `numstab inspect softmax --impl stable --input long.npy` of a single
-    float32 row (N(0, 3), 3 outliers near +25) of the given number of millions of values, for
-    float16 and float32; wall time, peak resident memory (sampled every 0.1 s) and bytes per element."""
+    """One long vector: `numstab inspect FUNCTION --input long.npy` of a single float32 row (N(0, 3),
+    3 outliers near +25) of the given number of millions of values: softmax --impl stable in
+    float16 and float32 (evaluated whole), sigmoid --impl stable in float16 and
+    binary_cross_entropy --impl logits in bfloat16 with one label per element from a .npy
+    (elementwise: streamed in pieces of a block); wall time, peak resident memory (sampled every
+    0.1 s) and bytes per element."""
     import tempfile
 
     n = int(millions * 1_000_000)
     exe = os.path.join(os.path.dirname(sys.executable), "numstab")
-    print(f"\n== one long vector: inspect softmax --impl stable, a float32 .npy of 1 x {n:,} ==")
-    print(f"{'format':10} {'wall s':>8} {'el/s':>12} {'peak MB':>9} {'bytes/el':>9}")
+    print(f"\n== one long vector: inspect, a float32 .npy of 1 x {n:,} ==")
+    print(f"{'function':22} {'impl':7} {'format':9} {'wall s':>8} {'el/s':>12} {'peak MB':>9} "
+          f"{'bytes/el':>9}")
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "long.npy")
+        path, labels = os.path.join(tmp, "long.npy"), os.path.join(tmp, "labels.npy")
         rng = np.random.default_rng(0)
         x = (rng.standard_normal(n) * 3).astype(np.float32)
         x[rng.integers(0, n, 3)] = 25 + rng.uniform(-1, 1, 3)
         np.save(path, x)
         del x
-        for fmt in ("float16", "float32"):
+        np.save(labels, rng.uniform(0, 1, n).astype(np.float32))
+        runs = [("softmax", "stable", "float16", []), ("softmax", "stable", "float32", []),
+                ("sigmoid", "stable", "float16", []),
+                ("binary_cross_entropy", "logits", "bfloat16", ["--targets", labels])]
+        for function, impl, fmt, extra in runs:
             t0 = time.perf_counter()
-            p = subprocess.Popen([exe, "inspect", "softmax", "--impl", "stable", "--input", path,
-                                  "--dtype", fmt, "--format", "json", "--quiet"], stdout=subprocess.DEVNULL)
+            p = subprocess.Popen([exe, "inspect", function, "--impl", impl, "--input", path, *extra,
+                                  "--dtype", fmt, "--format", "json", "--quiet", "--jobs", "1"],
+                                 stdout=subprocess.DEVNULL)
             peak = 0
             while p.poll() is None:
                 peak = max(peak, _tree_rss(p.pid)[0])
                 time.sleep(0.1)
             wall_s = time.perf_counter() - t0
             assert p.returncode in (0, 1), p.returncode
-            print(f"{fmt:10} {wall_s:8.1f} {n / wall_s:12,.0f} {peak / 2**20:9.0f} {peak / n:9.0f}")
+            print(f"{function:22} {impl:7} {fmt:9} {wall_s:8.1f} {n / wall_s:12,.0f} {peak / 2**20:9.0f} "
+                  f"{peak / n:9.0f}")
 
 
 def main() -> None:

@@ -417,6 +417,12 @@ def stack(group: list[Cell]) -> tuple[np.ndarray, dict]:
     return x, args
 
 
+def check_labels(z: np.ndarray, path) -> None:
+    """Labels read from ``path`` (all of them, or a block) are numbers in [0, 1]."""
+    if not np.all((z >= 0) & (z <= 1)):
+        raise UsageError(f"{path}: labels must be numbers in [0, 1]")
+
+
 def load_labels(rec, target, targets_file, rows: int, n: int) -> np.ndarray:
     """binary_cross_entropy's labels z in [0, 1], checked, compact: (rows, 1) (one per vector, or
     ``target`` for all) or (rows, n) (one per element from ``targets_file``)."""
@@ -433,8 +439,7 @@ def load_labels(rec, target, targets_file, rows: int, n: int) -> np.ndarray:
         else:
             raise UsageError(f"{targets_file}: {z.size} labels for {rows} vectors of {n} "
                              f"(give one per vector or one per element)")
-        if not np.all((z >= 0) & (z <= 1)):
-            raise UsageError(f"{targets_file}: labels must be numbers in [0, 1]")
+        check_labels(z, targets_file)
         return z
     if target is not None:
         return np.full((rows, 1), validate.label(target))

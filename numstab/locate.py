@@ -77,9 +77,11 @@ def worst(o, x: np.ndarray, target: np.ndarray, fmt, k: int, src=None, specials=
     return out
 
 
-def shown_vector(values, n: int) -> list:
-    """The first values of a vector of n (VECTOR_SHOWN of them, then "..." if there are more)."""
-    return [_value(v) for v in values[:VECTOR_SHOWN]] + (["..."] if n > VECTOR_SHOWN else [])
+def shown_vector(values, n: int, value=None) -> list:
+    """The first values of a vector of n (VECTOR_SHOWN of them, then "..." if there are more), each
+    written by ``value`` (default: a NaN as "nan", as --top entries write inputs)."""
+    value = value or _value
+    return [value(v) for v in values[:VECTOR_SHOWN]] + (["..."] if n > VECTOR_SHOWN else [])
 
 
 def _value(v):

@@ -275,9 +275,11 @@ class LabelFile:
 def label_file(path, rows: int, n: int) -> LabelFile | None:
     """Per-element labels in a C-order .npy file of rows * n numbers, checked block by block
     before any work (numbers in [0, 1], as grids.load_labels checks them); None for any other
-    file (a .npz or text file, one label per vector, a Fortran-order array), which is read whole."""
+    file (a .npz or text file, one label per vector, a Fortran-order array, whose flat C-order
+    view would be a copy of the whole file), which is read whole."""
     from pathlib import Path
 
+    from .grids import check_labels
     from .inputs import open_input
 
     if Path(path).suffix.lower() != ".npy":
@@ -285,20 +287,18 @@ def label_file(path, rows: int, n: int) -> LabelFile | None:
     arr = open_input(path, whole=False)
     if arr.size != rows * n or arr.dtype.kind not in "fiu":
         return None
-    lab = LabelFile(str(path), n, 0, rows)
     try:
-        flat = lab.flat()
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError:
         return None
-    if not flat.flags.c_contiguous:  # pragma: no cover - reshape(-1) of a Fortran array copies
+    if not mapped.flags.c_contiguous:
         return None
+    flat = mapped.reshape(-1)
     step = block_elements()
     for i in range(0, flat.size, step):
         with np.errstate(all="ignore"):
-            z = flat[i:i + step].astype(np.float64)
-        if not np.all((z >= 0) & (z <= 1)):
-            raise UsageError(f"{path}: labels must be numbers in [0, 1]")
-    return lab
+            check_labels(flat[i:i + step].astype(np.float64), path)
+    return LabelFile(str(path), n, 0, rows)
 
 
 def prepare_args(fmt, rec, rows: int, n: int, target=None, targets_file=None, extras=None) -> dict:
@@ -698,12 +698,13 @@ def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int, piece=Non
     j = idx[1] if len(idx) > 1 else 0
     rec = get_function(job.function)
     tg = args.get("target") if isinstance(args, dict) else args
-    n, vector = int(x.shape[-1]), [jnum(v) for v in x[rr]]
-    if piece is not None:
+    if piece is None:
+        n, vector = int(x.shape[-1]), [jnum(v) for v in x[rr]]
+    else:  # the vector's first values, written as the whole vector's are (NaN as null)
         from .locate import shown_vector
 
         c0, n, head = piece
-        j, vector = c0 + j, shown_vector(head[0], n)
+        j, vector = c0 + j, shown_vector(head[0], n, jnum)
     first = {
         "row": row0 + rr, "n": n,
         "vector": vector,

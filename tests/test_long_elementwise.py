@@ -26,7 +26,7 @@ def files(tmp_path_factory):
     x = rng.normal(0, 8, N).astype(np.float32)
     x[[3, 700, 1500, 2100, 2400]] = [95.0, -120.0, 17.25, -11.5, 60.0]
     x[[11, 1999]] = [np.inf, -np.inf]
-    x[1234] = np.nan
+    x[[2, 1234]] = np.nan  # one among the first values every entry shows
     z = rng.uniform(0, 1, N)
     z[[5, 900]] = [0.0, 1.0]
     d = tmp_path_factory.mktemp("longew")
@@ -167,18 +167,20 @@ def test_labels_per_element_are_read_a_chunk_at_a_time(capsys, monkeypatch, file
     zz[3, [0, N - 1]] = [0.0, 1.0]
     np.save(tmp_path / "zz.npy", zz)
     np.savez(tmp_path / "zz.npz", zz)
+    np.save(tmp_path / "zf.npy", np.asfortranarray(zz))  # its flat C-order view would copy the file
     assert stream.label_file(tmp_path / "zz.npy", 6, N) == stream.LabelFile(str(tmp_path / "zz.npy"), N, 0, 6)
     assert stream.label_file(tmp_path / "zz.npz", 6, N) is None
+    assert stream.label_file(tmp_path / "zf.npy", 6, N) is None  # read whole
     assert stream.label_file(tmp_path / "zz.npy", 3, 2 * N) is not None  # the same flat layout
     argv = ["inspect", "binary_cross_entropy", "--impl", "naive", "--impl", "logits", "--input", d / "m.npy",
             "--axis", "2", "--dtype", "bfloat16", "--format", "json", "--top", "3", "--jobs", "1",
             "--targets"]
     outs = []
-    for labels, block in (("zz.npz", N), ("zz.npy", N), ("zz.npy", 700), ("zz.npz", 700)):
+    for labels, block in (("zz.npz", N), ("zz.npy", N), ("zz.npy", 700), ("zz.npz", 700), ("zf.npy", 700)):
         code, out, err = run(capsys, monkeypatch, *argv, tmp_path / labels, block=block)
         assert code == 0, err
         outs.append(out)
-    assert outs[0] == outs[1] == outs[2] == outs[3]
+    assert outs[0] == outs[1] == outs[2] == outs[3] == outs[4]
     zz[5, N - 1] = 1.5
     np.save(tmp_path / "bad.npy", zz)
     code, out, err = run(capsys, monkeypatch, *argv, tmp_path / "bad.npy", block=700)

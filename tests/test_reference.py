@@ -120,6 +120,74 @@ def test_fast_reference_agrees_with_mpmath_where_it_decides(tier):
                 assert np.all(a.dlo[d] <= b.dlo[d]) and np.all(b.dhi[d] <= a.dhi[d])
 
 
+def _float64_rows(rng, kind: int, B: int, n: int) -> np.ndarray:
+    """Rows that take the quad tier's rarer paths for a float64 target."""
+    if kind == 0:
+        x = rng.standard_normal((B, n)) * rng.uniform(0.01, 50, (B, 1))
+    elif kind == 1:  # one dominant entry: softmax just below its strict bound 1, log_softmax near d
+        x = rng.standard_normal((B, n))
+        x[:, 0] += rng.uniform(30, 740, B)
+    elif kind == 2:  # outputs below float64's range (done in quad, not in float64 pairs)
+        x = rng.standard_normal((B, n)) * 400
+    elif kind == 3:  # few distinct values
+        x = rng.choice([0.0, 1.0, -2.5, 0.5], (B, n))
+    elif kind == 4:  # large offsets
+        x = rng.standard_normal((B, n)) * 3 + rng.uniform(-1e5, 1e5, (B, 1))
+    else:  # entries a few ulp apart
+        x = 1 + rng.integers(-3, 3, (B, n)) * 2.0**-52 + rng.uniform(-1, 1, (B, 1))
+    return F64.round(x)
+
+
+@pytest.mark.skipif(QUAD is None, reason="numpy-quaddtype not installed")
+@pytest.mark.parametrize("scaled", [False, True])
+def test_quad_tier_agrees_with_mpmath_for_float64(scaled):
+    # the quad tier of a float64 target holds softmax and log_softmax bounds in float64
+    # (core.Affine) and decides them in float64 pairs: where it decides, it agrees with mpmath
+    rng = np.random.default_rng(23 + scaled)
+    names = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
+    decided = 0
+    for trial in range(24):
+        n = int(rng.choice([1, 2, 3, 5, 17]))
+        x = _float64_rows(rng, trial % 6, 4, n)
+        args = {"target": rng.integers(0, n, 4)}
+        if scaled:
+            args["scale"] = np.full(4, float(rng.choice([0.7, 1.3, 0.05, 3.1])))
+        fast = fast_reference(F64, x, args, tier=0, functions=names)
+        exact = mp_reference(F64, x, args, functions=names)
+        for fn in names:
+            a, b = fast[fn], exact[fn]
+            d = a.decided
+            decided += int(d.sum())
+            assert np.array_equal(a.rounded[d], b.rounded[d]), (trial, fn)
+            assert np.array_equal(a.ulp[d], b.ulp[d]), (trial, fn)
+            assert np.all(a.dlo[d] <= b.dhi[d]) and np.all(b.dlo[d] <= a.dhi[d]), (trial, fn)
+            assert np.all(a.qlo[d] <= b.qhi[d]) and np.all(b.qlo[d] <= a.qhi[d]), (trial, fn)
+    assert decided > 800
+
+
+@pytest.mark.skipif(QUAD is None, reason="numpy-quaddtype not installed")
+def test_float64_pairs_decide_values_near_a_midpoint_rigorously():
+    # values 2^-95 .. 2^-108 from the midpoint between 1 and 1 + 2^-52: a bound held in float64
+    # (core.Affine, absolute or relative) must round each to its side, as quad ends do, where the
+    # bound keeps the interval on that side, and leave it open where the interval holds the
+    # midpoint (2^-90 holds them all; the midpoint itself is a tie no bound breaks)
+    from numstab.reference.core import Affine, from_interval
+
+    q = QUAD
+    mid = np.array([1.0]).astype(q) + np.array([2.0**-53]).astype(q)
+    deltas = [-(2.0**-95), -(2.0**-100), -(2.0**-108), 0.0, 2.0**-108, 2.0**-100, 2.0**-95]
+    v = mid + np.array(deltas).astype(q)
+    for e, opens in ((2.0**-115, [3]), (2.0**-90, range(7))):
+        for err in (Affine(e, 0.0), Affine(0.0, e), np.full(7, e).astype(q)):
+            r = from_interval(F64, v, err)
+            assert [i for i in range(7) if not r.decided[i]] == list(opens), (e, err)
+            for i in range(7):
+                if r.decided[i]:  # (r - rounded) / ulp: 1/2 + delta 2^52, less 1 above the midpoint
+                    assert r.rounded[i] == (1.0 if i < 3 else 1 + 2.0**-52)
+                    true = Fraction(1, 2) + Fraction(deltas[i]) * 2**52 - (1 if i > 3 else 0)
+                    assert r.dlo[i] <= true <= r.dhi[i] and r.dhi[i] - r.dlo[i] < 2.0**-40, (i, err)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64", "float8_e4m3fn",
                                    "float8_e5m2"])
 def test_fast_path_and_mpmath_report_identical_figures(dtype):

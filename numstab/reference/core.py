@@ -13,6 +13,7 @@ mpmath is imported lazily, and only in the reference layer.
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -224,13 +225,111 @@ def quad_ends(v, err, lower=None, upper=None) -> tuple:
     return lo, hi, strict_lo, strict_hi
 
 
+class Affine(NamedTuple):
+    """An error bound ``a + b |v|`` of an interval's centre v (a quad array): ``a`` and ``b``
+    float64 upper bounds (numbers or arrays broadcasting to v). The fast tiers' quad bounds have
+    this form; a bound only needs to be an upper bound, so float64 holds it as well as quad does,
+    and :func:`_from_quad` then never forms the interval's ends in quad (each quad operation costs
+    about 30 ns an element, a float64 one about 1)."""
+
+    a: object
+    b: object
+
+    def quad(self, v):
+        """The bound as a quad array at v (rounded to nearest: quad_ends' 1 + 2^-40 covers it)."""
+        q = v.dtype
+        a = np.asarray(self.a, dtype=np.float64).astype(q)
+        return a + np.asarray(self.b, dtype=np.float64).astype(q) * np.abs(v)
+
+
+def quad_err(v, err):
+    """``err`` as a quad array at v (an :class:`Affine` bound evaluated; a quad array as it is)."""
+    return err.quad(v) if isinstance(err, Affine) else err
+
+
+def _split(e, up: bool):
+    """(h, l): a quad end e as h = float64(e) (within half an ulp, checked) and l a float64 bound
+    of the remainder e - h (exact in quad), moved outward by |h| 2^-103 + 2^-1074 unless the
+    remainder is 0 (its conversion is within one ulp of it: 2^-105 |h|)."""
+    h = e.astype(np.float64)
+    rq = e - h
+    r = rq.astype(np.float64)
+    nz = rq != 0
+    pad = np.abs(h) * 2.0**-103 + 2.0**-1074
+    return h, np.where(nz, r + pad if up else r - pad, 0.0)
+
+
+#: A pair end nearer than this (relative) to a strict bound is cut in quad (quad_ends)
+_NEAR = 2.0**-48
+
+
+def _pair_ends(v, err, lower, upper):
+    """The ends of [v - err, v + err] cut to lower < r < upper as float64 pairs:
+    (lo_h, lo_l, hi_h, hi_l, strict_lo, strict_hi, ok, ends) with lo = lo_h + lo_l <= r <= hi_h + hi_l
+    (real sums), ``ok`` where lo <= hi, and ``ends(mask)`` the quad ends (lo, hi) of the elements
+    in mask (core.quad_ends).
+
+    With an :class:`Affine` ``err`` the common element is done in float64 alone: v = vh + vr
+    (vh = float64(v), within half an ulp, so |vr| <= 2^-53 |vh|; vr exact in quad, vl its float64
+    conversion within 2^-105 |vh|), E >= a + b |v| (|v| <= |vh| (1 + 2^-52); every float64 rounding
+    covered by the two factors 1 + 2^-44), and the ends vh + ((vl -+ pad) -+ E) with pad =
+    |vh| 2^-102 + 2^-1074, which covers vl's conversion and the two roundings of the low parts
+    (each within 2^-53 of a part at most 2^-52 |vh| + E). The ends a quad computation would give
+    are inside these, so every decision taken on them holds. Elements outside float64's normal
+    range, with an infinite or wide bound, or whose ends come near a strict bound are done in quad
+    as a quad ``err`` is (quad_ends, then split)."""
+    shape = v.shape
+
+    def pick(a, mask):
+        return None if a is None else np.broadcast_to(np.asarray(a), shape)[mask]
+
+    def ends(mask):
+        if mask is Ellipsis:
+            return quad_ends(v, quad_err(v, err), lower, upper)
+        vm = v[mask]
+        e = Affine(pick(err.a, mask), pick(err.b, mask)).quad(vm) if isinstance(err, Affine) \
+            else pick(err, mask)
+        return quad_ends(vm, e, pick(lower, mask), pick(upper, mask))
+
+    strict_lo = np.zeros(shape, dtype=bool)
+    strict_hi = np.zeros(shape, dtype=bool)
+    ok = np.ones(shape, dtype=bool)
+    if isinstance(err, Affine):
+        vh = v.astype(np.float64)
+        vl = (v - vh).astype(np.float64)
+        av = np.abs(vh)
+        a = np.broadcast_to(np.asarray(err.a, dtype=np.float64), shape)
+        b = np.broadcast_to(np.asarray(err.b, dtype=np.float64), shape)
+        E = (a + b * (av * (1 + 2.0**-44))) * (1 + 2.0**-44)
+        pad = av * 2.0**-102 + 2.0**-1074
+        lo_h, hi_h = vh, vh.copy()
+        lo_l, hi_l = (vl - pad) - E, (vl + pad) + E
+        slow = ~np.isfinite(E) | ~(av >= 2.0**-960) | (av > 2.0**1000) | ~(E <= av * 2.0**-30)
+        for bound, side in ((lower, 1.0), (upper, -1.0)):
+            if bound is not None:
+                b64 = np.broadcast_to(np.asarray(bound), shape).astype(np.float64)
+                near = (E + (av + np.where(np.isfinite(b64), np.abs(b64), 0.0)) * _NEAR)
+                slow |= side * (vh - b64) <= near
+        if not slow.any():
+            return lo_h, lo_l, hi_h, hi_l, strict_lo, strict_hi, ok, ends
+        key = Ellipsis if slow.all() else slow
+    else:
+        lo_h, lo_l, hi_h, hi_l = (np.empty(shape) for _ in range(4))
+        key = Ellipsis
+    lo, hi, s_lo, s_hi = ends(key)
+    ok[key] = lo <= hi
+    strict_lo[key], strict_hi[key] = s_lo, s_hi
+    lo_h[key], lo_l[key] = _split(lo, False)
+    hi_h[key], hi_l[key] = _split(hi, True)
+    return lo_h, lo_l, hi_h, hi_l, strict_lo, strict_hi, ok, ends
+
+
 def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """:func:`from_interval` for quad intervals, decided in float64 pairs for any format up to 53 bits.
 
-    Each end e of [v - err, v + err] (cut to the strict bounds in quad) is split into
-    e = h + l with h = float64(e) and l a float64 bound of the remainder e - h (exact in quad;
-    its conversion, which numpy-quaddtype does not round correctly, is moved outward by
-    |h| 2^-103 + 2^-1074 unless the remainder is 0). A candidate c (the format's rounding of
+    Each end e of [v - err, v + err] (cut to the strict bounds) is held as e = h + l, h and l
+    float64 with l a bound of the rest (:func:`_pair_ends`: from the quad ends, or in float64 alone
+    for an :class:`Affine` ``err``). A candidate c (the format's rounding of
     the float64 midpoint, or its neighbour on the interval's side) is then checked: with
     D = (|r| - c) / ulp(c) = ((h - c) + l) / ulp(c) -- h - c exact (Sterbenz) wherever the
     decision can go either way -- |r| rounds to c when -1/2 < D < 1/2 (-1/4 below a power of
@@ -241,19 +340,7 @@ def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """
     with np.errstate(all="ignore"):
         q = v.dtype
-        lo, hi, strict_lo, strict_hi = quad_ends(v, err, lower, upper)
-        ok = lo <= hi
-
-        def split(e, up: bool):
-            h = e.astype(np.float64)
-            rq = e - h
-            r = rq.astype(np.float64)
-            nz = rq != 0
-            pad = np.abs(h) * 2.0**-103 + 2.0**-1074
-            return h, np.where(nz, r + pad if up else r - pad, 0.0)
-
-        lo_h, lo_l = split(lo, False)
-        hi_h, hi_l = split(hi, True)
+        lo_h, lo_l, hi_h, hi_l, strict_lo, strict_hi, ok, ends = _pair_ends(v, err, lower, upper)
         mid = lo_h * 0.5 + hi_h * 0.5
         neg = np.signbit(mid)
         # |r| lies in [ah + al, bh + bl]
@@ -277,9 +364,10 @@ def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
             rh = np.where(xh, (DH < 0.5) | ((DH == 0.5) & s_hi), DH < 0.5 - eps)
             amb = (~xl & (np.abs(DL - edge) <= eps)) | (~xh & (np.abs(DH - 0.5) <= eps))
             if amb.any():  # within 2^-50 of an edge: exactly, in quad (the float64 pair cannot tell)
-                i = np.nonzero(amb)[0] if amb.ndim == 1 else amb
-                aq = np.where(neg, -hi, lo)[i]
-                bq = np.where(neg, -lo, hi)[i]
+                i = amb
+                lo, hi = ends(i)[:2]
+                aq = np.where(neg[i], -hi, lo)
+                bq = np.where(neg[i], -lo, hi)
                 cq, uq = c[i].astype(q), uc[i].astype(q)
                 dlq, dhq = (aq - cq) / uq, (bq - cq) / uq
                 rl[i] = (dlq > edge[i]) | ((dlq == edge[i]) & s_lo[i])

@@ -30,6 +30,7 @@ import numpy as np
 from ..formats import Format
 from ..results import RefData
 from .core import (
+    Affine,
     _mp,
     diff_exact,
     from_interval,
@@ -173,9 +174,13 @@ def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, functi
             return from_interval(fmt, ce, 2 * (elp + edt + np.abs(dt) * u + u * np.abs(ce)),
                                  lower=np.where(dt_exact, -dt, -np.inf).astype(wt) if strict else None)
         # each row's maximum converted to the working type once, not once per element
-        d, d_exact = diff_exact(x[bi, ji], m, wt, mw=rows["m"].astype(wt)[bi])
+        xe = x[bi, ji]
+        d, d_exact = diff_exact(xe, m, wt, mw=rows["m"].astype(wt)[bi])
         ls = d - lp
-        if sc is None and d_exact.all():  # ed = 0: 0 + elp is elp, the same sum
+        plain = sc is None and d_exact.all()
+        if is_quad(wt):
+            return _quad_elements(fmt, function, xe, m, d, d_exact, ls, rows, bi, sc, plain, strict, two)
+        if plain:  # ed = 0: 0 + elp is elp, the same sum
             els = elp + u * np.abs(ls)
         else:
             d, ed = _over(d, d_exact, sc, wt, u)
@@ -185,14 +190,38 @@ def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, functi
             upper = np.where(d_exact, d, np.inf).astype(wt) if strict else None
             return from_interval(fmt, ls, 2 * els, upper=upper)
         sm = np.exp(ls)
-        if is_quad(wt):
-            # the relative factor expm1(els) * 1.01 + c_lib is a tiny number: bounded above in
-            # float64 (els ~ 2^-100; libm's expm1 within 16 ulp, three roundings: 2^-45 covers
-            # them), not in quad, whose expm1 costs six quad multiplications
-            f = (np.expm1(up64(els)) * 1.01 + c_lib) * (1 + 2.0**-45)
-            return from_interval(fmt, sm, 2 * (sm * f.astype(wt)), upper=wt.type(1.0) if two else None)
         return from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
                              upper=wt.type(1.0) if two else None)
+
+
+def _quad_elements(fmt, function, xe, m, d, d_exact, ls, rows, bi, sc, plain, strict, two):
+    """fast_elements' softmax and log_softmax in quad, their error bounds held in float64
+    (core.Affine): the bounds of the long double and float64 tiers, each term bounded above.
+
+    log_softmax_i = ls = d - lp has |error| <= elp + ed + u |ls| (ed: d's own error, 0 where d
+    is exact); softmax_i = exp(ls) has relative error <= expm1(that) * 1.01 + c_lib. Unscaled and
+    with every d exact, |ls| = (m - x_i) + lp exactly (d <= 0 <= lp), bounded in float64 without
+    reading the quad ls; otherwise |ls| and ed are read from quad (up64)."""
+    wt = ls.dtype
+    u, c_lib = unit_roundoff(wt), lib_error(wt)
+    up = 1 + 2.0**-50  # covers the float64 roundings of each bound below (a few, each 2^-53)
+    elp64 = up64(rows["elp"])[bi]  # a row's bounds read once, not once per element
+    if plain:
+        ed64 = 0.0
+        als = ((m - xe) * up + up64(rows["lp"])[bi]) * up  # m - x_i: float64 values, rounded once
+    else:
+        d, ed = _over(d, d_exact, sc, wt, u)
+        ls = d - rows["lp"][bi]
+        ed64, als = up64(ed), up64(np.abs(ls))
+    if function == "log_softmax":
+        upper = np.where(d_exact, d, np.inf).astype(wt) if strict else None
+        return from_interval(fmt, ls, Affine(2 * (elp64 + ed64) * up, 2 * u * up), upper=upper)
+    els = (elp64 + ed64 + u * als) * up
+    # the relative factor expm1(els) * 1.01 + c_lib is a tiny number: bounded above in float64
+    # (els ~ 2^-100; libm's expm1 within 16 ulp, three roundings: 2^-45 covers them), not in
+    # quad, whose expm1 costs six quad multiplications
+    f = (np.expm1(els) * 1.01 + c_lib) * (1 + 2.0**-45)
+    return from_interval(fmt, np.exp(ls), Affine(0.0, 2 * f), upper=wt.type(1.0) if two else None)
 
 
 def fast_block(fmt: Format, x: np.ndarray, args: dict, functions=None) -> dict[str, RefData]:

@@ -97,7 +97,17 @@ def diff_exact(x: np.ndarray, m: np.ndarray, wt, mw=None) -> tuple[np.ndarray, n
     correctly, so TwoSum (Knuth) gives the exact rounding error; the difference of two float64
     is exact in quad when their exponents are at most 59 apart (113 bits hold it)."""
     if is_quad(wt):
-        d = x.astype(wt) - (m.astype(wt) if mw is None else mw)
+        # in float64 first: where TwoSum finds x - m exact there (the usual case), its quad
+        # conversion is the exact difference, one quad conversion instead of two and a subtraction
+        with np.errstate(all="ignore"):
+            d64 = x - m
+            bb = d64 - x
+            ok64 = (((x - (d64 - bb)) + (-m - bb)) == 0) & np.isfinite(d64)
+        if ok64.all():
+            return d64.astype(wt), ok64
+        d = x.astype(wt) - (np.broadcast_to(m, np.shape(x)).astype(wt) if mw is None
+                            else np.broadcast_to(mw, np.shape(x)))
+        d[ok64] = d64[ok64].astype(wt)
         ex, em = np.frexp(x)[1], np.frexp(m)[1]
         return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59)
     xw, mw = x.astype(wt), (m.astype(wt) if mw is None else mw)
@@ -307,7 +317,7 @@ def _pair_ends(v, err, lower, upper):
         slow = ~np.isfinite(E) | ~(av >= 2.0**-960) | (av > 2.0**1000) | ~(E <= av * 2.0**-30)
         for bound, side in ((lower, 1.0), (upper, -1.0)):
             if bound is not None:
-                b64 = np.broadcast_to(np.asarray(bound), shape).astype(np.float64)
+                b64 = np.broadcast_to(np.asarray(bound).astype(np.float64), shape)  # converted, then spread
                 near = (E + (av + np.where(np.isfinite(b64), np.abs(b64), 0.0)) * _NEAR)
                 slow |= side * (vh - b64) <= near
         if not slow.any():

@@ -769,21 +769,17 @@ def _interval_strings(q, v, err, lower, upper, js, digits: int) -> list:
     outward, so each string is that of a closed interval holding r."""
     import decimal
 
-    from .core import Affine, quad_ends
+    from .core import quad_ends, quad_err
 
     shape = np.shape(v)
     idx = np.asarray(js, dtype=np.int64)
 
-    def pick(a, dtype=q):  # the wanted elements, in quad
-        return None if a is None else np.broadcast_to(np.asarray(a), shape).reshape(-1)[idx].astype(dtype)
+    def pick(a):  # the wanted elements (quad_ends converts the strict bounds to quad)
+        return None if a is None else np.broadcast_to(np.asarray(a), shape).reshape(-1)[idx]
 
     with np.errstate(all="ignore"):
-        vq = pick(v)
-        if isinstance(err, Affine):
-            err = Affine(pick(err.a, np.float64), pick(err.b, np.float64)).quad(vq)
-        else:
-            err = pick(err)
-        lo, hi, _, _ = quad_ends(vq, err, pick(lower), pick(upper))
+        vq = pick(v).astype(q)
+        lo, hi, _, _ = quad_ends(vq, quad_err(vq, err, pick), pick(lower), pick(upper))
 
         def parts(e):
             h1 = e.astype(np.float64)

@@ -105,9 +105,7 @@ def diff_exact(x: np.ndarray, m: np.ndarray, wt, mw=None) -> tuple[np.ndarray, n
             ok64 = (((x - (d64 - bb)) + (-m - bb)) == 0) & np.isfinite(d64)
         if ok64.all():
             return d64.astype(wt), ok64
-        d = x.astype(wt) - (np.broadcast_to(m, np.shape(x)).astype(wt) if mw is None
-                            else np.broadcast_to(mw, np.shape(x)))
-        d[ok64] = d64[ok64].astype(wt)
+        d = x.astype(wt) - (m.astype(wt) if mw is None else mw)
         ex, em = np.frexp(x)[1], np.frexp(m)[1]
         return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59)
     xw, mw = x.astype(wt), (m.astype(wt) if mw is None else mw)
@@ -252,9 +250,13 @@ class Affine(NamedTuple):
         return a + np.asarray(self.b, dtype=np.float64).astype(q) * np.abs(v)
 
 
-def quad_err(v, err):
-    """``err`` as a quad array at v (an :class:`Affine` bound evaluated; a quad array as it is)."""
-    return err.quad(v) if isinstance(err, Affine) else err
+def quad_err(v, err, pick=None):
+    """``err`` as a quad array at v: an :class:`Affine` bound evaluated there, a quad array as it
+    is. ``pick``: takes v's elements out of an array of the whole interval's shape (v is then
+    those elements alone), applied to ``err`` or to the Affine's ``a`` and ``b``."""
+    if pick is None:
+        return err.quad(v) if isinstance(err, Affine) else err
+    return Affine(pick(err.a), pick(err.b)).quad(v) if isinstance(err, Affine) else pick(err)
 
 
 def _split(e, up: bool):
@@ -297,9 +299,7 @@ def _pair_ends(v, err, lower, upper):
         if mask is Ellipsis:
             return quad_ends(v, quad_err(v, err), lower, upper)
         vm = v[mask]
-        e = Affine(pick(err.a, mask), pick(err.b, mask)).quad(vm) if isinstance(err, Affine) \
-            else pick(err, mask)
-        return quad_ends(vm, e, pick(lower, mask), pick(upper, mask))
+        return quad_ends(vm, quad_err(vm, err, lambda a: pick(a, mask)), pick(lower, mask), pick(upper, mask))
 
     strict_lo = np.zeros(shape, dtype=bool)
     strict_hi = np.zeros(shape, dtype=bool)
@@ -374,14 +374,13 @@ def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
             rh = np.where(xh, (DH < 0.5) | ((DH == 0.5) & s_hi), DH < 0.5 - eps)
             amb = (~xl & (np.abs(DL - edge) <= eps)) | (~xh & (np.abs(DH - 0.5) <= eps))
             if amb.any():  # within 2^-50 of an edge: exactly, in quad (the float64 pair cannot tell)
-                i = amb
-                lo, hi = ends(i)[:2]
-                aq = np.where(neg[i], -hi, lo)
-                bq = np.where(neg[i], -lo, hi)
-                cq, uq = c[i].astype(q), uc[i].astype(q)
+                lo, hi = ends(amb)[:2]
+                aq = np.where(neg[amb], -hi, lo)
+                bq = np.where(neg[amb], -lo, hi)
+                cq, uq = c[amb].astype(q), uc[amb].astype(q)
                 dlq, dhq = (aq - cq) / uq, (bq - cq) / uq
-                rl[i] = (dlq > edge[i]) | ((dlq == edge[i]) & s_lo[i])
-                rh[i] = (dhq < 0.5) | ((dhq == 0.5) & s_hi[i])
+                rl[amb] = (dlq > edge[amb]) | ((dlq == edge[amb]) & s_lo[amb])
+                rh[amb] = (dhq < 0.5) | ((dhq == 0.5) & s_hi[amb])
             rounds = rl & rh
             # the sign of D is exact: h - c is, and rounding (h - c) + l keeps the sign of the sum
             below = (DH < 0) | ((DH == 0) & s_hi)

@@ -138,6 +138,37 @@ def _float64_rows(rng, kind: int, B: int, n: int) -> np.ndarray:
     return F64.round(x)
 
 
+@pytest.mark.parametrize("tier", [0, 1, 2])
+@pytest.mark.parametrize("fmt_name", ["float32", "float64"])
+def test_fast_elements_in_chunks_equal_one_pass(monkeypatch, tier, fmt_name):
+    # the families' per-element bounds are computed a few thousand elements at a time
+    # (core.by_chunks): every field of every element is the one a single pass gives, on every tier
+    # (float64, long double, quad for float32; quad and beyond for float64), scaled or not
+    import numstab.reference.core as core
+    from numstab.reference import tiers
+
+    fmt = FORMATS[fmt_name]
+    if tier >= len(tiers(fmt)):
+        pytest.skip("no such tier here")
+    rng = np.random.default_rng(7 + tier)
+    x = fmt.round(_float64_rows(rng, 0, 3, 50) * 3)
+    x[1, :] += 20
+    args = {"target": rng.integers(0, 50, 3)}
+    for scaled in (False, True):
+        if scaled:
+            args["scale"] = np.full(3, 0.7)
+        names = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
+        whole = fast_reference(fmt, x, args, tier=tier, functions=names)
+        monkeypatch.setattr(core, "ELEMENT_CHUNK", 7)  # 150 elements in 22 pieces, rows cut inside
+        pieces = fast_reference(fmt, x, args, tier=tier, functions=names)
+        monkeypatch.setattr(core, "ELEMENT_CHUNK", 1 << 15)
+        for fn in names:
+            for k in ("rounded", "ulp", "dlo", "dhi", "qlo", "qhi", "decided", "determined"):
+                a, b = getattr(whole[fn], k), getattr(pieces[fn], k)
+                assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), (fn, k, scaled)
+        assert whole["softmax"].decided.sum() > 100
+
+
 @pytest.mark.skipif(QUAD is None, reason="numpy-quaddtype not installed")
 @pytest.mark.parametrize("scaled", [False, True])
 def test_quad_tier_agrees_with_mpmath_for_float64(scaled):

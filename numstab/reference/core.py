@@ -160,6 +160,25 @@ def intervals():
         _RECORD.pop()
 
 
+#: Elements whose bounds a family computes at a time (:func:`by_chunks`): its few dozen temporaries
+#: then stay in the cache and are reused, instead of being allocated (and faulted in) batch-sized --
+#: about 2x faster on rows of real logits (32k-128k elements)
+ELEMENT_CHUNK = 1 << 15
+
+
+def by_chunks(compute, bi, ji=None) -> RefData:
+    """``compute(bi, ji)`` (a RefData over the elements (bi, ji), every value computed from its own
+    element and its row's shared quantities) in pieces of ELEMENT_CHUNK elements, joined: the same
+    values as one call. Not split while :func:`intervals` records (one interval per function)."""
+    bi = np.asarray(bi)
+    if bi.size <= ELEMENT_CHUNK or _RECORD:
+        return compute(bi, ji)
+    parts = [compute(bi[i:i + ELEMENT_CHUNK], None if ji is None else ji[i:i + ELEMENT_CHUNK])
+             for i in range(0, bi.size, ELEMENT_CHUNK)]
+    return RefData(*(np.concatenate([np.broadcast_to(getattr(r, k), r.rounded.shape) for r in parts])
+                     for k in RefData.__dataclass_fields__))
+
+
 def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
 

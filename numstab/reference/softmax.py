@@ -32,6 +32,7 @@ from ..results import RefData
 from .core import (
     Affine,
     _mp,
+    by_chunks,
     diff_exact,
     from_interval,
     is_quad,
@@ -156,7 +157,12 @@ def _quad_mpf(v):
 
 def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, function: str, bi, ji=None):
     """RefData of ``function`` at the elements (bi, ji) of the batch x (float64; ji None for a
-    per-vector function: its rows bi), from the rows' shared quantities (:func:`fast_rows`)."""
+    per-vector function: its rows bi), from the rows' shared quantities (:func:`fast_rows`); a
+    few thousand elements at a time (core.by_chunks)."""
+    return by_chunks(lambda b, j: _fast_elements(fmt, rows, x, args, wt, function, b, j), bi, ji)
+
+
+def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, function: str, bi, ji=None):
     n = x.shape[-1]
     u, c_lib = unit_roundoff(wt), lib_error(wt)
     wt = np.dtype(wt)

@@ -138,6 +138,29 @@ def _float64_rows(rng, kind: int, B: int, n: int) -> np.ndarray:
     return F64.round(x)
 
 
+def test_step_up_and_down_are_nextafter_bit_for_bit():
+    # the reference's outward steps (core.step_up / step_down) replace np.nextafter: the same
+    # double for every bit pattern -- zeros of both signs, subnormals, the binade edges, max,
+    # infinities and NaN -- and for a million random ones, in arrays of any layout and 0-d
+    from numstab.reference.core import step_down, step_up
+
+    tiny, big = 5e-324, np.finfo(np.float64).max
+    edges = np.array([0.0, -0.0, tiny, -tiny, 2 * tiny, 2.0**-1022, -(2.0**-1022), 2.0**-1022 - tiny,
+                      1.0, -1.0, 1 - 2.0**-53, 2.0, 0.5, big, -big, np.inf, -np.inf, np.nan, -np.nan])
+    rng = np.random.default_rng(3)
+    pats = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, 1_000_000, dtype=np.int64)
+    for a in (edges, pats.view(np.float64), pats.view(np.float64).reshape(1000, 1000)[:, ::3],
+              np.float64(-0.0), np.asarray(1.0)):
+        for mine, to in ((step_up, np.inf), (step_down, -np.inf)):
+            with np.errstate(all="ignore"):
+                want = np.nextafter(a, to)
+            got = mine(a)
+            assert got.shape == np.shape(want)
+            nan = np.isnan(want)
+            assert np.array_equal(np.isnan(got), nan)
+            assert np.array_equal(np.asarray(got)[~nan].view(np.int64), np.asarray(want)[~nan].view(np.int64))
+
+
 @pytest.mark.parametrize("tier", [0, 1, 2])
 @pytest.mark.parametrize("fmt_name", ["float32", "float64"])
 def test_fast_elements_in_chunks_equal_one_pass(monkeypatch, tier, fmt_name):

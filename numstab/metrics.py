@@ -45,11 +45,15 @@ def _pow10(n) -> np.ndarray:
     return _P10.take(np.minimum(np.maximum(n, 0), _P10.size - 1).astype(np.intp))
 
 
-def _sig3(v: np.ndarray) -> np.ndarray:
-    """Round positive finite values to 3 significant digits, landing on the nearest double."""
+def _sig3(v: np.ndarray, decimals3: bool = False) -> np.ndarray:
+    """Round positive finite values to 3 significant digits, landing on the nearest double;
+    ``decimals3``: values below 1 to 3 decimals instead (round(v * 1000) / 1000, the same
+    operations as a decade exponent of -1)."""
     with np.errstate(all="ignore"):
         v = np.asarray(v, dtype=np.float64)
         e = np.floor(np.log10(np.where((v > 0) & np.isfinite(v), v, 1.0)))
+        if decimals3:
+            e = np.where(v < 1, -1.0, e)
         small = e < 2
         if small.all():  # the usual case (figures below 100): one branch
             up = _pow10(2 - e)
@@ -84,10 +88,11 @@ def quantize(v) -> np.ndarray:
     """3 decimals below 1, else 3 significant digits (inf and NaN stay). Monotone."""
     v = np.asarray(v, dtype=np.float64)
     with np.errstate(all="ignore"):
-        out = np.asarray(np.round(v * 1000) / 1000)
         sig = ~(v < 1) & np.isfinite(v)  # 3 significant digits only where they are the figure
-        if sig.any():
-            out[sig] = _sig3(v[sig])
+        if sig.any():  # both kinds in one pass (no element selection): 3 decimals below 1
+            out = _sig3(v, decimals3=True)
+        else:
+            out = np.asarray(np.round(v * 1000) / 1000)
     return np.where(np.isfinite(v), out, v)
 
 
@@ -98,10 +103,9 @@ def quantize_rel(v, fmt: Format) -> np.ndarray:
     sig = ~(v < fmt.eps / 1024) & fin
     if sig.all():
         return _sig3(v)
-    out = np.where(fin, 0.0, v)
-    if sig.any():
-        out[sig] = _sig3(v[sig])
-    return out
+    if not sig.any():
+        return np.where(fin, 0.0, v)
+    return np.where(sig, _sig3(v), np.where(fin, 0.0, v))  # every element through _sig3: no selection
 
 
 def _log_of_zero(function: str, y: np.ndarray) -> np.ndarray:

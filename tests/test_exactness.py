@@ -368,3 +368,33 @@ def test_figure_on_a_quantization_tie_next_to_a_strict_bound_is_decided():
                             [REGISTRY["log_softmax"]["stable"]])
     assert ref["log_softmax"].determined.all()
     assert outs[0].figure("ulp", (0, 1)) == 0.187
+
+
+def test_quantized_figures_do_not_depend_on_their_neighbours():
+    # quantize and quantize_rel take a whole array in one pass (3 decimals and 3 significant
+    # digits side by side, no element selection): each figure is the one it gets alone, and the
+    # exact quantization (Fractions) wherever the value is not within 1e-6 of a rounding tie
+    from numstab.metrics import quantize, quantize_rel
+
+    rng = np.random.default_rng(11)
+    v = np.concatenate([np.exp(rng.uniform(-12, 40, 3000)), rng.uniform(0, 2, 2000),
+                        [0.0, 0.9994, 0.99951, 1.0, 99.94, 99.951, 999.4, 1e25, 3.3e30, np.inf, np.nan]])
+    rng.shuffle(v)
+    f32 = FORMATS["float32"]
+    whole, rel = quantize(v), quantize_rel(v, f32)
+    alone = np.array([quantize(v[i:i + 1])[0] for i in range(v.size)])
+    rel_alone = np.array([quantize_rel(v[i:i + 1], f32)[0] for i in range(v.size)])
+    assert np.array_equal(whole, alone, equal_nan=True) and np.array_equal(rel, rel_alone, equal_nan=True)
+    checked = 0
+    for a, q in zip(v, whole):
+        if not np.isfinite(a) or a == 0:
+            continue
+        e = 0 if a >= 1 else -1
+        while a >= 10.0 ** (e + 1):
+            e += 1
+        scaled = a * 1000 if a < 1 else a / 10.0 ** (e - 2)
+        if abs(scaled - np.floor(scaled) - 0.5) < 1e-6:
+            continue
+        assert q == float(quantize_exact(Fraction(float(a)))), a
+        checked += 1
+    assert checked > 4900

@@ -164,10 +164,16 @@ def _element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: flo
         fhi = np.where(zero, 0.0, fhi * (1 + 2.0**-50) + 2.0**-50)
         rlo = np.where(flo <= 0, 0.0, flo * ref.qlo * (1 - 2.0**-50))
         rhi = np.where(fhi == 0, 0.0, fhi * ref.qhi * (1 + 2.0**-50))
+        r_zero = (ref.rounded == 0) & (ref.dlo == 0) & (ref.dhi == 0)
+        if get(function).nonzero:
+            # y = 0 against an exact value known to be nonzero: |0 - r| / |r| = 1 exactly, however
+            # far below float64's range r lies (the softmax of a -1e9 mask, exp(-1e9) ~ 10^-434294482,
+            # where ulp / |r| is infinite in float64 and the bounds alone give no ratio)
+            one = (y == 0) & ~r_zero
+            rlo, rhi = np.where(one, 1.0, rlo), np.where(one, 1.0, rhi)
         # a bound beyond float64 for a finite error (r = 0 exactly makes a true infinite relative
         # error; a nonzero r far below float64's range makes ulp / |r| infinite in float64 too, so
         # r = 0 is told by its point enclosure [0, 0], not by q)
-        r_zero = (ref.rounded == 0) & (ref.dlo == 0) & (ref.dhi == 0)
         beyond = ~np.isfinite(fhi) | (~np.isfinite(rhi) & ~r_zero)
 
         nan = np.isnan(y)

@@ -34,6 +34,10 @@ class Function:
     is a logarithm (-inf for log_softmax and logsumexp; +inf for -log p); None otherwise.
     ``inferred_cause``: the cause given to a black box's inaccurate outputs (causes.infer);
     ``log1p_keeps``: a log1p form keeps the small terms a plain sum absorbs (words of verdicts).
+    ``nonzero``: the exact value is never 0 where the reference encloses it in more than the point
+    0 (that point being a masked entry's or an infinite input's limit): an output of 0 there has a
+    relative error of exactly 1, however far below every format's range the exact value lies
+    (softmax of a -1e9 mask, sigmoid(-1e9)), which metrics uses instead of the bounds' ratio.
     ``impls``: the built-in implementations, filled by :func:`builtin`.
     """
 
@@ -45,6 +49,7 @@ class Function:
     log_of_zero: float | None = None
     inferred_cause: str = "rounding"
     log1p_keeps: bool = False
+    nonzero: bool = False
     impls: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):

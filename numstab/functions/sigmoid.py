@@ -89,14 +89,15 @@ def bce_logits(x, acc, z, o):
 
 
 SIGMOID = Function(
-    "sigmoid", output="elementwise", extra="none", reference="sigmoid",
+    "sigmoid", output="elementwise", extra="none", reference="sigmoid", nonzero=True,
     description="1 / (1 + exp(-x)): a probability")
 LOG_SIGMOID = Function(
     "log_sigmoid", output="elementwise", extra="none", reference="sigmoid", log_of_zero=-float("inf"),
-    log1p_keeps=True, inferred_cause="absorption", description="log(sigmoid(x)) = -softplus(-x)")
+    log1p_keeps=True, inferred_cause="absorption", nonzero=True,
+    description="log(sigmoid(x)) = -softplus(-x)")
 SOFTPLUS = Function(
     "softplus", output="elementwise", extra="none", reference="sigmoid", log1p_keeps=True,
-    inferred_cause="absorption", description="log(1 + exp(x))")
+    inferred_cause="absorption", nonzero=True, description="log(1 + exp(x))")
 BINARY_CROSS_ENTROPY = Function(
     "binary_cross_entropy", output="elementwise", extra="label", reference="sigmoid",
     log_of_zero=float("inf"), log1p_keeps=True, inferred_cause="absorption",

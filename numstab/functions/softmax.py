@@ -148,7 +148,7 @@ def cross_entropy_log1p(x, acc, target, o):
 
 
 SOFTMAX = Function(
-    "softmax", output="same", extra="none", reference="softmax",
+    "softmax", output="same", extra="none", reference="softmax", nonzero=True,
     description="exp(x_i) / sum_j exp(x_j): probabilities summing to 1")
 LOG_SOFTMAX = Function(
     "log_softmax", output="same", extra="none", reference="softmax", log_of_zero=-float("inf"),

@@ -250,3 +250,33 @@ def test_verify_checks_masked_rows_through_the_mask_layer():
                                                     np.float16(0)).astype(np.float64)  # a wrong value
     bad = verify_rows(f16, x, np.zeros(4, dtype=int), ref, [0], (), sp)
     assert len(bad) == 1 and "log_softmax of" in bad[0] and "element 2" in bad[0]
+
+
+@pytest.mark.parametrize("fmt_name, fills", [
+    ("float16", (-65504.0, -1e4)), ("bfloat16", (-3.38e38, -1e9)),
+    ("float32", (-3.4028234663852886e38, -1e9)), ("float64", (-1.7976931348623157e308, -1e300, -1e9))])
+def test_large_finite_masks_are_decided_without_mpmath(fmt_name, fills):
+    # masks written as a large finite number (torch.finfo(dtype).min, -1e9, -1e4 in half precision,
+    # as attention masks are): the exp of a masked entry lies far below every format's range, and
+    # the masked entry's x - max carries an absolute error up to 1e22 in the working type. The fast
+    # tiers decide every element there (none reaches mpmath), with mpmath's very figures, and a
+    # flushed 0 has ULP error 0 and relative error exactly 1 (|0 - r| / |r| for any r != 0)
+    fmt = FORMATS[fmt_name]
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 24)) * 3 + 0.25
+    x[:, 12:] = rng.choice(fills, (6, 12))
+    x = fmt.round(x)
+    tg = rng.integers(0, 24, 6)
+    names = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "sigmoid", "log_sigmoid", "softplus")
+    impls = [i for f in names for i in REGISTRY[f].values()]
+    outs, _, esc = evaluate(fmt, x, tg, impls)
+    assert esc.stats()["elements"][-1] == 0
+    exact, _, _ = evaluate(fmt, x, tg, impls, mode="mpmath")
+    for a, b in zip(outs, exact):
+        for k in ("ulp", "rel", "status", "cause"):
+            same = np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True)
+            assert same, (a.impl.function, a.impl.name, k)
+        if a.impl.function in ("softmax", "sigmoid"):
+            flushed = (a.y == 0) & (x < -1e3)
+            assert flushed.sum() >= 6 * 12 if a.impl.function == "softmax" else flushed.any()
+            assert np.all(a.rel[flushed] == 1.0) and np.all(a.ulp[flushed] == 0.0)

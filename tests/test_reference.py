@@ -133,8 +133,12 @@ def _float64_rows(rng, kind: int, B: int, n: int) -> np.ndarray:
         x = rng.choice([0.0, 1.0, -2.5, 0.5], (B, n))
     elif kind == 4:  # large offsets
         x = rng.standard_normal((B, n)) * 3 + rng.uniform(-1e5, 1e5, (B, 1))
-    else:  # entries a few ulp apart
+    elif kind == 5:  # entries a few ulp apart
         x = 1 + rng.integers(-3, 3, (B, n)) * 2.0**-52 + rng.uniform(-1, 1, (B, 1))
+    else:  # exps about half float64's smallest subnormal (745.13 below the max) and huge finite masks
+        x = rng.standard_normal((B, n))
+        x[:, 1:] -= rng.choice([745.13, 744.4, 746.0, 1e9, 1e300, 2000.0], (B, n - 1))
+        x[:, 1:] += rng.uniform(-0.05, 0.05, (B, n - 1))
     return F64.round(x)
 
 
@@ -200,9 +204,9 @@ def test_quad_tier_agrees_with_mpmath_for_float64(scaled):
     rng = np.random.default_rng(23 + scaled)
     names = ["softmax", "log_softmax", "logsumexp", "cross_entropy"]
     decided = 0
-    for trial in range(24):
+    for trial in range(28):
         n = int(rng.choice([1, 2, 3, 5, 17]))
-        x = _float64_rows(rng, trial % 6, 4, n)
+        x = _float64_rows(rng, trial % 7, 4, n)
         args = {"target": rng.integers(0, n, 4)}
         if scaled:
             args["scale"] = np.full(4, float(rng.choice([0.7, 1.3, 0.05, 3.1])))

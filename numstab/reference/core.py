@@ -64,6 +64,14 @@ def tiny(dt):
     return np.dtype(dt).type(TINY)
 
 
+def log_tiny(dt) -> float:
+    """A float64 L with exp(L) <= tiny(dt) / e^2: a value known to lie below exp(L) is within
+    tiny(dt) of 0 (and of any rounding of its exp), the absolute slack every fast bound carries."""
+    import math
+
+    return (-16300 * math.log(2) if is_quad(dt) else math.log(TINY)) - 2.0
+
+
 def working(x: np.ndarray, fmt: Format | None = None) -> np.ndarray:
     """x in a working type the families' fast bounds are proven for (their bounds are written in
     unit_roundoff, lib_error and tiny of x's type): IEEE binary types (float64, x86 long double)
@@ -451,7 +459,50 @@ def _from_quad(fmt: Format, v, err, lower=None, upper=None) -> RefData:
         amax = step_up(bh + bl)
         qlo = np.where(amax > 0, np.nextafter(ulp / np.where(amax > 0, amax, 1.0), 0), np.inf)
         qhi = np.where(amin > 0, step_up(ulp / np.where(amin > 0, amin, 1.0)), np.inf)
-    return RefData(rounded, ulp, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
+        out = RefData(rounded, ulp, dlo, dhi, qlo, qhi, decided, np.ones_like(decided))
+        _round_to_zero(fmt, v, ends, out)
+    return out
+
+
+def _out64(x, up: bool) -> np.ndarray:
+    """A float64 bound of the quad values x outward (up: >= x; else <= x): numpy-quaddtype's
+    conversion is within a few ulp, covered by 2^-47 relative and 2^-1074 absolute; a value beyond
+    float64's range is +-inf either way, as the reference writes such a ratio)."""
+    h = x.astype(np.float64)
+    pad = np.where(np.isfinite(h), np.abs(h) * 2.0**-47 + 2.0**-1074, 0.0)
+    return h + pad if up else h - pad
+
+
+def _round_to_zero(fmt: Format, v, ends, out: RefData) -> None:
+    """Decide, in ``out``, the intervals whose quad ends both lie within half the format's smallest
+    subnormal s of 0: every r there rounds to 0 (|r| < s / 2, or the tie s / 2, which goes to the
+    even 0) and its ulp is s. The float64 pairs cannot tell them from 0 (their low parts are padded
+    by 2^-1074), the quad ends can: the softmax of a -1e9 mask, exp(-1e9) ~ 10^-434294482 (0 in
+    quad, its ends within quad's smallest normal of it). (r - 0) / s and s / |r| are bounded
+    outward in float64 (s / |r| beyond float64's range is inf, as the mpmath tier writes it)."""
+    s = 2.0 ** (fmt.emin - fmt.p + 1)
+    cand = ~out.decided & (np.abs(v.astype(np.float64)) <= s)
+    if not cand.any():
+        return
+    q = v.dtype
+    lo, hi = ends(cand)[:2]
+    sq = np.asarray(s).astype(q)
+    half = sq / 2
+    z = (np.abs(lo) <= half) & (np.abs(hi) <= half) & (lo <= hi)
+    if not z.any():
+        return
+    idx = tuple(i[z] for i in np.nonzero(cand))
+    lo, hi = lo[z], hi[z]
+    amax = np.maximum(np.abs(lo), np.abs(hi))
+    span = (lo <= 0) & (hi >= 0)
+    amin = np.where(span, np.asarray(0.0).astype(q), np.minimum(np.abs(lo), np.abs(hi)))
+    with np.errstate(all="ignore"):
+        out.rounded[idx] = np.copysign(0.0, v[idx].astype(np.float64))
+        out.ulp[idx] = s
+        out.dlo[idx], out.dhi[idx] = _out64(lo / sq, False), _out64(hi / sq, True)
+        out.qlo[idx] = np.where(amax > 0, _out64(sq / np.where(amax > 0, amax, sq), False), np.inf)
+        out.qhi[idx] = np.where(amin > 0, _out64(sq / np.where(amin > 0, amin, sq), True), np.inf)
+        out.decided[idx] = True
 
 
 def _mp():

@@ -39,6 +39,7 @@ from .core import (
     lib_error,
     log1p_down,
     log1p_up,
+    log_tiny,
     pairwise_sum,
     strict,
     tiny,
@@ -92,7 +93,11 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False) ->
             rel_e = np.full(m.shape, c_lib)  # = max(0) * 1.01 + c_lib, without the zeros
         else:
             d, err_d = _over(d, d_exact, None if sc is None else sc[..., None], wt, u)  # (x - m) / T
-            rel_e = np.max(err_d.astype(np.float64), axis=-1) * 1.01 + c_lib
+            # a term whose exp lies below the working type's range even with d's error (a -3.4e38
+            # mask, whose d carries an absolute error of 1e22) is within tny of its exp: the n * tny
+            # of et covers it, and its error is left out of the relative one, which it would ruin
+            live = (d + err_d) > log_tiny(wt)
+            rel_e = np.max(np.where(live, err_d.astype(np.float64), 0.0), axis=-1) * 1.01 + c_lib
         e = np.exp(d)  # relative error <= c_lib (+ the error of d, + tiny absolute)
         np.put_along_axis(e, k[..., None], 0, axis=-1)
         t, depth = pairwise_sum(e)
@@ -209,8 +214,21 @@ def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, funct
             upper = np.where(d_exact, d, np.inf).astype(wt) if strict else None
             return from_interval(fmt, ls, 2 * els, upper=upper)
         sm = np.exp(ls)
-        return from_interval(fmt, sm, 2 * (sm * (np.expm1(els) * 1.01 + c_lib)),
-                             upper=wt.type(1.0) if two else None)
+        err = 2 * (sm * (np.expm1(els) * 1.01 + c_lib))
+        if not plain:  # below the range whatever ls's error: [-tny, tny] (from_interval's TINY)
+            sm, err = _gone(ls + els, wt, sm, err)
+        return from_interval(fmt, sm, err, upper=wt.type(1.0) if two else None)
+
+
+def _gone(top, wt, v, err):
+    """(v, err) with 0, 0 where ``top`` (an upper bound of the exact value's log) is below log_tiny:
+    the exact value is then within the working type's tny of 0, which every interval's absolute
+    slack covers (from_interval's TINY, quad_ends' tiny(q)). A softmax of a huge finite mask
+    (-3.4e38: d's error of 1e22 makes expm1 of it infinite) is decided as 0 instead of sent up."""
+    gone = top < log_tiny(wt)
+    if not np.any(gone):
+        return v, err
+    return np.where(gone, wt.type(0), v), np.where(gone, 0.0, err)
 
 
 def _quad_softmax(fmt, rows, bi, ji, two):
@@ -257,7 +275,14 @@ def _quad_elements(fmt, function, xe, m, d, d_exact, ls, rows, bi, sc, plain, st
     # (els ~ 2^-100; libm's expm1 within 16 ulp, three roundings: 2^-45 covers them), not in
     # quad, whose expm1 costs six quad multiplications
     f = (np.expm1(els) * 1.01 + c_lib) * (1 + 2.0**-45)
-    return from_interval(fmt, np.exp(ls), Affine(0.0, 2 * f), upper=wt.type(1.0) if two else None)
+    v = np.exp(ls)
+    if not plain:  # ls <= -(a lower bound of |ls|): als is an upper one, moved down by 2^-40 and 1;
+        # als infinite (|ls| within 2^-47 of float64's max, a -1.8e308 mask): ls + els <= -(1 - u) |ls|
+        # + elp + ed, far below log_tiny while elp + ed stays below 2^1000
+        top = els - (als * (1 - 2.0**-40) - 1.0)
+        top = np.where(np.isinf(als) & (elp64 + ed64 < 2.0**1000), -np.inf, top)
+        v, f = _gone(top, wt, v, f)
+    return from_interval(fmt, v, Affine(0.0, 2 * f), upper=wt.type(1.0) if two else None)
 
 
 def fast_block(fmt: Format, x: np.ndarray, args: dict, functions=None) -> dict[str, RefData]:

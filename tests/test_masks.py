@@ -280,3 +280,26 @@ def test_large_finite_masks_are_decided_without_mpmath(fmt_name, fills):
             flushed = (a.y == 0) & (x < -1e3)
             assert flushed.sum() >= 6 * 12 if a.impl.function == "softmax" else flushed.any()
             assert np.all(a.rel[flushed] == 1.0) and np.all(a.ulp[flushed] == 0.0)
+
+
+@pytest.mark.parametrize("fmt_name", ["float16", "bfloat16", "float32", "float64"])
+def test_a_single_finite_entry_is_an_exact_point(fmt_name):
+    # a row whose other entries are masked (the first query of causal attention), or a vector of
+    # one element: softmax 1, log_softmax and cross-entropy 0, logsumexp x exactly. The fast tiers
+    # give these as points (1 is a power of two, which no interval without a strict bound settles),
+    # so the row no longer goes to mpmath; every figure is mpmath's
+    fmt = FORMATS[fmt_name]
+    x = fmt.round(np.array([[1.0, -np.inf, -np.inf], [0.3, -np.inf, -np.inf], [-np.inf, 2.5, -np.inf]]))
+    names = ("softmax", "log_softmax", "logsumexp")
+    impls = [REGISTRY[f][k] for f in names for k in ("naive", "stable")]
+    for rows in (x, x[:, :1]):
+        outs, ref, esc = evaluate(fmt, rows, None, impls)
+        assert esc.stats()["elements"][-1] == 0
+        exact, _, _ = evaluate(fmt, rows, None, impls, mode="mpmath")
+        for a, b in zip(outs, exact):
+            for k in ("ulp", "rel", "status", "cause"):
+                assert np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True), (a.impl.name, k)
+        finite = np.isfinite(rows)
+        assert np.all(ref["softmax"].rounded[finite] == 1.0)
+        assert np.all(ref["log_softmax"].rounded[finite] == 0)
+        assert np.array_equal(ref["logsumexp"].rounded, np.max(rows, axis=1))  # -inf: fully masked

@@ -207,6 +207,21 @@ def by_chunks(compute, bi, ji=None) -> RefData:
                      for k in RefData.__dataclass_fields__))
 
 
+def point(fmt: Format, v) -> RefData:
+    """RefData of exact values v (float64 values that are the exact reals themselves, e.g. the
+    softmax 1 of a one-element vector): decided at once, [r, r] around them (None while
+    :func:`intervals` records: the caller then gives its interval as usual)."""
+    if _RECORD:
+        return None
+    v = np.asarray(v, dtype=np.float64)
+    rounded, ulp = fmt.round_ulp(v)
+    with np.errstate(all="ignore"):
+        d = (v - rounded) / ulp  # v - rounded is exact (rounded is v's neighbour); 0 for a format value
+        q = ulp / np.abs(v)
+    ones = np.ones(v.shape, dtype=bool)
+    return RefData(rounded, ulp, d, d.copy(), q, q.copy(), ones, ones.copy())
+
+
 def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
 

@@ -41,6 +41,7 @@ from .core import (
     log1p_up,
     log_tiny,
     pairwise_sum,
+    point,
     strict,
     tiny,
     unit_roundoff,
@@ -174,6 +175,14 @@ def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, funct
     lp, elp, m = rows["lp"][bi], rows["elp"][bi], rows["m"][bi]
     sc = _scale(args)
     sc = None if sc is None else sc[bi]
+    if n == 1:  # exact: softmax 1, log_softmax and cross_entropy 0, logsumexp x (unscaled) -- a row
+        # whose other entries are masked, whose 1 no interval settles (a power of two, no strict bound)
+        exact = {"softmax": 1.0, "log_softmax": 0.0, "cross_entropy": 0.0}.get(function)
+        if exact is None and sc is None:
+            exact = x[bi, 0]
+        r = None if exact is None else point(fmt, np.broadcast_to(exact, np.shape(bi)))
+        if r is not None:
+            return r
     # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
     # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target; with a
     # temperature the bounds m / T, (x_i - m) / T are not working-type values: only softmax < 1

@@ -207,19 +207,23 @@ def by_chunks(compute, bi, ji=None) -> RefData:
                      for k in RefData.__dataclass_fields__))
 
 
-def point(fmt: Format, v) -> RefData:
-    """RefData of exact values v (float64 values that are the exact reals themselves, e.g. the
-    softmax 1 of a one-element vector): decided at once, [r, r] around them (None while
-    :func:`intervals` records: the caller then gives its interval as usual)."""
-    if _RECORD:
-        return None
-    v = np.asarray(v, dtype=np.float64)
-    rounded, ulp = fmt.round_ulp(v)
-    with np.errstate(all="ignore"):
-        d = (v - rounded) / ulp  # v - rounded is exact (rounded is v's neighbour); 0 for a format value
-        q = ulp / np.abs(v)
-    ones = np.ones(v.shape, dtype=bool)
-    return RefData(rounded, ulp, d, d.copy(), q, q.copy(), ones, ones.copy())
+def recording() -> bool:
+    """Whether :func:`intervals` is recording (a family then gives every value as an interval)."""
+    return bool(_RECORD)
+
+
+def point(fmt: Format, values) -> RefData:
+    """RefData of exact values known in float64: numbers of the format (their own rounding,
+    error 0), 0 (ulp: the smallest subnormal) or +-inf and NaN (ulp = +inf: no finite number
+    of the format is near them) -- a masked entry's limit, the softmax 1 of a one-element vector."""
+    v = np.array(values, dtype=np.float64)
+    fin = np.isfinite(v)
+    ulp = np.where(fin, fmt.ulp(np.where(fin, v, 0.0)), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(fin, np.where(v != 0, ulp / np.abs(v), np.inf), 0.0)
+    z = np.zeros(v.shape)
+    yes = np.ones(v.shape, dtype=bool)
+    return RefData(v, ulp, z, z.copy(), q, q.copy(), yes, yes.copy())
 
 
 def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:

@@ -42,6 +42,7 @@ from .core import (
     log_tiny,
     pairwise_sum,
     point,
+    recording,
     strict,
     tiny,
     unit_roundoff,
@@ -180,9 +181,8 @@ def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, funct
         exact = {"softmax": 1.0, "log_softmax": 0.0, "cross_entropy": 0.0}.get(function)
         if exact is None and sc is None:
             exact = x[bi, 0]
-        r = None if exact is None else point(fmt, np.broadcast_to(exact, np.shape(bi)))
-        if r is not None:
-            return r
+        if exact is not None and not recording():  # the exact strings keep their intervals
+            return point(fmt, np.broadcast_to(exact, np.shape(bi)))
     # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
     # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target; with a
     # temperature the bounds m / T, (x_i - m) / T are not working-type values: only softmax < 1

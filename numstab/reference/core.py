@@ -212,20 +212,6 @@ def recording() -> bool:
     return bool(_RECORD)
 
 
-def point(fmt: Format, values) -> RefData:
-    """RefData of exact values known in float64: numbers of the format (their own rounding,
-    error 0), 0 (ulp: the smallest subnormal) or +-inf and NaN (ulp = +inf: no finite number
-    of the format is near them) -- a masked entry's limit, the softmax 1 of a one-element vector."""
-    v = np.array(values, dtype=np.float64)
-    fin = np.isfinite(v)
-    ulp = np.where(fin, fmt.ulp(np.where(fin, v, 0.0)), np.inf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(fin, np.where(v != 0, ulp / np.abs(v), np.inf), 0.0)
-    z = np.zeros(v.shape)
-    yes = np.ones(v.shape, dtype=bool)
-    return RefData(v, ulp, z, z.copy(), q, q.copy(), yes, yes.copy())
-
-
 def from_interval(fmt: Format, v, err, lower=None, upper=None) -> RefData:
     """RefData from r in [v - err, v + err], cut to the strict bounds lower < r < upper.
 

@@ -41,7 +41,6 @@ from .core import (
     log1p_up,
     log_tiny,
     pairwise_sum,
-    point,
     recording,
     strict,
     tiny,
@@ -182,7 +181,9 @@ def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, funct
         if exact is None and sc is None:
             exact = x[bi, 0]
         if exact is not None and not recording():  # the exact strings keep their intervals
-            return point(fmt, np.broadcast_to(exact, np.shape(bi)))
+            from ..masks import exact_ref
+
+            return exact_ref(fmt, np.broadcast_to(exact, np.shape(bi)))
     # with n >= 2, t > 0 exactly, which gives strict bounds: L > m, log_softmax_i < x_i - m
     # (where that difference is exact), softmax_i < 1, cross_entropy > m - x_target; with a
     # temperature the bounds m / T, (x_i - m) / T are not working-type values: only softmax < 1

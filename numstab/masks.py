@@ -407,38 +407,32 @@ def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
             out[f] = exact_ref(fmt, dropped_values(f, x, args))
         else:
             out[f] = _fill(fmt, (B,), np.nan)
-    # rows whose target stays compute every function; rows whose target dropped out compute
-    # the functions without a target (any index serves) and, without a target (index len(x)),
-    # the per-element ones that have one; the per-vector ones with a target are fixed
-    plain = [f for f in functions if RULES[f].target_dropped is None and RULES[f].target_element is None]
-    no_t = [f for f in functions if RULES[f].target_element is not None]
     eps = _epsilon(args, B)
     k = p.keep.sum(axis=1)
+    # functions whose reference reads -inf entries as exact zero terms (``compute.masked``: the
+    # softmax family's fast tiers): every row of two or more entries left in one call, uncompacted,
+    # instead of one call per compacted length (a causal mask has as many lengths as rows)
+    native = [f for f in functions if f in getattr(compute, "masked", ())]
+    if native:
+        rows = np.nonzero(p.computed & (k >= 2))[0]
+        if rows.size:
+            xs = np.where(p.keep[rows], p.values[rows], -np.inf)
+            a = {kk: np.asarray(v)[rows] for kk, v in args.items()}
+            t = _target(a)
+            has_t = (np.take_along_axis(p.keep[rows], np.asarray(t, dtype=np.int64)[:, None], axis=1)[:, 0]
+                     if t is not None else np.ones(len(rows), dtype=bool))
+            _compute_rows(compute, fmt, out, rows, xs, a, has_t, p.keep[rows], native, n, eps, k)
     for size in np.unique(k[p.computed]):
+        fs_here = functions if size < 2 else [f for f in functions if f not in native]
+        if not fs_here:
+            continue
         rows = np.nonzero(p.computed & (k == size))[0]
         cols = np.nonzero(p.keep[rows])[1].reshape(len(rows), int(size))
         xs = np.take_along_axis(p.values[rows], cols, axis=1)
-        a = _compact_args(args, rows, cols, p.keep[rows], n, functions)
+        a = _compact_args(args, rows, cols, p.keep[rows], n, fs_here)
         t = _target(a)
         has_t = t < size if t is not None else np.ones(len(rows), dtype=bool)
-        for sel, fs, tg in ((has_t, functions, None), (~has_t, plain, 0), (~has_t, no_t, int(size))):
-            if not sel.any() or not fs:
-                continue
-            sub = compute(fmt, xs[sel], _retarget({kk: v[sel] for kk, v in a.items()}, tg), fs)
-            r = rows[sel]
-            for f in fs:
-                if RULES[f].per_element:
-                    _put(out[f], (r[:, None], cols[sel]), sub[f])
-                else:
-                    _put(out[f], r, sub[f])
-        miss = rows[~has_t]
-        for f in functions:
-            rule = RULES[f]
-            if rule.target_dropped is not None and miss.size:
-                _put(out[f], miss, _fill(fmt, (len(miss),), rule.target_dropped))
-            if rule.smoothing_dropped is not None and size < n and eps is not None:
-                hit = rows[eps[rows] > 0]
-                _put(out[f], hit, _fill(fmt, (len(hit),), rule.smoothing_dropped))
+        _compute_rows(compute, fmt, out, rows, xs, a, has_t, cols, fs_here, n, eps, k)
     for f in functions:
         m = p.fixed_mask[f]
         per = RULES[f].per_element
@@ -446,6 +440,43 @@ def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
             rows = np.nonzero(m & ((p.fixed[f] == val) | (np.isnan(p.fixed[f]) & np.isnan(val))))[0]
             _put(out[f], rows, _fill(fmt, (len(rows), n) if per else (len(rows),), float(val)))
     return out
+
+
+def _compute_rows(compute, fmt, out: dict, rows, xs, a: dict, has_t, cols, functions, n: int, eps, k) -> None:
+    """The reference of ``rows`` (their vectors ``xs``, extra arguments ``a``) put into ``out``:
+    rows whose target stays compute every function; rows whose target dropped out (``has_t``
+    False) compute the functions without a target (any index serves) and, without a target
+    (index len(x)), the per-element ones that have one; the per-vector ones with a target are
+    fixed. ``cols``: the original column of each entry of xs (compacted rows),
+    or the (rows, n) mask of the entries left (rows given whole, -inf where dropped)."""
+    plain = [f for f in functions if RULES[f].target_dropped is None and RULES[f].target_element is None]
+    no_t = [f for f in functions if RULES[f].target_element is not None]
+    whole = cols.dtype == bool
+    size = xs.shape[1]
+    runs = ((has_t, functions, None), (~has_t, plain, None if whole else 0), (~has_t, no_t, size))
+    for sel, fs, tg in runs:
+        if not sel.any() or not fs:
+            continue
+        sub = compute(fmt, xs[sel], _retarget({kk: v[sel] for kk, v in a.items()}, tg), fs)
+        r = rows[sel]
+        if whole:  # the entries left of each row, as (row, column) pairs
+            ri, ci = np.nonzero(cols[sel])
+        for f in fs:
+            if not RULES[f].per_element:
+                _put(out[f], r, sub[f])
+            elif whole:
+                _put(out[f], (r[ri], ci), RefData(*(getattr(sub[f], kk)[ri, ci]
+                                                     for kk in RefData.__dataclass_fields__)))
+            else:
+                _put(out[f], (r[:, None], cols[sel]), sub[f])
+    miss = rows[~has_t]
+    for f in functions:
+        rule = RULES[f]
+        if rule.target_dropped is not None and miss.size:
+            _put(out[f], miss, _fill(fmt, (len(miss),), rule.target_dropped))
+        if rule.smoothing_dropped is not None and eps is not None:
+            hit = rows[(eps[rows] > 0) & (k[rows] < n)]
+            _put(out[f], hit, _fill(fmt, (len(hit),), rule.smoothing_dropped))
 
 
 def fixed_values(fmt, function: str, x_row, args_row,

@@ -303,3 +303,52 @@ def test_a_single_finite_entry_is_an_exact_point(fmt_name):
         assert np.all(ref["softmax"].rounded[finite] == 1.0)
         assert np.all(ref["log_softmax"].rounded[finite] == 0)
         assert np.array_equal(ref["logsumexp"].rounded, np.max(rows, axis=1))  # -inf: fully masked
+
+
+@pytest.mark.parametrize("fmt_name", ["float16", "bfloat16", "float32", "float64"])
+def test_causal_rows_go_to_the_fast_reference_together(fmt_name, monkeypatch):
+    # causal attention: row i keeps its first i + 1 entries, so there are as many lengths as rows.
+    # The softmax family's fast tiers read a -inf entry as an exact zero term, so the rows of two
+    # or more entries left go to the fast reference whole, in one call (one per length before:
+    # about 0.9 ms each), with mpmath's figures; exact values checked here at a few rows
+    import numstab.reference.escalation as escalation
+
+    fmt = FORMATS[fmt_name]
+    rng = np.random.default_rng(11)
+    S = 40
+    x = fmt.round(rng.standard_normal((S, S)) * 3)
+    x[np.triu_indices(S, 1)] = -INF
+    tg = rng.integers(0, S, S)  # a target beyond the diagonal is masked: cross-entropy +inf
+    calls = []
+    real = escalation.fast_reference
+
+    def counted(*a, **k):
+        calls.append((k.get("tier"), a[1].shape))
+        return real(*a, **k)
+
+    monkeypatch.setattr(escalation, "fast_reference", counted)
+    names = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+    impls = [REGISTRY[f][k] for f in names for k in ("naive", "stable")]
+    outs, ref, esc = evaluate(fmt, x, tg, impls)
+    assert esc.stats()["elements"][-1] == 0
+    # at the first tier, the S - 1 rows of two or more entries whole (those whose target is masked
+    # apart) and the first row; a row with an open element goes up a tier alone
+    first = [s for t, s in calls if t == 0]
+    assert len(first) <= 3 and sum(s[0] for s in first if s[1] == S) == S - 1, calls
+    exact, _, _ = evaluate(fmt, x, tg, impls, mode="mpmath")
+    for a, b in zip(outs, exact):
+        for k in ("ulp", "rel", "status", "cause"):
+            same = np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True)
+            assert same, (a.impl.function, a.impl.name, k)
+    for i in (1, 7, 39):
+        with mpmath.workprec(200):
+            xs = [mpmath.mpf(float(v)) for v in x[i, :i + 1]]
+            total = mpmath.fsum(mpmath.exp(v) for v in xs)
+            want = [float(mpmath.exp(v) / total) for v in xs]
+            lse = float(mpmath.log(total))
+            ce = INF if tg[i] > i else float(mpmath.log(total) - xs[tg[i]])
+        assert np.array_equal(ref["softmax"].rounded[i, :i + 1], fmt.round(np.array(want)))
+        assert np.all(ref["softmax"].rounded[i, i + 1:] == 0)
+        assert np.all(ref["log_softmax"].rounded[i, i + 1:] == -INF)
+        assert ref["logsumexp"].rounded[i] == fmt.round(np.array([lse]))[0]
+        assert ref["cross_entropy"].rounded[i] == fmt.round(np.array([ce]))[0]

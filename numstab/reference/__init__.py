@@ -167,6 +167,13 @@ def __getattr__(name):  # FAST_TIERS, MP_TIER and QUAD without importing quad at
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def masked_functions() -> frozenset:
+    """The functions whose fast tiers read a -inf entry as an exact zero term (their family sets
+    ``MASKED``): the mask layer gives their masked rows whole instead of compacted."""
+    return frozenset(f.name for f in _functions.FUNCTIONS.values()
+                     if getattr(family(f.reference), "MASKED", False))
+
+
 def fast_reference(fmt: Format, x: np.ndarray, target, tier: int = 0, functions=None) -> dict[str, RefData]:
     """Vectorized reference with a proven error bound, in the working type of ``tier``
     (an index into :func:`tiers`).

@@ -103,24 +103,25 @@ def diff_exact(x: np.ndarray, m: np.ndarray, wt, mw=None) -> tuple[np.ndarray, n
     """(d = x - m in the working type, d exact), x and m float64 (``mw``: m already converted to
     wt, e.g. a row's maximum converted once for all its elements). float64 and long double round
     correctly, so TwoSum (Knuth) gives the exact rounding error; the difference of two float64
-    is exact in quad when their exponents are at most 59 apart (113 bits hold it)."""
+    is exact in quad when their exponents are at most 59 apart (113 bits hold it). A -inf entry
+    (a mask left in place, finite m) has d = -inf exactly."""
     if is_quad(wt):
         # in float64 first: where TwoSum finds x - m exact there (the usual case), its quad
         # conversion is the exact difference, one quad conversion instead of two and a subtraction
         with np.errstate(all="ignore"):
             d64 = x - m
             bb = d64 - x
-            ok64 = (((x - (d64 - bb)) + (-m - bb)) == 0) & np.isfinite(d64)
+            ok64 = ((((x - (d64 - bb)) + (-m - bb)) == 0) & np.isfinite(d64)) | (x == -np.inf)
         if ok64.all():
             return d64.astype(wt), ok64
         d = x.astype(wt) - (m.astype(wt) if mw is None else mw)
         ex, em = np.frexp(x)[1], np.frexp(m)[1]
-        return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59)
+        return d, (x == 0) | (m == 0) | (np.abs(ex - em) <= 59) | (x == -np.inf)
     xw, mw = x.astype(wt), (m.astype(wt) if mw is None else mw)
     with np.errstate(all="ignore"):
         d = xw - mw
         bb = d - xw
-        return d, ((xw - (d - bb)) + (-mw - bb)) == 0
+        return d, (((xw - (d - bb)) + (-mw - bb)) == 0) | (xw == -np.inf)
 
 
 def step_up(a) -> np.ndarray:

@@ -35,6 +35,7 @@ from . import (
     escalate,
     families,
     fast_reference,
+    masked_functions,
     mp_reference,
     row_args,
     start_prec,
@@ -241,6 +242,7 @@ class RowEscalation(_Climb):
         else:
             def compute(f, xs, a, fs):
                 return fast_reference(f, xs, a, tier=t, functions=fs)
+            compute.masked = masked_functions()
         return masks.reference(compute, self.fmt, self.x[rows], _functions.take_args(self.args, rows),
                                self.specials, functions)
 

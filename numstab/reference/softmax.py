@@ -52,6 +52,11 @@ FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
 #: This family computes f(x / T) with the exact quotient when the arguments hold ``scale`` (T, one
 #: float64 per vector: a temperature held in the format), see :func:`enclose`.
 SCALED = True
+#: The fast tiers (:func:`fast_block`) read a -inf entry as an exact zero term of the sum: its
+#: d = x - m is -inf exactly (core.diff_exact) and exp(d) = 0, so a vector whose masked entries are
+#: left in place as -inf gets the bounds of its finite entries alone (at least two of them; the
+#: values computed at the -inf entries are not read: the mask layer puts their limits there).
+MASKED = True
 
 
 def _target(args):
@@ -305,11 +310,20 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict, functions=None) -> dict[s
     names = [f for f in FUNCTIONS if (functions is None or f in functions)
              and (f != "cross_entropy" or _target(args) is not None)]
     out = {}
-    bi, ji = np.repeat(np.arange(B), n), np.tile(np.arange(n), B)
+    whole = not (x == -np.inf).any()
+    # -inf entries (MASKED): their limits exactly (softmax 0, log_softmax -inf), the others computed
+    bi, ji = (np.repeat(np.arange(B), n), np.tile(np.arange(n), B)) if whole else np.nonzero(x != -np.inf)
     for f in names:
         if f in ("softmax", "log_softmax"):
             r = fast_elements(fmt, rows, x, args, wt, f, bi, ji)
-            out[f] = RefData(*(getattr(r, k).reshape(B, n) for k in RefData.__dataclass_fields__))
+            if whole:
+                out[f] = RefData(*(getattr(r, k).reshape(B, n) for k in RefData.__dataclass_fields__))
+                continue
+            from ..masks import exact_ref
+
+            out[f] = exact_ref(fmt, np.full((B, n), 0.0 if f == "softmax" else -np.inf))
+            for k in RefData.__dataclass_fields__:
+                getattr(out[f], k)[bi, ji] = getattr(r, k)
         else:
             out[f] = fast_elements(fmt, rows, x, args, wt, f, np.arange(B))
     return out

@@ -77,12 +77,12 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
     Returns (outputs as float64, root codes, flags raised in the format for each group of rows,
     the flag bits of every row: steps.FLAG_BIT).
     """
-    from .steps import FLAG_BIT, Tracer
+    from .steps import FLAG_BIT, Tracer, widen
 
     tr = Tracer(fmt, x.shape[0])
     with np.errstate(all="ignore"):
         out = impl.run(x, acc, impl.record.arg(as_args(target)), tr, compute)
-        y = out.v.astype(np.float64)
+        y = widen(out.v, np.float64)
     flags = []
     for g in groups or ():
         bits = int(np.bitwise_or.reduce(tr.flags[g])) if tr.flags[g].size else 0

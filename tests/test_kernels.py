@@ -176,3 +176,62 @@ def test_narrow_is_numpys_float16_conversion_bit_for_bit():
     # k * 2^-24 lands on the subnormal with bits k: 1.5 * 2^-24 rounds to 2 (even), 2.5 to 2
     assert narrow(np.float32([1.5 * 2.0**-24, 2.5 * 2.0**-24, -3.5 * 2.0**-24]), np.float16).view(
         np.uint16).tolist() == [2, 2, 0x8004]
+
+
+def test_widen_is_numpys_float16_conversion_bit_for_bit():
+    """steps.widen (a table of the 65,536 float16 patterns) against numpy's own conversion to float32,
+    float64 and long double: every pattern (subnormals, infinities, NaN payloads), in a strided view."""
+    from numstab.steps import widen
+
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    for dt in (np.float32, np.float64, np.longdouble):
+        for a in (every, every.reshape(256, 256)[:, ::3], every[:1000]):
+            with np.errstate(all="ignore"):
+                want, got = a.astype(dt), widen(a, dt)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert np.array_equal(got.view(np.uint8), want.view(np.uint8)) if dt is not np.longdouble \
+                else np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("fmt_name", ["float16", "bfloat16", "float32", "float64", "float8_e5m2"])
+def test_few_special_results_give_the_full_paths_events(fmt_name, monkeypatch):
+    """Tracer._finish tests only the special results of a step when they are few (FEW_SPECIAL): the
+    same roots, flags and events (masks and details) as the tests over every element, on inputs
+    where steps overflow, flush, turn NaN or meet masks, in both precision models."""
+    from numstab import steps
+    from numstab.functions import as_args
+
+    fmt = FORMATS[fmt_name]
+    rng = np.random.default_rng(3)
+    big = float(np.log(fmt.max))
+    x = rng.standard_normal((8, 64)) * 3
+    x[0, 5], x[1, :3], x[2, 7], x[3, 9], x[4, :] = big + 2, -3 * big, np.inf, np.nan, -np.inf
+    x[5, 10:] = -np.inf
+    x[6, 3] = -2 * big
+    x = fmt.cast(fmt.round(x))
+    args = {"target": rng.integers(0, 64, 8), "cotangent": fmt.round(rng.standard_normal((8, 64))),
+            "label": fmt.round(rng.random((8, 64)))}
+    runs = {}
+    for ratio in (0, 1 << 40):  # never the gathered path; always (where any result is special)
+        monkeypatch.setattr(steps, "FEW_SPECIAL", ratio)
+        got = []
+        for f in ("softmax", "log_softmax", "logsumexp", "cross_entropy", "sigmoid",
+                  "binary_cross_entropy", "softmax_backward"):
+            for impl in REGISTRY[f].values():
+                for compute in ("float32", "format"):
+                    tr = steps.Tracer(fmt, 8)
+                    with np.errstate(all="ignore"):
+                        out = impl.run(x, "sequential", impl.record.arg(as_args(args)), tr, compute)
+                    got.append((out.v, out.root, tr.flags, tr.events))
+        runs[ratio] = got
+    specials = 0
+    for (va, ra, fa, ea), (vb, rb, fb, eb) in zip(*runs.values()):
+        assert np.array_equal(va, vb, equal_nan=True) and np.array_equal(ra, rb) and np.array_equal(fa, fb)
+        assert len(ea) == len(eb)
+        for (la, ka, ma, da), (lb, kb, mb, db) in zip(ea, eb):
+            assert (la, ka) == (lb, kb) and np.array_equal(np.broadcast_to(ma, np.shape(mb)), mb)
+            assert (da is None) == (db is None)
+            if da is not None:
+                assert all(np.array_equal(p, q, equal_nan=True) for p, q in zip(da, db))
+        specials += int(ra.any())
+    assert specials > 10

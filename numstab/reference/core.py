@@ -111,7 +111,9 @@ def diff_exact(x: np.ndarray, m: np.ndarray, wt, mw=None) -> tuple[np.ndarray, n
         with np.errstate(all="ignore"):
             d64 = x - m
             bb = d64 - x
-            ok64 = ((((x - (d64 - bb)) + (-m - bb)) == 0) & np.isfinite(d64)) | (x == -np.inf)
+            ok64 = (((x - (d64 - bb)) + (-m - bb)) == 0) & np.isfinite(d64)
+            if not ok64.all():
+                ok64 = ok64 | (x == -np.inf)
         if ok64.all():
             return d64.astype(wt), ok64
         d = x.astype(wt) - (m.astype(wt) if mw is None else mw)
@@ -121,7 +123,8 @@ def diff_exact(x: np.ndarray, m: np.ndarray, wt, mw=None) -> tuple[np.ndarray, n
     with np.errstate(all="ignore"):
         d = xw - mw
         bb = d - xw
-        return d, (((xw - (d - bb)) + (-mw - bb)) == 0) | (xw == -np.inf)
+        ex = ((xw - (d - bb)) + (-mw - bb)) == 0
+        return d, ex if ex.all() else ex | (xw == -np.inf)
 
 
 def step_up(a) -> np.ndarray:

@@ -287,7 +287,7 @@ def _default_functions(args: dict) -> list:
 
 
 def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEFAULT,
-              functions=None) -> dict:
+              functions=None, whole_rows=()) -> dict:
     """The exact reference of a batch that may hold -inf, +inf or NaN.
 
     ``compute(fmt, x, args, functions)`` is the reference of finite vectors (dict of RefData;
@@ -296,7 +296,9 @@ def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEF
     length, extra arguments compacted alike), with the limit values put back around them.
     Element-wise functions see every element, the non-finite ones replaced by 0 and then
     by their limits. ``functions``: the names needed (default: every function of
-    :data:`RULES` whose extra argument ``args`` holds).
+    :data:`RULES` whose extra argument ``args`` holds). ``whole_rows``: the functions ``compute``
+    reads -inf entries of as exact zero terms (reference.masked_functions, at the fast tiers):
+    their rows of two or more entries left go to it uncompacted, in one call.
     """
     from .functions import as_args
 
@@ -320,7 +322,7 @@ def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEF
             out[f] = sub[f]
     rows_fs = [f for f in functions if not RULES[f].elementwise]
     if rows_fs:
-        out.update(_row_reference(compute, fmt, x, args, specials, rows_fs))
+        out.update(_row_reference(compute, fmt, x, args, specials, rows_fs, whole_rows))
     return out
 
 
@@ -395,7 +397,7 @@ def _epsilon(args: dict, B: int):
     return np.broadcast_to(np.asarray(np.asarray(s)["epsilon"], dtype=np.float64), (B,))
 
 
-def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
+def _row_reference(compute, fmt, x, args, specials, functions, whole_rows=()) -> dict:
     B, n = x.shape
     target = _target(args)
     target = np.zeros(B, dtype=np.int64) if target is None else target
@@ -409,15 +411,17 @@ def _row_reference(compute, fmt, x, args, specials, functions) -> dict:
             out[f] = _fill(fmt, (B,), np.nan)
     eps = _epsilon(args, B)
     k = p.keep.sum(axis=1)
-    # functions whose reference reads -inf entries as exact zero terms (``compute.masked``: the
-    # softmax family's fast tiers): every row of two or more entries left in one call, uncompacted,
+    # functions whose reference reads -inf entries as exact zero terms (``whole_rows``: the softmax
+    # family's fast tiers): every row of two or more entries left in one call, uncompacted,
     # instead of one call per compacted length (a causal mask has as many lengths as rows)
-    native = [f for f in functions if f in getattr(compute, "masked", ())]
+    native = [f for f in functions if f in whole_rows]
     if native:
         rows = np.nonzero(p.computed & (k >= 2))[0]
         if rows.size:
+            from .functions import take_args
+
             xs = np.where(p.keep[rows], p.values[rows], -np.inf)
-            a = {kk: np.asarray(v)[rows] for kk, v in args.items()}
+            a = take_args(args, rows)
             t = _target(a)
             has_t = (np.take_along_axis(p.keep[rows], np.asarray(t, dtype=np.int64)[:, None], axis=1)[:, 0]
                      if t is not None else np.ones(len(rows), dtype=bool))

@@ -633,11 +633,13 @@ class Tracer:
         if few:
             root, part = np.zeros(shape, dtype=np.int8), root
             root[idx] = part
+        arg = None
         for kind, m in (("overflow", over), ("flush", flush)):
             if m.any():
-                # an exp's events keep its argument (the verdict names exp(arg), not the function's input)
-                arg = ((np.broadcast_to(np.asarray(operands[0], dtype=np.float64), shape),)
-                       if (label == "exp" or boundary) and operands else None)
+                # an exp's events keep its argument (the verdict names exp(arg), not the function's
+                # input), converted once for both kinds
+                if arg is None and (label == "exp" or boundary) and operands:
+                    arg = (np.broadcast_to(np.asarray(operands[0], dtype=np.float64), shape),)
                 self._record(label, kind, full(m), arg)
         if err is not None:
             with np.errstate(all="ignore"):

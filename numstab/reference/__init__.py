@@ -169,7 +169,7 @@ def __getattr__(name):  # FAST_TIERS, MP_TIER and QUAD without importing quad at
 
 def masked_functions() -> frozenset:
     """The functions whose fast tiers read a -inf entry as an exact zero term (their family sets
-    ``MASKED``): the mask layer gives their masked rows whole instead of compacted."""
+    ``MASKED``): masks.reference gives their masked rows whole instead of compacted (``whole_rows``)."""
     return frozenset(f.name for f in _functions.FUNCTIONS.values()
                      if getattr(family(f.reference), "MASKED", False))
 

@@ -236,15 +236,16 @@ class RowEscalation(_Climb):
         """The reference of some rows at tier t (-1 or self.mp: mpmath)."""
         from .. import masks
 
+        whole_rows = ()
         if t < 0 or t >= self.mp:
             def compute(f, xs, a, fs):
                 return mp_reference(f, xs, a, fs)
         else:
             def compute(f, xs, a, fs):
                 return fast_reference(f, xs, a, tier=t, functions=fs)
-            compute.masked = masked_functions()
+            whole_rows = masked_functions()
         return masks.reference(compute, self.fmt, self.x[rows], _functions.take_args(self.args, rows),
-                               self.specials, functions)
+                               self.specials, functions, whole_rows)
 
     def bump(self, masks: dict) -> bool:
         need = np.zeros(self.x.shape[0], dtype=bool)

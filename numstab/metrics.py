@@ -108,6 +108,56 @@ def quantize_rel(v, fmt: Format) -> np.ndarray:
     return np.where(sig, _sig3(v), np.where(fin, 0.0, v))  # every element through _sig3: no selection
 
 
+def _settle_pair(lo, hi, q, vmin: float):
+    """(q(hi), q(lo) == q(hi)) for q = :func:`quantize` or quantize_rel on finite ends with
+    0 <= lo and hi < 100: there q(v) is round(v * up) / up, up = 10^(2 - e), e the decade
+    floor(log10(v)) (-1 below 1 for the ULP figures; ``vmin``: the value below which e no longer
+    matters, 0.1 for those, the 0 floor of the relative ones). Ends in one decade share their scale,
+    so q(lo) == q(hi) is the equality of the rounded integers (k / up is one-to-one for the k <= 1000
+    of three digits); ends in different decades (they may still round to one figure, 9.9996 and
+    10.004) are compared through q itself. Computed as q computes it, a third of the passes."""
+    e_hi = np.floor(np.log10(np.maximum(hi, vmin)))
+    e_lo = np.floor(np.log10(np.maximum(lo, vmin)))
+    up = _P10.take((2 - e_hi).astype(np.intp))
+    k_hi = np.rint(hi * up)
+    same = np.rint(lo * up) == k_hi
+    q_hi = np.divide(k_hi, up, out=k_hi)
+    other = e_lo != e_hi
+    same &= ~other
+    if other.any():
+        same[other] = q(lo[other]) == q_hi[other]
+    return q_hi, same
+
+
+def quantize_pair(lo, hi):
+    """(quantize(hi), quantize(lo) == quantize(hi)), bit for bit, for lo <= hi: the ULP figures of
+    a bound's two ends (:func:`_settle_pair` where every end is finite, >= 0 and below 100)."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if hi.size and np.max(hi) < 100 and np.min(lo) >= 0:
+            return _settle_pair(lo, hi, quantize, 0.1)
+        q_hi = quantize(hi)
+        return q_hi, quantize(lo) == q_hi
+
+
+def quantize_rel_pair(lo, hi, fmt: Format):
+    """(quantize_rel(hi), quantize_rel(lo) == quantize_rel(hi)), bit for bit, for lo <= hi
+    (:func:`_settle_pair` where every end is finite, >= 0 and below 100; a figure below
+    eps_F/1024 is 0, and equals only another 0)."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    floor = fmt.eps / 1024
+    with np.errstate(all="ignore"):
+        if not (hi.size and np.max(hi) < 100 and np.min(lo) >= 0):
+            q_hi = quantize_rel(hi, fmt)
+            return q_hi, quantize_rel(lo, fmt) == q_hi
+        q_hi, same = _settle_pair(lo, hi, lambda v: quantize_rel(v, fmt), floor)
+        z_lo, z_hi = lo < floor, hi < floor
+        if z_lo.any() or z_hi.any():
+            q_hi[z_hi] = 0.0
+            same = np.where(z_lo | z_hi, z_lo & z_hi, same)
+    return q_hi, same
+
+
 def _log_of_zero(function: str, y: np.ndarray) -> np.ndarray:
     """-inf from log(0) is an underflow; +inf (cross-entropy's -log(0) too) is an overflow."""
     if get(function).log_of_zero == -np.inf:
@@ -153,14 +203,22 @@ def _element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: flo
     y = np.asarray(y, dtype=np.float64)
     with np.errstate(all="ignore"):
         ulp = ref.ulp
+        # the usual chunk: every output, exact value and ulp finite, every value determined, nothing
+        # decided exactly -- then no element is NaN, infinite, undetermined or special, and the
+        # branches for those are skipped (a sum is finite only if every term is: a cheap test,
+        # which an overflowing sum of finite terms merely sends down the general path)
+        plain = (exact is None and bool(ref.determined.all())
+                 and bool(np.isfinite(np.sum(y) + np.sum(ref.rounded) + np.sum(ulp))))
         # delta is measured from the rounded value, or from +-max where r rounds to +-inf
-        anchor = np.where(np.isfinite(ref.rounded), ref.rounded, np.copysign(fmt.max, ref.rounded))
+        anchor = ref.rounded if plain else np.where(np.isfinite(ref.rounded), ref.rounded,
+                                                    np.copysign(fmt.max, ref.rounded))
         k = (y - anchor) / ulp
         a, b = k - ref.dhi, k - ref.dlo  # (y - r)/ulp lies in [a, b]
         flo = np.where((a <= 0) & (b >= 0), 0.0, np.minimum(np.abs(a), np.abs(b)))
         fhi = np.maximum(np.abs(a), np.abs(b))
         zero = (k == 0) & (ref.dlo == 0) & (ref.dhi == 0)  # y is the exact value: no error at all
-        flo = np.where(zero, 0.0, np.maximum(flo * (1 - 2.0**-50) - 2.0**-50, 0.0))
+        # (flo is 0 already where zero: a = b = 0)
+        flo = np.maximum(flo * (1 - 2.0**-50) - 2.0**-50, 0.0)
         fhi = np.where(zero, 0.0, fhi * (1 + 2.0**-50) + 2.0**-50)
         rlo = np.where(flo <= 0, 0.0, flo * ref.qlo * (1 - 2.0**-50))
         rhi = np.where(fhi == 0, 0.0, fhi * ref.qhi * (1 + 2.0**-50))
@@ -175,18 +233,22 @@ def _element_metrics(fmt: Format, function: str, y, ref: RefData, tolerance: flo
         # error; a nonzero r far below float64's range makes ulp / |r| infinite in float64 too, so
         # r = 0 is told by its point enclosure [0, 0], not by q)
         beyond = ~np.isfinite(fhi) | (~np.isfinite(rhi) & ~r_zero)
+        uhi, u_same = quantize_pair(flo, fhi)
+        qrhi, r_same = quantize_rel_pair(rlo, rhi, fmt)
+        if plain:
+            status = np.full(y.shape, OK, dtype=np.int8)
+            status[uhi > tolerance] = INACCURATE
+            status[(y == 0) & (ref.rounded != 0)] = UNDERFLOW
+            return uhi, qrhi, status, u_same & r_same & ~beyond
 
         nan = np.isnan(y)
         inf = np.isinf(y)
         exact_inf = inf & (y == ref.rounded)
         bad = nan | (inf & ~exact_inf)
-        ulo, uhi = quantize(flo), quantize(fhi)
-        qrlo, qrhi = quantize_rel(rlo, fmt), quantize_rel(rhi, fmt)
-        settled = bad | exact_inf | ((ulo == uhi) & (qrlo == qrhi) & ~beyond)
+        settled = bad | exact_inf | (u_same & r_same & ~beyond)
         if exact is not None:
             m, eu, er = (np.asarray(v) for v in exact)
-            ulo, uhi = np.where(m, eu, ulo), np.where(m, eu, uhi)
-            qrlo, qrhi = np.where(m, er, qrlo), np.where(m, er, qrhi)
+            uhi, qrhi = np.where(m, eu, uhi), np.where(m, er, qrhi)
             settled = settled | m
         uq = np.where(bad, np.inf, np.where(exact_inf, 0.0, uhi))
         rq = np.where(bad, np.inf, np.where(exact_inf, 0.0, qrhi))

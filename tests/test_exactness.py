@@ -398,3 +398,45 @@ def test_quantized_figures_do_not_depend_on_their_neighbours():
         assert q == float(quantize_exact(Fraction(float(a)))), a
         checked += 1
     assert checked > 4900
+
+
+def test_a_bounds_two_figures_are_compared_as_quantize_compares_them():
+    # element_metrics settles an element when both ends of its bound quantize alike; the pair
+    # quantizers take both ends to hi's scale: they must give quantize's figure for hi and its
+    # verdict on q(lo) == q(hi) -- on ends across a decade edge (9.9996 and 10.004 share 10.0),
+    # a hair either side of every power of ten and rounding tie, around the relative figures'
+    # 0 floor (eps/1024), and on chunks outside the fast path (NaN, inf, figures of 100 and more)
+    from numstab.metrics import quantize, quantize_pair, quantize_rel, quantize_rel_pair
+
+    rng = np.random.default_rng(12)
+    his = [np.exp(rng.uniform(-50, 4.6, 20000)), rng.uniform(0, 2, 5000), rng.uniform(0, 100, 5000)]
+    for k in range(-22, 3):
+        p = 10.0**k
+        for t in (p, p * 1.0005, p * 0.9995, p * 0.99995, p * 1.00005):  # ties and edges too
+            his.append(np.nextafter(t, np.inf) * (1 + np.arange(-40, 41) * 2.0**-52))
+    hi = np.abs(np.concatenate(his))
+    hi = hi[hi < 100]
+    widths = [0.0, 2.0**-50, 1e-12, 1e-6, 1e-4, 1e-3, 0.01, 0.5]
+    for f in (FORMATS["float16"], F32, F64, FORMATS["float8_e5m2"]):
+        floor = f.eps / 1024
+        near_floor = floor * (1 + np.arange(-40, 41) * 2.0**-52)
+        for w in widths:
+            h = np.concatenate([hi, near_floor, [0.0, floor]])
+            lo = np.maximum(h * (1 - w) - w * 1e-3, 0.0)
+            q, same = quantize_pair(lo, h)
+            assert q.tobytes() == quantize(h).tobytes()
+            assert np.array_equal(same, quantize(lo) == quantize(h))
+            q, same = quantize_rel_pair(lo, h, f)
+            assert q.tobytes() == quantize_rel(h, f).tobytes()
+            assert np.array_equal(same, quantize_rel(lo, f) == quantize_rel(h, f))
+        # settled across a decade edge, and the general path
+        q, same = quantize_pair(np.array([9.9996, 9.96]), np.array([10.004, 10.04]))
+        assert q.tolist() == [10.0, 10.0] and same.tolist() == [True, False]
+        lo = np.array([1.0, np.nan, 150.0, 0.5, np.inf])
+        h = np.array([1.0004, np.nan, 150.4, 0.5, np.inf])
+        q, same = quantize_pair(lo, h)
+        assert np.array_equal(q, quantize(h), equal_nan=True)
+        assert same.tolist() == [True, False, True, True, True]
+        q, same = quantize_rel_pair(lo, h, f)
+        assert np.array_equal(q, quantize_rel(h, f), equal_nan=True)
+        assert np.array_equal(same, quantize_rel(lo, f) == quantize_rel(h, f))

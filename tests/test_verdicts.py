@@ -261,3 +261,37 @@ def test_an_overflow_beside_a_flushed_exp_is_the_overflow(capsys):
     d = inspect(capsys, "logsumexp", "--dtype", "float16", "--impl", "naive", "--compute", "format",
                 "--accumulate", "pairwise", "--", "-2152", "157.25")["naive"]
     assert d["element_cause"] == ["exp_overflow"]
+
+
+def test_outputs_flushed_to_zero_are_underflows_in_an_ordinary_batch():
+    # the figures' first statuses (metrics.element_metrics, before causes: README "What the
+    # numbers mean") on a batch with nothing special in it (every output, exact value and ulp
+    # finite: the figures' plain path), where a user's softmax flushes its outputs below 1e-3 to
+    # 0: those are underflows with a relative error of exactly 1, the others ok; a 0 where the
+    # exact value rounds to 0 (exp(-200) in float16) is no underflow. (The final verdict of a 0
+    # far above the format's range is a black box's inaccuracy: nothing underflowed.)
+    from numstab.functions import Impl
+    from numstab.metrics import element_metrics
+    from numstab.results import STATUSES
+
+    def flushing(x, acc):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        p = e / e.sum(axis=-1, keepdims=True)
+        return np.where(p < 1e-3, 0, p).astype(x.dtype)
+
+    impl = Impl("softmax", "flushing", flushing, "flushes below 1e-3")
+    for name in ("float16", "float32", "float64"):
+        fmt = FORMATS[name]
+        x = np.array([[0.0, -1.0, -10.0, -20.0, -200.0] + [-3.0] * 3])
+        outs, ref, _ = evaluate(fmt, x, np.zeros(1, dtype=np.int64), [impl], compute="format")
+        ulp, rel, status, settled = element_metrics(fmt, "softmax", outs[0].y, ref["softmax"], 4.0)
+        exact = [mpmath.exp(mpmath.mpf(v)) for v in x[0]]
+        total = mpmath.fsum(exact)
+        rounded_nonzero = [fmt.round(float(e / total)) != 0 for e in exact]
+        flushed = [float(e / total) < 1e-3 for e in exact]
+        want = ["underflow" if f and nz else "ok" for f, nz in zip(flushed, rounded_nonzero)]
+        assert [STATUSES[k] for k in status[0]] == want, name
+        # 3e-5 is a float16 subnormal, 1.4e-9 rounds to 0 there; 1.4e-87 is 0 in float32
+        assert want.count("underflow") == {"float16": 1, "float32": 2, "float64": 3}[name]
+        assert all(rel[0, j] == 1.0 for j, w in enumerate(want) if w == "underflow")
+        assert settled.all()

@@ -22,6 +22,26 @@ import numpy as np
 from .errors import unknown_name
 
 
+def _binade(x: np.ndarray) -> np.ndarray:
+    """floor(log2|x|) of float64 x from its exponent bits: exact for normal x, -1023 for 0 and
+    subnormals, -1 for infinities and NaN (frexp's exponent 0, less 1). Where the result is then
+    raised to a format's emin, as round_ulp does, it is frexp(x)[1] - 1 for every x (a subnormal's
+    true binade is below every emin but float64's, whose ulps take frexp's path). Integer passes
+    instead of frexp."""
+    x = np.asarray(x, dtype=np.float64)
+    e = ((x if x.flags.c_contiguous else x.copy()).view(np.int64) >> 52) & 0x7FF
+    special = e == 0x7FF
+    e -= 1023
+    if special.any():
+        e[special] = -1
+    return e
+
+
+def _pow2(k: np.ndarray) -> np.ndarray:
+    """2.0**k for integer k in float64's normal range (-1022..1023), exactly, from the bits."""
+    return ((np.asarray(k, dtype=np.int64) + 1023) << 52).view(np.float64)
+
+
 @dataclass(frozen=True)
 class Format:
     name: str
@@ -88,9 +108,12 @@ class Format:
         """
         x = np.asarray(x, dtype=np.float64)
         with np.errstate(all="ignore"):
-            _, e = np.frexp(x)
-            e = np.where(x == 0, self.emin + 1, e)  # ulp(0) is the smallest subnormal
-            u = np.ldexp(1.0, np.maximum(e - 1, self.emin) - (self.p - 1))
+            if self.emin - self.p + 1 >= -1022:  # every ulp a normal float64: built from its bits
+                u = _pow2(np.maximum(_binade(x), self.emin) - (self.p - 1))
+            else:
+                _, e = np.frexp(x)
+                e = np.where(x == 0, self.emin + 1, e)  # ulp(0) is the smallest subnormal
+                u = np.ldexp(1.0, np.maximum(e - 1, self.emin) - (self.p - 1))
             if self.p == 53 and self.emin == -1022:
                 y = x.copy()
             else:

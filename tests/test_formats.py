@@ -102,3 +102,26 @@ def test_one_sided_limits_of_rounding_and_ulp():
     # at zero and in the subnormal range the spacing is the smallest subnormal
     assert F16.round_ulp_below(np.array([0.0]))[1][0] == 2.0**-24
     assert F16.round_ulp_below(np.array([2.0**-14]))[1][0] == 2.0**-24
+
+
+def test_ulp_from_the_bits_is_the_frexp_definition_on_every_kind_of_double():
+    """round_ulp builds ulp_F(x) from x's exponent bits where every ulp of the format is a normal
+    double; the definition, written here with frexp/ldexp (as round_ulp computed it before), must
+    give the same doubles for random bit patterns (NaN payloads, subnormals, infinities), signed
+    zeros and every binade edge, in every format, for arrays and 0-d values alike."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-(2**63), 2**63 - 1, 200_000, dtype=np.int64).view(np.float64)
+    edges = [2.0**k * s for k in range(-1075, 1024) for s in (1.0, -1.0)]
+    nbrs = np.concatenate([np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1.7976931348623157e308]
+    x = np.concatenate([x, edges, nbrs, special])
+    for f in FORMATS.values():
+        with np.errstate(all="ignore"):
+            _, e = np.frexp(x)
+            e = np.where(x == 0, f.emin + 1, e)
+            want = np.ldexp(1.0, np.maximum(e - 1, f.emin) - (f.p - 1))
+            got = f.round_ulp(x)[1]
+            assert got.tobytes() == want.tobytes(), f.name
+            assert f.round_ulp(x[::3])[1].tobytes() == want[::3].tobytes()  # a strided view
+            assert f.ulp(np.float64(3.0)) == f.ulp(np.array([3.0]))[0]
+            assert np.shape(f.ulp(np.float64(3.0))) == ()

@@ -501,6 +501,39 @@ def _special(v):
     return ~np.isfinite(v) | (v == 0)
 
 
+class _Kinds:
+    """Which values of a step's result are non-finite, NaN, zero or below the normal range
+    (``below``: finite, |v| < tiny, zero included). A 2-byte format (float16, bfloat16, both with
+    infinities) is read from its bit patterns: numpy takes every float16 comparison through
+    float32, element by element, and a float16 softmax's outputs are nearly all below the normal
+    range, so each test ran on all of them; an integer comparison of the magnitude bits is a
+    fraction of that. Other types use the float tests."""
+
+    __slots__ = ("mag", "tb", "ib", "v", "tiny")
+
+    def __init__(self, v, fmt):
+        self.v, self.tiny, self.mag = v, fmt.tiny, None
+        if v.dtype.itemsize == 2 and fmt.has_inf:
+            self.mag = v.view(np.uint16) & np.uint16(0x7FFF)
+            self.tb = np.array(fmt.tiny, dtype=v.dtype).view(np.uint16)[()]
+            self.ib = np.array(np.inf, dtype=v.dtype).view(np.uint16)[()]
+
+    def spec(self):
+        """Non-finite or below the normal range."""
+        if self.mag is not None:
+            return (self.mag < self.tb) | (self.mag >= self.ib)
+        return ~np.isfinite(self.v) | (np.abs(self.v) < self.tiny)
+
+    def take(self, pick):
+        """(non-finite, NaN, zero, below) at the elements ``pick`` selects."""
+        if self.mag is not None:
+            m = pick(self.mag)
+            return m >= self.ib, m > self.ib, m == 0, m < self.tb
+        v = pick(self.v)
+        fin = np.isfinite(v)
+        return ~fin, np.isnan(v), v == 0, (np.abs(v) < self.tiny) & fin
+
+
 def _clean(e: np.ndarray) -> np.ndarray:
     """A propagated error with NaN and infinities (0 * inf, an overflowed product) as 0, in place."""
     return np.nan_to_num(e, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
@@ -572,8 +605,9 @@ class Tracer:
         """
         fmt = self._fmt(v)
         shape = v.shape
+        kinds = _Kinds(v, fmt)
         with np.errstate(all="ignore"):
-            spec = ~np.isfinite(v) | (np.abs(v) < fmt.tiny)
+            spec = kinds.spec()
             if not spec.any():
                 # nothing special happened in this step (the common case): no event, flag or root;
                 # only the attribution's local error, exactly as below (every category C_ROUND
@@ -607,15 +641,18 @@ class Tracer:
         fin_in = np.broadcast_to(fin_in, vv.shape)
         nan_in = np.broadcast_to(nan_in, vv.shape)
         with np.errstate(all="ignore"):
-            fin_sh = np.isfinite(shv)
-            beyond = (fin_sh & (np.abs(shv) > fmt.max)) | (np.isinf(shv) & (label in ("exp", "sum", "mul")))
-            over = ~np.isfinite(vv) & fin_in & beyond
-            nz = (shv != 0) & fin_sh if nonzero is None else pick(nonzero)
-            flush = (vv == 0) & nz & fin_in
+            v_inf, v_nan, v_zero, v_below = kinds.take(pick)
+            big = np.abs(shv) > fmt.max  # an infinite shadow too; a NaN one is not
+            # an infinite shadow is beyond max only for the steps whose exact result is then
+            # infinite too (exp, a sum, a product), not at a pole
+            beyond = big if label in ("exp", "sum", "mul") else big & np.isfinite(shv)
+            over = v_inf & fin_in & beyond
+            nz = (shv != 0) & np.isfinite(shv) if nonzero is None else pick(nonzero)
+            flush = v_zero & nz & fin_in
             # (widen: the results below the normal range are many here, numpy's slow path for float16)
             moved = widen(vv, self.wide) != shv
-            tiny = (np.abs(vv) < fmt.tiny) & np.isfinite(vv) & (moved | flush) & fin_in
-            invalid = np.isnan(vv) & ~nan_in & ~over
+            tiny = v_below & (moved | flush) & fin_in
+            invalid = v_nan & ~nan_in & ~over
         for name, m in (("overflow", over), ("underflow", tiny), ("invalid", invalid)):
             if m.any():
                 self._flag(name, full(m))
@@ -628,8 +665,8 @@ class Tracer:
         rounding = label == "output" or boundary
         root[over & fresh] = OUT_ROUND if rounding else EXP_OVF if label == "exp" else SUM_OVF
         root[flush & fresh] = OUT_ROUND if label == "output" else UNDERFLOW
-        root[np.isnan(vv) & (root == 0)] = INVALID
-        root[~_special(vv)] = 0
+        root[v_nan & (root == 0)] = INVALID
+        root[~(v_inf | v_zero)] = 0  # only a special result (_special) keeps a root
         if few:
             root, part = np.zeros(shape, dtype=np.int8), root
             root[idx] = part
@@ -684,7 +721,7 @@ class Tracer:
         if attribute_needed:
             return None
         with np.errstate(all="ignore"):
-            if np.isfinite(v).all() and not (np.abs(v) < self._fmt(v).tiny).any():
+            if not _Kinds(v, self._fmt(v)).spec().any():
                 return T(v, np.zeros(v.shape, dtype=np.int8), None)
         return None
 

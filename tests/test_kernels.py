@@ -235,3 +235,30 @@ def test_few_special_results_give_the_full_paths_events(fmt_name, monkeypatch):
                 assert all(np.array_equal(p, q, equal_nan=True) for p, q in zip(da, db))
         specials += int(ra.any())
     assert specials > 10
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16"])
+def test_a_half_formats_kinds_from_its_bits_are_the_float_tests(name):
+    """Tracer._finish reads a 2-byte format's non-finite, NaN, zero and below-normal results from
+    their bit patterns (steps._Kinds): on all 65,536 patterns, those are numpy's own float tests."""
+    from numstab.steps import _Kinds
+
+    fmt = FORMATS[name]
+    v = np.arange(1 << 16, dtype=np.uint16).view(fmt.dtype)
+    k = _Kinds(v, fmt)
+    assert k.mag is not None
+    with np.errstate(all="ignore"):  # the NaN patterns
+        f = v.astype(np.float64)
+        f32 = f.astype(np.float32)
+        want = (~np.isfinite(f), np.isnan(f), f == 0, np.isfinite(f) & (np.abs(f) < fmt.tiny))
+        assert np.array_equal(k.spec(), ~np.isfinite(f) | (np.abs(f) < fmt.tiny))
+    for got, w in zip(k.take(lambda a: a), want):
+        assert np.array_equal(got, w)
+    some = np.nonzero(want[3])[0][::7]
+    for got, w in zip(k.take(lambda a: a[some]), want):
+        assert np.array_equal(got, w[some])
+    # the float path (float32 here) gives the same answers on the same values
+    k32 = _Kinds(f32, fmt)
+    assert k32.mag is None
+    for got, w in zip(k32.take(lambda a: a), want):
+        assert np.array_equal(got, w)

@@ -352,3 +352,43 @@ def test_causal_rows_go_to_the_fast_reference_together(fmt_name, monkeypatch):
         assert np.all(ref["log_softmax"].rounded[i, i + 1:] == -INF)
         assert ref["logsumexp"].rounded[i] == fmt.round(np.array([lse]))[0]
         assert ref["cross_entropy"].rounded[i] == fmt.round(np.array([ce]))[0]
+
+
+@pytest.mark.parametrize("fmt_name", ["float16", "float32", "float64"])
+def test_backward_rows_with_exact_zeros_stay_off_mpmath(fmt_name):
+    # a causal mask's first row keeps one entry (softmax 1): softmax_backward there is 1 (v - v) = 0,
+    # cross_entropy_backward 1 - 1 = 0 at its target and 1 where the target is masked, and
+    # log_softmax_backward v - (v + R) = -R; a cotangent of zeros gives softmax_backward 0 and, with
+    # the dropped entries' cotangents 0 too, log_softmax_backward 0. The intervals around those
+    # exact zeros left the relative figure open and sent the row to mpmath; the values are exact now
+    fmt = FORMATS[fmt_name]
+    rng = np.random.default_rng(5)
+    S = 12
+    x = fmt.round(rng.standard_normal((S, S)) * 3)
+    x[np.triu_indices(S, 1)] = -INF
+    v = fmt.round(rng.standard_normal((S, S)))
+    v[3] = 0.0  # a whole cotangent row of zeros (its dropped entries' too)
+    v[5, :6] = 0.0  # the entries kept are 0, the dropped ones not: -s_i R, no exact zero
+    tg = np.array([0, 5] + [1] * (S - 2))  # row 1's target is masked
+    for fam, args in (("softmax_backward", {"cotangent": v}), ("log_softmax_backward", {"cotangent": v}),
+                      ("cross_entropy_backward", {"target": tg})):
+        impls = list(REGISTRY[fam].values())
+        outs, ref, esc = evaluate(fmt, x, args, impls)
+        assert esc.stats()["elements"][-1] == 0, fam
+        exact, ref_mp, _ = evaluate(fmt, x, args, impls, mode="mpmath")
+        for a, b in zip(outs, exact):
+            for k in ("ulp", "rel", "status", "cause"):
+                assert np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True), (fam, a.impl.name, k)
+        r = ref[fam].rounded
+        with mpmath.workprec(200):  # row 0 keeps x[0, 0] alone; the rest of row 0 is masked
+            rest = mpmath.fsum(mpmath.mpf(float(c)) for c in v[0, 1:])
+        want0 = {"softmax_backward": 0.0, "log_softmax_backward": fmt.round(np.array([float(-rest)]))[0],
+                 "cross_entropy_backward": 0.0}[fam]
+        assert r[0, 0] == want0, fam
+        if fam == "cross_entropy_backward":
+            # row 1's target (5) is masked: s there, and s_5 - 1 = -1 at the target itself
+            assert r[1, 0] > 0 and r[1, 1] > 0 and r[1, 5] == -1 and np.all(np.delete(r[1, 2:], 3) == 0)
+        if fam == "softmax_backward":
+            assert np.all(r[3] == 0) and np.all(r[5, :6] == 0)  # s (0 - 0) whatever R
+        if fam == "log_softmax_backward":
+            assert np.all(r[3, :4] == 0) and np.all(r[5, :6] != 0)  # -s_i R with R != 0

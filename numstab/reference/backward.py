@@ -24,7 +24,7 @@ import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import from_interval, lib_error, pairwise_sum, strict, tiny, unit_roundoff, working
+from .core import from_interval, lib_error, pairwise_sum, recording, strict, tiny, unit_roundoff, working
 
 FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward")
 
@@ -377,4 +377,32 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             g = N / S
             err = ((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY
             out["log_softmax_backward"] = from_interval(fmt, g, 2 * err)
+    if not recording():  # the exact strings keep their intervals
+        _exact_rows(fmt, out, args, x.shape)
     return out
+
+
+def _exact_rows(fmt: Format, out: dict, args: dict, shape) -> None:
+    """The rows whose values are exact numbers, put in ``out`` as such: the intervals around an
+    exact 0 leave its relative figure open, which sent the row to mpmath. A vector of one entry (a
+    causal mask's first row) has softmax 1, so softmax_backward = 1 (v - 1 v) = 0 and
+    cross_entropy_backward = 1 - 1 = 0 at the target, 1 without one (its target dropped out); a
+    cotangent of zeros has softmax_backward = s (0 - 0) = 0. log_softmax_backward = v - s (sum v + R)
+    is 0 in both cases where the dropped entries' cotangents R are all 0 (or none)."""
+    from ..masks import exact_ref
+
+    B, n = shape
+    args = args or {}
+    v, rest = args.get("cotangent"), args.get("cotangent_rest")
+    v_zero = np.zeros(B, dtype=bool) if v is None else \
+        (np.broadcast_to(np.asarray(v), shape) == 0).reshape(B, -1).all(axis=1)
+    rest_zero = np.ones(B, dtype=bool) if rest is None else (np.asarray(rest) == 0).reshape(B, -1).all(axis=1)
+    one = n == 1
+    for f, rows in (("softmax_backward", v_zero | one), ("log_softmax_backward", (v_zero | one) & rest_zero)):
+        if f in out and rows.any():
+            exact = exact_ref(fmt, np.zeros((int(rows.sum()), n)))
+            for k in RefData.__dataclass_fields__:
+                getattr(out[f], k)[rows] = getattr(exact, k)
+    if one and "cross_entropy_backward" in out:
+        tg = np.asarray(args["target"]).reshape(B, 1)
+        out["cross_entropy_backward"] = exact_ref(fmt, np.where(tg == 0, 0.0, 1.0))

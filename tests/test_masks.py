@@ -355,12 +355,24 @@ def test_causal_rows_go_to_the_fast_reference_together(fmt_name, monkeypatch):
 
 
 @pytest.mark.parametrize("fmt_name", ["float16", "float32", "float64"])
-def test_backward_rows_with_exact_zeros_stay_off_mpmath(fmt_name):
+def test_backward_rows_with_exact_zeros_stay_off_mpmath(fmt_name, monkeypatch):
     # a causal mask's first row keeps one entry (softmax 1): softmax_backward there is 1 (v - v) = 0,
     # cross_entropy_backward 1 - 1 = 0 at its target and 1 where the target is masked, and
     # log_softmax_backward v - (v + R) = -R; a cotangent of zeros gives softmax_backward 0 and, with
     # the dropped entries' cotangents 0 too, log_softmax_backward 0. The intervals around those
-    # exact zeros left the relative figure open and sent the row to mpmath; the values are exact now
+    # exact zeros left the relative figure open and sent the row to mpmath; the values are exact now.
+    # The backward passes' fast tiers read -inf entries as exact zero terms too (MASKED): the rows
+    # of two or more entries go to them whole, in one call, not one call per compacted length
+    import numstab.reference.escalation as escalation
+
+    calls = []
+    real = escalation.fast_reference
+
+    def counted(*a, **k):
+        calls.append((k.get("tier"), a[1].shape))
+        return real(*a, **k)
+
+    monkeypatch.setattr(escalation, "fast_reference", counted)
     fmt = FORMATS[fmt_name]
     rng = np.random.default_rng(5)
     S = 12
@@ -373,8 +385,13 @@ def test_backward_rows_with_exact_zeros_stay_off_mpmath(fmt_name):
     for fam, args in (("softmax_backward", {"cotangent": v}), ("log_softmax_backward", {"cotangent": v}),
                       ("cross_entropy_backward", {"target": tg})):
         impls = list(REGISTRY[fam].values())
+        calls.clear()
         outs, ref, esc = evaluate(fmt, x, args, impls)
         assert esc.stats()["elements"][-1] == 0, fam
+        # rows 1..S-1 whole (row 1 apart for cross_entropy_backward: its target is masked), row 0
+        # compacted to its one entry
+        first = [shape for t, shape in calls if t == 0]
+        assert len(first) <= 3 and sum(r for r, w in first if w == S) == S - 1, (fam, calls)
         exact, ref_mp, _ = evaluate(fmt, x, args, impls, mode="mpmath")
         for a, b in zip(outs, exact):
             for k in ("ulp", "rel", "status", "cause"):

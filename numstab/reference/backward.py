@@ -27,6 +27,13 @@ from ..results import RefData
 from .core import from_interval, lib_error, pairwise_sum, recording, strict, tiny, unit_roundoff, working
 
 FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward")
+#: The fast tiers (:func:`fast_block`) read a -inf entry as an exact zero term: d = x - m = -inf,
+#: e = exp(d) = 0, so v_j e_j adds nothing to P and A, nor e_j to t; the bound of exp's argument
+#: (max |d|) is taken over the finite entries, and sum(v) over every entry is log_softmax_backward's
+#: V (the compacted rows' sum of the kept entries plus R, the dropped ones'). A vector whose masked
+#: entries are left in place gets the bounds of its finite entries (at least two of them; the values
+#: computed at the -inf entries are not read: the mask layer puts their exact values there).
+MASKED = True
 
 
 def _lib():
@@ -281,7 +288,10 @@ def _fast_parts(x):
     d = x - m
     e = np.exp(d)
     np.put_along_axis(e, k, 1.0, axis=-1)  # exp(0) = 1 exactly
-    rel_e = (np.max(np.abs(d), axis=-1, keepdims=True) * u * 1.01 + c_lib)  # per-row bound
+    ad = np.abs(d)
+    if (x == -np.inf).any():  # masked entries (MASKED): e = 0 exactly, no argument to bound
+        ad = np.where(x == -np.inf, 0, ad)
+    rel_e = (np.max(ad, axis=-1, keepdims=True) * u * 1.01 + c_lib)  # per-row bound
     t = _sum(np.where(np.arange(n) == k, 0.0, e))
     return n, u, c_lib, k, d, e, rel_e, t
 
@@ -378,27 +388,34 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             err = ((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY
             out["log_softmax_backward"] = from_interval(fmt, g, 2 * err)
     if not recording():  # the exact strings keep their intervals
-        _exact_rows(fmt, out, args, x.shape)
+        _exact_rows(fmt, out, args, x)
     return out
 
 
-def _exact_rows(fmt: Format, out: dict, args: dict, shape) -> None:
+def _exact_rows(fmt: Format, out: dict, args: dict, x) -> None:
     """The rows whose values are exact numbers, put in ``out`` as such: the intervals around an
     exact 0 leave its relative figure open, which sent the row to mpmath. A vector of one entry (a
     causal mask's first row) has softmax 1, so softmax_backward = 1 (v - 1 v) = 0 and
     cross_entropy_backward = 1 - 1 = 0 at the target, 1 without one (its target dropped out); a
-    cotangent of zeros has softmax_backward = s (0 - 0) = 0. log_softmax_backward = v - s (sum v + R)
-    is 0 in both cases where the dropped entries' cotangents R are all 0 (or none)."""
+    cotangent of zeros at the entries kept has softmax_backward = s (0 - 0) = 0. log_softmax_backward
+    = v - s (sum v + R) is 0 in both cases where the dropped entries' cotangents R are all 0 (or
+    none): those compacted away (``cotangent_rest``) and those left in place as -inf (MASKED)."""
     from ..masks import exact_ref
 
-    B, n = shape
+    B, n = shape = x.shape
     args = args or {}
     v, rest = args.get("cotangent"), args.get("cotangent_rest")
-    v_zero = np.zeros(B, dtype=bool) if v is None else \
-        (np.broadcast_to(np.asarray(v), shape) == 0).reshape(B, -1).all(axis=1)
-    rest_zero = np.ones(B, dtype=bool) if rest is None else (np.asarray(rest) == 0).reshape(B, -1).all(axis=1)
     one = n == 1
-    for f, rows in (("softmax_backward", v_zero | one), ("log_softmax_backward", (v_zero | one) & rest_zero)):
+    kept_zero = dropped_zero = np.zeros(B, dtype=bool)
+    if v is not None:  # (a masked entry left in place, MASKED, is a dropped one)
+        v0, masked = np.broadcast_to(np.asarray(v), shape) == 0, x == -np.inf
+        kept_zero, dropped_zero = (v0 | masked).all(axis=1), (v0 | ~masked).all(axis=1)
+    if rest is not None:
+        dropped_zero = dropped_zero & (np.asarray(rest) == 0).reshape(B, -1).all(axis=1)
+    elif v is None:
+        dropped_zero = np.ones(B, dtype=bool)
+    rows_of = {"softmax_backward": kept_zero | one, "log_softmax_backward": (kept_zero | one) & dropped_zero}
+    for f, rows in rows_of.items():
         if f in out and rows.any():
             exact = exact_ref(fmt, np.zeros((int(rows.sum()), n)))
             for k in RefData.__dataclass_fields__:

@@ -108,20 +108,33 @@ def quantize_rel(v, fmt: Format) -> np.ndarray:
     return np.where(sig, _sig3(v), np.where(fin, 0.0, v))  # every element through _sig3: no selection
 
 
+#: :func:`_settle_pair` takes figures below this (a figure's decade above 24 is rounded twice by
+#: k * 10^(e - 2): _sig3 takes its decimal instead)
+_PAIR_MAX = 1e24
+
+
 def _settle_pair(lo, hi, q, vmin: float):
     """(q(hi), q(lo) == q(hi)) for q = :func:`quantize` or quantize_rel on finite ends with
-    0 <= lo and hi < 100: there q(v) is round(v * up) / up, up = 10^(2 - e), e the decade
-    floor(log10(v)) (-1 below 1 for the ULP figures; ``vmin``: the value below which e no longer
-    matters, 0.1 for those, the 0 floor of the relative ones). Ends in one decade share their scale,
-    so q(lo) == q(hi) is the equality of the rounded integers (k / up is one-to-one for the k <= 1000
-    of three digits); ends in different decades (they may still round to one figure, 9.9996 and
-    10.004) are compared through q itself. Computed as q computes it, a third of the passes."""
+    0 <= lo and hi < 10^24, computed as _sig3 computes q: the decade e = floor(log10(v)) (-1
+    below 1 for the ULP figures; ``vmin``: the value below which e no longer matters, 0.1 for
+    those, the 0 floor of the relative ones), then round(v * 10^(2 - e)) / 10^(2 - e) below 100,
+    round(v / 10^(e - 2)) * 10^(e - 2) above. Ends in one decade share their scale, so
+    q(lo) == q(hi) is the equality of the rounded integers k (k -> q is one-to-one for the
+    k <= 1000 of three digits); ends in different decades (they may still round to one figure,
+    9.9996 and 10.004) are compared through q itself. A third of the passes of q twice."""
     e_hi = np.floor(np.log10(np.maximum(hi, vmin)))
     e_lo = np.floor(np.log10(np.maximum(lo, vmin)))
-    up = _P10.take((2 - e_hi).astype(np.intp))
-    k_hi = np.rint(hi * up)
-    same = np.rint(lo * up) == k_hi
-    q_hi = np.divide(k_hi, up, out=k_hi)
+    small = e_hi < 2
+    if small.all():  # the usual figures, below 100: one branch
+        up = _P10.take((2 - e_hi).astype(np.intp))
+        k_hi = np.rint(hi * up)
+        same = np.rint(lo * up) == k_hi
+        q_hi = np.divide(k_hi, up, out=k_hi)
+    else:  # both branches computed, one kept per element (as _sig3 does)
+        p = _P10.take(np.abs(2 - e_hi).astype(np.intp))
+        k_hi = np.where(small, np.rint(hi * p), np.rint(hi / p))
+        same = np.where(small, np.rint(lo * p), np.rint(lo / p)) == k_hi
+        q_hi = np.where(small, k_hi / p, k_hi * p)
     other = e_lo != e_hi
     same &= ~other
     if other.any():
@@ -131,10 +144,10 @@ def _settle_pair(lo, hi, q, vmin: float):
 
 def quantize_pair(lo, hi):
     """(quantize(hi), quantize(lo) == quantize(hi)), bit for bit, for lo <= hi: the ULP figures of
-    a bound's two ends (:func:`_settle_pair` where every end is finite, >= 0 and below 100)."""
+    a bound's two ends (:func:`_settle_pair` where every end is finite, >= 0 and below 10^24)."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     with np.errstate(all="ignore"):
-        if hi.size and np.max(hi) < 100 and np.min(lo) >= 0:
+        if hi.size and np.max(hi) < _PAIR_MAX and np.min(lo) >= 0:
             return _settle_pair(lo, hi, quantize, 0.1)
         q_hi = quantize(hi)
         return q_hi, quantize(lo) == q_hi
@@ -142,12 +155,12 @@ def quantize_pair(lo, hi):
 
 def quantize_rel_pair(lo, hi, fmt: Format):
     """(quantize_rel(hi), quantize_rel(lo) == quantize_rel(hi)), bit for bit, for lo <= hi
-    (:func:`_settle_pair` where every end is finite, >= 0 and below 100; a figure below
+    (:func:`_settle_pair` where every end is finite, >= 0 and below 10^24; a figure below
     eps_F/1024 is 0, and equals only another 0)."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     floor = fmt.eps / 1024
     with np.errstate(all="ignore"):
-        if not (hi.size and np.max(hi) < 100 and np.min(lo) >= 0):
+        if not (hi.size and np.max(hi) < _PAIR_MAX and np.min(lo) >= 0):
             q_hi = quantize_rel(hi, fmt)
             return q_hi, quantize_rel(lo, fmt) == q_hi
         q_hi, same = _settle_pair(lo, hi, lambda v: quantize_rel(v, fmt), floor)

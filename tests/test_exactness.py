@@ -409,13 +409,15 @@ def test_a_bounds_two_figures_are_compared_as_quantize_compares_them():
     from numstab.metrics import quantize, quantize_pair, quantize_rel, quantize_rel_pair
 
     rng = np.random.default_rng(12)
-    his = [np.exp(rng.uniform(-50, 4.6, 20000)), rng.uniform(0, 2, 5000), rng.uniform(0, 100, 5000)]
-    for k in range(-22, 3):
+    his = [np.exp(rng.uniform(-50, 4.6, 20000)), rng.uniform(0, 2, 5000), rng.uniform(0, 100, 5000),
+           np.exp(rng.uniform(4.6, 55, 5000))]  # figures of 100 and more: the other scale, v / 10^(e-2)
+    for k in range(-22, 24):
         p = 10.0**k
         for t in (p, p * 1.0005, p * 0.9995, p * 0.99995, p * 1.00005):  # ties and edges too
             his.append(np.nextafter(t, np.inf) * (1 + np.arange(-40, 41) * 2.0**-52))
     hi = np.abs(np.concatenate(his))
-    hi = hi[hi < 100]
+    hi = hi[hi < 1e24]
+    assert (hi >= 100).sum() > 5000
     widths = [0.0, 2.0**-50, 1e-12, 1e-6, 1e-4, 1e-3, 0.01, 0.5]
     for f in (FORMATS["float16"], F32, F64, FORMATS["float8_e5m2"]):
         floor = f.eps / 1024
@@ -429,14 +431,15 @@ def test_a_bounds_two_figures_are_compared_as_quantize_compares_them():
             q, same = quantize_rel_pair(lo, h, f)
             assert q.tobytes() == quantize_rel(h, f).tobytes()
             assert np.array_equal(same, quantize_rel(lo, f) == quantize_rel(h, f))
-        # settled across a decade edge, and the general path
-        q, same = quantize_pair(np.array([9.9996, 9.96]), np.array([10.004, 10.04]))
-        assert q.tolist() == [10.0, 10.0] and same.tolist() == [True, False]
-        lo = np.array([1.0, np.nan, 150.0, 0.5, np.inf])
-        h = np.array([1.0004, np.nan, 150.4, 0.5, np.inf])
+        # settled across a decade edge (below and above 100), and the general path (NaN, inf, a
+        # figure's decade above 24)
+        q, same = quantize_pair(np.array([9.9996, 9.96, 999.6]), np.array([10.004, 10.04, 1000.4]))
+        assert q.tolist() == [10.0, 10.0, 1000.0] and same.tolist() == [True, False, True]
+        lo = np.array([1.0, np.nan, 150.0, 0.5, np.inf, 3.14159e30])
+        h = np.array([1.0004, np.nan, 150.4, 0.5, np.inf, 3.14161e30])
         q, same = quantize_pair(lo, h)
         assert np.array_equal(q, quantize(h), equal_nan=True)
-        assert same.tolist() == [True, False, True, True, True]
+        assert same.tolist() == [True, False, True, True, True, True]
         q, same = quantize_rel_pair(lo, h, f)
         assert np.array_equal(q, quantize_rel(h, f), equal_nan=True)
         assert np.array_equal(same, quantize_rel(lo, f) == quantize_rel(h, f))

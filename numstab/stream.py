@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UsageError
-from .results import FLAG_NAMES, INACCURATE, STATUSES
+from .results import FLAG_NAMES, INACCURATE, STATUSES, UNDERFLOW
 
 #: Input elements per chunk (rows are never split; NUMSTAB_BLOCK overrides it, for tests).
 BLOCK_ELEMENTS = 1 << 20
@@ -601,7 +601,7 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials, hea
     if job.audit is not None:
         fail_on, limit = job.audit
         r = ref[job.function]
-        p.zeros = int(np.sum(spurious_zero(job.function, o.y, r.rounded)))
+        p.zeros = int(np.sum(spurious_zero(job.function, o.y, r.rounded, o.status)))
         p.limits = int(np.sum(wrong_limit(o.y, r)))
         p.first = _first_failure(job, fail_on, limit, o, x, args, r, chunk.row0,
                                  (chunk.c0, chunk.n, head) if chunk.split else None)
@@ -650,13 +650,19 @@ def finish_worst(fmt, function: str, part: Part, specials) -> list:
     return [{**entry, "exact": exact[(g, j)]} for _key, entry, (_xr, _a, j, g) in part.worst]
 
 
-def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray) -> np.ndarray:
-    """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not."""
+def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not.
+    An infinity is the log of 0 only with that sign and where the verdict says so (``status``
+    underflow: a flush to 0 before the log); a logsumexp whose sum overflowed to +inf, or a loss
+    made +inf by an overflow, is an overflow, not a zero."""
     from .causes import wrong_special
     from .functions import get as get_function
 
     zero, inf = wrong_special(y, rounded)
-    return zero | inf if get_function(function).log_of_zero is not None else zero
+    lz = get_function(function).log_of_zero
+    if lz is None:
+        return zero
+    return zero | (inf & (y == lz) & (np.asarray(status) == UNDERFLOW))
 
 
 def wrong_limit(y: np.ndarray, r) -> np.ndarray:
@@ -683,7 +689,7 @@ def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int, piece=Non
     st, u = o.status, o.ulp
     bad = np.isin(st, codes)
     if "zero" in fail_on:
-        bad |= spurious_zero(job.function, o.y, r.rounded)
+        bad |= spurious_zero(job.function, o.y, r.rounded, st)
     if "limit" in fail_on:
         bad |= wrong_limit(o.y, r)
     if limit is not None:

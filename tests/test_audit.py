@@ -316,3 +316,25 @@ def test_first_failure_is_the_worst_failing_input_and_long_vectors_are_elided(ca
     assert main(["audit", *argv]) == 1
     text = " ".join(capsys.readouterr().out.split())
     assert "worst failing input (row 1): [12.0, 0.0, 0.0, 0.0, ..., 0.0, 0.0, 0.0, 0.0] (1000 values" in text
+
+
+def test_an_overflowed_infinity_is_no_zero(capsys, tmp_path):
+    # --fail-on zero: an output 0, or the log of 0, where the exact value is not. The naive
+    # logsumexp of [12, 0] in float16 overflows (exp(12) = 162755 > 65504): +inf is no log of 0, so
+    # the zero criterion passes it and the overflow one fails it. The naive cross-entropy of
+    # [10, -10] at target 1 flushes softmax_1 = e^-20 to 0 and returns -log(0) = +inf: a zero.
+    # (The zeros count took every wrong infinity of a log-type function: the bhh2021 audit's
+    # 475 overflows were reported as "zero: 475 of 2500 outputs are 0 (or the log of 0)".)
+    path = tmp_path / "x.npy"
+    np.save(path, np.array([[12.0, 0.0], [10.0, -10.0]]))
+    common = ["--dtype", "float16", "--compute", "format", "--impl", "naive", "--input", str(path)]
+    code, data, _ = audit(capsys, "--function", "logsumexp", "--fail-on", "zero", *common)
+    (r,) = data["results"]
+    assert code == 0 and r["passed"] and r["zeros"] == 0 and r["counts"]["overflow"] == 1
+    code, data, _ = audit(capsys, "--function", "logsumexp", "--fail-on", "overflow,zero", *common)
+    (r,) = data["results"]
+    assert code == 1 and r["reasons"] == ["overflow: 1 of 2 elements"]
+    code, data, _ = audit(capsys, "--function", "cross_entropy", "--fail-on", "zero", "--target", "1", *common)
+    (r,) = data["results"]
+    assert code == 1 and r["zeros"] == 1 and r["reasons"][0].startswith("zero: 1 of 2 outputs")
+    assert r["first_failure"]["vector"] == [10.0, -10.0] and r["first_failure"]["status"] == "underflow"

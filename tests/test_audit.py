@@ -334,7 +334,8 @@ def test_an_overflowed_infinity_is_no_zero(capsys, tmp_path):
     code, data, _ = audit(capsys, "--function", "logsumexp", "--fail-on", "overflow,zero", *common)
     (r,) = data["results"]
     assert code == 1 and r["reasons"] == ["overflow: 1 of 2 elements"]
-    code, data, _ = audit(capsys, "--function", "cross_entropy", "--fail-on", "zero", "--target", "1", *common)
+    code, data, _ = audit(capsys, "--function", "cross_entropy", "--fail-on", "zero", "--target", "1",
+                          *common)
     (r,) = data["results"]
     assert code == 1 and r["zeros"] == 1 and r["reasons"][0].startswith("zero: 1 of 2 outputs")
     assert r["first_failure"]["vector"] == [10.0, -10.0] and r["first_failure"]["status"] == "underflow"

@@ -262,6 +262,27 @@ def _g(v: float, d: int = 7) -> str:
     return f"{v:.{d}g}"
 
 
+#: How an invalid step's operands are written, by the step's label
+_INVALID_OPS = {"mul": "{a} * {b}", "div": "{a}/{b}", "sum": "{a} + {b}", "sub": "{a} - {b}",
+                "log": "log({a})", "log1p": "log1p({a})"}
+
+
+def invalid_words(events) -> str:
+    """Words for the first step of one vector's trace whose result is NaN from operands that are
+    not (Tracer._finish records it): the operation and its operands, as the step computed them --
+    "0 * -inf is NaN in (1 - z) log(1 - p)" -- or "" when the trace has none."""
+    for label, cols in _row_events(events, "invalid"):
+        op, _, what = label.partition("|")
+        form = _INVALID_OPS.get(op)
+        if form is None or not cols or not cols[0].size:
+            continue
+        ops = dict(zip("ab", (_g(float(c[0])) for c in cols)))
+        if "{b}" in form and "b" not in ops:
+            continue
+        return form.format(**ops) + " is NaN" + (f" in {what}" if what else "")
+    return ""
+
+
 def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, ulp, flags, events,
             tolerance: float, inferred: bool, target=None, work=None, work_th=None) -> str:
     """One line, in words, of what happened to one vector and why (naming the step).
@@ -286,12 +307,16 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
     if inferred:
         words.append("inferred from inputs, outputs and exact values (a black box)")
     consequences = []
-    if counts["nan"] and not inferred:
-        nan_causes = {CAUSES[int(c) - 1] for c in cause[np.isnan(y)] if c}
-        if nan_causes & {"exp_overflow", "sum_overflow"}:
-            consequences.append("inf/inf is NaN")
-        if "underflow" in nan_causes:
-            consequences.append("0/0 is NaN")
+    invalid = invalid_words(events) if not inferred else ""
+    if counts["nan"] and not inferred and "invalid" not in present:
+        if invalid:  # the operation the trace saw turn NaN
+            consequences.append(invalid)
+        else:
+            nan_causes = {CAUSES[int(c) - 1] for c in cause[np.isnan(y)] if c}
+            if nan_causes & {"exp_overflow", "sum_overflow"}:
+                consequences.append("inf/inf is NaN")
+            if "underflow" in nan_causes:
+                consequences.append("0/0 is NaN")
     if any((y == 0) & (status == OVERFLOW)):
         consequences.append("x/inf is 0")
     lz = _record(function).log_of_zero  # only an infinity of that sign can be the log of a 0
@@ -367,7 +392,7 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             words.append("the exact value is NaN (a NaN input, or no value under the masked-rows policy) "
                          "but the output is a number: the NaN is hidden")
         elif c == "invalid":
-            words.append("an invalid operation (inf - inf, 0/0 or inf/inf) gives NaN")
+            words.append(invalid or "an invalid operation (inf - inf, 0 * inf, 0/0 or inf/inf) gives NaN")
         elif c == "output_rounding":
             what = ("overflows" if any(np.isinf(y) & (status >= UNDERFLOW))
                     else "flushes to 0" if any((y == 0) & (status >= UNDERFLOW)) else "overflows or flushes")

@@ -42,7 +42,7 @@ CAUSES = ("exp_overflow", "sum_overflow", "invalid", "underflow", "cancellation"
 CAUSE_MEANING = {
     "exp_overflow": "exp(x) overflows the format",
     "sum_overflow": "every exp(x) is finite but their sum overflows",
-    "invalid": "an invalid operation (inf - inf, 0/0, inf/inf) gives NaN",
+    "invalid": "an invalid operation (inf - inf, 0 * inf, 0/0, inf/inf) gives NaN",
     "underflow": "exp flushes to 0, or a result is subnormal and loses digits",
     "cancellation": "a subtraction of nearly equal rounded values leaves only their errors",
     "absorption": "small terms are absorbed into a larger one",

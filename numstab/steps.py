@@ -168,7 +168,7 @@ class Plain:
         return a - b
 
     @staticmethod
-    def mul(a, b):
+    def mul(a, b, what=None):
         return a * b
 
     @staticmethod
@@ -594,14 +594,16 @@ class Tracer:
         if np.any(mask):
             self.events.append((label, kind, np.asarray(mask), detail))
 
-    def _finish(self, label, v, sh, root, err, local_cat=None, operands=(), nonzero=None):
+    def _finish(self, label, v, sh, root, err, local_cat=None, operands=(), nonzero=None, what=None):
         """Common bookkeeping of one step: overflow/flush/underflow/invalid events, flags, root.
 
         ``sh``: the step's result from the same operands in the wide type. Overflow: a
         non-finite result from finite operands whose exact result is beyond max (a pole such
         as log(0) or x/0 is not an overflow); flush: 0 from finite operands where the exact
         result is not 0 (``nonzero``: where the exact result is known to be nonzero, e.g. exp of
-        any finite input, even where the wide shadow itself flushed).
+        any finite input, even where the wide shadow itself flushed). An invalid result (NaN from
+        operands that are not NaN) is an event too, with its operands, labelled by the step and
+        ``what`` (its words): the verdict names the operation (0 * -inf, inf - inf, 0/0, inf/inf).
         """
         fmt = self._fmt(v)
         shape = v.shape
@@ -656,6 +658,9 @@ class Tracer:
         for name, m in (("overflow", over), ("underflow", tiny), ("invalid", invalid)):
             if m.any():
                 self._flag(name, full(m))
+        if invalid.any():  # the label "op|words" (causes.invalid_words reads it)
+            self._record(label if what is None else f"{label}|{what}", "invalid", full(invalid),
+                         tuple(np.broadcast_to(np.asarray(o, dtype=np.float64), shape) for o in operands))
         root = np.array(pick(root), dtype=np.int8)
         fresh = root == 0
         # the output rounding (a flush to 0 there is the output's own underflow: a cause of its
@@ -800,7 +805,8 @@ class Tracer:
                 local_cat = np.where(absorbed, C_ABS, np.where(np.abs(v) < self._fmt(v).tiny, C_UNF, C_ROUND))
                 self._record(what or label, "absorption", absorbed & (fa != 0) & (bb != 0), (fa, bb, fv))
                 self._record(what or label, "cancellation", effective_sub, (fa, bb, fv))
-        return self._finish("sum" if label == "add" else label, v, sh, root, err, local_cat, (a.v, b.v))
+        return self._finish("sum" if label == "add" else label, v, sh, root, err, local_cat, (a.v, b.v),
+                            what=what)
 
     def add(self, a, b, what=None):
         return self._addsub("add", a, b, +1, what)
@@ -808,7 +814,7 @@ class Tracer:
     def sub(self, a, b, what=None):
         return self._addsub("sub", a, b, -1, what)
 
-    def mul(self, a, b):
+    def mul(self, a, b, what=None):
         a, b = self._t(a), self._t(b)
         with np.errstate(all="ignore"):
             v = a.v * b.v
@@ -821,7 +827,7 @@ class Tracer:
                 fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
                 err = a.err.zip(b.err, lambda ea, eb: _clean(_into(np.add, ea * fb, eb * fa)), v.shape)
         return self._finish("mul", v, sh, self._root_of(a, b, v=v), err, operands=(a.v, b.v),
-                            nonzero=(a.v != 0) & (b.v != 0))
+                            nonzero=(a.v != 0) & (b.v != 0), what=what)
 
     def div(self, a, b):
         a, b = self._t(a), self._t(b)

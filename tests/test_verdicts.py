@@ -295,3 +295,21 @@ def test_outputs_flushed_to_zero_are_underflows_in_an_ordinary_batch():
         assert want.count("underflow") == {"float16": 1, "float32": 2, "float64": 3}[name]
         assert all(rel[0, j] == 1.0 for j, w in enumerate(want) if w == "underflow")
         assert settled.all()
+
+
+def test_a_nan_is_named_by_the_operation_that_made_it(capsys):
+    # the trace records the step whose result turned NaN from operands that were not, with its
+    # operands, and the verdict names it: the naive binary cross-entropy of x = 20 at label 1 in
+    # float16 rounds sigmoid(20) to 1, so log(1 - p) = -inf and (1 - z) log(1 - p) = 0 * -inf (the
+    # "why from_logits=True" NaN); it was called "an invalid operation (inf - inf, 0/0 or
+    # inf/inf)", none of which happened. The softmax of exps that all flush to 0 divides 0 by 0.
+    assert np.float16(1 / (1 + np.exp(np.float32(-20)))) == 1
+    d = inspect(capsys, "binary_cross_entropy", "--dtype", "float16", "--impl", "naive", "--target", "1",
+                "--", "20")["naive"]
+    assert d["outputs"] == ["nan"] and d["element_cause"] == ["invalid"]
+    assert d["verdict"].startswith("0 * -inf is NaN in (1 - z) log(1 - p)"), d["verdict"]
+    assert "inf - inf" not in d["verdict"]
+    d = inspect(capsys, "softmax", "--dtype", "float16", "--impl", "naive", "--compute", "format",
+                "--", "-20", "-30")["naive"]
+    assert d["outputs"] == ["nan", "nan"] and "0/0 is NaN" in d["verdict"], d["verdict"]
+    assert "inf/inf" not in d["verdict"]

@@ -62,8 +62,8 @@ KERAS_EPSILON = 1e-7
 def _bce_from_probabilities(p, z, o):
     """-(z log(p) + (1 - z) log(1 - p))."""
     one = o.const(p, 1.0)
-    a = o.mul(z, o.log(p))
-    b = o.mul(o.sub(one, z), o.log(o.sub(one, p, "1 - p")))
+    a = o.mul(z, o.log(p), "z log(p)")
+    b = o.mul(o.sub(one, z), o.log(o.sub(one, p, "1 - p")), "(1 - z) log(1 - p)")
     return o.neg(o.add(a, b, "z log(p) + (1 - z) log(1 - p)"))
 
 

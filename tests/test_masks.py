@@ -305,20 +305,11 @@ def test_a_single_finite_entry_is_an_exact_point(fmt_name):
         assert np.array_equal(ref["logsumexp"].rounded, np.max(rows, axis=1))  # -inf: fully masked
 
 
-@pytest.mark.parametrize("fmt_name", ["float16", "bfloat16", "float32", "float64"])
-def test_causal_rows_go_to_the_fast_reference_together(fmt_name, monkeypatch):
-    # causal attention: row i keeps its first i + 1 entries, so there are as many lengths as rows.
-    # The softmax family's fast tiers read a -inf entry as an exact zero term, so the rows of two
-    # or more entries left go to the fast reference whole, in one call (one per length before:
-    # about 0.9 ms each), with mpmath's figures; exact values checked here at a few rows
+def _count_fast_calls(monkeypatch) -> list:
+    """The (tier, rows shape) of every call of the fast reference the escalation makes, in a list
+    filled as they happen."""
     import numstab.reference.escalation as escalation
 
-    fmt = FORMATS[fmt_name]
-    rng = np.random.default_rng(11)
-    S = 40
-    x = fmt.round(rng.standard_normal((S, S)) * 3)
-    x[np.triu_indices(S, 1)] = -INF
-    tg = rng.integers(0, S, S)  # a target beyond the diagonal is masked: cross-entropy +inf
     calls = []
     real = escalation.fast_reference
 
@@ -327,6 +318,22 @@ def test_causal_rows_go_to_the_fast_reference_together(fmt_name, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(escalation, "fast_reference", counted)
+    return calls
+
+
+@pytest.mark.parametrize("fmt_name", ["float16", "bfloat16", "float32", "float64"])
+def test_causal_rows_go_to_the_fast_reference_together(fmt_name, monkeypatch):
+    # causal attention: row i keeps its first i + 1 entries, so there are as many lengths as rows.
+    # The softmax family's fast tiers read a -inf entry as an exact zero term, so the rows of two
+    # or more entries left go to the fast reference whole, in one call (one per length before:
+    # about 0.9 ms each), with mpmath's figures; exact values checked here at a few rows
+    fmt = FORMATS[fmt_name]
+    rng = np.random.default_rng(11)
+    S = 40
+    x = fmt.round(rng.standard_normal((S, S)) * 3)
+    x[np.triu_indices(S, 1)] = -INF
+    tg = rng.integers(0, S, S)  # a target beyond the diagonal is masked: cross-entropy +inf
+    calls = _count_fast_calls(monkeypatch)
     names = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
     impls = [REGISTRY[f][k] for f in names for k in ("naive", "stable")]
     outs, ref, esc = evaluate(fmt, x, tg, impls)
@@ -363,16 +370,7 @@ def test_backward_rows_with_exact_zeros_stay_off_mpmath(fmt_name, monkeypatch):
     # exact zeros left the relative figure open and sent the row to mpmath; the values are exact now.
     # The backward passes' fast tiers read -inf entries as exact zero terms too (MASKED): the rows
     # of two or more entries go to them whole, in one call, not one call per compacted length
-    import numstab.reference.escalation as escalation
-
-    calls = []
-    real = escalation.fast_reference
-
-    def counted(*a, **k):
-        calls.append((k.get("tier"), a[1].shape))
-        return real(*a, **k)
-
-    monkeypatch.setattr(escalation, "fast_reference", counted)
+    calls = _count_fast_calls(monkeypatch)
     fmt = FORMATS[fmt_name]
     rng = np.random.default_rng(5)
     S = 12

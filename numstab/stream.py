@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UsageError
-from .results import FLAG_NAMES, INACCURATE, STATUSES, UNDERFLOW
+from .results import FLAG_NAMES, INACCURATE, OVERFLOW, STATUSES
 
 #: Input elements per chunk (rows are never split; NUMSTAB_BLOCK overrides it, for tests).
 BLOCK_ELEMENTS = 1 << 20
@@ -652,9 +652,9 @@ def finish_worst(fmt, function: str, part: Part, specials) -> list:
 
 def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray, status: np.ndarray) -> np.ndarray:
     """Outputs that are 0, or the log of 0 (-inf; +inf for a loss), where the exact value is not.
-    An infinity is the log of 0 only with that sign and where the verdict says so (``status``
-    underflow: a flush to 0 before the log); a logsumexp whose sum overflowed to +inf, or a loss
-    made +inf by an overflow, is an overflow, not a zero."""
+    An infinity is the log of 0 only with that sign and where the verdict is no overflow (a flush
+    to 0 before the log, or a 0 that a cancellation made: 1 - p with p rounded to 1); a logsumexp
+    whose sum overflowed to +inf, or a loss made +inf by an overflow, is an overflow, not a zero."""
     from .causes import wrong_special
     from .functions import get as get_function
 
@@ -662,7 +662,7 @@ def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray, status: np.
     lz = get_function(function).log_of_zero
     if lz is None:
         return zero
-    return zero | (inf & (y == lz) & (np.asarray(status) == UNDERFLOW))
+    return zero | (inf & (y == lz) & (np.asarray(status) != OVERFLOW))
 
 
 def wrong_limit(y: np.ndarray, r) -> np.ndarray:

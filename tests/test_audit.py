@@ -339,3 +339,11 @@ def test_an_overflowed_infinity_is_no_zero(capsys, tmp_path):
     (r,) = data["results"]
     assert code == 1 and r["zeros"] == 1 and r["reasons"][0].startswith("zero: 1 of 2 outputs")
     assert r["first_failure"]["vector"] == [10.0, -10.0] and r["first_failure"]["status"] == "underflow"
+    # the naive binary cross-entropy of x = 20 at label 0: sigmoid(20) rounds to 1, 1 - p cancels to
+    # 0 and -log(0) = +inf, an inaccurate output (the 0 came from a cancellation): a zero too, so
+    # the default audit fails it
+    np.save(path, np.array([[20.0, 0.5]]))
+    code, data, _ = audit(capsys, "--function", "binary_cross_entropy", "--target", "0", *common)
+    (r,) = data["results"]
+    assert code == 1 and r["zeros"] == 1 and r["counts"]["inaccurate"] == 1, r
+    assert r["first_failure"]["element"] == 0 and r["first_failure"]["cause"] == "cancellation"

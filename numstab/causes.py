@@ -267,18 +267,24 @@ _INVALID_OPS = {"mul": "{a} * {b}", "div": "{a}/{b}", "sum": "{a} + {b}", "sub":
                 "log": "log({a})", "log1p": "log1p({a})"}
 
 
-def invalid_words(events) -> str:
+def invalid_words(events, at=None) -> str:
     """Words for the first step of one vector's trace whose result is NaN from operands that are
     not (Tracer._finish records it): the operation and its operands, as the step computed them --
-    "0 * -inf is NaN in (1 - z) log(1 - p)" -- or "" when the trace has none."""
-    for label, cols in _row_events(events, "invalid"):
+    "0 * -inf is NaN in (1 - z) log(1 - p)" -- or "" when the trace has none. ``at``: the output
+    elements to explain (a step of the outputs' shape counts only at those)."""
+    for label, kind, mask, detail in events:
+        if kind != "invalid" or not detail:
+            continue
+        m = np.asarray(mask)[0]
+        if at is not None and m.shape == np.shape(at):
+            m = m & at
+        if not m.any():
+            continue
         op, _, what = label.partition("|")
         form = _INVALID_OPS.get(op)
-        if form is None or not cols or not cols[0].size:
+        if form is None or ("{b}" in form and len(detail) < 2):
             continue
-        ops = dict(zip("ab", (_g(float(c[0])) for c in cols)))
-        if "{b}" in form and "b" not in ops:
-            continue
+        ops = dict(zip("ab", (_g(float(np.broadcast_to(np.asarray(d)[0], m.shape)[m][0])) for d in detail)))
         return form.format(**ops) + " is NaN" + (f" in {what}" if what else "")
     return ""
 
@@ -307,8 +313,8 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
     if inferred:
         words.append("inferred from inputs, outputs and exact values (a black box)")
     consequences = []
-    invalid = invalid_words(events) if not inferred else ""
     if counts["nan"] and not inferred and "invalid" not in present:
+        invalid = invalid_words(events, np.isnan(y))
         if invalid:  # the operation the trace saw turn NaN
             consequences.append(invalid)
         else:
@@ -392,7 +398,8 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             words.append("the exact value is NaN (a NaN input, or no value under the masked-rows policy) "
                          "but the output is a number: the NaN is hidden")
         elif c == "invalid":
-            words.append(invalid or "an invalid operation (inf - inf, 0 * inf, 0/0 or inf/inf) gives NaN")
+            words.append(invalid_words(events, (cause == CODE["invalid"]) & (status >= INACCURATE))
+                         or "an invalid operation (inf - inf, 0 * inf, 0/0 or inf/inf) gives NaN")
         elif c == "output_rounding":
             what = ("overflows" if any(np.isinf(y) & (status >= UNDERFLOW))
                     else "flushes to 0" if any((y == 0) & (status >= UNDERFLOW)) else "overflows or flushes")

@@ -262,6 +262,9 @@ def _g(v: float, d: int = 7) -> str:
     return f"{v:.{d}g}"
 
 
+#: What a step that flushed to 0 computed, by its label (the verdict's words)
+_FLUSHED = {"div": "a quotient", "mul": "a product", "sum": "a sum", "sub": "a difference"}
+
 #: How an invalid step's operands are written, by the step's label
 _INVALID_OPS = {"mul": "{a} * {b}", "div": "{a}/{b}", "sum": "{a} + {b}", "sub": "{a} - {b}",
                 "log": "log({a})", "log1p": "log1p({a})"}
@@ -343,15 +346,25 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             else:
                 words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
         elif c == "underflow":
-            tensors = [(lb, cols) for lb, cols in _row_events(events, "flush") if lb.startswith("output of ")]
+            flushes = _row_events(events, "flush")
+            tensors = [(lb, cols) for lb, cols in flushes if lb.startswith("output of ")]
+            steps = [(lb, cols) for lb, cols in flushes if lb != "exp" and not lb.startswith("output")
+                     and cols is not None and cols[0].size]
             if tensors and tensors[0][1] is not None and tensors[0][1][0].size:
                 lb, cols = tensors[0]
                 what = lb[len("output of "):]
                 words.append(f"the {what} output {_g(float(np.max(cols[0])), 4)} flushes to 0 "
                              f"when rounded to {out_fmt.name} between the two functions (below half its "
                              f"smallest subnormal {out_fmt.smallest_subnormal:.3g})")
-            elif any(lb == "exp" for lb, _ in _row_events(events, "flush")) or y.size and any(y == 0):
+            elif any(lb == "exp" for lb, _ in flushes) or (not flushes and y.size and any(y == 0)):
                 words.append(f"exp flushes to 0 in {fmt.name} (exp(x) is 0 for x <= {unf_x:.6g})")
+            elif steps:  # another step flushed (a quotient or a product below the range): named
+                lb, cols = steps[0]
+                v = cols[0][np.argmax(np.abs(cols[0]))]
+                value = f" ({_g(v, 4)})" if v != 0 else ""
+                step = _FLUSHED.get(lb, f"a result of {lb}")
+                words.append(f"{step}{value} flushes to 0 in {fmt.name} (below half its smallest "
+                             f"subnormal {fmt.smallest_subnormal:.3g})")
             else:
                 words.append(f"results below {fmt.tiny:.3g} are subnormal in {fmt.name} and lose digits")
         elif c == "absorption":
@@ -411,7 +424,8 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
     for s in reversed(STATUSES[1:]):  # worst first
         if counts[s]:
             what = {"nan": "NaN", "overflow": "overflow (inf, or 0 from x/inf)",
-                    "underflow": "underflow (0, or the log of 0, from a flush to zero)",
+                    "underflow": ("underflow (0, or the log of 0, from a flush to zero)" if lz is not None
+                                  else "underflow (0 from a flush to zero)"),
                     "inaccurate": f"above {tolerance:g} ULP", "undetermined": "with no settled reference"}[s]
             parts.append(f"{counts[s]} of {n_el} outputs {what}")
     finite = ulp[np.isfinite(ulp) & (status == OK)]

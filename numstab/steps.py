@@ -679,10 +679,14 @@ class Tracer:
         for kind, m in (("overflow", over), ("flush", flush)):
             if m.any():
                 # an exp's events keep its argument (the verdict names exp(arg), not the function's
-                # input), converted once for both kinds
+                # input), converted once for both kinds; another step's flush keeps the value it
+                # flushed (its wide shadow: the verdict names the quotient or product that did)
                 if arg is None and (label == "exp" or boundary) and operands:
                     arg = (np.broadcast_to(np.asarray(operands[0], dtype=np.float64), shape),)
-                self._record(label, kind, full(m), arg)
+                detail = arg
+                if kind == "flush" and not (label == "exp" or rounding):
+                    detail = (np.broadcast_to(np.asarray(sh, dtype=np.float64), shape),)
+                self._record(label, kind, full(m), detail)
         if err is not None:
             with np.errstate(all="ignore"):
                 cat = np.where(np.abs(v) < fmt.tiny, C_UNF, C_ROUND) if local_cat is None else local_cat

@@ -313,3 +313,24 @@ def test_a_nan_is_named_by_the_operation_that_made_it(capsys):
                 "--", "-20", "-30")["naive"]
     assert d["outputs"] == ["nan", "nan"] and "0/0 is NaN" in d["verdict"], d["verdict"]
     assert "inf/inf" not in d["verdict"]
+
+
+def test_a_flush_is_named_by_the_step_that_flushed(capsys):
+    # the naive cross_entropy_backward (autograd through exp(x) / sum) of [-46.5, 36.34375] at
+    # target 0 under --compute float32: no exp flushes (exp(-46.5) = 6.3e-21), but the chain rule's
+    # (e / S) / S = 1.7e-52 is below float32's range and flushes to 0, so the gradient at the
+    # argmax is 0 where the exact value is 1. The verdict said "exp flushes to 0 in float32", a
+    # guess from the zero output; it names the quotient now, with its value. A softmax, which takes
+    # no log, says "0 from a flush", not "the log of 0"
+    e0, e1 = math.exp(-46.5), math.exp(36.34375)
+    q = (e0 / (e0 + e1)) / (e0 + e1)
+    assert 0 < q < 2.0**-150 and np.float32(e0) > 0
+    d = inspect(capsys, "cross_entropy_backward", "--dtype", "float16", "--impl", "naive", "--target", "0",
+                "--", "-46.5", "36.34375")["naive"]
+    assert d["outputs"] == [-1.0, 0.0] and d["element_status"] == ["ok", "underflow"]
+    assert d["verdict"].startswith(f"a quotient ({q:.4g}) flushes to 0 in float32"), d["verdict"]
+    assert "exp flushes" not in d["verdict"] and "log of 0" not in d["verdict"]
+    d = inspect(capsys, "softmax", "--dtype", "float8_e5m2", "--impl", "stable", "--compute", "format",
+                "--", "5.1857", "-11.3764", "16.8309", "-64.0749", "6.9712")["stable"]
+    assert d["element_status"][0] == "underflow" and "(0 from a flush to zero)" in d["verdict"]
+    assert d["verdict"].startswith("exp flushes to 0 in float8_e5m2") and "log of 0" not in d["verdict"]

@@ -262,6 +262,15 @@ def _g(v: float, d: int = 7) -> str:
     return f"{v:.{d}g}"
 
 
+def _underflowed(y, status) -> str:
+    """What the underflowed outputs are, in words: 0, the log of 0 (an infinity), or both."""
+    und = status == UNDERFLOW
+    inf, zero = bool(np.any(np.isinf(y) & und)), bool(np.any((y == 0) & und))
+    if inf and zero:
+        return "0, or the log of 0, from a flush to zero"
+    return "the log of a 0 from a flush to zero" if inf else "0 from a flush to zero"
+
+
 #: What a step that flushed to 0 computed, by its label (the verdict's words)
 _FLUSHED = {"div": "a quotient", "mul": "a product", "sum": "a sum", "sub": "a difference"}
 
@@ -424,8 +433,7 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
     for s in reversed(STATUSES[1:]):  # worst first
         if counts[s]:
             what = {"nan": "NaN", "overflow": "overflow (inf, or 0 from x/inf)",
-                    "underflow": ("underflow (0, or the log of 0, from a flush to zero)" if lz is not None
-                                  else "underflow (0 from a flush to zero)"),
+                    "underflow": f"underflow ({_underflowed(y, status)})",
                     "inaccurate": f"above {tolerance:g} ULP", "undetermined": "with no settled reference"}[s]
             parts.append(f"{counts[s]} of {n_el} outputs {what}")
     finite = ulp[np.isfinite(ulp) & (status == OK)]

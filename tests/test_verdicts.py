@@ -334,3 +334,8 @@ def test_a_flush_is_named_by_the_step_that_flushed(capsys):
                 "--", "5.1857", "-11.3764", "16.8309", "-64.0749", "6.9712")["stable"]
     assert d["element_status"][0] == "underflow" and "(0 from a flush to zero)" in d["verdict"]
     assert d["verdict"].startswith("exp flushes to 0 in float8_e5m2") and "log of 0" not in d["verdict"]
+    # a log of the flushed 0 says so, and only then
+    d = inspect(capsys, "log_softmax", "--dtype", "float16", "--impl", "log_of_stable", "--compute", "format",
+                "--", "20", "0", "-20")["log_of_stable"]
+    assert d["outputs"][2] == "-inf"
+    assert "2 of 3 outputs underflow (the log of a 0 from a flush to zero)" in d["verdict"]

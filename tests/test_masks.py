@@ -407,3 +407,32 @@ def test_backward_rows_with_exact_zeros_stay_off_mpmath(fmt_name, monkeypatch):
             assert np.all(r[3] == 0) and np.all(r[5, :6] == 0)  # s (0 - 0) whatever R
         if fam == "log_softmax_backward":
             assert np.all(r[3, :4] == 0) and np.all(r[5, :6] != 0)  # -s_i R with R != 0
+
+
+def test_a_forced_token_row_under_finfo_min_decides_each_repeated_value_once(monkeypatch):
+    # constrained decoding: every logit but one masked by float16's finfo.min (-65504). log_softmax
+    # at a masked entry is exactly -65504 - 2 - log1p(t), t = 15 e^-65506 > 0: a hair below -65506,
+    # so the stable kernel's -65504 is 2 + 10^-28448 away, 0.0625 ULP plus a hair -- a 3-decimal
+    # rounding tie that only the exact value decides (0.063, not 0.062) and that the fast bounds
+    # leave to mpmath. The row's masked entries are one value: the exact stage (and mpmath's
+    # points) decide it once, not once per entry
+    import numstab.reference as reference
+    import numstab.reference.escalation as escalation
+
+    fmt = FORMATS["float16"]
+    n = 400
+    x = np.full((1, n), -65504.0)
+    x[0, 7] = 2.0
+    pairs, points = [], []
+    real_pair, real_point = reference._exact_pair, escalation._interval_point
+    monkeypatch.setattr(reference, "_exact_pair", lambda *a: pairs.append(1) or real_pair(*a))
+    monkeypatch.setattr(escalation, "_interval_point", lambda *a: points.append(1) or real_point(*a))
+    outs, ref, esc = evaluate(fmt, x, None, [REGISTRY["log_softmax"]["stable"]])
+    o = outs[0]
+    assert o.y[0, 0] == -65504.0 and ref["log_softmax"].rounded[0, 0] == -65504.0
+    with mpmath.workprec(200):
+        lp = mpmath.log1p((n - 1) * mpmath.exp(mpmath.mpf(-65506)))
+    assert 0 < lp < mpmath.mpf(10) ** -28000  # a hair: |y - r| / 32 = 0.0625 + lp / 32
+    assert np.all(np.delete(o.ulp[0], 7) == 0.063) and np.all(np.delete(o.status[0], 7) == 0)
+    assert esc.stats()["elements"][-1] == n  # the row went to mpmath (the tie)
+    assert len(pairs) <= 8 and len(points) <= 4, (len(pairs), len(points))  # not one per entry

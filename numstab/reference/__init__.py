@@ -611,25 +611,34 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
         pos = {j: q for q, j in enumerate(js)}
         vals = enclose(x_row, target, prec, fmt.p, fams, wanted={function: js})[function]
         left = []
+        seen: dict = {}  # (enclosure, output) -> figures: a row's repeated values (a mask's entries) once
         for i in todo:
             j, y = items[i]
             iv = vals[pos[j]]
-            if not _decided(fmt, iv):
-                left.append(i)
-                continue
-            ub, rb = _error_bounds(fmt, iv, float(y), prec)
-            u = _figure(fmt, *ub, False, prec)
-            if rb is not None and rb[0][1] == 0 and rb[0][2] != 0:  # infinite: r = 0, y != 0
-                r = math.inf
-            else:
-                r = None if rb is None else _figure(fmt, *rb, True, prec)
-            if u is None or r is None:
+            key = (tuple(iv), float(y))
+            if key not in seen:
+                seen[key] = _exact_pair(fmt, iv, float(y), prec)
+            if seen[key] is None:
                 left.append(i)
             else:
-                out[i] = (u, r)
+                out[i] = seen[key]
         todo = left
         prec *= 2
     return out
+
+
+def _exact_pair(fmt: Format, iv, y: float, prec: int):
+    """The (ULP, relative) figures of the output y against the enclosure iv, or None where iv does
+    not decide them yet (:func:`exact_figures`)."""
+    if not _decided(fmt, iv):
+        return None
+    ub, rb = _error_bounds(fmt, iv, y, prec)
+    u = _figure(fmt, *ub, False, prec)
+    if rb is not None and rb[0][1] == 0 and rb[0][2] != 0:  # infinite: r = 0, y != 0
+        r = math.inf
+    else:
+        r = None if rb is None else _figure(fmt, *rb, True, prec)
+    return None if u is None or r is None else (u, r)
 
 
 def _string(iv, digits: int, prec: int):

@@ -191,9 +191,13 @@ class Escalation(_Climb):
             vals, settled = escalate(fmt, compute, start=start, done=lambda iv: _decided(fmt, iv))
             self.mp_rows += 1
             flat = [(f, j) for f, js in wanted.items() for j in js]
+            points: dict = {}  # a row's repeated values (a mask's entries): each enclosure once
             for (f, j), iv, ok in zip(flat, vals, settled):
                 idx = (b, j) if sel[f].ndim == 2 else b
-                rounded, ulp, dlo, dhi, qlo, qhi, _ = _interval_point(fmt, iv, ok)
+                key = (tuple(iv), bool(ok))
+                if key not in points:
+                    points[key] = _interval_point(fmt, iv, ok)
+                rounded, ulp, dlo, dhi, qlo, qhi, _ = points[key]
                 r = self.ref[f]
                 r.rounded[idx], r.ulp[idx], r.dlo[idx], r.dhi[idx] = rounded, ulp, dlo, dhi
                 r.qlo[idx], r.qhi[idx] = qlo, qhi

@@ -142,32 +142,34 @@ def _settle_pair(lo, hi, q, vmin: float):
     return q_hi, same
 
 
-def quantize_pair(lo, hi):
-    """(quantize(hi), quantize(lo) == quantize(hi)), bit for bit, for lo <= hi: the ULP figures of
-    a bound's two ends (:func:`_settle_pair` where every end is finite, >= 0 and below 10^24)."""
+def _pair(lo, hi, q, vmin: float):
+    """(q(hi), q(lo) == q(hi)) for the quantizer q: by :func:`_settle_pair` where every end is
+    finite, >= 0 and below 10^24, else by q on each end."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     with np.errstate(all="ignore"):
         if hi.size and np.max(hi) < _PAIR_MAX and np.min(lo) >= 0:
-            return _settle_pair(lo, hi, quantize, 0.1)
-        q_hi = quantize(hi)
-        return q_hi, quantize(lo) == q_hi
+            return _settle_pair(lo, hi, q, vmin)
+        q_hi = q(hi)
+        return q_hi, q(lo) == q_hi
+
+
+def quantize_pair(lo, hi):
+    """(quantize(hi), quantize(lo) == quantize(hi)), bit for bit, for lo <= hi: the ULP figures of
+    a bound's two ends."""
+    return _pair(lo, hi, quantize, 0.1)
 
 
 def quantize_rel_pair(lo, hi, fmt: Format):
-    """(quantize_rel(hi), quantize_rel(lo) == quantize_rel(hi)), bit for bit, for lo <= hi
-    (:func:`_settle_pair` where every end is finite, >= 0 and below 10^24; a figure below
-    eps_F/1024 is 0, and equals only another 0)."""
-    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    """(quantize_rel(hi), quantize_rel(lo) == quantize_rel(hi)), bit for bit, for lo <= hi: a
+    figure below eps_F/1024 is 0, and equals only another 0 (what quantize_rel gives those ends
+    already; :func:`_settle_pair`'s scale of them is replaced)."""
     floor = fmt.eps / 1024
-    with np.errstate(all="ignore"):
-        if not (hi.size and np.max(hi) < _PAIR_MAX and np.min(lo) >= 0):
-            q_hi = quantize_rel(hi, fmt)
-            return q_hi, quantize_rel(lo, fmt) == q_hi
-        q_hi, same = _settle_pair(lo, hi, lambda v: quantize_rel(v, fmt), floor)
-        z_lo, z_hi = lo < floor, hi < floor
-        if z_lo.any() or z_hi.any():
-            q_hi[z_hi] = 0.0
-            same = np.where(z_lo | z_hi, z_lo & z_hi, same)
+    q_hi, same = _pair(lo, hi, lambda v: quantize_rel(v, fmt), floor)
+    with np.errstate(invalid="ignore"):
+        z_lo, z_hi = np.asarray(lo) < floor, np.asarray(hi) < floor
+    if z_lo.any() or z_hi.any():
+        q_hi = np.where(z_hi, 0.0, q_hi)
+        same = np.where(z_lo | z_hi, z_lo & z_hi, same)
     return q_hi, same
 
 

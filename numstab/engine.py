@@ -20,7 +20,7 @@ from .functions import get as get_function
 from .limits import keep_freed_memory
 from .metrics import DEFAULT_TOLERANCE, element_metrics, quantize
 from .reference.escalation import compute_reference
-from .results import FLAG_NAMES, INACCURATE, STATUSES, BigFigure, RefData
+from .results import FLAG_NAMES, INACCURATE, STATUSES, BigFigure
 from .steps import DEFAULT_COMPUTE
 
 # every numpy temporary of a batch reused from the heap, not faulted in again (limits.py); from the
@@ -270,7 +270,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             f = o.impl.function
             moved = esc.level[f] != before[f]
             if moved.any():
-                sub = RefData(*(getattr(ref[f], k)[moved] for k in RefData.__dataclass_fields__))
+                sub = ref[f].at(moved)
                 o.ulp[moved], o.rel[moved], o.status[moved], settled[id(o)][moved] = element_metrics(
                     fmt, f, o.y[moved], sub, tolerance)
     open_ = [(o, ~settled[id(o)]) for o in live]

@@ -262,11 +262,6 @@ def _fill(fmt, shape, value):
     return exact_ref(fmt, np.full(shape, value, dtype=np.float64))
 
 
-def _put(dst, index, src) -> None:
-    for k in dst.__dataclass_fields__:
-        getattr(dst, k)[index] = getattr(src, k)
-
-
 def dropped_values(function: str, x: np.ndarray, args: dict) -> np.ndarray:
     """(B, n): the exact value of a per-element function at each entry, were it dropped."""
     rule = RULES[function]
@@ -318,7 +313,7 @@ def reference(compute, fmt, x: np.ndarray, args, specials: Specials | None = DEF
         sub = compute(fmt, np.where(fin, x, 0.0), args, elem)
         idx = np.nonzero(~fin)
         for f in elem:
-            _put(sub[f], idx, exact_ref(fmt, RULES[f].elementwise(x, args)[idx]))
+            sub[f].put(idx, exact_ref(fmt, RULES[f].elementwise(x, args)[idx]))
             out[f] = sub[f]
     rows_fs = [f for f in functions if not RULES[f].elementwise]
     if rows_fs:
@@ -442,7 +437,7 @@ def _row_reference(compute, fmt, x, args, specials, functions, whole_rows=()) ->
         per = RULES[f].per_element
         for val in np.unique(p.fixed[f][m]):  # NaN at most once (numpy >= 1.21)
             rows = np.nonzero(m & ((p.fixed[f] == val) | (np.isnan(p.fixed[f]) & np.isnan(val))))[0]
-            _put(out[f], rows, _fill(fmt, (len(rows), n) if per else (len(rows),), float(val)))
+            out[f].put(rows, _fill(fmt, (len(rows), n) if per else (len(rows),), float(val)))
     return out
 
 
@@ -467,20 +462,19 @@ def _compute_rows(compute, fmt, out: dict, rows, xs, a: dict, has_t, cols, funct
             ri, ci = np.nonzero(cols[sel])
         for f in fs:
             if not RULES[f].per_element:
-                _put(out[f], r, sub[f])
+                out[f].put(r, sub[f])
             elif whole:
-                _put(out[f], (r[ri], ci), RefData(*(getattr(sub[f], kk)[ri, ci]
-                                                     for kk in RefData.__dataclass_fields__)))
+                out[f].put((r[ri], ci), sub[f].at((ri, ci)))
             else:
-                _put(out[f], (r[:, None], cols[sel]), sub[f])
+                out[f].put((r[:, None], cols[sel]), sub[f])
     miss = rows[~has_t]
     for f in functions:
         rule = RULES[f]
         if rule.target_dropped is not None and miss.size:
-            _put(out[f], miss, _fill(fmt, (len(miss),), rule.target_dropped))
+            out[f].put(miss, _fill(fmt, (len(miss),), rule.target_dropped))
         if rule.smoothing_dropped is not None and eps is not None:
             hit = rows[(eps[rows] > 0) & (k[rows] < n)]
-            _put(out[f], hit, _fill(fmt, (len(hit),), rule.smoothing_dropped))
+            out[f].put(hit, _fill(fmt, (len(hit),), rule.smoothing_dropped))
 
 
 def fixed_values(fmt, function: str, x_row, args_row,

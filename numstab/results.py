@@ -69,8 +69,13 @@ class RefData:
     determined: np.ndarray  # bool: False where mpmath could not settle the value
 
     def put(self, rows, other: RefData) -> None:
+        """``other``'s values written at ``rows`` (any numpy index), field by field."""
         for f in self.__dataclass_fields__:
             getattr(self, f)[rows] = getattr(other, f)
+
+    def at(self, index) -> RefData:
+        """The values at ``index`` (any numpy index), field by field: a new RefData."""
+        return RefData(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
 
 
 def jvalue(v):

@@ -289,8 +289,9 @@ def _fast_parts(x):
     e = np.exp(d)
     np.put_along_axis(e, k, 1.0, axis=-1)  # exp(0) = 1 exactly
     ad = np.abs(d)
-    if (x == -np.inf).any():  # masked entries (MASKED): e = 0 exactly, no argument to bound
-        ad = np.where(x == -np.inf, 0, ad)
+    masked = x == -np.inf
+    if masked.any():  # masked entries (MASKED): e = 0 exactly, no argument to bound
+        ad = np.where(masked, 0, ad)
     rel_e = (np.max(ad, axis=-1, keepdims=True) * u * 1.01 + c_lib)  # per-row bound
     t = _sum(np.where(np.arange(n) == k, 0.0, e))
     return n, u, c_lib, k, d, e, rel_e, t
@@ -417,9 +418,7 @@ def _exact_rows(fmt: Format, out: dict, args: dict, x) -> None:
     rows_of = {"softmax_backward": kept_zero | one, "log_softmax_backward": (kept_zero | one) & dropped_zero}
     for f, rows in rows_of.items():
         if f in out and rows.any():
-            exact = exact_ref(fmt, np.zeros((int(rows.sum()), n)))
-            for k in RefData.__dataclass_fields__:
-                getattr(out[f], k)[rows] = getattr(exact, k)
+            out[f].put(rows, exact_ref(fmt, np.zeros((int(rows.sum()), n))))
     if one and "cross_entropy_backward" in out:
         tg = np.asarray(args["target"]).reshape(B, 1)
         out["cross_entropy_backward"] = exact_ref(fmt, np.where(tg == 0, 0.0, 1.0))

@@ -172,7 +172,7 @@ class Escalation(_Climb):
                                  _functions.take_args(self.args, rows_idx))
             for f in names:
                 m = sel[f][rows_idx]
-                r = RefData(*(getattr(new[f], k)[m] for k in RefData.__dataclass_fields__))
+                r = new[f].at(m)
                 self.ref[f].put((rows_idx[np.nonzero(m)[0]],) + np.nonzero(m)[1:], r)
 
     def _mpmath(self, sel: dict) -> None:

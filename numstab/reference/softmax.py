@@ -322,8 +322,7 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict, functions=None) -> dict[s
             from ..masks import exact_ref
 
             out[f] = exact_ref(fmt, np.full((B, n), 0.0 if f == "softmax" else -np.inf))
-            for k in RefData.__dataclass_fields__:
-                getattr(out[f], k)[bi, ji] = getattr(r, k)
+            out[f].put((bi, ji), r)
         else:
             out[f] = fast_elements(fmt, rows, x, args, wt, f, np.arange(B))
     return out

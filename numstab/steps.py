@@ -878,7 +878,10 @@ class Tracer:
                  None if a.err is None else a.err.take(k))
 
     def drop_argmax(self, e, x):
-        mask = _argmax_mask(x.v if isinstance(x, T) else x)
+        return self._drop(e, _argmax_mask(x.v if isinstance(x, T) else x))
+
+    def _drop(self, e, mask):
+        """e with 0 (no root, no error) where ``mask``."""
         v = np.where(mask, e.v.dtype.type(0), e.v)
         err = None if e.err is None else e.err.zeroed(mask)
         return T(v, np.where(mask, 0, e.root).astype(np.int8), err)
@@ -1083,9 +1086,11 @@ class Tracer:
                 self._record(what or "sum", "absorption", absorbed,
                              (prev.astype(np.float64), terms.astype(np.float64), cur.astype(np.float64)))
                 err = a.err.map(_seq_total)
+                # the local errors summed in index order too, as pieces of a long vector carry
+                # them (numstab.pieces)
                 if absorbed.any():
-                    err = err.plus(C_ABS, np.where(absorbed, local, 0.0).sum(axis=-1, keepdims=True))
-                err = err.plus(C_ROUND, np.where(absorbed, 0.0, local).sum(axis=-1, keepdims=True))
+                    err = err.plus(C_ABS, _seq_total(np.where(absorbed, local, 0.0)))
+                err = err.plus(C_ROUND, _seq_total(np.where(absorbed, 0.0, local)))
                 err = err.zeroed(~np.isfinite(v))
         return T(v, root, err)
 

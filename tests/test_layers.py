@@ -15,7 +15,7 @@ LAYERS = [
     ["numstab"],  # the version
     ["numstab.errors"],
     ["numstab.formats", "numstab.results", "numstab.inputs", "numstab.limits", "numstab.outputs"],
-    ["numstab.steps"],
+    ["numstab.steps", "numstab.pieces"],
     ["numstab.validate", "numstab.grids"],
     ["numstab.functions"],  # the functions as data: records, kernels
     ["numstab.masks"],

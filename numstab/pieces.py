@@ -1,0 +1,496 @@
+"""One long vector of a function with reductions, traced a piece of columns at a time.
+
+A built-in kernel couples the elements of a vector only through its reductions -- ``o.max``,
+``o.sum``, ``o.pick``, ``o.drop_argmax`` -- and every other step is elementwise (or on a
+per-vector value). So the kernel run on a piece of the vector, each reduction answered by its
+value over the whole vector, computes at the piece's elements the very bits the run on the whole
+vector computes: values, roots, error components, flags and events. :class:`PieceTracer` is that
+run; :func:`learn` finds the whole-vector answers first, one reduction per pass over the pieces (a
+pass runs the kernel on each piece up to the reduction it learns, which every piece feeds, and
+stops there), so a kernel with R reductions takes R passes, and memory stays that of one piece.
+
+Each reduction is taken across the pieces in its own order, bit for bit:
+
+* ``max`` and the argmax of ``drop_argmax``: the first maximum (NaN first, as np.argmax);
+* ``pick``: the element at the (global) target, read by the piece that holds it;
+* ``sum``, ``sequential``: the running sum carried from piece to piece (np.add.accumulate with
+  the carry in front adds the same operands in the same order); the error components' sums too;
+* ``sum``, ``pairwise`` (the tracer's tree: adjacent pairs, an odd last term carried up): the
+  pieces are aligned blocks of 2^k columns, and that tree is the tree of its aligned
+  power-of-two blocks folded from the smallest, so each piece sums to one node and the tree over
+  the pieces' nodes is the rest of the vector's tree;
+* ``sum``, ``float32`` (numpy's own summation: 8 lanes up to 128 terms, halves rounded to a
+  multiple of 8 above): the pieces are the nodes of numpy's recursion at the first level where
+  they hold at most a block, each summed by numpy itself (``initial=-0.0``: the node's own sum,
+  exactly), and the nodes above are added as numpy adds them, then to numpy's initial 0.
+
+A step that needs the whole vector in another way (``o.concat``, ``o.put``, ``o.online``, an
+operand of another length: the tree of the pairwise online softmax) raises
+:class:`NotPiecewise`: such a kernel is evaluated whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .steps import (
+    C_ABS,
+    C_ROUND,
+    CATEGORIES,
+    FLAG_BIT,
+    INVALID,
+    SUM_OVF,
+    Err,
+    T,
+    Tracer,
+    _special,
+    acc_dtype,
+)
+
+#: numpy's pairwise summation sums at most this many terms without splitting (PW_BLOCKSIZE)
+NP_LEAF = 128
+
+
+class NotPiecewise(Exception):
+    """A kernel step that needs the whole vector at once: the kernel is evaluated whole."""
+
+
+class _Fed(Exception):
+    """Stops a learning run once the piece has fed the reduction being learned."""
+
+
+# ------------------------------------------------------------------ partitions
+def _np_tree(lo: int, n: int, most: int):
+    """numpy's pairwise recursion over [lo, lo + n), cut where a node holds at most ``most``
+    terms: a leaf (lo, lo + n), or (left, right)."""
+    if n <= max(most, NP_LEAF):
+        return (lo, lo + n)
+    n2 = n // 2
+    n2 -= n2 % 8
+    return (_np_tree(lo, n2, most), _np_tree(lo + n2, n - n2, most))
+
+
+def _leaves(tree) -> list:
+    if isinstance(tree[0], int):
+        return [tree]
+    return _leaves(tree[0]) + _leaves(tree[1])
+
+
+def partition(n: int, acc: str, block: int):
+    """(the pieces' column bounds, numpy's tree over them or None) for a vector of n under the
+    accumulation model ``acc`` with pieces of at most ``block`` columns."""
+    if acc == "float32":
+        tree = _np_tree(0, n, block)
+        return _leaves(tree), tree
+    size = block
+    if acc == "pairwise":
+        size = 1 << max(0, int(block).bit_length() - 1)  # aligned power-of-two blocks
+    return [(c, min(n, c + size)) for c in range(0, n, size)], None
+
+
+@dataclass
+class _Red:
+    """A learned reduction: its result over the whole vector and what each piece's own part of it
+    needs again in the final runs (``carry``: the sequential sum before the piece; ``emit``: the
+    events and flag bits of the vector-level steps, recorded again in every piece)."""
+
+    kind: object
+    result: object
+    carry: dict = field(default_factory=dict)
+    emit: tuple = ((), 0)
+
+
+@dataclass
+class Plan:
+    """The reductions of one kernel over one long vector, learned by :func:`learn`."""
+
+    fmt: object
+    n: int
+    acc: str
+    bounds: list
+    tree: object = None
+    attribute: bool = False
+    reductions: list = field(default_factory=list)
+    _collector: object = None
+
+    @classmethod
+    def for_vector(cls, fmt, n: int, acc: str, block: int, attribute: bool = False) -> Plan:
+        bounds, tree = partition(n, acc, block)
+        return cls(fmt, n, acc, bounds, tree, attribute)
+
+
+def learn(plan: Plan, run) -> Plan:
+    """Learn every reduction of a kernel: ``run(tracer)`` runs the kernel on the piece the tracer
+    is for (:meth:`PieceTracer.piece`). One pass over the pieces per reduction."""
+    while True:
+        plan._collector = None
+        for j in range(len(plan.bounds)):
+            try:
+                run(PieceTracer(plan, j, learning=True))
+            except _Fed:
+                continue
+            if j:
+                raise NotPiecewise("the kernel meets its reductions differently in different pieces")
+            plan._collector = None
+            return plan
+        plan.reductions.append(plan._collector.finish())
+
+
+# ------------------------------------------------------------------ collectors
+def _first_root(r) -> int:
+    nz = np.flatnonzero(r)
+    return int(r.ravel()[nz[0]]) if nz.size else 0
+
+
+def _err_carry(carry, err):
+    """Running sequential sums of error components (None: none yet), one piece more."""
+    out = list(carry)
+    for c, e in enumerate(err.c):
+        if e is None:
+            continue
+        prev = out[c]
+        src = e if prev is None else np.concatenate([prev, e], axis=-1)
+        out[c] = np.add.accumulate(src, axis=-1)[..., -1:]
+    return out
+
+
+def _add_total(carry, add):
+    """A running sequential sum of one array (None: none yet), one piece more."""
+    src = add if carry is None else np.concatenate([carry, add], axis=-1)
+    return np.add.accumulate(src, axis=-1)[..., -1:]
+
+
+class _Arg:
+    """The first maximum of the vector (np.argmax: the first NaN if any): its index and its
+    element (a T of one column)."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind = plan, kind
+        self.best, self.at, self.item = None, -1, None
+
+    def feed(self, tr, x):
+        v = x.v if isinstance(x, T) else np.asarray(x)
+        k = int(np.argmax(v[0]))
+        b = v[0, k]
+        take = self.best is None or (not np.isnan(self.best) and (np.isnan(b) or b > self.best))
+        if take:
+            self.best, self.at = b, tr.c0 + k
+            self.item = x[..., k: k + 1] if isinstance(x, T) else None
+
+    def finish(self):
+        return _Red(self.kind, self.item if self.kind == "max" else self.at)
+
+
+class _Pick:
+    def __init__(self, plan, kind):
+        self.kind, self.item = kind, None
+
+    def feed(self, tr, a, target):
+        t = int(np.asarray(target).ravel()[0])
+        if tr.c0 <= t < tr.c1:
+            self.item = a[..., t - tr.c0: t - tr.c0 + 1]
+
+    def finish(self):
+        if self.item is None:
+            raise NotPiecewise("the target lies outside the vector")
+        return _Red(self.kind, self.item)
+
+
+class _SeqSum:
+    """The sequential sum: the running sum carried from piece to piece."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind = plan, kind
+        self.value, self.carry = None, {}
+        self.root_special = self.root_inf = 0
+        self.over = self.absorbed = False
+        self.err = [None] * len(CATEGORIES)
+        self.abs_local = self.round_local = None
+
+    def feed(self, tr, a, what):
+        self.carry[tr.j] = self.value
+        s = tr._seq_piece(a, self.value, what, record=False)
+        self.value = s["P"][..., -1:]
+        if not self.root_special:
+            self.root_special = _first_root(np.where(_special(a.v), a.root, 0))
+        if not self.root_inf:
+            self.root_inf = _first_root(np.where(~np.isfinite(a.v), a.root, 0))
+        self.over |= bool(s["over"].any())
+        if a.err is not None:
+            self.err = _err_carry(self.err, a.err)
+            absorbed, local = s["absorbed"], s["local"]
+            self.absorbed |= bool(absorbed.any())
+            self.abs_local = _add_total(self.abs_local, np.where(absorbed, local, 0.0))
+            self.round_local = _add_total(self.round_local, np.where(absorbed, 0.0, local))
+
+    def finish(self):
+        v = self.value
+        root = np.int8(self.root_special if np.isfinite(v).all() else self.root_inf)
+        root = np.where(_special(v), root, 0)
+        root = np.where((root == 0) & self.over & _special(v), SUM_OVF, root)
+        root = np.where(np.isnan(v) & (root == 0), INVALID, root).astype(np.int8)
+        err = None
+        if self.plan.attribute:
+            err = Err(self.err)
+            if self.absorbed:
+                err = err.plus(C_ABS, self.abs_local)
+            err = err.plus(C_ROUND, self.round_local).zeroed(~np.isfinite(v))
+        return _Red(self.kind, T(v, root, err), self.carry)
+
+
+class _TreeSum:
+    """The tracer's pairwise tree: one node per aligned piece, then the tree over the nodes."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind, self.nodes = plan, kind, []
+
+    def feed(self, tr, a, what):
+        self.nodes.append(tr._inner_sum(a, "pairwise", what))
+
+    def finish(self):
+        tr = Tracer(self.plan.fmt, 1, attribute=self.plan.attribute)
+        top = self.nodes[0]
+        if len(self.nodes) > 1:
+            top = tr.sum(tr.concat(self.nodes), "pairwise")
+        return _Red(self.kind, top, emit=(tuple(tr.events), int(tr.flags[0])))
+
+
+class _NumpySum:
+    """numpy's pairwise summation (the ``float32`` model): each piece a node of numpy's tree."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind = plan, kind
+        self.s, self.sh = {}, {}
+        self.big = None
+        self.nonzero = 0
+        self.finite = True
+        self.root_special = self.root_inf = 0
+        self.err = [None] * len(CATEGORIES)
+        self.dtype = None
+
+    def feed(self, tr, a, what):
+        w = acc_dtype(a.dtype, self.plan.acc)
+        self.dtype, self._what = a.dtype, what or "sum"
+        key = tr.bounds
+        with np.errstate(all="ignore"):
+            self.s[key] = np.add.reduce(a.v.astype(w), axis=-1, dtype=w, initial=-0.0, keepdims=True)
+            self.sh[key] = np.add.reduce(tr._w(a.v), axis=-1, initial=-0.0, keepdims=True)
+            big = np.max(a.v, axis=-1, keepdims=True)
+        self.big = big if self.big is None else np.maximum(self.big, big)
+        self.nonzero += int(np.count_nonzero(a.v))
+        self.finite &= bool(np.isfinite(a.v).all())
+        if not self.root_special:
+            self.root_special = _first_root(np.where(_special(a.v), a.root, 0))
+        if not self.root_inf:
+            self.root_inf = _first_root(np.where(~np.isfinite(a.v), a.root, 0))
+        if a.err is not None:
+            self.err = _err_carry(self.err, a.err)
+
+    def _up(self, node, vals):
+        if isinstance(node[0], int):
+            return vals[node]
+        return self._up(node[0], vals) + self._up(node[1], vals)
+
+    def finish(self):
+        plan = self.plan
+        tr = Tracer(plan.fmt, 1, attribute=plan.attribute)
+        with np.errstate(all="ignore"):
+            s = self._up(plan.tree, self.s)
+            s = s + s.dtype.type(0.0)  # numpy's initial 0 (a sum of -0.0 terms is +0.0)
+            sh = self._up(plan.tree, self.sh)
+            sh = sh + sh.dtype.type(0.0)
+            v = s.astype(self.dtype)
+            over = ~np.isfinite(v) & self.finite & (np.abs(sh) > tr._fmt(v).max)
+        tr._flag("overflow", over)
+        tr._record("sum", "overflow", over)
+        root = np.int8(self.root_special if np.isfinite(v).all() else self.root_inf)
+        root = np.where(_special(v), root, 0)
+        root = np.where((root == 0) & over, SUM_OVF, root).astype(np.int8)
+        err = None
+        if plan.attribute:
+            with np.errstate(all="ignore"):
+                local = np.where(np.isfinite(v), (tr._w(v) - sh).astype(np.float64), 0.0)
+                big = self.big
+                absorbed = (v == big) & (self.nonzero > 1) & (local != 0)
+                tr._record(self._what, "absorption", absorbed,
+                           (big.astype(np.float64), (sh - tr._w(big)).astype(np.float64),
+                            v.astype(np.float64)))
+                err = Err(self.err)
+                if absorbed.any():
+                    err = err.plus(C_ABS, np.where(absorbed, local, 0.0))
+                err = err.plus(C_ROUND, np.where(absorbed, 0.0, local))
+        return _Red(self.kind, T(v, root, err), emit=(tuple(tr.events), int(tr.flags[0])))
+
+
+_SUMS = {"sequential": _SeqSum, "pairwise": _TreeSum, "float32": _NumpySum}
+
+
+# ------------------------------------------------------------------ the tracer
+class PieceTracer(Tracer):
+    """A :class:`steps.Tracer` on the piece ``j`` of one long vector (its input has one row, the
+    piece's columns): every step as the whole vector's trace takes it, each reduction answered from
+    the plan (``learning``: the first one the plan lacks is fed instead, and the run stops)."""
+
+    def __init__(self, plan: Plan, j: int, learning: bool = False):
+        super().__init__(plan.fmt, 1, attribute=plan.attribute)
+        self.plan, self.j, self.learning = plan, j, learning
+        self.c0, self.c1 = plan.bounds[j]
+        self._k = 0
+        self._inner = 0
+
+    @property
+    def bounds(self) -> tuple:
+        return (self.c0, self.c1)
+
+    @property
+    def width(self) -> int:
+        return self.c1 - self.c0
+
+    def piece(self, a):
+        """The piece's columns of an array over the whole vector."""
+        return a[..., self.c0: self.c1]
+
+    def _next(self, kind, make, *feed):
+        """The learned reduction ``kind`` next in the kernel's order; or, learning, feed the
+        first one the plan lacks and stop the run."""
+        k = self._k
+        self._k += 1
+        reds = self.plan.reductions
+        if k < len(reds):
+            if reds[k].kind != kind:
+                raise NotPiecewise("the kernel meets its reductions differently in different pieces")
+            return reds[k]
+        if not self.learning:
+            raise NotPiecewise(f"a reduction ({kind}) the plan has not learned")
+        if self.plan._collector is None:
+            self.plan._collector = make(self.plan, kind)
+        self.plan._collector.feed(self, *feed)
+        raise _Fed
+
+    def _whole(self, *ts):
+        """Refuse an operand that is neither the piece nor one value per vector."""
+        for t in ts:
+            w = np.shape(t.v if isinstance(t, T) else t)[-1:]
+            if w and w[0] not in (1, self.width):
+                raise NotPiecewise("a step on part of the vector")
+
+    def _emit(self, red) -> None:
+        events, flags = red.emit
+        self.events.extend(events)
+        self.flags |= np.uint8(flags)
+
+    # ---------------------------------------------------------- reductions
+    def max(self, x):
+        if self._inner:
+            return super().max(x)
+        x = self._t(x)
+        self._whole(x)
+        return self._next("max", _Arg, x).result
+
+    def pick(self, a, target):
+        if self._inner:
+            return super().pick(a, target)
+        self._whole(a)
+        return self._next("pick", _Pick, a, target).result
+
+    def drop_argmax(self, e, x):
+        xv = x.v if isinstance(x, T) else np.asarray(x)
+        self._whole(e, xv)
+        k = self._next("argmax", _Arg, xv).result
+        mask = np.zeros(np.shape(e.v), dtype=bool)
+        if self.c0 <= k < self.c1:
+            mask[..., k - self.c0] = True
+        return self._drop(e, mask)
+
+    def sum(self, a, acc, what=None):
+        if self._inner:
+            return super().sum(a, acc, what)
+        if acc not in _SUMS:
+            return super().sum(a, acc, what)  # raises the unknown-model error
+        if acc != self.plan.acc:
+            raise NotPiecewise("a sum under another accumulation model than the pieces'")
+        a = self._t(a)
+        self._whole(a)
+        red = self._next(("sum", acc), _SUMS[acc], a, what)
+        if not self.learning:  # the piece's own part of the sum: its steps' events and flags
+            if acc == "sequential":
+                self._seq_piece(a, red.carry.get(self.j), what, record=True)
+            elif acc == "pairwise":
+                self._inner_sum(a, "pairwise", what)
+            self._emit(red)
+        return red.result
+
+    def _inner_sum(self, a, acc, what):
+        self._inner += 1
+        try:
+            return Tracer.sum(self, a, acc, what)
+        finally:
+            self._inner -= 1
+
+    def _seq_piece(self, a, carry, what, record: bool) -> dict:
+        """The piece's part of the sequential sum after the running sum ``carry`` (None: the
+        first piece): its running sums and, per term, overflow and absorption (recorded)."""
+        if carry is None:
+            P = np.add.accumulate(a.v, axis=-1)
+            prev, terms, cur = P[..., :-1], a.v[..., 1:], P[..., 1:]
+        else:
+            P = np.add.accumulate(np.concatenate([carry, a.v], axis=-1), axis=-1)[..., 1:]
+            prev = np.concatenate([carry, P[..., :-1]], axis=-1)
+            terms, cur = a.v, P
+        out = {"P": P}
+        with np.errstate(all="ignore"):
+            sh = self._w(prev) + self._w(terms)
+            over = np.isinf(cur) & np.isfinite(prev) & np.isfinite(terms)
+            over = over | (np.isnan(cur) & ~np.isnan(prev) & ~np.isnan(terms) & np.isfinite(sh)
+                           & (np.abs(sh) > self._fmt(cur).max))
+            out["over"] = over
+            if record:
+                self._flag("overflow", over)
+                self._record("sum", "overflow", over)
+            if a.err is not None:
+                local = (self._w(cur) - sh).astype(np.float64)
+                out["local"] = np.where(np.isfinite(local), local, 0.0)
+                absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
+                out["absorbed"] = absorbed
+                if record:
+                    self._record(what or "sum", "absorption", absorbed,
+                                 (prev.astype(np.float64), terms.astype(np.float64),
+                                  cur.astype(np.float64)))
+        return out
+
+    # ------------------------------------------- steps on the whole vector
+    def first(self, a):
+        self._whole(a)
+        if a.shape[-1] != 1:
+            raise NotPiecewise("a per-vector output from the elements")
+        return super().first(a)
+
+    def concat(self, parts):
+        if not self._inner:
+            raise NotPiecewise("a vector joined from parts")
+        return super().concat(parts)
+
+    def maximum(self, a, b):
+        self._whole(a, b)
+        return super().maximum(a, b)
+
+    def minimum(self, a, b):
+        self._whole(a, b)
+        return super().minimum(a, b)
+
+    def put(self, a, index, value):
+        raise NotPiecewise("a value put at an index")
+
+    def drop_at(self, a, index):
+        raise NotPiecewise("a value dropped at an index")
+
+    def argmax(self, x):
+        raise NotPiecewise("an argmax index")
+
+    def online(self, x, acc):
+        raise NotPiecewise("the online scan")
+
+
+__all__ = ["FLAG_BIT", "NotPiecewise", "Plan", "PieceTracer", "learn", "partition"]

@@ -1,0 +1,138 @@
+"""A long vector's kernel traced a piece at a time (numstab.pieces) computes the bits of the trace of
+the whole vector: outputs, roots, error components, flags and the kinds of events, for every
+built-in of the softmax family under every accumulation model, both precision models and every
+format -- with overflows, flushes, NaN and absorption in the vectors."""
+
+import numpy as np
+import pytest
+
+from numstab.formats import get_format
+from numstab.functions import REGISTRY, as_args
+from numstab.pieces import NotPiecewise, PieceTracer, Plan, learn, partition
+from numstab.steps import CATEGORIES, Tracer
+
+FAMILY = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+
+
+def _same(a, b) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
+def _whole(impl, fmt, xc, acc, arg, compute, attribute):
+    tr = Tracer(fmt, 1, attribute=attribute)
+    with np.errstate(all="ignore"):
+        return impl.run(xc, acc, arg, tr, compute), tr
+
+
+def _pieces(impl, fmt, xc, acc, arg, compute, attribute, block):
+    plan = Plan.for_vector(fmt, xc.shape[-1], acc, block, attribute)
+
+    def run(tr):
+        with np.errstate(all="ignore"):
+            return impl.run(tr.piece(xc), acc, arg, tr, compute)
+
+    learn(plan, run)
+    trs = [PieceTracer(plan, j) for j in range(len(plan.bounds))]
+    return plan, [run(tr) for tr in trs], trs
+
+
+def _err(out, c):
+    e = out.err.c[c]
+    return np.zeros(out.shape) if e is None else np.broadcast_to(e, out.shape)
+
+
+def _check(impl, fmt, xc, acc, arg, compute, attribute, block) -> None:
+    whole, wt = _whole(impl, fmt, xc, acc, arg, compute, attribute)
+    plan, outs, trs = _pieces(impl, fmt, xc, acc, arg, compute, attribute, block)
+    assert len(trs) > 1
+    what = f"{impl.key} {fmt.name} {acc} {compute} block={block}"
+    if impl.record.per_vector:  # every piece gives the vector's one output
+        for o in outs:
+            assert _same(o.v, whole.v) and _same(o.root, whole.root), what
+            if attribute:
+                assert all(_same(_err(o, c), _err(whole, c)) for c in range(len(CATEGORIES))), what
+    else:
+        assert _same(np.concatenate([o.v for o in outs], -1), whole.v), what
+        assert _same(np.concatenate([o.root for o in outs], -1), whole.root), what
+        if attribute:
+            for c in range(len(CATEGORIES)):
+                assert _same(np.concatenate([_err(o, c) for o in outs], -1), _err(whole, c)), (what, c)
+    assert np.bitwise_or.reduce([int(t.flags[0]) for t in trs]) == int(wt.flags[0]), what
+    kinds = {(lb, k) for lb, k, m, _d in wt.events if np.any(m)}
+    assert {(lb, k) for t in trs for lb, k, m, _d in t.events if np.any(m)} == kinds, what
+
+
+def _vector(rng, fmt, n):
+    x = rng.standard_normal((1, n)) * float(rng.choice([1, 3, 30, 300])) + float(rng.choice([0, 5, -50]))
+    x[0, rng.integers(0, n, 3)] = float(rng.choice([1e4, 90.0, 12.0, -1e4]))
+    with np.errstate(all="ignore"):
+        return fmt.cast(np.clip(x, -fmt.max, fmt.max))
+
+
+@pytest.mark.parametrize("acc", ["sequential", "pairwise", "float32"])
+@pytest.mark.parametrize("fmt_name,compute", [("float16", "float32"), ("bfloat16", "format"),
+                                              ("float32", "float32"), ("float64", "format")])
+def test_pieces_trace_the_bits_of_the_whole_vector(acc, fmt_name, compute):
+    fmt = get_format(fmt_name)
+    rng = np.random.default_rng([7, len(acc), len(fmt_name)])
+    for attribute in (False, True):
+        n = int(rng.integers(900, 2100))
+        xc = _vector(rng, fmt, n)
+        target = {"target": np.array([int(rng.integers(0, n))])}
+        block = 300 if attribute else 200  # the pairwise tree: aligned pieces of 256 and 128
+        for f in FAMILY:
+            for name, impl in REGISTRY[f].items():
+                if not impl.builtin or name == "online":
+                    continue
+                arg = impl.record.arg(as_args(target if impl.record.takes else None))
+                _check(impl, fmt, xc, acc, arg, compute, attribute, block)
+
+
+def test_a_sum_overflow_and_nan_across_pieces():
+    """float16 under --compute format: the naive softmax's exps overflow in one piece and its sum
+    becomes inf in another (the overflow's root carried into every piece: x/inf = 0 there), and a
+    NaN input in a third makes every output NaN."""
+    fmt = get_format("float16")
+    impl = REGISTRY["softmax"]["naive"]
+    x = np.zeros((1, 1000))
+    x[0, 700] = 12.0  # exp(12) = 162755 > 65504: exp overflows (piece 2 of 4)
+    for acc in ("sequential", "pairwise", "float32"):
+        _check(impl, fmt, fmt.cast(x), acc, None, "format", True, 256)
+        outs = _pieces(impl, fmt, fmt.cast(x), acc, None, "format", False, 256)[1]
+        y = np.concatenate([o.v for o in outs], -1)
+        assert (y[0, :700] == 0).all() and np.isnan(y[0, 700])  # x / inf, inf / inf
+    x[0, 300] = np.nan
+    _check(impl, fmt, fmt.cast(x), "sequential", None, "format", True, 256)
+
+
+def test_the_partitions_follow_each_summation_tree():
+    """Pieces of the pairwise tree are aligned powers of two; numpy's are nodes of its recursion
+    (halves rounded down to a multiple of 8), each summed by numpy to the same bits."""
+    assert partition(1000, "pairwise", 300)[0][:2] == [(0, 256), (256, 512)]
+    assert partition(1000, "sequential", 300)[0] == [(0, 300), (300, 600), (600, 900), (900, 1000)]
+    bounds, tree = partition(1000, "float32", 300)
+    assert bounds == [(0, 248), (248, 496), (496, 744), (744, 1000)]
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal(100_003) * 1000).astype(np.float32)
+    bounds, tree = partition(a.size, "float32", 4096)
+
+    def up(node):
+        if isinstance(node[0], int):
+            return np.add.reduce(a[node[0]:node[1]], initial=-0.0, dtype=np.float32)
+        return up(node[0]) + up(node[1])
+
+    assert up(tree) + np.float32(0) == np.sum(a)
+    assert np.sum(a[: bounds[0][1]]) != np.sum(a)  # (a piece is not the vector)
+
+
+def test_a_step_needing_the_whole_vector_refuses():
+    """The online softmax's scan and its pairwise tree (slices of the vector) are no piecewise
+    kernels: NotPiecewise, so the vector is evaluated whole instead of wrongly."""
+    fmt = get_format("float32")
+    xc = _vector(np.random.default_rng(1), fmt, 1000)
+    impl = REGISTRY["softmax"]["online"]
+    for acc in ("sequential", "pairwise", "float32"):
+        with pytest.raises(NotPiecewise):
+            _pieces(impl, fmt, xc, acc, None, "float32", False, 256)
+

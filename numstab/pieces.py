@@ -39,7 +39,6 @@ from .steps import (
     C_ABS,
     C_ROUND,
     CATEGORIES,
-    FLAG_BIT,
     INVALID,
     SUM_OVF,
     Err,
@@ -493,4 +492,4 @@ class PieceTracer(Tracer):
         raise NotPiecewise("the online scan")
 
 
-__all__ = ["FLAG_BIT", "NotPiecewise", "Plan", "PieceTracer", "learn", "partition"]
+__all__ = ["NotPiecewise", "Plan", "PieceTracer", "learn", "partition"]

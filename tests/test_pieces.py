@@ -136,3 +136,46 @@ def test_a_step_needing_the_whole_vector_refuses():
         with pytest.raises(NotPiecewise):
             _pieces(impl, fmt, xc, acc, None, "float32", False, 256)
 
+
+@pytest.mark.parametrize("tier", [0, -1])
+def test_the_reference_row_quantities_from_pieces_enclose_the_exact_sum(tier):
+    """reference.softmax.piece_rows: the max and the sum t = sum_{i != k} exp(x_i - m) of a long
+    vector read a piece at a time, bounded rigorously -- the exact t (mpmath, 200 bits, an exp per
+    distinct value) lies within t +- et -- and the elements computed from them in each piece are
+    decided to the rounding of the whole vector's reference."""
+    import mpmath
+
+    from numstab.reference import tiers
+    from numstab.reference.softmax import fast_block, fast_elements, fast_rows, piece_rows
+
+    fmt = get_format("float32")
+    wt = tiers(fmt)[tier]
+    rng = np.random.default_rng(11)
+    n = 5003
+    x = fmt.round(rng.standard_normal((1, n)) * 3.0)
+    x[0, [17, 4000]] = fmt.round(np.float64(25.3))  # a tied maximum: the first one is left out of t
+    block = 512
+
+    def pieces():
+        for c0 in range(0, n, block):
+            yield c0, x[:, c0: c0 + block]
+
+    rows = piece_rows(fmt, pieces, {}, wt)
+    assert rows["n"] == n and rows["m"][0] == x.max()
+    with mpmath.workprec(200):
+        m = mpmath.mpf(float(x.max()))
+        vals, counts = np.unique(x[0], return_counts=True)
+        counts[-1] -= 1  # the argmax
+        exact = mpmath.fsum(int(c) * mpmath.exp(mpmath.mpf(float(v)) - m) for v, c in zip(vals, counts))
+        t = mpmath.mpf(str(rows["t"][0]) if tier else float(rows["t"][0]))  # quad: all its digits
+        et = mpmath.mpf(str(rows["et"][0]) if tier else float(rows["et"][0]))
+        assert t - et <= exact <= t + et and et < exact * 2.0**(-40 if tier else -20)
+    whole = fast_rows(fmt, x, {}, wt)
+    assert float(rows["et"][0]) <= 4 * float(whole["et"][0])  # hardly wider than the whole vector's
+    ref = fast_block(fmt, x.astype(wt), {})
+    for f in ("softmax", "log_softmax"):
+        parts = [fast_elements(fmt, rows, xp, {}, wt, f, np.zeros(xp.shape[-1], dtype=np.intp),
+                               np.arange(xp.shape[-1])) for _c0, xp in pieces()]
+        got = np.concatenate([p.rounded for p in parts])
+        both = np.concatenate([p.decided for p in parts]) & ref[f].decided[0]
+        assert both.mean() > 0.99 and np.array_equal(got[both], ref[f].rounded[0][both])

@@ -79,20 +79,24 @@ def _over(d, d_exact, s, wt, u):
     return q, np.abs(q) * (u * np.where(d_exact, 1.0, 2.02))
 
 
-def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False) -> dict:
+def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False, m=None, k=None) -> dict:
     """The row quantities of the rows x (float64, (B, n)) in the working type wt, shared by
     every element of a row: m = max (exact), t = sum_{i != k} exp(x_i - m) (pairwise, error
     bound ``et``) and lp = log1p(t) (error bound ``elp``), arrays along the rows.
 
     ``keep`` (quad, unscaled, every d exact): also the elements' ``d`` = x - m and ``e`` = exp(d)
     (0 at the argmax ``k``), which :func:`fast_elements` then reads instead of computing them
-    again (each quad operation costs about 30 ns an element)."""
+    again (each quad operation costs about 30 ns an element).
+
+    ``m``, ``k`` given (a piece of a long vector, :func:`piece_rows`): the vectors' maxima and the
+    column of their first argmax in x, -1 where it lies outside x (no term left out here)."""
     n = x.shape[-1]
     u, c_lib, tny = unit_roundoff(wt), lib_error(wt), tiny(wt)
     sc = _scale(args)
     with np.errstate(all="ignore"):
-        m = np.max(x, axis=-1)
-        k = np.argmax(x, axis=-1)
+        if m is None:
+            m = np.max(x, axis=-1)
+            k = np.argmax(x, axis=-1)
         d, d_exact = diff_exact(x, m[..., None], wt)
         plain = sc is None and d_exact.all()
         if plain:  # every d exact (the usual case): no error in any d
@@ -105,7 +109,11 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False) ->
             live = (d + err_d) > log_tiny(wt)
             rel_e = np.max(np.where(live, err_d.astype(np.float64), 0.0), axis=-1) * 1.01 + c_lib
         e = np.exp(d)  # relative error <= c_lib (+ the error of d, + tiny absolute)
-        np.put_along_axis(e, k[..., None], 0, axis=-1)
+        if np.all(k >= 0):
+            np.put_along_axis(e, k[..., None], 0, axis=-1)
+        else:  # a piece without its vector's argmax leaves none of its terms out
+            b = np.nonzero(k >= 0)[0]
+            e[b, k[b]] = 0
         t, depth = pairwise_sum(e)
         et = t * ((rel_e + depth * u) * 1.01) + n * tny
         lp = np.log1p(t)
@@ -114,6 +122,37 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False) ->
     if keep and plain and is_quad(wt):
         out.update(d=d, e=e, k=k)
     return out
+
+
+def piece_rows(fmt: Format, pieces, args: dict, wt) -> dict:
+    """:func:`fast_rows` of one long vector read a piece at a time: ``pieces()`` yields its
+    pieces in order, (c0, float64 array (1, w)). Two passes: the maximum m and its first index
+    k, then each piece's t_j and bound et_j with that m and k (:func:`fast_rows`), summed pairwise
+    in the working type: |t - sum t_j| <= sum et_j, and the sum's own roundings, at most depth2 of
+    them on every t_j >= 0, add ((1 + u)^depth2 - 1) sum t_j <= 1.02 depth2 u t (the last factor
+    1.01 covers the roundings of the bound itself). Memory: one piece."""
+    m, k = -np.inf, -1
+    for c0, xp in pieces():
+        j = int(np.argmax(xp[0]))
+        v = float(xp[0, j])
+        if k < 0 or (not np.isnan(m) and (np.isnan(v) or v > m)):
+            m, k = v, c0 + j
+    ts, ets, n = [], [], 0
+    M = np.array([m])
+    for c0, xp in pieces():
+        w = xp.shape[-1]
+        r = fast_rows(fmt, xp, args, wt, m=M, k=np.array([k - c0 if c0 <= k < c0 + w else -1]))
+        ts.append(r["t"])
+        ets.append(r["et"])
+        n += w
+    u, c_lib, tny = unit_roundoff(wt), lib_error(wt), tiny(wt)
+    with np.errstate(all="ignore"):
+        t, depth = pairwise_sum(np.stack(ts, axis=-1))
+        se, _ = pairwise_sum(np.stack(ets, axis=-1))
+        et = (se * (1 + 4 * depth * u) + t * (depth * u * 1.02)) * 1.01
+        lp = np.log1p(t)
+        elp = et / (1.0 + np.maximum(t - et, 0)) + c_lib * lp + tny
+    return {"m": M, "lp": lp, "elp": elp, "t": t, "et": et, "n": n}
 
 
 #: Rows at least this long get their sum t from the quad tier for exact strings (:func:`row_sum`):
@@ -174,7 +213,7 @@ def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, functi
 
 
 def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, function: str, bi, ji=None):
-    n = x.shape[-1]
+    n = rows.get("n", x.shape[-1])  # a piece of a long vector (piece_rows): the vector's length
     u, c_lib = unit_roundoff(wt), lib_error(wt)
     wt = np.dtype(wt)
     lp, elp, m = rows["lp"][bi], rows["elp"][bi], rows["m"][bi]

@@ -210,7 +210,7 @@ class _SeqSum:
 
     def feed(self, tr, a, what):
         self.carry[tr.j] = self.value
-        s = tr._seq_piece(a, self.value, what, record=False)
+        s = tr._seq_terms(a, self.value, what, record=False)
         self.value = s["P"][..., -1:]
         if not self.root_special:
             self.root_special = _first_root(np.where(_special(a.v), a.root, 0))
@@ -415,7 +415,7 @@ class PieceTracer(Tracer):
         red = self._next(("sum", acc), _SUMS[acc], a, what)
         if not self.learning:  # the piece's own part of the sum: its steps' events and flags
             if acc == "sequential":
-                self._seq_piece(a, red.carry.get(self.j), what, record=True)
+                self._seq_terms(a, red.carry.get(self.j), what)
             elif acc == "pairwise":
                 self._inner_sum(a, "pairwise", what)
             self._emit(red)
@@ -427,37 +427,6 @@ class PieceTracer(Tracer):
             return Tracer.sum(self, a, acc, what)
         finally:
             self._inner -= 1
-
-    def _seq_piece(self, a, carry, what, record: bool) -> dict:
-        """The piece's part of the sequential sum after the running sum ``carry`` (None: the
-        first piece): its running sums and, per term, overflow and absorption (recorded)."""
-        if carry is None:
-            P = np.add.accumulate(a.v, axis=-1)
-            prev, terms, cur = P[..., :-1], a.v[..., 1:], P[..., 1:]
-        else:
-            P = np.add.accumulate(np.concatenate([carry, a.v], axis=-1), axis=-1)[..., 1:]
-            prev = np.concatenate([carry, P[..., :-1]], axis=-1)
-            terms, cur = a.v, P
-        out = {"P": P}
-        with np.errstate(all="ignore"):
-            sh = self._w(prev) + self._w(terms)
-            over = np.isinf(cur) & np.isfinite(prev) & np.isfinite(terms)
-            over = over | (np.isnan(cur) & ~np.isnan(prev) & ~np.isnan(terms) & np.isfinite(sh)
-                           & (np.abs(sh) > self._fmt(cur).max))
-            out["over"] = over
-            if record:
-                self._flag("overflow", over)
-                self._record("sum", "overflow", over)
-            if a.err is not None:
-                local = (self._w(cur) - sh).astype(np.float64)
-                out["local"] = np.where(np.isfinite(local), local, 0.0)
-                absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
-                out["absorbed"] = absorbed
-                if record:
-                    self._record(what or "sum", "absorption", absorbed,
-                                 (prev.astype(np.float64), terms.astype(np.float64),
-                                  cur.astype(np.float64)))
-        return out
 
     # ------------------------------------------- steps on the whole vector
     def first(self, a):

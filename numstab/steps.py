@@ -1064,27 +1064,15 @@ class Tracer:
         return np.where(_special(v), root, 0).astype(np.int8)
 
     def _seq_sum(self, a, what=None):
-        P = np.add.accumulate(a.v, axis=-1)
-        v = P[..., -1:]
-        prev, terms, cur = P[..., :-1], a.v[..., 1:], P[..., 1:]
-        with np.errstate(all="ignore"):
-            sh = self._w(prev) + self._w(terms)
-            over = np.isinf(cur) & np.isfinite(prev) & np.isfinite(terms)
-            over = over | (np.isnan(cur) & ~np.isnan(prev) & ~np.isnan(terms) & np.isfinite(sh)
-                           & (np.abs(sh) > self._fmt(cur).max))
-        self._flag("overflow", over)
-        self._record("sum", "overflow", over)
+        s = self._seq_terms(a, None, what)
+        v = s["P"][..., -1:]
         root = self._sum_root(a, v)
-        root = np.where((root == 0) & over.any(axis=-1, keepdims=True) & _special(v), SUM_OVF, root)
+        root = np.where((root == 0) & s["over"].any(axis=-1, keepdims=True) & _special(v), SUM_OVF, root)
         root = np.where(np.isnan(v) & (root == 0), INVALID, root).astype(np.int8)
         err = None
         if a.err is not None:
             with np.errstate(all="ignore"):
-                local = (self._w(cur) - sh).astype(np.float64)
-                local = np.where(np.isfinite(local), local, 0.0)
-                absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
-                self._record(what or "sum", "absorption", absorbed,
-                             (prev.astype(np.float64), terms.astype(np.float64), cur.astype(np.float64)))
+                local, absorbed = s["local"], s["absorbed"]
                 err = a.err.map(_seq_total)
                 # the local errors summed in index order too, as pieces of a long vector carry
                 # them (numstab.pieces)
@@ -1093,6 +1081,38 @@ class Tracer:
                 err = err.plus(C_ROUND, _seq_total(np.where(absorbed, 0.0, local)))
                 err = err.zeroed(~np.isfinite(v))
         return T(v, root, err)
+
+    def _seq_terms(self, a, carry=None, what=None, record: bool = True) -> dict:
+        """The sequential sum's running sums ``P`` after ``carry`` (the running sum before a's
+        first term, a piece of a long vector (numstab.pieces); None: a's first term starts it) and,
+        per added term, ``over`` (the running sum overflowed) and, with errors, its ``local``
+        rounding error and ``absorbed`` (the term vanished); the events and flags recorded."""
+        if carry is None:
+            P = np.add.accumulate(a.v, axis=-1)
+            prev, terms, cur = P[..., :-1], a.v[..., 1:], P[..., 1:]
+        else:  # the same additions in the same order: the carry in front
+            P = np.add.accumulate(np.concatenate([carry, a.v], axis=-1), axis=-1)[..., 1:]
+            prev = np.concatenate([carry, P[..., :-1]], axis=-1)
+            terms, cur = a.v, P
+        out = {"P": P}
+        with np.errstate(all="ignore"):
+            sh = self._w(prev) + self._w(terms)
+            over = np.isinf(cur) & np.isfinite(prev) & np.isfinite(terms)
+            over = over | (np.isnan(cur) & ~np.isnan(prev) & ~np.isnan(terms) & np.isfinite(sh)
+                           & (np.abs(sh) > self._fmt(cur).max))
+        out["over"] = over
+        if record:
+            self._flag("overflow", over)
+            self._record("sum", "overflow", over)
+        if a.err is not None:
+            with np.errstate(all="ignore"):
+                local = (self._w(cur) - sh).astype(np.float64)
+                out["local"] = np.where(np.isfinite(local), local, 0.0)
+                out["absorbed"] = absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
+                if record:
+                    self._record(what or "sum", "absorption", absorbed,
+                                 (prev.astype(np.float64), terms.astype(np.float64), cur.astype(np.float64)))
+        return out
 
     def _wide_sum(self, a, acc, what=None):
         w = acc_dtype(a.dtype, acc)

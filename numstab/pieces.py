@@ -35,18 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .steps import (
-    C_ABS,
-    C_ROUND,
-    CATEGORIES,
-    INVALID,
-    SUM_OVF,
-    Err,
-    T,
-    Tracer,
-    _special,
-    acc_dtype,
-)
+from .steps import CATEGORIES, Err, T, Tracer, _seq_close, _special, acc_dtype
 
 #: numpy's pairwise summation sums at most this many terms without splitting (PW_BLOCKSIZE)
 NP_LEAF = 128
@@ -143,22 +132,36 @@ def _first_root(r) -> int:
     return int(r.ravel()[nz[0]]) if nz.size else 0
 
 
-def _err_carry(carry, err):
-    """Running sequential sums of error components (None: none yet), one piece more."""
-    out = list(carry)
-    for c, e in enumerate(err.c):
-        if e is None:
-            continue
-        prev = out[c]
-        src = e if prev is None else np.concatenate([prev, e], axis=-1)
-        out[c] = np.add.accumulate(src, axis=-1)[..., -1:]
-    return out
-
-
 def _add_total(carry, add):
     """A running sequential sum of one array (None: none yet), one piece more."""
     src = add if carry is None else np.concatenate([carry, add], axis=-1)
     return np.add.accumulate(src, axis=-1)[..., -1:]
+
+
+class _Terms:
+    """What every sum keeps of its terms across the pieces: the first root among its special
+    terms and among its non-finite ones (:meth:`steps.Tracer._sum_root` picks by the sum), and the
+    running sums of the terms' error components (np.add.accumulate, term after term)."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind = plan, kind
+        self.root_special = self.root_inf = 0
+        self.err = [None] * len(CATEGORIES)
+
+    def _take(self, a) -> None:
+        if not self.root_special:
+            self.root_special = _first_root(np.where(_special(a.v), a.root, 0))
+        if not self.root_inf:
+            self.root_inf = _first_root(np.where(~np.isfinite(a.v), a.root, 0))
+        if a.err is not None:
+            self.err = [c if e is None else _add_total(c, e) for c, e in zip(self.err, a.err.c)]
+
+    def _root(self, v):
+        root = np.int8(self.root_special if np.isfinite(v).all() else self.root_inf)
+        return np.where(_special(v), root, 0).astype(np.int8)
+
+    def _errors(self):
+        return Err(self.err) if self.plan.attribute else None
 
 
 class _Arg:
@@ -197,28 +200,22 @@ class _Pick:
         return _Red(self.kind, self.item)
 
 
-class _SeqSum:
+class _SeqSum(_Terms):
     """The sequential sum: the running sum carried from piece to piece."""
 
     def __init__(self, plan, kind):
-        self.plan, self.kind = plan, kind
+        super().__init__(plan, kind)
         self.value, self.carry = None, {}
-        self.root_special = self.root_inf = 0
         self.over = self.absorbed = False
-        self.err = [None] * len(CATEGORIES)
         self.abs_local = self.round_local = None
 
     def feed(self, tr, a, what):
         self.carry[tr.j] = self.value
         s = tr._seq_terms(a, self.value, what, record=False)
         self.value = s["P"][..., -1:]
-        if not self.root_special:
-            self.root_special = _first_root(np.where(_special(a.v), a.root, 0))
-        if not self.root_inf:
-            self.root_inf = _first_root(np.where(~np.isfinite(a.v), a.root, 0))
+        self._take(a)
         self.over |= bool(s["over"].any())
         if a.err is not None:
-            self.err = _err_carry(self.err, a.err)
             absorbed, local = s["absorbed"], s["local"]
             self.absorbed |= bool(absorbed.any())
             self.abs_local = _add_total(self.abs_local, np.where(absorbed, local, 0.0))
@@ -226,17 +223,8 @@ class _SeqSum:
 
     def finish(self):
         v = self.value
-        root = np.int8(self.root_special if np.isfinite(v).all() else self.root_inf)
-        root = np.where(_special(v), root, 0)
-        root = np.where((root == 0) & self.over & _special(v), SUM_OVF, root)
-        root = np.where(np.isnan(v) & (root == 0), INVALID, root).astype(np.int8)
-        err = None
-        if self.plan.attribute:
-            err = Err(self.err)
-            if self.absorbed:
-                err = err.plus(C_ABS, self.abs_local)
-            err = err.plus(C_ROUND, self.round_local).zeroed(~np.isfinite(v))
-        return _Red(self.kind, T(v, root, err), self.carry)
+        return _Red(self.kind, _seq_close(v, self._root(v), self.over, self._errors(), self.absorbed,
+                                          self.abs_local, self.round_local), self.carry)
 
 
 class _TreeSum:
@@ -256,36 +244,28 @@ class _TreeSum:
         return _Red(self.kind, top, emit=(tuple(tr.events), int(tr.flags[0])))
 
 
-class _NumpySum:
+class _NumpySum(_Terms):
     """numpy's pairwise summation (the ``float32`` model): each piece a node of numpy's tree."""
 
     def __init__(self, plan, kind):
-        self.plan, self.kind = plan, kind
+        super().__init__(plan, kind)
         self.s, self.sh = {}, {}
         self.big = None
         self.nonzero = 0
         self.finite = True
-        self.root_special = self.root_inf = 0
-        self.err = [None] * len(CATEGORIES)
-        self.dtype = None
+        self.dtype = self.what = None
 
     def feed(self, tr, a, what):
         w = acc_dtype(a.dtype, self.plan.acc)
-        self.dtype, self._what = a.dtype, what or "sum"
-        key = tr.bounds
+        self.dtype, self.what = a.dtype, what
         with np.errstate(all="ignore"):
-            self.s[key] = np.add.reduce(a.v.astype(w), axis=-1, dtype=w, initial=-0.0, keepdims=True)
-            self.sh[key] = np.add.reduce(tr._w(a.v), axis=-1, initial=-0.0, keepdims=True)
+            self.s[tr.bounds] = np.add.reduce(a.v.astype(w), axis=-1, dtype=w, initial=-0.0, keepdims=True)
+            self.sh[tr.bounds] = np.add.reduce(tr._w(a.v), axis=-1, initial=-0.0, keepdims=True)
             big = np.max(a.v, axis=-1, keepdims=True)
         self.big = big if self.big is None else np.maximum(self.big, big)
         self.nonzero += int(np.count_nonzero(a.v))
         self.finite &= bool(np.isfinite(a.v).all())
-        if not self.root_special:
-            self.root_special = _first_root(np.where(_special(a.v), a.root, 0))
-        if not self.root_inf:
-            self.root_inf = _first_root(np.where(~np.isfinite(a.v), a.root, 0))
-        if a.err is not None:
-            self.err = _err_carry(self.err, a.err)
+        self._take(a)
 
     def _up(self, node, vals):
         if isinstance(node[0], int):
@@ -293,34 +273,16 @@ class _NumpySum:
         return self._up(node[0], vals) + self._up(node[1], vals)
 
     def finish(self):
-        plan = self.plan
-        tr = Tracer(plan.fmt, 1, attribute=plan.attribute)
+        tr = Tracer(self.plan.fmt, 1, attribute=self.plan.attribute)
         with np.errstate(all="ignore"):
-            s = self._up(plan.tree, self.s)
+            s = self._up(self.plan.tree, self.s)
             s = s + s.dtype.type(0.0)  # numpy's initial 0 (a sum of -0.0 terms is +0.0)
-            sh = self._up(plan.tree, self.sh)
+            sh = self._up(self.plan.tree, self.sh)
             sh = sh + sh.dtype.type(0.0)
             v = s.astype(self.dtype)
-            over = ~np.isfinite(v) & self.finite & (np.abs(sh) > tr._fmt(v).max)
-        tr._flag("overflow", over)
-        tr._record("sum", "overflow", over)
-        root = np.int8(self.root_special if np.isfinite(v).all() else self.root_inf)
-        root = np.where(_special(v), root, 0)
-        root = np.where((root == 0) & over, SUM_OVF, root).astype(np.int8)
-        err = None
-        if plan.attribute:
-            with np.errstate(all="ignore"):
-                local = np.where(np.isfinite(v), (tr._w(v) - sh).astype(np.float64), 0.0)
-                big = self.big
-                absorbed = (v == big) & (self.nonzero > 1) & (local != 0)
-                tr._record(self._what, "absorption", absorbed,
-                           (big.astype(np.float64), (sh - tr._w(big)).astype(np.float64),
-                            v.astype(np.float64)))
-                err = Err(self.err)
-                if absorbed.any():
-                    err = err.plus(C_ABS, np.where(absorbed, local, 0.0))
-                err = err.plus(C_ROUND, np.where(absorbed, 0.0, local))
-        return _Red(self.kind, T(v, root, err), emit=(tuple(tr.events), int(tr.flags[0])))
+        top = tr._wide_close(v, sh, np.array([[self.finite]]), self._root(v), self._errors(), self.what,
+                             lambda: (self.big, np.array([[self.nonzero > 1]])))
+        return _Red(self.kind, top, emit=(tuple(tr.events), int(tr.flags[0])))
 
 
 _SUMS = {"sequential": _SeqSum, "pairwise": _TreeSum, "float32": _NumpySum}

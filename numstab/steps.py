@@ -1066,21 +1066,20 @@ class Tracer:
     def _seq_sum(self, a, what=None):
         s = self._seq_terms(a, None, what)
         v = s["P"][..., -1:]
-        root = self._sum_root(a, v)
-        root = np.where((root == 0) & s["over"].any(axis=-1, keepdims=True) & _special(v), SUM_OVF, root)
-        root = np.where(np.isnan(v) & (root == 0), INVALID, root).astype(np.int8)
-        err = None
+        err = abs_local = round_local = None
+        absorbed = False
         if a.err is not None:
             with np.errstate(all="ignore"):
                 local, absorbed = s["local"], s["absorbed"]
                 err = a.err.map(_seq_total)
                 # the local errors summed in index order too, as pieces of a long vector carry
                 # them (numstab.pieces)
-                if absorbed.any():
-                    err = err.plus(C_ABS, _seq_total(np.where(absorbed, local, 0.0)))
-                err = err.plus(C_ROUND, _seq_total(np.where(absorbed, 0.0, local)))
-                err = err.zeroed(~np.isfinite(v))
-        return T(v, root, err)
+                absorbed = bool(absorbed.any())
+                if absorbed:
+                    abs_local = _seq_total(np.where(s["absorbed"], local, 0.0))
+                round_local = _seq_total(np.where(s["absorbed"], 0.0, local))
+        return _seq_close(v, self._sum_root(a, v), s["over"].any(axis=-1, keepdims=True), err, absorbed,
+                          abs_local, round_local)
 
     def _seq_terms(self, a, carry=None, what=None, record: bool = True) -> dict:
         """The sequential sum's running sums ``P`` after ``carry`` (the running sum before a's
@@ -1121,23 +1120,46 @@ class Tracer:
             v = s.astype(a.dtype)
             sh = np.sum(self._w(a.v), axis=-1, keepdims=True)
             terms_fin = np.isfinite(a.v).all(axis=-1, keepdims=True)
+        return self._wide_close(v, sh, terms_fin, self._sum_root(a, v),
+                                None if a.err is None else a.err.map(_seq_total), what,
+                                lambda: (np.max(a.v, axis=-1, keepdims=True),
+                                         (np.count_nonzero(a.v, axis=-1) > 1)[..., None]))
+
+    def _wide_close(self, v, sh, terms_fin, root, err, what, extremes):
+        """The end of the ``float32`` model's sum v (its wide shadow sh; ``terms_fin``: every term
+        finite; ``root``: :meth:`_sum_root`): the overflow (flag, event, root) and, with ``err`` (the
+        terms' errors, summed), its local error as absorption -- v is the largest term and
+        ``extremes()`` = (that term, more than one term nonzero) -- or rounding. A long vector's sum
+        taken by pieces (numstab.pieces) ends here too."""
+        with np.errstate(all="ignore"):
             over = ~np.isfinite(v) & terms_fin & (np.abs(sh) > self._fmt(v).max)
         self._flag("overflow", over)
         self._record("sum", "overflow", over)
-        root = self._sum_root(a, v)
         root = np.where((root == 0) & over, SUM_OVF, root).astype(np.int8)
-        err = None
-        if a.err is not None:
+        if err is not None:
             with np.errstate(all="ignore"):
                 local = np.where(np.isfinite(v), (self._w(v) - sh).astype(np.float64), 0.0)
-                big = np.max(a.v, axis=-1, keepdims=True)
-                others = (np.count_nonzero(a.v, axis=-1) > 1)[..., None]
+                big, others = extremes()
                 absorbed = (v == big) & others & (local != 0)
                 self._record(what or "sum", "absorption", absorbed,
                              (big.astype(np.float64), (sh - self._w(big)).astype(np.float64),
                               v.astype(np.float64)))
-                err = a.err.map(_seq_total)
                 if absorbed.any():
                     err = err.plus(C_ABS, np.where(absorbed, local, 0.0))
                 err = err.plus(C_ROUND, np.where(absorbed, 0.0, local))
         return T(v, root, err)
+
+
+def _seq_close(v, root, over, err, absorbed, abs_local, round_local) -> T:
+    """The end of a sequential sum v: its root (``root`` from the terms, :meth:`Tracer._sum_root`;
+    ``over``: the running sum overflowed) and, with ``err`` (the terms' errors, summed), the local
+    errors summed over the terms, as absorption (where ``absorbed``) and rounding. A long vector's
+    sum taken by pieces (numstab.pieces) ends here too."""
+    root = np.where((root == 0) & over & _special(v), SUM_OVF, root)
+    root = np.where(np.isnan(v) & (root == 0), INVALID, root).astype(np.int8)
+    if err is not None:
+        with np.errstate(all="ignore"):
+            if absorbed:
+                err = err.plus(C_ABS, abs_local)
+            err = err.plus(C_ROUND, round_local).zeroed(~np.isfinite(v))
+    return T(v, root, err)

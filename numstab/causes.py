@@ -96,19 +96,25 @@ def finalize(fmt, function, y, rounded, ulp, status, root, tolerance, exact_spec
     return status, cause, need
 
 
-def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE):
-    """Cause codes (largest propagated error category) of every element of the given rows."""
+def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE, tracer=None,
+              vector_events=None):
+    """Cause codes (largest propagated error category) of every element of the given rows.
+    ``tracer()``: the attributing tracer of xc, a piece of a long vector (numstab.vector.Piece; one
+    row), whose infinite outputs are named from the whole vector's events (``vector_events()``)."""
     n = xc.shape[-1]
     step = max(1, ATTRIBUTE_ELEMENTS // max(1, n))
     parts, events = [], []
     for i in range(0, len(rows), step):
         sel = rows[i:i + step]
-        tr = Tracer(fmt, len(sel), attribute=True)
+        tr = Tracer(fmt, len(sel), attribute=True) if tracer is None else tracer()
         with np.errstate(all="ignore"):
             out = impl.run(xc[sel], acc, None if target is None else target[sel], tr, compute)
         best, top = _largest(out.err, out.shape)
         code = CATEGORY_CODE[best]
-        code = np.where(top > 0, code, _unpropagated(tr.events, out.v, len(sel)))
+        seen = tr.events
+        if vector_events is not None and not np.isfinite(np.asarray(out.v, dtype=np.float64)).all():
+            seen = seen + vector_events()
+        code = np.where(top > 0, code, _unpropagated(seen, out.v, len(sel)))
         parts.append(code)
         events.append((sel, tr.events))
     return np.concatenate(parts, axis=0), events

@@ -71,15 +71,16 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
 
 
 def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
-               compute: str = DEFAULT_COMPUTE):
-    """Run a built-in kernel step by step over the whole batch.
+               compute: str = DEFAULT_COMPUTE, tracer=None):
+    """Run a built-in kernel step by step over the whole batch (``tracer``: a given one, a
+    piece's: numstab.vector.Piece.tracer).
 
     Returns (outputs as float64, root codes, flags raised in the format for each group of rows,
     the flag bits of every row: steps.FLAG_BIT).
     """
     from .steps import FLAG_BIT, Tracer, widen
 
-    tr = Tracer(fmt, x.shape[0])
+    tr = Tracer(fmt, x.shape[0]) if tracer is None else tracer
     with np.errstate(all="ignore"):
         out = impl.run(x, acc, impl.record.arg(as_args(target)), tr, compute)
         y = widen(out.v, np.float64)
@@ -90,7 +91,7 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
     return y, out.root, flags, tr.flags
 
 
-def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
+def _settle_exactly(fmt, x, target, ref, open_, specials=None, piece=None) -> None:
     """Figures whose bounds straddle a quantization step at the last tier: decided exactly.
 
     Sets each outcome's ``exact`` (and ``big`` for figures beyond float64's range); an
@@ -116,7 +117,8 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None) -> None:
                 figs, xb, ab, items = _masked_figures(fmt, f, xb, ab, items, specials)
             rest = [k for k, g in enumerate(figs) if g is None]
             if rest and xb is not None:
-                for k, g in zip(rest, exact_figures(fmt, xb, ab, f, [items[k] for k in rest])):
+                whole = None if piece is None else piece.whole(target)
+                for k, g in zip(rest, exact_figures(fmt, xb, ab, f, [items[k] for k in rest], whole=whole)):
                     figs[k] = g
             for i, fig in zip(sel, figs):
                 if fig is None:
@@ -190,7 +192,7 @@ class ImplOutcome:
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
              ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None,
-             compute: str = DEFAULT_COMPUTE, row_flags: bool = False, stage=None):
+             compute: str = DEFAULT_COMPUTE, row_flags: bool = False, stage=None, piece=None):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``stage(fraction)``: called as the evaluation passes its stages (the kernels, the reference,
@@ -207,6 +209,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     ``temperature`` T: every implementation first divides x by T held in the format, in the
     format (a sampler's ``logits / T``; a traced step for built-ins), and the reference is the
     exact value at the exact quotients x / T_F (:func:`scale_args`).
+    ``piece`` (numstab.vector.Piece): x is that piece of columns of one long finite vector, whose
+    every built-in implementation (only those) is traced and judged as in the whole vector.
     Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
     """
     B = x.shape[0]
@@ -225,8 +229,9 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         ys = []
         try:
             if impl.builtin:
+                tr = None if piece is None else piece.tracer(impl, impl.record.arg(as_args(target)), target)
                 o.y, o.root, o.flags, o.row_flags = run_traced(impl, fmt, xc, acc, target,
-                                                               None if row_flags else groups, compute)
+                                                               None if row_flags else groups, compute, tr)
             else:
                 arg = impl.record.arg(as_args(target))
                 for g in groups:
@@ -248,7 +253,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             if any(FUNCTIONS[f].reference == fam for f in needed):
                 needed.add("logsumexp")
         ref, esc = compute_reference(fmt, x, target, mode, functions=[f for f in FUNCTIONS if f in needed],
-                                     specials=specials)
+                                     specials=specials, piece=piece)
     else:
         ref, esc = ref
     stage(0.5)
@@ -275,14 +280,14 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                     fmt, f, o.y[moved], sub, tolerance)
     open_ = [(o, ~settled[id(o)]) for o in live]
     if any(m.any() for _, m in open_):
-        _settle_exactly(fmt, x, target, ref, open_, specials)
+        _settle_exactly(fmt, x, target, ref, open_, specials, piece)
         for o, _ in open_:
             o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
                                                          tolerance, exact=o.exact)
     for k, o in enumerate(outs):
         stage(0.6 + 0.35 * k / len(outs))
         if o.error is None:
-            _causes(fmt, xq, xc, target, acc, tolerance, ref, o, compute)
+            _causes(fmt, xq, xc, target, acc, tolerance, ref, o, compute, piece)
     stage(0.95)
     if verify:
         from .reference import verify_rows
@@ -359,7 +364,8 @@ def scaled(fmt: Format, x: np.ndarray, impls, temperature: float):
     return z, [wrap(i) for i in impls]
 
 
-def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = DEFAULT_COMPUTE) -> None:
+def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: str = DEFAULT_COMPUTE,
+            piece=None) -> None:
     """Final statuses and causes of one outcome (established for built-ins, inferred otherwise)."""
     from .causes import attribute, finalize, infer
 
@@ -370,8 +376,12 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: st
                                    exact_special=np.isinf(r.ulp))
         rows = np.nonzero(need.reshape(need.shape[0], -1).any(axis=1))[0]
         if rows.size:
-            codes, o.events = attribute(o.impl, fmt, xc, acc, o.impl.record.arg(as_args(target)), rows,
-                                        compute)
+            arg = o.impl.record.arg(as_args(target))
+            more = {}
+            if piece is not None:  # the piece's attributed run; infinities named from the vector's events
+                more = {"tracer": lambda: piece.tracer(o.impl, arg, target, attribute=True),
+                        "vector_events": lambda: piece.vector_events(o.impl, arg, target)}
+            codes, o.events = attribute(o.impl, fmt, xc, acc, arg, rows, compute, **more)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
         st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))

@@ -95,11 +95,16 @@ def exact_string(fmt, row, target, function: str, j: int, specials):
     return exact_strings_at(fmt, row, target, function, [j], specials)[0]
 
 
-def exact_strings_at(fmt, row, target, function: str, js, specials) -> list:
+def exact_strings_at(fmt, row, target, function: str, js, specials, whole=None) -> list:
     """The exact values (decimal, every digit right) of elements ``js`` of the function at the
-    vector ``row``, computed together (a long row's shared quantities once)."""
+    vector ``row``, computed together (a long row's shared quantities once); ``whole``: row is a
+    piece of a longer finite vector (reference.softmax.Whole)."""
     from .masks import exact_strings
     from .reference import exact_strings as strings_of
+
+    if whole is not None:
+        strings = strings_of(fmt, row, target, functions=[function], elements=list(js), whole=whole)
+        return [strings[function][j] for j in js]
 
     strings = exact_strings(strings_of, fmt, row, target, specials, functions=[function], elements=list(js))
     return [strings[function][j] for j in js]

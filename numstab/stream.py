@@ -13,10 +13,14 @@ that ends with the global row index), so every figure -- medians and the --top K
 included -- is the one a single pass over the whole batch gives. Peak memory is that of the
 chunks in flight, whatever the size of the input.
 
-A row of a function with reductions is never split: its evaluation needs the whole vector (its
-max and sum, and the implementations' own reductions in their accumulation order), so one row
-is the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row whose
-evaluation would not fit. An elementwise function (the sigmoid family: every output depends on
+A row of a function with reductions needs the whole vector (its max and sum, and the
+implementations' own reductions in their accumulation order). One longer than a block, of
+softmax or log_softmax, finite, with built-in implementations whose kernels are piecewise, is cut
+in pieces of columns all the same, each evaluated with the context of the whole vector
+(numstab.vector: the kernels' reductions and the reference's row quantities, learned from passes
+over the pieces), with the figures of the whole vector's evaluation. Any other such row is the
+smallest chunk, and :func:`rows_per_chunk` refuses before any work a row whose evaluation would
+not fit. An elementwise function (the sigmoid family: every output depends on
 its own element alone) has no such bound: a vector longer than a block is cut into pieces of
 columns (``Chunk.c0``, ``c1``), each read and evaluated alone, so a single vector of any length
 streams in bounded memory with the figures of one pass (its elements ranked by their place in
@@ -219,6 +223,8 @@ class Chunk:
     n: int = 0  # the vectors' length
     c0: int = 0
     c1: int = 0  # > 0: the piece c0..c1-1 of the row (elementwise functions)
+    vector: object = None  # a piece of a long vector with reductions: the vector (vector.LongVector) ...
+    piece: int = -1  # ... and the piece's number in it
 
     @property
     def rows(self) -> int:
@@ -534,9 +540,14 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
     x = round_inputs(fmt, x0)
     args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
     impls = job.resolve()
+    piece = None
+    if chunk.vector is not None:
+        from .vector import Piece
+
+        piece = Piece(chunk.vector, chunk.piece, fmt)
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
                             specials=specials, temperature=job.temperature, compute=job.compute,
-                            stage=stage)
+                            stage=stage, piece=piece)
     args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
     head = None
     if chunk.split:  # the first values of the whole vector, which entries show
@@ -626,7 +637,8 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials, hea
                     row_arg = {k: (v[j:j + 1] if isinstance(v, np.ndarray) and v.ndim == 1 else v)
                                for k, v in row_arg.items()}
                 p.worst.append(((-rs, -ru, chunk.row0 + r, chunk.c0 + j), entry,
-                                (xe[r, j:j + 1].copy(), row_arg, 0, (chunk.row0 + r, chunk.c0 + j))))
+                                (xe[r, j:j + 1].copy(), row_arg, 0, (chunk.row0 + r, chunk.c0 + j),
+                                 chunk.vector)))
                 continue
             if r not in rows:
                 rows[r] = xe[r].copy()
@@ -641,13 +653,18 @@ def finish_worst(fmt, function: str, part: Part, specials) -> list:
     from .locate import exact_strings_at
 
     by_row: dict = {}  # a row's (or a long vector's piece's) candidates together
-    for _key, _entry, (xr, row_arg, j, group) in part.worst:
-        by_row.setdefault(group, (xr, row_arg, []))[2].append(j)
+    for _key, _entry, (xr, row_arg, j, group, *vec) in part.worst:
+        by_row.setdefault(group, (xr, row_arg, [], vec[0] if vec else None))[2].append(j)
     exact = {}
-    for g, (xr, row_arg, js) in by_row.items():
-        strings = exact_strings_at(fmt, xr, row_arg, function, js, specials)
+    for g, (xr, row_arg, js, vec) in by_row.items():
+        whole = None
+        if vec is not None:  # an element of a long vector with reductions: as that vector's element
+            from .vector import element_whole
+
+            whole = element_whole(vec, fmt, row_arg, g[1])
+        strings = exact_strings_at(fmt, xr, row_arg, function, js, specials, whole)
         exact.update({(g, j): s for j, s in zip(js, strings)})
-    return [{**entry, "exact": exact[(g, j)]} for _key, entry, (_xr, _a, j, g) in part.worst]
+    return [{**entry, "exact": exact[(g, j)]} for _key, entry, (_xr, _a, j, g, *_v) in part.worst]
 
 
 def spurious_zero(function: str, y: np.ndarray, rounded: np.ndarray, status: np.ndarray) -> np.ndarray:
@@ -742,13 +759,69 @@ def split_rows(function: str, n: int) -> bool:
     return get_function(function).output == "elementwise" and n > block_elements()
 
 
+def in_pieces(function: str, impls, n: int, acc: str, compute: str) -> bool:
+    """Whether vectors of n of a function with reductions are evaluated in pieces of columns
+    (numstab.vector): longer than a block, every implementation's kernel piecewise (a vector
+    holding -inf, +inf or NaN is still evaluated whole: :func:`plan_chunks`)."""
+    from .vector import is_long, pieceable
+
+    return is_long(function, n, block_elements()) and pieceable(function, impls, acc, compute)
+
+
+@dataclass(frozen=True)
+class ColumnReader:
+    """Columns of one row of a file source, as a (1, w) float64 array (picklable: a worker opens
+    the file itself)."""
+
+    source: FileSource
+    shard: int
+    row: int
+
+    def __call__(self, c0: int, c1: int) -> np.ndarray:
+        return self.source.array(self.shard).read_cols(self.row, c0, c1)
+
+
+def _vector_chunks(job: Job, arrays, args: dict) -> list:
+    """The chunks of long vectors with reductions (:func:`in_pieces`): each row in the pieces of
+    columns vector.LongVector cuts it in, with the context its pieces share; a row holding -inf,
+    +inf or NaN (read first, a block at a time) as one chunk, if it fits (else refused here,
+    before any work)."""
+    from .limits import require, stream_bytes
+    from .vector import LongVector
+
+    n, block, chunks, row0 = arrays[0].n, block_elements(), [], 0
+    for s, arr in enumerate(arrays):
+        path = job.source.paths[s]
+        st = os.stat(path)
+        for r in range(arr.rows):
+            read = ColumnReader(job.source, s, r)
+            finite = all(np.isfinite(read(c0, min(n, c0 + block))).all() for c0 in range(0, n, block))
+            row_args = slice_args(args, row0, row0 + 1)
+            if not finite:
+                require(f"row {row0} ({n:,} values, holding -inf, +inf or NaN: evaluated whole)",
+                        stream_bytes(n, len(job.impls), 1),
+                        "a vector with masks or NaN is evaluated whole: use shorter vectors")
+                chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n))
+            else:
+                vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.dtype,
+                                 job.accumulate, job.compute, block)
+                chunks += [Chunk(job, row0, s, r, r + 1, args=row_args, n=n, c0=c0, c1=c1, vector=vec,
+                                 piece=j) for j, (c0, c1) in enumerate(vec.bounds)]
+            row0 += 1
+    return chunks
+
+
 def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     """The chunks of a file source, in row order (never across a shard's end), each with its
     extra arguments and, for normal cotangents, the state of their stream at its first row;
-    a long vector of an elementwise function in pieces of a block (:func:`split_rows`)."""
+    a long vector of an elementwise function in pieces of a block (:func:`split_rows`), one with
+    reductions in the pieces of numstab.vector (:func:`in_pieces`)."""
     from .functions import get as get_function
 
     rec = get_function(job.function)
+    if job.source is not None and in_pieces(job.function, job.resolve(), arrays[0].n, job.accumulate,
+                                            job.compute):
+        return _vector_chunks(job, arrays, args)
     normal = rec.takes == "cotangent" and (job.extras is None or job.extras.cotangent == "normal")
     n = arrays[0].n
     rng = np.random.default_rng([0, n, 13]) if normal else None
@@ -777,16 +850,18 @@ def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     return chunks
 
 
-def rows_per_chunk(rows: int, n: int, n_impls: int, jobs: int, what: str, function: str | None = None) -> int:
+def rows_per_chunk(rows: int, n: int, n_impls: int, jobs: int, what: str, function: str | None = None,
+                   pieces: bool = False) -> int:
     """Rows per chunk for ``rows`` vectors of n, refusing before any work a run whose chunks in
-    flight (one per worker) would not fit in memory (a vector with reductions is never split:
-    one row is the smallest chunk; one of an elementwise ``function`` is, in pieces of a block)."""
+    flight (one per worker) would not fit in memory (a vector with reductions is split only with
+    ``pieces``, :func:`in_pieces`, else one row is the smallest chunk; one of an elementwise
+    ``function`` is, in pieces of a block)."""
     from .limits import require, stream_bytes
 
     per = max(1, block_elements() // max(1, n))
     size = min(rows, per) * n
     count = -(-rows // per)
-    if function is not None and split_rows(function, n):
+    if pieces or (function is not None and split_rows(function, n)):
         size, count = block_elements(), rows * -(-n // block_elements())
     workers = max(1, min(jobs, count))
     require(f"{what} ({workers} chunk{'s' if workers > 1 else ''} of {size:,} values at once, "
@@ -800,8 +875,10 @@ def rows_per_chunk(rows: int, n: int, n_impls: int, jobs: int, what: str, functi
 def run(chunks, jobs: int, progress=None, scheduler: str | None = None, top: int = 0) -> Partial:
     """Every chunk through :func:`run_chunk` -- here, in ``jobs`` worker processes or on the Dask
     scheduler at ``scheduler`` -- merged into one Partial (the same whatever the order)."""
+    from .vector import forget
     from .workers import run_tasks
 
+    forget()  # what an earlier run learned of its long vectors (the files may have changed since)
     total = sum(c.size for c in chunks)
     if total <= block_elements():
         jobs = 1  # one chunk's worth of work: no worker processes to start

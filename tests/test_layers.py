@@ -23,7 +23,7 @@ LAYERS = [
     ["numstab.reference"],  # exact values (mpmath)
     ["numstab.causes"],
     ["numstab.engine", "numstab.cells", "numstab.locate", "numstab.workers", "numstab.adapters",
-     "numstab.libraries", "numstab.stream", "numstab.dask_run"],
+     "numstab.libraries", "numstab.stream", "numstab.dask_run", "numstab.vector"],
     ["numstab.tables"],  # the table model
     ["numstab.exporters"],  # rendering (rich, matplotlib)
     ["numstab.commands"],

@@ -73,7 +73,8 @@ def _evaluate(spec: AuditSpec, fmt, impls, jobs: int, progress=None, scheduler=N
         fsrc, arrays = stream.open_source(spec.input, spec.key, spec.axis)
         rows, n = sum(a.rows for a in arrays), arrays[0].n
         rpc = stream.rows_per_chunk(rows, n, len(impls), 1 if scheduler else jobs,
-                                    f"auditing {rows * n:,} input values", spec.function)
+                                    f"auditing {rows * n:,} input values", spec.function,
+                                    stream.in_pieces(spec.function, impls, n, spec.accumulate, spec.compute))
         args = stream.prepare_args(fmt, rec, rows, n, spec.target, spec.targets, spec.extras)
 
         job = dataclasses.replace(job, source=fsrc)

@@ -207,7 +207,8 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
     chosen = select_impls([function], impls)
     dts = list(dtypes or ("float32",))
     rpc = stream.rows_per_chunk(rows, n, len(chosen), 1 if scheduler else jobs,
-                                f"inspecting {rows:,} vectors of {n:,} values", function)
+                                f"inspecting {rows:,} vectors of {n:,} values", function,
+                                stream.in_pieces(function, chosen, n, accumulate, compute))
     refs = stream.impl_refs(chosen)
     temps = (None,) if temperature is None else validate.temperatures(temperature)
     runs = [(dt, t) for dt in dts for t in temps]

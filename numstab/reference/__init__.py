@@ -97,11 +97,13 @@ def row_args(args, b: int) -> dict:
     return {k: v[b] for k, v in _functions.as_args(args).items()}
 
 
-def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None) -> dict[str, list]:
+def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None,
+            whole=None) -> dict[str, list]:
     """Every value of one vector's families (default: all that its arguments allow), enclosed;
     with ``wanted`` ({function: element indices}) only those elements of those functions (a
     family whose ``enclose`` takes no ``wanted`` encloses everything, and the elements are
-    picked out here)."""
+    picked out here). ``whole``: x_row is a piece of a longer vector (softmax.Whole), the
+    elements enclosed as that vector's (with ``wanted``; a family that cannot is refused)."""
     args_row = _as_row_args(args_row)
     if fams and "scale" in args_row:
         _check_scaled(fams)
@@ -113,7 +115,11 @@ def enclose(x_row, args_row, prec: int, fmt_p: int = 64, fams=None, wanted=None)
         mine = {f: js for f, js in wanted.items() if f in fam.FUNCTIONS}
         if not mine:
             continue
-        if "wanted" in inspect.signature(fam.enclose).parameters:
+        if whole is not None:
+            if "whole" not in inspect.signature(fam.enclose).parameters:
+                raise ValueError(f"{fam.__name__}: no enclosure of a piece of a vector")
+            out.update(fam.enclose(x_row, args_row, prec, fmt_p, wanted=mine, whole=whole))
+        elif "wanted" in inspect.signature(fam.enclose).parameters:
             out.update(fam.enclose(x_row, args_row, prec, fmt_p, wanted=mine))
         else:
             vals = fam.enclose(x_row, args_row, prec, fmt_p)
@@ -580,19 +586,20 @@ def rational_figures(fmt: Format, r: Fraction, y: float) -> tuple:
 
 
 def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: int = MAX_PREC,
-                  start: int | None = None):
+                  start: int | None = None, whole=None):
     """Quantized (ULP, relative) figures of outputs, decided exactly: for each (j, y) of
     ``items`` (element j of ``function`` on the vector, y its finite output) the pair of
     figures of :func:`metrics.element_metrics` computed from the exact reference: the
     enclosure is refined until both ends of each error give one figure. A figure is a
     float, or a Decimal where it is beyond float64's range (inf as a float). None for an
-    item the precision limit could not decide (it is never guessed).
+    item the precision limit could not decide (it is never guessed). ``whole``: x_row is a piece
+    of a longer vector (:func:`enclose`).
     """
     out: list = [None] * len(items)
     fams = families([function])
     todo = list(range(len(items)))
     rat = {}
-    for fam in fams:
+    for fam in fams if whole is None else ():  # a piece: no rational values of the piece alone
         if hasattr(fam, "rational"):
             rat.update(fam.rational(x_row, _as_row_args(target)))
     if function in rat:  # rational exact values: figures decided exactly (ties included)
@@ -609,7 +616,7 @@ def exact_figures(fmt: Format, x_row, target, function: str, items, max_prec: in
     while todo and prec <= max_prec:
         js = sorted({items[i][0] for i in todo})
         pos = {j: q for q, j in enumerate(js)}
-        vals = enclose(x_row, target, prec, fmt.p, fams, wanted={function: js})[function]
+        vals = enclose(x_row, target, prec, fmt.p, fams, wanted={function: js}, whole=whole)[function]
         left = []
         seen: dict = {}  # (enclosure, output) -> figures: a row's repeated values (a mask's entries) once
         for i in todo:
@@ -659,13 +666,16 @@ def _string(iv, digits: int, prec: int):
 
 
 def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
-                  elements=None) -> dict[str, list]:
+                  elements=None, whole=None) -> dict[str, list]:
     """Decimal strings of the exact values of one vector (``digits`` significant digits, every
     one of them right: the enclosure is refined until its two ends give the same string;
     None where the precision limit is reached first). ``target``: the vector's extra
     arguments (an int: its target index); ``functions``: the names needed (default all);
     ``elements``: the indices wanted of the per-element functions (default all; the others
-    are None)."""
+    are None). ``whole``: x_row is a piece of a longer vector (:func:`enclose`; ``functions``
+    and ``elements`` given)."""
+    if whole is not None:
+        return _mp_strings(fmt, x_row, target, digits, functions, elements, whole)
     if functions is not None and QUAD_STRINGS_MIN <= len(x_row) <= QUAD_STRINGS_MAX:
         fast = _quad_strings(fmt, x_row, target, digits, functions, elements)
         if fast is not None:
@@ -673,11 +683,12 @@ def exact_strings(fmt: Format, x_row, target, digits: int = 25, functions=None,
     return _mp_strings(fmt, x_row, target, digits, functions, elements)
 
 
-def _mp_strings(fmt: Format, x_row, target, digits: int = 25, functions=None, elements=None) -> dict:
+def _mp_strings(fmt: Format, x_row, target, digits: int = 25, functions=None, elements=None,
+                whole=None) -> dict:
     """:func:`exact_strings` from mpmath's enclosures (a long vector's row sum from the quad tier
     where the family has ``row_sum``)."""
     fams = families(functions) if functions is not None else None
-    if len(x_row) >= 2:
+    if len(x_row) >= 2 and whole is None:
         shared = _shared_strings(fmt, x_row, target, digits, functions, elements)
         if shared is not None:
             return shared
@@ -708,7 +719,7 @@ def _mp_strings(fmt: Format, x_row, target, digits: int = 25, functions=None, el
         if wanted is None:
             flat = _flat_enclose(fmt, x_row, target, prec, fams)
         else:
-            vals = enclose(x_row, target, prec, fmt.p, fams, wanted=wanted)
+            vals = enclose(x_row, target, prec, fmt.p, fams, wanted=wanted, whole=whole)
             flat = [v for f in wanted for v in vals[f]]
         return [(i, iv, prec) for i, iv in enumerate(flat)]
 

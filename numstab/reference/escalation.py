@@ -90,19 +90,27 @@ class Escalation(_Climb):
         if self.mp == 0:
             self._mpmath({f: np.ones(lv.shape, dtype=bool) for f, lv in self.level.items()})
         else:
-            step = max(1, BLOCK // max(1, n))
-            wt = self.tiers[0]
-            for i in range(0, B, step):
-                sel = slice(i, i + step)
-                for fam in self.fams:
-                    xs, a = self.x[sel].astype(wt), _functions.take_args(self.args, sel)
-                    part = (fam.fast_block(fmt, xs, a, functions=self.functions)
-                            if "functions" in inspect.signature(fam.fast_block).parameters
-                            else fam.fast_block(fmt, xs, a))
-                    for f in self.functions:
-                        if f in part:
-                            self.ref[f].put(sel, part[f])
+            self._first()
         self.decide()
+
+    #: a piece of a long vector: its context (:class:`PieceEscalation`)
+    piece = None
+
+    def _first(self) -> None:
+        """Every element at the first tier."""
+        fmt, (B, n) = self.fmt, self.x.shape
+        step = max(1, BLOCK // max(1, n))
+        wt = self.tiers[0]
+        for i in range(0, B, step):
+            sel = slice(i, i + step)
+            for fam in self.fams:
+                xs, a = self.x[sel].astype(wt), _functions.take_args(self.args, sel)
+                part = (fam.fast_block(fmt, xs, a, functions=self.functions)
+                        if "functions" in inspect.signature(fam.fast_block).parameters
+                        else fam.fast_block(fmt, xs, a))
+                for f in self.functions:
+                    if f in part:
+                        self.ref[f].put(sel, part[f])
 
     def bump(self, masks: dict) -> bool:
         """Recompute the masked elements ({function: bool array shaped like its reference})
@@ -184,8 +192,10 @@ class Escalation(_Climb):
             row, ra = self.x[b], row_args(self.args, b)
             fams = [fam for fam in self.fams if any(f in fam.FUNCTIONS for f in wanted)]
 
-            def compute(prec, row=row, ra=ra, wanted=wanted, fams=fams):
-                vals = enclose(row, ra, prec, fmt.p, fams, wanted=wanted)
+            whole = None if self.piece is None else self.piece.whole(self.args)
+
+            def compute(prec, row=row, ra=ra, wanted=wanted, fams=fams, whole=whole):
+                vals = enclose(row, ra, prec, fmt.p, fams, wanted=wanted, whole=whole)
                 return [v for f in wanted for v in vals[f]]
 
             vals, settled = escalate(fmt, compute, start=start, done=lambda iv: _decided(fmt, iv))
@@ -211,6 +221,26 @@ class Escalation(_Climb):
             counts += np.bincount(lv.ravel(), minlength=self.mp + 1)
         return {"elements": counts.tolist(), "mpmath_rows": self.mp_rows,
                 "tiers": [str(t) for t in self.tiers] + ["mpmath"]}
+
+
+class PieceEscalation(Escalation):
+    """The reference of a piece of columns x (1, w) of one long finite vector, element by element,
+    as the elements of that vector: every tier's row quantities are the whole vector's
+    (``piece.rows(tier)``: reference.softmax.piece_rows over all its pieces, computed once), and
+    mpmath encloses with ``piece.whole`` (softmax.Whole: the vector's m, argmax, n and t). Only
+    families with ``fast_rows`` (the softmax family) are evaluated so."""
+
+    def __init__(self, fmt: Format, x, args, functions, mode: str, piece):
+        self.piece = piece
+        super().__init__(fmt, x, args, functions, mode)
+
+    def _first(self) -> None:
+        self._fast(0, {f: np.ones(lv.shape, dtype=bool) for f, lv in self.level.items()})
+
+    def _shared_rows(self, fam, t: int, need: np.ndarray) -> dict:
+        if not hasattr(fam, "fast_rows"):
+            raise ValueError(f"{fam.__name__}: no row quantities of a piece of a vector")
+        return self.piece.rows(t, self.args)
 
 
 class RowEscalation(_Climb):
@@ -277,13 +307,17 @@ class RowEscalation(_Climb):
                 "tiers": [str(t) for t in self.tiers] + ["mpmath"]}
 
 
-def compute_reference(fmt: Format, x: np.ndarray, args, mode: str = "auto", functions=None, specials=None):
+def compute_reference(fmt: Format, x: np.ndarray, args, mode: str = "auto", functions=None, specials=None,
+                      piece=None):
     """Reference for ``functions`` (names; default every one the extra arguments ``args``
     allow); returns (dict of RefData, its escalation: ``level`` per element, ``bump``,
     ``stats()``). A batch with -inf, +inf or NaN entries goes row by row through the mask layer
     (:class:`RowEscalation`; ``specials``, masks.Specials: how they are read); a finite one
-    element by element (:class:`Escalation`)."""
-    if not np.isfinite(np.asarray(x, dtype=np.float64)).all():
+    element by element (:class:`Escalation`); a piece of a long finite vector (``piece``: its
+    context, numstab.vector.Piece) as the elements of that vector (:class:`PieceEscalation`)."""
+    if piece is not None:
+        esc = PieceEscalation(fmt, x, args, functions, mode, piece)
+    elif not np.isfinite(np.asarray(x, dtype=np.float64)).all():
         esc = RowEscalation(fmt, x, args, functions, mode, specials)
     else:
         esc = Escalation(fmt, x, args, functions, mode)

@@ -23,6 +23,7 @@ and ``fast_elements`` (some elements' values from them).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -124,19 +125,28 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False, m=
     return out
 
 
-def piece_rows(fmt: Format, pieces, args: dict, wt) -> dict:
-    """:func:`fast_rows` of one long vector read a piece at a time: ``pieces()`` yields its
-    pieces in order, (c0, float64 array (1, w)). Two passes: the maximum m and its first index
-    k, then each piece's t_j and bound et_j with that m and k (:func:`fast_rows`), summed pairwise
-    in the working type: |t - sum t_j| <= sum et_j, and the sum's own roundings, at most depth2 of
-    them on every t_j >= 0, add ((1 + u)^depth2 - 1) sum t_j <= 1.02 depth2 u t (the last factor
-    1.01 covers the roundings of the bound itself). Memory: one piece."""
+def piece_max(pieces) -> tuple:
+    """(the maximum m, the column k of its first occurrence) of one long vector read a piece at a
+    time (``pieces()`` as :func:`piece_rows` reads them): np.max and np.argmax of the whole vector
+    (a NaN first)."""
     m, k = -np.inf, -1
     for c0, xp in pieces():
         j = int(np.argmax(xp[0]))
         v = float(xp[0, j])
         if k < 0 or (not np.isnan(m) and (np.isnan(v) or v > m)):
             m, k = v, c0 + j
+    return m, k
+
+
+def piece_rows(fmt: Format, pieces, args: dict, wt, top: tuple | None = None) -> dict:
+    """:func:`fast_rows` of one long vector read a piece at a time: ``pieces()`` yields its
+    pieces in order, (c0, float64 array (1, w)). Two passes: the maximum m and its first index
+    k, then each piece's t_j and bound et_j with that m and k (:func:`fast_rows`), summed pairwise
+    in the working type: |t - sum t_j| <= sum et_j, and the sum's own roundings, at most depth2 of
+    them on every t_j >= 0, add ((1 + u)^depth2 - 1) sum t_j <= 1.02 depth2 u t (the last factor
+    1.01 covers the roundings of the bound itself). Memory: one piece. ``top``: (m, k) when
+    known (:func:`piece_max`), which saves the first pass."""
+    m, k = top if top is not None else piece_max(pieces)
     ts, ets, n = [], [], 0
     M = np.array([m])
     for c0, xp in pieces():
@@ -155,6 +165,37 @@ def piece_rows(fmt: Format, pieces, args: dict, wt) -> dict:
     return {"m": M, "lp": lp, "elp": elp, "t": t, "et": et, "n": n}
 
 
+def fast_bounds(rows: dict, wt, prec: int, any_prec: bool = False):
+    """Bounds (tlo, thi) (raw mpf, rounded outward at ``prec``) on t from a fast tier's row
+    quantities of one vector (``t`` and its bound ``et`` in the working type wt, converted exactly),
+    for :class:`Whole` -- or None where wt is less precise than ``prec`` bits (mpmath then needs a
+    narrower interval than this tier's; ``any_prec``: whatever ``prec``) or a value does not
+    convert."""
+    from mpmath.libmp import fzero, mpf_add, mpf_sub
+
+    bits = 113 if is_quad(wt) else np.finfo(wt).nmant + 1
+    if bits < prec and not any_prec:
+        return None
+    t, et = _exact_mpf(rows["t"][0]), _exact_mpf(rows["et"][0])
+    if t is None or et is None:
+        return None
+    lo = mpf_sub(t, et, prec, "f")
+    return (lo if lo[0] == 0 else fzero), mpf_add(t, et, prec, "c")
+
+
+def _exact_mpf(v):
+    """A finite value of a working type (float64, long double, quad) as a raw mpf, exactly; None
+    if it is not finite."""
+    from mpmath.libmp import from_man_exp
+
+    if is_quad(np.asarray(v).dtype):
+        return _quad_mpf(v)
+    if not np.isfinite(v):
+        return None
+    num, den = v.as_integer_ratio()
+    return from_man_exp(num, -(den.bit_length() - 1))
+
+
 #: Rows at least this long get their sum t from the quad tier for exact strings (:func:`row_sum`):
 #: below it mpmath's sum (one exp per distinct value) costs little.
 ROW_SUM_MIN = 4096
@@ -167,8 +208,6 @@ def row_sum(x_row, args_row: dict, prec: int):
     numpy-quaddtype is not installed or the quad values do not carry over to mpmath exactly (then
     mpmath sums the row itself). The bounds are about 2^-105 apart (relative): enough for 25 digits
     of every value of the family, not for every rounding decision of a float64 format."""
-    from mpmath.libmp import fzero, mpf_add, mpf_sub
-
     from .core import quad
 
     q = quad()
@@ -179,11 +218,7 @@ def row_sum(x_row, args_row: dict, prec: int):
     args = {} if sc is None else {"scale": np.atleast_1d(sc).astype(np.float64)}
     with np.errstate(all="ignore"):
         r = fast_rows(None, x, args, q)
-    t, et = _quad_mpf(r["t"][0]), _quad_mpf(r["et"][0])
-    if t is None or et is None:
-        return None
-    lo = mpf_sub(t, et, prec, "f")
-    return (lo if lo[0] == 0 else fzero), mpf_add(t, et, prec, "c")
+    return fast_bounds(r, q, prec, any_prec=True)
 
 
 def _quad_mpf(v):
@@ -420,8 +455,59 @@ def exact_raw(x_row, args_row: dict, prec: int) -> dict[str, list]:
     return out
 
 
+@dataclass(frozen=True)
+class Whole:
+    """The vector a piece of columns belongs to (a long vector evaluated in pieces): its maximum
+    ``m`` (a float64), the column ``k`` of its first argmax in the piece (-1 where it lies outside),
+    its length ``n`` and ``t(prec)``, bounds (tlo, thi) on its sum t (raw mpf) good for working
+    precision ``prec``. :func:`enclose` then encloses the piece's elements as elements of that
+    vector."""
+
+    m: float
+    k: int
+    n: int
+    t: object
+
+
+def exp_sum(values, counts, m, prec: int, scale=None, cache: dict | None = None) -> tuple:
+    """Bounds (tlo, thi) (raw mpf, rounded outward at ``prec`` + 10 bits) on sum_v count_v exp((v - m) / T)
+    over distinct values v with their counts (the maximum's own term counted out by the caller), each
+    exp once; ``cache`` (kept between calls at the same precision): {v: ((d_lo, d_hi), exp lo, exp hi)}."""
+    from mpmath.libmp import from_float, from_int, fzero, mpf_add, mpf_mul
+
+    wp = prec + 10
+    exp_of = _exp_of(from_float(float(m)) if not isinstance(m, tuple) else m, wp, scale,
+                     {} if cache is None else cache)
+    tlo = thi = fzero
+    for v, c in zip(np.asarray(values).tolist(), np.asarray(counts).tolist()):
+        if c:
+            _, a, b = exp_of(v)
+            if c > 1:
+                a, b = mpf_mul(a, from_int(c), wp, "f"), mpf_mul(b, from_int(c), wp, "c")
+            tlo = mpf_add(tlo, a, wp, "f")
+            thi = mpf_add(thi, b, wp, "c")
+    return tlo, thi
+
+
+def _exp_of(m, wp: int, scale, exps: dict):
+    """v -> ((lower, upper) bounds of (v - m) / T, exp of the lower rounded down, of the upper up);
+    memoized in ``exps``."""
+    from mpmath.libmp import from_float, mpf_div, mpf_exp, mpf_sub
+
+    S = None if scale is None else from_float(float(scale))
+
+    def exp_of(v):
+        if v not in exps:
+            d = mpf_sub(from_float(v), m, 0)  # x - m exact (precision 0), then / T outward
+            dv = (d, d) if S is None else (mpf_div(d, S, wp, "f"), mpf_div(d, S, wp, "c"))
+            exps[v] = (dv, mpf_exp(dv[0], wp, "f"), mpf_exp(dv[1], wp, "c"))
+        return exps[v]
+
+    return exp_of
+
+
 def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=None,
-            cache: dict | None = None) -> dict[str, list]:
+            cache: dict | None = None, whole: Whole | None = None) -> dict[str, list]:
     """Rigorous enclosures of every reference value of one vector: raw mpf (lo, hi, lo_dec,
     hi_dec), lo <= r <= hi, the rounding and ulp read at lo_dec and hi_dec (see :func:`strict`;
     ``fmt_p`` the target format's precision). ``wanted``: {function: element indices} to
@@ -440,26 +526,28 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=No
     relative accuracy whatever |d|. Equal inputs share one exp: t adds count * exp(d)
     (the product rounded outward too). ``t``: given bounds (tlo, thi) on t (:func:`row_sum`);
     then only the wanted elements' exps are computed; ``cache``: a dict kept between calls on the
-    same vector at the same ``prec`` (the exps of the values seen so far).
+    same vector at the same ``prec`` (the exps of the values seen so far). ``whole``
+    (:class:`Whole`): x_row is a piece of a longer vector, whose m, argmax, n and t are given.
     """
     from mpmath.libmp import (
         fone,
         from_float,
-        from_int,
         fzero,
         mpf_add,
         mpf_div,
-        mpf_exp,
-        mpf_mul,
         mpf_neg,
         mpf_pos,
         mpf_sub,
     )
 
     x_row = np.asarray(x_row, dtype=np.float64)
-    n = len(x_row)
-    k = int(np.argmax(x_row))
-    m = from_float(float(x_row[k]))  # exact
+    if whole is not None:
+        n, k, m = whole.n, whole.k, from_float(float(whole.m))
+        t = whole.t(prec)
+    else:
+        n = len(x_row)
+        k = int(np.argmax(x_row))
+        m = from_float(float(x_row[k]))  # exact
     wp = prec + 10
     sc = _scale(args_row)
     S = None if sc is None else from_float(float(sc))
@@ -474,26 +562,14 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=No
         return v if S is None else mpf_pos(v, 53, rnd)
 
     exps = {} if cache is None else cache
-
-    def exp_of(v):
-        if v not in exps:
-            dv = over(mpf_sub(from_float(v), m, 0))  # x - m exact (precision 0), then / T outward
-            exps[v] = (dv, mpf_exp(dv[0], wp, "f"), mpf_exp(dv[1], wp, "c"))
-        return exps[v]
+    exp_of = _exp_of(m, wp, sc, exps)
 
     if t is not None:
         tlo, thi = t
     else:
         vals, inv, counts = np.unique(x_row, return_inverse=True, return_counts=True)
         counts[inv[k]] -= 1  # the max itself is outside t
-        tlo = thi = fzero
-        for v, c in zip(vals.tolist(), counts.tolist()):
-            _, a, b = exp_of(v)
-            if c:
-                if c > 1:
-                    a, b = mpf_mul(a, from_int(c), wp, "f"), mpf_mul(b, from_int(c), wp, "c")
-                tlo = mpf_add(tlo, a, wp, "f")
-                thi = mpf_add(thi, b, wp, "c")
+        tlo, thi = exp_sum(vals, counts, m, prec, sc, exps)
     lplo, lphi = log1p_down(tlo, wp), log1p_up(thi, wp)
     slo, shi = mpf_add(fone, tlo, wp, "f"), mpf_add(fone, thi, wp, "c")
     target = _target(args_row)

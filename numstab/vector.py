@@ -1,0 +1,251 @@
+"""One long vector of a function with reductions, evaluated a piece of columns at a time.
+
+A vector longer than a block (stream.BLOCK_ELEMENTS) of softmax or log_softmax is cut in pieces
+of columns, each evaluated alone in bounded memory with the figures of the whole vector's
+evaluation. What a piece needs of the rest of the vector is its context, learned from passes
+over the pieces and kept once per process (:class:`Piece` reads it):
+
+* each built-in kernel's reductions (numstab.pieces: the plan of its flags run and, when a piece
+  needs causes, of its attributed run), so the piece's outputs, roots, flags and error
+  components are the bits of the whole vector's trace;
+* the reference's row quantities at each tier (reference.softmax.piece_rows: the vector's max,
+  argmax and sum of exps with its bound), computed when a piece's element first needs that tier,
+  and for mpmath the bounds of the sum at each working precision (reference.softmax.Whole): the
+  last fast tier's where they are narrow enough, else the exact sum over the vector's distinct
+  values;
+* for the causes of infinite outputs (causes.attribute), the kinds of events the whole vector's
+  attributed run records (an absorption or cancellation in another piece names them).
+
+:func:`describe` decides before any work whether a vector can be so evaluated: every
+implementation a built-in whose kernel is piecewise (pieces.NotPiecewise: the online scan is
+not), the function's output one per element, and every input finite (masks and NaN take the
+row-by-row path of the whole vector).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .functions import as_args
+from .functions import get as get_function
+from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
+
+#: the functions evaluated in pieces (their outputs one per element, their reference the softmax
+#: family's row quantities)
+FUNCTIONS = ("softmax", "log_softmax")
+
+
+@dataclass(frozen=True)
+class LongVector:
+    """One long vector, picklable: ``read(c0, c1)`` gives its columns c0..c1-1 as a (1, w) float64
+    array of the inputs as given (a stream reader); ``key`` names its content (file, size, time,
+    row), so that what one process learned is never used for another vector."""
+
+    read: object
+    key: tuple
+    n: int
+    dtype: str
+    acc: str
+    compute: str
+    block: int
+
+    @property
+    def bounds(self) -> list:
+        """The pieces' column bounds (pieces.partition: the sums' trees cut at their nodes)."""
+        return partition(self.n, self.acc, self.block)[0]
+
+    def pieces(self, fmt):
+        """(c0, the piece's values rounded to fmt, (1, w) float64), piece after piece."""
+        from .inputs import round_inputs
+
+        for c0, c1 in self.bounds:
+            yield c0, round_inputs(fmt, self.read(c0, c1))
+
+
+def pieceable(function: str, impls, acc: str, compute: str) -> bool:
+    """Whether every implementation can be evaluated in pieces: built-ins of a function of
+    :data:`FUNCTIONS` whose kernels meet only piecewise reductions (tried on a small vector; a
+    kernel's steps do not depend on the format)."""
+    from .formats import get_format
+
+    if function not in FUNCTIONS or not all(i.builtin for i in impls):
+        return False
+    fmt = get_format("float16")
+    rng = np.random.default_rng(0)
+    x = fmt.round(rng.normal(0, 3, (1, 96)))
+    xc = fmt.cast(x)
+    for impl in impls:
+        plan = Plan.for_vector(fmt, 96, acc, 32)
+
+        def run(tr, impl=impl):
+            with np.errstate(all="ignore"):
+                return impl.run(tr.piece(xc), acc, impl.record.arg({}), tr, compute)
+
+        try:
+            learn(plan, run)
+        except NotPiecewise:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- what a process learned
+@dataclass
+class _Learned:
+    plans: dict = field(default_factory=dict)  # (impl key, attribute) -> Plan
+    rows: dict = field(default_factory=dict)  # tier -> the reference's row quantities
+    top: tuple | None = None  # (m, the column of the first argmax)
+    t: dict = field(default_factory=dict)  # working precision -> (tlo, thi) from the distinct values
+    events: dict = field(default_factory=dict)  # impl key -> the kinds of events of the attributed run
+
+
+_LEARNED: dict = {}
+
+
+def forget() -> None:
+    """Drop what this process learned (a run's start: the files may have changed)."""
+    _LEARNED.clear()
+
+
+def _learned(vec: LongVector, fmt, scale) -> _Learned:
+    key = (vec.key, fmt.name, vec.acc, vec.compute, vec.block, None if scale is None else float(scale))
+    if key not in _LEARNED:
+        _LEARNED[key] = _Learned()
+    return _LEARNED[key]
+
+
+# ---------------------------------------------------------------- one piece
+class Piece:
+    """Piece ``j`` of a long vector, as engine.evaluate and the escalation read it: its kernels'
+    tracers (:meth:`tracer`), the vector's row quantities (:meth:`rows`) and its sum's bounds for
+    mpmath (:meth:`whole`)."""
+
+    def __init__(self, vec: LongVector, j: int, fmt):
+        self.vec, self.j, self.fmt = vec, j, fmt
+        self.c0, self.c1 = vec.bounds[j]
+
+    def _state(self, args) -> _Learned:
+        sc = as_args(args).get("scale")
+        return _learned(self.vec, self.fmt, None if sc is None else np.ravel(sc)[0])
+
+    # ------------------------------------------------------------ kernels
+    def _run(self, impl, arg):
+        fmt, acc, compute = self.fmt, self.vec.acc, self.vec.compute
+
+        def run(tr, xc=None):
+            if xc is None:
+                xc = fmt.cast(self._read(tr.c0, tr.c1))
+            with np.errstate(all="ignore"):
+                return impl.run(xc, acc, arg, tr, compute)
+
+        return run
+
+    def _read(self, c0, c1):
+        from .inputs import round_inputs
+
+        return round_inputs(self.fmt, self.vec.read(c0, c1))
+
+    def plan(self, impl, arg, args, attribute: bool = False) -> Plan:
+        st = self._state(args)
+        key = (impl.key, attribute)
+        if key not in st.plans:
+            plan = Plan.for_vector(self.fmt, self.vec.n, self.vec.acc, self.vec.block, attribute)
+            st.plans[key] = learn(plan, self._run(impl, arg))
+        return st.plans[key]
+
+    def tracer(self, impl, arg, args, attribute: bool = False) -> PieceTracer:
+        """A tracer of this piece for the kernel of ``impl`` (its extra argument ``arg``; ``args``:
+        the batch's, for the temperature), every reduction answered by the whole vector's."""
+        return PieceTracer(self.plan(impl, arg, args, attribute), self.j)
+
+    def vector_events(self, impl, arg, args) -> list:
+        """The kinds of absorption and cancellation events of the whole vector's attributed run
+        (as events of one row), for the causes of its infinite outputs (causes._unpropagated)."""
+        st = self._state(args)
+        if impl.key not in st.events:
+            plan = self.plan(impl, arg, args, attribute=True)
+            run = self._run(impl, arg)
+            kinds = set()
+            for j in range(len(plan.bounds)):
+                tr = PieceTracer(plan, j)
+                run(tr)
+                kinds |= {(lb, k) for lb, k, m, _d in tr.events
+                          if k in ("absorption", "cancellation") and np.any(m)}
+            st.events[impl.key] = [(lb, k, np.ones(1, dtype=bool), None) for lb, k in sorted(kinds)]
+        return st.events[impl.key]
+
+    # ------------------------------------------------------------ reference
+    def _pieces(self):
+        for c0, c1 in self.vec.bounds:
+            yield c0, self._read(c0, c1)
+
+    def rows(self, tier: int, args) -> dict:
+        """The reference's row quantities of the whole vector at ``tier`` (reference.tiers)."""
+        from .reference import tiers
+        from .reference.softmax import piece_rows
+
+        st = self._state(args)
+        if tier not in st.rows:
+            st.rows[tier] = piece_rows(self.fmt, self._pieces, as_args(args), tiers(self.fmt)[tier],
+                                       top=self._top(args))
+        return st.rows[tier]
+
+    def _top(self, args) -> tuple:
+        from .reference.softmax import piece_max
+
+        st = self._state(args)
+        if st.top is None:
+            st.top = piece_max(self._pieces)
+        return st.top
+
+    def whole(self, args, cols: tuple | None = None):
+        """reference.softmax.Whole of this piece (or of its columns ``cols`` = (c0, c1)): the
+        vector's m, argmax (in those columns, or -1), n, and the bounds of its sum t at a working
+        precision."""
+        from .reference.softmax import Whole
+
+        m, k = self._top(args)
+        c0, c1 = cols or (self.c0, self.c1)
+        local = k - c0 if c0 <= k < c1 else -1
+        return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args))
+
+    def _t(self, prec: int, args):
+        """Bounds (tlo, thi) on the vector's t for mpmath at ``prec``: the last fast tier's interval
+        where its working type is at least that precise, else the exact sum of exps over the
+        vector's distinct values (each exp once, at this precision)."""
+        from .reference import tiers
+        from .reference.softmax import exp_sum, fast_bounds
+
+        ts = tiers(self.fmt)
+        if ts:
+            bounds = fast_bounds(self.rows(len(ts) - 1, args), ts[-1], prec)
+            if bounds is not None:
+                return bounds
+        st = self._state(args)
+        if prec not in st.t:
+            m, k = self._top(args)
+            vals, cnt = np.zeros(0), np.zeros(0, dtype=np.int64)
+            for _c0, xp in self._pieces():
+                v, c = np.unique(xp[0], return_counts=True)
+                vals, inv = np.unique(np.concatenate([vals, v]), return_inverse=True)
+                cnt = np.bincount(inv.ravel(), weights=np.concatenate([cnt, c]),
+                                  minlength=vals.size).astype(np.int64)
+            cnt[np.searchsorted(vals, m)] -= 1  # the maximum's own term is outside t
+            sc = as_args(args).get("scale")
+            st.t[prec] = exp_sum(vals, cnt, m, prec, None if sc is None else np.ravel(sc)[0])
+        return st.t[prec]
+
+
+def element_whole(vec: LongVector, fmt, row_arg, col: int):
+    """reference.softmax.Whole of the element ``col`` of the vector alone (its exact string;
+    ``row_arg``: the vector's extra arguments as stream's candidates keep them)."""
+    sc = row_arg.get("scale") if isinstance(row_arg, dict) else None
+    args = {} if sc is None else {"scale": np.atleast_1d(np.asarray(sc, dtype=np.float64))}
+    j = next(i for i, (c0, c1) in enumerate(vec.bounds) if c0 <= col < c1)
+    return Piece(vec, j, fmt).whole(args, (col, col + 1))
+
+
+def is_long(function: str, n: int, block: int) -> bool:
+    """A vector of n of ``function`` to be cut in pieces: longer than a block, with reductions."""
+    return get_function(function).output != "elementwise" and n > block

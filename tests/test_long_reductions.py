@@ -1,0 +1,182 @@
+"""A vector of softmax or log_softmax longer than a block, evaluated a piece of columns at a time
+(numstab.vector, issue 16 item 3): every figure, status, cause, flag and --top K entry (its exact
+string included) is the one the evaluation of the whole vector gives, under every accumulation
+model, precision model and format; the exact strings are checked against mpmath here too."""
+
+import json
+
+import mpmath
+import numpy as np
+import pytest
+
+from numstab import stream, vector
+from numstab.cli import main
+from numstab.formats import get_format
+
+
+def run(capsys, monkeypatch, *argv, block=None, pieces=True):
+    if block is None:
+        monkeypatch.delenv("NUMSTAB_BLOCK", raising=False)
+    else:
+        monkeypatch.setenv("NUMSTAB_BLOCK", str(block))
+    used = []
+    orig = vector.Piece.__init__
+
+    def spy(self, vec, j, fmt):
+        used.append(j)
+        orig(self, vec, j, fmt)
+
+    monkeypatch.setattr(vector.Piece, "__init__", spy)
+    if not pieces:  # the whole vector as one chunk: the evaluation before pieces
+        monkeypatch.setattr(stream, "in_pieces", lambda *a: False)
+    code = main([str(a) for a in argv])
+    monkeypatch.undo()
+    out, err = capsys.readouterr()
+    return code, out, err, used
+
+
+@pytest.fixture(scope="module")
+def logits(tmp_path_factory):
+    """Two vectors of 1,500 logits N(0, 3) with outliers (+25: exp overflows float16), a tied
+    maximum, and a run of very negative values (their exps flush)."""
+    rng = np.random.default_rng(24)
+    x = rng.normal(0, 3, (2, 1500)).astype(np.float32)
+    x[0, [37, 901, 1402]] = [24.75, 25.5, 25.5]
+    x[1, 200:260] = -30.0
+    x[1, 1499] = 12.0
+    path = tmp_path_factory.mktemp("longred") / "x.npy"
+    np.save(path, x)
+    return path, x
+
+
+def _same_results(a: dict, b: dict) -> None:
+    for ra, rb in zip(a["results"], b["results"]):
+        for key in ("counts", "causes", "cause", "status", "max_ulp", "median_ulp", "max_rel", "flags",
+                    "vectors_failing", "worst"):
+            assert ra.get(key) == rb.get(key), (ra["impl"], ra["dtype"], key, ra.get(key), rb.get(key))
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("acc,compute", [("sequential", "float32"), ("pairwise", "format"),
+                                         ("float32", "float32")])
+def test_pieces_give_the_figures_of_the_whole_vector(capsys, monkeypatch, logits, function, acc, compute):
+    path, _ = logits
+    dtypes = [a for d in ("float16", "bfloat16", "float32", "float64") for a in ("--dtype", d)]
+    argv = ["inspect", function, "--input", path, *dtypes,
+            "--accumulate", acc, "--compute", compute, "--format", "json", "--top", "5", "--jobs", "1"]
+    impls = ["--impl", "naive", "--impl", "stable"] + (["--impl", "lse"] if function == "softmax" else
+                                                       ["--impl", "log1p", "--impl", "log_of_stable"])
+    code, out, err, used = run(capsys, monkeypatch, *argv, *impls, block=256)
+    assert code == 0, err
+    assert len(set(used)) > 4  # evaluated in pieces
+    code, out2, err, used2 = run(capsys, monkeypatch, *argv, *impls, block=256, pieces=False)
+    assert code == 0, err
+    assert not used2
+    a, b = json.loads(out), json.loads(out2)
+    _same_results(a, b)
+    naive = [r for r in a["results"] if r["impl"] == "naive" and r["dtype"] == "float16"][0]
+    if compute == "format":  # exp(25.5) overflows float16 steps
+        assert naive["status"] == "nan" and "overflow" in naive["flags"], naive
+
+
+def test_audit_first_failure_and_temperature_are_the_whole_vectors(capsys, monkeypatch, logits, tmp_path):
+    path, _ = logits
+    argv = ["inspect", "softmax", "--impl", "naive", "--impl", "stable", "--input", path, "--dtype",
+            "float16", "--temperature", "0.7", "--format", "json", "--top", "3", "--jobs", "1"]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=200)
+    assert code == 0 and used, err
+    code, out2, err, _ = run(capsys, monkeypatch, *argv, block=200, pieces=False)
+    _same_results(json.loads(out), json.loads(out2))
+    argv = ["audit", "--function", "softmax", "--impl", "naive", "--dtype", "float16", "--input", path,
+            "--compute", "format", "--jobs", "1", "--format", "json"]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=200)
+    assert used and code == 1, err
+    code2, out2, err2, _ = run(capsys, monkeypatch, *argv, block=200, pieces=False)
+    assert code2 == 1
+    a, b = json.loads(out), json.loads(out2)
+    fa, fb = a["results"][0]["first_failure"], b["results"][0]["first_failure"]
+    # a vector too long to list is shown by its first values and the element's input
+    shown = fa["vector"][:-1]
+    assert fa["vector"][-1] == "..." and shown == fb["vector"][:len(shown)] and fa.pop("input") == 24.75
+    assert {k: v for k, v in fa.items() if k != "vector"} == {k: v for k, v in fb.items() if k != "vector"}
+    assert fa["element"] == 37 and fa["status"] == "nan"
+
+
+def test_worker_processes_give_the_one_process_figures(capsys, monkeypatch, logits):
+    path, _ = logits
+    argv = ["inspect", "log_softmax", "--impl", "naive", "--impl", "stable", "--input", path, "--dtype",
+            "float16", "--dtype", "float32", "--format", "json", "--top", "4"]
+    code, out, err, _ = run(capsys, monkeypatch, *argv, "--jobs", "2", block=300)
+    assert code == 0, err
+    code, out2, err, _ = run(capsys, monkeypatch, *argv, "--jobs", "1", block=300, pieces=False)
+    _same_results(json.loads(out), json.loads(out2))
+
+
+def test_masks_and_online_scans_are_evaluated_whole(capsys, monkeypatch, tmp_path):
+    x = np.random.default_rng(1).normal(0, 2, (1, 900)).astype(np.float32)
+    x[0, 10:20] = -np.inf
+    np.save(tmp_path / "m.npy", x)
+    argv = ["inspect", "softmax", "--input", tmp_path / "m.npy", "--dtype", "float16", "--format", "json"]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=100)
+    assert code == 0 and not used, err
+    assert json.loads(out)["results"][0]["counts"]["ok"] >= 890
+    x[0, 10:20] = 1.0
+    np.save(tmp_path / "o.npy", x)
+    argv = ["inspect", "softmax", "--impl", "online", "--input", tmp_path / "o.npy", "--dtype", "float16",
+            "--format", "json"]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=100)
+    assert code == 0 and not used, err
+
+
+def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, tmp_path):
+    """The --top entries' exact values, from the vector's context (its max and sum bounds), against
+    an independent 300-bit mpmath computation of the whole vector."""
+    _, x = logits
+    for r in (0, 1):
+        np.save(tmp_path / "v.npy", x[r])
+        argv = ["inspect", "log_softmax", "--impl", "naive", "--input", tmp_path / "v.npy", "--dtype",
+                "float16", "--compute", "format", "--format", "json", "--top", "6", "--jobs", "1"]
+        code, out, err, used = run(capsys, monkeypatch, *argv, block=128)
+        assert code == 0 and used, err
+        res = json.loads(out)["results"][0]
+        assert len(res["worst"]) == 6
+        xf = get_format("float16").round(x[r].astype(np.float64))
+        with mpmath.workprec(300):
+            lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in xf))
+            for w in res["worst"]:
+                v = mpmath.mpf(float(xf[w["element"]])) - lse
+                e = int(mpmath.floor(mpmath.log10(abs(v))))
+                half = mpmath.mpf(10) ** (e - 24) / 2 * (1 + mpmath.mpf(2) ** -200)
+                assert abs(mpmath.mpf(w["exact"]) - v) <= half, (w, v)
+
+
+@pytest.mark.parametrize("fmt_name,mode,acc", [("float16", "mpmath", "sequential"),
+                                               ("float64", "auto", "pairwise"),
+                                               ("bfloat16", "auto", "float32")])
+def test_engine_pieces_at_every_tier(fmt_name, mode, acc):
+    """engine.evaluate on each piece (numstab.vector.Piece) against the whole vector, element by
+    element: outputs, statuses, causes, ULP and relative figures, flags -- mpmath's tier enclosing
+    the pieces' elements with the vector's sum bounds (mode "mpmath": every element)."""
+    from numstab.engine import evaluate, select_impls
+
+    fmt = get_format(fmt_name)
+    rng = np.random.default_rng(9)
+    n = 300 if mode == "mpmath" else 1100
+    raw = rng.normal(0, 6, (1, n))
+    raw[0, [5, 250]] = [40.0, 11.0]
+    x = fmt.round(raw)
+    for fn in ("softmax", "log_softmax"):
+        impls = [i for i in select_impls([fn]) if vector.pieceable(fn, [i], acc, "format")]
+        assert {"naive", "stable"} <= {i.name for i in impls}
+        whole, _, _ = evaluate(fmt, x, {}, impls, acc, compute="format", mode=mode)
+        vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("engine", fmt_name, n), n, fmt.name, acc,
+                                "format", 64)
+        vector.forget()
+        parts = [evaluate(fmt, x[:, c0:c1], {}, impls, acc, compute="format", mode=mode,
+                          piece=vector.Piece(vec, j, fmt))[0] for j, (c0, c1) in enumerate(vec.bounds)]
+        assert len(parts) > 3
+        for k, o in enumerate(whole):
+            for attr in ("y", "status", "cause", "ulp", "rel"):
+                a, b = getattr(o, attr), np.concatenate([getattr(p[k], attr) for p in parts], -1)
+                assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), (fn, o.impl.name, attr)
+            assert set(o.flags[0]) == set().union(*(p[k].flags[0] for p in parts)), (fn, o.impl.name)

@@ -225,9 +225,9 @@ def stream_section(megabytes: int) -> None:
 def long_section(millions: float) -> None:
     """One long vector: `numstab inspect FUNCTION --input long.npy` of a single float32 row (N(0, 3),
     3 outliers near +25) of the given number of millions of values: softmax --impl stable in
-    float16 and float32 (evaluated whole), sigmoid --impl stable in float16 and
-    binary_cross_entropy --impl logits in bfloat16 with one label per element from a .npy
-    (elementwise: streamed in pieces of a block); wall time, peak resident memory (sampled every
+    float16 and float32 (with reductions: in pieces of a block, numstab.vector), sigmoid --impl
+    stable in float16 and binary_cross_entropy --impl logits in bfloat16 with one label per element
+    from a .npy (elementwise: streamed in pieces of a block); wall time, peak resident memory (sampled every
     0.1 s) and bytes per element."""
     import tempfile
 

@@ -135,7 +135,7 @@ def _first_root(r) -> int:
 def _add_total(carry, add):
     """A running sequential sum of one array (None: none yet), one piece more."""
     src = add if carry is None else np.concatenate([carry, add], axis=-1)
-    return np.add.accumulate(src, axis=-1)[..., -1:]
+    return np.add.accumulate(src, axis=-1)[..., -1:].copy()  # (not a view: it would keep the piece's sums)
 
 
 class _Terms:
@@ -212,7 +212,7 @@ class _SeqSum(_Terms):
     def feed(self, tr, a, what):
         self.carry[tr.j] = self.value
         s = tr._seq_terms(a, self.value, what, record=False)
-        self.value = s["P"][..., -1:]
+        self.value = s["P"][..., -1:].copy()  # kept per piece (carry): not a view of the piece's sums
         self._take(a)
         self.over |= bool(s["over"].any())
         if a.err is not None:

@@ -819,8 +819,9 @@ def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     from .functions import get as get_function
 
     rec = get_function(job.function)
-    if job.source is not None and in_pieces(job.function, job.resolve(), arrays[0].n, job.accumulate,
-                                            job.compute):
+    builtin = all(r[0] == "builtin" for r in job.impls)  # (a black box is not built again to learn it)
+    if job.source is not None and builtin and in_pieces(job.function, job.resolve(), arrays[0].n,
+                                                        job.accumulate, job.compute):
         return _vector_chunks(job, arrays, args)
     normal = rec.takes == "cotangent" and (job.extras is None or job.extras.cotangent == "normal")
     n = arrays[0].n

@@ -15,13 +15,13 @@ chunks in flight, whatever the size of the input.
 
 A row of a function with reductions needs the whole vector (its max and sum, and the
 implementations' own reductions in their accumulation order). One longer than a block, of
-softmax or log_softmax, finite, with built-in implementations whose kernels are piecewise, is cut
-in pieces of columns all the same, each evaluated with the context of the whole vector
-(numstab.vector: the kernels' reductions and the reference's row quantities, learned from passes
-over the pieces), with the figures of the whole vector's evaluation. Any other such row is the
-smallest chunk, and :func:`rows_per_chunk` refuses before any work a row whose evaluation would
-not fit. An elementwise function (the sigmoid family: every output depends on
-its own element alone) has no such bound: a vector longer than a block is cut into pieces of
+softmax, log_softmax, logsumexp or cross_entropy, finite, with built-in implementations whose
+kernels are piecewise, is cut in pieces of columns all the same, each evaluated with the context
+of the whole vector (numstab.vector: the kernels' reductions and the reference's row quantities,
+learned from passes over the pieces), with the figures of the whole vector's evaluation. Any
+other such row is the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row
+whose evaluation would not fit. An elementwise function (the sigmoid family: every output depends
+on its own element alone) has no such bound: a vector longer than a block is cut into pieces of
 columns (``Chunk.c0``, ``c1``), each read and evaluated alone, so a single vector of any length
 streams in bounded memory with the figures of one pass (its elements ranked by their place in
 the whole vector, the vector counted once).
@@ -579,12 +579,18 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials, hea
     vector (``chunk.split``; ``head``: the vector's first values) names its elements by their place
     in the vector (c0 + j) and keeps, for each candidate, its own element alone (an elementwise
     function's exact value needs nothing else)."""
+    from .functions import get as get_function
     from .masks import returned_kind
     from .results import CAUSES
 
     p = Part(inferred=o.inferred, one_per_row=not job.elements)
     if o.error is not None:
         p.error, p.error_at = o.error, chunk.row0
+        return p
+    if chunk.vector is not None and chunk.c0 and get_function(job.function).per_vector:
+        # a long vector's one output (logsumexp, cross_entropy): the same in every piece, counted by
+        # the first; the others add the flags their own steps raised
+        p.flags = _flag_bits(o.flags)
         return p
     B = x.shape[0]
     st = o.status.ravel().astype(np.int64)
@@ -632,7 +638,8 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials, hea
             if chunk.split:  # the element alone, named by its place in the whole vector
                 from .locate import shown_vector
 
-                entry = {**entry, "element": chunk.c0 + j, "vector": shown_vector(head[0], chunk.n)}
+                at = {} if get_function(job.function).per_vector else {"element": chunk.c0 + j}
+                entry = {**entry, **at, "vector": shown_vector(head[0], chunk.n)}
                 if isinstance(row_arg, dict):  # per-element arguments (labels) cut to the element
                     row_arg = {k: (v[j:j + 1] if isinstance(v, np.ndarray) and v.ndim == 1 else v)
                                for k, v in row_arg.items()}
@@ -661,7 +668,7 @@ def finish_worst(fmt, function: str, part: Part, specials) -> list:
         if vec is not None:  # an element of a long vector with reductions: as that vector's element
             from .vector import element_whole
 
-            whole = element_whole(vec, fmt, row_arg, g[1])
+            whole = element_whole(vec, fmt, function, row_arg, g[1])
         strings = exact_strings_at(fmt, xr, row_arg, function, js, specials, whole)
         exact.update({(g, j): s for j, s in zip(js, strings)})
     return [{**entry, "exact": exact[(g, j)]} for _key, entry, (_xr, _a, j, g, *_v) in part.worst]

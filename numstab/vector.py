@@ -1,9 +1,9 @@
 """One long vector of a function with reductions, evaluated a piece of columns at a time.
 
-A vector longer than a block (stream.BLOCK_ELEMENTS) of softmax or log_softmax is cut in pieces
-of columns, each evaluated alone in bounded memory with the figures of the whole vector's
-evaluation. What a piece needs of the rest of the vector is its context, learned from passes
-over the pieces and kept once per process (:class:`Piece` reads it):
+A vector longer than a block (stream.BLOCK_ELEMENTS) of softmax, log_softmax, logsumexp or
+cross_entropy is cut in pieces of columns, each evaluated alone in bounded memory with the
+figures of the whole vector's evaluation. What a piece needs of the rest of the vector is its
+context, learned from passes over the pieces and kept once per process (:class:`Piece` reads it):
 
 * each built-in kernel's reductions (numstab.pieces: the plan of its flags run and, when a piece
   needs causes, of its attributed run), so the piece's outputs, roots, flags and error
@@ -16,10 +16,10 @@ over the pieces and kept once per process (:class:`Piece` reads it):
 * for the causes of infinite outputs (causes.attribute), the kinds of events the whole vector's
   attributed run records (an absorption or cancellation in another piece names them).
 
-:func:`describe` decides before any work whether a vector can be so evaluated: every
-implementation a built-in whose kernel is piecewise (pieces.NotPiecewise: the online scan is
-not), the function's output one per element, and every input finite (masks and NaN take the
-row-by-row path of the whole vector).
+:func:`pieceable` (with stream.in_pieces and stream's check that every input is finite) decides
+before any work whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every
+implementation a built-in whose kernel is piecewise (pieces.NotPiecewise: the online scan is not),
+and every input finite (masks and NaN take the row-by-row path of the whole vector).
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from .functions import as_args
 from .functions import get as get_function
 from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 
-#: the functions evaluated in pieces (their outputs one per element, their reference the softmax
-#: family's row quantities)
-FUNCTIONS = ("softmax", "log_softmax")
+#: the functions evaluated in pieces (their reference: the softmax family's row quantities); the one
+#: output of logsumexp and cross_entropy is the same in every piece (each piece's run ends on the
+#: whole vector's reductions), and stream counts it once, by the first piece
+FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,13 @@ def pieceable(function: str, impls, acc: str, compute: str) -> bool:
     rng = np.random.default_rng(0)
     x = fmt.round(rng.normal(0, 3, (1, 1000)))  # several pieces under every model (numpy's: 8 leaves)
     xc = fmt.cast(x)
+    args = {"target": np.array([700])} if get_function(function).takes == "target" else {}
     for impl in impls:
         plan = Plan.for_vector(fmt, 1000, acc, 128)
 
         def run(tr, impl=impl):
             with np.errstate(all="ignore"):
-                return impl.run(tr.piece(xc), acc, impl.record.arg({}), tr, compute)
+                return impl.run(tr.piece(xc), acc, impl.record.arg(args), tr, compute)
 
         try:
             learn(plan, run)
@@ -207,7 +209,12 @@ class Piece:
         m, k = self._top(args)
         c0, c1 = cols or (self.c0, self.c1)
         local = k - c0 if c0 <= k < c1 else -1
-        return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args))
+        tg = as_args(args).get("target")
+        xt = None
+        if tg is not None:  # the target's input (cross-entropy), read from its piece
+            t = int(np.ravel(tg)[0])
+            xt = float(self._read(t, t + 1)[0, 0])
+        return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), xt)
 
     def _t(self, prec: int, args):
         """Bounds (tlo, thi) on the vector's t for mpmath at ``prec``: the last fast tier's interval
@@ -236,11 +243,15 @@ class Piece:
         return st.t[prec]
 
 
-def element_whole(vec: LongVector, fmt, row_arg, col: int):
+def element_whole(vec: LongVector, fmt, function: str, row_arg, col: int):
     """reference.softmax.Whole of the element ``col`` of the vector alone (its exact string;
     ``row_arg``: the vector's extra arguments as stream's candidates keep them)."""
-    sc = row_arg.get("scale") if isinstance(row_arg, dict) else None
-    args = {} if sc is None else {"scale": np.atleast_1d(np.asarray(sc, dtype=np.float64))}
+    ra = row_arg if isinstance(row_arg, dict) else {"target": row_arg}  # a bare int: the target
+    args = {}
+    if "scale" in ra:
+        args["scale"] = np.atleast_1d(np.asarray(ra["scale"], dtype=np.float64))
+    if "target" in ra and get_function(function).takes == "target":
+        args["target"] = np.atleast_1d(np.asarray(ra["target"], dtype=np.int64))
     j = next(i for i, (c0, c1) in enumerate(vec.bounds) if c0 <= col < c1)
     return Piece(vec, j, fmt).whole(args, (col, col + 1))
 

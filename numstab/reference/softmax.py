@@ -149,8 +149,12 @@ def piece_rows(fmt: Format, pieces, args: dict, wt, top: tuple | None = None) ->
     m, k = top if top is not None else piece_max(pieces)
     ts, ets, n = [], [], 0
     M = np.array([m])
+    tg = _target(args)
+    xt = None
     for c0, xp in pieces():
         w = xp.shape[-1]
+        if tg is not None and c0 <= int(np.ravel(tg)[0]) < c0 + w:
+            xt = xp[:, int(np.ravel(tg)[0]) - c0]
         r = fast_rows(fmt, xp, args, wt, m=M, k=np.array([k - c0 if c0 <= k < c0 + w else -1]))
         ts.append(r["t"])
         ets.append(r["et"])
@@ -162,7 +166,10 @@ def piece_rows(fmt: Format, pieces, args: dict, wt, top: tuple | None = None) ->
         et = (se * (1 + 4 * depth * u) + t * (depth * u * 1.02)) * 1.01
         lp = np.log1p(t)
         elp = et / (1.0 + np.maximum(t - et, 0)) + c_lib * lp + tny
-    return {"m": M, "lp": lp, "elp": elp, "t": t, "et": et, "n": n}
+    out = {"m": M, "lp": lp, "elp": elp, "t": t, "et": et, "n": n}
+    if xt is not None:
+        out["xt"] = xt
+    return out
 
 
 def fast_bounds(rows: dict, wt, prec: int, any_prec: bool = False):
@@ -274,8 +281,11 @@ def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, funct
             L = mw + lp
             return from_interval(fmt, L, 2 * (elp + em + u * np.abs(L)), lower=m if strict else None)
         if function == "cross_entropy":
-            tg = np.asarray(_target(args))[bi].astype(np.int64)
-            dt, dt_exact = diff_exact(x[bi, tg], m, wt)
+            if "xt" in rows:  # a piece of a long vector (piece_rows): its target's input
+                xt = rows["xt"][bi]
+            else:
+                xt = x[bi, np.asarray(_target(args))[bi].astype(np.int64)]
+            dt, dt_exact = diff_exact(xt, m, wt)
             dt, edt = _over(dt, dt_exact, sc, wt, u)
             edt = 0 if sc is None else edt  # unscaled: the |dt| u below covers a rounded dt
             ce = lp - dt
@@ -467,6 +477,7 @@ class Whole:
     k: int
     n: int
     t: object
+    xt: float | None = None  # the target's input (cross-entropy)
 
 
 def exp_sum(values, counts, m, prec: int, scale=None, cache: dict | None = None) -> tuple:
@@ -590,7 +601,8 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, t=No
             iv = (mpf_add(ml, lplo, prec, "f"), mpf_add(mh, lphi, prec, "c"))
             out[f] = [strict(*iv, low=bound(ml, "f"), p=fmt_p) if two else iv + iv]
         elif f == "cross_entropy":
-            dl, dh = over(mpf_sub(from_float(float(x_row[int(target)])), m, 0))
+            xt = whole.xt if whole is not None else x_row[int(target)]
+            dl, dh = over(mpf_sub(from_float(float(xt)), m, 0))
             iv = (mpf_sub(lplo, dh, prec, "f"), mpf_sub(lphi, dl, prec, "c"))
             out[f] = [strict(*iv, low=bound(mpf_neg(dh), "f"), p=fmt_p) if two else iv + iv]
         elif f == "log_softmax":

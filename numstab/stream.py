@@ -810,8 +810,8 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
                         "a vector with masks or NaN is evaluated whole: use shorter vectors")
                 chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n))
             else:
-                vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.dtype,
-                                 job.accumulate, job.compute, block)
+                vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.accumulate,
+                                 job.compute, block)
                 chunks += [Chunk(job, row0, s, r, r + 1, args=row_args, n=n, c0=c0, c1=c1, vector=vec,
                                  piece=j) for j, (c0, c1) in enumerate(vec.bounds)]
             row0 += 1

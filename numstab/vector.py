@@ -47,7 +47,6 @@ class LongVector:
     read: object
     key: tuple
     n: int
-    dtype: str
     acc: str
     compute: str
     block: int
@@ -56,13 +55,6 @@ class LongVector:
     def bounds(self) -> list:
         """The pieces' column bounds (pieces.partition: the sums' trees cut at their nodes)."""
         return partition(self.n, self.acc, self.block)[0]
-
-    def pieces(self, fmt):
-        """(c0, the piece's values rounded to fmt, (1, w) float64), piece after piece."""
-        from .inputs import round_inputs
-
-        for c0, c1 in self.bounds:
-            yield c0, round_inputs(fmt, self.read(c0, c1))
 
 
 def pieceable(function: str, impls, acc: str, compute: str) -> bool:
@@ -98,6 +90,8 @@ class _Learned:
     plans: dict = field(default_factory=dict)  # (impl key, attribute) -> Plan
     rows: dict = field(default_factory=dict)  # tier -> the reference's row quantities
     top: tuple | None = None  # (m, the column of the first argmax)
+    xt: dict = field(default_factory=dict)  # target column -> its input
+    distinct: tuple | None = None  # (the distinct values, their counts, the maximum's counted out)
     t: dict = field(default_factory=dict)  # working precision -> (tlo, thi) from the distinct values
     events: dict = field(default_factory=dict)  # impl key -> the kinds of events of the attributed run
 
@@ -211,9 +205,11 @@ class Piece:
         local = k - c0 if c0 <= k < c1 else -1
         tg = as_args(args).get("target")
         xt = None
-        if tg is not None:  # the target's input (cross-entropy), read from its piece
-            t = int(np.ravel(tg)[0])
-            xt = float(self._read(t, t + 1)[0, 0])
+        if tg is not None:  # the target's input (cross-entropy), read from its piece once
+            t, st = int(np.ravel(tg)[0]), self._state(args)
+            if t not in st.xt:
+                st.xt[t] = float(self._read(t, t + 1)[0, 0])
+            xt = st.xt[t]
         return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), xt)
 
     def _t(self, prec: int, args):
@@ -229,8 +225,8 @@ class Piece:
             if bounds is not None:
                 return bounds
         st = self._state(args)
-        if prec not in st.t:
-            m, k = self._top(args)
+        m, _k = self._top(args)
+        if st.distinct is None:  # one pass over the vector, whatever the precisions asked later
             vals, cnt = np.zeros(0), np.zeros(0, dtype=np.int64)
             for _c0, xp in self._pieces():
                 v, c = np.unique(xp[0], return_counts=True)
@@ -238,8 +234,10 @@ class Piece:
                 cnt = np.bincount(inv.ravel(), weights=np.concatenate([cnt, c]),
                                   minlength=vals.size).astype(np.int64)
             cnt[np.searchsorted(vals, m)] -= 1  # the maximum's own term is outside t
+            st.distinct = (vals, cnt)
+        if prec not in st.t:
             sc = as_args(args).get("scale")
-            st.t[prec] = exp_sum(vals, cnt, m, prec, None if sc is None else np.ravel(sc)[0])
+            st.t[prec] = exp_sum(*st.distinct, m, prec, None if sc is None else np.ravel(sc)[0])
         return st.t[prec]
 
 

@@ -176,7 +176,7 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc):
         assert {"naive", "stable"} <= {i.name for i in impls}
         args = {"target": np.array([250])} if fn == "cross_entropy" else {}
         whole, _, _ = evaluate(fmt, x, args, impls, acc, compute="format", mode=mode)
-        vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("engine", fmt_name, n), n, fmt.name, acc,
+        vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("engine", fmt_name, n), n, acc,
                                 "format", 64)
         vector.forget()
         parts = [evaluate(fmt, x[:, c0:c1], args, impls, acc, compute="format", mode=mode,

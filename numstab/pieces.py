@@ -24,9 +24,14 @@ Each reduction is taken across the pieces in its own order, bit for bit:
   they hold at most a block, each summed by numpy itself (``initial=-0.0``: the node's own sum,
   exactly), and the nodes above are added as numpy adds them, then to numpy's initial 0.
 
-A step that needs the whole vector in another way (``o.concat``, ``o.put``, ``o.online``, an
-operand of another length: the tree of the pairwise online softmax) raises
-:class:`NotPiecewise`: such a kernel is evaluated whole.
+* ``online`` (the online softmax's running max and rescaled sum, :meth:`steps.Tracer.online`):
+  sequentially, the scan's state carried from piece to piece (the running maximum's element in
+  front of the piece, the running sum it starts from: the same operations on the same operands),
+  and for the errors a second pass weighing each piece's by the product of the later pieces'
+  rescaling factors; ``pairwise``, one node of the tree per aligned piece, as for the sum.
+
+A step that needs the whole vector in another way (``o.concat``, ``o.put``, an operand of another
+length) raises :class:`NotPiecewise`: such a kernel is evaluated whole.
 """
 
 from __future__ import annotations
@@ -35,7 +40,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .steps import CATEGORIES, Err, T, Tracer, _seq_close, _special, acc_dtype
+from .steps import (
+    CATEGORIES,
+    Err,
+    T,
+    Tracer,
+    _clean,
+    _seq_close,
+    _special,
+    acc_dtype,
+    online_after,
+    online_pairs,
+    online_root,
+)
 
 #: numpy's pairwise summation sums at most this many terms without splitting (PW_BLOCKSIZE)
 NP_LEAF = 128
@@ -88,6 +105,7 @@ class _Red:
     result: object
     carry: dict = field(default_factory=dict)
     emit: tuple = ((), 0)
+    later: dict = field(default_factory=dict)  # the online scan: piece -> its later pieces' factors
 
 
 @dataclass
@@ -288,6 +306,90 @@ class _NumpySum(_Terms):
 _SUMS = {"sequential": _SeqSum, "pairwise": _TreeSum, "float32": _NumpySum}
 
 
+def _online_close(plan, state, err, dtype) -> _Red:
+    """The online scan's result (the running maximum's element, the running sum cast to the
+    input's type) from its final state, and the events and flags of that cast."""
+    m, d, root = state
+    tr = Tracer(plan.fmt, 1, attribute=plan.attribute)
+    d = tr.cast(T(d, root, err), dtype)
+    return _Red(None, (m, d), emit=(tuple(tr.events), int(tr.flags[0])))
+
+
+class _TreeOnline:
+    """The pairwise online softmax (steps.online_pairs): one node (m, d) per aligned piece, then
+    the tree over the nodes, its sum cast to the input's type."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind, self.nodes, self.dtype = plan, kind, [], None
+
+    def feed(self, tr, x, acc):
+        self.dtype = x.dtype
+        self.nodes.append(tr._inner_online(x, acc))
+
+    def finish(self):
+        tr = Tracer(self.plan.fmt, 1, attribute=self.plan.attribute)
+        m, d = self.nodes[0]
+        if len(self.nodes) > 1:
+            ms, ds = zip(*self.nodes)
+            m, d = online_pairs(tr.concat(ms), tr.concat(ds), tr)
+        d = tr.cast(d, self.dtype)
+        return _Red(self.kind, (m, d), emit=(tuple(tr.events), int(tr.flags[0])))
+
+
+class _Online:
+    """The sequential online scan (``o.online``): its state carried from piece to piece -- the
+    running maximum's element (value, root, errors), the running sum in the accumulation type, the
+    root of the sum's final run of special values -- and each piece's rescaling factors other than
+    1, whose products over the later columns weigh the errors (:func:`steps.online_after`)."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind = plan, kind
+        self.state, self.carry, self.factors, self.dtype = None, {}, {}, None
+
+    def feed(self, tr, x, acc):
+        self.carry[tr.j] = self.state
+        self.dtype = x.dtype
+        self.state, _dnew, a64 = tr._online_piece(x, acc, self.state)
+        if a64 is not None:
+            self.factors[tr.j] = a64[a64 != 1.0]
+
+    def finish(self):
+        later, p = {}, np.float64(1.0)
+        for j in reversed(range(len(self.plan.bounds))):
+            later[j] = p
+            for f in self.factors.get(j, np.zeros(0))[::-1]:
+                p = p * f  # np.cumprod's order: from the last column back
+        self.carry[len(self.plan.bounds)] = self.state  # after the last piece
+        red = _online_close(self.plan, self.state, None, self.dtype)
+        red.kind, red.carry, red.later = self.kind, self.carry, later
+        return red
+
+
+class _OnlineErr:
+    """The online scan's first-order error (attribution): sum_j c_j * prod_{k > j} a_k summed
+    column after column across the pieces (the scan's state and factors learned first)."""
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind = plan, kind
+        self.err, self.scan = [None] * len(CATEGORIES), None
+
+    def feed(self, tr, x, acc, scan):
+        self.scan = scan
+        _state, dnew, a64 = tr._online_piece(x, acc, scan.carry[tr.j])
+        if dnew is not None:
+            with np.errstate(all="ignore"):
+                after = online_after(a64, scan.later[tr.j])
+                self.err = [c if e is None else _add_total(c, e * after)
+                            for c, e in zip(self.err, dnew.err.c)]
+
+    def finish(self):
+        m, d, root = self.scan.carry[len(self.plan.bounds)]
+        err = Err(self.err).map(_clean).zeroed(~np.isfinite(d))
+        red = _online_close(self.plan, (m, d, root), err, self.scan.result[1].dtype)
+        red.kind = self.kind
+        return red
+
+
 # ------------------------------------------------------------------ the tracer
 class PieceTracer(Tracer):
     """A :class:`steps.Tracer` on the piece ``j`` of one long vector (its input has one row, the
@@ -331,7 +433,10 @@ class PieceTracer(Tracer):
         raise _Fed
 
     def _whole(self, *ts):
-        """Refuse an operand that is neither the piece nor one value per vector."""
+        """Refuse an operand that is neither the piece nor one value per vector (inside a step's
+        own work on the piece, :meth:`_inner_sum`, any)."""
+        if self._inner:
+            return
         for t in ts:
             w = np.shape(t.v if isinstance(t, T) else t)[-1:]
             if w and w[0] not in (1, self.width):
@@ -420,7 +525,48 @@ class PieceTracer(Tracer):
         raise NotPiecewise("an argmax index")
 
     def online(self, x, acc):
-        raise NotPiecewise("the online scan")
+        if self._inner:
+            return super().online(x, acc)
+        x = self._t(x)
+        self._whole(x)
+        if acc == "pairwise":  # the piece's node of the tree, then the tree over the pieces' nodes
+            red = self._next(("online", acc), _TreeOnline, x, acc)
+            if not self.learning:
+                self._inner_online(x, acc)
+                self._emit(red)
+            return red.result
+        scan = red = self._next(("online", acc), _Online, x, acc)
+        if self.plan.attribute:
+            red = self._next(("online errors", acc), _OnlineErr, x, acc, scan)
+        if not self.learning:  # the piece's own steps of the scan: their events and flags
+            self._online_piece(x, acc, scan.carry[self.j])
+            self._emit(red)
+        return red.result
+
+    def _inner_online(self, x, acc):
+        """The pairwise online tree of the piece alone: its node (m, d), d in the accumulation type."""
+        self._inner += 1
+        try:
+            return online_pairs(x, self.ones(x, acc_dtype(x.dtype, acc)), self)
+        finally:
+            self._inner -= 1
+
+    def _online_piece(self, x, acc, state):
+        """The online scan's steps on this piece (a T) after the ``state`` of the columns before it
+        (None: the first piece): (the state after it, the running sums (a T per scanned column),
+        the rescaling factors in float64), the last two None where nothing is scanned."""
+        if state is None:
+            xs, d0, carry = x, None, 0
+        else:
+            item, d0, carry = state
+            xs = Tracer.concat(self, [item, x])  # the running maximum's element in front
+        if xs.shape[-1] < 2:
+            return (x, np.ones((1, 1), dtype=acc_dtype(x.dtype, acc)), np.zeros((1, 1), np.int8)), None, None
+        m, d, dnew, a64 = self.online_steps(xs, acc, d0)
+        root, _ = online_root(dnew, carry)
+        # copies, not views: a piece's state must not keep its arrays
+        m = T(m.v.copy(), m.root.copy(), None if m.err is None else m.err.map(np.copy))
+        return (m, d.copy(), root), dnew, a64
 
 
 __all__ = ["NotPiecewise", "Plan", "PieceTracer", "learn", "partition"]

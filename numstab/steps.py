@@ -283,8 +283,31 @@ class Plain:
     def online(x, acc):
         """Running max and rescaled sum, one column after the other (the sequential online
         softmax scan): m' = max(m, x_j); d' = d * exp(m - m') + exp(x_j - m'), d in the
-        accumulation type. Returns (m, d cast to x's dtype), each with a length-1 last axis."""
+        accumulation type; under ``pairwise``, a tree of pairs (:func:`online_pairs`). Returns
+        (m, d cast to x's dtype), each with a length-1 last axis."""
+        if acc == "pairwise":
+            m, d = online_pairs(x, np.ones(x.shape, dtype=acc_dtype(x.dtype, acc)), PLAIN)
+            return m, d.astype(x.dtype)
         return _online_scan(x, acc)[:2]
+
+
+def online_pairs(m, d, o):
+    """The pairwise online softmax: a tree over the nodes (m, d) -- adjacent pairs, an odd last
+    node carried up -- in the steps of ``o``: m = max(m1, m2) and d = d1 * exp(m1 - m) +
+    d2 * exp(m2 - m), the factors cast to d's type. (A long vector's aligned power-of-two pieces
+    reduce to one node each, and the tree over them is the rest of the vector's: numstab.pieces.)"""
+    w = d.dtype
+    while m.shape[-1] > 1:
+        k = m.shape[-1] // 2
+        m1, m2 = m[..., 0: 2 * k: 2], m[..., 1: 2 * k: 2]
+        d1, d2 = d[..., 0: 2 * k: 2], d[..., 1: 2 * k: 2]
+        mm = o.maximum(m1, m2)
+        dd = o.add(o.mul(d1, o.cast(o.exp(o.sub(m1, mm)), w)), o.mul(d2, o.cast(o.exp(o.sub(m2, mm)), w)))
+        if m.shape[-1] % 2:
+            mm = o.concat([mm, m[..., 2 * k:]])
+            dd = o.concat([dd, d[..., 2 * k:]])
+        m, d = mm, dd
+    return m, d
 
 
 PLAIN = Plain()
@@ -295,15 +318,17 @@ PLAIN = Plain()
 ONLINE_RUNS_MIN = 1024
 
 
-def _online_scan(x: np.ndarray, acc: str, keep: bool = False):
+def _online_scan(x: np.ndarray, acc: str, keep: bool = False, d0=None):
     """The sequential online scan on plain arrays; with ``keep``, also every column's operands
-    (running max before and after, running sum before, argmax index after) for the tracer."""
+    (running max before and after, running sum before, argmax index after) for the tracer.
+    ``d0``: the running sum at the first column (None: 1), which a piece of a long vector starts
+    from (numstab.pieces: its first column the running maximum of the columns before it)."""
     w = acc_dtype(x.dtype, acc)
     n = x.shape[-1]
     if n >= ONLINE_RUNS_MIN:
-        return _online_runs(x, w, keep)
+        return _online_runs(x, w, keep, d0)
     m = x[..., 0:1]
-    d = np.ones(m.shape, dtype=w)
+    d = np.ones(m.shape, dtype=w) if d0 is None else np.array(d0, dtype=w).reshape(m.shape)
     stacks = None
     if keep:
         shape = x.shape[:-1] + (max(n - 1, 0),)
@@ -324,7 +349,7 @@ def _online_scan(x: np.ndarray, acc: str, keep: bool = False):
     return m, d.astype(x.dtype), d, stacks
 
 
-def _online_runs(x: np.ndarray, w: np.dtype, keep: bool):
+def _online_runs(x: np.ndarray, w: np.dtype, keep: bool, d0=None):
     """:func:`_online_scan`'s column-by-column recurrence, the same operations on the same
     operands, a vector at a time by runs of its running maximum m_j = max(m_{j-1}, x_j)
     (np.maximum.accumulate: the same maximum, column after column).
@@ -341,7 +366,7 @@ def _online_runs(x: np.ndarray, w: np.dtype, keep: bool):
     xr = x.reshape(-1, n)
     M = np.maximum.accumulate(xr, axis=-1)
     D = np.empty(xr.shape, dtype=w)  # exp(x_j - m_j) first, the running sums d_j in place
-    D[:, 0] = 1
+    D[:, 0] = 1 if d0 is None else np.asarray(d0, dtype=w).reshape(-1)
     D[:, 1:] = np.exp(xr[:, 1:] - M[:, 1:]).astype(w)
     brk = ~((M[:, 1:] == M[:, :-1]) & np.isfinite(M[:, 1:]))
     for r in range(xr.shape[0]):
@@ -1001,43 +1026,45 @@ class Tracer:
         values (as step-by-step tracing keeps an operand's root), and its first-order error is
         sum_j c_j * prod_{k > j} exp(m_{k-1} - m_k), c_j the errors made at column j."""
         x = self._t(x)
-        w = acc_dtype(x.dtype, acc)
-        with np.errstate(all="ignore"):
-            m_v, _, d_v, stacks = _online_scan(x.v, acc, keep=True)
+        if acc == "pairwise":
+            m, d = online_pairs(x, self.ones(x, acc_dtype(x.dtype, acc)), self)
+            return m, self.cast(d, x.dtype)
         if x.shape[-1] < 2:
-            return self.max(x), self.cast(self.wrap(d_v), x.dtype)
+            w = acc_dtype(x.dtype, acc)
+            return self.max(x), self.cast(self.wrap(np.ones(x.shape[:-1] + (1,), dtype=w)), x.dtype)
+        m, d_v, dnew, a64 = self.online_steps(x, acc)
+        root, _ = online_root(dnew)
+        err = None
+        if x.err is not None:
+            after = online_after(a64)
+            with np.errstate(all="ignore"):
+                err = dnew.err.map(lambda e: _clean(_seq_total(e * after))).zeroed(~np.isfinite(d_v))
+        return m, self.cast(T(d_v, root, err), x.dtype)
+
+    def online_steps(self, xs, acc, d0=None):
+        """The traced steps of the online scan over the columns 1.. of ``xs`` (a T), from its column
+        0 with the running sum ``d0`` (None: 1): (the running maximum's element, a T of one column;
+        the final running sum in the accumulation type; the running sums d_j (a T, one per scanned
+        column); the rescaling factors exp(m_{j-1} - m_j) in float64, NaN and inf as 0)."""
+        w = acc_dtype(xs.dtype, acc)
+        with np.errstate(all="ignore"):
+            _m, _, d_v, stacks = _online_scan(xs.v, acc, keep=True, d0=d0)
         mprev_v, mn_v, dprev_v, idx = stacks
         prev_idx = np.concatenate([np.zeros(idx.shape[:-1] + (1,), np.intp), idx[..., :-1]], axis=-1)
 
         def gathered(v, k):
-            return T(v, np.take_along_axis(x.root, k, axis=-1),
-                     None if x.err is None else x.err.take(k))
+            return T(v, np.take_along_axis(xs.root, k, axis=-1),
+                     None if xs.err is None else xs.err.take(k))
 
         mprev, mn = gathered(mprev_v, prev_idx), gathered(mn_v, idx)
-        cols = x[..., 1:]
         aw = self.cast(self.exp(self.sub(mprev, mn)), w)
-        bw = self.cast(self.exp(self.sub(cols, mn)), w)
-        dprev = self.wrap(dprev_v)
-        dnew = self.add(self.mul(dprev, aw), bw)
-        spec = _special(dnew.v)
-        L = spec.shape[-1]
-        # columns of the final run of special values of the running sum
-        last_plain = L - 1 - np.argmax(~spec[..., ::-1], axis=-1)
-        last_plain = np.where(spec.all(axis=-1), -1, last_plain)[..., None]
-        run = np.arange(L) > last_plain
-        cand = run & (dnew.root != 0)
-        first = np.argmax(cand, axis=-1)[..., None]
-        root = np.where(cand.any(axis=-1, keepdims=True),
-                        np.take_along_axis(dnew.root, first, axis=-1), 0).astype(np.int8)
-        err = None
-        if x.err is not None:
+        bw = self.cast(self.exp(self.sub(xs[..., 1:], mn)), w)
+        dnew = self.add(self.mul(self.wrap(dprev_v), aw), bw)
+        a64 = None
+        if xs.err is not None:
             with np.errstate(all="ignore"):
                 a64 = np.nan_to_num(aw.v.astype(np.float64), nan=0.0, posinf=0.0)
-                tail = np.cumprod(a64[..., :0:-1], axis=-1)[..., ::-1]  # prod_{k > j} a_k
-                after = np.concatenate([tail, np.ones(tail.shape[:-1] + (1,))], axis=-1)
-                err = dnew.err.map(lambda e: _clean(_seq_total(e * after))).zeroed(~np.isfinite(d_v))
-        m = gathered(m_v, idx[..., -1:])
-        return m, self.cast(T(d_v, root, err), x.dtype)
+        return gathered(_m, idx[..., -1:]), d_v, dnew, a64
 
     # ---------------------------------------------------------------- sums
     def sum(self, a, acc, what=None):
@@ -1148,6 +1175,33 @@ class Tracer:
                     err = err.plus(C_ABS, np.where(absorbed, local, 0.0))
                 err = err.plus(C_ROUND, np.where(absorbed, 0.0, local))
         return T(v, root, err)
+
+
+def online_root(dnew: T, carry=0):
+    """The root of the online scan's running sum (its sums ``dnew``, one per scanned column): the
+    first root set in the final run of special values, and whether every column is special (a
+    piece of a long vector then continues the run of the columns before it, whose root is
+    ``carry``)."""
+    spec = _special(dnew.v)
+    L = spec.shape[-1]
+    every = spec.all(axis=-1)[..., None]
+    last_plain = L - 1 - np.argmax(~spec[..., ::-1], axis=-1)
+    last_plain = np.where(every[..., 0], -1, last_plain)[..., None]
+    cand = (np.arange(L) > last_plain) & (dnew.root != 0)
+    first = np.argmax(cand, axis=-1)[..., None]
+    root = np.where(cand.any(axis=-1, keepdims=True), np.take_along_axis(dnew.root, first, axis=-1), 0)
+    root = np.where(every & (np.asarray(carry) != 0), carry, root).astype(np.int8)
+    return root, every
+
+
+def online_after(a64: np.ndarray, later=1.0) -> np.ndarray:
+    """prod_{k > j} a_k at every scanned column j, taken from the last column back (np.cumprod)
+    after ``later``: the product of the factors of the columns beyond these (a long vector's later
+    pieces; 1 multiplies exactly, so the factors equal to 1 may be left out of it)."""
+    a = a64[..., ::-1]
+    start = np.broadcast_to(np.asarray(later, dtype=np.float64), a.shape[:-1] + (1,))
+    cum = np.cumprod(np.concatenate([start, a], axis=-1), axis=-1)
+    return cum[..., : a.shape[-1]][..., ::-1]
 
 
 def _seq_close(v, root, over, err, absorbed, abs_local, round_local) -> T:

@@ -18,8 +18,9 @@ context, learned from passes over the pieces and kept once per process (:class:`
 
 :func:`pieceable` (with stream.in_pieces and stream's check that every input is finite) decides
 before any work whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every
-implementation a built-in whose kernel is piecewise (pieces.NotPiecewise: the online scan is not),
-and every input finite (masks and NaN take the row-by-row path of the whole vector).
+implementation a built-in whose kernel is piecewise (its steps meet the vector only through the
+reductions pieces knows, the online scan included; else pieces.NotPiecewise), and every input
+finite (masks and NaN take the row-by-row path of the whole vector).
 """
 
 from __future__ import annotations

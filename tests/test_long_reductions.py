@@ -56,7 +56,8 @@ def _same_results(a: dict, b: dict) -> None:
             assert ra.get(key) == rb.get(key), (ra["impl"], ra["dtype"], key, ra.get(key), rb.get(key))
 
 
-_IMPLS = {"softmax": ["naive", "stable", "lse"], "log_softmax": ["naive", "stable", "log1p", "log_of_stable"],
+_IMPLS = {"softmax": ["naive", "stable", "lse", "online"],
+          "log_softmax": ["naive", "stable", "log1p", "log_of_stable"],
           "logsumexp": ["naive", "stable", "log1p"],
           "cross_entropy": ["naive", "clipped", "stable", "log_softmax", "log1p"]}
 
@@ -118,7 +119,7 @@ def test_worker_processes_give_the_one_process_figures(capsys, monkeypatch, logi
     _same_results(json.loads(out), json.loads(out2))
 
 
-def test_masks_and_online_scans_are_evaluated_whole(capsys, monkeypatch, tmp_path):
+def test_masks_are_evaluated_whole_and_online_scans_in_pieces(capsys, monkeypatch, tmp_path):
     x = np.random.default_rng(1).normal(0, 2, (1, 900)).astype(np.float32)
     x[0, 10:20] = -np.inf
     np.save(tmp_path / "m.npy", x)
@@ -130,8 +131,9 @@ def test_masks_and_online_scans_are_evaluated_whole(capsys, monkeypatch, tmp_pat
     np.save(tmp_path / "o.npy", x)
     argv = ["inspect", "softmax", "--impl", "online", "--input", tmp_path / "o.npy", "--dtype", "float16",
             "--format", "json"]
-    code, out, err, used = run(capsys, monkeypatch, *argv, block=100)
-    assert code == 0 and not used, err
+    for acc in ("sequential", "pairwise", "float32"):  # its state carried across the pieces; its tree's nodes
+        code, out, err, used = run(capsys, monkeypatch, *argv, "--accumulate", acc, block=100)
+        assert code == 0 and used, err
 
 
 def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, tmp_path):

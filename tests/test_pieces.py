@@ -82,8 +82,8 @@ def test_pieces_trace_the_bits_of_the_whole_vector(acc, fmt_name, compute):
         target = {"target": np.array([int(rng.integers(0, n))])}
         block = 300 if attribute else 200  # the pairwise tree: aligned pieces of 256 and 128
         for f in FAMILY:
-            for name, impl in REGISTRY[f].items():
-                if not impl.builtin or name == "online":
+            for impl in REGISTRY[f].values():
+                if not impl.builtin:
                     continue
                 arg = impl.record.arg(as_args(target if impl.record.takes else None))
                 _check(impl, fmt, xc, acc, arg, compute, attribute, block)
@@ -126,15 +126,39 @@ def test_the_partitions_follow_each_summation_tree():
     assert np.sum(a[: bounds[0][1]]) != np.sum(a)  # (a piece is not the vector)
 
 
+def test_the_online_scan_across_pieces_with_jumps_infinities_and_nan():
+    """The online softmax's state carried across the pieces (sequential, numpy's float32) and its
+    tree's nodes (pairwise): the running maximum jumping in later pieces (every earlier term
+    rescaled, the factors exp(m_old - m_new) flushing to 0 in float16), a +inf input (inf - inf:
+    NaN from there on) and a NaN one, every bit and error component as the whole vector's."""
+    fmt = get_format("float16")
+    impl = REGISTRY["softmax"]["online"]
+    rng = np.random.default_rng(5)
+    base = rng.normal(-40, 3, (1, 1000))
+    base[0, [310, 640, 999]] = [-10.0, 8.0, 11.0]  # the maximum moves up in three later pieces
+    for extra in ({}, {700: np.inf}, {450: np.nan}):
+        x = base.copy()
+        for k, v in extra.items():
+            x[0, k] = v
+        xc = fmt.cast(x)
+        for acc in ("sequential", "pairwise", "float32"):
+            for compute in ("format", "float32"):
+                _check(impl, fmt, xc, acc, None, compute, True, 256)
+                _check(impl, fmt, xc, acc, None, compute, False, 100)
+
+
 def test_a_step_needing_the_whole_vector_refuses():
-    """The online softmax's scan and its pairwise tree (slices of the vector) are no piecewise
-    kernels: NotPiecewise, so the vector is evaluated whole instead of wrongly."""
+    """A step at an index (the backward passes' o.put, o.drop_at, o.argmax) or a vector joined
+    from parts (o.concat) is no piecewise step: NotPiecewise, so the vector is evaluated whole
+    instead of wrongly."""
     fmt = get_format("float32")
     xc = _vector(np.random.default_rng(1), fmt, 1000)
-    impl = REGISTRY["softmax"]["online"]
-    for acc in ("sequential", "pairwise", "float32"):
+    k = np.array([3])
+    for step in (lambda o, x: o.put(x, k, x[..., :1]), lambda o, x: o.drop_at(x, k), lambda o, x: o.argmax(x),
+                 lambda o, x: o.concat([x, x])):
+        plan = Plan.for_vector(fmt, 1000, "sequential", 256)
         with pytest.raises(NotPiecewise):
-            _pieces(impl, fmt, xc, acc, None, "float32", False, 256)
+            learn(plan, lambda tr, step=step: step(tr, tr.wrap(tr.piece(xc))))
 
 
 @pytest.mark.parametrize("tier", [0, -1])

@@ -32,7 +32,6 @@ To add an implementation, write a kernel and add one line to the table at the en
 
 from __future__ import annotations
 
-from ..steps import acc_dtype
 from .base import Function, builtin, composition
 
 # Every kernel is written against ``o`` (numstab.steps): o.exp, o.sub, o.sum(e, acc), ... run
@@ -56,21 +55,9 @@ def softmax_lse(x, acc, o):
 
 
 def _online_state(x, acc, o):
-    """Running max and rescaled sum (Milakov & Gimelshein 2018); both with a length-1 last axis."""
-    w = acc_dtype(x.dtype, acc)
-    if acc == "pairwise":
-        m, d = x, o.ones(x, w)
-        while m.shape[-1] > 1:
-            k = m.shape[-1] // 2
-            m1, m2 = m[..., 0: 2 * k: 2], m[..., 1: 2 * k: 2]
-            d1, d2 = d[..., 0: 2 * k: 2], d[..., 1: 2 * k: 2]
-            mm = o.maximum(m1, m2)
-            dd = o.add(o.mul(d1, o.cast(o.exp(o.sub(m1, mm)), w)), o.mul(d2, o.cast(o.exp(o.sub(m2, mm)), w)))
-            if m.shape[-1] % 2:
-                mm = o.concat([mm, m[..., 2 * k:]])
-                dd = o.concat([dd, d[..., 2 * k:]])
-            m, d = mm, dd
-        return m, o.cast(d, x.dtype)
+    """Running max and rescaled sum (Milakov & Gimelshein 2018): a scan column after column, or
+    under ``pairwise`` a tree of (max, sum) pairs (steps.online_pairs); both with a length-1 last
+    axis, the sum cast to x's dtype."""
     return o.online(x, acc)
 
 

@@ -560,8 +560,20 @@ class _Kinds:
 
 
 def _clean(e: np.ndarray) -> np.ndarray:
-    """A propagated error with NaN and infinities (0 * inf, an overflowed product) as 0, in place."""
-    return np.nan_to_num(e, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    """A propagated error with NaN and infinities (0 * inf, an overflowed product) as 0, in place
+    (np.nan_to_num's values, with one test of the common case: every value finite)."""
+    if np.ndim(e) == 0:
+        return np.nan_to_num(e, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    fin = np.isfinite(e)
+    if not fin.all():
+        e[~fin] = 0.0
+    return e
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    """a with its NaN and infinities as 0 (a itself when every value is finite)."""
+    fin = np.isfinite(a)
+    return a if fin.all() else np.where(fin, a, 0.0)
 
 
 def _concat_err(parts) -> Err:
@@ -714,7 +726,8 @@ class Tracer:
                 self._record(label, kind, full(m), detail)
         if err is not None:
             with np.errstate(all="ignore"):
-                cat = np.where(np.abs(v) < fmt.tiny, C_UNF, C_ROUND) if local_cat is None else local_cat
+                cat = np.where(np.abs(v) < fmt.tiny, np.int8(C_UNF), np.int8(C_ROUND)) if local_cat is None \
+                    else local_cat
                 err = self._local(err, v, sh, cat).zeroed(~np.isfinite(v))
         return T(v, root, err)
 
@@ -722,8 +735,7 @@ class Tracer:
         """err plus the step's local error v - sh, in the category ``cat`` (one code, or one per
         element: underflow, rounding or absorption)."""
         with np.errstate(all="ignore"):
-            local = (self._w(v) - sh).astype(np.float64)
-            local = np.where(np.isfinite(local), local, 0.0)
+            local = _finite((self._w(v) - sh).astype(np.float64, copy=False))
             for c in (C_UNF, C_ROUND, C_ABS):
                 if np.ndim(cat) == 0:
                     if cat == c:
@@ -815,7 +827,9 @@ class Tracer:
         if a.err is not None:
             with np.errstate(all="ignore"):
                 err = a.err.zip(b.err, np.add if sign > 0 else np.subtract, v.shape)
-                fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
+                # (the wide operands themselves where the wide type is float64)
+                fa, fb = (wa, wb) if self.wide == np.float64 else (a.v.astype(np.float64),
+                                                                   b.v.astype(np.float64))
                 bb = fb if sign > 0 else -fb
                 fv = v.astype(np.float64)
                 kappa = (np.abs(fa) + np.abs(fb)) / np.abs(fv)
@@ -831,7 +845,9 @@ class Tracer:
                         err = err.plus(C_CANC, np.where(effective_sub, moved, 0.0), v.shape)
                 absorbed = ((fv == fa) & (bb != 0)) | ((fv == bb) & (fa != 0))
                 absorbed &= np.isfinite(fv)
-                local_cat = np.where(absorbed, C_ABS, np.where(np.abs(v) < self._fmt(v).tiny, C_UNF, C_ROUND))
+                if absorbed.any():  # else _finish's own categories: the same (underflow, rounding)
+                    below = np.where(np.abs(v) < self._fmt(v).tiny, np.int8(C_UNF), np.int8(C_ROUND))
+                    local_cat = np.where(absorbed, np.int8(C_ABS), below)
                 self._record(what or label, "absorption", absorbed & (fa != 0) & (bb != 0), (fa, bb, fv))
                 self._record(what or label, "cancellation", effective_sub, (fa, bb, fv))
         return self._finish("sum" if label == "add" else label, v, sh, root, err, local_cat, (a.v, b.v),

@@ -113,7 +113,9 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None, piece=None) -> No
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
             xb, ab = x[b], row_args(target, b)
             figs = [None] * len(items)
-            if not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
+            if piece is not None:  # a piece of a long vector: only its masked entries' limits are fixed
+                figs = _limit_figures(fmt, f, xb, items, piece.whole(target).xt)
+            elif not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
                 figs, xb, ab, items = _masked_figures(fmt, f, xb, ab, items, specials)
             rest = [k for k, g in enumerate(figs) if g is None]
             if rest and xb is not None:
@@ -133,14 +135,32 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None, piece=None) -> No
         o.exact = (done, eu, er)
 
 
+def _fixed_figures(fmt, v: float, y: float):
+    """The figures of an output y against an exact value v that the limits fix: rationally for a
+    finite number of the format, else 0 or infinite (never open)."""
+    from fractions import Fraction
+
+    from .reference import rational_figures
+
+    if np.isfinite(v):
+        return rational_figures(fmt, Fraction(v), y)
+    return (0.0, 0.0) if y == v or (np.isnan(y) and np.isnan(v)) else (np.inf, np.inf)
+
+
+def _limit_figures(fmt, function: str, x_row, items, xt):
+    """Figures of the items of a piece of a long vector that its -inf entries fix
+    (masks.dropped_limits), None for the others (each at its own place in the piece)."""
+    from .masks import dropped_limits
+
+    vals, fixed = dropped_limits(function, x_row, xt)
+    return [_fixed_figures(fmt, float(vals[j]), y) if fixed[j] else None for j, y in items]
+
+
 def _masked_figures(fmt, function: str, x_row, args_row, items, specials):
     """Figures of a row holding non-finite entries: exactly (rationals) where the limits fix
     the exact value; the other items moved to the finite vector the reference saw.
     Returns (figures or None per item, that vector, its arguments, the moved items)."""
-    from fractions import Fraction
-
     from .masks import compact, fixed_values
-    from .reference import rational_figures
 
     vals, fixed = fixed_values(fmt, function, x_row, args_row, specials)
     c = compact(function, x_row, args_row, specials)
@@ -149,13 +169,7 @@ def _masked_figures(fmt, function: str, x_row, args_row, items, specials):
     figs, moved = [], []
     for j, y in items:
         if fixed[j if len(fixed) > 1 else 0]:
-            v = float(vals[j if len(fixed) > 1 else 0])
-            # an open figure against a fixed value: a finite number of the format (else the
-            # figure is 0 or infinite and never open)
-            if np.isfinite(v):
-                figs.append(rational_figures(fmt, Fraction(v), y))
-            else:
-                figs.append((0.0, 0.0) if y == v or (np.isnan(y) and np.isnan(v)) else (np.inf, np.inf))
+            figs.append(_fixed_figures(fmt, float(vals[j if len(fixed) > 1 else 0]), y))
             moved.append((0, y))
         else:
             figs.append(None)

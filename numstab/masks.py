@@ -275,6 +275,21 @@ def dropped_values(function: str, x: np.ndarray, args: dict) -> np.ndarray:
     return out
 
 
+def dropped_limits(function: str, x_row, xt=None) -> tuple:
+    """(values, fixed) of the outputs of one vector that its -inf entries fix, where two or more of
+    its entries are finite and none is +inf or NaN (a piece of a long vector, which is evaluated in
+    pieces only so: numstab.vector): a per-element function's dropped value at each -inf entry of
+    ``x_row``; a per-vector one's value when its target's input ``xt`` is -inf."""
+    rule = RULES[function]
+    x = np.asarray(x_row, dtype=np.float64)
+    if rule.per_element:
+        if isinstance(rule.dropped, str) or rule.target_element is not None:
+            raise ValueError(f"{function}: its dropped values depend on other arguments")
+        return np.full(x.shape, float(rule.dropped)), x == -np.inf
+    hit = rule.target_dropped is not None and xt is not None and float(xt) == -np.inf
+    return np.full(1, np.nan if rule.target_dropped is None else float(rule.target_dropped)), np.array([hit])
+
+
 def _default_functions(args: dict) -> list:
     from .functions import FUNCTIONS
 

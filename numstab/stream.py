@@ -15,10 +15,11 @@ chunks in flight, whatever the size of the input.
 
 A row of a function with reductions needs the whole vector (its max and sum, and the
 implementations' own reductions in their accumulation order). One longer than a block, of
-softmax, log_softmax, logsumexp or cross_entropy, finite, with built-in implementations whose
-kernels are piecewise, is cut in pieces of columns all the same, each evaluated with the context
-of the whole vector (numstab.vector: the kernels' reductions and the reference's row quantities,
-learned from passes over the pieces), with the figures of the whole vector's evaluation. Any
+softmax, log_softmax, logsumexp or cross_entropy, finite or with -inf masks, with built-in
+implementations whose kernels are piecewise, is cut in pieces of columns all the same, each
+evaluated with the context of the whole vector (numstab.vector: the kernels' reductions and the
+reference's row quantities, learned from passes over the pieces), with the figures of the whole
+vector's evaluation. Any
 other such row is the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row
 whose evaluation would not fit. An elementwise function (the sigmoid family: every output depends
 on its own element alone) has no such bound: a vector longer than a block is cut into pieces of
@@ -769,7 +770,8 @@ def split_rows(function: str, n: int) -> bool:
 def in_pieces(function: str, impls, n: int, acc: str, compute: str) -> bool:
     """Whether vectors of n of a function with reductions are evaluated in pieces of columns
     (numstab.vector): longer than a block, every implementation's kernel piecewise (a vector
-    holding -inf, +inf or NaN is still evaluated whole: :func:`plan_chunks`)."""
+    holding +inf or NaN is still evaluated whole, one with -inf masks in pieces:
+    :func:`_vector_chunks`)."""
     from .vector import is_long, pieceable
 
     return is_long(function, n, block_elements()) and pieceable(function, impls, acc, compute)
@@ -788,11 +790,24 @@ class ColumnReader:
         return self.source.array(self.shard).read_cols(self.row, c0, c1)
 
 
+def _pieceable_row(read, n: int, block: int) -> bool:
+    """Whether a long row's values (read a block at a time) can be evaluated in pieces: no +inf or
+    NaN, and two or more finite entries (-inf masks drop out of its sums: masks.dropped_limits)."""
+    finite = 0
+    for c0 in range(0, n, block):
+        v = read(c0, min(n, c0 + block))
+        fin = np.isfinite(v)
+        if not (fin | (v == -np.inf)).all():
+            return False
+        finite += int(np.count_nonzero(fin))
+    return finite >= 2
+
+
 def _vector_chunks(job: Job, arrays, args: dict) -> list:
     """The chunks of long vectors with reductions (:func:`in_pieces`): each row in the pieces of
-    columns vector.LongVector cuts it in, with the context its pieces share; a row holding -inf,
-    +inf or NaN (read first, a block at a time) as one chunk, if it fits (else refused here,
-    before any work)."""
+    columns vector.LongVector cuts it in, with the context its pieces share; a row holding +inf or
+    NaN, or fewer than two finite entries (read first, a block at a time), as one chunk, if it
+    fits (else refused here, before any work)."""
     from .limits import require, stream_bytes
     from .vector import LongVector
 
@@ -802,12 +817,12 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
         st = os.stat(path)
         for r in range(arr.rows):
             read = ColumnReader(job.source, s, r)
-            finite = all(np.isfinite(read(c0, min(n, c0 + block))).all() for c0 in range(0, n, block))
             row_args = slice_args(args, row0, row0 + 1)
-            if not finite:
-                require(f"row {row0} ({n:,} values, holding -inf, +inf or NaN: evaluated whole)",
-                        stream_bytes(n, len(job.impls), 1),
-                        "a vector with masks or NaN is evaluated whole: use shorter vectors")
+            if not _pieceable_row(read, n, block):
+                require(f"row {row0} ({n:,} values, holding +inf or NaN, or fewer than two finite "
+                        "ones: evaluated whole)", stream_bytes(n, len(job.impls), 1),
+                        "a vector with +inf, NaN or all but one masked is evaluated whole: use shorter "
+                        "vectors")
                 chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n))
             else:
                 vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.accumulate,

@@ -16,11 +16,13 @@ context, learned from passes over the pieces and kept once per process (:class:`
 * for the causes of infinite outputs (causes.attribute), the kinds of events the whole vector's
   attributed run records (an absorption or cancellation in another piece names them).
 
-:func:`pieceable` (with stream.in_pieces and stream's check that every input is finite) decides
-before any work whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every
-implementation a built-in whose kernel is piecewise (its steps meet the vector only through the
-reductions pieces knows, the online scan included; else pieces.NotPiecewise), and every input
-finite (masks and NaN take the row-by-row path of the whole vector).
+:func:`pieceable` (with stream.in_pieces and stream's check of the inputs) decides before any work
+whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every implementation
+a built-in whose kernel is piecewise (its steps meet the vector only through the reductions pieces
+knows, the online scan included; else pieces.NotPiecewise), and every input finite or -inf, two or
+more of them finite. A -inf entry (a mask) adds no term to the sums, and the outputs it fixes
+(masks.dropped_limits) are exact in every piece (reference.escalation.PieceEscalation); +inf and
+NaN, and a vector with one finite entry, take the mask layer's row-by-row path of the whole vector.
 """
 
 from __future__ import annotations
@@ -230,7 +232,7 @@ class Piece:
         if st.distinct is None:  # one pass over the vector, whatever the precisions asked later
             vals, cnt = np.zeros(0), np.zeros(0, dtype=np.int64)
             for _c0, xp in self._pieces():
-                v, c = np.unique(xp[0], return_counts=True)
+                v, c = np.unique(xp[0][xp[0] != -np.inf], return_counts=True)  # a mask adds no term
                 vals, inv = np.unique(np.concatenate([vals, v]), return_inverse=True)
                 cnt = np.bincount(inv.ravel(), weights=np.concatenate([cnt, c]),
                                   minlength=vals.size).astype(np.int64)

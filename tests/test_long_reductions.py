@@ -119,15 +119,61 @@ def test_worker_processes_give_the_one_process_figures(capsys, monkeypatch, logi
     _same_results(json.loads(out), json.loads(out2))
 
 
-def test_masks_are_evaluated_whole_and_online_scans_in_pieces(capsys, monkeypatch, tmp_path):
+@pytest.fixture(scope="module")
+def masked(tmp_path_factory):
+    """Two vectors of 1,500 logits with -inf masks across the pieces' bounds: a masked run and a
+    masked tail beside overflowing outliers; a masked prefix of 700 (the online scan's running
+    maximum starts at -inf: exp(-inf - -inf) is NaN)."""
+    rng = np.random.default_rng(31)
+    x = rng.normal(0, 3, (2, 1500)).astype(np.float32)
+    x[0, [37, 901, 1402]] = [24.75, 25.5, 25.5]
+    x[0, 100:400] = -np.inf
+    x[0, 1450:] = -np.inf
+    x[1, 0:700] = -np.inf
+    x[1, 1499] = 12.0
+    path = tmp_path_factory.mktemp("masked") / "m.npy"
+    np.save(path, x)
+    return path, x
+
+
+@pytest.mark.parametrize("function,acc,compute,target", [
+    ("softmax", "sequential", "float32", None), ("log_softmax", "pairwise", "format", None),
+    ("logsumexp", "float32", "float32", None), ("cross_entropy", "sequential", "format", "150"),
+    ("cross_entropy", "float32", "float32", "901")])
+def test_masked_vectors_in_pieces_give_the_figures_of_the_whole_vector(capsys, monkeypatch, masked, function,
+                                                                       acc, compute, target):
+    """-inf masks (beside two or more finite entries) drop out of the pieces' sums as out of the
+    whole vector's: the masked entries' limits exactly (softmax 0, log_softmax -inf; a masked
+    target's loss +inf: 150 is masked in both vectors), every figure, cause and --top entry as the
+    whole vector's evaluation (the mask layer's rows)."""
+    path, _ = masked
+    dtypes = [a for d in ("float16", "bfloat16", "float32", "float64") for a in ("--dtype", d)]
+    argv = ["inspect", function, "--input", path, *dtypes, "--accumulate", acc, "--compute", compute,
+            "--format", "json", "--top", "5", "--jobs", "1", *(["--target", target] if target else [])]
+    impls = [a for i in _IMPLS[function] for a in ("--impl", i)]
+    code, out, err, used = run(capsys, monkeypatch, *argv, *impls, block=256)
+    assert code == 0 and len(set(used)) > 4, err
+    code, out2, err, used2 = run(capsys, monkeypatch, *argv, *impls, block=256, pieces=False)
+    assert code == 0 and not used2, err
+    a, b = json.loads(out), json.loads(out2)
+    _same_results(a, b)
+    if function == "cross_entropy" and target == "150":  # a masked target: the exact loss is +inf
+        assert all(r["counts"]["ok"] == 2 for r in a["results"] if r["impl"] != "clipped")
+
+
+def test_infinities_nan_and_single_entries_are_evaluated_whole_and_online_scans_in_pieces(
+        capsys, monkeypatch, tmp_path):
     x = np.random.default_rng(1).normal(0, 2, (1, 900)).astype(np.float32)
-    x[0, 10:20] = -np.inf
-    np.save(tmp_path / "m.npy", x)
     argv = ["inspect", "softmax", "--input", tmp_path / "m.npy", "--dtype", "float16", "--format", "json"]
-    code, out, err, used = run(capsys, monkeypatch, *argv, block=100)
-    assert code == 0 and not used, err
-    assert json.loads(out)["results"][0]["counts"]["ok"] >= 890
-    x[0, 10:20] = 1.0
+    for bad in (np.inf, np.nan, "single"):
+        y = x.copy()
+        if bad == "single":  # one finite entry left: the mask layer's compacted row
+            y[0, 1:] = -np.inf
+        else:
+            y[0, 10] = bad
+        np.save(tmp_path / "m.npy", y)
+        code, out, err, used = run(capsys, monkeypatch, *argv, block=100)
+        assert code == 0 and not used, err
     np.save(tmp_path / "o.npy", x)
     argv = ["inspect", "softmax", "--impl", "online", "--input", tmp_path / "o.npy", "--dtype", "float16",
             "--format", "json"]
@@ -136,35 +182,44 @@ def test_masks_are_evaluated_whole_and_online_scans_in_pieces(capsys, monkeypatc
         assert code == 0 and used, err
 
 
-def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, tmp_path):
+def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, masked, tmp_path):
     """The --top entries' exact values, from the vector's context (its max and sum bounds), against
-    an independent 300-bit mpmath computation of the whole vector."""
-    _, x = logits
-    for r in (0, 1):
-        np.save(tmp_path / "v.npy", x[r])
-        argv = ["inspect", "log_softmax", "--impl", "naive", "--input", tmp_path / "v.npy", "--dtype",
-                "float16", "--compute", "format", "--format", "json", "--top", "6", "--jobs", "1"]
-        code, out, err, used = run(capsys, monkeypatch, *argv, block=128)
-        assert code == 0 and used, err
-        res = json.loads(out)["results"][0]
-        assert len(res["worst"]) == 6
-        xf = get_format("float16").round(x[r].astype(np.float64))
-        with mpmath.workprec(300):
-            lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in xf))
-            for w in res["worst"]:
-                v = mpmath.mpf(float(xf[w["element"]])) - lse
-                e = int(mpmath.floor(mpmath.log10(abs(v))))
-                half = mpmath.mpf(10) ** (e - 24) / 2 * (1 + mpmath.mpf(2) ** -200)
-                assert abs(mpmath.mpf(w["exact"]) - v) <= half, (w, v)
+    an independent 300-bit mpmath computation of the whole vector (a masked entry: its limit)."""
+    for x, fn, impl in ((logits[1], "log_softmax", "naive"), (masked[1], "log_softmax", "naive"),
+                        (masked[1], "softmax", "online")):
+        for r in (0, 1):
+            np.save(tmp_path / "v.npy", x[r])
+            argv = ["inspect", fn, "--impl", impl, "--input", tmp_path / "v.npy", "--dtype",
+                    "float16", "--compute", "format", "--format", "json", "--top", "6", "--jobs", "1"]
+            code, out, err, used = run(capsys, monkeypatch, *argv, block=128)
+            assert code == 0 and used, err
+            res = json.loads(out)["results"][0]
+            assert len(res["worst"]) >= 1
+            xf = get_format("float16").round(x[r].astype(np.float64))
+            with mpmath.workprec(300):
+                lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in xf if v != -np.inf))
+                for w in res["worst"]:
+                    xi = float(xf[w["element"]])
+                    if xi == -np.inf:
+                        assert w["exact"] == ("0.0" if fn == "softmax" else "-inf"), w
+                        continue
+                    v = mpmath.mpf(xi) - lse
+                    v = mpmath.exp(v) if fn == "softmax" else v
+                    e = int(mpmath.floor(mpmath.log10(abs(v))))
+                    half = mpmath.mpf(10) ** (e - 24) / 2 * (1 + mpmath.mpf(2) ** -200)
+                    assert abs(mpmath.mpf(w["exact"]) - v) <= half, (w, v)
 
 
-@pytest.mark.parametrize("fmt_name,mode,acc", [("float16", "mpmath", "sequential"),
-                                               ("float64", "auto", "pairwise"),
-                                               ("bfloat16", "auto", "float32")])
-def test_engine_pieces_at_every_tier(fmt_name, mode, acc):
+@pytest.mark.parametrize("fmt_name,mode,acc,masked", [("float16", "mpmath", "sequential", False),
+                                                      ("float16", "mpmath", "float32", True),
+                                                      ("float64", "auto", "pairwise", False),
+                                                      ("bfloat16", "auto", "float32", False),
+                                                      ("float32", "auto", "sequential", True)])
+def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
     """engine.evaluate on each piece (numstab.vector.Piece) against the whole vector, element by
     element: outputs, statuses, causes, ULP and relative figures, flags -- mpmath's tier enclosing
-    the pieces' elements with the vector's sum bounds (mode "mpmath": every element)."""
+    the pieces' elements with the vector's sum bounds (mode "mpmath": every element); ``masked``:
+    -inf entries, whose limits are exact in the pieces (the whole vector: the mask layer's rows)."""
     from numstab.engine import evaluate, select_impls
 
     fmt = get_format(fmt_name)
@@ -172,11 +227,14 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc):
     n = 300 if mode == "mpmath" else 1100
     raw = rng.normal(0, 6, (1, n))
     raw[0, [5, 250]] = [40.0, 11.0]
+    if masked:
+        raw[0, 20:90] = raw[0, 200:240] = -np.inf
     x = fmt.round(raw)
     for fn in ("softmax", "log_softmax", "logsumexp", "cross_entropy"):
         impls = [i for i in select_impls([fn]) if vector.pieceable(fn, [i], acc, "format")]
         assert {"naive", "stable"} <= {i.name for i in impls}
-        args = {"target": np.array([250])} if fn == "cross_entropy" else {}
+        args = {"target": np.array([250 if not masked or fmt_name == "float32" else 210])} \
+            if fn == "cross_entropy" else {}
         whole, _, _ = evaluate(fmt, x, args, impls, acc, compute="format", mode=mode)
         vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("engine", fmt_name, n), n, acc,
                                 "format", 64)

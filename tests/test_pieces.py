@@ -126,6 +126,26 @@ def test_the_partitions_follow_each_summation_tree():
     assert np.sum(a[: bounds[0][1]]) != np.sum(a)  # (a piece is not the vector)
 
 
+@pytest.mark.parametrize("acc", ["sequential", "pairwise", "float32"])
+def test_masked_vectors_trace_the_bits_of_the_whole_vector(acc):
+    """-inf masks across the pieces' bounds (a masked prefix, a run, a tail): every built-in of
+    the family, both precision models, with and without attribution, as the whole vector's trace."""
+    rng = np.random.default_rng([3, len(acc)])
+    for fmt_name, compute in (("float16", "float32"), ("bfloat16", "format"), ("float32", "format")):
+        fmt = get_format(fmt_name)
+        x = rng.normal(0, 4, (1, 1100))
+        x[0, :90] = x[0, 300:520] = x[0, 1000:] = -np.inf
+        x[0, 700] = 30.0
+        xc = fmt.cast(x)
+        target = {"target": np.array([int(rng.choice([301, 650]))])}  # masked, or not
+        for f in FAMILY:
+            for impl in REGISTRY[f].values():
+                if impl.builtin:
+                    arg = impl.record.arg(as_args(target if impl.record.takes else None))
+                    for attribute in (False, True):
+                        _check(impl, fmt, xc, acc, arg, compute, attribute, 256)
+
+
 def test_the_online_scan_across_pieces_with_jumps_infinities_and_nan():
     """The online softmax's state carried across the pieces (sequential, numpy's float32) and its
     tree's nodes (pairwise): the running maximum jumping in later pieces (every earlier term

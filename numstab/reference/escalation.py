@@ -224,7 +224,8 @@ class Escalation(_Climb):
 
 
 class PieceEscalation(Escalation):
-    """The reference of a piece of columns x (1, w) of one long finite vector, element by element,
+    """The reference of a piece of columns x (1, w) of one long vector (finite, or with -inf masks
+    beside two or more finite entries), element by element,
     as the elements of that vector: every tier's row quantities are the whole vector's
     (``piece.rows(tier)``: reference.softmax.piece_rows over all its pieces, computed once), and
     mpmath encloses with ``piece.whole`` (softmax.Whole: the vector's m, argmax, n and t). Only
@@ -232,10 +233,30 @@ class PieceEscalation(Escalation):
 
     def __init__(self, fmt: Format, x, args, functions, mode: str, piece):
         self.piece = piece
+        self._fixed: dict = {}  # function -> where a -inf entry (a mask) fixes the value
         super().__init__(fmt, x, args, functions, mode)
 
     def _first(self) -> None:
-        self._fast(0, {f: np.ones(lv.shape, dtype=bool) for f, lv in self.level.items()})
+        """Every element at the first tier, but those a -inf entry fixes (masks.dropped_limits: a
+        masked entry's limit, a masked target's loss), which are exact and never go up a tier."""
+        from ..masks import dropped_limits, exact_ref
+
+        xt = self.piece.whole(self.args).xt if "target" in self.args else None
+        sel = {}
+        for f, lv in self.level.items():
+            vals, fixed = dropped_limits(f, self.x[0], xt)
+            fixed = fixed.reshape(lv.shape)
+            if fixed.any():
+                self._fixed[f] = fixed
+                idx = np.nonzero(fixed)
+                self.ref[f].put(idx, exact_ref(self.fmt, vals.reshape(lv.shape)[idx]))
+            if not fixed.all():
+                sel[f] = ~fixed
+        self._fast(0, sel)
+
+    def bump(self, masks: dict) -> bool:
+        masks = {f: np.asarray(m) & ~self._fixed[f] if f in self._fixed else m for f, m in masks.items()}
+        return super().bump(masks)
 
     def _shared_rows(self, fam, t: int, need: np.ndarray) -> dict:
         if not hasattr(fam, "fast_rows"):

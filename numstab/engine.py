@@ -113,8 +113,8 @@ def _settle_exactly(fmt, x, target, ref, open_, specials=None, piece=None) -> No
             items = [(i[1] if len(i) > 1 else 0, float(o.y[i])) for i in sel]
             xb, ab = x[b], row_args(target, b)
             figs = [None] * len(items)
-            if piece is not None:  # a piece of a long vector: only its masked entries' limits are fixed
-                figs = _limit_figures(fmt, f, xb, items, piece.whole(target).xt)
+            if piece is not None:  # a piece of a long vector: the values its limits fix (Piece.limits)
+                figs = _limit_figures(fmt, f, xb, items, piece, target)
             elif not np.isfinite(xb).all():  # the finite vector the reference saw (masks.py)
                 figs, xb, ab, items = _masked_figures(fmt, f, xb, ab, items, specials)
             rest = [k for k, g in enumerate(figs) if g is None]
@@ -147,12 +147,10 @@ def _fixed_figures(fmt, v: float, y: float):
     return (0.0, 0.0) if y == v or (np.isnan(y) and np.isnan(v)) else (np.inf, np.inf)
 
 
-def _limit_figures(fmt, function: str, x_row, items, xt):
-    """Figures of the items of a piece of a long vector that its -inf entries fix
-    (masks.dropped_limits), None for the others (each at its own place in the piece)."""
-    from .masks import dropped_limits
-
-    vals, fixed = dropped_limits(function, x_row, xt)
+def _limit_figures(fmt, function: str, x_row, items, piece, args):
+    """Figures of the items of a piece of a long vector that its non-finite entries fix
+    (numstab.vector.Piece.limits), None for the others (each at its own place in the piece)."""
+    vals, fixed = piece.limits(function, x_row, args)
     return [_fixed_figures(fmt, float(vals[j]), y) if fixed[j] else None for j, y in items]
 
 

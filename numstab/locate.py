@@ -102,15 +102,9 @@ def exact_strings_at(fmt, row, target, function: str, js, specials, whole=None) 
     from .masks import exact_strings
     from .reference import exact_strings as strings_of
 
-    if whole is not None:  # its -inf entries' limits (masks.dropped_limits), the others enclosed
-        from .masks import dropped_limits, special_text
-
-        vals, fixed = dropped_limits(function, row, whole.xt)
-        rest = [j for j in js if not fixed[j]]
-        strings = {}
-        if rest:
-            strings = strings_of(fmt, row, target, functions=[function], elements=rest, whole=whole)
-        return [special_text(float(vals[j])) if fixed[j] else strings[function][j] for j in js]
+    if whole is not None:
+        strings = strings_of(fmt, row, target, functions=[function], elements=list(js), whole=whole)
+        return [strings[function][j] for j in js]
 
     strings = exact_strings(strings_of, fmt, row, target, specials, functions=[function], elements=list(js))
     return [strings[function][j] for j in js]

@@ -275,17 +275,88 @@ def dropped_values(function: str, x: np.ndarray, args: dict) -> np.ndarray:
     return out
 
 
-def dropped_limits(function: str, x_row, xt=None) -> tuple:
-    """(values, fixed) of the outputs of one vector that its -inf entries fix, where two or more of
-    its entries are finite and none is +inf or NaN (a piece of a long vector, which is evaluated in
-    pieces only so: numstab.vector): a per-element function's dropped value at each -inf entry of
-    ``x_row``; a per-vector one's value when its target's input ``xt`` is -inf."""
+@dataclass(frozen=True)
+class VectorFacts:
+    """What the limits of one long vector depend on, read in one pass over it (numstab.stream):
+    a NaN in it, its number of +inf entries and of finite ones, and the column and value of its
+    only finite entry (-1 unless exactly one)."""
+
+    nan: bool = False
+    pinf: int = 0
+    finite: int = 2
+    single: int = -1
+    value: float = math.nan
+
+    @classmethod
+    def of(cls, blocks) -> VectorFacts:
+        """The facts of the vector whose values ``blocks`` yields, (c0, 1-D array) in order."""
+        nan, pinf, finite, single, value = False, 0, 0, -1, math.nan
+        for c0, v in blocks:
+            nan |= bool(np.isnan(v).any())
+            pinf += int(np.count_nonzero(v == np.inf))
+            fin = np.flatnonzero(np.isfinite(v))
+            if finite == 0 and fin.size:
+                single, value = c0 + int(fin[0]), float(v[fin[0]])
+            finite += int(fin.size)
+        return cls(nan, pinf, finite, single, value) if finite == 1 else cls(nan, pinf, finite)
+
+    def pieceable(self, specials: Specials | None, scaled: bool) -> bool:
+        """Whether :func:`vector_limits` knows every value of the vector that its finite entries
+        do not decide: two or more finite entries, nothing else but -inf (their sums, a masked
+        entry's limit); or a NaN, or +inf read as IEEE does (every value fixed); or one finite
+        entry, without a temperature (x / T is no number of the format); or none, under the
+        ``nan`` or ``zeros`` policy (``uniform``: the reference of equal entries)."""
+        specials = specials or DEFAULT
+        if self.nan or (self.pinf and specials.nonfinite == "ieee"):
+            return True
+        if self.pinf:
+            return False
+        if self.finite == 1:
+            return not scaled
+        return self.finite >= 2 or specials.masked_rows != "uniform"
+
+
+def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials: Specials | None = None,
+                  target=None, xt=None) -> tuple:
+    """(values, fixed) of the outputs that the limits fix on a piece of columns ``x_piece`` (first
+    column c0) of one long vector (``facts``, :meth:`VectorFacts.pieceable`), the values its
+    pieces' reference then leaves alone: NaN everywhere for a NaN in the vector; IEEE's values for
+    +inf; a fully masked vector's policy; a single finite entry's exact values (softmax 1,
+    log_softmax 0, logsumexp the entry -- ``facts.value``, rounded to the format --, cross-entropy 0
+    at it, +inf elsewhere); else a per-element function's dropped value at each -inf entry and a
+    per-vector one's value when its ``target`` (input ``xt``) is masked. Per-element: one per column
+    of the piece; per-vector: one."""
     rule = RULES[function]
-    x = np.asarray(x_row, dtype=np.float64)
+    x = np.asarray(x_piece, dtype=np.float64).reshape(-1)
+    specials = specials or DEFAULT
+    shape = x.shape if rule.per_element else (1,)
+    if rule.per_element and (isinstance(rule.dropped, str) or rule.target_element is not None):
+        raise ValueError(f"{function}: its dropped values depend on other arguments")
+    dropped = float(rule.dropped) if rule.per_element else math.nan
+
+    def every(v):
+        return np.full(shape, float(v)), np.ones(shape, dtype=bool)
+
+    if facts.nan:
+        return every(NAN)
+    if facts.pinf:
+        return every(rule.ieee_inf)
+    if facts.finite == 0:  # fully masked: the policy (``nan`` or ``zeros``)
+        pol = rule.empty_scalar if rule.empty_scalar is not None else dict(rule.empty)[specials.masked_rows]
+        return every(pol)
+    t = None if target is None else int(np.ravel(target)[0])
+    if facts.finite == 1:  # the one finite entry k: a vector of one
+        k = facts.single
+        if rule.per_element:
+            vals = np.full(shape, dropped)
+            if c0 <= k < c0 + x.size:
+                vals[k - c0] = {"softmax": 1.0, "log_softmax": 0.0}[function]
+            return vals, np.ones(shape, dtype=bool)
+        if function == "logsumexp":
+            return every(facts.value)
+        return every(0.0 if t == k else rule.target_dropped)
     if rule.per_element:
-        if isinstance(rule.dropped, str) or rule.target_element is not None:
-            raise ValueError(f"{function}: its dropped values depend on other arguments")
-        return np.full(x.shape, float(rule.dropped)), x == -np.inf
+        return np.full(shape, dropped), x == -np.inf
     hit = rule.target_dropped is not None and xt is not None and float(xt) == -np.inf
     return np.full(1, np.nan if rule.target_dropped is None else float(rule.target_dropped)), np.array([hit])
 

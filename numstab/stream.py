@@ -15,12 +15,12 @@ chunks in flight, whatever the size of the input.
 
 A row of a function with reductions needs the whole vector (its max and sum, and the
 implementations' own reductions in their accumulation order). One longer than a block, of
-softmax, log_softmax, logsumexp or cross_entropy, finite or with -inf masks, with built-in
-implementations whose kernels are piecewise, is cut in pieces of columns all the same, each
-evaluated with the context of the whole vector (numstab.vector: the kernels' reductions and the
-reference's row quantities, learned from passes over the pieces), with the figures of the whole
-vector's evaluation. Any
-other such row is the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row
+softmax, log_softmax, logsumexp or cross_entropy (finite, or with non-finite entries whose limits
+are known without the whole vector), with built-in implementations whose kernels are piecewise,
+is cut in pieces of columns all the same, each evaluated with the context of the whole vector
+(numstab.vector: the kernels' reductions and the reference's row quantities, learned from passes
+over the pieces), with the figures of the whole vector's evaluation. Any other such row is the
+smallest chunk, and :func:`rows_per_chunk` refuses before any work a row
 whose evaluation would not fit. An elementwise function (the sigmoid family: every output depends
 on its own element alone) has no such bound: a vector longer than a block is cut into pieces of
 columns (``Chunk.c0``, ``c1``), each read and evaluated alone, so a single vector of any length
@@ -667,9 +667,13 @@ def finish_worst(fmt, function: str, part: Part, specials) -> list:
     for g, (xr, row_arg, js, vec) in by_row.items():
         whole = None
         if vec is not None:  # an element of a long vector with reductions: as that vector's element
-            from .vector import element_whole
+            from .masks import special_text
+            from .vector import element_reference
 
-            whole = element_whole(vec, fmt, function, row_arg, g[1])
+            fixed, whole = element_reference(vec, fmt, function, row_arg, g[1])
+            if fixed is not None:  # a value its limits fix
+                exact.update({(g, j): special_text(fixed) for j in js})
+                continue
         strings = exact_strings_at(fmt, xr, row_arg, function, js, specials, whole)
         exact.update({(g, j): s for j, s in zip(js, strings)})
     return [{**entry, "exact": exact[(g, j)]} for _key, entry, (_xr, _a, j, g, *_v) in part.worst]
@@ -769,8 +773,8 @@ def split_rows(function: str, n: int) -> bool:
 
 def in_pieces(function: str, impls, n: int, acc: str, compute: str) -> bool:
     """Whether vectors of n of a function with reductions are evaluated in pieces of columns
-    (numstab.vector): longer than a block, every implementation's kernel piecewise (a vector
-    holding +inf or NaN is still evaluated whole, one with -inf masks in pieces:
+    (numstab.vector): longer than a block, every implementation's kernel piecewise (and each
+    vector's non-finite entries such that its limits are known without it whole:
     :func:`_vector_chunks`)."""
     from .vector import is_long, pieceable
 
@@ -790,24 +794,19 @@ class ColumnReader:
         return self.source.array(self.shard).read_cols(self.row, c0, c1)
 
 
-def _pieceable_row(read, n: int, block: int) -> bool:
-    """Whether a long row's values (read a block at a time) can be evaluated in pieces: no +inf or
-    NaN, and two or more finite entries (-inf masks drop out of its sums: masks.dropped_limits)."""
-    finite = 0
-    for c0 in range(0, n, block):
-        v = read(c0, min(n, c0 + block))
-        fin = np.isfinite(v)
-        if not (fin | (v == -np.inf)).all():
-            return False
-        finite += int(np.count_nonzero(fin))
-    return finite >= 2
+def _row_facts(read, n: int, block: int):
+    """masks.VectorFacts of a long row, its values read a block at a time."""
+    from .masks import VectorFacts
+
+    return VectorFacts.of((c0, read(c0, min(n, c0 + block))[0]) for c0 in range(0, n, block))
 
 
 def _vector_chunks(job: Job, arrays, args: dict) -> list:
     """The chunks of long vectors with reductions (:func:`in_pieces`): each row in the pieces of
-    columns vector.LongVector cuts it in, with the context its pieces share; a row holding +inf or
-    NaN, or fewer than two finite entries (read first, a block at a time), as one chunk, if it
-    fits (else refused here, before any work)."""
+    columns vector.LongVector cuts it in, with the context its pieces share (its non-finite
+    entries' facts, masks.VectorFacts, read first, a block at a time); a row whose limits need it
+    whole (+inf read as a limit, the ``uniform`` policy, one finite entry under a temperature) as
+    one chunk, if it fits (else refused here, before any work)."""
     from .limits import require, stream_bytes
     from .vector import LongVector
 
@@ -818,15 +817,15 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
         for r in range(arr.rows):
             read = ColumnReader(job.source, s, r)
             row_args = slice_args(args, row0, row0 + 1)
-            if not _pieceable_row(read, n, block):
-                require(f"row {row0} ({n:,} values, holding +inf or NaN, or fewer than two finite "
-                        "ones: evaluated whole)", stream_bytes(n, len(job.impls), 1),
-                        "a vector with +inf, NaN or all but one masked is evaluated whole: use shorter "
-                        "vectors")
+            facts = _row_facts(read, n, block)
+            if not facts.pieceable(job.specials, job.temperature not in (None, 1, 1.0)):
+                require(f"row {row0} ({n:,} values, with +inf read as a limit or a policy of equal "
+                        "entries: evaluated whole)", stream_bytes(n, len(job.impls), 1),
+                        "such a vector is evaluated whole: use shorter vectors")
                 chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n))
             else:
                 vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.accumulate,
-                                 job.compute, block)
+                                 job.compute, block, None if facts.finite == n else facts, job.specials)
                 chunks += [Chunk(job, row0, s, r, r + 1, args=row_args, n=n, c0=c0, c1=c1, vector=vec,
                                  piece=j) for j, (c0, c1) in enumerate(vec.bounds)]
             row0 += 1

@@ -19,14 +19,18 @@ context, learned from passes over the pieces and kept once per process (:class:`
 :func:`pieceable` (with stream.in_pieces and stream's check of the inputs) decides before any work
 whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every implementation
 a built-in whose kernel is piecewise (its steps meet the vector only through the reductions pieces
-knows, the online scan included; else pieces.NotPiecewise), and every input finite or -inf, two or
-more of them finite. A -inf entry (a mask) adds no term to the sums, and the outputs it fixes
-(masks.dropped_limits) are exact in every piece (reference.escalation.PieceEscalation); +inf and
-NaN, and a vector with one finite entry, take the mask layer's row-by-row path of the whole vector.
+knows, the online scan included; else pieces.NotPiecewise), and inputs whose limits masks knows
+without the whole vector (masks.VectorFacts.pieceable, read in one pass by stream). A -inf entry
+(a mask) adds no term to the sums, and the outputs the non-finite entries fix
+(masks.vector_limits: a mask's limit, NaN, IEEE's +inf, a single finite entry's values, a fully
+masked vector's policy) are exact in every piece (reference.escalation.PieceEscalation); +inf
+read as a limit and the ``uniform`` policy take the mask layer's row-by-row path of the whole
+vector.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +57,8 @@ class LongVector:
     acc: str
     compute: str
     block: int
+    facts: object = None  # masks.VectorFacts (None: every entry finite)
+    specials: object = None  # masks.Specials: how its non-finite entries are read
 
     @property
     def bounds(self) -> list:
@@ -197,6 +203,27 @@ class Piece:
             st.top = piece_max(self._pieces)
         return st.top
 
+    def _xt(self, args):
+        """The input at the target (cross-entropy), read from its piece once; None without one."""
+        tg = as_args(args).get("target")
+        if tg is None:
+            return None
+        t, st = int(np.ravel(tg)[0]), self._state(args)
+        if t not in st.xt:
+            st.xt[t] = float(self._read(t, t + 1)[0, 0])
+        return st.xt[t]
+
+    def limits(self, function: str, x_piece, args, c0: int | None = None) -> tuple:
+        """(values, fixed) of the outputs of ``function`` at the columns x_piece (from c0, default
+        the piece's first) that the vector's non-finite entries fix (masks.vector_limits)."""
+        from .masks import VectorFacts, vector_limits
+
+        facts = self.vec.facts or VectorFacts()
+        if facts.finite == 1:  # the only finite entry, as the reference sees it (rounded)
+            facts = dataclasses.replace(facts, value=float(self._read(facts.single, facts.single + 1)[0, 0]))
+        return vector_limits(function, x_piece, self.c0 if c0 is None else c0, facts, self.vec.specials,
+                             as_args(args).get("target"), self._xt(args))
+
     def whole(self, args, cols: tuple | None = None):
         """reference.softmax.Whole of this piece (or of its columns ``cols`` = (c0, c1)): the
         vector's m, argmax (in those columns, or -1), n, and the bounds of its sum t at a working
@@ -206,14 +233,7 @@ class Piece:
         m, k = self._top(args)
         c0, c1 = cols or (self.c0, self.c1)
         local = k - c0 if c0 <= k < c1 else -1
-        tg = as_args(args).get("target")
-        xt = None
-        if tg is not None:  # the target's input (cross-entropy), read from its piece once
-            t, st = int(np.ravel(tg)[0]), self._state(args)
-            if t not in st.xt:
-                st.xt[t] = float(self._read(t, t + 1)[0, 0])
-            xt = st.xt[t]
-        return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), xt)
+        return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), self._xt(args))
 
     def _t(self, prec: int, args):
         """Bounds (tlo, thi) on the vector's t for mpmath at ``prec``: the last fast tier's interval
@@ -232,7 +252,7 @@ class Piece:
         if st.distinct is None:  # one pass over the vector, whatever the precisions asked later
             vals, cnt = np.zeros(0), np.zeros(0, dtype=np.int64)
             for _c0, xp in self._pieces():
-                v, c = np.unique(xp[0][xp[0] != -np.inf], return_counts=True)  # a mask adds no term
+                v, c = np.unique(xp[0][np.isfinite(xp[0])], return_counts=True)  # a mask adds no term
                 vals, inv = np.unique(np.concatenate([vals, v]), return_inverse=True)
                 cnt = np.bincount(inv.ravel(), weights=np.concatenate([cnt, c]),
                                   minlength=vals.size).astype(np.int64)
@@ -244,9 +264,10 @@ class Piece:
         return st.t[prec]
 
 
-def element_whole(vec: LongVector, fmt, function: str, row_arg, col: int):
-    """reference.softmax.Whole of the element ``col`` of the vector alone (its exact string;
-    ``row_arg``: the vector's extra arguments as stream's candidates keep them)."""
+def element_reference(vec: LongVector, fmt, function: str, row_arg, col: int):
+    """The exact value of the element ``col`` of the vector alone, for its exact string
+    (``row_arg``: the vector's extra arguments as stream's candidates keep them): (the value its
+    limits fix or None, reference.softmax.Whole of that element)."""
     ra = row_arg if isinstance(row_arg, dict) else {"target": row_arg}  # a bare int: the target
     args = {}
     if "scale" in ra:
@@ -254,7 +275,11 @@ def element_whole(vec: LongVector, fmt, function: str, row_arg, col: int):
     if "target" in ra and get_function(function).takes == "target":
         args["target"] = np.atleast_1d(np.asarray(ra["target"], dtype=np.int64))
     j = next(i for i, (c0, c1) in enumerate(vec.bounds) if c0 <= col < c1)
-    return Piece(vec, j, fmt).whole(args, (col, col + 1))
+    piece = Piece(vec, j, fmt)
+    vals, fixed = piece.limits(function, piece._read(col, col + 1), args, col)
+    if fixed[0]:
+        return float(vals[0]), None
+    return None, piece.whole(args, (col, col + 1))
 
 
 def is_long(function: str, n: int, block: int) -> bool:

@@ -161,19 +161,54 @@ def test_masked_vectors_in_pieces_give_the_figures_of_the_whole_vector(capsys, m
         assert all(r["counts"]["ok"] == 2 for r in a["results"] if r["impl"] != "clipped")
 
 
-def test_infinities_nan_and_single_entries_are_evaluated_whole_and_online_scans_in_pieces(
-        capsys, monkeypatch, tmp_path):
+def _special_vector(case: str) -> np.ndarray:
+    x = np.random.default_rng(41).normal(0, 3, (1, 1500)).astype(np.float32)
+    if case == "nan":  # behind a masked prefix
+        x[0, :1000] = -np.inf
+        x[0, 1100] = np.nan
+    elif case == "pinf":
+        x[0, [300, 1200]] = np.inf
+    elif case in ("single", "empty"):
+        x[0] = -np.inf
+        if case == "single":
+            x[0, 700] = 3.25
+    return x
+
+
+@pytest.mark.parametrize("case", ["nan", "pinf", "single", "empty"])
+def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch, tmp_path, case):
+    """A NaN, +inf read as IEEE does, one finite entry, none (under the nan and zeros policies):
+    the limits fix the outputs the finite entries do not decide (masks.vector_limits), so the
+    vector goes in pieces, with the figures, causes and --top entries of the mask layer's
+    whole-row evaluation; +inf read as a limit, the uniform policy and one finite entry under a
+    temperature go whole."""
+    np.save(tmp_path / "s.npy", _special_vector(case))
+    policies = {"pinf": [[], ["--masked-rows", "zeros"]],
+                "empty": [["--masked-rows", "nan"], ["--masked-rows", "zeros"]]}
+    for fn, impls in (("softmax", ["naive", "stable", "online"]),
+                      ("cross_entropy", ["stable", "log1p", "clipped"])):
+        for pol in policies.get(case, [[]]):
+            argv = ["inspect", fn, "--input", tmp_path / "s.npy", "--dtype", "float16", "--dtype", "float32",
+                    "--format", "json", "--top", "3", "--jobs", "1", *pol,
+                    *[a for i in impls for a in ("--impl", i)]]
+            if fn == "cross_entropy":
+                argv += ["--target", "700"]
+            code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+            assert code in (0, 1) and len(set(used)) > 4, err
+            code2, out2, err, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
+            assert code2 == code and not used2, err
+            _same_results(json.loads(out), json.loads(out2))
+    whole = {"pinf": ["--nonfinite", "limit"], "empty": ["--masked-rows", "uniform"],
+             "single": ["--temperature", "0.7"]}
+    if case in whole:
+        argv = ["inspect", "softmax", "--input", tmp_path / "s.npy", "--dtype", "float16", "--format", "json",
+                *whole[case]]
+        code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+        assert code in (0, 1) and not used, err
+
+
+def test_online_scans_go_in_pieces(capsys, monkeypatch, tmp_path):
     x = np.random.default_rng(1).normal(0, 2, (1, 900)).astype(np.float32)
-    argv = ["inspect", "softmax", "--input", tmp_path / "m.npy", "--dtype", "float16", "--format", "json"]
-    for bad in (np.inf, np.nan, "single"):
-        y = x.copy()
-        if bad == "single":  # one finite entry left: the mask layer's compacted row
-            y[0, 1:] = -np.inf
-        else:
-            y[0, 10] = bad
-        np.save(tmp_path / "m.npy", y)
-        code, out, err, used = run(capsys, monkeypatch, *argv, block=100)
-        assert code == 0 and not used, err
     np.save(tmp_path / "o.npy", x)
     argv = ["inspect", "softmax", "--impl", "online", "--input", tmp_path / "o.npy", "--dtype", "float16",
             "--format", "json"]

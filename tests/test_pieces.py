@@ -128,14 +128,18 @@ def test_the_partitions_follow_each_summation_tree():
 
 @pytest.mark.parametrize("acc", ["sequential", "pairwise", "float32"])
 def test_masked_vectors_trace_the_bits_of_the_whole_vector(acc):
-    """-inf masks across the pieces' bounds (a masked prefix, a run, a tail): every built-in of
-    the family, both precision models, with and without attribution, as the whole vector's trace."""
+    """-inf masks across the pieces' bounds (a masked prefix, a run, a tail), with +inf or NaN in
+    a later piece: every built-in of the family, both precision models, with and without
+    attribution, as the whole vector's trace."""
     rng = np.random.default_rng([3, len(acc)])
-    for fmt_name, compute in (("float16", "float32"), ("bfloat16", "format"), ("float32", "format")):
+    for fmt_name, compute, extra in (("float16", "float32", None), ("bfloat16", "format", np.inf),
+                                     ("float32", "format", None), ("float16", "format", np.nan)):
         fmt = get_format(fmt_name)
         x = rng.normal(0, 4, (1, 1100))
         x[0, :90] = x[0, 300:520] = x[0, 1000:] = -np.inf
         x[0, 700] = 30.0
+        if extra is not None:
+            x[0, 820] = extra
         xc = fmt.cast(x)
         target = {"target": np.array([int(rng.choice([301, 650]))])}  # masked, or not
         for f in FAMILY:

@@ -224,8 +224,8 @@ class Escalation(_Climb):
 
 
 class PieceEscalation(Escalation):
-    """The reference of a piece of columns x (1, w) of one long vector (finite, or with -inf masks
-    beside two or more finite entries), element by element,
+    """The reference of a piece of columns x (1, w) of one long vector (finite, or with the
+    non-finite entries numstab.vector evaluates in pieces), element by element,
     as the elements of that vector: every tier's row quantities are the whole vector's
     (``piece.rows(tier)``: reference.softmax.piece_rows over all its pieces, computed once), and
     mpmath encloses with ``piece.whole`` (softmax.Whole: the vector's m, argmax, n and t). Only
@@ -237,14 +237,14 @@ class PieceEscalation(Escalation):
         super().__init__(fmt, x, args, functions, mode)
 
     def _first(self) -> None:
-        """Every element at the first tier, but those a -inf entry fixes (masks.dropped_limits: a
-        masked entry's limit, a masked target's loss), which are exact and never go up a tier."""
-        from ..masks import dropped_limits, exact_ref
+        """Every element at the first tier, but those the vector's non-finite entries fix
+        (numstab.vector.Piece.limits: a masked entry's limit, a masked target's loss, NaN, ...),
+        which are exact and never go up a tier."""
+        from ..masks import exact_ref
 
-        xt = self.piece.whole(self.args).xt if "target" in self.args else None
         sel = {}
         for f, lv in self.level.items():
-            vals, fixed = dropped_limits(f, self.x[0], xt)
+            vals, fixed = self.piece.limits(f, self.x[0], self.args)
             fixed = fixed.reshape(lv.shape)
             if fixed.any():
                 self._fixed[f] = fixed

@@ -496,6 +496,10 @@ class PieceTracer(Tracer):
             self._inner -= 1
 
     # ------------------------------------------- steps on the whole vector
+    def length(self, x) -> int:
+        self._whole(x)
+        return self.plan.n
+
     def first(self, a):
         self._whole(a)
         if a.shape[-1] != 1:

@@ -235,6 +235,12 @@ class Plain:
     def wrap(x):
         return x
 
+    @staticmethod
+    def length(x) -> int:
+        """The length of the vectors (a piece of a long vector answers its vector's:
+        numstab.pieces)."""
+        return x.shape[-1]
+
     # elementwise selection and constants (the binary family, the backward passes)
     abs = staticmethod(np.abs)
     minimum = staticmethod(np.minimum)
@@ -977,6 +983,9 @@ class Tracer:
 
     def first(self, a):
         return a[..., 0]
+
+    def length(self, x) -> int:
+        return self._t(x).shape[-1]
 
     # ------------------------------------------------- selection, constants
     def abs(self, a):

@@ -15,7 +15,7 @@ chunks in flight, whatever the size of the input.
 
 A row of a function with reductions needs the whole vector (its max and sum, and the
 implementations' own reductions in their accumulation order). One longer than a block, of
-softmax, log_softmax, logsumexp or cross_entropy (finite, or with non-finite entries whose limits
+the softmax family or label smoothing (finite, or with non-finite entries whose limits
 are known without the whole vector), with built-in implementations whose kernels are piecewise,
 is cut in pieces of columns all the same, each evaluated with the context of the whole vector
 (numstab.vector: the kernels' reductions and the reference's row quantities, learned from passes
@@ -805,12 +805,14 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
     """The chunks of long vectors with reductions (:func:`in_pieces`): each row in the pieces of
     columns vector.LongVector cuts it in, with the context its pieces share (its non-finite
     entries' facts, masks.VectorFacts, read first, a block at a time); a row whose limits need it
-    whole (+inf read as a limit, the ``uniform`` policy, one finite entry under a temperature) as
-    one chunk, if it fits (else refused here, before any work)."""
+    whole (+inf read as a limit, the ``uniform`` policy, one finite entry under a temperature; any
+    non-finite entry of label smoothing's) as one chunk, if it fits (else refused here, before any
+    work)."""
     from .limits import require, stream_bytes
-    from .vector import LongVector
+    from .vector import FINITE_ONLY, LongVector
 
     n, block, chunks, row0 = arrays[0].n, block_elements(), [], 0
+    finite_only = job.function in FINITE_ONLY
     for s, arr in enumerate(arrays):
         path = job.source.paths[s]
         st = os.stat(path)
@@ -818,9 +820,10 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
             read = ColumnReader(job.source, s, r)
             row_args = slice_args(args, row0, row0 + 1)
             facts = _row_facts(read, n, block)
-            if not facts.pieceable(job.specials, job.temperature not in (None, 1, 1.0)):
-                require(f"row {row0} ({n:,} values, with +inf read as a limit or a policy of equal "
-                        "entries: evaluated whole)", stream_bytes(n, len(job.impls), 1),
+            if (facts.finite < n if finite_only else
+                    not facts.pieceable(job.specials, job.temperature not in (None, 1, 1.0))):
+                require(f"row {row0} ({n:,} values, with non-finite entries the limits of "
+                        f"{job.function} need whole: evaluated whole)", stream_bytes(n, len(job.impls), 1),
                         "such a vector is evaluated whole: use shorter vectors")
                 chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n))
             else:

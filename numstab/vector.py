@@ -1,8 +1,8 @@
 """One long vector of a function with reductions, evaluated a piece of columns at a time.
 
-A vector longer than a block (stream.BLOCK_ELEMENTS) of softmax, log_softmax, logsumexp or
-cross_entropy is cut in pieces of columns, each evaluated alone in bounded memory with the
-figures of the whole vector's evaluation. What a piece needs of the rest of the vector is its
+A vector longer than a block (stream.BLOCK_ELEMENTS) of softmax, log_softmax, logsumexp,
+cross_entropy or smoothed_cross_entropy is cut in pieces of columns, each evaluated alone in
+bounded memory with the figures of the whole vector's evaluation. What a piece needs of the rest of the vector is its
 context, learned from passes over the pieces and kept once per process (:class:`Piece` reads it):
 
 * each built-in kernel's reductions (numstab.pieces: the plan of its flags run and, when a piece
@@ -42,7 +42,10 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: the functions evaluated in pieces (their reference: the softmax family's row quantities); the one
 #: output of logsumexp and cross_entropy is the same in every piece (each piece's run ends on the
 #: whole vector's reductions), and stream counts it once, by the first piece
-FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy")
+#: of these, the functions evaluated in pieces only where every input is finite (a masked entry's
+#: weight eps / n multiplies log 0: the mask layer's row-by-row path)
+FINITE_ONLY = ("smoothed_cross_entropy",)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,10 @@ def pieceable(function: str, impls, acc: str, compute: str) -> bool:
     rng = np.random.default_rng(0)
     x = fmt.round(rng.normal(0, 3, (1, 1000)))  # several pieces under every model (numpy's: 8 leaves)
     xc = fmt.cast(x)
-    args = {"target": np.array([700])} if get_function(function).takes == "target" else {}
+    takes = get_function(function).takes
+    args = {"target": np.array([700])} if takes == "target" else {}
+    if takes == "smoothing":
+        args = {"smoothing": np.rec.fromarrays([np.array([700]), np.array([0.125])], names="target,epsilon")}
     for impl in impls:
         plan = Plan.for_vector(fmt, 1000, acc, 128)
 
@@ -101,6 +107,7 @@ class _Learned:
     top: tuple | None = None  # (m, the column of the first argmax)
     xt: dict = field(default_factory=dict)  # target column -> its input
     distinct: tuple | None = None  # (the distinct values, their counts, the maximum's counted out)
+    d_sum: tuple | None = None  # sum(x - m), exactly (raw mpf: label smoothing)
     t: dict = field(default_factory=dict)  # working precision -> (tlo, thi) from the distinct values
     events: dict = field(default_factory=dict)  # impl key -> the kinds of events of the attributed run
 
@@ -191,8 +198,13 @@ class Piece:
 
         st = self._state(args)
         if tier not in st.rows:
-            st.rows[tier] = piece_rows(self.fmt, self._pieces, as_args(args), tiers(self.fmt)[tier],
-                                       top=self._top(args))
+            a = as_args(args)
+            wt = tiers(self.fmt)[tier]
+            st.rows[tier] = piece_rows(self.fmt, self._pieces, a, wt, top=self._top(args))
+            if "smoothing" in a:  # its sum(x - m) and d at its target too
+                from .reference import smoothed
+
+                st.rows[tier].update(smoothed.piece_rows(self.fmt, self._pieces, a, wt, self._top(args)[0]))
         return st.rows[tier]
 
     def _top(self, args) -> tuple:
@@ -204,8 +216,9 @@ class Piece:
         return st.top
 
     def _xt(self, args):
-        """The input at the target (cross-entropy), read from its piece once; None without one."""
-        tg = as_args(args).get("target")
+        """The input at the target (cross-entropy, label smoothing's), read from its piece once;
+        None without one."""
+        tg = _target(args)
         if tg is None:
             return None
         t, st = int(np.ravel(tg)[0]), self._state(args)
@@ -222,7 +235,7 @@ class Piece:
         if facts.finite == 1:  # the only finite entry, as the reference sees it (rounded)
             facts = dataclasses.replace(facts, value=float(self._read(facts.single, facts.single + 1)[0, 0]))
         return vector_limits(function, x_piece, self.c0 if c0 is None else c0, facts, self.vec.specials,
-                             as_args(args).get("target"), self._xt(args))
+                             _target(args), self._xt(args))
 
     def whole(self, args, cols: tuple | None = None):
         """reference.softmax.Whole of this piece (or of its columns ``cols`` = (c0, c1)): the
@@ -233,7 +246,33 @@ class Piece:
         m, k = self._top(args)
         c0, c1 = cols or (self.c0, self.c1)
         local = k - c0 if c0 <= k < c1 else -1
-        return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), self._xt(args))
+        return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), self._xt(args),
+                     lambda: self._d_sum(args))
+
+    def _distinct(self, args) -> tuple:
+        """The vector's distinct finite values and their counts, the maximum's count less one (its
+        own term is outside t): one pass over the vector, kept."""
+        st = self._state(args)
+        if st.distinct is None:
+            m, _k = self._top(args)
+            vals, cnt = np.zeros(0), np.zeros(0, dtype=np.int64)
+            for _c0, xp in self._pieces():
+                v, c = np.unique(xp[0][np.isfinite(xp[0])], return_counts=True)  # a mask adds no term
+                vals, inv = np.unique(np.concatenate([vals, v]), return_inverse=True)
+                cnt = np.bincount(inv.ravel(), weights=np.concatenate([cnt, c]),
+                                  minlength=vals.size).astype(np.int64)
+            cnt[np.searchsorted(vals, m)] -= 1
+            st.distinct = (vals, cnt)
+        return st.distinct
+
+    def _d_sum(self, args):
+        """sum(x - m) over the vector, exactly (raw mpf; its maximum's own term is 0)."""
+        from .reference.smoothed import exact_d_sum
+
+        st = self._state(args)
+        if st.d_sum is None:
+            st.d_sum = exact_d_sum(*self._distinct(args), self._top(args)[0])
+        return st.d_sum
 
     def _t(self, prec: int, args):
         """Bounds (tlo, thi) on the vector's t for mpmath at ``prec``: the last fast tier's interval
@@ -249,19 +288,19 @@ class Piece:
                 return bounds
         st = self._state(args)
         m, _k = self._top(args)
-        if st.distinct is None:  # one pass over the vector, whatever the precisions asked later
-            vals, cnt = np.zeros(0), np.zeros(0, dtype=np.int64)
-            for _c0, xp in self._pieces():
-                v, c = np.unique(xp[0][np.isfinite(xp[0])], return_counts=True)  # a mask adds no term
-                vals, inv = np.unique(np.concatenate([vals, v]), return_inverse=True)
-                cnt = np.bincount(inv.ravel(), weights=np.concatenate([cnt, c]),
-                                  minlength=vals.size).astype(np.int64)
-            cnt[np.searchsorted(vals, m)] -= 1  # the maximum's own term is outside t
-            st.distinct = (vals, cnt)
-        if prec not in st.t:
+        if prec not in st.t:  # the distinct values read once, whatever the precisions asked later
             sc = as_args(args).get("scale")
-            st.t[prec] = exp_sum(*st.distinct, m, prec, None if sc is None else np.ravel(sc)[0])
+            st.t[prec] = exp_sum(*self._distinct(args), m, prec, None if sc is None else np.ravel(sc)[0])
         return st.t[prec]
+
+
+def _target(args):
+    """The target index of a vector's arguments (cross-entropy's, or label smoothing's), or None."""
+    a = as_args(args)
+    if a.get("target") is not None:
+        return a["target"]
+    s = a.get("smoothing")
+    return None if s is None else np.asarray(s["target"])
 
 
 def element_reference(vec: LongVector, fmt, function: str, row_arg, col: int):
@@ -274,6 +313,11 @@ def element_reference(vec: LongVector, fmt, function: str, row_arg, col: int):
         args["scale"] = np.atleast_1d(np.asarray(ra["scale"], dtype=np.float64))
     if "target" in ra and get_function(function).takes == "target":
         args["target"] = np.atleast_1d(np.asarray(ra["target"], dtype=np.int64))
+    if "smoothing" in ra:  # label smoothing's record (target, epsilon)
+        s = ra["smoothing"]
+        args["smoothing"] = np.rec.fromarrays([np.atleast_1d(np.asarray(s["target"], dtype=np.int64)),
+                                               np.atleast_1d(np.asarray(s["epsilon"], dtype=np.float64))],
+                                              names="target,epsilon")
     j = next(i for i, (c0, c1) in enumerate(vec.bounds) if c0 <= col < c1)
     piece = Piece(vec, j, fmt)
     vals, fixed = piece.limits(function, piece._read(col, col + 1), args, col)

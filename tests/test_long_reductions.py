@@ -59,7 +59,8 @@ def _same_results(a: dict, b: dict) -> None:
 _IMPLS = {"softmax": ["naive", "stable", "lse", "online"],
           "log_softmax": ["naive", "stable", "log1p", "log_of_stable"],
           "logsumexp": ["naive", "stable", "log1p"],
-          "cross_entropy": ["naive", "clipped", "stable", "log_softmax", "log1p"]}
+          "cross_entropy": ["naive", "clipped", "stable", "log_softmax", "log1p"],
+          "smoothed_cross_entropy": ["naive", "stable", "log1p"]}
 
 
 @pytest.mark.parametrize("function", list(_IMPLS))
@@ -72,6 +73,8 @@ def test_pieces_give_the_figures_of_the_whole_vector(capsys, monkeypatch, logits
             "--accumulate", acc, "--compute", compute, "--format", "json", "--top", "5", "--jobs", "1"]
     if function == "cross_entropy":  # the targets: an outlier (901) and an ordinary logit
         argv += ["--target", "901"]
+    if function == "smoothed_cross_entropy":
+        argv += ["--target", "5", "--label-smoothing", "0.3"]
     impls = [a for i in _IMPLS[function] for a in ("--impl", i)]
     code, out, err, used = run(capsys, monkeypatch, *argv, *impls, block=256)
     assert code == 0, err
@@ -207,6 +210,15 @@ def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch,
         assert code in (0, 1) and not used, err
 
 
+def test_label_smoothing_of_a_masked_vector_goes_whole(capsys, monkeypatch, masked):
+    """A masked entry's weight eps / n multiplies log 0 (the loss is +inf): the mask layer's rows."""
+    argv = ["inspect", "smoothed_cross_entropy", "--input", masked[0], "--dtype", "float16",
+            "--target", "901", "--format", "json"]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+    assert code == 0 and not used, err
+    assert json.loads(out)["results"][0]["counts"]["ok"] == 2  # +inf, exactly
+
+
 def test_online_scans_go_in_pieces(capsys, monkeypatch, tmp_path):
     x = np.random.default_rng(1).normal(0, 2, (1, 900)).astype(np.float32)
     np.save(tmp_path / "o.npy", x)
@@ -221,11 +233,13 @@ def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, 
     """The --top entries' exact values, from the vector's context (its max and sum bounds), against
     an independent 300-bit mpmath computation of the whole vector (a masked entry: its limit)."""
     for x, fn, impl in ((logits[1], "log_softmax", "naive"), (masked[1], "log_softmax", "naive"),
-                        (masked[1], "softmax", "online")):
+                        (masked[1], "softmax", "online"), (logits[1], "smoothed_cross_entropy", "naive")):
         for r in (0, 1):
             np.save(tmp_path / "v.npy", x[r])
             argv = ["inspect", fn, "--impl", impl, "--input", tmp_path / "v.npy", "--dtype",
                     "float16", "--compute", "format", "--format", "json", "--top", "6", "--jobs", "1"]
+            if fn == "smoothed_cross_entropy":
+                argv += ["--target", "901", "--label-smoothing", "0.1"]
             code, out, err, used = run(capsys, monkeypatch, *argv, block=128)
             assert code == 0 and used, err
             res = json.loads(out)["results"][0]
@@ -233,6 +247,13 @@ def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, 
             xf = get_format("float16").round(x[r].astype(np.float64))
             with mpmath.workprec(300):
                 lse = mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(float(v))) for v in xf if v != -np.inf))
+                if fn == "smoothed_cross_entropy":  # L - (1 - eps) x_t - eps mean(x), eps held in float16
+                    eps = mpmath.mpf(float(get_format("float16").round(np.float64(0.1))))
+                    v = lse - (1 - eps) * mpmath.mpf(float(xf[901])) - eps * mpmath.fsum(
+                        mpmath.mpf(float(a)) for a in xf) / len(xf)
+                    (w,) = res["worst"]
+                    assert abs(mpmath.mpf(w["exact"]) - v) <= abs(v) * mpmath.mpf(10) ** -24, (w, v)
+                    continue
                 for w in res["worst"]:
                     xi = float(xf[w["element"]])
                     if xi == -np.inf:
@@ -265,11 +286,16 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
     if masked:
         raw[0, 20:90] = raw[0, 200:240] = -np.inf
     x = fmt.round(raw)
-    for fn in ("softmax", "log_softmax", "logsumexp", "cross_entropy"):
+    for fn in ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy"):
+        if fn == "smoothed_cross_entropy" and masked:  # (finite vectors only: the mask layer's rows)
+            continue
         impls = [i for i in select_impls([fn]) if vector.pieceable(fn, [i], acc, "format")]
         assert {"naive", "stable"} <= {i.name for i in impls}
         args = {"target": np.array([250 if not masked or fmt_name == "float32" else 210])} \
             if fn == "cross_entropy" else {}
+        if fn == "smoothed_cross_entropy":
+            args = {"smoothing": np.rec.fromarrays([np.array([250]), fmt.round(np.array([0.1]))],
+                                                   names="target,epsilon")}
         whole, _, _ = evaluate(fmt, x, args, impls, acc, compute="format", mode=mode)
         vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("engine", fmt_name, n), n, acc,
                                 "format", 64)
@@ -280,7 +306,7 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
         for k, o in enumerate(whole):
             for attr in ("y", "status", "cause", "ulp", "rel"):
                 a = getattr(o, attr)
-                if fn in ("logsumexp", "cross_entropy"):  # every piece gives the vector's one output
+                if fn in ("logsumexp", "cross_entropy", "smoothed_cross_entropy"):  # the vector's one output
                     assert all(np.array_equal(a, getattr(p[k], attr), equal_nan=a.dtype.kind == "f")
                                for p in parts), (fn, o.impl.name, attr)
                     continue

@@ -11,7 +11,7 @@ from numstab.functions import REGISTRY, as_args
 from numstab.pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 from numstab.steps import CATEGORIES, Tracer
 
-FAMILY = ("softmax", "log_softmax", "logsumexp", "cross_entropy")
+FAMILY = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy")
 
 
 def _same(a, b) -> bool:
@@ -79,7 +79,9 @@ def test_pieces_trace_the_bits_of_the_whole_vector(acc, fmt_name, compute):
     for attribute in (False, True):
         n = int(rng.integers(900, 2100))
         xc = _vector(rng, fmt, n)
-        target = {"target": np.array([int(rng.integers(0, n))])}
+        tg = np.array([int(rng.integers(0, n))])
+        target = {"target": tg, "smoothing": np.rec.fromarrays([tg, fmt.round(np.array([0.2]))],
+                                                               names="target,epsilon")}
         block = 300 if attribute else 200  # the pairwise tree: aligned pieces of 256 and 128
         for f in FAMILY:
             for impl in REGISTRY[f].values():
@@ -141,7 +143,9 @@ def test_masked_vectors_trace_the_bits_of_the_whole_vector(acc):
         if extra is not None:
             x[0, 820] = extra
         xc = fmt.cast(x)
-        target = {"target": np.array([int(rng.choice([301, 650]))])}  # masked, or not
+        tg = np.array([int(rng.choice([301, 650]))])  # masked, or not
+        target = {"target": tg,
+                  "smoothing": np.rec.fromarrays([tg, np.array([0.25])], names="target,epsilon")}
         for f in FAMILY:
             for impl in REGISTRY[f].values():
                 if impl.builtin:

@@ -29,7 +29,7 @@ def _args(arg):
 def _smoothed(ls, target, epsilon, acc, o):
     """(1 - eps) (-ls_t) + (eps / n) sum(-ls): every term non-negative; the weights rounded to
     the format."""
-    n = ls.shape[-1]
+    n = o.length(ls)
     nll = o.neg(o.pick(ls, target))
     w_t = o.mul(o.const(nll, 1.0 - epsilon), nll)
     w_all = o.mul(o.const(nll, epsilon / n), o.neg(o.sum(ls, acc, "the sum of log_softmax")))
@@ -52,7 +52,7 @@ def smoothed_stable(x, acc, arg, o):
 def smoothed_log1p(x, acc, arg, o):
     """log1p(t) - (1 - eps) d_t - (eps / n) sum(d): no cancellation, d = x - max <= 0."""
     target, epsilon = _args(arg)
-    n = x.shape[-1]
+    n = o.length(x)
     d = _shifted(x, o)
     lp = o.log1p(o.sum(o.drop_argmax(o.exp(d), x), acc, "the sum of exp(x - max) over the others"))
     a = o.mul(o.const(lp, 1.0 - epsilon), o.neg(o.pick(d, target)))

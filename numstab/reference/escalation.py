@@ -162,7 +162,7 @@ class Escalation(_Climb):
             if not names:
                 continue
             need = self._row_mask(sel, names)
-            if hasattr(fam, "fast_rows"):
+            if hasattr(fam, "fast_rows") or self.piece is not None:  # (a piece: the vector's rows)
                 rows = self._shared_rows(fam, t, need)
                 for f in names:
                     m = sel[f]
@@ -227,9 +227,10 @@ class PieceEscalation(Escalation):
     """The reference of a piece of columns x (1, w) of one long vector (finite, or with the
     non-finite entries numstab.vector evaluates in pieces), element by element,
     as the elements of that vector: every tier's row quantities are the whole vector's
-    (``piece.rows(tier)``: reference.softmax.piece_rows over all its pieces, computed once), and
-    mpmath encloses with ``piece.whole`` (softmax.Whole: the vector's m, argmax, n and t). Only
-    families with ``fast_rows`` (the softmax family) are evaluated so."""
+    (``piece.rows(tier)``: reference.softmax.piece_rows over all its pieces, computed once, and
+    label smoothing's reference.smoothed.piece_rows), and mpmath encloses with ``piece.whole``
+    (softmax.Whole: the vector's m, argmax, n, t and sum(x - m)). Only families with
+    ``fast_elements`` (the softmax family, label smoothing) are evaluated so."""
 
     def __init__(self, fmt: Format, x, args, functions, mode: str, piece):
         self.piece = piece
@@ -259,7 +260,7 @@ class PieceEscalation(Escalation):
         return super().bump(masks)
 
     def _shared_rows(self, fam, t: int, need: np.ndarray) -> dict:
-        if not hasattr(fam, "fast_rows"):
+        if not hasattr(fam, "fast_elements"):
             raise ValueError(f"{fam.__name__}: no row quantities of a piece of a vector")
         return self.piece.rows(t, self.args)
 

@@ -18,38 +18,101 @@ import numpy as np
 from ..formats import Format
 from ..results import RefData
 from .backward import _depth, _fast_parts, _lib, _sum, _vector
-from .core import from_interval, log1p_down, log1p_up, strict, tiny, working
+from .core import from_interval, log1p_down, log1p_up, pairwise_sum, strict, tiny, unit_roundoff, working
 
 FUNCTIONS = ("smoothed_cross_entropy",)
 
 
-def enclose_smoothed_cross_entropy(x_row, extra, prec: int, fmt_p: int = 64) -> list:
-    """extra: (target, epsilon), epsilon an exact format value in [0, 1]."""
+def enclose_smoothed_cross_entropy(x_row, extra, prec: int, fmt_p: int = 64, whole=None) -> list:
+    """extra: (target, epsilon), epsilon an exact format value in [0, 1]. ``whole``
+    (reference.softmax.Whole, with its ``d_sum``): x_row is a piece of a longer vector, whose n,
+    t, sum(d) and target input are given."""
     L = _lib()
     target, eps = int(extra[0]), L.from_float(float(extra[1]))
     wp = prec + 10
-    _, _, d, _, _, tlo, thi = _vector(x_row, wp)
+    if whole is None:
+        _, _, d, _, _, tlo, thi = _vector(x_row, wp)
+        n, dt = len(d), d[target]
+        D = L.fzero
+        for di in d:
+            D = L.mpf_add(D, di, 0)  # exact
+    else:
+        (tlo, thi), n, D = whole.t(prec), whole.n, whole.d_sum()
+        dt = L.mpf_sub(L.from_float(float(whole.xt)), L.from_float(float(whole.m)), 0)  # exact
     lp_lo, lp_hi = log1p_down(tlo, wp), log1p_up(thi, wp)
-    n = L.from_int(len(d))
-    D = L.fzero
-    for di in d:
-        D = L.mpf_add(D, di, 0)  # exact
     q = L.mpf_mul(eps, D, 0)  # <= 0, exact
-    c1 = L.mpf_neg(L.mpf_mul(L.mpf_sub(L.fone, eps, 0), d[target], 0))  # -(1 - eps) d_t >= 0, exact
-    c_lo = L.mpf_sub(c1, L.mpf_div(q, n, wp, "c"), wp, "f")
-    c_hi = L.mpf_sub(c1, L.mpf_div(q, n, wp, "f"), wp, "c")
+    c1 = L.mpf_neg(L.mpf_mul(L.mpf_sub(L.fone, eps, 0), dt, 0))  # -(1 - eps) d_t >= 0, exact
+    c_lo = L.mpf_sub(c1, L.mpf_div(q, L.from_int(n), wp, "c"), wp, "f")
+    c_hi = L.mpf_sub(c1, L.mpf_div(q, L.from_int(n), wp, "f"), wp, "c")
     lo, hi = L.mpf_add(lp_lo, c_lo, prec, "f"), L.mpf_add(lp_hi, c_hi, prec, "c")
-    if len(d) < 2 or c_lo != c_hi:
+    if n < 2 or c_lo != c_hi:
         return [(lo, hi, lo, hi)]
     return [strict(lo, hi, low=c_lo, p=fmt_p)]  # lp > 0: the loss exceeds the exact c
 
 
-def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
+def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, whole=None) -> dict[str, list]:
     s = args_row.get("smoothing") if args_row else None
     if s is None:
         return {}
     extra = (s["target"], s["epsilon"])
-    return {"smoothed_cross_entropy": enclose_smoothed_cross_entropy(x_row, extra, prec, fmt_p)}
+    return {"smoothed_cross_entropy": enclose_smoothed_cross_entropy(x_row, extra, prec, fmt_p, whole)}
+
+
+# ------------------------------------------------------------ a long vector in pieces
+def exact_d_sum(values, counts, m: float):
+    """sum_v count_v (v - m) over distinct values v with their counts, exactly (raw mpf)."""
+    L = _lib()
+    M, total = L.from_float(float(m)), L.fzero
+    for v, c in zip(np.asarray(values).tolist(), np.asarray(counts).tolist()):
+        total = L.mpf_add(total, L.mpf_mul(L.mpf_sub(L.from_float(v), M, 0), L.from_int(c), 0), 0)
+    return total
+
+
+def piece_rows(fmt: Format, pieces, args: dict, wt, m: float) -> dict:
+    """The smoothing's row quantities of one long vector read a piece at a time (``pieces()`` as
+    softmax.piece_rows reads them; m its maximum), in the working type of wt: D = sum(d), d = x - m,
+    with its bound ``eD`` -- each d rounded once, then summed by halving within each piece and
+    across the pieces, so every |d_i| meets at most depth(w) + depth(P) + 1 roundings (w the widest
+    piece, P the pieces) -- and ``dt``, d at the target (rounded once; :func:`fast_elements`'
+    4 u |c1| covers it)."""
+    wt = working(np.zeros(1, dtype=wt), fmt).dtype
+    u = unit_roundoff(wt)
+    tg = int(np.ravel(args["smoothing"]["target"])[0])
+    M = np.array([[m]]).astype(wt)
+    Ds, A, dt, widest = [], 0.0, None, 1
+    with np.errstate(all="ignore"):
+        for c0, xp in pieces():
+            d = xp.astype(wt) - M
+            Ds.append(_sum(d)[..., 0])
+            A += float(np.sum(np.abs(d.astype(np.float64))))
+            if c0 <= tg < c0 + xp.shape[-1]:
+                dt = d[:, tg - c0]
+            widest = max(widest, xp.shape[-1])
+        D, _ = pairwise_sum(np.stack(Ds, axis=-1))
+    eD = np.array([A * (_depth(widest) + _depth(len(Ds)) + 1) * u * 1.01])
+    return {"D": D, "eD": eD, "dt": dt}
+
+
+def fast_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji=None) -> RefData:
+    """smoothed_cross_entropy of the vectors ``bi`` from their row quantities (a piece of a long
+    vector, numstab.vector: reference.softmax.piece_rows' lp and its bound, :func:`piece_rows`' D,
+    eD and dt, n), bounded as :func:`fast_block` bounds it."""
+    wt = working(np.zeros(1, dtype=wt), fmt).dtype
+    u, TINY = unit_roundoff(wt), tiny(wt)
+    s = args["smoothing"]
+    with np.errstate(all="ignore"):
+        lp, elp = rows["lp"][bi].astype(wt), rows["elp"][bi].astype(wt)
+        D, eD, dt = rows["D"][bi].astype(wt), rows["eD"][bi], rows["dt"][bi].astype(wt)
+        eps = np.asarray(s["epsilon"], dtype=np.float64)[bi].astype(wt)
+        n = rows["n"]
+        w = 1 - eps
+        c1 = -(w * dt)
+        e1 = np.abs(c1) * 4 * u
+        c2 = -(eps / n) * D
+        e2 = (eps / n) * (eD + 3 * u * np.abs(D))
+        r = lp + (c1 + c2)
+        err = (elp + e1 + e2 + 2 * u * (lp + np.abs(c1) + np.abs(c2))) * 1.05 + TINY
+        return from_interval(fmt, r, 2 * err)
 
 
 # ------------------------------------------------------------------ fast path

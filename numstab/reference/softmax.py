@@ -478,6 +478,7 @@ class Whole:
     n: int
     t: object
     xt: float | None = None  # the target's input (cross-entropy)
+    d_sum: object = None  # () -> sum(x - m) over the vector, exact (raw mpf: label smoothing)
 
 
 def exp_sum(values, counts, m, prec: int, scale=None, cache: dict | None = None) -> tuple:

@@ -2,8 +2,9 @@
 
 A vector longer than a block (stream.BLOCK_ELEMENTS) of softmax, log_softmax, logsumexp,
 cross_entropy or smoothed_cross_entropy is cut in pieces of columns, each evaluated alone in
-bounded memory with the figures of the whole vector's evaluation. What a piece needs of the rest of the vector is its
-context, learned from passes over the pieces and kept once per process (:class:`Piece` reads it):
+bounded memory with the figures of the whole vector's evaluation. What a piece needs of the rest
+of the vector is its context, learned from passes over the pieces and kept once per process
+(:class:`Piece` reads it):
 
 * each built-in kernel's reductions (numstab.pieces: the plan of its flags run and, when a piece
   needs causes, of its attributed run), so the piece's outputs, roots, flags and error

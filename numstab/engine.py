@@ -204,7 +204,8 @@ class ImplOutcome:
 def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "sequential",
              tolerance: float = DEFAULT_TOLERANCE, groups=None, mode: str = "auto",
              ref=None, on_error: str = "raise", verify: int = 0, specials=None, temperature=None,
-             compute: str = DEFAULT_COMPUTE, row_flags: bool = False, stage=None, piece=None):
+             compute: str = DEFAULT_COMPUTE, row_flags: bool = False, stage=None, piece=None,
+             flags_only: bool = False):
     """Evaluate impls on the batch x (B, n) float64 exact values of fmt.
 
     ``stage(fraction)``: called as the evaluation passes its stages (the kernels, the reference,
@@ -221,8 +222,10 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     ``temperature`` T: every implementation first divides x by T held in the format, in the
     format (a sampler's ``logits / T``; a traced step for built-ins), and the reference is the
     exact value at the exact quotients x / T_F (:func:`scale_args`).
-    ``piece`` (numstab.vector.Piece): x is that piece of columns of one long finite vector, whose
+    ``piece`` (numstab.vector.Piece): x is that piece of columns of one long vector, whose
     every built-in implementation (only those) is traced and judged as in the whole vector.
+    ``flags_only``: the implementations' outputs and flags alone (a long vector's one output is
+    judged by its first piece; the others add their flags): no reference, figures or causes.
     Returns (list of ImplOutcome, reference dict, its reference.escalation.Escalation).
     """
     B = x.shape[0]
@@ -256,6 +259,8 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                 raise
             o.error = str(exc)
         outs.append(o)
+    if flags_only:
+        return outs, None, None
     stage(0.25)
     if ref is None:
         needed = {o.impl.function for o in outs}

@@ -546,9 +546,12 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
         from .vector import Piece
 
         piece = Piece(chunk.vector, chunk.piece, fmt)
+    # a long vector's one output (logsumexp, the losses) is judged by its first piece: the others
+    # add the flags their own steps raise (_part)
+    flags_only = piece is not None and chunk.c0 > 0 and rec.per_vector
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
                             specials=specials, temperature=job.temperature, compute=job.compute,
-                            stage=stage, piece=piece)
+                            stage=stage, piece=piece, flags_only=flags_only)
     args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
     head = None
     if chunk.split:  # the first values of the whole vector, which entries show

@@ -330,9 +330,11 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     x = np.asarray(x_piece, dtype=np.float64).reshape(-1)
     specials = specials or DEFAULT
     shape = x.shape if rule.per_element else (1,)
-    if rule.per_element and (isinstance(rule.dropped, str) or rule.target_element is not None):
-        raise ValueError(f"{function}: its dropped values depend on other arguments")
-    dropped = float(rule.dropped) if rule.per_element else math.nan
+
+    def dropped():
+        if isinstance(rule.dropped, str) or rule.target_element is not None:
+            raise ValueError(f"{function}: its dropped values depend on other arguments")
+        return float(rule.dropped)
 
     def every(v):
         return np.full(shape, float(v)), np.ones(shape, dtype=bool)
@@ -348,7 +350,7 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     if facts.finite == 1:  # the one finite entry k: a vector of one
         k = facts.single
         if rule.per_element:
-            vals = np.full(shape, dropped)
+            vals = np.full(shape, dropped())
             if c0 <= k < c0 + x.size:
                 vals[k - c0] = {"softmax": 1.0, "log_softmax": 0.0}[function]
             return vals, np.ones(shape, dtype=bool)
@@ -356,7 +358,8 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
             return every(facts.value)
         return every(0.0 if t == k else rule.target_dropped)
     if rule.per_element:
-        return np.full(shape, dropped), x == -np.inf
+        fixed = x == -np.inf
+        return np.full(shape, dropped() if fixed.any() else np.nan), fixed
     hit = rule.target_dropped is not None and xt is not None and float(xt) == -np.inf
     return np.full(1, np.nan if rule.target_dropped is None else float(rule.target_dropped)), np.array([hit])
 

@@ -30,8 +30,10 @@ Each reduction is taken across the pieces in its own order, bit for bit:
   and for the errors a second pass weighing each piece's by the product of the later pieces'
   rescaling factors; ``pairwise``, one node of the tree per aligned piece, as for the sum.
 
-A step that needs the whole vector in another way (``o.concat``, ``o.put``, an operand of another
-length) raises :class:`NotPiecewise`: such a kernel is evaluated whole.
+``put`` (and ``drop_at``) at an index and ``argmax`` read the index in the whole vector: the piece
+that holds it puts the value there. A step that needs the whole vector in another way
+(``o.concat``, an operand of another length) raises :class:`NotPiecewise`: such a kernel is
+evaluated whole.
 """
 
 from __future__ import annotations
@@ -520,13 +522,20 @@ class PieceTracer(Tracer):
         return super().minimum(a, b)
 
     def put(self, a, index, value):
-        raise NotPiecewise("a value put at an index")
-
-    def drop_at(self, a, index):
-        raise NotPiecewise("a value dropped at an index")
+        """a with its element at the (global) ``index`` replaced, where this piece holds it."""
+        if self._inner:
+            return super().put(a, index, value)
+        self._whole(a, value)
+        k = int(np.ravel(index)[0])
+        if not self.c0 <= k < self.c1:
+            return self._t(a)
+        return super().put(a, np.array([k - self.c0]), value)
 
     def argmax(self, x):
-        raise NotPiecewise("an argmax index")
+        """The (global) column of the vector's first maximum, as np.argmax gives it."""
+        xv = x.v if isinstance(x, T) else np.asarray(x)
+        self._whole(xv)
+        return np.array([self._next("argmax", _Arg, xv).result])
 
     def online(self, x, acc):
         if self._inner:

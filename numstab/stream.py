@@ -14,13 +14,13 @@ included -- is the one a single pass over the whole batch gives. Peak memory is 
 chunks in flight, whatever the size of the input.
 
 A row of a function with reductions needs the whole vector (its max and sum, and the
-implementations' own reductions in their accumulation order). One longer than a block, of
-the softmax family or label smoothing (finite, or with non-finite entries whose limits
-are known without the whole vector), with built-in implementations whose kernels are piecewise,
-is cut in pieces of columns all the same, each evaluated with the context of the whole vector
-(numstab.vector: the kernels' reductions and the reference's row quantities, learned from passes
-over the pieces), with the figures of the whole vector's evaluation. Any other such row is the
-smallest chunk, and :func:`rows_per_chunk` refuses before any work a row
+implementations' own reductions in their accumulation order). One longer than a block, of the
+softmax family, label smoothing or cross-entropy's gradient (finite, or with non-finite entries
+whose limits are known without the whole vector), with built-in implementations whose kernels are
+piecewise, is cut in pieces of columns all the same, each evaluated with the context of the whole
+vector (numstab.vector: the kernels' reductions and the reference's row quantities, learned from
+passes over the pieces), with the figures of the whole vector's evaluation. Any other such row is
+the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row
 whose evaluation would not fit. An elementwise function (the sigmoid family: every output depends
 on its own element alone) has no such bound: a vector longer than a block is cut into pieces of
 columns (``Chunk.c0``, ``c1``), each read and evaluated alone, so a single vector of any length

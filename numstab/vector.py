@@ -1,10 +1,10 @@
 """One long vector of a function with reductions, evaluated a piece of columns at a time.
 
 A vector longer than a block (stream.BLOCK_ELEMENTS) of softmax, log_softmax, logsumexp,
-cross_entropy or smoothed_cross_entropy is cut in pieces of columns, each evaluated alone in
-bounded memory with the figures of the whole vector's evaluation. What a piece needs of the rest
-of the vector is its context, learned from passes over the pieces and kept once per process
-(:class:`Piece` reads it):
+cross_entropy, smoothed_cross_entropy or cross_entropy_backward is cut in pieces of columns, each
+evaluated alone in bounded memory with the figures of the whole vector's evaluation. What a piece
+needs of the rest of the vector is its context, learned from passes over the pieces and kept once
+per process (:class:`Piece` reads it):
 
 * each built-in kernel's reductions (numstab.pieces: the plan of its flags run and, when a piece
   needs causes, of its attributed run), so the piece's outputs, roots, flags and error
@@ -43,10 +43,11 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: the functions evaluated in pieces (their reference: the softmax family's row quantities); the one
 #: output of logsumexp and cross_entropy is the same in every piece (each piece's run ends on the
 #: whole vector's reductions), and stream counts it once, by the first piece
-FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy")
+FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
+             "cross_entropy_backward")
 #: of these, the functions evaluated in pieces only where every input is finite (a masked entry's
-#: weight eps / n multiplies log 0: the mask layer's row-by-row path)
-FINITE_ONLY = ("smoothed_cross_entropy",)
+#: weight eps / n multiplies log 0; a masked target's gradient: the mask layer's row-by-row path)
+FINITE_ONLY = ("smoothed_cross_entropy", "cross_entropy_backward")
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class Piece:
         the piece's first) that the vector's non-finite entries fix (masks.vector_limits)."""
         from .masks import VectorFacts, vector_limits
 
-        facts = self.vec.facts or VectorFacts()
+        facts = self.vec.facts or VectorFacts()  # (None: two or more finite entries, nothing else)
         if facts.finite == 1:  # the only finite entry, as the reference sees it (rounded)
             facts = dataclasses.replace(facts, value=float(self._read(facts.single, facts.single + 1)[0, 0]))
         return vector_limits(function, x_piece, self.c0 if c0 is None else c0, facts, self.vec.specials,
@@ -248,7 +249,7 @@ class Piece:
         c0, c1 = cols or (self.c0, self.c1)
         local = k - c0 if c0 <= k < c1 else -1
         return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), self._xt(args),
-                     lambda: self._d_sum(args))
+                     lambda: self._d_sum(args), c0)
 
     def _distinct(self, args) -> tuple:
         """The vector's distinct finite values and their counts, the maximum's count less one (its

@@ -9,7 +9,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from numstab import stream, vector
+from numstab import masks, stream, vector
 from numstab.cli import main
 from numstab.formats import get_format
 
@@ -60,7 +60,8 @@ _IMPLS = {"softmax": ["naive", "stable", "lse", "online"],
           "log_softmax": ["naive", "stable", "log1p", "log_of_stable"],
           "logsumexp": ["naive", "stable", "log1p"],
           "cross_entropy": ["naive", "clipped", "stable", "log_softmax", "log1p"],
-          "smoothed_cross_entropy": ["naive", "stable", "log1p"]}
+          "smoothed_cross_entropy": ["naive", "stable", "log1p"],
+          "cross_entropy_backward": ["naive", "fused", "stable"]}
 
 
 @pytest.mark.parametrize("function", list(_IMPLS))
@@ -71,7 +72,7 @@ def test_pieces_give_the_figures_of_the_whole_vector(capsys, monkeypatch, logits
     dtypes = [a for d in ("float16", "bfloat16", "float32", "float64") for a in ("--dtype", d)]
     argv = ["inspect", function, "--input", path, *dtypes,
             "--accumulate", acc, "--compute", compute, "--format", "json", "--top", "5", "--jobs", "1"]
-    if function == "cross_entropy":  # the targets: an outlier (901) and an ordinary logit
+    if function in ("cross_entropy", "cross_entropy_backward"):  # an outlier (901), an ordinary logit
         argv += ["--target", "901"]
     if function == "smoothed_cross_entropy":
         argv += ["--target", "5", "--label-smoothing", "0.3"]
@@ -233,13 +234,16 @@ def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, 
     """The --top entries' exact values, from the vector's context (its max and sum bounds), against
     an independent 300-bit mpmath computation of the whole vector (a masked entry: its limit)."""
     for x, fn, impl in ((logits[1], "log_softmax", "naive"), (masked[1], "log_softmax", "naive"),
-                        (masked[1], "softmax", "online"), (logits[1], "smoothed_cross_entropy", "naive")):
+                        (masked[1], "softmax", "online"), (logits[1], "smoothed_cross_entropy", "naive"),
+                        (logits[1], "cross_entropy_backward", "naive")):
         for r in (0, 1):
             np.save(tmp_path / "v.npy", x[r])
             argv = ["inspect", fn, "--impl", impl, "--input", tmp_path / "v.npy", "--dtype",
                     "float16", "--compute", "format", "--format", "json", "--top", "6", "--jobs", "1"]
             if fn == "smoothed_cross_entropy":
                 argv += ["--target", "901", "--label-smoothing", "0.1"]
+            if fn == "cross_entropy_backward":
+                argv += ["--target", "901"]
             code, out, err, used = run(capsys, monkeypatch, *argv, block=128)
             assert code == 0 and used, err
             res = json.loads(out)["results"][0]
@@ -260,7 +264,9 @@ def test_exact_strings_of_pieces_are_mpmath_digits(capsys, monkeypatch, logits, 
                         assert w["exact"] == ("0.0" if fn == "softmax" else "-inf"), w
                         continue
                     v = mpmath.mpf(xi) - lse
-                    v = mpmath.exp(v) if fn == "softmax" else v
+                    v = mpmath.exp(v) if fn != "log_softmax" else v
+                    if fn == "cross_entropy_backward" and w["element"] == 901:
+                        v -= 1
                     e = int(mpmath.floor(mpmath.log10(abs(v))))
                     half = mpmath.mpf(10) ** (e - 24) / 2 * (1 + mpmath.mpf(2) ** -200)
                     assert abs(mpmath.mpf(w["exact"]) - v) <= half, (w, v)
@@ -286,19 +292,21 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
     if masked:
         raw[0, 20:90] = raw[0, 200:240] = -np.inf
     x = fmt.round(raw)
-    for fn in ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy"):
-        if fn == "smoothed_cross_entropy" and masked:  # (finite vectors only: the mask layer's rows)
+    for fn in ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
+               "cross_entropy_backward"):
+        if fn in vector.FINITE_ONLY and masked:  # (the mask layer's rows)
             continue
         impls = [i for i in select_impls([fn]) if vector.pieceable(fn, [i], acc, "format")]
         assert {"naive", "stable"} <= {i.name for i in impls}
         args = {"target": np.array([250 if not masked or fmt_name == "float32" else 210])} \
-            if fn == "cross_entropy" else {}
+            if fn in ("cross_entropy", "cross_entropy_backward") else {}
         if fn == "smoothed_cross_entropy":
             args = {"smoothing": np.rec.fromarrays([np.array([250]), fmt.round(np.array([0.1]))],
                                                    names="target,epsilon")}
         whole, _, _ = evaluate(fmt, x, args, impls, acc, compute="format", mode=mode)
+        facts = masks.VectorFacts.of([(0, raw[0])]) if masked else None
         vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("engine", fmt_name, n), n, acc,
-                                "format", 64)
+                                "format", 64, facts)
         vector.forget()
         parts = [evaluate(fmt, x[:, c0:c1], args, impls, acc, compute="format", mode=mode,
                           piece=vector.Piece(vec, j, fmt))[0] for j, (c0, c1) in enumerate(vec.bounds)]

@@ -11,7 +11,8 @@ from numstab.functions import REGISTRY, as_args
 from numstab.pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 from numstab.steps import CATEGORIES, Tracer
 
-FAMILY = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy")
+FAMILY = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
+          "cross_entropy_backward")
 
 
 def _same(a, b) -> bool:
@@ -176,14 +177,14 @@ def test_the_online_scan_across_pieces_with_jumps_infinities_and_nan():
 
 
 def test_a_step_needing_the_whole_vector_refuses():
-    """A step at an index (the backward passes' o.put, o.drop_at, o.argmax) or a vector joined
-    from parts (o.concat) is no piecewise step: NotPiecewise, so the vector is evaluated whole
-    instead of wrongly."""
+    """A vector joined from parts (o.concat), a reduction of part of the vector, a per-vector
+    value read from the elements (o.first) are no piecewise steps: NotPiecewise, so the vector is
+    evaluated whole instead of wrongly. (A step at an index -- o.put, o.drop_at, o.argmax -- reads
+    it in the whole vector: the backward pass's bits above.)"""
     fmt = get_format("float32")
     xc = _vector(np.random.default_rng(1), fmt, 1000)
-    k = np.array([3])
-    for step in (lambda o, x: o.put(x, k, x[..., :1]), lambda o, x: o.drop_at(x, k), lambda o, x: o.argmax(x),
-                 lambda o, x: o.concat([x, x])):
+    for step in (lambda o, x: o.concat([x, x]), lambda o, x: o.max(x[..., :5]),
+                 lambda o, x: o.sum(x[..., 1:], "sequential"), lambda o, x: o.first(x)):
         plan = Plan.for_vector(fmt, 1000, "sequential", 256)
         with pytest.raises(NotPiecewise):
             learn(plan, lambda tr, step=step: step(tr, tr.wrap(tr.piece(xc))))

@@ -84,24 +84,54 @@ def _mul_scalar_iv(c, lo, hi, wp):
     return L.mpf_mul(c, lo, wp, "f"), L.mpf_mul(c, hi, wp, "c")
 
 
-def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64, js=None) -> list:
-    """``js``: the elements wanted (default all), in that order."""
+def _whole_exps(x_row, whole, js, wp):
+    """(the e_j intervals at the wanted columns js of a piece of a long vector, e = 1 at the
+    vector's argmax, and (tlo, thi), its t's bounds): reference.softmax.Whole's m, k and t."""
+    L = _lib()
+    m = L.from_float(float(whole.m))
+    e = {}
+    for j in js:
+        d = L.mpf_sub(L.from_float(float(x_row[j])), m, 0)  # exact
+        e[j] = (L.fone, L.fone) if j == whole.k else _exp_iv(d, wp)
+    return e, whole.t(wp - 10)
+
+
+def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64, js=None, whole=None) -> list:
+    """``js``: the elements wanted (default all), in that order. ``whole``
+    (reference.softmax.Whole): x_row is a piece of a longer vector (its columns from whole.c0),
+    whose m, argmax, n and t are given; the sum of the terms but the target's is then S - e_target
+    (or t at the argmax)."""
     L = _lib()
     target = int(target)
     wp = prec + 10
-    _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
-    slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
-    olo = ohi = L.fzero  # the sum of the other terms: exact 1 for the argmax when target != k
-    for j in range(len(d)):
-        if j != target:
-            olo = L.mpf_add(olo, elo[j], wp, "f")
-            ohi = L.mpf_add(ohi, ehi[j], wp, "c")
+    if whole is not None:
+        js = list(range(len(x_row)) if js is None else js)
+        tl = target - whole.c0
+        e, (tlo, thi) = _whole_exps(x_row, whole, js + ([tl] if 0 <= tl < len(x_row) else []), wp)
+        elo = {j: a for j, (a, _b) in e.items()}
+        ehi = {j: b for j, (_a, b) in e.items()}
+        n = whole.n
+        slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
+        if 0 <= tl < len(x_row) and tl == whole.k:
+            olo, ohi = tlo, thi
+        elif 0 <= tl < len(x_row):
+            olo, ohi = L.mpf_sub(slo, ehi[tl], wp, "f"), L.mpf_sub(shi, elo[tl], wp, "c")
+        target = tl  # the target's place in x_row (outside it: no element of js is the target)
+    else:
+        _, k, d, elo, ehi, tlo, thi = _vector(x_row, wp)
+        n = len(d)
+        slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
+        olo = ohi = L.fzero  # the sum of the other terms: exact 1 for the argmax when target != k
+        for j in range(len(d)):
+            if j != target:
+                olo = L.mpf_add(olo, elo[j], wp, "f")
+                ohi = L.mpf_add(ohi, ehi[j], wp, "c")
     out = []
-    for i in range(len(d)) if js is None else js:
+    for i in range(n) if js is None else js:
         if i == target:
             lo, hi = _div_iv(olo, ohi, slo, shi, prec)
             lo, hi = L.mpf_neg(hi), L.mpf_neg(lo)
-            out.append((lo, hi, lo, hi) if len(d) < 2 else strict(lo, hi, low=L.mpf_neg(L.fone), p=fmt_p))
+            out.append((lo, hi, lo, hi) if n < 2 else strict(lo, hi, low=L.mpf_neg(L.fone), p=fmt_p))
         else:
             lo, hi = _div_iv(elo[i], ehi[i], slo, shi, prec)
             out.append(strict(lo, hi, high=L.fone, p=fmt_p))
@@ -242,9 +272,17 @@ def _rational_iv(q, prec: int) -> tuple:
     return (lo, hi, lo, hi)
 
 
-def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> dict[str, list]:
+def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, whole=None) -> dict[str, list]:
     """Every gradient the arguments allow, or with ``wanted`` ({function: element indices}) only
-    those elements of those functions (the row's sums are still taken over every element)."""
+    those elements of those functions (the row's sums are still taken over every element).
+    ``whole`` (reference.softmax.Whole): x_row is a piece of a longer vector -- only
+    cross_entropy_backward is enclosed so (the others need the cotangent of the whole vector)."""
+    if whole is not None:
+        if set(wanted) - {"cross_entropy_backward"}:
+            raise ValueError("backward: only cross_entropy_backward of a piece of a vector")
+        return {"cross_entropy_backward": enclose_cross_entropy_backward(
+            x_row, int(np.ravel(args_row["target"])[0]), prec, fmt_p, list(wanted["cross_entropy_backward"]),
+            whole)}
     out = _enclose(x_row, args_row, prec, fmt_p, wanted)
     for f, qs in rational(x_row, args_row).items():
         if f in out:
@@ -391,6 +429,44 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
     if not recording():  # the exact strings keep their intervals
         _exact_rows(fmt, out, args, x)
     return out
+
+
+def fast_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji=None) -> RefData:
+    """cross_entropy_backward at the elements (bi, ji) of a piece of a long vector (numstab.vector)
+    from the vector's row quantities (reference.softmax.piece_rows: m, t and its bound et, n, the
+    target's input xt; ``c0`` the piece's first column), bounded as :func:`fast_block` bounds it:
+    e_i / S, and at the target -(S - e_target) / S (t at the vector's maximum, whichever of its
+    ties the target is: e_target = 1 is then the argmax's own term)."""
+    if f != "cross_entropy_backward":
+        raise ValueError(f"{f}: no row quantities of a piece of a vector")
+    wt = working(np.zeros(1, dtype=wt), fmt).dtype
+    u, c_lib, TINY = unit_roundoff(wt), lib_error(wt), tiny(wt)
+    with np.errstate(all="ignore"):
+        m = np.asarray(rows["m"]).astype(wt)[bi]
+        t = np.asarray(rows["t"]).astype(wt)[bi]
+        et = np.asarray(rows["et"], dtype=np.float64)[bi].astype(wt) * 1.01 + u * t  # (converted)
+        n = int(rows["n"])
+        d = np.asarray(x, dtype=np.float64)[bi, ji].astype(wt) - m
+        e = np.exp(d)
+        rel_e = np.abs(d) * u * 1.01 + c_lib
+        S = 1 + t
+        eS = et + u * S
+        g = e / S
+        err = g * (rel_e + eS / S + u) * 1.01 + TINY
+        hit = (np.asarray(ji) + int(rows["c0"])) == int(np.ravel(args["target"])[0])
+        if hit.any():
+            xt = np.asarray(rows["xt"], dtype=np.float64)[bi].astype(wt)
+            dt = xt - m
+            e_t = np.exp(dt)
+            top = xt == m
+            O = np.where(top, t, 1 + (t - e_t))
+            eO = np.where(top, et, (et + e_t * (np.abs(dt) * u * 1.01 + c_lib) + u * (t + 1 + e_t)) * 1.01)
+            gt = -O / S
+            errt = (eO / S + np.abs(gt) * (eS / S + u)) * 1.05 + TINY
+            g, err = np.where(hit, gt, g), np.where(hit, errt, err)
+        upper = np.where(hit, np.inf, 1.0 if n >= 2 else np.inf).astype(wt)
+        lower = np.where(hit, -1.0 if n >= 2 else -np.inf, -np.inf).astype(wt)
+        return from_interval(fmt, g, 2 * err, lower=lower, upper=upper)
 
 
 def _exact_rows(fmt: Format, out: dict, args: dict, x) -> None:

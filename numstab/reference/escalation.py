@@ -262,7 +262,7 @@ class PieceEscalation(Escalation):
     def _shared_rows(self, fam, t: int, need: np.ndarray) -> dict:
         if not hasattr(fam, "fast_elements"):
             raise ValueError(f"{fam.__name__}: no row quantities of a piece of a vector")
-        return self.piece.rows(t, self.args)
+        return {**self.piece.rows(t, self.args), "c0": self.piece.c0}
 
 
 class RowEscalation(_Climb):

@@ -679,12 +679,13 @@ def exact_special(ulp: np.ndarray) -> np.ndarray:
     return np.isinf(ulp)
 
 
-def returned_kind(y: np.ndarray, function: str) -> str:
-    """What an implementation returned for a fully masked row: nan, zeros, uniform or other."""
+def returned_kind(y: np.ndarray, function: str, n: int | None = None) -> str:
+    """What an implementation returned for a fully masked row: nan, zeros, uniform or other (``n``:
+    the row's length, where y is a piece of it)."""
     y = np.asarray(y, dtype=np.float64)
     if np.isnan(y).all():
         return "nan"
-    n = y.size
+    n = y.size if n is None else n
     if function == "softmax":
         if (y == 0).all():
             return "zeros"

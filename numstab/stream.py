@@ -391,7 +391,8 @@ class Part:
     flags: int = 0
     failing_rows: int = 0  # whole rows with a failing element ...
     failing_split: set = field(default_factory=set)  # ... and long rows (their batch index) cut in pieces
-    masked: dict = field(default_factory=dict)  # fully masked rows: what came out, counted
+    masked: dict = field(default_factory=dict)  # fully masked rows: what came out, counted ...
+    masked_split: dict = field(default_factory=dict)  # ... and long rows in pieces: row -> what
     zeros: int = 0
     limits: int = 0
     worst: list = field(default_factory=list)  # (key, entry, exact-string inputs)
@@ -416,6 +417,8 @@ class Part:
         self.failing_split |= other.failing_split
         for k, v in other.masked.items():
             self.masked[k] = self.masked.get(k, 0) + v
+        for r, k in other.masked_split.items():  # a long row's pieces: one kind, or "other"
+            self.masked_split[r] = k if self.masked_split.get(r, k) == k else "other"
         self.zeros += other.zeros
         self.limits += other.limits
         worst = sorted(self.worst + other.worst, key=lambda w: w[0])
@@ -497,6 +500,13 @@ class Part:
     def vectors_failing(self) -> int:
         """Vectors with at least one failing element (a long vector's pieces counted as one)."""
         return self.failing_rows + len(self.failing_split)
+
+    def masked_rows(self) -> dict:
+        """What the fully masked rows returned (masks.returned_kind), counted; {} without any."""
+        out = dict(self.masked)
+        for k in self.masked_split.values():
+            out[k] = out.get(k, 0) + 1
+        return out
 
 
 @dataclass
@@ -615,7 +625,12 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials, hea
         p.failing_split = {chunk.row0} if failing.any() else set()
     else:
         p.failing_rows = int(np.sum(failing))
-    if job.function in ("softmax", "log_softmax"):
+    if job.function in ("softmax", "log_softmax") and chunk.vector is not None:
+        # a long vector's pieces: what the fully masked vector returned, decided over all of them
+        facts = chunk.vector.facts
+        if facts is not None and facts.finite == 0:
+            p.masked_split = {chunk.row0: returned_kind(o.y[0], job.function, chunk.n)}
+    elif job.function in ("softmax", "log_softmax"):
         for r in np.nonzero((x == -np.inf).all(axis=1))[0]:
             k = returned_kind(o.y[r], job.function)
             p.masked[k] = p.masked.get(k, 0) + 1

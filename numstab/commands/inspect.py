@@ -240,9 +240,9 @@ def _inspect_batch(rec, fsrc, arrays, target, targets_file, dtypes, impls, accum
                 "max_ulp": jnum(summ["max_ulp"]), "median_ulp": jnum(summ["median_ulp"]),
                 "max_rel": jnum(summ["max_rel"]), "status": summ["status"], "flags": part.flag_names(),
                 **where,
-                **({"masked_rows_returned": {k: part.masked.get(k, 0) for k in ("nan", "zeros", "uniform",
-                                                                              "other")}}
-                   if part.masked else {}),
+                **({"masked_rows_returned": {k: part.masked_rows().get(k, 0) for k in ("nan", "zeros",
+                                                                                     "uniform", "other")}}
+                   if part.masked_rows() else {}),
                 "worst": stream.finish_worst(fmt, function, part, specials),
             })
     return {"schema": INSPECT_SCHEMA, "results": results}

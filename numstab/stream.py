@@ -767,7 +767,7 @@ def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int, piece=Non
         "ulp_error": jnum(o.ulp[idx]), "status": STATUSES[int(o.status[idx])],
         "cause": cause_name(int(o.cause[idx])), "cause_inferred": o.inferred,
     }
-    if piece is not None:
+    if piece is not None and not rec.per_vector:  # (a per-vector output has no element of its own)
         first["input"] = jnum(x[idx])
     return ((-int(st[idx]), -float(score[idx]), row0 + rr, j), first)
 

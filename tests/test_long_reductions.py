@@ -91,7 +91,7 @@ def test_pieces_give_the_figures_of_the_whole_vector(capsys, monkeypatch, logits
 
 
 def test_audit_first_failure_and_temperature_are_the_whole_vectors(capsys, monkeypatch, logits, tmp_path):
-    path, _ = logits
+    path, x = logits
     argv = ["inspect", "softmax", "--impl", "naive", "--impl", "stable", "--input", path, "--dtype",
             "float16", "--temperature", "0.7", "--format", "json", "--top", "3", "--jobs", "1"]
     code, out, err, used = run(capsys, monkeypatch, *argv, block=200)
@@ -111,6 +111,18 @@ def test_audit_first_failure_and_temperature_are_the_whole_vectors(capsys, monke
     assert fa["vector"][-1] == "..." and shown == fb["vector"][:len(shown)] and fa.pop("input") == 24.75
     assert {k: v for k, v in fa.items() if k != "vector"} == {k: v for k, v in fb.items() if k != "vector"}
     assert fa["element"] == 37 and fa["status"] == "nan"
+    for fn, extra in (("logsumexp", []), ("cross_entropy", ["--target", "901"]),
+                      ("cross_entropy_backward", ["--target", "901"])):  # one output per vector, or not
+        argv = ["audit", "--function", fn, "--impl", "naive", "--dtype", "float16", "--input", path,
+                "--compute", "format", "--jobs", "1", "--format", "json", *extra]
+        code, out, err, used = run(capsys, monkeypatch, *argv, block=200)
+        code2, out2, err2, _ = run(capsys, monkeypatch, *argv, block=200, pieces=False)
+        assert used and code == code2 == 1, (err, err2)
+        fa, fb = (json.loads(o)["results"][0]["first_failure"] for o in (out, out2))
+        assert fa.pop("vector")[-1] == "..." and fb.pop("vector")
+        inp = fa.pop("input", None)  # a per-element output's input (the vector is shown cut)
+        assert fa == fb, (fa, fb)
+        assert inp == (None if fa["element"] is None else float(np.float16(x[0, fa["element"]])))
 
 
 def test_worker_processes_give_the_one_process_figures(capsys, monkeypatch, logits):

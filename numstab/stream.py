@@ -907,11 +907,13 @@ def rows_per_chunk(rows: int, n: int, n_impls: int, jobs: int, what: str, functi
     if pieces or (function is not None and split_rows(function, n)):
         size, count = block_elements(), rows * -(-n // block_elements())
     workers = max(1, min(jobs, count))
+    way = ("a long vector is evaluated in pieces of a block: use fewer --jobs or implementations, or "
+           "smaller blocks (NUMSTAB_BLOCK, values)" if pieces else
+           "a vector is evaluated whole (its max, its sum and each implementation's reductions need "
+           "all of it): use fewer --jobs or implementations, or shorter vectors")
     require(f"{what} ({workers} chunk{'s' if workers > 1 else ''} of {size:,} values at once, "
             f"{n_impls} implementation{'s' if n_impls > 1 else ''})",
-            stream_bytes(size, n_impls, workers),
-            "a vector is evaluated whole (its max, its sum and each implementation's reductions need "
-            "all of it): use fewer --jobs or implementations, or shorter vectors")
+            stream_bytes(size, n_impls, workers), way)
     return per
 
 

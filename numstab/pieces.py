@@ -48,6 +48,7 @@ from .steps import (
     T,
     Tracer,
     _clean,
+    _online_scan,
     _seq_close,
     _special,
     acc_dtype,
@@ -317,6 +318,25 @@ def _online_close(plan, state, err, dtype) -> _Red:
     return _Red(None, (m, d), emit=(tuple(tr.events), int(tr.flags[0])))
 
 
+def _online_state(xs, acc, d0):
+    """(the state after the plain online scan of xs from d0, None, the factors in float64 where xs
+    carries errors) -- or None where the running sum leaves the finite numbers (inf and NaN stay:
+    the traced steps then find its root). A finite running sum is never special (it is at least 1:
+    every step adds exp(0) = 1 or keeps d), so its root is 0."""
+    w = acc_dtype(xs.dtype, acc)
+    with np.errstate(all="ignore"):
+        _m, _, d, (mprev, mn, _dprev, idx) = _online_scan(xs.v, acc, keep=True, d0=d0)
+        if not np.isfinite(d).all():
+            return None
+        k = idx[..., -1:]
+        m = T(np.take_along_axis(xs.v, k, axis=-1), np.take_along_axis(xs.root, k, axis=-1),
+              None if xs.err is None else xs.err.take(k))
+        a64 = None
+        if xs.err is not None:  # Tracer.online_steps' factors: cast(exp(m_{j-1} - m_j), w), in float64
+            a64 = np.nan_to_num(np.exp(mprev - mn).astype(w).astype(np.float64), nan=0.0, posinf=0.0)
+    return (m, d.copy(), np.zeros((1, 1), np.int8)), None, a64
+
+
 class _TreeOnline:
     """The pairwise online softmax (steps.online_pairs): one node (m, d) per aligned piece, then
     the tree over the nodes, its sum cast to the input's type."""
@@ -351,7 +371,7 @@ class _Online:
     def feed(self, tr, x, acc):
         self.carry[tr.j] = self.state
         self.dtype = x.dtype
-        self.state, _dnew, a64 = tr._online_piece(x, acc, self.state)
+        self.state, _dnew, a64 = tr._online_piece(x, acc, self.state, state_only=True)
         if a64 is not None:
             self.factors[tr.j] = a64[a64 != 1.0]
 
@@ -564,10 +584,13 @@ class PieceTracer(Tracer):
         finally:
             self._inner -= 1
 
-    def _online_piece(self, x, acc, state):
+    def _online_piece(self, x, acc, state, state_only: bool = False):
         """The online scan's steps on this piece (a T) after the ``state`` of the columns before it
         (None: the first piece): (the state after it, the running sums (a T per scanned column),
-        the rescaling factors in float64), the last two None where nothing is scanned."""
+        the rescaling factors in float64), the last two None where nothing is scanned.
+        ``state_only`` (learning the state): where the running sum stays finite, the plain scan
+        gives the state and the factors without the traced steps (their values, the same
+        operations; no root: the sum is then never special), the running sums None."""
         if state is None:
             xs, d0, carry = x, None, 0
         else:
@@ -575,6 +598,10 @@ class PieceTracer(Tracer):
             xs = Tracer.concat(self, [item, x])  # the running maximum's element in front
         if xs.shape[-1] < 2:
             return (x, np.ones((1, 1), dtype=acc_dtype(x.dtype, acc)), np.zeros((1, 1), np.int8)), None, None
+        if state_only:
+            fast = _online_state(xs, acc, d0)
+            if fast is not None:
+                return fast
         m, d, dnew, a64 = self.online_steps(xs, acc, d0)
         root, _ = online_root(dnew, carry)
         # copies, not views: a piece's state must not keep its arrays

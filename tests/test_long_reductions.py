@@ -8,6 +8,8 @@ import json
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 
 from numstab import masks, stream, vector
 from numstab.cli import main
@@ -333,3 +335,53 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
                 b = np.concatenate([getattr(p[k], attr) for p in parts], -1)
                 assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), (fn, o.impl.name, attr)
             assert set(o.flags[0]) == set().union(*(p[k].flags[0] for p in parts)), (fn, o.impl.name)
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_random_long_vectors_in_pieces_give_the_whole_vectors_figures(capsys, monkeypatch, tmp_path,
+                                                                      seed):
+    """A random vector (masked runs, a NaN, +inf, fully masked or one finite entry, ties at the
+    maximum, outliers; 2 to 7 blocks and a few columns), function, implementations, format, models,
+    policy and block: inspect's whole results in pieces are those of the whole-row evaluation."""
+    rng = np.random.default_rng(seed)
+    block = int(rng.choice([128, 200, 256, 300]))
+    n = block * int(rng.integers(2, 8)) + int(rng.choice([0, 1, 2, 77]))
+    x = rng.normal(float(rng.choice([0, 5, -20])), float(rng.choice([1, 3, 8, 30])), (1, n))
+    x[0, rng.integers(0, n, int(rng.integers(0, 4)))] = float(rng.choice([25.5, 90.0, 11.0, -60.0, 1e4]))
+    r = rng.random()
+    if r < 0.3:
+        a = int(rng.integers(0, n - 50))
+        x[0, a: a + int(rng.integers(1, 400))] = -np.inf
+    elif r < 0.4:
+        x[0, rng.integers(0, n)] = np.nan
+    elif r < 0.5:
+        x[0, rng.integers(0, n, 2)] = np.inf
+    elif r < 0.55:
+        x[0] = -np.inf
+        if rng.random() < 0.5:
+            x[0, rng.integers(0, n)] = 1.5
+    fin = np.isfinite(x[0])
+    if rng.random() < 0.3 and fin.any():  # ties at the maximum
+        x[0, rng.integers(0, n, 2)] = x[0][fin].max()
+    path = tmp_path / f"r{seed}.npy"
+    np.save(path, x.astype(np.float32))
+    fn = str(rng.choice(list(_IMPLS)))
+    impls = list(rng.choice(_IMPLS[fn], size=int(rng.integers(1, len(_IMPLS[fn]) + 1)), replace=False))
+    fmt = str(rng.choice(["float16", "bfloat16", "float32", "float64"]))
+    argv = ["inspect", fn, "--input", path, "--dtype", fmt,
+            "--accumulate", str(rng.choice(["sequential", "pairwise", "float32"])),
+            "--compute", str(rng.choice(["float32", "format"])), "--format", "json", "--top", "4",
+            "--jobs", "1", *[a for i in impls for a in ("--impl", str(i))]]
+    if fn in ("cross_entropy", "smoothed_cross_entropy", "cross_entropy_backward"):
+        argv += ["--target", str(int(rng.integers(0, n)))]
+    if fn == "smoothed_cross_entropy":
+        argv += ["--label-smoothing", str(float(rng.choice([0.0, 0.1, 0.5])))]
+    if rng.random() < 0.3:
+        argv += ["--masked-rows", str(rng.choice(["nan", "zeros", "uniform"]))]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=block)
+    note(f"in pieces: {len(set(used))}")
+    code2, out2, err2, used2 = run(capsys, monkeypatch, *argv, block=block, pieces=False)
+    assert code == code2 and not used2, (err, err2)
+    if code in (0, 1):
+        assert json.loads(out)["results"] == json.loads(out2)["results"], (seed, argv)

@@ -53,6 +53,7 @@ from .steps import (
     _special,
     acc_dtype,
     online_after,
+    online_factors,
     online_pairs,
     online_root,
 )
@@ -333,7 +334,7 @@ def _online_state(xs, acc, d0):
               None if xs.err is None else xs.err.take(k))
         a64 = None
         if xs.err is not None:  # Tracer.online_steps' factors: cast(exp(m_{j-1} - m_j), w), in float64
-            a64 = np.nan_to_num(np.exp(mprev - mn).astype(w).astype(np.float64), nan=0.0, posinf=0.0)
+            a64 = online_factors(np.exp(mprev - mn).astype(w))
     return (m, d.copy(), np.zeros((1, 1), np.int8)), None, a64
 
 
@@ -603,7 +604,7 @@ class PieceTracer(Tracer):
             if fast is not None:
                 return fast
         m, d, dnew, a64 = self.online_steps(xs, acc, d0)
-        root, _ = online_root(dnew, carry)
+        root = online_root(dnew, carry)
         # copies, not views: a piece's state must not keep its arrays
         m = T(m.v.copy(), m.root.copy(), None if m.err is None else m.err.map(np.copy))
         return (m, d.copy(), root), dnew, a64

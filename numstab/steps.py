@@ -1058,7 +1058,7 @@ class Tracer:
             w = acc_dtype(x.dtype, acc)
             return self.max(x), self.cast(self.wrap(np.ones(x.shape[:-1] + (1,), dtype=w)), x.dtype)
         m, d_v, dnew, a64 = self.online_steps(x, acc)
-        root, _ = online_root(dnew)
+        root = online_root(dnew)
         err = None
         if x.err is not None:
             after = online_after(a64)
@@ -1088,7 +1088,7 @@ class Tracer:
         a64 = None
         if xs.err is not None:
             with np.errstate(all="ignore"):
-                a64 = np.nan_to_num(aw.v.astype(np.float64), nan=0.0, posinf=0.0)
+                a64 = online_factors(aw.v)
         return gathered(_m, idx[..., -1:]), d_v, dnew, a64
 
     # ---------------------------------------------------------------- sums
@@ -1157,8 +1157,7 @@ class Tracer:
             self._record("sum", "overflow", over)
         if a.err is not None:
             with np.errstate(all="ignore"):
-                local = (self._w(cur) - sh).astype(np.float64)
-                out["local"] = np.where(np.isfinite(local), local, 0.0)
+                out["local"] = _finite((self._w(cur) - sh).astype(np.float64, copy=False))
                 out["absorbed"] = absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
                 if record:
                     self._record(what or "sum", "absorption", absorbed,
@@ -1204,9 +1203,8 @@ class Tracer:
 
 def online_root(dnew: T, carry=0):
     """The root of the online scan's running sum (its sums ``dnew``, one per scanned column): the
-    first root set in the final run of special values, and whether every column is special (a
-    piece of a long vector then continues the run of the columns before it, whose root is
-    ``carry``)."""
+    first root set in the final run of special values -- or, where every column is special, the
+    root ``carry`` of the run of the columns before them (a piece of a long vector) when set."""
     spec = _special(dnew.v)
     L = spec.shape[-1]
     every = spec.all(axis=-1)[..., None]
@@ -1215,8 +1213,13 @@ def online_root(dnew: T, carry=0):
     cand = (np.arange(L) > last_plain) & (dnew.root != 0)
     first = np.argmax(cand, axis=-1)[..., None]
     root = np.where(cand.any(axis=-1, keepdims=True), np.take_along_axis(dnew.root, first, axis=-1), 0)
-    root = np.where(every & (np.asarray(carry) != 0), carry, root).astype(np.int8)
-    return root, every
+    return np.where(every & (np.asarray(carry) != 0), carry, root).astype(np.int8)
+
+
+def online_factors(a: np.ndarray) -> np.ndarray:
+    """The online scan's rescaling factors exp(m_{j-1} - m_j) (in the accumulation type) as the
+    errors weigh them: float64, NaN and inf as 0."""
+    return np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0)
 
 
 def online_after(a64: np.ndarray, later=1.0) -> np.ndarray:

@@ -20,8 +20,8 @@ whose limits are known without the whole vector), with built-in implementations 
 piecewise, is cut in pieces of columns all the same, each evaluated with the context of the whole
 vector (numstab.vector: the kernels' reductions and the reference's row quantities, learned from
 passes over the pieces), with the figures of the whole vector's evaluation. Any other such row is
-the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row
-whose evaluation would not fit. An elementwise function (the sigmoid family: every output depends
+the smallest chunk, and :func:`rows_per_chunk` refuses before any work a row whose evaluation
+would not fit. An elementwise function (the sigmoid family: every output depends
 on its own element alone) has no such bound: a vector longer than a block is cut into pieces of
 columns (``Chunk.c0``, ``c1``), each read and evaluated alone, so a single vector of any length
 streams in bounded memory with the figures of one pass (its elements ranked by their place in
@@ -556,12 +556,9 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
         from .vector import Piece
 
         piece = Piece(chunk.vector, chunk.piece, fmt)
-    # a long vector's one output (logsumexp, the losses) is judged by its first piece: the others
-    # add the flags their own steps raise (_part)
-    flags_only = piece is not None and chunk.c0 > 0 and rec.per_vector
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
                             specials=specials, temperature=job.temperature, compute=job.compute,
-                            stage=stage, piece=piece, flags_only=flags_only)
+                            stage=stage, piece=piece, flags_only=_flags_only(chunk))
     args_e = scale_args(fmt, args, x.shape[0], job.temperature)  # exact values at the exact x / T_F
     head = None
     if chunk.split:  # the first values of the whole vector, which entries show
@@ -572,6 +569,15 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
     parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials, head) for o in outs]
     # a long vector's pieces: counted as one vector, by its first piece
     return Partial(parts, int(x.size), 0 if chunk.split and chunk.c0 else int(x.shape[0]))
+
+
+def _flags_only(chunk: Chunk) -> bool:
+    """A piece after the first of a long vector with one output (logsumexp, the losses): that output
+    is the same in every piece and judged by the first; this piece adds only the flags its own
+    steps raise (engine.evaluate's ``flags_only``)."""
+    from .functions import get as get_function
+
+    return chunk.vector is not None and chunk.c0 > 0 and get_function(chunk.job.function).per_vector
 
 
 class _Names:
@@ -601,9 +607,7 @@ def _part(fmt, job: Job, chunk: Chunk, o, x, xe, args, ref, names, specials, hea
     if o.error is not None:
         p.error, p.error_at = o.error, chunk.row0
         return p
-    if chunk.vector is not None and chunk.c0 and get_function(job.function).per_vector:
-        # a long vector's one output (logsumexp, cross_entropy): the same in every piece, counted by
-        # the first; the others add the flags their own steps raised
+    if _flags_only(chunk):
         p.flags = _flag_bits(o.flags)
         return p
     B = x.shape[0]

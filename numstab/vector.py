@@ -40,9 +40,9 @@ from .functions import as_args
 from .functions import get as get_function
 from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 
-#: the functions evaluated in pieces (their reference: the softmax family's row quantities); the one
-#: output of logsumexp and cross_entropy is the same in every piece (each piece's run ends on the
-#: whole vector's reductions), and stream counts it once, by the first piece
+#: the functions evaluated in pieces (their reference: the softmax family's row quantities, with
+#: label smoothing's); the one output of logsumexp and the losses is the same in every piece (each
+#: piece's run ends on the whole vector's reductions), and stream counts it once, by the first piece
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
              "cross_entropy_backward")
 #: of these, the functions evaluated in pieces only where every input is finite (a masked entry's

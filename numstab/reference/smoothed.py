@@ -104,15 +104,20 @@ def fast_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji=Non
         lp, elp = rows["lp"][bi].astype(wt), rows["elp"][bi].astype(wt)
         D, eD, dt = rows["D"][bi].astype(wt), rows["eD"][bi], rows["dt"][bi].astype(wt)
         eps = np.asarray(s["epsilon"], dtype=np.float64)[bi].astype(wt)
-        n = rows["n"]
-        w = 1 - eps
-        c1 = -(w * dt)
-        e1 = np.abs(c1) * 4 * u
-        c2 = -(eps / n) * D
-        e2 = (eps / n) * (eD + 3 * u * np.abs(D))
-        r = lp + (c1 + c2)
-        err = (elp + e1 + e2 + 2 * u * (lp + np.abs(c1) + np.abs(c2))) * 1.05 + TINY
-        return from_interval(fmt, r, 2 * err)
+        r, err = _loss(lp, elp, D, eD, dt, eps, rows["n"], u)
+        return from_interval(fmt, r, 2 * (err + TINY))
+
+
+def _loss(lp, elp, D, eD, dt, eps, n: int, u):
+    """(lp - (1 - eps) dt - (eps / n) D, its error bound) from lp, D = sum(d) and dt = d_target
+    with their bounds elp, eD (dt rounded once at most), in the working type of unit roundoff u."""
+    w = 1 - eps
+    c1 = -(w * dt)
+    e1 = np.abs(c1) * 4 * u
+    c2 = -(eps / n) * D
+    e2 = (eps / n) * (eD + 3 * u * np.abs(D))
+    r = lp + (c1 + c2)
+    return r, (elp + e1 + e2 + 2 * u * (lp + np.abs(c1) + np.abs(c2))) * 1.05
 
 
 # ------------------------------------------------------------------ fast path
@@ -131,14 +136,8 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
         elp = et / (1.0 + np.maximum(t - et, 0.0)) + c_lib * lp + TINY
         eps = np.broadcast_to(np.asarray(eps, dtype=x.dtype).reshape(-1, 1), lp.shape)
         dt = np.take_along_axis(d, np.asarray(target)[..., None], axis=-1)
-        w = 1 - eps
-        c1 = -(w * dt)
-        e1 = np.abs(c1) * 4 * u
         D = _sum(d)  # by halving: each d_i (rounded once) meets ceil(log2 n) more roundings
         eD = np.sum(np.abs(d), axis=-1, keepdims=True) * (_depth(n) + 1) * u * 1.01
-        c2 = -(eps / n) * D
-        e2 = (eps / n) * (eD + 3 * u * np.abs(D))
-        r = lp + (c1 + c2)
-        err = (elp + e1 + e2 + 2 * u * (lp + np.abs(c1) + np.abs(c2))) * 1.05
+        r, err = _loss(lp, elp, D, eD, dt, eps, n, u)
         res = from_interval(fmt, r[..., 0], 2 * err[..., 0])
     return {"smoothed_cross_entropy": res}

@@ -16,8 +16,13 @@ import contextlib
 import importlib
 import importlib.util
 import os
+import pickle
+import select
+import signal
 import sys
 import threading
+import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -195,10 +200,47 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _child_main(fn, name, args, copies, w) -> None:  # pragma: no cover - runs in the fork
-    import pickle
-    import signal
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
+
+def _message(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "little") + data
+
+
+def _read_exact(fd: int, n: int, deadline=None):
+    """n bytes from fd; None at end of file; TimeoutError past the deadline (time.monotonic)."""
+    chunks, got = [], 0
+    while got < n:
+        if deadline is not None:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(fd, min(n - got, 1 << 22))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message(fd: int, deadline=None):
+    head = _read_exact(fd, 8, deadline)
+    if head is None:
+        return None
+    return _read_exact(fd, int.from_bytes(head, "little"), deadline)
+
+
+#: the pipe ends every isolated child of this process holds open: a child forked later closes
+#: them, or its copy would keep an earlier child from ever reading the end of its requests
+_OPEN_ENDS: set = set()
+
+
+def _serve(fn, name, readonly, r, w) -> None:  # pragma: no cover - runs in the fork
+    """The child's loop: a request (the arguments, pickled) in, ("ok", y) or ("fail", message)
+    out, until the parent closes the requests' pipe."""
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, signal.SIG_DFL)
@@ -207,17 +249,27 @@ def _child_main(fn, name, args, copies, w) -> None:  # pragma: no cover - runs i
     die_with_parent()
     code = 0
     try:
+        for fd in _OPEN_ENDS:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         os.dup2(2, 1)  # whatever the callable prints goes to stderr
         sys.stdout = sys.stderr
-        status, payload = _call_checked(fn, name, args, copies)
-        try:
-            data = pickle.dumps((status, payload), protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # noqa: BLE001 - an unpicklable result is a finding
-            data = pickle.dumps(("fail", f"{name} returned an object numstab cannot use "
-                                         f"({type(exc).__name__}: {exc})"))
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view):]
+        while True:
+            request = _read_message(r)
+            if request is None:
+                break
+            args = pickle.loads(request)
+            ins = tuple(_private(a, readonly) for a in args)
+            copies = tuple(_private(a, False) if isinstance(a, (np.ndarray, dict)) else None for a in args)
+            status, payload = _call_checked(fn, name, ins, copies)
+            try:
+                data = pickle.dumps((status, payload), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # noqa: BLE001 - an unpicklable result is a finding
+                data = pickle.dumps(("fail", f"{name} returned an object numstab cannot use "
+                                             f"({type(exc).__name__}: {exc})"))
+            with contextlib.suppress(BaseException):
+                sys.stderr.flush()
+            _write_all(w, _message(data))
     except BaseException:  # noqa: BLE001 - never run the parent's code in the child
         code = 70
     finally:
@@ -228,57 +280,124 @@ def _child_main(fn, name, args, copies, w) -> None:  # pragma: no cover - runs i
         os._exit(code)
 
 
-def _run_in_child(fn, name: str, args: tuple, copies: tuple, timeout):
-    """fn(*args) in a forked child: a crash, hang, exit or write stays there."""
-    import pickle
-    import select
-    import signal
-    import time
+class _Child:
+    """One forked child that runs an isolated function call after call. What a library sets up
+    on its first call -- a CUDA context, compiled kernels -- is set up once per process, not once
+    per call: a fork per call cost 0.4 s for torch on a GPU and over 2 s for jax, whatever the
+    input. A call that crashes, exits or hangs ends the child; the next call forks a new one."""
 
-    from .workers import prepare_fork
+    def __init__(self, fn, name: str, readonly: bool):
+        from .workers import prepare_fork
 
-    prepare_fork()
-    r, w = os.pipe()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(r)
-        _child_main(fn, name, args, copies, w)
-    os.close(w)
-    chunks, deadline, timed_out = [], (time.monotonic() + timeout if timeout else None), False
-    try:
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([r], [], [], wait)
-            if not ready:
-                timed_out = True
-                break
-            chunk = os.read(r, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        if timed_out or sys.exc_info()[0] is not None:
+        prepare_fork()
+        r1, w1 = os.pipe()  # requests
+        r2, w2 = os.pipe()  # replies
+        for stream in (sys.stdout, sys.stderr):
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                stream.flush()
+            except (OSError, ValueError):
                 pass
-        _, status = os.waitpid(pid, 0)
-    if timed_out:
-        return "fail", f"{name} did not return within {timeout:g} s (--timeout)"
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return "fail", f"{name} crashed ({_signal_name(sig)}) in its child process"
-    data = b"".join(chunks)
-    if not data:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(w1)
+            os.close(r2)
+            _serve(fn, name, readonly, r1, w2)
+        os.close(r1)
+        os.close(w2)
+        self.pid, self.owner, self.req, self.rep, self.name = pid, os.getpid(), w1, r2, name
+        _OPEN_ENDS.update((w1, r2))
+
+    def alive(self) -> bool:
+        """Still running and this process's own (a child forked before this process was -- a
+        worker's inherited copy -- is not; nor is one that ended, e.g. with the thread that forked
+        it)."""
+        if self.owner != os.getpid() or self.pid is None:
+            self.close()  # this process's copies of the ends: the owner's child sees its end
+            return False
+        try:
+            done, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            done = self.pid
+        if done:
+            self.pid = None
+            self.close()
+        return not done
+
+    def call(self, args: tuple, timeout):
+        """fn(*args) in the child: ("ok", y) or ("fail", message); a failure ends the child."""
+        deadline = time.monotonic() + timeout if timeout else None
+        reply, outcome = None, None
+        try:
+            _write_all(self.req, _message(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)))
+            reply = _read_message(self.rep, deadline)
+        except TimeoutError:
+            outcome = ("fail", f"{self.name} did not return within {timeout:g} s (--timeout)")
+        except BrokenPipeError:
+            pass  # the child ended while reading the request: its status says how
+        finally:
+            if reply is None:
+                status = self.stop(kill=outcome is not None or sys.exc_info()[0] is not None)
+        if reply is not None:
+            return pickle.loads(reply)
+        if outcome is not None:
+            return outcome
+        if os.WIFSIGNALED(status):
+            return "fail", f"{self.name} crashed ({_signal_name(os.WTERMSIG(status))}) in its child process"
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-        return "fail", f"{name} ended the process (exit status {code}) without returning"
-    return pickle.loads(data)
+        return "fail", f"{self.name} ended the process (exit status {code}) without returning"
+
+    def close(self) -> None:
+        for fd in (self.req, self.rep):
+            if fd is not None:
+                _OPEN_ENDS.discard(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.req = self.rep = None
+
+    def stop(self, kill: bool = True) -> int:
+        """End the child (killed, or left to end by itself) and reap it: its wait status."""
+        pid, self.pid = self.pid, None
+        self.close()
+        if pid is None or self.owner != os.getpid():
+            return 0
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return 0
+
+
+class _Children:
+    """The idle children of one isolated function, per process: a call takes one (or forks a
+    new one) and gives it back when it returned well, so threads that call at once (Dask's
+    in-process workers) each have their own."""
+
+    def __init__(self, fn, name: str, readonly: bool):
+        self.fn, self.name, self.readonly = fn, name, readonly
+        self.lock, self.idle = threading.Lock(), []
+        weakref.finalize(self, _stop_all, self.idle)
+
+    def call(self, args: tuple, timeout):
+        child = None
+        with self.lock:
+            while self.idle and child is None:
+                c = self.idle.pop()
+                child = c if c.alive() else None
+        if child is None:
+            child = _Child(self.fn, self.name, self.readonly)
+        status, payload = child.call(args, timeout)
+        if child.pid is not None:
+            with self.lock:
+                self.idle.append(child)
+        return status, payload
+
+
+def _stop_all(idle: list) -> None:
+    """The children of a function no longer used (or at exit): ended, so none lingers."""
+    while idle:
+        idle.pop().stop()
 
 
 def isolate(fn, name: str, timeout=None, readonly: bool = True):
@@ -289,13 +408,14 @@ def isolate(fn, name: str, timeout=None, readonly: bool = True):
     ``readonly=False`` (libraries that refuse read-only arrays) passes writable private copies:
     a write is then found by comparing them afterwards."""
     use_fork = hasattr(os, "fork") and os.environ.get("NUMSTAB_NO_FORK") != "1"
+    children = _Children(fn, name, readonly) if use_fork else None
 
     def call(*args):
-        ins = tuple(_private(a, readonly) for a in args)
-        copies = tuple(_private(a, False) if isinstance(a, (np.ndarray, dict)) else None for a in args)
         if use_fork:
-            status, payload = _run_in_child(fn, name, ins, copies, timeout)
+            status, payload = children.call(args, timeout)
         else:
+            ins = tuple(_private(a, readonly) for a in args)
+            copies = tuple(_private(a, False) if isinstance(a, (np.ndarray, dict)) else None for a in args)
             status, payload = _call_checked(fn, name, ins, copies)
         if status != "ok":
             raise _fail(payload)

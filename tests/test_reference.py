@@ -496,3 +496,56 @@ def test_float64_smoothed_cross_entropy_is_decided_by_quad_with_mpmath_figures()
         assert esc.stats()["elements"] == [6, 0]  # every loss by quad, none by a row sum in mpmath
         for oa, ob in zip(a, b):
             assert np.array_equal(oa.ulp, ob.ulp, equal_nan=True) and np.array_equal(oa.status, ob.status)
+
+
+def test_a_tiny_error_at_the_rounded_value_is_settled_without_mpmath():
+    """An output equal to the rounded exact value whose error is far below 2^-50 ULP -- the loss
+    log1p(exp(x)) of x = -1136 (about 1e-494, rounded to 0 in float64) output as 0, or
+    40 + 4.2e-18 output as 40 -- is settled by the quad tier's bounds: the figures' absolute
+    2^-50 widening (for k - d when they nearly cancel) sent 54,726 of torch's 154,836 float64
+    binary cross-entropy losses on the grid to mpmath. Figures: an independent mpmath
+    computation, and the same as an mpmath-only reference."""
+    pytest.importorskip("numpy_quaddtype")
+    from numstab.engine import evaluate
+    from numstab.functions import Impl
+    from numstab.metrics import quantize
+
+    f = FORMATS["float64"]
+    x = np.array([[-1136.002858528091, -994.046315528091, -40.0, 40.0, 0.5]])
+    z = np.zeros_like(x)
+
+    def naive(xs, acc, args):
+        with np.errstate(under="ignore"):
+            return np.log1p(np.exp(xs))  # 0, 0, 4.248e-18, 40.0 (exact 40 + 4.2e-18), 0.974
+
+    impl = Impl("binary_cross_entropy", "naive", naive, "log1p(exp(x))")
+    (o,), _, esc = evaluate(f, x, {"label": z}, [impl], mode="auto")
+    assert esc.stats()["elements"][-1] == 0  # nothing reached mpmath
+    (m,), _, _ = evaluate(f, x, {"label": z}, [impl], mode="mpmath")
+    for k in ("ulp", "rel", "status"):
+        assert np.array_equal(getattr(o, k), getattr(m, k))
+    with mpmath.workprec(400):
+        for j, xv in enumerate(x[0]):
+            exact = mpmath.log1p(mpmath.exp(mpmath.mpf(xv)))
+            r = float(exact)  # rounded to nearest: 0.0 for the two losses below 2^-1075
+            ulp = mpmath.mpf(2) ** (-1074 if r == 0 else mpmath.floor(mpmath.log(abs(r), 2)) - 52)
+            assert o.ulp[0, j] == quantize(float(abs(mpmath.mpf(float(o.y[0, j])) - exact) / ulp)), xv
+    assert o.ulp[0].tolist() == [0.0, 0.0, 0.15, 0.001, 0.05]
+    assert o.rel[0, 0] == o.rel[0, 1] == 1.0  # 0 for a nonzero loss: every digit lost
+
+
+def test_the_binary_family_encloses_only_the_open_elements():
+    """reference.sigmoid.enclose with ``wanted`` encloses those elements of those functions alone
+    (an open element of a long row used to take every element of the row, four functions each),
+    with the same intervals as the whole row's."""
+    from numstab.reference import sigmoid as S
+
+    rng = np.random.default_rng(3)
+    x = FORMATS["float32"].round(rng.normal(0, 30, 200))
+    z = rng.random(200)
+    full = S.enclose(x, {"label": z}, 80, 24)
+    wanted = {"binary_cross_entropy": [3, 150, 199], "sigmoid": [0], "softplus": [7, 8]}
+    part = S.enclose(x, {"label": z}, 80, 24, wanted=wanted)
+    assert set(part) == set(wanted)
+    for fn, js in wanted.items():
+        assert part[fn] == [full[fn][j] for j in js]

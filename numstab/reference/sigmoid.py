@@ -127,13 +127,22 @@ def _labels(args_row, n):
     return None if z is None else np.broadcast_to(np.asarray(z, dtype=np.float64), (n,))
 
 
-def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64) -> dict[str, list]:
-    out = {"sigmoid": enclose_sigmoid(x_row, None, prec, fmt_p),
-           "log_sigmoid": enclose_log_sigmoid(x_row, None, prec, fmt_p),
-           "softplus": enclose_softplus(x_row, None, prec, fmt_p)}
+_ENCLOSE = {"sigmoid": enclose_sigmoid, "log_sigmoid": enclose_log_sigmoid, "softplus": enclose_softplus,
+            "binary_cross_entropy": enclose_binary_cross_entropy}
+
+
+def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> dict[str, list]:
+    """Every function of the family at every element of x_row (binary_cross_entropy where
+    args_row holds a label); with ``wanted`` ({function: element indices}) only those: the
+    family is elementwise, so an open element is enclosed alone, not with its row."""
     z = _labels(args_row, len(x_row))
-    if z is not None:
-        out["binary_cross_entropy"] = enclose_binary_cross_entropy(x_row, z, prec, fmt_p)
+    if wanted is None:
+        wanted = {f: None for f in FUNCTIONS if f != "binary_cross_entropy" or z is not None}
+    out = {}
+    for f, js in wanted.items():
+        xs = x_row if js is None else np.asarray(x_row)[np.asarray(js, dtype=np.intp)]
+        extra = z if js is None or z is None else z[np.asarray(js, dtype=np.intp)]
+        out[f] = _ENCLOSE[f](xs, extra, prec, fmt_p)
     return out
 
 

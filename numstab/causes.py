@@ -160,6 +160,17 @@ def _unpropagated(events, y, rows: int) -> np.ndarray:
     return code
 
 
+def _smoothing_sum(x) -> np.ndarray:
+    """sum_j -log softmax(x)_j = n logsumexp(x) - sum(x) per row, in float64 (a black box's
+    inferred cause: its accuracy only matters next to the format's max, far inside float64). NaN
+    for a row holding a non-finite entry (its exact loss is then a limit, not a sum)."""
+    with np.errstate(all="ignore"):
+        m = np.max(x, axis=-1, keepdims=True)
+        lse = m[..., 0] + np.log(np.sum(np.exp(x - m), axis=-1))
+        s = x.shape[-1] * lse - np.sum(x, axis=-1)
+    return np.where(np.isfinite(x).all(axis=-1), s, np.nan)
+
+
 def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=None):
     """Statuses and causes of a black box's elements, inferred from inputs, outputs and exact values."""
     status = status.copy()
@@ -175,6 +186,10 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
         if "logsumexp" in ref_all:  # the exact sum of exps beyond the format: its logarithm
             L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
             sum_ovf = ~exp_ovf & ~(L < lnmax)  # a very negative L is no overflow (exps underflow)
+        if function == "smoothed_cross_entropy" and x.ndim == 2:
+            # label smoothing's sum of -log p_j = n logsumexp(x) - sum(x) beyond the format: a sum
+            # of the log-probabilities in the format overflows (torch's float16 label_smoothing)
+            sum_ovf = sum_ovf | (~exp_ovf & ~(_smoothing_sum(x) <= fmt.max))
         all_unf = xmax <= ln_unf
     shape = status.shape
     per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
@@ -264,6 +279,12 @@ def _first_loss(events, fmt) -> str:
     return ""
 
 
+def _other_sum(label: str) -> bool:
+    """An overflow event's step is a named sum of terms other than exps (label smoothing's sum of
+    log_softmax, a long vector's sum of x - max): its infinity is the sum's own, not an exp's."""
+    return label not in ("sum", "mul", "div", "exp") and "exp" not in label
+
+
 def _g(v: float, d: int = 7) -> str:
     return f"{v:.{d}g}"
 
@@ -344,7 +365,9 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
     if any((y == 0) & (status == OVERFLOW)):
         consequences.append("x/inf is 0")
     lz = _record(function).log_of_zero  # only an infinity of that sign can be the log of a 0
-    if lz is not None and any((y == lz) & (status >= UNDERFLOW)):
+    ovf_labels = [lb for lb, _ in _row_events(events, "overflow")]
+    own_inf = bool(ovf_labels) and all(_other_sum(lb) for lb in ovf_labels)  # that sum's inf, no log's
+    if lz is not None and not own_inf and any((y == lz) & (status >= UNDERFLOW)):
         consequences.append("the log of 0 is -inf" if lz < 0 else "-log(0) is inf")
     for c in present:
         if c == "exp_overflow":
@@ -354,12 +377,13 @@ def verdict(fmt, th: dict, function: str, impl_name: str, x, y, status, cause, u
             words.append(f"exp({_g(arg, 6)}) overflows {fmt.name} (exp(x) is inf for x >= {ovf_x:.6g})")
         elif c == "sum_overflow":
             labels = [lb for lb, _ in _row_events(events, "overflow") if lb not in ("exp",)]
-            what = labels[0] if labels and labels[0] not in ("sum", "mul", "div") else "their sum"
             if labels and labels[0] == "div" and all(lb != "exp" for lb, _ in _row_events(events, "flush")) \
                     and events and events[0][0] == "div":  # the first step: a temperature's x / T
                 words.append(f"x / T overflows {out_fmt.name} (max {out_fmt.max:.6g}) before any exp")
+            elif labels and _other_sum(labels[0]):  # a sum of other terms (label smoothing's -log p)
+                words.append(f"{labels[0]} overflows {fmt.name} (max {fmt.max:.6g})")
             else:
-                words.append(f"every exp(x) is finite but {what} overflows {fmt.name} (max {fmt.max:.6g})")
+                words.append(f"every exp(x) is finite but their sum overflows {fmt.name} (max {fmt.max:.6g})")
         elif c == "underflow":
             flushes = _row_events(events, "flush")
             tensors = [(lb, cols) for lb, cols in flushes if lb.startswith("output of ")]

@@ -1154,7 +1154,7 @@ class Tracer:
         out["over"] = over
         if record:
             self._flag("overflow", over)
-            self._record("sum", "overflow", over)
+            self._record(what or "sum", "overflow", over)
         if a.err is not None:
             with np.errstate(all="ignore"):
                 out["local"] = _finite((self._w(cur) - sh).astype(np.float64, copy=False))
@@ -1185,7 +1185,7 @@ class Tracer:
         with np.errstate(all="ignore"):
             over = ~np.isfinite(v) & terms_fin & (np.abs(sh) > self._fmt(v).max)
         self._flag("overflow", over)
-        self._record("sum", "overflow", over)
+        self._record(what or "sum", "overflow", over)
         root = np.where((root == 0) & over, SUM_OVF, root).astype(np.int8)
         if err is not None:
             with np.errstate(all="ignore"):

@@ -257,6 +257,35 @@ def test_torch_binary_cross_entropy_with_logits_bug_report(capsys, tmp_path):
     assert r["first_failure"]["exact_rounded"] == round_to(exact, "float64") == 4.248354255291589e-18
 
 
+def test_torch_label_smoothing_float16_overflows_in_its_sum_of_log_probabilities(capsys, tmp_path):
+    """torch's cross_entropy(label_smoothing=0.1) in float16 of [0, -100 x 999], target 0: the exact
+    loss is (1 - eps) (-log p_0) + eps mean(-log p) = 9.9876 (eps = 0.1 in float16; 9.984375
+    rounded), but torch sums the 999 terms -log p_j = 100 in float16, past 65504, and returns inf
+    -- an overflow of that sum, inferred (~sum_overflow), never a zero. On the CPU, and on an H100
+    in the same audit on the grid (51 of 459 float16 losses). The bug reports: huggingface/
+    transformers#10674 (LabelSmoother's sum of log-probabilities in fp16) and PFCCLab/
+    PaddleAPITest#478 (torch's float16 cross_entropy with label_smoothing overflows). 600 entries
+    keep the sum below 65504: finite."""
+    need("torch", "torch")
+    with mpmath.workprec(200):
+        def exact(n):
+            xs = [mpmath.mpf(0)] + [mpmath.mpf(-100)] * (n - 1)
+            lse = mpmath.log(1 + (n - 1) * mpmath.exp(-100))
+            eps = mpmath.mpf(float(np.float16(0.1)))  # epsilon rounded to the format, as numstab holds it
+            return (1 - eps) * lse + eps * mpmath.fsum(lse - v for v in xs) / n
+        code, data = audit_args(capsys, tmp_path, "smoothed_cross_entropy", "float16", ["torch"],
+                                [[0] + [-100] * 999], "--target", "0")
+        r = by_impl(data)["torch.nn.functional.cross_entropy(label_smoothing)"]
+        assert code == 1 and r["counts"]["overflow"] == 1 and r["first_failure"]["output"] == "inf"
+        assert r["causes"] == {"sum_overflow": 1} and r["zeros"] == 0
+        assert r["first_failure"]["exact_rounded"] == round_to(exact(1000), "float16") == 9.984375
+        code, data = audit_args(capsys, tmp_path, "smoothed_cross_entropy", "float16", ["torch"],
+                                [[0] + [-100] * 599], "--target", "0")
+        r = by_impl(data)["torch.nn.functional.cross_entropy(label_smoothing)"]
+        assert code == 0 and r["counts"]["overflow"] == 0
+        assert r["max_ulp"] == sig3(ulp_error(9.984375, exact(600), "float16"))
+
+
 def test_keras_binary_crossentropy_from_probabilities_float16_nan_and_inf(capsys, tmp_path):
     """keras' binary_crossentropy(from_logits=False) in float16: sigmoid(40) and sigmoid(12) round
     to 1, the clip's 1 - 1e-7 rounds to 1 too, so log(1 - p) = -inf: label 1 gives 0 * -inf = NaN
@@ -367,7 +396,7 @@ def test_an_isolated_function_keeps_its_child_between_calls():
         t.join()
     assert len(out) == 3
     pids = set(out) | {int(c[0])}
-    del f
+    f = None  # the function gone: its children end
     gc.collect()
     for pid in pids:  # ended and reaped: no such process any more
         with pytest.raises(ProcessLookupError):

@@ -339,3 +339,39 @@ def test_a_flush_is_named_by_the_step_that_flushed(capsys):
                 "--", "20", "0", "-20")["log_of_stable"]
     assert d["outputs"][2] == "-inf"
     assert "2 of 3 outputs underflow (the log of a 0 from a flush to zero)" in d["verdict"]
+
+
+def test_label_smoothings_sum_of_log_probabilities_overflows_in_its_own_words(capsys, tmp_path):
+    """Label-smoothed cross-entropy of [0, -100 x 999], target 0, in float16 steps: the exact loss
+    is 9.9876 (epsilon 0.1 rounded to float16), but sum_j log_softmax_j = -99,900 is beyond 65504.
+    The stable kernel (torch's formula) overflows in that sum, not in an exp, and its inf is the
+    overflowed sum's (no log of 0); the naive one takes log(exp(-100)) = log(0) first (exp(-100)
+    flushes). Before, the stable verdict read 'every exp(x) is finite but their sum overflows;
+    -log(0) is inf', and a black box's inf (torch's) was 'inaccurate, ~rounding', counted as a zero."""
+    assert -99900 < -65504
+    np.save(tmp_path / "x.npy", np.array([[0.0] + [-100.0] * 999]))
+    code = main(["inspect", "smoothed_cross_entropy", "--input", str(tmp_path / "x.npy"), "--target", "0",
+                 "--dtype", "float16", "--compute", "format", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    r = {d["impl"]: d for d in json.loads(out)["results"]}
+    assert r["stable"]["status"] == "overflow" and r["stable"]["cause"] == "sum_overflow"
+    assert r["stable"]["verdict"].startswith("the sum of log_softmax overflows float16 (max 65504); 1 of 1")
+    assert "-log(0)" not in r["stable"]["verdict"] and "exp(x)" not in r["stable"]["verdict"]
+    assert r["log1p"]["verdict"].startswith("the sum of x - max overflows float16 (max 65504)")
+    assert r["naive"]["status"] == "underflow" and "-log(0) is inf" in r["naive"]["verdict"]
+    # a black box returning inf here: an overflow of that sum, inferred, not a zero
+    code = main(["audit", "--function", "smoothed_cross_entropy", "--dtype", "float16", "--input",
+                 str(tmp_path / "x.npy"), "--target", "0", "--callable", f"{_write_inf(tmp_path)}:loss",
+                 "--format", "json"])
+    out, _ = capsys.readouterr()
+    res = json.loads(out)["results"][0]
+    assert code == 1 and res["counts"]["overflow"] == 1 and res["zeros"] == 0
+    assert res["causes"] == {"sum_overflow": 1} and res["cause_inferred"]
+
+
+def _write_inf(tmp_path):
+    p = tmp_path / "infloss.py"
+    p.write_text("import numpy as np\n\ndef loss(x, target):\n"
+                 "    return np.full(x.shape[0], np.inf, x.dtype)\n")
+    return p

@@ -160,15 +160,18 @@ def _unpropagated(events, y, rows: int) -> np.ndarray:
     return code
 
 
-def _smoothing_sum(x) -> np.ndarray:
-    """sum_j -log softmax(x)_j = n logsumexp(x) - sum(x) per row, in float64 (a black box's
-    inferred cause: its accuracy only matters next to the format's max, far inside float64). NaN
-    for a row holding a non-finite entry (its exact loss is then a limit, not a sum)."""
+def _smoothing_sums(x) -> tuple:
+    """Per row, in float64: sum_j -log softmax(x)_j = n logsumexp(x) - sum(x), and the largest
+    -log softmax(x)_j = logsumexp(x) - min(x) (a black box's inferred cause: their accuracy only
+    matters next to the format's limits, far inside float64). NaN for a row holding a non-finite
+    entry (its exact loss is then a limit, not a sum)."""
     with np.errstate(all="ignore"):
         m = np.max(x, axis=-1, keepdims=True)
         lse = m[..., 0] + np.log(np.sum(np.exp(x - m), axis=-1))
-        s = x.shape[-1] * lse - np.sum(x, axis=-1)
-    return np.where(np.isfinite(x).all(axis=-1), s, np.nan)
+        total = x.shape[-1] * lse - np.sum(x, axis=-1)
+        widest = lse - np.min(x, axis=-1)
+    finite = np.isfinite(x).all(axis=-1)
+    return np.where(finite, total, np.nan), np.where(finite, widest, np.nan)
 
 
 def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=None):
@@ -186,15 +189,28 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
         if "logsumexp" in ref_all:  # the exact sum of exps beyond the format: its logarithm
             L = ref_all["logsumexp"].rounded  # exact logsumexp rounded to the format (inf beyond max)
             sum_ovf = ~exp_ovf & ~(L < lnmax)  # a very negative L is no overflow (exps underflow)
-        if function == "smoothed_cross_entropy" and x.ndim == 2:
+        # a loss's +inf is the log of a probability flushed to 0 where the smallest one it takes
+        # lies below half the format's smallest subnormal: p_t (cross_entropy), every p_j (label
+        # smoothing's mean of -log p_j)
+        p_flush = np.zeros(exp_ovf.shape, dtype=bool)
+        smooth_ovf = np.zeros(exp_ovf.shape, dtype=bool)
+        if function == "cross_entropy":
+            p_flush = rounded >= -ln_unf
+        elif function == "smoothed_cross_entropy" and x.ndim == 2:
             # label smoothing's sum of -log p_j = n logsumexp(x) - sum(x) beyond the format: a sum
             # of the log-probabilities in the format overflows (torch's float16 label_smoothing)
-            sum_ovf = sum_ovf | (~exp_ovf & ~(_smoothing_sum(x) <= fmt.max))
+            total, widest = _smoothing_sums(x)
+            smooth_ovf = ~(total <= fmt.max)
+            sum_ovf = sum_ovf | (~exp_ovf & smooth_ovf)
+            p_flush = widest > -ln_unf
         all_unf = xmax <= ln_unf
     shape = status.shape
     per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
-    exp_ovf, sum_ovf, all_unf = per_row(exp_ovf), per_row(sum_ovf), per_row(all_unf)
+    exp_ovf, sum_ovf, all_unf, p_flush = (per_row(a) for a in (exp_ovf, sum_ovf, all_unf, p_flush))
     ovf_code = np.where(exp_ovf, EXP_OVF, np.where(sum_ovf, SUM_OVF, 0))
+    # an exp overflow makes a loss NaN (inf/inf) or inf through a 0 (x/inf); a +inf loss where the
+    # sum of -log p_j overflows is that sum's (a kernel that shifts by the max never overflows exp)
+    ovf_code = np.where(per_row(smooth_ovf) & (y == np.inf), SUM_OVF, ovf_code)
     cause = np.zeros(shape, dtype=np.int8)
     nan = np.isnan(y)
     cause[nan] = np.where(ovf_code[nan] != 0, ovf_code[nan], np.where(all_unf[nan], C_UNDERFLOW, INVALID))
@@ -230,7 +246,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
         ovf = m & (ovf_code != 0) & dead
         status[ovf] = OVERFLOW
         cause[ovf] = ovf_code[ovf]
-        unf = m & ~ovf & (tiny_exact | all_unf | (is_log & inf & (y < 0)))
+        unf = m & ~ovf & (tiny_exact | all_unf | (is_log & inf & (y < 0)) | (inf & (y > 0) & p_flush))
         status[unf] = UNDERFLOW
         cause[unf] = C_UNDERFLOW
         rest = m & ~ovf & ~unf

@@ -375,3 +375,34 @@ def _write_inf(tmp_path):
     p.write_text("import numpy as np\n\ndef loss(x, target):\n"
                  "    return np.full(x.shape[0], np.inf, x.dtype)\n")
     return p
+
+
+def test_a_black_box_losss_inf_is_named_by_what_could_make_it(capsys, tmp_path):
+    """A black box's +inf loss where the exact loss is finite, inferred from the exact values:
+    cross-entropy's naive float16 softmax flushes p_1 = exp(-20) = 2.06e-09 (below half of 2^-24)
+    and -log(0) is inf: an underflow, not 'inaccurate, ~cancellation'. Label smoothing of
+    [20, -100 x 999]: exp(20) would overflow float16, but a +inf (not NaN, what inf/inf gives) where
+    the exact sum of -log p_j (999 x 120 = 119,880) is beyond 65504 is that sum's overflow."""
+    assert math.exp(-20) < 2.0**-25 and math.exp(20) > 65504 and 999 * 120 > 65504
+    p = tmp_path / "losses.py"
+    p.write_text("import numpy as np\n\n"
+                 "def naive_ce(x, target):\n"
+                 "    e = np.exp(x)\n"
+                 "    p = e / e.sum(axis=-1, keepdims=True)\n"
+                 "    with np.errstate(divide='ignore'):\n"
+                 "        return -np.log(p[np.arange(len(target)), target])\n\n"
+                 "def inf_loss(x, target):\n"
+                 "    return np.full(x.shape[0], np.inf, x.dtype)\n")
+    cases = (("cross_entropy", [[0.0, -20.0]], "1", "naive_ce", "underflow", "underflow"),
+             ("smoothed_cross_entropy", [[20.0] + [-100.0] * 999], "0", "inf_loss", "overflow",
+              "sum_overflow"))
+    for function, rows, target, fn, status, cause in cases:
+        np.save(tmp_path / "x.npy", np.array(rows))
+        code = main(["audit", "--function", function, "--dtype", "float16",
+                     "--input", str(tmp_path / "x.npy"), "--target", target,
+                     "--callable", f"{p}:{fn}", "--format", "json"])
+        out, err = capsys.readouterr()
+        r = json.loads(out)["results"][0]
+        assert code == 1 and r["first_failure"]["output"] == "inf", err
+        assert r["counts"][status] == 1 and r["causes"] == {cause: 1} and r["cause_inferred"]
+        assert r["zeros"] == (1 if status == "underflow" else 0)  # the log of a flushed 0 is a zero

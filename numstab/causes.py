@@ -182,8 +182,13 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
     lnmax = math.log(fmt.max)
     ln_unf = math.log(fmt.smallest_subnormal) - math.log(2)
     rounded = ref_all[function].rounded
+    elementwise = rec.output == "elementwise"
     with np.errstate(all="ignore"):
-        xmax = np.max(x, axis=-1)
+        if elementwise:  # each output from its own input: exp(x) or exp(-x) of that input alone
+            xf = np.where(np.isfinite(x), x, np.nan)  # an infinite input's exp is exact (inf or 0)
+            xmax = np.abs(xf)
+        else:
+            xmax = np.max(x, axis=-1)
         exp_ovf = xmax >= lnmax
         sum_ovf = np.zeros(exp_ovf.shape, dtype=bool)
         if "logsumexp" in ref_all:  # the exact sum of exps beyond the format: its logarithm
@@ -203,9 +208,10 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
             smooth_ovf = ~(total <= fmt.max)
             sum_ovf = sum_ovf | (~exp_ovf & smooth_ovf)
             p_flush = widest > -ln_unf
-        all_unf = xmax <= ln_unf
+        all_unf = (xmax <= ln_unf) & (not elementwise)  # every exp of a vector flushed (0/0)
     shape = status.shape
-    per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 else (lambda a: a)
+    per_row = (lambda a: a[:, None] * np.ones(shape, dtype=bool)) if len(shape) == 2 and not elementwise \
+        else (lambda a: a)
     exp_ovf, sum_ovf, all_unf, p_flush = (per_row(a) for a in (exp_ovf, sum_ovf, all_unf, p_flush))
     ovf_code = np.where(exp_ovf, EXP_OVF, np.where(sum_ovf, SUM_OVF, 0))
     # an exp overflow makes a loss NaN (inf/inf) or inf through a 0 (x/inf); a +inf loss where the
@@ -237,7 +243,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
     # beside finite nonzero outputs of the same vector did not come from one -- the sum of a
     # black box that shifts by the max never overflows, whatever the exact sum
     dead = np.ones(shape, dtype=bool)
-    if len(shape) == 2:
+    if len(shape) == 2 and not elementwise:
         with np.errstate(all="ignore"):
             live = (np.isfinite(y) & (y != 0)).any(axis=-1)
         dead = ~live[:, None] & dead

@@ -406,3 +406,34 @@ def test_a_black_box_losss_inf_is_named_by_what_could_make_it(capsys, tmp_path):
         assert code == 1 and r["first_failure"]["output"] == "inf", err
         assert r["counts"][status] == 1 and r["causes"] == {cause: 1} and r["cause_inferred"]
         assert r["zeros"] == (1 if status == "underflow" else 0)  # the log of a flushed 0 is a zero
+
+
+def test_an_elementwise_black_boxs_causes_come_from_its_own_input(capsys, tmp_path):
+    """binary_cross_entropy is elementwise: an output's inferred cause is read from its own input,
+    not from the largest input of the row it was passed in. torch's formula max(x, 0) - x z +
+    log1p(exp(-|x|)) at x = -inf, z = 0 is 0 - (-inf * 0) = NaN: an invalid operation (the exact
+    loss is the limit 0), not the exp overflow that x = 20 beside it (exp(20) > 65504) suggested.
+    A naive float16 -z log(sigmoid(x)) at x = -20, z = 1: exp(20) overflows, sigmoid is 0 and the
+    loss inf (exact 20.000000002) -- an overflow from that element's exp, although x = 1 beside
+    it comes out finite (the row-wide rule wanted the whole row dead)."""
+    assert math.exp(20) > 65504
+    p = tmp_path / "bce.py"
+    p.write_text("import numpy as np\n\n"
+                 "def torch_form(x, z):\n"
+                 "    with np.errstate(all='ignore'):\n"
+                 "        y = np.maximum(x, 0) - x * z + np.log1p(np.exp(-np.abs(x)))\n"
+                 "    return y.astype(x.dtype)\n\n"
+                 "def naive(x, z):\n"
+                 "    with np.errstate(all='ignore'):\n"
+                 "        s = 1 / (1 + np.exp(-x))\n"
+                 "        return (-(z * np.log(s) + (1 - z) * np.log(1 - s))).astype(x.dtype)\n")
+    for fn, row, z, status, cause in (("torch_form", [-np.inf, 20.0, 1.0], "0", "nan", "invalid"),
+                                      ("naive", [-20.0, 1.0], "1", "overflow", "exp_overflow")):
+        np.save(tmp_path / "x.npy", np.array([row]))
+        code = main(["audit", "--function", "binary_cross_entropy", "--dtype", "float16",
+                     "--input", str(tmp_path / "x.npy"), "--target", z,
+                     "--callable", f"{p}:{fn}", "--format", "json"])
+        out, err = capsys.readouterr()
+        r = json.loads(out)["results"][0]
+        assert code == 1, err
+        assert r["counts"][status] == 1 and r["causes"] == {cause: 1} and r["first_failure"]["element"] == 0

@@ -286,6 +286,20 @@ def test_torch_label_smoothing_float16_overflows_in_its_sum_of_log_probabilities
         assert r["max_ulp"] == sig3(ulp_error(9.984375, exact(600), "float16"))
 
 
+def test_jax_sigmoid_float16_zero_is_an_overflow_not_a_flush(capsys, tmp_path):
+    """jax.nn.sigmoid in float16 of -12: exact 6.144e-06, rounded a float16 subnormal (103 x 2^-24); jax
+    returns 0 -- 1 / (1 + exp(12)) with exp(12) = 162755 beyond 65504: a 0 from x/inf after an
+    overflow (~exp_overflow), not a flush to zero. The row-wide inference called these 17,951 grid
+    zeros underflows (CPU and H100 alike)."""
+    need("jax", "jax")
+    code, data = audit_args(capsys, tmp_path, "sigmoid", "float16", ["jax"], [[-12.0, 0.0]])
+    r = by_impl(data)["jax.nn.sigmoid"]
+    ff = r["first_failure"]
+    assert code == 1 and r["counts"]["overflow"] == 1 and r["counts"]["underflow"] == 0
+    assert ff["element"] == 0 and ff["output"] == 0.0 and ff["cause"] == "exp_overflow"
+    assert ff["exact_rounded"] == round_to(1 / (1 + mpmath.exp(12)), "float16") == 103 * 2.0**-24
+
+
 def test_keras_binary_crossentropy_from_probabilities_float16_nan_and_inf(capsys, tmp_path):
     """keras' binary_crossentropy(from_logits=False) in float16: sigmoid(40) and sigmoid(12) round
     to 1, the clip's 1 - 1e-7 rounds to 1 too, so log(1 - p) = -inf: label 1 gives 0 * -inf = NaN

@@ -437,3 +437,15 @@ def test_an_elementwise_black_boxs_causes_come_from_its_own_input(capsys, tmp_pa
         r = json.loads(out)["results"][0]
         assert code == 1, err
         assert r["counts"][status] == 1 and r["causes"] == {cause: 1} and r["first_failure"]["element"] == 0
+    # softplus' 0 is a flush, never an overflow (log1p(inf) is inf), however far |x| is beyond
+    # ln(max) = 88.7: a float32 kernel flushing subnormal results (FTZ) returns 0 at x = -100,
+    # exact 3.72e-44 (27 x 2^-149)
+    p.write_text("import numpy as np\n\ndef ftz(x):\n    with np.errstate(all='ignore'):\n"
+                 "        y = np.log1p(np.exp(x))\n"
+                 "    return np.where(np.abs(y) < np.finfo(x.dtype).tiny, 0, y).astype(x.dtype)\n")
+    np.save(tmp_path / "x.npy", np.array([[-100.0, 1.0]]))
+    code = main(["audit", "--function", "softplus", "--dtype", "float32", "--input", str(tmp_path / "x.npy"),
+                 "--callable", f"{p}:ftz", "--format", "json"])
+    r = json.loads(capsys.readouterr().out)["results"][0]
+    assert code == 1 and r["counts"]["underflow"] == 1 and r["causes"] == {"underflow": 1}
+    assert r["first_failure"]["exact_rounded"] == 27 * 2.0**-149 and mpmath.exp(-100) > 26.5 * 2.0**-149

@@ -312,7 +312,6 @@ class _Child:
         worker's inherited copy -- is not; nor is one that ended, e.g. with the thread that forked
         it)."""
         if self.owner != os.getpid() or self.pid is None:
-            self.close()  # this process's copies of the ends: the owner's child sees its end
             return False
         try:
             done, _ = os.waitpid(self.pid, os.WNOHANG)
@@ -347,6 +346,11 @@ class _Child:
         return "fail", f"{self.name} ended the process (exit status {code}) without returning"
 
     def close(self) -> None:
+        """Close the owner's ends. Only the owner: in a process forked from it (a worker, or
+        another isolated child, which closed them at its start) the same numbers may since name
+        other files -- a collected copy closing them there broke a child's own pipe under load."""
+        if self.owner != os.getpid():
+            return
         for fd in (self.req, self.rep):
             if fd is not None:
                 _OPEN_ENDS.discard(fd)

@@ -504,3 +504,33 @@ def test_backward_adapters_take_the_cotangent_in_the_logits_format():
         # in a child, as every library call: JAX's threads must not start in the test process
         g = isolate(lambda ad=ad: cast(ad.call(x, v), x.dtype), lib, timeout=120)()
         assert g.dtype == np.float16 and g.tolist() == [[0.25, -0.25]], lib
+
+
+def test_a_collected_copy_in_a_child_leaves_the_childs_files_alone():
+    """A child forked by isolate holds copies of every other isolated function's children and
+    closes their pipe ends at its start; the numbers are then free for its own files. When the
+    child's garbage collector later freed such a copy, the copy closed those numbers again --
+    the child's own files, not the pipes (under load, jax's gradient came back as an error in a
+    test run). Only the process that forked a child closes its ends."""
+    import gc
+    import os
+
+    from numstab.adapters import isolate
+
+    old = isolate(lambda x: x, "old")
+    old(np.ones(1))  # a child, and two pipe ends in the parent
+    cycle = [old]
+    cycle.append(cycle)  # freed only by the collector, not when the last name goes
+    del old, cycle
+
+    def reopen(x):
+        fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(8)]  # reuses the closed numbers
+        gc.collect()  # frees this child's copy of the old function
+        try:
+            return np.array([len(os.fstat(fd) and os.read(fd, 1) or b"") for fd in fds])
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    assert isolate(reopen, "reopen", timeout=30)(np.ones(1)).tolist() == [0] * 8
+    gc.collect()

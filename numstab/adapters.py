@@ -191,9 +191,15 @@ def _call_checked(fn, name: str, args: tuple, copies: tuple):
     return "ok", y
 
 
-def _signal_name(sig: int) -> str:
-    import signal
+def _call_private(fn, name: str, args: tuple, readonly: bool):
+    """fn on private copies of args (read-only unless ``readonly`` is False), a write into them
+    found against a second copy: :func:`_call_checked`'s ("ok", y) or ("fail", message)."""
+    ins = tuple(_private(a, readonly) for a in args)
+    copies = tuple(_private(a, False) if isinstance(a, (np.ndarray, dict)) else None for a in args)
+    return _call_checked(fn, name, ins, copies)
 
+
+def _signal_name(sig: int) -> str:
     try:
         return signal.Signals(sig).name
     except ValueError:
@@ -258,10 +264,7 @@ def _serve(fn, name, readonly, r, w) -> None:  # pragma: no cover - runs in the 
             request = _read_message(r)
             if request is None:
                 break
-            args = pickle.loads(request)
-            ins = tuple(_private(a, readonly) for a in args)
-            copies = tuple(_private(a, False) if isinstance(a, (np.ndarray, dict)) else None for a in args)
-            status, payload = _call_checked(fn, name, ins, copies)
+            status, payload = _call_private(fn, name, pickle.loads(request), readonly)
             try:
                 data = pickle.dumps((status, payload), protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:  # noqa: BLE001 - an unpicklable result is a finding
@@ -418,9 +421,7 @@ def isolate(fn, name: str, timeout=None, readonly: bool = True):
         if use_fork:
             status, payload = children.call(args, timeout)
         else:
-            ins = tuple(_private(a, readonly) for a in args)
-            copies = tuple(_private(a, False) if isinstance(a, (np.ndarray, dict)) else None for a in args)
-            status, payload = _call_checked(fn, name, ins, copies)
+            status, payload = _call_private(fn, name, args, readonly)
         if status != "ok":
             raise _fail(payload)
         return payload

@@ -160,11 +160,6 @@ def _unpropagated(events, y, rows: int) -> np.ndarray:
     return code
 
 
-#: elementwise functions whose 0 can follow an overflow: sigmoid's 1 / (1 + exp(-x)) with
-#: exp(-x) = inf (jax's float16 sigmoid(-12)); softplus' log1p(exp(x)) gives 0 only from a flush
-_ZERO_FROM_OVERFLOW = frozenset({"sigmoid"})
-
-
 def _smoothing_sums(x) -> tuple:
     """Per row, in float64: sum_j -log softmax(x)_j = n logsumexp(x) - sum(x), and the largest
     -log softmax(x)_j = logsumexp(x) - min(x) (a black box's inferred cause: their accuracy only
@@ -255,7 +250,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
     for mask in (zero, inf):
         m = mask & ~nan & (status != UNDETERMINED)
         ovf = m & (ovf_code != 0) & dead
-        if elementwise and mask is zero and function not in _ZERO_FROM_OVERFLOW:
+        if elementwise and mask is zero and not rec.zero_after_overflow:
             ovf = np.zeros_like(ovf)  # a 0 of softplus, log_sigmoid, a loss: a flush (overflows give inf)
         status[ovf] = OVERFLOW
         cause[ovf] = ovf_code[ovf]

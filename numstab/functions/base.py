@@ -38,6 +38,8 @@ class Function:
     0 (that point being a masked entry's or an infinite input's limit): an output of 0 there has a
     relative error of exactly 1, however far below every format's range the exact value lies
     (softmax of a -1e9 mask, sigmoid(-1e9)), which metrics uses instead of the bounds' ratio.
+    ``zero_after_overflow``: an elementwise function whose 0 can follow an overflow (sigmoid's
+    1 / (1 + exp(-x)) with exp(-x) = inf); causes.infer calls the others' zeros flushes.
     ``impls``: the built-in implementations, filled by :func:`builtin`.
     """
 
@@ -50,6 +52,7 @@ class Function:
     inferred_cause: str = "rounding"
     log1p_keeps: bool = False
     nonzero: bool = False
+    zero_after_overflow: bool = False
     impls: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):

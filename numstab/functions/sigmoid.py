@@ -90,7 +90,7 @@ def bce_logits(x, acc, z, o):
 
 SIGMOID = Function(
     "sigmoid", output="elementwise", extra="none", reference="sigmoid", nonzero=True,
-    description="1 / (1 + exp(-x)): a probability")
+    zero_after_overflow=True, description="1 / (1 + exp(-x)): a probability")
 LOG_SIGMOID = Function(
     "log_sigmoid", output="elementwise", extra="none", reference="sigmoid", log_of_zero=-float("inf"),
     log1p_keeps=True, inferred_cause="absorption", nonzero=True,

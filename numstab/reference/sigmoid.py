@@ -140,9 +140,11 @@ def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None) -> d
         wanted = {f: None for f in FUNCTIONS if f != "binary_cross_entropy" or z is not None}
     out = {}
     for f, js in wanted.items():
-        xs = x_row if js is None else np.asarray(x_row)[np.asarray(js, dtype=np.intp)]
-        extra = z if js is None or z is None else z[np.asarray(js, dtype=np.intp)]
-        out[f] = _ENCLOSE[f](xs, extra, prec, fmt_p)
+        if js is None:
+            out[f] = _ENCLOSE[f](x_row, z, prec, fmt_p)
+            continue
+        idx = np.asarray(js, dtype=np.intp)
+        out[f] = _ENCLOSE[f](np.asarray(x_row)[idx], None if z is None else z[idx], prec, fmt_p)
     return out
 
 

@@ -225,8 +225,9 @@ def stream_section(megabytes: int) -> None:
 def long_section(millions: float) -> None:
     """One long vector: `numstab inspect FUNCTION --input long.npy` of a single float32 row (N(0, 3),
     3 outliers near +25) of the given number of millions of values: softmax --impl stable in
-    float16 and float32 and --impl online in float16 (with reductions: in pieces of a block,
-    numstab.vector), sigmoid --impl
+    float16 and float32, --impl online in float16, softmax_backward --impl fused with a normal
+    cotangent in float16 and float32 (with reductions: in pieces of a block, numstab.vector),
+    sigmoid --impl
     stable in float16 and binary_cross_entropy --impl logits in bfloat16 with one label per element
     from a .npy (elementwise: streamed in pieces of a block); wall time, peak resident memory (sampled every
     0.1 s) and bytes per element."""
@@ -247,6 +248,8 @@ def long_section(millions: float) -> None:
         np.save(labels, rng.uniform(0, 1, n).astype(np.float32))
         runs = [("softmax", "stable", "float16", []), ("softmax", "stable", "float32", []),
                 ("softmax", "online", "float16", []),
+                ("softmax_backward", "fused", "float16", ["--cotangent", "normal"]),
+                ("softmax_backward", "fused", "float32", ["--cotangent", "normal"]),
                 ("sigmoid", "stable", "float16", []),
                 ("binary_cross_entropy", "logits", "bfloat16", ["--targets", labels])]
         for function, impl, fmt, extra in runs:

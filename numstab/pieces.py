@@ -529,6 +529,16 @@ class PieceTracer(Tracer):
             raise NotPiecewise("a per-vector output from the elements")
         return super().first(a)
 
+    def lift(self, values, like):
+        """A second input (a cotangent) of the piece's columns: given over the whole vector, the
+        piece's columns of it; else the piece's own (or one per vector)."""
+        w = np.shape(values)[-1:]
+        if w and w[0] == self.plan.n and w[0] != self.width:
+            values = np.asarray(values)[..., self.c0: self.c1]
+        elif w and w[0] not in (1, self.width):
+            raise NotPiecewise("a second input of another length")
+        return super().lift(values, like)
+
     def concat(self, parts):
         if not self._inner:
             raise NotPiecewise("a vector joined from parts")

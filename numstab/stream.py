@@ -549,13 +549,16 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
         names = _Names(arr, chunk.r0, job.source.paths[chunk.shard] if job.source.sharded else None, chunk.c0)
     masks.check_function(job.function, x0, what)
     x = round_inputs(fmt, x0)
-    args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
-    impls = job.resolve()
     piece = None
     if chunk.vector is not None:
         from .vector import Piece
 
         piece = Piece(chunk.vector, chunk.piece, fmt)
+    if piece is not None and chunk.vector.cotangent is not None:  # the vector's cotangent at the piece
+        args = {"cotangent": piece.cotangent(chunk.c0, chunk.c1)}
+    else:
+        args = chunk_args(fmt, rec, x, chunk.args, job.extras, chunk.rng) if chunk.x0 is None else chunk.args
+    impls = job.resolve()
     outs, ref, _ = evaluate(fmt, x, args, impls, job.accumulate, job.tolerance, on_error=job.on_error,
                             specials=specials, temperature=job.temperature, compute=job.compute,
                             stage=stage, piece=piece, flags_only=_flags_only(chunk))
@@ -830,11 +833,20 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
     whole (+inf read as a limit, the ``uniform`` policy, one finite entry under a temperature; any
     non-finite entry of label smoothing's) as one chunk, if it fits (else refused here, before any
     work)."""
+    import copy
+
+    from .functions import get as get_function
+    from .grids import DEFAULT_EXTRAS
     from .limits import require, stream_bytes
-    from .vector import FINITE_ONLY, LongVector
+    from .vector import FINITE_ONLY, Cotangent, LongVector, partition
 
     n, block, chunks, row0 = arrays[0].n, block_elements(), [], 0
     finite_only = job.function in FINITE_ONLY
+    cot = None
+    if get_function(job.function).takes == "cotangent":
+        c = (job.extras or DEFAULT_EXTRAS).cotangent
+        cot = Cotangent("values", c) if isinstance(c, tuple) else Cotangent(c)
+    rng = np.random.default_rng([0, n, 13]) if cot is not None and cot.kind == "normal" else None
     for s, arr in enumerate(arrays):
         path = job.source.paths[s]
         st = os.stat(path)
@@ -847,14 +859,32 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
                 require(f"row {row0} ({n:,} values, with non-finite entries the limits of "
                         f"{job.function} need whole: evaluated whole)", stream_bytes(n, len(job.impls), 1),
                         "such a vector is evaluated whole: use shorter vectors")
-                chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n))
+                state = None
+                if rng is not None:  # the row's normal draws, from the batch's stream as one pass draws it
+                    state = copy.deepcopy(rng.bit_generator.state)
+                    _skip_normals(rng, n)
+                chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n, rng=state))
             else:
+                row_cot = cot
+                if rng is not None:  # each piece's first draw's state
+                    states = []
+                    for c0, c1 in partition(n, job.accumulate, block)[0]:
+                        states.append(copy.deepcopy(rng.bit_generator.state))
+                        _skip_normals(rng, c1 - c0)
+                    row_cot = Cotangent("normal", states=tuple(states))
                 vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.accumulate,
-                                 job.compute, block, None if facts.finite == n else facts, job.specials)
+                                 job.compute, block, None if facts.finite == n else facts, job.specials,
+                                 row_cot)
                 chunks += [Chunk(job, row0, s, r, r + 1, args=row_args, n=n, c0=c0, c1=c1, vector=vec,
                                  piece=j) for j, (c0, c1) in enumerate(vec.bounds)]
             row0 += 1
     return chunks
+
+
+def _skip_normals(rng, count: int) -> None:
+    """Move the generator on by ``count`` standard normal draws (a block at a time: bounded memory)."""
+    for a in range(0, count, 1 << 20):
+        rng.standard_normal(min(1 << 20, count - a))
 
 
 def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:

@@ -44,10 +44,25 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: label smoothing's); the one output of logsumexp and the losses is the same in every piece (each
 #: piece's run ends on the whole vector's reductions), and stream counts it once, by the first piece
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
-             "cross_entropy_backward")
+             "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
 #: of these, the functions evaluated in pieces only where every input is finite (a masked entry's
-#: weight eps / n multiplies log 0; a masked target's gradient: the mask layer's row-by-row path)
-FINITE_ONLY = ("smoothed_cross_entropy", "cross_entropy_backward")
+#: weight eps / n multiplies log 0; a masked target's gradient, a masked entry's cotangent: the mask
+#: layer's row-by-row path)
+FINITE_ONLY = ("smoothed_cross_entropy", "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
+
+
+@dataclass(frozen=True)
+class Cotangent:
+    """The cotangent of one long vector (softmax_backward, log_softmax_backward) as
+    grids.cotangents makes it for the whole batch, a piece at a time (:meth:`Piece.cotangent`):
+    ``values`` (--cotangent v1,...: the vector's n values), ``onehot`` (1 at the first argmax of the
+    rounded vector) or ``normal`` (the batch's seeded stream of standard normal draws: ``states``, the
+    generator's state at each piece's first column; numpy's Generator draws them one after the other,
+    so a piece's draws from its state are the whole row's at its columns)."""
+
+    kind: str
+    values: tuple | None = None
+    states: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class LongVector:
     block: int
     facts: object = None  # masks.VectorFacts (None: every entry finite)
     specials: object = None  # masks.Specials: how its non-finite entries are read
+    cotangent: Cotangent | None = None  # the gradients' cotangent (softmax_backward, log_softmax_backward)
 
     @property
     def bounds(self) -> list:
@@ -85,6 +101,8 @@ def pieceable(function: str, impls, acc: str, compute: str) -> bool:
     xc = fmt.cast(x)
     takes = get_function(function).takes
     args = {"target": np.array([700])} if takes == "target" else {}
+    if takes == "cotangent":  # (a kernel's lift reads the piece's columns of the vector's cotangent)
+        args = {"cotangent": fmt.round(rng.normal(0, 1, (1, 1000)))}
     if takes == "smoothing":
         args = {"smoothing": np.rec.fromarrays([np.array([700]), np.array([0.125])], names="target,epsilon")}
     for impl in impls:
@@ -112,6 +130,7 @@ class _Learned:
     d_sum: tuple | None = None  # sum(x - m), exactly (raw mpf: label smoothing)
     t: dict = field(default_factory=dict)  # working precision -> (tlo, thi) from the distinct values
     events: dict = field(default_factory=dict)  # impl key -> the kinds of events of the attributed run
+    cot: object = None  # reference.backward.WholeCotangent (the gradients' cotangent, for mpmath)
 
 
 _LEARNED: dict = {}
@@ -147,12 +166,36 @@ class Piece:
     def _run(self, impl, arg):
         fmt, acc, compute = self.fmt, self.vec.acc, self.vec.compute
 
+        per_piece = impl.record.takes == "cotangent"  # (the target of cross-entropy: one per vector)
+
         def run(tr):
             xc = fmt.cast(self._read(tr.c0, tr.c1))
+            a = self.cotangent(tr.c0, tr.c1) if per_piece else arg
             with np.errstate(all="ignore"):
-                return impl.run(xc, acc, arg, tr, compute)
+                return impl.run(xc, acc, a, tr, compute)
 
         return run
+
+    def cotangent(self, c0: int, c1: int) -> np.ndarray:
+        """The vector's cotangent at its columns c0..c1-1, (1, w) values of the format: those
+        grids.cotangents gives the whole row (:class:`Cotangent`)."""
+        from .grids import Extras, cotangents
+
+        cot, fmt, w = self.vec.cotangent, self.fmt, c1 - c0
+        if cot.kind == "onehot":  # 1 at the first argmax of the rounded vector
+            v = np.zeros((1, w))
+            k = self._top({})[1]
+            if c0 <= k < c1:
+                v[0, k - c0] = 1.0
+            return v
+        if cot.kind == "values":
+            return cotangents(fmt, np.zeros((1, w)), Extras(cotangent=tuple(cot.values[c0:c1])), None)
+        j = next(i for i, (a, b) in enumerate(self.vec.bounds) if a <= c0 < b)
+        rng = np.random.default_rng(0)
+        rng.bit_generator.state = cot.states[j]
+        if c0 > self.vec.bounds[j][0]:
+            rng.standard_normal(c0 - self.vec.bounds[j][0])  # the draws of the piece's columns before c0
+        return cotangents(fmt, np.zeros((1, w)), Extras(cotangent="normal"), rng.standard_normal((1, w)))
 
     def _read(self, c0, c1):
         from .inputs import round_inputs
@@ -207,7 +250,15 @@ class Piece:
                 from .reference import smoothed
 
                 st.rows[tier].update(smoothed.piece_rows(self.fmt, self._pieces, a, wt, self._top(args)[0]))
+            if self.vec.cotangent is not None:  # the cotangent's sums (the gradients with a cotangent)
+                from .reference import backward
+
+                st.rows[tier].update(backward.piece_rows(self.fmt, self._pieces_v, wt, *self._top(args)))
         return st.rows[tier]
+
+    def _pieces_v(self):
+        for c0, c1 in self.vec.bounds:
+            yield c0, self._read(c0, c1), self.cotangent(c0, c1)
 
     def _top(self, args) -> tuple:
         from .reference.softmax import piece_max
@@ -249,7 +300,25 @@ class Piece:
         c0, c1 = cols or (self.c0, self.c1)
         local = k - c0 if c0 <= k < c1 else -1
         return Whole(m, local, self.vec.n, lambda prec: self._t(prec, args), self._xt(args),
-                     lambda: self._d_sum(args), c0)
+                     lambda: self._d_sum(args), c0, self._cot(args))
+
+    def _cot(self, args):
+        """reference.backward.WholeCotangent of the vector (None without a cotangent): made once."""
+        if self.vec.cotangent is None:
+            return None
+        st = self._state(args)
+        if st.cot is None:
+            from .reference import tiers
+            from .reference.backward import WholeCotangent
+
+            ts = tiers(self.fmt)
+
+            def fast():
+                return (self.rows(len(ts) - 1, args), ts[-1]) if ts else None
+
+            st.cot = WholeCotangent(self._pieces_v, *self._top(args), self.vec.n, fast,
+                                    lambda: self._distinct(args)[0], st.t)
+        return st.cot
 
     def _distinct(self, args) -> tuple:
         """The vector's distinct finite values and their counts, the maximum's count less one (its

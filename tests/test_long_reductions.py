@@ -63,7 +63,12 @@ _IMPLS = {"softmax": ["naive", "stable", "lse", "online"],
           "logsumexp": ["naive", "stable", "log1p"],
           "cross_entropy": ["naive", "clipped", "stable", "log_softmax", "log1p"],
           "smoothed_cross_entropy": ["naive", "stable", "log1p"],
-          "cross_entropy_backward": ["naive", "fused", "stable"]}
+          "cross_entropy_backward": ["naive", "fused", "stable"],
+          "softmax_backward": ["naive", "fused", "stable"],
+          "log_softmax_backward": ["naive", "fused", "stable"]}
+#: the gradients' cotangent in the pieces' tests: the batch's seeded normal stream (each row's own
+#: draws), or 1 at the vector's first argmax
+_COTANGENT = {"softmax_backward": "normal", "log_softmax_backward": "onehot"}
 
 
 @pytest.mark.parametrize("function", list(_IMPLS))
@@ -78,6 +83,8 @@ def test_pieces_give_the_figures_of_the_whole_vector(capsys, monkeypatch, logits
         argv += ["--target", "901"]
     if function == "smoothed_cross_entropy":
         argv += ["--target", "5", "--label-smoothing", "0.3"]
+    if function in _COTANGENT:
+        argv += ["--cotangent", _COTANGENT[function]]
     impls = [a for i in _IMPLS[function] for a in ("--impl", i)]
     code, out, err, used = run(capsys, monkeypatch, *argv, *impls, block=256)
     assert code == 0, err
@@ -306,8 +313,9 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
     if masked:
         raw[0, 20:90] = raw[0, 200:240] = -np.inf
     x = fmt.round(raw)
+    v = fmt.round(rng.normal(0, 1, (1, n)))  # the gradients' cotangent, given as values
     for fn in ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
-               "cross_entropy_backward"):
+               "cross_entropy_backward", "softmax_backward", "log_softmax_backward"):
         if fn in vector.FINITE_ONLY and masked:  # (the mask layer's rows)
             continue
         impls = [i for i in select_impls([fn]) if vector.pieceable(fn, [i], acc, "format")]
@@ -317,13 +325,17 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
         if fn == "smoothed_cross_entropy":
             args = {"smoothing": np.rec.fromarrays([np.array([250]), fmt.round(np.array([0.1]))],
                                                    names="target,epsilon")}
+        cot = None
+        if fn.endswith("softmax_backward"):
+            args, cot = {"cotangent": v}, vector.Cotangent("values", tuple(v[0]))
         whole, _, _ = evaluate(fmt, x, args, impls, acc, compute="format", mode=mode)
         facts = masks.VectorFacts.of([(0, raw[0])]) if masked else None
         vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("engine", fmt_name, n), n, acc,
-                                "format", 64, facts)
+                                "format", 64, facts, None, cot)
         vector.forget()
-        parts = [evaluate(fmt, x[:, c0:c1], args, impls, acc, compute="format", mode=mode,
-                          piece=vector.Piece(vec, j, fmt))[0] for j, (c0, c1) in enumerate(vec.bounds)]
+        parts = [evaluate(fmt, x[:, c0:c1], {"cotangent": v[:, c0:c1]} if cot else args, impls, acc,
+                          compute="format", mode=mode, piece=vector.Piece(vec, j, fmt))[0]
+                 for j, (c0, c1) in enumerate(vec.bounds)]
         assert len(parts) > 3
         for k, o in enumerate(whole):
             for attr in ("y", "status", "cause", "ulp", "rel"):
@@ -379,6 +391,8 @@ def test_random_long_vectors_in_pieces_give_the_whole_vectors_figures(capsys, mo
         argv += ["--label-smoothing", str(float(rng.choice([0.0, 0.1, 0.5])))]
     if rng.random() < 0.3:
         argv += ["--masked-rows", str(rng.choice(["nan", "zeros", "uniform"]))]
+    if fn in _COTANGENT:
+        argv += ["--cotangent", str(rng.choice(["normal", "onehot"]))]
     code, out, err, used = run(capsys, monkeypatch, *argv, block=block)
     note(f"in pieces: {len(set(used))}")
     code2, out2, err2, used2 = run(capsys, monkeypatch, *argv, block=block, pieces=False)

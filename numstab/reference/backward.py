@@ -20,11 +20,25 @@ exact where representable), so the escalation ends.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..formats import Format
 from ..results import RefData
-from .core import from_interval, lib_error, pairwise_sum, recording, strict, tiny, unit_roundoff, working
+from .core import (
+    diff_exact,
+    from_interval,
+    is_quad,
+    lib_error,
+    log_tiny,
+    pairwise_sum,
+    recording,
+    strict,
+    tiny,
+    unit_roundoff,
+    working,
+)
 
 FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward")
 #: The fast tiers (:func:`fast_block`) read a -inf entry as an exact zero term: d = x - m = -inf,
@@ -36,6 +50,7 @@ FUNCTIONS = ("softmax_backward", "log_softmax_backward", "cross_entropy_backward
 MASKED = True
 
 
+@functools.cache
 def _lib():
     from mpmath import libmp
 
@@ -84,16 +99,17 @@ def _mul_scalar_iv(c, lo, hi, wp):
     return L.mpf_mul(c, lo, wp, "f"), L.mpf_mul(c, hi, wp, "c")
 
 
-def _whole_exps(x_row, whole, js, wp):
+def _whole_exps(x_row, whole, js, wp, tprec=None):
     """(the e_j intervals at the wanted columns js of a piece of a long vector, e = 1 at the
-    vector's argmax, and (tlo, thi), its t's bounds): reference.softmax.Whole's m, k and t."""
+    vector's argmax, and (tlo, thi), its t's bounds good for ``tprec``, default wp - 10):
+    reference.softmax.Whole's m, k and t."""
     L = _lib()
     m = L.from_float(float(whole.m))
     e = {}
     for j in js:
         d = L.mpf_sub(L.from_float(float(x_row[j])), m, 0)  # exact
         e[j] = (L.fone, L.fone) if j == whole.k else _exp_iv(d, wp)
-    return e, whole.t(wp - 10)
+    return e, whole.t(wp - 10 if tprec is None else tprec)
 
 
 def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64, js=None, whole=None) -> list:
@@ -275,14 +291,18 @@ def _rational_iv(q, prec: int) -> tuple:
 def enclose(x_row, args_row: dict, prec: int, fmt_p: int = 64, wanted=None, whole=None) -> dict[str, list]:
     """Every gradient the arguments allow, or with ``wanted`` ({function: element indices}) only
     those elements of those functions (the row's sums are still taken over every element).
-    ``whole`` (reference.softmax.Whole): x_row is a piece of a longer vector -- only
-    cross_entropy_backward is enclosed so (the others need the cotangent of the whole vector)."""
+    ``whole`` (reference.softmax.Whole): x_row is a piece of a longer vector (with ``wanted``);
+    the gradients with a cotangent read the vector's own sums from ``whole.cot``
+    (:class:`WholeCotangent`), the piece's cotangent from ``args_row``."""
     if whole is not None:
-        if set(wanted) - {"cross_entropy_backward"}:
-            raise ValueError("backward: only cross_entropy_backward of a piece of a vector")
-        return {"cross_entropy_backward": enclose_cross_entropy_backward(
-            x_row, int(np.ravel(args_row["target"])[0]), prec, fmt_p, list(wanted["cross_entropy_backward"]),
-            whole)}
+        out = {}
+        for f, js in wanted.items():
+            if f == "cross_entropy_backward":
+                out[f] = enclose_cross_entropy_backward(x_row, int(np.ravel(args_row["target"])[0]), prec,
+                                                        fmt_p, list(js), whole)
+            else:
+                out[f] = _enclose_piece(f, x_row, args_row["cotangent"], prec, fmt_p, list(js), whole)
+        return out
     out = _enclose(x_row, args_row, prec, fmt_p, wanted)
     for f, qs in rational(x_row, args_row).items():
         if f in out:
@@ -432,13 +452,14 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
 
 
 def fast_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji=None) -> RefData:
-    """cross_entropy_backward at the elements (bi, ji) of a piece of a long vector (numstab.vector)
+    """softmax_backward and log_softmax_backward: :func:`_cot_elements`. cross_entropy_backward at the
+    elements (bi, ji) of a piece of a long vector (numstab.vector)
     from the vector's row quantities (reference.softmax.piece_rows: m, t and its bound et, n, the
     target's input xt; ``c0`` the piece's first column), bounded as :func:`fast_block` bounds it:
     e_i / S, and at the target -(S - e_target) / S (t at the vector's maximum, whichever of its
     ties the target is: e_target = 1 is then the argmax's own term)."""
-    if f != "cross_entropy_backward":
-        raise ValueError(f"{f}: no row quantities of a piece of a vector")
+    if f != "cross_entropy_backward":  # (the gradients with a cotangent)
+        return _cot_elements(fmt, rows, x, args, wt, f, bi, ji)
     wt = working(np.zeros(1, dtype=wt), fmt).dtype
     u, c_lib, TINY = unit_roundoff(wt), lib_error(wt), tiny(wt)
     with np.errstate(all="ignore"):
@@ -498,3 +519,374 @@ def _exact_rows(fmt: Format, out: dict, args: dict, x) -> None:
     if one and "cross_entropy_backward" in out:
         tg = np.asarray(args["target"]).reshape(B, 1)
         out["cross_entropy_backward"] = exact_ref(fmt, np.where(tg == 0, 0.0, 1.0))
+
+
+# ------------------------------------------------------- a piece of a long vector
+# softmax_backward and log_softmax_backward of a long vector evaluated in pieces (numstab.vector):
+# beyond softmax's row quantities (m, k, t: reference.softmax.piece_rows), the cotangent's sums over
+# the whole vector -- P = sum_{j != k} v_j e_j and its magnitude A = sum_{j != k} |v_j| e_j, V = sum v,
+# R = V - v_k = sum_{j != k} v_j, v_k -- with proven bounds at each fast tier (:func:`piece_rows`);
+# for mpmath (:class:`WholeCotangent`) V exactly, P from the last fast tier's bound, or exactly from
+# the vector's distinct values (one exp each, as softmax's t), and the exact zeros of M_i decided from
+# the vector's groups of equal x.
+
+#: Distinct values of x per pass of the exact groups of one long vector's cotangent
+#: (:class:`WholeCotangent`): the memory of their exact sums (a raw mpf each) whatever the length.
+GROUP_BATCH = 1 << 20
+
+
+def piece_rows(fmt: Format, pieces, wt, m: float, k: int) -> dict:
+    """The cotangent's row quantities of one long vector in the working type wt, read a piece at a
+    time (``pieces()`` yields (c0, x (1, w) float64, v (1, w) float64, its cotangent there)), with m
+    and k (its maximum and the column of its first argmax: reference.softmax.piece_max):
+
+    * P = sum_{j != k} v_j e_j (e_j = exp(x_j - m)), its bound eP and A = sum_{j != k} |v_j e_j|
+      (a magnitude: bounds |P| and the roundings of the sums over P's terms); each term carries exp's
+      error (lib_error, and x_j - m's where it rounds), the product's rounding and tiny(wt) for an
+      exp or a product below the range; each piece is summed pairwise (depth1 roundings at most),
+      then the pieces' sums pairwise (depth2): |error| <= sum of the pieces' bounds (1 + 4 depth2 u)
+      + 1.02 depth2 u A;
+    * V = sum v and R = sum_{j != k} v_j (exact terms, each meeting at most depth1 + depth2
+      roundings: 1.02 (depth1 + depth2) u sum |v|), v_k exactly;
+    * whether every v is equal (``vconst``: softmax_backward is 0 exactly), every v 0 (``vzero``)."""
+    u, c_lib, tny = unit_roundoff(wt), lib_error(wt), tiny(wt)
+    M = np.array([[float(m)]])
+    Ps, As, ePs, Vs, aVs, Rs, aRs = [], [], [], [], [], [], []
+    vk, vmin, vmax, dep1, small = 0.0, np.inf, -np.inf, 0, 0.0
+    with np.errstate(all="ignore"):
+        for c0, xp, vp in pieces():
+            w = xp.shape[-1]
+            d, d_exact = diff_exact(xp, M, wt)
+            err_d = np.where(d_exact, 0.0, np.abs(d.astype(np.float64)) * (u * 1.01))
+            live = (d.astype(np.float64) + err_d) > log_tiny(wt)
+            rel_e = np.where(live, err_d, 0.0) * 1.01 + c_lib
+            e = np.exp(d)
+            vw = vp.astype(wt)  # format values: exact
+            vr = vw
+            if c0 <= k < c0 + w:
+                e[0, k - c0] = 0
+                vk = float(vp[0, k - c0])
+                vr = vw.copy()
+                vr[0, k - c0] = 0
+            ve = vw * e
+            ave = np.abs(ve.astype(np.float64))
+            p, dep = pairwise_sum(ve)
+            dep1 = max(dep1, dep)
+            a = float(np.sum(ave))
+            av = np.abs(vp)
+            own = float(np.sum(ave * (rel_e + u)))
+            small += w * (float(np.max(av)) + 1.0)  # terms of at most tiny(wt) each (in wt: quad's)
+            Ps.append(p)
+            As.append(a * 1.02)
+            ePs.append(own)
+            Vs.append(pairwise_sum(vw)[0])
+            Rs.append(pairwise_sum(vr)[0])
+            aVs.append(float(np.sum(av)))
+            aRs.append(float(np.sum(np.abs(vr.astype(np.float64)))))
+            vmin, vmax = min(vmin, float(np.min(vp))), max(vmax, float(np.max(vp)))
+        P, dep2 = pairwise_sum(np.stack(Ps, axis=-1))
+        A = float(np.sum(As)) * 1.02
+        eP = ((float(np.sum(ePs)) + A * dep1 * u * 1.02) * (1 + 4 * dep2 * u) + A * dep2 * u * 1.02) * 1.01
+        V, _ = pairwise_sum(np.stack(Vs, axis=-1))
+        R, _ = pairwise_sum(np.stack(Rs, axis=-1))
+        depth = (dep1 + dep2) * u * 1.02
+        eV, eR = float(np.sum(aVs)) * depth * 1.01, float(np.sum(aRs)) * depth * 1.01
+        eP = np.array([eP]).astype(wt) + tny * (small * (1 + 4 * dep2 * u) * 1.01)
+    return {"P": P, "A": np.array([A]), "eP": eP, "V": V, "eV": np.array([eV]), "R": R,
+            "eR": np.array([eR]), "vk": np.array([vk]), "k": k, "vconst": vmin == vmax,
+            "vzero": vmin == vmax == 0}
+
+
+def _cot_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji) -> RefData:
+    """softmax_backward or log_softmax_backward at the elements (bi, ji) of a piece of a long vector
+    (``c0`` its first column) from the vector's row quantities (reference.softmax.piece_rows and
+    :func:`piece_rows`, in the tier's type, converted to the working type here: each conversion's
+    rounding added to the bound), bounded as :func:`fast_block` bounds the whole vector's."""
+    from ..masks import exact_ref
+
+    if rows["vconst"] and (f == "softmax_backward" or rows["vzero"]):
+        # v constant: M_i = sum_j (v_i - v_j) e_j = 0; v = 0: log_softmax_backward = v - s sum(v) = 0
+        return exact_ref(fmt, np.zeros(np.shape(bi)))
+    wt = working(np.zeros(1, dtype=wt), fmt).dtype
+    u, c_lib, TINY = unit_roundoff(wt), lib_error(wt), tiny(wt)
+
+    def conv(key, err=None):  # a row quantity in wt, and its bound with the conversion's rounding
+        v = np.asarray(rows[key]).astype(wt)[bi]
+        if err is None:
+            return v
+        e = np.asarray(rows[err])
+        return v, (e.astype(wt)[bi] * 1.01 if e.dtype == wt else e.astype(np.float64)[bi].astype(wt) * 1.02
+                   + TINY) + u * np.abs(v)
+
+    with np.errstate(all="ignore"):
+        t, et = conv("t", "et")
+        m = np.asarray(rows["m"], dtype=np.float64)[bi]
+        xi = np.asarray(x, dtype=np.float64)[bi, ji]
+        d, d_exact = diff_exact(xi, m, wt)
+        rel_e = np.where(d_exact, 0.0, np.abs(d) * u) * 1.01 + c_lib
+        e = np.exp(d)
+        v = np.asarray(args["cotangent"], dtype=np.float64)[bi, ji].astype(wt)
+        vk = np.asarray(rows["vk"], dtype=np.float64)[bi].astype(wt)
+        av = np.abs(v)
+        S = 1 + t
+        eS = et + u * S
+        if f == "softmax_backward":  # g_i = e_i M_i / S^2, M_i = (v_i - v_k) + v_i t - P
+            P, eP = conv("P", "eP")
+            A = conv("A")
+            c = v - vk
+            vt = v * t
+            Mv = (c + vt) - P
+            eM = (u * np.abs(c) + av * et + u * np.abs(vt) + eP + 2 * u * (np.abs(c) + np.abs(vt) + A)) * 1.01
+            S2 = S * S
+            g = e * Mv / S2
+            err = (np.abs(g) * (rel_e + 2 * eS / S + 4 * u) + (e + TINY) * eM / S2
+                   + TINY * np.abs(Mv) / S2) * 1.05 + TINY
+            return from_interval(fmt, g, 2 * err)
+        # log_softmax_backward: N_i = v_i S - V e_i, at the argmax N_k = v_k t - R
+        V, eV = conv("V", "eV")
+        R, eR = conv("R", "eR")
+        vS, Ve = v * S, V * e
+        N = vS - Ve
+        eN = (av * eS + u * np.abs(vS) + np.abs(V) * (e * rel_e + TINY) + eV * (e + TINY) + u * np.abs(Ve)
+              + u * np.abs(N))
+        at_k = (np.asarray(ji) + int(rows["c0"])) == int(rows["k"])
+        Nk = vk * t - R
+        eNk = np.abs(vk) * et + u * np.abs(vk * t) + eR + u * np.abs(Nk)
+        N = np.where(at_k, Nk, N)
+        eN = np.where(at_k, eNk, eN)
+        g = N / S
+        err = ((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY
+        return from_interval(fmt, g, 2 * err)
+
+
+def exact_total(values) -> tuple[int, int]:
+    """The sum of float64 arrays ``values`` (an iterable), exactly: (man, exp), the sum = man 2^exp.
+    Each value is mant 2^e with an integer mant of 53 bits (np.frexp), split in 27 and 26 bits whose
+    sums per exponent are exact in float64 (np.bincount) a million terms at a time; the exponents'
+    sums are then added as integers."""
+    acc: dict = {}
+    for a in values:
+        a = np.ravel(np.asarray(a, dtype=np.float64))
+        for s in range(0, a.size, 1 << 20):
+            b = a[s: s + (1 << 20)]
+            b = b[b != 0]
+            if not b.size:
+                continue
+            mant, ex = np.frexp(b)
+            mi = (mant * 2.0**53).astype(np.int64)
+            hi, lo = mi >> 26, mi & ((1 << 26) - 1)
+            ue, inv = np.unique(ex, return_inverse=True)
+            hs, ls = np.bincount(inv, weights=hi), np.bincount(inv, weights=lo)
+            for e_, h, lo_ in zip(ue.tolist(), hs.tolist(), ls.tolist()):
+                acc[e_] = acc.get(e_, 0) + (int(h) << 26) + int(lo_)
+    if not acc:
+        return 0, 0
+    base = min(acc) - 53
+    return sum(v << (e_ - 53 - base) for e_, v in acc.items()), base
+
+
+def _group_sums(pieces, lo: float, hi: float) -> dict:
+    """{x: (count, the sum of v over the entries equal to x, exactly, a raw mpf)} for the x of one long
+    vector in [lo, hi] (``pieces()`` as :func:`piece_rows` reads them), from one pass over it: each v
+    is mant 2^e (53-bit integer mant, split in 27 and 26 bits) summed per (x, e) by np.bincount a
+    million at a time (exact in float64), each (x, e) sum then added exactly."""
+    L = _lib()
+    groups: dict = {}
+    for _c0, xp, vp in pieces():
+        x, v = xp[0], vp[0]
+        sel = (x >= lo) & (x <= hi)
+        if not sel.any():
+            continue
+        x, v = x[sel], v[sel]
+        xs, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
+        for xv, c in zip(xs.tolist(), cnt.tolist()):
+            g = groups.get(xv)
+            groups[xv] = (c, L.fzero) if g is None else (g[0] + c, g[1])
+        for s in range(0, v.size, 1 << 20):
+            vb, ib = v[s: s + (1 << 20)], inv[s: s + (1 << 20)]
+            nz = vb != 0
+            mant, ex = np.frexp(vb[nz])
+            mi = (mant * 2.0**53).astype(np.int64)
+            key = ib[nz].astype(np.int64) * 4096 + (ex.astype(np.int64) + 2100)
+            uk, kinv = np.unique(key, return_inverse=True)
+            hs = np.bincount(kinv, weights=mi >> 26)
+            ls = np.bincount(kinv, weights=mi & ((1 << 26) - 1))
+            for kk, h, lo_ in zip(uk.tolist(), hs.tolist(), ls.tolist()):
+                xv = xs[kk // 4096].item()
+                c, tot = groups[xv]
+                add = L.from_man_exp((int(h) << 26) + int(lo_), kk % 4096 - 2100 - 53)
+                groups[xv] = (c, L.mpf_add(tot, add, 0))  # precision 0: exact
+    return groups
+
+
+class WholeCotangent:
+    """What softmax_backward and log_softmax_backward of a long vector's piece need of the whole
+    vector's cotangent for mpmath (the ``cot`` of reference.softmax.Whole): v_k, V = sum v exactly
+    (:func:`exact_total`), whether every v (or x) is equal, bounds on P = sum_{j != k} v_j e_j at a
+    working precision -- the last fast tier's (``fast()``: its rows and type) where its type is that
+    precise, else exactly from the vector's groups of equal x (:meth:`_exact`) -- and whether
+    M_i = sum_j (v_i - v_j) e_j is exactly 0 (Lindemann-Weierstrass, as :func:`enclose_softmax_backward`:
+    every group's mean cotangent equals v_i; only then is n v_i = V, checked first).
+
+    ``pieces()`` yields (c0, x, v) of the vector; ``distinct()``: its distinct x values (sorted),
+    which the exact passes take a batch of :data:`GROUP_BATCH` at a time (memory: one batch's groups,
+    whatever the vector's length); ``t_exact``: where the exact pass leaves its bounds on t at each
+    precision (the same exps: reference.softmax.Whole's t reads them)."""
+
+    def __init__(self, pieces, m: float, k: int, n: int, fast, distinct, t_exact: dict):
+        self.pieces, self.m, self.k, self.n, self.fast = pieces, float(m), int(k), int(n), fast
+        self.distinct, self.t_exact = distinct, t_exact
+        self._V = None
+        self._p: dict = {}
+        self._zero: dict = {}
+        self.vk = 0.0
+        vmin, vmax, xmin = np.inf, -np.inf, np.inf
+        for c0, xp, vp in pieces():
+            vmin, vmax = min(vmin, float(np.min(vp))), max(vmax, float(np.max(vp)))
+            xmin = min(xmin, float(np.min(xp)))
+            if c0 <= self.k < c0 + xp.shape[-1]:
+                self.vk = float(vp[0, self.k - c0])
+        self.const, self.x_equal = vmin == vmax, xmin == self.m
+
+    @property
+    def V(self):
+        """sum v, exactly, as a Fraction."""
+        from fractions import Fraction
+
+        if self._V is None:
+            man, ex = exact_total(vp for _c0, _xp, vp in self.pieces())
+            self._V = Fraction(man) * Fraction(2) ** ex
+        return self._V
+
+    def _batches(self):
+        vals = np.asarray(self.distinct())
+        for b in range(0, vals.size, GROUP_BATCH):
+            yield _group_sums(self.pieces, float(vals[b]), float(vals[min(vals.size, b + GROUP_BATCH) - 1]))
+
+    def m_is_zero(self, vi: float) -> bool:
+        """Whether M_i = 0 exactly for the cotangent value vi."""
+        from fractions import Fraction
+
+        if self.const:
+            return True
+        q = Fraction(vi)
+        if q * self.n != self.V:
+            return False
+        if q not in self._zero:
+            L = _lib()
+            vm = L.from_float(float(vi))
+            self._zero[q] = all(L.mpf_eq(L.mpf_mul(vm, L.from_int(c), 0), tot)
+                                for groups in self._batches() for c, tot in groups.values())
+        return self._zero[q]
+
+    def p(self, prec: int) -> tuple:
+        """Bounds (plo, phi) (raw mpf, outward at prec + 10 bits) on P."""
+        if prec not in self._p:
+            from .softmax import _exact_mpf
+
+            L = _lib()
+            out = None
+            fast = self.fast()
+            if fast is not None:
+                rows, wt = fast
+                bits = 113 if is_quad(wt) else np.finfo(wt).nmant + 1
+                P, eP = _exact_mpf(np.asarray(rows["P"])[0]), _exact_mpf(np.asarray(rows["eP"])[0])
+                if P is not None and eP is not None and bits >= prec:
+                    out = L.mpf_sub(P, eP, prec + 10, "f"), L.mpf_add(P, eP, prec + 10, "c")
+            self._p[prec] = out or self._exact(prec)
+        return self._p[prec]
+
+    def _exact(self, prec: int) -> tuple:
+        """P's bounds from the groups of equal x, one exp each, and t's from the same exps (into
+        ``t_exact``): t = sum_g count_g e_g less the argmax's own 1, P = sum_g (sum of v over g) e_g
+        less v_k."""
+        L = _lib()
+        wp = prec + 10
+        m = L.from_float(self.m)
+        plo = phi = tlo = thi = L.fzero
+        for groups in self._batches():
+            for xv, (c, tot) in groups.items():
+                if xv == self.m:  # e = 1, the argmax's own term left out (exactly)
+                    a = b = L.fone
+                    c, tot = c - 1, L.mpf_sub(tot, L.from_float(self.vk), 0)
+                else:
+                    a, b = _exp_iv(L.mpf_sub(L.from_float(xv), m, 0), wp)
+                cm = L.from_int(c)
+                tlo, thi = L.mpf_add(tlo, L.mpf_mul(a, cm, wp, "f"), wp, "f"), \
+                    L.mpf_add(thi, L.mpf_mul(b, cm, wp, "c"), wp, "c")
+                if tot[1]:
+                    lo, hi = _mul_scalar_iv(tot, a, b, wp)
+                    plo, phi = L.mpf_add(plo, lo, wp, "f"), L.mpf_add(phi, hi, wp, "c")
+        self.t_exact.setdefault(prec, (tlo if tlo[0] == 0 else L.fzero, thi))
+        return plo, phi
+
+
+def _enclose_piece(f: str, x_row, v_row, prec: int, fmt_p: int, js: list, whole) -> list:
+    """softmax_backward or log_softmax_backward at the elements js of x_row, a piece of a long
+    vector (``whole``: reference.softmax.Whole, its ``cot`` a :class:`WholeCotangent`), v_row the
+    piece's cotangent: the formulas of :func:`enclose_softmax_backward` and
+    :func:`enclose_log_softmax_backward` with the vector's t, P, V and v_k; the rational values of
+    :func:`rational` (every x equal; V = 0) exactly."""
+    from fractions import Fraction
+
+    L = _lib()
+    wp = prec + 10
+    cot, n = whole.cot, whole.n
+    vf = np.ravel(np.asarray(v_row, dtype=np.float64))
+    out = []
+    if cot.x_equal or (f == "log_softmax_backward" and cot.V == 0):
+        V = cot.V
+        for i in js:
+            q = Fraction(float(vf[i]))
+            if f == "softmax_backward":
+                out.append(_rational_iv((q - V / n) / n, wp))
+            else:
+                out.append(_rational_iv(q - V / n if cot.x_equal else q, wp))
+        return out
+    # the vector's sums good for the working precision wp, not only prec: M_i and N_i cancel, and
+    # the quad tier's bounds (113 bits) are not rounded to prec where it holds them
+    if f == "softmax_backward":
+        plo, phi = cot.p(wp)  # (first: an exact pass leaves t's bounds at this precision too)
+    e, (tlo, thi) = _whole_exps(x_row, whole, js, wp, wp)
+    slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
+    vk = L.from_float(cot.vk)
+    if f == "softmax_backward":
+        s2lo, s2hi = L.mpf_mul(slo, slo, wp, "f"), L.mpf_mul(shi, shi, wp, "c")
+        for i in js:
+            if cot.m_is_zero(float(vf[i])):
+                out.append((L.fzero,) * 4)
+                continue
+            vi = L.from_float(float(vf[i]))
+            a, b = _mul_scalar_iv(vi, tlo, thi, wp)  # M_i = (v_i - v_k) + v_i t - P
+            c = L.mpf_sub(vi, vk, 0)
+            mlo = L.mpf_sub(L.mpf_add(c, a, wp, "f"), phi, wp, "f")
+            mhi = L.mpf_sub(L.mpf_add(c, b, wp, "c"), plo, wp, "c")
+            elo, ehi = e[i]
+            if mlo[0] == 0:
+                nlo, nhi = L.mpf_mul(elo, mlo, wp, "f"), L.mpf_mul(ehi, mhi, wp, "c")
+            elif mhi[0]:
+                nlo, nhi = L.mpf_mul(ehi, mlo, wp, "f"), L.mpf_mul(elo, mhi, wp, "c")
+            else:
+                nlo, nhi = L.mpf_mul(ehi, mlo, wp, "f"), L.mpf_mul(ehi, mhi, wp, "c")
+            lo, hi = _div_iv(nlo, nhi, s2lo, s2hi, prec)
+            out.append((lo, hi, lo, hi))
+        return out
+    V = cot.V
+    Vm = L.from_man_exp(V.numerator, -(V.denominator.bit_length() - 1))  # a dyadic: exact
+    for i in js:
+        vi = L.from_float(float(vf[i]))
+        if i == whole.k:  # N_k = v_k t - (V - v_k)
+            a, b = _mul_scalar_iv(vi, tlo, thi, wp)
+            r = L.mpf_sub(Vm, vi, 0)
+            nlo, nhi = L.mpf_sub(a, r, wp, "f"), L.mpf_sub(b, r, wp, "c")
+        else:  # N_i = v_i S - V e_i
+            a, b = _mul_scalar_iv(vi, slo, shi, wp)
+            c, d = _mul_scalar_iv(Vm, *e[i], wp)
+            nlo, nhi = L.mpf_sub(a, d, wp, "f"), L.mpf_sub(b, c, wp, "c")
+        lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
+        # strictly between v_i and v_i - V (n >= 2, V != 0): as enclose_log_softmax_backward
+        lo_, hi_ = vi, L.mpf_sub(vi, Vm, 0)
+        if L.mpf_cmp(lo_, hi_) > 0:
+            lo_, hi_ = hi_, lo_
+        out.append(strict(lo, hi, low=lo_, high=hi_, p=fmt_p))
+    return out

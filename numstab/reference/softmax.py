@@ -480,6 +480,7 @@ class Whole:
     xt: float | None = None  # the target's input (cross-entropy)
     d_sum: object = None  # () -> sum(x - m) over the vector, exact (raw mpf: label smoothing)
     c0: int = 0  # the vector's column of x_row's first entry (a target's place in it)
+    cot: object = None  # the gradients' cotangent over the vector (reference.backward.WholeCotangent)
 
 
 def exp_sum(values, counts, m, prec: int, scale=None, cache: dict | None = None) -> tuple:

@@ -13,28 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numstab import stream, vector
-from numstab.cli import main
+from numstab import vector
 from numstab.formats import get_format
 from numstab.reference import backward
-
-
-def run(capsys, monkeypatch, *argv, block=256, pieces=True):
-    monkeypatch.setenv("NUMSTAB_BLOCK", str(block))
-    used = []
-    orig = vector.Piece.__init__
-
-    def spy(self, vec, j, fmt):
-        used.append(j)
-        orig(self, vec, j, fmt)
-
-    monkeypatch.setattr(vector.Piece, "__init__", spy)
-    if not pieces:
-        monkeypatch.setattr(stream, "in_pieces", lambda *a: False)
-    code = main([str(a) for a in argv])
-    monkeypatch.undo()
-    out, err = capsys.readouterr()
-    return code, out, err, used
+from tests.test_long_reductions import run  # the CLI at a block size, in pieces or whole
 
 
 def _results(out: str) -> list:
@@ -138,9 +120,9 @@ def test_given_cotangents_in_pieces_are_the_whole_vectors(capsys, monkeypatch, t
         argv = ["inspect", fn, "--input", tmp_path / "g.npy", "--dtype", "float16", "--dtype", "float32",
                 "--cotangent", ",".join(repr(float(a)) for a in v), "--format", "json", "--top", "4",
                 "--jobs", "1"]
-        code, out, err, used = run(capsys, monkeypatch, *argv)
+        code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
         assert code == 0 and len(set(used)) > 3, err
-        code, out2, err, used2 = run(capsys, monkeypatch, *argv, pieces=False)
+        code, out2, err, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
         assert code == 0 and not used2, err
         assert _results(out) == _results(out2)
         if fn == "softmax_backward" and v[0] == v[1]:

@@ -412,15 +412,8 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             P = _sum(ve)
             A = np.sum(np.where(mask_k, 0.0, av * e), axis=-1, keepdims=True)  # a magnitude
             eP = A * (rel_e + u + dep * u) * 1.01 + n * TINY * np.max(av, axis=-1, keepdims=True)
-            c = v - vk
-            vt = v * t
-            M = (c + vt) - P
-            eM = (u * np.abs(c) + av * et + u * np.abs(vt) + eP + 2 * u * (np.abs(c) + np.abs(vt) + A)) * 1.01
-            S2 = S * S
-            g = e * M / S2
-            err = (np.abs(g) * (rel_e + 2 * eS / S + 4 * u) + (e + TINY) * eM / S2
-                   + TINY * np.abs(M) / S2) * 1.05 + TINY
-            out["softmax_backward"] = from_interval(fmt, g, 2 * err)
+            out["softmax_backward"] = from_interval(
+                fmt, *_softmax_grad(v, vk, e, rel_e, t, et, S, eS, P, eP, A, u, TINY))
             # log_softmax_backward: N_i = v_i S - V e_i, at the argmax N_k = v_k t - (V - v_k)
             rest = args.get("cotangent_rest")  # dropped entries' cotangents: they count in sum(v)
             rest = np.zeros(x.shape[:-1] + (1,), dtype=x.dtype) if rest is None else \
@@ -435,17 +428,8 @@ def fast_block(fmt: Format, x: np.ndarray, args: dict) -> dict[str, RefData]:
             sr = _sum(np.where(mask_k, 0.0, v))
             R = sr + rs
             eR = dr * u * (np.sum(np.where(mask_k, 0.0, av), axis=-1, keepdims=True) + ar)
-            vS, Ve = v * S, V * e
-            N = vS - Ve
-            eN = (av * eS + u * np.abs(vS) + np.abs(V) * (e * rel_e + TINY) + eV * (e + TINY) + u * np.abs(Ve)
-                  + u * np.abs(N))
-            Nk = vk * t - R
-            eNk = np.abs(vk) * et + u * np.abs(vk * t) + eR + u * np.abs(Nk)
-            N = np.where(mask_k, Nk, N)
-            eN = np.where(mask_k, eNk, eN)
-            g = N / S
-            err = ((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY
-            out["log_softmax_backward"] = from_interval(fmt, g, 2 * err)
+            out["log_softmax_backward"] = from_interval(
+                fmt, *_log_softmax_grad(v, vk, mask_k, e, rel_e, t, et, S, eS, V, eV, R, eR, u, TINY))
     if not recording():  # the exact strings keep their intervals
         _exact_rows(fmt, out, args, x)
     return out
@@ -627,36 +611,50 @@ def _cot_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji) ->
         e = np.exp(d)
         v = np.asarray(args["cotangent"], dtype=np.float64)[bi, ji].astype(wt)
         vk = np.asarray(rows["vk"], dtype=np.float64)[bi].astype(wt)
-        av = np.abs(v)
         S = 1 + t
         eS = et + u * S
         if f == "softmax_backward":  # g_i = e_i M_i / S^2, M_i = (v_i - v_k) + v_i t - P
             P, eP = conv("P", "eP")
             A = conv("A")
-            c = v - vk
-            vt = v * t
-            Mv = (c + vt) - P
-            eM = (u * np.abs(c) + av * et + u * np.abs(vt) + eP + 2 * u * (np.abs(c) + np.abs(vt) + A)) * 1.01
-            S2 = S * S
-            g = e * Mv / S2
-            err = (np.abs(g) * (rel_e + 2 * eS / S + 4 * u) + (e + TINY) * eM / S2
-                   + TINY * np.abs(Mv) / S2) * 1.05 + TINY
-            return from_interval(fmt, g, 2 * err)
+            return from_interval(fmt, *_softmax_grad(v, vk, e, rel_e, t, et, S, eS, P, eP, A, u, TINY))
         # log_softmax_backward: N_i = v_i S - V e_i, at the argmax N_k = v_k t - R
         V, eV = conv("V", "eV")
         R, eR = conv("R", "eR")
-        vS, Ve = v * S, V * e
-        N = vS - Ve
-        eN = (av * eS + u * np.abs(vS) + np.abs(V) * (e * rel_e + TINY) + eV * (e + TINY) + u * np.abs(Ve)
-              + u * np.abs(N))
         at_k = (np.asarray(ji) + int(rows["c0"])) == int(rows["k"])
-        Nk = vk * t - R
-        eNk = np.abs(vk) * et + u * np.abs(vk * t) + eR + u * np.abs(Nk)
-        N = np.where(at_k, Nk, N)
-        eN = np.where(at_k, eNk, eN)
-        g = N / S
-        err = ((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY
-        return from_interval(fmt, g, 2 * err)
+        return from_interval(fmt, *_log_softmax_grad(v, vk, at_k, e, rel_e, t, et, S, eS, V, eV, R, eR, u,
+                                                      TINY))
+
+
+def _softmax_grad(v, vk, e, rel_e, t, et, S, eS, P, eP, A, u, TINY) -> tuple:
+    """softmax_backward g_i = e_i M_i / S^2, M_i = (v_i - v_k) + v_i t - P, and the half-width of
+    its interval (2 err), in the working type: e_i (relative error rel_e), t (et), S = 1 + t (eS), P
+    (eP) and A >= |P| (the magnitude its sum's roundings act on) with their bounds."""
+    av = np.abs(v)
+    c = v - vk
+    vt = v * t
+    M = (c + vt) - P
+    eM = (u * np.abs(c) + av * et + u * np.abs(vt) + eP + 2 * u * (np.abs(c) + np.abs(vt) + A)) * 1.01
+    S2 = S * S
+    g = e * M / S2
+    err = (np.abs(g) * (rel_e + 2 * eS / S + 4 * u) + (e + TINY) * eM / S2
+           + TINY * np.abs(M) / S2) * 1.05 + TINY
+    return g, 2 * err
+
+
+def _log_softmax_grad(v, vk, at_k, e, rel_e, t, et, S, eS, V, eV, R, eR, u, TINY) -> tuple:
+    """log_softmax_backward N_i / S, N_i = v_i S - V e_i and at the argmax (``at_k``)
+    N_k = v_k t - R (R = V - v_k), and the half-width of its interval, as :func:`_softmax_grad`."""
+    av = np.abs(v)
+    vS, Ve = v * S, V * e
+    N = vS - Ve
+    eN = (av * eS + u * np.abs(vS) + np.abs(V) * (e * rel_e + TINY) + eV * (e + TINY) + u * np.abs(Ve)
+          + u * np.abs(N))
+    Nk = vk * t - R
+    eNk = np.abs(vk) * et + u * np.abs(vk * t) + eR + u * np.abs(Nk)
+    N = np.where(at_k, Nk, N)
+    eN = np.where(at_k, eNk, eN)
+    g = N / S
+    return g, 2 * (((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY)
 
 
 def exact_total(values) -> tuple[int, int]:

@@ -807,8 +807,9 @@ class WholeCotangent:
                 if xv == self.m:  # e = 1, the argmax's own term left out (exactly)
                     a = b = L.fone
                     c, tot = c - 1, L.mpf_sub(tot, L.from_float(self.vk), 0)
-                else:
-                    a, b = _exp_iv(L.mpf_sub(L.from_float(xv), m, 0), wp)
+                else:  # exp rounded down at wp bits, and the next number of wp bits above it
+                    a = L.mpf_exp(L.mpf_sub(L.from_float(xv), m, 0), wp, "f")
+                    b = L.mpf_add(a, L.from_man_exp(1, a[2] + a[3] - wp), 0)
                 cm = L.from_int(c)
                 tlo, thi = L.mpf_add(tlo, L.mpf_mul(a, cm, wp, "f"), wp, "f"), \
                     L.mpf_add(thi, L.mpf_mul(b, cm, wp, "c"), wp, "c")

@@ -309,15 +309,18 @@ class Piece:
         st = self._state(args)
         if st.cot is None:
             from .reference import tiers
-            from .reference.backward import WholeCotangent
+            from .reference.backward import WholeCotangent, piece_rows
 
             ts = tiers(self.fmt)
 
             def fast():
                 return (self.rows(len(ts) - 1, args), ts[-1]) if ts else None
 
-            st.cot = WholeCotangent(self._pieces_v, *self._top(args), self.vec.n, fast,
-                                    lambda: self._distinct(args)[0], st.t)
+            top = self._top(args)  # (the first tier's rows, computed before mpmath; or float64's)
+            rows = self.rows(0, args) if ts else piece_rows(self.fmt, self._pieces_v, np.dtype(np.float64),
+                                                            *top)
+            st.cot = WholeCotangent(self._pieces_v, *top, self.vec.n, fast, lambda: self._distinct(args)[0],
+                                    st.t, rows)
         return st.cot
 
     def _distinct(self, args) -> tuple:

@@ -166,6 +166,48 @@ def _groups_equal_mean(d, vs):
     return means.pop() if len(means) == 1 else None
 
 
+def _softmax_grad_iv(vi, vk, elo, ehi, tlo, thi, plo, phi, s2lo, s2hi, wp: int, prec: int) -> tuple:
+    """softmax_backward e_i M_i / S^2 enclosed, M_i = (v_i - v_k) + v_i t - P, from the bounds on
+    e_i (> 0), t, P and S^2 (raw mpf; v_i, v_k exact)."""
+    L = _lib()
+    a, b = _mul_scalar_iv(vi, tlo, thi, wp)
+    c = L.mpf_sub(vi, vk, 0)
+    mlo = L.mpf_sub(L.mpf_add(c, a, wp, "f"), phi, wp, "f")
+    mhi = L.mpf_sub(L.mpf_add(c, b, wp, "c"), plo, wp, "c")
+    if mlo[0] == 0:
+        nlo, nhi = L.mpf_mul(elo, mlo, wp, "f"), L.mpf_mul(ehi, mhi, wp, "c")
+    elif mhi[0]:  # M < 0 (or its upper end 0)
+        nlo, nhi = L.mpf_mul(ehi, mlo, wp, "f"), L.mpf_mul(elo, mhi, wp, "c")
+    else:  # straddles 0: not decided at this precision
+        nlo, nhi = L.mpf_mul(ehi, mlo, wp, "f"), L.mpf_mul(ehi, mhi, wp, "c")
+    lo, hi = _div_iv(nlo, nhi, s2lo, s2hi, prec)
+    return (lo, hi, lo, hi)
+
+
+def _log_softmax_grad_iv(vi, V, at_k: bool, elo, ehi, tlo, thi, slo, shi, wp: int, prec: int, fmt_p: int,
+                         between: bool) -> tuple:
+    """log_softmax_backward N_i / S enclosed: N_i = v_i S - V e_i, at the argmax N_k = v_k t - (V - v_k)
+    (raw mpf bounds; v_i and V exact). ``between`` (n >= 2, V != 0): g_i = v_i - s_i V with
+    0 < s_i < 1 lies strictly between v_i and v_i - V, which settles a g_i astronomically close to
+    either (a dominant logit: s_i = 1 - e^-20000)."""
+    L = _lib()
+    if at_k:
+        a, b = _mul_scalar_iv(vi, tlo, thi, wp)
+        r = L.mpf_sub(V, vi, 0)
+        nlo, nhi = L.mpf_sub(a, r, wp, "f"), L.mpf_sub(b, r, wp, "c")
+    else:
+        a, b = _mul_scalar_iv(vi, slo, shi, wp)
+        c, e = _mul_scalar_iv(V, elo, ehi, wp)
+        nlo, nhi = L.mpf_sub(a, e, wp, "f"), L.mpf_sub(b, c, wp, "c")
+    lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
+    if not between:
+        return (lo, hi, lo, hi)
+    a, b = vi, L.mpf_sub(vi, V, 0)  # exact
+    if L.mpf_cmp(a, b) > 0:
+        a, b = b, a
+    return strict(lo, hi, low=a, high=b, p=fmt_p)
+
+
 def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, js=None) -> list:
     """v_row: the cotangent (exact format values, one per element); ``js``: the elements wanted."""
     L = _lib()
@@ -186,20 +228,7 @@ def enclose_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, js=None) 
         if mean is not None and vf[i] == mean:
             out.append((L.fzero,) * 4)
             continue
-        # M_i = (v_i - v_k) + v_i t - P
-        a, b = _mul_scalar_iv(vs[i], tlo, thi, wp)
-        c = L.mpf_sub(vs[i], vs[k], 0)
-        mlo = L.mpf_sub(L.mpf_add(c, a, wp, "f"), phi, wp, "f")
-        mhi = L.mpf_sub(L.mpf_add(c, b, wp, "c"), plo, wp, "c")
-        # e_i M_i: e_i > 0
-        if mlo[0] == 0:
-            nlo, nhi = L.mpf_mul(elo[i], mlo, wp, "f"), L.mpf_mul(ehi[i], mhi, wp, "c")
-        elif mhi[0]:  # M < 0 (or its upper end 0)
-            nlo, nhi = L.mpf_mul(ehi[i], mlo, wp, "f"), L.mpf_mul(elo[i], mhi, wp, "c")
-        else:  # straddles 0: not decided at this precision
-            nlo, nhi = L.mpf_mul(ehi[i], mlo, wp, "f"), L.mpf_mul(ehi[i], mhi, wp, "c")
-        lo, hi = _div_iv(nlo, nhi, s2lo, s2hi, prec)
-        out.append((lo, hi, lo, hi))
+        out.append(_softmax_grad_iv(vs[i], vs[k], elo[i], ehi[i], tlo, thi, plo, phi, s2lo, s2hi, wp, prec))
     return out
 
 
@@ -226,24 +255,8 @@ def enclose_log_softmax_backward(x_row, v_row, prec: int, fmt_p: int = 64, v_res
         if (vf[i] == 0 and Vq == 0) or (all_equal and Fraction(vf[i]) * n == Vq):
             out.append((L.fzero,) * 4)
             continue
-        if i == k:  # N_k = v_k t - (V - v_k)
-            a, b = _mul_scalar_iv(vs[k], tlo, thi, wp)
-            r = L.mpf_sub(V, vs[k], 0)
-            nlo, nhi = L.mpf_sub(a, r, wp, "f"), L.mpf_sub(b, r, wp, "c")
-        else:  # N_i = v_i S - V e_i
-            a, b = _mul_scalar_iv(vs[i], slo, shi, wp)
-            c, e = _mul_scalar_iv(V, elo[i], ehi[i], wp)
-            nlo, nhi = L.mpf_sub(a, e, wp, "f"), L.mpf_sub(b, c, wp, "c")
-        lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
-        if n < 2 or not V[1]:
-            out.append((lo, hi, lo, hi))
-            continue
-        # g_i = v_i - s_i V with 0 < s_i < 1 (n >= 2, finite x): strictly between v_i and v_i - V,
-        # which settles a g_i astronomically close to either (a dominant logit: s_i = 1 - e^-20000)
-        a, b = vs[i], L.mpf_sub(vs[i], V, 0)  # exact
-        if L.mpf_cmp(a, b) > 0:
-            a, b = b, a
-        out.append(strict(lo, hi, low=a, high=b, p=fmt_p))
+        out.append(_log_softmax_grad_iv(vs[i], V, i == k, elo[i], ehi[i], tlo, thi, slo, shi, wp, prec, fmt_p,
+                                        n >= 2 and bool(V[1])))
     return out
 
 
@@ -532,11 +545,12 @@ def piece_rows(fmt: Format, pieces, wt, m: float, k: int) -> dict:
       + 1.02 depth2 u A;
     * V = sum v and R = sum_{j != k} v_j (exact terms, each meeting at most depth1 + depth2
       roundings: 1.02 (depth1 + depth2) u sum |v|), v_k exactly;
-    * whether every v is equal (``vconst``: softmax_backward is 0 exactly), every v 0 (``vzero``)."""
+    * whether every v is equal (``vconst``: softmax_backward is 0 exactly), every v 0 (``vzero``),
+      every x equal (``xequal``: the gradients are rationals)."""
     u, c_lib, tny = unit_roundoff(wt), lib_error(wt), tiny(wt)
     M = np.array([[float(m)]])
     Ps, As, ePs, Vs, aVs, Rs, aRs = [], [], [], [], [], [], []
-    vk, vmin, vmax, dep1, small = 0.0, np.inf, -np.inf, 0, 0.0
+    vk, vmin, vmax, xmin, dep1, small = 0.0, np.inf, -np.inf, np.inf, 0, 0.0
     with np.errstate(all="ignore"):
         for c0, xp, vp in pieces():
             w = xp.shape[-1]
@@ -568,6 +582,7 @@ def piece_rows(fmt: Format, pieces, wt, m: float, k: int) -> dict:
             aVs.append(float(np.sum(av)))
             aRs.append(float(np.sum(np.abs(vr.astype(np.float64)))))
             vmin, vmax = min(vmin, float(np.min(vp))), max(vmax, float(np.max(vp)))
+            xmin = min(xmin, float(np.min(xp)))
         P, dep2 = pairwise_sum(np.stack(Ps, axis=-1))
         A = float(np.sum(As)) * 1.02
         eP = ((float(np.sum(ePs)) + A * dep1 * u * 1.02) * (1 + 4 * dep2 * u) + A * dep2 * u * 1.02) * 1.01
@@ -578,7 +593,7 @@ def piece_rows(fmt: Format, pieces, wt, m: float, k: int) -> dict:
         eP = np.array([eP]).astype(wt) + tny * (small * (1 + 4 * dep2 * u) * 1.01)
     return {"P": P, "A": np.array([A]), "eP": eP, "V": V, "eV": np.array([eV]), "R": R,
             "eR": np.array([eR]), "vk": np.array([vk]), "k": k, "vconst": vmin == vmax,
-            "vzero": vmin == vmax == 0}
+            "vzero": vmin == vmax == 0, "xequal": xmin == m}
 
 
 def _cot_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji) -> RefData:
@@ -657,37 +672,42 @@ def _log_softmax_grad(v, vk, at_k, e, rel_e, t, et, S, eS, V, eV, R, eR, u, TINY
     return g, 2 * (((eN + np.abs(N) * eS / S) / S + u * np.abs(g)) * 1.05 + TINY)
 
 
+def _binned_sums(v: np.ndarray, group: np.ndarray):
+    """The values v (float64, 1-D) summed exactly per (group, binary exponent): yields (group, e, s)
+    with the sum s 2^(e - 53), s an integer. Each value is mant 2^e with an integer mant of 53 bits
+    (np.frexp), split in 27 and 26 bits whose sums per key are exact in float64 (np.bincount) a
+    million terms at a time."""
+    for s in range(0, v.size, 1 << 20):
+        vb, gb = v[s: s + (1 << 20)], group[s: s + (1 << 20)]
+        nz = vb != 0
+        mant, ex = np.frexp(vb[nz])
+        mi = (mant * 2.0**53).astype(np.int64)
+        key = gb[nz].astype(np.int64) * 4096 + (ex.astype(np.int64) + 2100)
+        uk, kinv = np.unique(key, return_inverse=True)
+        hs = np.bincount(kinv, weights=mi >> 26)
+        ls = np.bincount(kinv, weights=mi & ((1 << 26) - 1))
+        for kk, h, lo in zip(uk.tolist(), hs.tolist(), ls.tolist()):
+            yield kk // 4096, kk % 4096 - 2100, (int(h) << 26) + int(lo)
+
+
 def exact_total(values) -> tuple[int, int]:
-    """The sum of float64 arrays ``values`` (an iterable), exactly: (man, exp), the sum = man 2^exp.
-    Each value is mant 2^e with an integer mant of 53 bits (np.frexp), split in 27 and 26 bits whose
-    sums per exponent are exact in float64 (np.bincount) a million terms at a time; the exponents'
-    sums are then added as integers."""
+    """The sum of float64 arrays ``values`` (an iterable), exactly: (man, exp), the sum = man 2^exp
+    (:func:`_binned_sums`, one group; the exponents' sums then added as integers)."""
     acc: dict = {}
     for a in values:
         a = np.ravel(np.asarray(a, dtype=np.float64))
-        for s in range(0, a.size, 1 << 20):
-            b = a[s: s + (1 << 20)]
-            b = b[b != 0]
-            if not b.size:
-                continue
-            mant, ex = np.frexp(b)
-            mi = (mant * 2.0**53).astype(np.int64)
-            hi, lo = mi >> 26, mi & ((1 << 26) - 1)
-            ue, inv = np.unique(ex, return_inverse=True)
-            hs, ls = np.bincount(inv, weights=hi), np.bincount(inv, weights=lo)
-            for e_, h, lo_ in zip(ue.tolist(), hs.tolist(), ls.tolist()):
-                acc[e_] = acc.get(e_, 0) + (int(h) << 26) + int(lo_)
+        for _g, e, s in _binned_sums(a, np.zeros(a.size, dtype=np.int64)):
+            acc[e] = acc.get(e, 0) + s
     if not acc:
         return 0, 0
     base = min(acc) - 53
-    return sum(v << (e_ - 53 - base) for e_, v in acc.items()), base
+    return sum(v << (e - 53 - base) for e, v in acc.items()), base
 
 
 def _group_sums(pieces, lo: float, hi: float) -> dict:
     """{x: (count, the sum of v over the entries equal to x, exactly, a raw mpf)} for the x of one long
-    vector in [lo, hi] (``pieces()`` as :func:`piece_rows` reads them), from one pass over it: each v
-    is mant 2^e (53-bit integer mant, split in 27 and 26 bits) summed per (x, e) by np.bincount a
-    million at a time (exact in float64), each (x, e) sum then added exactly."""
+    vector in [lo, hi] (``pieces()`` as :func:`piece_rows` reads them), from one pass over it
+    (:func:`_binned_sums` per (x, exponent), each sum then added exactly)."""
     L = _lib()
     groups: dict = {}
     for _c0, xp, vp in pieces():
@@ -695,25 +715,14 @@ def _group_sums(pieces, lo: float, hi: float) -> dict:
         sel = (x >= lo) & (x <= hi)
         if not sel.any():
             continue
-        x, v = x[sel], v[sel]
-        xs, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
+        xs, inv, cnt = np.unique(x[sel], return_inverse=True, return_counts=True)
         for xv, c in zip(xs.tolist(), cnt.tolist()):
             g = groups.get(xv)
             groups[xv] = (c, L.fzero) if g is None else (g[0] + c, g[1])
-        for s in range(0, v.size, 1 << 20):
-            vb, ib = v[s: s + (1 << 20)], inv[s: s + (1 << 20)]
-            nz = vb != 0
-            mant, ex = np.frexp(vb[nz])
-            mi = (mant * 2.0**53).astype(np.int64)
-            key = ib[nz].astype(np.int64) * 4096 + (ex.astype(np.int64) + 2100)
-            uk, kinv = np.unique(key, return_inverse=True)
-            hs = np.bincount(kinv, weights=mi >> 26)
-            ls = np.bincount(kinv, weights=mi & ((1 << 26) - 1))
-            for kk, h, lo_ in zip(uk.tolist(), hs.tolist(), ls.tolist()):
-                xv = xs[kk // 4096].item()
-                c, tot = groups[xv]
-                add = L.from_man_exp((int(h) << 26) + int(lo_), kk % 4096 - 2100 - 53)
-                groups[xv] = (c, L.mpf_add(tot, add, 0))  # precision 0: exact
+        for gi, e, s in _binned_sums(v[sel], inv):
+            xv = xs[gi].item()
+            c, tot = groups[xv]
+            groups[xv] = (c, L.mpf_add(tot, L.from_man_exp(s, e - 53), 0))  # precision 0: exact
     return groups
 
 
@@ -729,22 +738,17 @@ class WholeCotangent:
     ``pieces()`` yields (c0, x, v) of the vector; ``distinct()``: its distinct x values (sorted),
     which the exact passes take a batch of :data:`GROUP_BATCH` at a time (memory: one batch's groups,
     whatever the vector's length); ``t_exact``: where the exact pass leaves its bounds on t at each
-    precision (the same exps: reference.softmax.Whole's t reads them)."""
+    precision (the same exps: reference.softmax.Whole's t reads them); ``rows``: a tier's
+    :func:`piece_rows` of the vector (v_k, whether every v or every x is equal)."""
 
-    def __init__(self, pieces, m: float, k: int, n: int, fast, distinct, t_exact: dict):
+    def __init__(self, pieces, m: float, k: int, n: int, fast, distinct, t_exact: dict, rows: dict):
         self.pieces, self.m, self.k, self.n, self.fast = pieces, float(m), int(k), int(n), fast
         self.distinct, self.t_exact = distinct, t_exact
         self._V = None
         self._p: dict = {}
         self._zero: dict = {}
-        self.vk = 0.0
-        vmin, vmax, xmin = np.inf, -np.inf, np.inf
-        for c0, xp, vp in pieces():
-            vmin, vmax = min(vmin, float(np.min(vp))), max(vmax, float(np.max(vp)))
-            xmin = min(xmin, float(np.min(xp)))
-            if c0 <= self.k < c0 + xp.shape[-1]:
-                self.vk = float(vp[0, self.k - c0])
-        self.const, self.x_equal = vmin == vmax, xmin == self.m
+        self.vk = float(np.asarray(rows["vk"])[0])
+        self.const, self.x_equal = bool(rows["vconst"]), bool(rows["xequal"])
 
     @property
     def V(self):
@@ -848,44 +852,19 @@ def _enclose_piece(f: str, x_row, v_row, prec: int, fmt_p: int, js: list, whole)
         plo, phi = cot.p(wp)  # (first: an exact pass leaves t's bounds at this precision too)
     e, (tlo, thi) = _whole_exps(x_row, whole, js, wp, wp)
     slo, shi = L.mpf_add(L.fone, tlo, wp, "f"), L.mpf_add(L.fone, thi, wp, "c")
-    vk = L.from_float(cot.vk)
     if f == "softmax_backward":
+        vk = L.from_float(cot.vk)
         s2lo, s2hi = L.mpf_mul(slo, slo, wp, "f"), L.mpf_mul(shi, shi, wp, "c")
         for i in js:
             if cot.m_is_zero(float(vf[i])):
                 out.append((L.fzero,) * 4)
                 continue
-            vi = L.from_float(float(vf[i]))
-            a, b = _mul_scalar_iv(vi, tlo, thi, wp)  # M_i = (v_i - v_k) + v_i t - P
-            c = L.mpf_sub(vi, vk, 0)
-            mlo = L.mpf_sub(L.mpf_add(c, a, wp, "f"), phi, wp, "f")
-            mhi = L.mpf_sub(L.mpf_add(c, b, wp, "c"), plo, wp, "c")
-            elo, ehi = e[i]
-            if mlo[0] == 0:
-                nlo, nhi = L.mpf_mul(elo, mlo, wp, "f"), L.mpf_mul(ehi, mhi, wp, "c")
-            elif mhi[0]:
-                nlo, nhi = L.mpf_mul(ehi, mlo, wp, "f"), L.mpf_mul(elo, mhi, wp, "c")
-            else:
-                nlo, nhi = L.mpf_mul(ehi, mlo, wp, "f"), L.mpf_mul(ehi, mhi, wp, "c")
-            lo, hi = _div_iv(nlo, nhi, s2lo, s2hi, prec)
-            out.append((lo, hi, lo, hi))
+            out.append(_softmax_grad_iv(L.from_float(float(vf[i])), vk, *e[i], tlo, thi, plo, phi, s2lo, s2hi,
+                                        wp, prec))
         return out
     V = cot.V
     Vm = L.from_man_exp(V.numerator, -(V.denominator.bit_length() - 1))  # a dyadic: exact
-    for i in js:
-        vi = L.from_float(float(vf[i]))
-        if i == whole.k:  # N_k = v_k t - (V - v_k)
-            a, b = _mul_scalar_iv(vi, tlo, thi, wp)
-            r = L.mpf_sub(Vm, vi, 0)
-            nlo, nhi = L.mpf_sub(a, r, wp, "f"), L.mpf_sub(b, r, wp, "c")
-        else:  # N_i = v_i S - V e_i
-            a, b = _mul_scalar_iv(vi, slo, shi, wp)
-            c, d = _mul_scalar_iv(Vm, *e[i], wp)
-            nlo, nhi = L.mpf_sub(a, d, wp, "f"), L.mpf_sub(b, c, wp, "c")
-        lo, hi = _div_iv(nlo, nhi, slo, shi, prec)
-        # strictly between v_i and v_i - V (n >= 2, V != 0): as enclose_log_softmax_backward
-        lo_, hi_ = vi, L.mpf_sub(vi, Vm, 0)
-        if L.mpf_cmp(lo_, hi_) > 0:
-            lo_, hi_ = hi_, lo_
-        out.append(strict(lo, hi, low=lo_, high=hi_, p=fmt_p))
+    for i in js:  # (n >= 2 and V != 0 here: strictly between v_i and v_i - V)
+        out.append(_log_softmax_grad_iv(L.from_float(float(vf[i])), Vm, i == whole.k, *e[i], tlo, thi, slo,
+                                        shi, wp, prec, fmt_p, True))
     return out

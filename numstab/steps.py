@@ -528,6 +528,11 @@ def _into(op, a, b):
     return op(a, b, out=a) if a.shape == np.broadcast_shapes(a.shape, b.shape) else op(a, b)
 
 
+def _quot(a, b):
+    """a / b, written into a (a fresh temporary) where a has the result's shape."""
+    return _into(np.divide, a, b) if isinstance(a, np.ndarray) else a / b
+
+
 def _special(v):
     return ~np.isfinite(v) | (v == 0)
 
@@ -663,7 +668,7 @@ class Tracer:
         # every event, flag and root below is at an element of ``spec`` (a non-finite result, or one
         # below the normal range): where they are few (the zero of x - max at each row's maximum),
         # the tests run on those elements alone and are put back in place, the same masks
-        few = err is None and np.count_nonzero(spec) * FEW_SPECIAL < spec.size
+        few = np.count_nonzero(spec) * FEW_SPECIAL < spec.size
         idx = np.nonzero(spec) if few else None
 
         def pick(a):
@@ -732,24 +737,43 @@ class Tracer:
                 self._record(label, kind, full(m), detail)
         if err is not None:
             with np.errstate(all="ignore"):
-                cat = np.where(np.abs(v) < fmt.tiny, np.int8(C_UNF), np.int8(C_ROUND)) if local_cat is None \
-                    else local_cat
-                err = self._local(err, v, sh, cat).zeroed(~np.isfinite(v))
+                if few and local_cat is None:
+                    # the results below the normal range (underflow's local error) and the
+                    # non-finite ones (errors zeroed) are among the few special ones
+                    err = self._local_below(err, v, sh, tuple(i[v_below] for i in idx))
+                    if v_inf.any():
+                        err = err.zeroed(full(v_inf))
+                else:
+                    cat = np.where(np.abs(v) < fmt.tiny, np.int8(C_UNF), np.int8(C_ROUND)) \
+                        if local_cat is None else local_cat
+                    err = self._local(err, v, sh, cat).zeroed(~np.isfinite(v))
         return T(v, root, err)
+
+    def _local_below(self, err: Err, v, sh, below) -> Err:
+        """:meth:`_local` with the category underflow at the indices ``below`` (results below the
+        normal range) and rounding elsewhere: the same components, written at those few indices."""
+        local = _finite((self._w(v) - sh).astype(np.float64, copy=False))
+        unf = local[below]
+        if unf.any():
+            part = np.zeros(local.shape)
+            part[below] = unf
+            err = err.plus(C_UNF, part)
+        local[below] = 0.0
+        return err.plus(C_ROUND, local) if np.count_nonzero(local) else err
 
     def _local(self, err: Err, v, sh, cat) -> Err:
         """err plus the step's local error v - sh, in the category ``cat`` (one code, or one per
         element: underflow, rounding or absorption)."""
         with np.errstate(all="ignore"):
             local = _finite((self._w(v) - sh).astype(np.float64, copy=False))
+            if np.ndim(cat) == 0:  # (an all-zero component other than rounding is left out too)
+                return err.plus(cat, local) if cat == C_ROUND or np.count_nonzero(local) else err
             for c in (C_UNF, C_ROUND, C_ABS):
-                if np.ndim(cat) == 0:
-                    if cat == c:
-                        err = err.plus(c, local)
-                    continue
                 hit = cat == c
                 if hit.any():
-                    err = err.plus(c, np.where(hit, local, 0.0))
+                    part = np.where(hit, local, 0.0)
+                    if np.count_nonzero(part):  # an all-zero component is left out (as none), not carried on
+                        err = err.plus(c, part)
         return err
 
     def _root_of(self, *ts, v=None):
@@ -893,8 +917,8 @@ class Tracer:
                 fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
                 fb2 = fb * fb
                 # a.err / fb - b.err * fa / (fb * fb)
-                err = a.err.zip(b.err, lambda ea, eb: _clean(_into(np.subtract, ea / fb, (eb * fa) / fb2)),
-                                v.shape)
+                err = a.err.zip(b.err, lambda ea, eb: _clean(_into(np.subtract, ea / fb,
+                                                                   _quot(eb * fa, fb2))), v.shape)
         self._flag("divide", (b.v == 0) & (a.v != 0) & np.isfinite(a.v))
         # 0/0 and inf/inf keep their operands' roots; x/inf = 0 keeps the inf's root
         return self._finish("div", v, sh, self._root_of(b, a, v=v), err, operands=(a.v, b.v),
@@ -1110,6 +1134,8 @@ class Tracer:
         """Root of a sum: where the sum is special, the first root among the terms that explain
         it (a non-finite sum: the non-finite terms, not a flushed 0 before them; a zero sum: the
         zero terms)."""
+        if not a.root.any():  # no term has a root: neither has the sum
+            return np.zeros(np.broadcast_shapes(np.shape(v), a.shape[:-1] + (1,)), dtype=np.int8)
         r = np.where(np.where(np.isfinite(v), _special(a.v), ~np.isfinite(a.v)), a.root, 0)
         first = np.argmax(r != 0, axis=-1)[..., None]
         root = np.take_along_axis(r, first, axis=-1)

@@ -262,3 +262,20 @@ def test_a_half_formats_kinds_from_its_bits_are_the_float_tests(name):
     assert k32.mag is None
     for got, w in zip(k32.take(lambda a: a), want):
         assert np.array_equal(got, w)
+
+
+def test_attribution_carries_only_the_error_components_that_occur():
+    """The exact zero of x - max at each row's maximum is below the normal range, but its local
+    error is 0: no underflow component is carried on (it would be propagated, all zeros, through
+    every later step); the sum's absorptions and the roundings are."""
+    from numstab.formats import get_format
+    from numstab.steps import C_ABS, C_CANC, C_ROUND, C_UNF, Tracer
+
+    fmt = get_format("float32")
+    rng = np.random.default_rng(3)
+    x = fmt.cast(fmt.round(rng.normal(0, 3, (2, 4000))))
+    x[:, 7] = 25.0  # the maximum: exp(x - 25) of the others are absorbed into the sum near 1
+    with np.errstate(all="ignore"):
+        y = REGISTRY["softmax"]["stable"].run(x, "sequential", None, Tracer(fmt, 2, attribute=True))
+    assert y.err.c[C_UNF] is None and y.err.c[C_CANC] is None
+    assert np.count_nonzero(y.err.c[C_ROUND]) > 3000 and np.count_nonzero(y.err.c[C_ABS]) > 3000

@@ -174,8 +174,10 @@ def _smoothing_sums(x) -> tuple:
     return np.where(finite, total, np.nan), np.where(finite, widest, np.nan)
 
 
-def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=None):
-    """Statuses and causes of a black box's elements, inferred from inputs, outputs and exact values."""
+def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=None, vector=None):
+    """Statuses and causes of a black box's elements, inferred from inputs, outputs and exact values.
+    ``vector`` (vector.BoxRun): x and y are a piece of one long vector, whose largest input and
+    whether any output is finite and nonzero are the whole vector's."""
     status = status.copy()
     rec = _record(function)
     is_log = rec.log_of_zero is not None
@@ -188,7 +190,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
             xf = np.where(np.isfinite(x), x, np.nan)  # an infinite input's exp is exact (inf or 0)
             xmax = np.abs(xf)
         else:
-            xmax = np.max(x, axis=-1)
+            xmax = np.max(x, axis=-1) if vector is None else vector.xmax
         exp_ovf = xmax >= lnmax
         sum_ovf = np.zeros(exp_ovf.shape, dtype=bool)
         if "logsumexp" in ref_all:  # the exact sum of exps beyond the format: its logarithm
@@ -245,7 +247,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
     dead = np.ones(shape, dtype=bool)
     if len(shape) == 2 and not elementwise:
         with np.errstate(all="ignore"):
-            live = (np.isfinite(y) & (y != 0)).any(axis=-1)
+            live = (np.isfinite(y) & (y != 0)).any(axis=-1) if vector is None else vector.live
         dead = ~live[:, None] & dead
     for mask in (zero, inf):
         m = mask & ~nan & (status != UNDETERMINED)

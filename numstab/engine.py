@@ -70,6 +70,14 @@ def run_impl(impl: Impl, x: np.ndarray, acc: str, target) -> tuple[np.ndarray, t
         return y.astype(np.float64), tuple(f for f in FLAG_NAMES if f in seen)
 
 
+def _run_box(impl: Impl, x: np.ndarray, acc: str, arg) -> tuple:
+    """:func:`run_impl` of a black box as (outputs, flags, None), or (None, (), its error's words)."""
+    try:
+        return (*run_impl(impl, x, acc, arg), None)
+    except CallableError as exc:
+        return None, (), str(exc)
+
+
 def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
                compute: str = DEFAULT_COMPUTE, tracer=None):
     """Run a built-in kernel step by step over the whole batch (``tracer``: a given one, a
@@ -192,6 +200,7 @@ class ImplOutcome:
     #: figures beyond float64's range (inf in ``ulp`` / ``rel``), exactly: {("ulp" or "rel", index): Decimal}
     big: dict = field(default_factory=dict)
     exact: tuple | None = None  # (mask, ULP figures, relative figures) decided by reference.exact_figures
+    box: object = None  # a black box's run on the whole long vector a piece is of (vector.BoxRun)
 
     def figure(self, kind: str, index):
         """One element's ULP ("ulp") or relative ("rel") figure: a float, or a Decimal beyond float64."""
@@ -247,6 +256,12 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                 tr = None if piece is None else piece.tracer(impl, impl.record.arg(as_args(target)), target)
                 o.y, o.root, o.flags, o.row_flags = run_traced(impl, fmt, xc, acc, target,
                                                                None if row_flags else groups, compute, tr)
+            elif piece is not None:  # a long vector's black box: run once on the whole vector
+                o.box = piece.black_box(impl, target, lambda xc, a, impl=impl: _run_box(impl, xc, acc, a))
+                if o.box.error is not None:
+                    raise CallableError(o.box.error)
+                o.y = o.box.at(piece.c0, piece.c1)
+                o.flags = [o.box.flags for _ in groups]
             else:
                 arg = impl.record.arg(as_args(target))
                 for g in groups:
@@ -401,7 +416,8 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: st
             codes, o.events = attribute(o.impl, fmt, xc, acc, arg, rows, compute, **more)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
-        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp))
+        st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp),
+                          vector=o.box)
     cause[np.isinf(r.ulp) & (st < INACCURATE)] = 0  # NaN where NaN is the answer: nothing to explain
     o.status, o.cause = st, cause
 

@@ -131,6 +131,16 @@ def inspect_bytes(batch: int, n: int, n_impls: int, n_dtypes: int) -> float:
     return BASE_BYTES + batch * n * (AUDIT_EL_BYTES + AUDIT_EL_PER_IMPL * n_impls)
 
 
+#: a black box's run on a whole long vector (vector.Piece.black_box): the vector in float64, its
+#: quotients x / T and its cast to the format, the box's own temporaries; and its outputs, kept
+BOX_EL_BYTES, BOX_EL_PER_BOX = 48, 8
+
+
+def box_bytes(n: int, boxes: int) -> float:
+    """Peak of the black boxes' runs on one long vector of n values (each kept while its pieces run)."""
+    return BASE_BYTES + n * (BOX_EL_BYTES + BOX_EL_PER_BOX * boxes)
+
+
 def stream_bytes(chunk_elements: int, n_impls: int, workers: int) -> float:
     """Peak of a streamed run (inspect and audit of input files): ``workers`` chunks in flight, each
     held as an audit holds its inputs, and the merged figures (a few MB)."""

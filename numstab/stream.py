@@ -796,14 +796,15 @@ def split_rows(function: str, n: int) -> bool:
     return get_function(function).output == "elementwise" and n > block_elements()
 
 
-def in_pieces(function: str, impls, n: int, acc: str, compute: str) -> bool:
+def in_pieces(function: str, impls, n: int, acc: str, compute: str, black_boxes: bool | None = None) -> bool:
     """Whether vectors of n of a function with reductions are evaluated in pieces of columns
-    (numstab.vector): longer than a block, every implementation's kernel piecewise (and each
-    vector's non-finite entries such that its limits are known without it whole:
-    :func:`_vector_chunks`)."""
+    (numstab.vector): longer than a block, every built-in's kernel piecewise, black boxes run
+    once on the whole vector (vector.pieceable; ``black_boxes``: whether there are any besides
+    ``impls``), and each vector's non-finite entries such that its limits are known without it
+    whole (:func:`_vector_chunks`)."""
     from .vector import is_long, pieceable
 
-    return is_long(function, n, block_elements()) and pieceable(function, impls, acc, compute)
+    return is_long(function, n, block_elements()) and pieceable(function, impls, acc, compute, black_boxes)
 
 
 @dataclass(frozen=True)
@@ -837,11 +838,16 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
 
     from .functions import get as get_function
     from .grids import DEFAULT_EXTRAS
-    from .limits import require, stream_bytes
+    from .limits import box_bytes, require, stream_bytes
     from .vector import FINITE_ONLY, Cotangent, LongVector, partition
 
     n, block, chunks, row0 = arrays[0].n, block_elements(), [], 0
     finite_only = job.function in FINITE_ONLY
+    boxes = sum(r[0] != "builtin" for r in job.impls)
+    if boxes:  # each black box is given the whole vector, beside the pieces in flight
+        require(f"{boxes} black box(es) on vectors of {n:,} values",
+                box_bytes(n, boxes) + stream_bytes(block, 1, 1),
+                "a callable or library is given each vector whole: use shorter vectors")
     cot = None
     if get_function(job.function).takes == "cotangent":
         c = (job.extras or DEFAULT_EXTRAS).cotangent
@@ -892,12 +898,15 @@ def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     extra arguments and, for normal cotangents, the state of their stream at its first row;
     a long vector of an elementwise function in pieces of a block (:func:`split_rows`), one with
     reductions in the pieces of numstab.vector (:func:`in_pieces`)."""
+    from .functions import REGISTRY
     from .functions import get as get_function
 
     rec = get_function(job.function)
-    builtin = all(r[0] == "builtin" for r in job.impls)  # (a black box is not built again to learn it)
-    if job.source is not None and builtin and in_pieces(job.function, job.resolve(), arrays[0].n,
-                                                        job.accumulate, job.compute):
+    # (a black box is not built again to learn whether the vector goes in pieces: it runs whole)
+    builtins = [REGISTRY[r[1]][r[2]] for r in job.impls if r[0] == "builtin"]
+    boxes = len(builtins) < len(job.impls)
+    if job.source is not None and in_pieces(job.function, builtins, arrays[0].n, job.accumulate, job.compute,
+                                            boxes):
         return _vector_chunks(job, arrays, args)
     normal = rec.takes == "cotangent" and (job.extras is None or job.extras.cotangent == "normal")
     n = arrays[0].n

@@ -18,9 +18,10 @@ per process (:class:`Piece` reads it):
   attributed run records (an absorption or cancellation in another piece names them).
 
 :func:`pieceable` (with stream.in_pieces and stream's check of the inputs) decides before any work
-whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every implementation
-a built-in whose kernel is piecewise (its steps meet the vector only through the reductions pieces
-knows, the online scan included; else pieces.NotPiecewise), and inputs whose limits masks knows
+whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every built-in's
+kernel piecewise (its steps meet the vector only through the reductions pieces knows, the online
+scan included; else pieces.NotPiecewise), black boxes given the whole vector once
+(:meth:`Piece.black_box`; label smoothing's keep the whole vector's path), and inputs whose limits masks knows
 without the whole vector (masks.VectorFacts.pieceable, read in one pass by stream). A -inf entry
 (a mask) adds no term to the sums, and the outputs the non-finite entries fix
 (masks.vector_limits: a mask's limit, NaN, IEEE's +inf, a single finite entry's values, a fully
@@ -45,6 +46,9 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: piece's run ends on the whole vector's reductions), and stream counts it once, by the first piece
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
              "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
+#: of these, the functions whose black boxes (user callables, libraries) take the whole vector's path:
+#: their inferred causes read label smoothing's sums over the whole vector
+WHOLE_WITH_BLACK_BOXES = ("smoothed_cross_entropy",)
 #: of these, the functions evaluated in pieces only where every input is finite (a masked entry's
 #: weight eps / n multiplies log 0; a masked target's gradient, a masked entry's cotangent: the mask
 #: layer's row-by-row path)
@@ -87,14 +91,18 @@ class LongVector:
         return partition(self.n, self.acc, self.block)[0]
 
 
-def pieceable(function: str, impls, acc: str, compute: str) -> bool:
-    """Whether every implementation can be evaluated in pieces: built-ins of a function of
-    :data:`FUNCTIONS` whose kernels meet only piecewise reductions (tried on a small vector; a
-    kernel's steps do not depend on the format)."""
+def pieceable(function: str, impls, acc: str, compute: str, black_boxes: bool | None = None) -> bool:
+    """Whether every implementation can be evaluated in pieces: a function of :data:`FUNCTIONS`,
+    built-ins whose kernels meet only piecewise reductions (tried on a small vector; a kernel's
+    steps do not depend on the format) and black boxes (run once on the whole vector,
+    :meth:`Piece.black_box`) but for :data:`WHOLE_WITH_BLACK_BOXES`. ``black_boxes``: whether there
+    are any besides ``impls`` (default: those of ``impls``)."""
     from .formats import get_format
 
-    if function not in FUNCTIONS or not all(i.builtin for i in impls):
+    boxes = any(not i.builtin for i in impls) if black_boxes is None else black_boxes
+    if function not in FUNCTIONS or (boxes and function in WHOLE_WITH_BLACK_BOXES):
         return False
+    impls = [i for i in impls if i.builtin]
     fmt = get_format("float16")
     rng = np.random.default_rng(0)
     x = fmt.round(rng.normal(0, 3, (1, 1000)))  # several pieces under every model (numpy's: 8 leaves)
@@ -131,6 +139,7 @@ class _Learned:
     t: dict = field(default_factory=dict)  # working precision -> (tlo, thi) from the distinct values
     events: dict = field(default_factory=dict)  # impl key -> the kinds of events of the attributed run
     cot: object = None  # reference.backward.WholeCotangent (the gradients' cotangent, for mpmath)
+    boxes: dict = field(default_factory=dict)  # impl key -> a black box's run on the whole vector
 
 
 _LEARNED: dict = {}
@@ -146,6 +155,24 @@ def _learned(vec: LongVector, fmt, scale) -> _Learned:
     if key not in _LEARNED:
         _LEARNED[key] = _Learned()
     return _LEARNED[key]
+
+
+@dataclass(frozen=True)
+class BoxRun:
+    """A black box's run on a whole long vector (:meth:`Piece.black_box`): its outputs (float64, None
+    where it raised ``error``), the flags it raised, and what causes.infer reads of the whole vector:
+    ``xmax``, the largest input (x / T), and ``live``, whether any output is finite and nonzero."""
+
+    y: np.ndarray | None
+    flags: tuple
+    error: str | None
+    xmax: np.ndarray
+    live: np.ndarray | None
+    per_vector: bool
+
+    def at(self, c0: int, c1: int):
+        """The outputs of the columns c0..c1-1 (a per-vector function's one output)."""
+        return self.y if self.y is None or self.per_vector else self.y[:, c0:c1]
 
 
 # ---------------------------------------------------------------- one piece
@@ -230,6 +257,30 @@ class Piece:
                           if k in ("absorption", "cancellation") and np.any(m)}
             st.events[impl.key] = [(lb, k, np.ones(1, dtype=bool), None) for lb, k in sorted(kinds)]
         return st.events[impl.key]
+
+    def black_box(self, impl, args, run) -> BoxRun:
+        """The run of a black box (a user callable, a library) on the whole vector, once per process:
+        it is given the vector as a model would give it, all of its values at once; ``run(xc,
+        arg)`` -> (outputs as float64, flags, error: None or its words), engine.run_impl's. Its
+        outputs at this piece's columns (a per-vector function's one output) are
+        :meth:`BoxRun.at`; ``args``: the batch's (the temperature's T_F as ``scale``). Another vector's
+        outputs are dropped then (a piece of it that comes later runs its box again)."""
+        st = self._state(args)
+        if impl.key not in st.boxes:
+            for other in _LEARNED.values():  # only this vector's outputs are kept (bounded memory)
+                if other is not st:
+                    other.boxes.clear()
+            n, a = self.vec.n, as_args(args)
+            x = self._read(0, n)
+            arg = self.cotangent(0, n) if impl.record.takes == "cotangent" else impl.record.arg(a)
+            y, flags, error = run(self.fmt.cast(x), arg)
+            with np.errstate(all="ignore"):
+                xq = x if "scale" not in a else x / np.ravel(a["scale"])[0]  # engine.scaled's quotients
+                xmax = np.max(xq, axis=-1)
+                live = None if y is None else (np.isfinite(y) & (y != 0)).reshape(1, -1).any(axis=-1)
+            del x, xq
+            st.boxes[impl.key] = BoxRun(y, flags, error, xmax, live, impl.record.per_vector)
+        return st.boxes[impl.key]
 
     # ------------------------------------------------------------ reference
     def _pieces(self):

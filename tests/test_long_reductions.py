@@ -399,3 +399,94 @@ def test_random_long_vectors_in_pieces_give_the_whole_vectors_figures(capsys, mo
     assert code == code2 and not used2, (err, err2)
     if code in (0, 1):
         assert json.loads(out)["results"] == json.loads(out2)["results"], (seed, argv)
+
+
+_BOXES = '''
+import numpy as np
+
+
+def softmax(x):
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def logsumexp(x):
+    return np.log(np.exp(x).sum(axis=-1))
+
+
+def softmax_backward(x, v):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    y = e / e.sum(axis=-1, keepdims=True)
+    return y * (v - (v * y).sum(axis=-1, keepdims=True))
+'''
+
+
+@pytest.mark.parametrize("function,boxes", [
+    ("softmax", ["--callable", "boxes:softmax", "--library", "scipy"]),
+    ("log_softmax", ["--library", "scipy"]),
+    ("logsumexp", ["--callable", "boxes:logsumexp"]),
+    ("softmax_backward", ["--callable", "boxes:softmax_backward"])])
+def test_black_boxes_run_once_on_the_whole_vector_beside_pieces(capsys, monkeypatch, tmp_path, function,
+                                                                boxes):
+    """A callable or a library is given the whole long vector once (as a model would give it), and its
+    outputs are judged piece by piece beside the built-ins' pieces: the figures, statuses, inferred
+    causes (an exp overflow named in every piece from the vector's maximum, which one piece holds),
+    flags and first failures of the whole vector's evaluation; label smoothing's black boxes, whose
+    inferred causes read sums over the whole vector, keep the whole vector's path."""
+    pytest.importorskip("scipy")
+    (tmp_path / "boxes.py").write_text(_BOXES)
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 3, (2, 1500)).astype(np.float32)
+    x[0, 1200] = 12.5  # exp(12.5) overflows float16 (in the last pieces only)
+    x[1, 100:400] = -np.inf  # a mask
+    x[1, 1000] = 25.0
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    extra = ["--cotangent", "normal"] if function == "softmax_backward" else []
+    if function == "softmax_backward":
+        x[1, 100:400] = -7.0  # (the gradients go in pieces where every entry is finite)
+        np.save(path, x)
+    argv = ["audit", "--function", function, "--impl", "stable", *boxes, "--input", path,
+            "--dtype", "float16", "--dtype", "float32", "--format", "json", "--jobs", "1", *extra]
+    calls = []
+    monkeypatch.syspath_prepend(str(tmp_path))
+    orig = vector.Piece.black_box
+
+    def spy(self, impl, args, run):
+        def counted(xc, arg):
+            calls.append((impl.key, self.vec.key, self.fmt.name, xc.shape))
+            return run(xc, arg)
+        return orig(self, impl, args, counted)
+
+    monkeypatch.setattr(vector.Piece, "black_box", spy)
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+    assert code in (0, 1), err
+    assert len(set(used)) > 4 and calls  # in pieces, the black boxes among them
+    n_boxes = len(boxes) // 2
+    # each box once per vector and format, on all of its values
+    assert len(calls) == len(set(calls)) == 2 * 2 * n_boxes and {c[3] for c in calls} == {(1, 1500)}
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code2, out2, err2, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
+    assert code2 == code and not used2, err2
+    a, b = json.loads(out), json.loads(out2)
+    assert len(a["results"]) == 2 * (1 + n_boxes)
+    for ra, rb in zip(a["results"], b["results"]):
+        for key in ("counts", "causes", "max_ulp", "max_rel", "flags", "status", "passed", "reasons"):
+            assert ra.get(key) == rb.get(key), (ra["impl"], ra["dtype"], key, ra.get(key), rb.get(key))
+        fa, fb = ra.get("first_failure") or {}, rb.get("first_failure") or {}
+        # (a piece's record shows the vector's first values, and its element's input)
+        va, vb = fa.pop("vector", []), fb.pop("vector", [])
+        assert va[:-1] == vb[:len(va) - 1] and {k: v for k, v in fa.items() if k != "input"} == fb
+    if function == "softmax":  # the callable's exps overflow: in every piece the zeros are named by it
+        naive = [r for r in a["results"] if r["impl"] == "boxes:softmax" and r["dtype"] == "float16"][0]
+        assert naive["causes"].get("exp_overflow", 0) > 1300 and naive["cause_inferred"], naive
+
+
+def test_label_smoothing_black_boxes_keep_the_whole_vector(capsys, monkeypatch, logits, tmp_path):
+    (tmp_path / "boxes2.py").write_text("def ls(x, s):\n    raise ValueError('unused')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path, _ = logits
+    code, out, err, used = run(capsys, monkeypatch, "audit", "--function", "smoothed_cross_entropy",
+                               "--callable", "boxes2:ls", "--impl", "stable", "--target", "5", "--input",
+                               path, "--dtype", "float16", "--format", "json", "--jobs", "1", block=256)
+    assert code in (0, 1) and not used, err

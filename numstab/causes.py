@@ -97,10 +97,12 @@ def finalize(fmt, function, y, rounded, ulp, status, root, tolerance, exact_spec
 
 
 def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE, tracer=None,
-              vector_events=None):
-    """Cause codes (largest propagated error category) of every element of the given rows.
-    ``tracer()``: the attributing tracer of xc, a piece of a long vector (numstab.vector.Piece; one
-    row), whose infinite outputs are named from the whole vector's events (``vector_events()``)."""
+              vector_events=None, outputs: list | None = None):
+    """Cause codes (largest propagated error category) of every element of the given rows, and the
+    attribution passes' (rows, tracer events). ``tracer()``: the attributing tracer of xc, a piece of
+    a long vector (numstab.vector.Piece; one row), whose infinite outputs are named from the whole
+    vector's events (``vector_events()``). ``outputs``: a list each pass appends its (kernel output,
+    tracer) to -- the values, roots and flags of the run engine.run_attributed takes from it."""
     n = xc.shape[-1]
     step = max(1, ATTRIBUTE_ELEMENTS // max(1, n))
     parts, events = [], []
@@ -117,6 +119,8 @@ def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE, 
         code = np.where(top > 0, code, _unpropagated(seen, out.v, len(sel)))
         parts.append(code)
         events.append((sel, tr.events))
+        if outputs is not None:
+            outputs.append((out, tr))
     return np.concatenate(parts, axis=0), events
 
 

@@ -99,6 +99,41 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
     return y, out.root, flags, tr.flags
 
 
+def attributes_first(fmt: Format, impl: Impl, shape: tuple, acc: str, compute: str, tolerance: float) -> bool:
+    """Whether a built-in's run on a batch of vectors of this shape had better be its attributed run
+    (:func:`run_attributed`): a sequential sum over 4,096 or more terms in the format's own precision
+    (float32, float64; a half format computed in the format) leaves nearly every output above a few
+    ULPs, so every row would be traced again for its causes. Only a matter of time: both runs give the
+    same values, roots, flags and codes."""
+    from .steps import compute_dtype
+
+    if impl.record.output == "elementwise" or acc != "sequential" or tolerance > 16 or shape[-1] < 4096:
+        return False
+    return compute_dtype(fmt.dtype, compute) == fmt.dtype and len(shape) == 2
+
+
+def run_attributed(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
+                   compute: str = DEFAULT_COMPUTE):
+    """:func:`run_traced`'s (outputs, roots, flags per group, flag bits per row) from the attributing
+    tracer's passes over every row (causes.attribute), with their cause codes and events."""
+    from .causes import attribute
+    from .steps import FLAG_BIT, widen
+
+    runs: list = []
+    rows = np.arange(x.shape[0])
+    codes, events = attribute(impl, fmt, x, acc, impl.record.arg(as_args(target)), rows, compute,
+                              outputs=runs)
+    with np.errstate(all="ignore"):
+        y = np.concatenate([widen(out.v, np.float64) for out, _ in runs], axis=0)
+    root = np.concatenate([out.root for out, _ in runs], axis=0)
+    row_flags = np.concatenate([tr.flags for _, tr in runs])
+    flags = []
+    for g in groups or ():
+        bits = int(np.bitwise_or.reduce(row_flags[g])) if row_flags[g].size else 0
+        flags.append(tuple(f for f in FLAG_NAMES if bits & FLAG_BIT[f]))
+    return y, root, flags, row_flags, (codes, events)
+
+
 def _settle_exactly(fmt, x, target, ref, open_, specials=None, piece=None) -> None:
     """Figures whose bounds straddle a quantization step at the last tier: decided exactly.
 
@@ -201,6 +236,7 @@ class ImplOutcome:
     big: dict = field(default_factory=dict)
     exact: tuple | None = None  # (mask, ULP figures, relative figures) decided by reference.exact_figures
     box: object = None  # a black box's run on the whole long vector a piece is of (vector.BoxRun)
+    attributed: tuple | None = None  # (cause codes, events) of every row, from run_attributed
 
     def figure(self, kind: str, index):
         """One element's ULP ("ulp") or relative ("rel") figure: a float, or a Decimal beyond float64."""
@@ -252,7 +288,11 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
         o = ImplOutcome(impl, inferred=not impl.builtin)
         ys = []
         try:
-            if impl.builtin:
+            first = impl.builtin and piece is None  # (a piece's attribution is the vector's: not here)
+            if first and attributes_first(fmt, impl, xc.shape, acc, compute, tolerance):
+                o.y, o.root, o.flags, o.row_flags, o.attributed = run_attributed(
+                    impl, fmt, xc, acc, target, None if row_flags else groups, compute)
+            elif impl.builtin:
                 tr = None if piece is None else piece.tracer(impl, impl.record.arg(as_args(target)), target)
                 o.y, o.root, o.flags, o.row_flags = run_traced(impl, fmt, xc, acc, target,
                                                                None if row_flags else groups, compute, tr)
@@ -413,7 +453,10 @@ def _causes(fmt, x, xc, target, acc, tolerance, ref, o: ImplOutcome, compute: st
             if piece is not None:  # the piece's attributed run; infinities named from the vector's events
                 more = {"tracer": lambda: piece.tracer(o.impl, arg, target, attribute=True),
                         "vector_events": lambda: piece.vector_events(o.impl, arg, target)}
-            codes, o.events = attribute(o.impl, fmt, xc, acc, arg, rows, compute, **more)
+            if o.attributed is not None:  # every row's codes, from the attributed run
+                codes, o.events = o.attributed[0][rows], o.attributed[1]
+            else:
+                codes, o.events = attribute(o.impl, fmt, xc, acc, arg, rows, compute, **more)
             cause[rows] = np.where(need[rows], codes, cause[rows])
     else:
         st, cause = infer(fmt, f, x, o.y, ref, o.status, o.ulp, tolerance, exact_special=np.isinf(r.ulp),

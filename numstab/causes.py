@@ -101,8 +101,8 @@ def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE, 
     """Cause codes (largest propagated error category) of every element of the given rows, and the
     attribution passes' (rows, tracer events). ``tracer()``: the attributing tracer of xc, a piece of
     a long vector (numstab.vector.Piece; one row), whose infinite outputs are named from the whole
-    vector's events (``vector_events()``). ``outputs``: a list each pass appends its (kernel output,
-    tracer) to -- the values, roots and flags of the run engine.run_attributed takes from it."""
+    vector's events (``vector_events()``). ``outputs``: a list each pass appends its kernel's
+    (values, roots, flag bits per row) to -- the run engine.run_attributed takes from it."""
     n = xc.shape[-1]
     step = max(1, ATTRIBUTE_ELEMENTS // max(1, n))
     parts, events = [], []
@@ -119,8 +119,8 @@ def attribute(impl, fmt, xc, acc, target, rows, compute: str = DEFAULT_COMPUTE, 
         code = np.where(top > 0, code, _unpropagated(seen, out.v, len(sel)))
         parts.append(code)
         events.append((sel, tr.events))
-        if outputs is not None:
-            outputs.append((out, tr))
+        if outputs is not None:  # (not the errors: they go with this pass)
+            outputs.append((out.v, out.root, tr.flags))
     return np.concatenate(parts, axis=0), events
 
 

@@ -124,9 +124,9 @@ def run_attributed(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, gro
     codes, events = attribute(impl, fmt, x, acc, impl.record.arg(as_args(target)), rows, compute,
                               outputs=runs)
     with np.errstate(all="ignore"):
-        y = np.concatenate([widen(out.v, np.float64) for out, _ in runs], axis=0)
-    root = np.concatenate([out.root for out, _ in runs], axis=0)
-    row_flags = np.concatenate([tr.flags for _, tr in runs])
+        y = np.concatenate([widen(v, np.float64) for v, _, _ in runs], axis=0)
+    root = np.concatenate([r for _, r, _ in runs], axis=0)
+    row_flags = np.concatenate([fl for _, _, fl in runs])
     flags = []
     for g in groups or ():
         bits = int(np.bitwise_or.reduce(row_flags[g])) if row_flags[g].size else 0

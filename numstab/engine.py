@@ -86,17 +86,24 @@ def run_traced(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, groups,
     Returns (outputs as float64, root codes, flags raised in the format for each group of rows,
     the flag bits of every row: steps.FLAG_BIT).
     """
-    from .steps import FLAG_BIT, Tracer, widen
+    from .steps import Tracer, widen
 
     tr = Tracer(fmt, x.shape[0]) if tracer is None else tracer
     with np.errstate(all="ignore"):
         out = impl.run(x, acc, impl.record.arg(as_args(target)), tr, compute)
         y = widen(out.v, np.float64)
+    return y, out.root, _group_flags(tr.flags, groups), tr.flags
+
+
+def _group_flags(row_flags: np.ndarray, groups) -> list:
+    """The flags raised in each group of rows (names), from the flag bits of every row."""
+    from .steps import FLAG_BIT
+
     flags = []
     for g in groups or ():
-        bits = int(np.bitwise_or.reduce(tr.flags[g])) if tr.flags[g].size else 0
+        bits = int(np.bitwise_or.reduce(row_flags[g])) if row_flags[g].size else 0
         flags.append(tuple(f for f in FLAG_NAMES if bits & FLAG_BIT[f]))
-    return y, out.root, flags, tr.flags
+    return flags
 
 
 def attributes_first(fmt: Format, impl: Impl, shape: tuple, acc: str, compute: str, tolerance: float) -> bool:
@@ -117,7 +124,7 @@ def run_attributed(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, gro
     """:func:`run_traced`'s (outputs, roots, flags per group, flag bits per row) from the attributing
     tracer's passes over every row (causes.attribute), with their cause codes and events."""
     from .causes import attribute
-    from .steps import FLAG_BIT, widen
+    from .steps import widen
 
     runs: list = []
     rows = np.arange(x.shape[0])
@@ -127,11 +134,7 @@ def run_attributed(impl: Impl, fmt: Format, x: np.ndarray, acc: str, target, gro
         y = np.concatenate([widen(v, np.float64) for v, _, _ in runs], axis=0)
     root = np.concatenate([r for _, r, _ in runs], axis=0)
     row_flags = np.concatenate([fl for _, _, fl in runs])
-    flags = []
-    for g in groups or ():
-        bits = int(np.bitwise_or.reduce(row_flags[g])) if row_flags[g].size else 0
-        flags.append(tuple(f for f in FLAG_NAMES if bits & FLAG_BIT[f]))
-    return y, root, flags, row_flags, (codes, events)
+    return y, root, _group_flags(row_flags, groups), row_flags, (codes, events)
 
 
 def _settle_exactly(fmt, x, target, ref, open_, specials=None, piece=None) -> None:

@@ -749,10 +749,15 @@ class Tracer:
                     err = self._local(err, v, sh, cat).zeroed(~np.isfinite(v))
         return T(v, root, err)
 
+    def _local_error(self, v, sh) -> np.ndarray:
+        """A step's local rounding error v - sh (its result less its wide shadow) in float64, NaN and
+        infinities as 0: what :meth:`_local`, :meth:`_local_below` and the sums add to the errors."""
+        return _finite((self._w(v) - sh).astype(np.float64, copy=False))
+
     def _local_below(self, err: Err, v, sh, below) -> Err:
         """:meth:`_local` with the category underflow at the indices ``below`` (results below the
         normal range) and rounding elsewhere: the same components, written at those few indices."""
-        local = _finite((self._w(v) - sh).astype(np.float64, copy=False))
+        local = self._local_error(v, sh)
         unf = local[below]
         if unf.any():
             part = np.zeros(local.shape)
@@ -765,7 +770,7 @@ class Tracer:
         """err plus the step's local error v - sh, in the category ``cat`` (one code, or one per
         element: underflow, rounding or absorption)."""
         with np.errstate(all="ignore"):
-            local = _finite((self._w(v) - sh).astype(np.float64, copy=False))
+            local = self._local_error(v, sh)
             if np.ndim(cat) == 0:  # (an all-zero component other than rounding is left out too)
                 return err.plus(cat, local) if cat == C_ROUND or np.count_nonzero(local) else err
             for c in (C_UNF, C_ROUND, C_ABS):
@@ -1183,7 +1188,7 @@ class Tracer:
             self._record(what or "sum", "overflow", over)
         if a.err is not None:
             with np.errstate(all="ignore"):
-                out["local"] = _finite((self._w(cur) - sh).astype(np.float64, copy=False))
+                out["local"] = self._local_error(cur, sh)
                 out["absorbed"] = absorbed = (cur == prev) & (terms != 0) & np.isfinite(cur) & (prev != 0)
                 if record:
                     self._record(what or "sum", "absorption", absorbed,

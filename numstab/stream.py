@@ -902,7 +902,8 @@ def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     from .functions import get as get_function
 
     rec = get_function(job.function)
-    # (a black box is not built again to learn whether the vector goes in pieces: it runs whole)
+    # (black boxes are not built here to learn whether the vector goes in pieces: none is cut, each is
+    # given the whole vector)
     builtins = [REGISTRY[r[1]][r[2]] for r in job.impls if r[0] == "builtin"]
     boxes = len(builtins) < len(job.impls)
     if job.source is not None and in_pieces(job.function, builtins, arrays[0].n, job.accumulate, job.compute,

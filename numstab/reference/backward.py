@@ -27,6 +27,7 @@ import numpy as np
 from ..formats import Format
 from ..results import RefData
 from .core import (
+    at,
     diff_exact,
     from_interval,
     is_quad,
@@ -464,7 +465,7 @@ def fast_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji=Non
         t = np.asarray(rows["t"]).astype(wt)[bi]
         et = np.asarray(rows["et"], dtype=np.float64)[bi].astype(wt) * 1.01 + u * t  # (converted)
         n = int(rows["n"])
-        d = np.asarray(x, dtype=np.float64)[bi, ji].astype(wt) - m
+        d = at(np.asarray(x, dtype=np.float64), bi, ji).astype(wt) - m
         e = np.exp(d)
         rel_e = np.abs(d) * u * 1.01 + c_lib
         S = 1 + t
@@ -620,11 +621,11 @@ def _cot_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji) ->
     with np.errstate(all="ignore"):
         t, et = conv("t", "et")
         m = np.asarray(rows["m"], dtype=np.float64)[bi]
-        xi = np.asarray(x, dtype=np.float64)[bi, ji]
+        xi = at(np.asarray(x, dtype=np.float64), bi, ji)
         d, d_exact = diff_exact(xi, m, wt)
         rel_e = np.where(d_exact, 0.0, np.abs(d) * u) * 1.01 + c_lib
         e = np.exp(d)
-        v = np.asarray(args["cotangent"], dtype=np.float64)[bi, ji].astype(wt)
+        v = at(np.asarray(args["cotangent"], dtype=np.float64), bi, ji).astype(wt)
         vk = np.asarray(rows["vk"], dtype=np.float64)[bi].astype(wt)
         S = 1 + t
         eS = et + u * S

@@ -33,6 +33,7 @@ from ..results import RefData
 from .core import (
     Affine,
     _mp,
+    at,
     by_chunks,
     diff_exact,
     from_interval,
@@ -43,6 +44,7 @@ from .core import (
     log_tiny,
     pairwise_sum,
     recording,
+    rows_exact,
     strict,
     tiny,
     unit_roundoff,
@@ -98,7 +100,11 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False, m=
         if m is None:
             m = np.max(x, axis=-1)
             k = np.argmax(x, axis=-1)
-        d, d_exact = diff_exact(x, m[..., None], wt)
+        dx = rows_exact(fmt, x, m, wt)  # (the usual rows: every d exact by their range alone)
+        if dx is not None and dx.all():
+            d, d_exact = x.astype(wt, copy=False) - m[..., None].astype(wt), np.ones(x.shape, dtype=bool)
+        else:
+            d, d_exact = diff_exact(x, m[..., None], wt)
         plain = sc is None and d_exact.all()
         if plain:  # every d exact (the usual case): no error in any d
             rel_e = np.full(m.shape, c_lib)  # = max(0) * 1.01 + c_lib, without the zeros
@@ -120,6 +126,8 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False, m=
         lp = np.log1p(t)
         elp = et / (1.0 + np.maximum(t - et, 0)) + c_lib * lp + tny
     out = {"m": m, "lp": lp, "elp": elp, "t": t, "et": et}
+    if dx is not None:
+        out["dx"] = dx
     if keep and plain and is_quad(wt):
         out.update(d=d, e=e, k=k)
     return out
@@ -292,11 +300,14 @@ def _fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, funct
             return from_interval(fmt, ce, 2 * (elp + edt + np.abs(dt) * u + u * np.abs(ce)),
                                  lower=np.where(dt_exact, -dt, -np.inf).astype(wt) if strict else None)
         # each row's maximum converted to the working type once, not once per element
-        xe = x[bi, ji]
+        xe = at(x, bi, ji)
         if "d" in rows:  # fast_rows kept them (quad, every d exact)
-            d, d_exact = rows["d"][bi, ji], np.ones(np.shape(bi), dtype=bool)
+            d, d_exact = at(rows["d"], bi, ji), np.ones(np.shape(bi), dtype=bool)
             if function == "softmax":
                 return _quad_softmax(fmt, rows, bi, ji, two)
+        elif "dx" in rows and rows["dx"][bi].all():  # fast_rows found every d of these rows exact
+            d = xe.astype(wt, copy=False) - rows["m"].astype(wt)[bi]
+            d_exact = np.ones(np.shape(bi), dtype=bool)
         else:
             d, d_exact = diff_exact(xe, m, wt, mw=rows["m"].astype(wt)[bi])
         ls = d - lp
@@ -340,7 +351,7 @@ def _quad_softmax(fmt, rows, bi, ji, two):
     (the 1.01 and 1 + 2^-45 cover expm1's and the float64 roundings, as in _quad_elements)."""
     wt = rows["lp"].dtype
     u, c_lib = unit_roundoff(wt), lib_error(wt)
-    e = rows["e"][bi, ji]
+    e = at(rows["e"], bi, ji)
     e = np.where(ji == rows["k"][bi], wt.type(1.0), e)
     g = np.exp(-rows["lp"])
     f = (np.expm1((up64(rows["elp"]) + 2 * c_lib + u) * (1 + 2.0**-50)) * 1.01) * (1 + 2.0**-45)

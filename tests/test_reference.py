@@ -142,6 +142,44 @@ def _float64_rows(rng, kind: int, B: int, n: int) -> np.ndarray:
     return F64.round(x)
 
 
+def test_a_rows_range_proves_x_minus_max_exact_only_where_it_is():
+    # fast_rows takes every x - m of a row as exact from the row's range alone (rows_exact): a
+    # claim TwoSum must confirm for every element -- on rows of every format with zeros,
+    # subnormals, the format's extremes and a given maximum outside the row (a long vector's), and
+    # it must be made on the usual rows of logits (else the saving is lost), and refused where the
+    # range is too wide for the working type (float64 values spanning more than 2^53 ulps)
+    from numstab.reference.core import diff_exact, rows_exact
+
+    rng = np.random.default_rng(5)
+    claimed = 0
+    for name, f in FORMATS.items():
+        for wt in (np.float64, np.longdouble):
+            for kind in range(6):
+                z = rng.standard_normal((30, 17)) * 10.0 ** rng.uniform(-8, 6, (30, 1))
+                if kind == 1:
+                    z[:, :3] = 0.0
+                if kind == 2:
+                    z[:, 0] *= f.smallest_subnormal * 3
+                if kind == 3:
+                    z[:, 1] = f.max * rng.choice([-1, 1], 30)
+                if kind == 4:
+                    z = z * 10.0 ** rng.uniform(-30, 30, (30, 17))
+                with np.errstate(all="ignore"):
+                    x = f.round(np.clip(z, -f.max, f.max))
+                m = x.max(axis=-1) if kind != 5 else f.round(rng.standard_normal(30) * 1e4)
+                ok = rows_exact(f, x, m, wt)
+                _, exact = diff_exact(x, m[:, None], wt)
+                assert np.all(exact[ok]), (name, wt, kind)
+                claimed += int(ok.sum())
+    assert claimed > 1000
+    x = F32.round(np.random.default_rng(1).normal(0, 3, (16, 32000)))
+    assert rows_exact(F32, x, x.max(axis=-1), np.float64).all()  # logits: every row by its range
+    wide = F64.round(np.array([[1.0, 2.0**-60, 3.0]]))  # x - m needs 62 bits: refused
+    assert not rows_exact(F64, wide, wide.max(axis=-1), np.float64).any()
+    assert not diff_exact(wide, wide.max(axis=-1)[:, None], np.float64)[1].all()
+    assert rows_exact(None, wide, wide.max(axis=-1), np.float64) is None
+
+
 def test_step_up_and_down_are_nextafter_bit_for_bit():
     # the reference's outward steps (core.step_up / step_down) replace np.nextafter: the same
     # double for every bit pattern -- zeros of both signs, subnormals, the binade edges, max,

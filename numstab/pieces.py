@@ -14,7 +14,8 @@ Each reduction is taken across the pieces in its own order, bit for bit:
 * ``max`` and the argmax of ``drop_argmax``: the first maximum (NaN first, as np.argmax);
 * ``pick``: the element at the (global) target, read by the piece that holds it;
 * ``sum``, ``sequential``: the running sum carried from piece to piece (np.add.accumulate with
-  the carry in front adds the same operands in the same order); the error components' sums too;
+  the carry in front adds the same operands in the same order); the error components' totals
+  too (steps.Total: by aligned blocks, a short one carried to the next piece);
 * ``sum``, ``pairwise`` (the tracer's tree: adjacent pairs, an odd last term carried up): the
   pieces are aligned blocks of 2^k columns, and that tree is the tree of its aligned
   power-of-two blocks folded from the smallest, so each piece sums to one node and the tree over
@@ -44,8 +45,10 @@ import numpy as np
 
 from .steps import (
     CATEGORIES,
+    SEQ_BLOCK,
     Err,
     T,
+    Total,
     Tracer,
     _clean,
     _online_scan,
@@ -154,36 +157,48 @@ def _first_root(r) -> int:
     return int(r.ravel()[nz[0]]) if nz.size else 0
 
 
-def _add_total(carry, add):
-    """A running sequential sum of one array (None: none yet), one piece more."""
-    src = add if carry is None else np.concatenate([carry, add], axis=-1)
-    return np.add.accumulate(src, axis=-1)[..., -1:].copy()  # (not a view: it would keep the piece's sums)
+def _add_total(carry, add, start: int, width: int):
+    """A running total (steps.Total; None: none yet) of one error component, one piece more:
+    ``add``, the component at the summed columns start..start+width-1 (None where it is all zeros
+    there). The whole vector's blocks are aligned at its first summed column and hold every
+    column: a piece without the component adds its zeros, and a total begun in a later piece first
+    takes the zeros of the columns before it in its block (full blocks of zeros add nothing)."""
+    if add is None:
+        return None if carry is None else carry.feed(np.zeros(carry.rest.shape[:-1] + (width,)))
+    if carry is None:
+        carry = Total(None, np.zeros(np.shape(add)[:-1] + (start % SEQ_BLOCK,)))
+    return carry.feed(add)
+
+
+def _value(total):
+    """The value of a running total (steps.Total; None: none)."""
+    return None if total is None else total.value()
 
 
 class _Terms:
     """What every sum keeps of its terms across the pieces: the first root among its special
     terms and among its non-finite ones (:meth:`steps.Tracer._sum_root` picks by the sum), and the
-    running sums of the terms' error components (np.add.accumulate, term after term)."""
+    running totals of the terms' error components (steps.Total)."""
 
     def __init__(self, plan, kind):
         self.plan, self.kind = plan, kind
         self.root_special = self.root_inf = 0
         self.err = [None] * len(CATEGORIES)
 
-    def _take(self, a) -> None:
+    def _take(self, tr, a) -> None:
         if not self.root_special:
             self.root_special = _first_root(np.where(_special(a.v), a.root, 0))
         if not self.root_inf:
             self.root_inf = _first_root(np.where(~np.isfinite(a.v), a.root, 0))
         if a.err is not None:
-            self.err = [c if e is None else _add_total(c, e) for c, e in zip(self.err, a.err.c)]
+            self.err = [_add_total(c, e, tr.c0, tr.c1 - tr.c0) for c, e in zip(self.err, a.err.c)]
 
     def _root(self, v):
         root = np.int8(self.root_special if np.isfinite(v).all() else self.root_inf)
         return np.where(_special(v), root, 0).astype(np.int8)
 
     def _errors(self):
-        return Err(self.err) if self.plan.attribute else None
+        return Err([_value(c) for c in self.err]) if self.plan.attribute else None
 
 
 class _Arg:
@@ -235,18 +250,20 @@ class _SeqSum(_Terms):
         self.carry[tr.j] = self.value
         s = tr._seq_terms(a, self.value, what, record=False)
         self.value = s["P"][..., -1:].copy()  # kept per piece (carry): not a view of the piece's sums
-        self._take(a)
+        self._take(tr, a)
         self.over |= bool(s["over"].any())
         if a.err is not None:
             absorbed, local = s["absorbed"], s["local"]
             self.absorbed |= bool(absorbed.any())
-            self.abs_local = _add_total(self.abs_local, np.where(absorbed, local, 0.0))
-            self.round_local = _add_total(self.round_local, np.where(absorbed, 0.0, local))
+            # the additions are at the vector's columns 1..: this piece's from column max(c0, 1)
+            start, w = max(tr.c0 - 1, 0), local.shape[-1]
+            self.abs_local = _add_total(self.abs_local, np.where(absorbed, local, 0.0), start, w)
+            self.round_local = _add_total(self.round_local, np.where(absorbed, 0.0, local), start, w)
 
     def finish(self):
         v = self.value
         return _Red(self.kind, _seq_close(v, self._root(v), self.over, self._errors(), self.absorbed,
-                                          self.abs_local, self.round_local), self.carry)
+                                          _value(self.abs_local), _value(self.round_local)), self.carry)
 
 
 class _TreeSum:
@@ -287,7 +304,7 @@ class _NumpySum(_Terms):
         self.big = big if self.big is None else np.maximum(self.big, big)
         self.nonzero += int(np.count_nonzero(a.v))
         self.finite &= bool(np.isfinite(a.v).all())
-        self._take(a)
+        self._take(tr, a)
 
     def _up(self, node, vals):
         if isinstance(node[0], int):
@@ -402,12 +419,14 @@ class _OnlineErr:
         if dnew is not None:
             with np.errstate(all="ignore"):
                 after = online_after(a64, scan.later[tr.j])
-                self.err = [c if e is None else _add_total(c, e * after)
+                # the scanned columns are the vector's 1..: this piece's from column max(c0, 1)
+                start, w = max(tr.c0 - 1, 0), dnew.shape[-1]
+                self.err = [_add_total(c, None if e is None else e * after, start, w)
                             for c, e in zip(self.err, dnew.err.c)]
 
     def finish(self):
         m, d, root = self.scan.carry[len(self.plan.bounds)]
-        err = Err(self.err).map(_clean).zeroed(~np.isfinite(d))
+        err = Err([_value(c) for c in self.err]).map(_clean).zeroed(~np.isfinite(d))
         red = _online_close(self.plan, (m, d, root), err, self.scan.result[1].dtype)
         red.kind = self.kind
         return red

@@ -232,3 +232,31 @@ def test_the_reference_row_quantities_from_pieces_enclose_the_exact_sum(tier):
         got = np.concatenate([p.rounded for p in parts])
         both = np.concatenate([p.decided for p in parts]) & ref[f].decided[0]
         assert both.mean() > 0.99 and np.array_equal(got[both], ref[f].rounded[0][both])
+
+
+def test_error_totals_by_aligned_blocks_are_the_same_fed_a_piece_at_a_time():
+    # a sum's error components are totalled by blocks of SEQ_BLOCK columns aligned at column 0
+    # (steps.Total); a long vector's pieces feed them piece by piece, and a piece without a
+    # component (all zeros there, left out) adds its zeros, a total begun in a later piece the
+    # zeros before it (pieces._add_total): the bits of the whole vector's one call, at any cuts
+    from numstab.pieces import _add_total
+    from numstab.steps import SEQ_BLOCK, _seq_total
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n = int(rng.integers(1, 5 * SEQ_BLOCK))
+        a = rng.standard_normal((1, n)) * 10.0 ** rng.integers(-20, 20, (1, n))
+        cuts = np.unique(np.concatenate([[0, n], rng.integers(0, n, int(rng.integers(0, 6)))]))
+        gone = rng.random(len(cuts) - 1) < 0.3  # pieces whose component is all zeros there
+        whole = a.copy()
+        total = None
+        for (c0, c1), g in zip(zip(cuts[:-1], cuts[1:]), gone):
+            if g:
+                whole[:, c0:c1] = 0.0
+            total = _add_total(total, None if g else a[:, c0:c1], c0, c1 - c0)
+        want = _seq_total(whole)
+        if total is None:  # every piece without the component: the whole's is all zeros
+            assert not whole.any()
+            continue
+        assert total.value().tobytes() == want.tobytes(), (trial, n, cuts, gone)
+        assert abs(float(want[0, 0]) - float(np.sum(whole))) <= 1e-12 * float(np.sum(np.abs(whole)))

@@ -123,10 +123,11 @@ def _settle_pair(lo, hi, q, vmin: float):
     k <= 1000 of three digits); ends in different decades (they may still round to one figure,
     9.9996 and 10.004) are compared through q itself. A third of the passes of q twice."""
     e_hi = np.floor(np.log10(np.maximum(hi, vmin)))
-    # lo's decade (lo <= hi) is hi's where both are below vmin, or where max(lo, vmin) * 10^(2 - e_hi)
-    # >= 100; within 2^-30 of that boundary (log10's own error, the product's rounding) it counts
-    # as another decade, whose figure q itself gives below: a product and a comparison instead of
-    # lo's own log10 (10^(2 - e_hi) is exact: every floor vmin is above 10^-20)
+    # lo's decade (lo <= hi) is hi's where lo = hi, where both are below vmin, or where
+    # max(lo, vmin) * 10^(2 - e_hi) >= 100; within 2^-30 of that boundary (log10's own error, the
+    # product's rounding) it counts as another decade, whose figure q itself gives below: a product
+    # and a comparison instead of lo's own log10 (10^(2 - e_hi) is exact: every floor vmin is above
+    # 10^-20)
     lo_v = np.maximum(lo, vmin)
     small = e_hi < 2
     if small.all():  # the usual figures, below 100: one branch
@@ -134,13 +135,13 @@ def _settle_pair(lo, hi, q, vmin: float):
         k_hi = np.rint(hi * up)
         same = np.rint(lo * up) == k_hi
         q_hi = np.divide(k_hi, up, out=k_hi)
-        other = (lo_v * up < 100 * (1 + 2.0**-30)) & (hi > vmin)
+        other = (lo_v * up < 100 * (1 + 2.0**-30)) & (hi > vmin) & (lo != hi)
     else:  # both branches computed, one kept per element (as _sig3 does)
         p = _P10.take(np.abs(2 - e_hi).astype(np.intp))
         k_hi = np.where(small, np.rint(hi * p), np.rint(hi / p))
         same = np.where(small, np.rint(lo * p), np.rint(lo / p)) == k_hi
         q_hi = np.where(small, k_hi / p, k_hi * p)
-        other = (np.where(small, lo_v * p, lo_v / p) < 100 * (1 + 2.0**-30)) & (hi > vmin)
+        other = (np.where(small, lo_v * p, lo_v / p) < 100 * (1 + 2.0**-30)) & (hi > vmin) & (lo != hi)
     same &= ~other
     if other.any():
         same[other] = q(lo[other]) == q_hi[other]

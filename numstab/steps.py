@@ -568,9 +568,28 @@ def _into(op, a, b):
     return op(a, b, out=a) if a.shape == np.broadcast_shapes(a.shape, b.shape) else op(a, b)
 
 
-def _quot(a, b):
-    """a / b, written into a (a fresh temporary) where a has the result's shape."""
-    return _into(np.divide, a, b) if isinstance(a, np.ndarray) else a / b
+def _quotient_error(fa, fb):
+    """The first-order error of a / b per category, f(ea, eb) = ea / fb - eb fa / fb^2 (a missing
+    operand's component is 0.0), as ea (1 / fb) + fa (-eb / fb^2): the factors of fb are computed
+    at fb's shape, once per row where b is a row's value (softmax's e / S: two passes over the
+    elements instead of four), and the same operations on the same values whatever the shapes, so
+    a long vector's pieces (numstab.pieces) give the whole vector's bits. NaN and infinities are 0
+    (_clean), as is ea's term where fa is not finite (0 fa / fb^2 was NaN there)."""
+    with np.errstate(all="ignore"):
+        inv, fb2 = 1.0 / fb, fb * fb
+
+    def f(ea, eb):
+        out = None
+        if np.ndim(ea):
+            out = ea * inv
+            if np.ndim(eb) == 0 and not np.isfinite(fa).all():
+                out = np.where(np.isfinite(fa), out, 0.0)
+        if np.ndim(eb):
+            t = fa * -(eb / fb2)
+            out = t if out is None else _into(np.add, out, t)
+        return _clean(out)
+
+    return f
 
 
 def _special(v):
@@ -907,8 +926,14 @@ class Tracer:
                                                                    b.v.astype(np.float64))
                 bb = fb if sign > 0 else -fb
                 fv = v.astype(np.float64)
-                kappa = (np.abs(fa) + np.abs(fb)) / np.abs(fv)
-                effective_sub = (np.sign(fa) * np.sign(bb) < 0) & (kappa >= CANCEL_KAPPA)
+                if self._fmt(v).p <= 24:
+                    # values of float32 or narrower: their float64 products neither overflow nor
+                    # flush, and (|a| + |b|) / |a + b| lies 2^-25 or more from 4 unless it is 4, so
+                    # these are the tests below, bit for bit, without the quotient and the signs
+                    effective_sub = (fa * bb < 0) & (np.abs(fa) + np.abs(fb) >= CANCEL_KAPPA * np.abs(fv))
+                else:
+                    kappa = (np.abs(fa) + np.abs(fb)) / np.abs(fv)
+                    effective_sub = (np.sign(fa) * np.sign(bb) < 0) & (kappa >= CANCEL_KAPPA)
                 effective_sub &= np.isfinite(fa) & np.isfinite(fb)
                 if effective_sub.any():
                     # the operands' rounding errors, amplified, become cancellation; a clip's
@@ -960,10 +985,7 @@ class Tracer:
             err = None
             if a.err is not None:
                 fa, fb = a.v.astype(np.float64), b.v.astype(np.float64)
-                fb2 = fb * fb
-                # a.err / fb - b.err * fa / (fb * fb)
-                err = a.err.zip(b.err, lambda ea, eb: _clean(_into(np.subtract, ea / fb,
-                                                                   _quot(eb * fa, fb2))), v.shape)
+                err = a.err.zip(b.err, _quotient_error(fa, fb), v.shape)
         self._flag("divide", (b.v == 0) & (a.v != 0) & np.isfinite(a.v))
         # 0/0 and inf/inf keep their operands' roots; x/inf = 0 keeps the inf's root
         return self._finish("div", v, sh, self._root_of(b, a, v=v), err, operands=(a.v, b.v),

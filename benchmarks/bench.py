@@ -104,12 +104,13 @@ from numstab.inputs import round_inputs
 fmt = FORMATS[sys.argv[2]]
 x = round_inputs(fmt, np.load(sys.argv[1]).astype(np.float64))
 times = []
-for _ in range(2):  # the first call in a fresh process, then the same batch again (warm)
+for _ in range(4):  # the first call in a fresh process, then the same batch again 3 times (warm)
     t0 = time.perf_counter()
     outs, ref, esc = evaluate(fmt, x, np.zeros(len(x), dtype=np.int64), [REGISTRY["softmax"]["stable"]])
     times.append(time.perf_counter() - t0)
 st = esc.stats()
-print(json.dumps({"s": times[0], "again": times[1], "elements": st["elements"], "tiers": st["tiers"],
+print(json.dumps({"s": times[0], "again": min(times[1:]), "median": sorted(times[1:])[1],
+                  "elements": st["elements"], "tiers": st["tiers"],
                   "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
@@ -122,10 +123,11 @@ def logits_section(quick: bool) -> None:
 
     shapes = ((4, 32_000), (2, 128_000)) if quick else ((16, 32_000), (8, 128_000))
     print("\n== real logits: inspect softmax --impl stable (float32 .npy, N(0,3) + outliers near +25) ==")
-    print("engine: evaluate() in a fresh process (one core), its first call and the same batch again "
-          "(warm: imports done, memory already faulted in); command: `numstab inspect` wall time, "
+    print("engine: evaluate() in a fresh process (one core), its first call and the same batch again, "
+          "3 times (warm: imports done, memory already faulted in; the best call and the median, which "
+          "a shared machine's load moves by 10-20%); command: `numstab inspect` wall time, "
           "peak RSS; load: the machine's 1-minute load average after the row")
-    print(f"{'vocab':>7} {'rows':>5} {'format':9} {'engine el/s':>12} {'again el/s':>11} "
+    print(f"{'vocab':>7} {'rows':>5} {'format':9} {'engine el/s':>12} {'again el/s':>11} {'median':>10} "
           f"{'command el/s':>13} {'peak MB':>8} {'by mpmath':>10} {'load':>5}  elements per tier")
     with tempfile.TemporaryDirectory() as tmp:
         for rows, vocab in shapes:
@@ -148,6 +150,7 @@ def logits_section(quick: bool) -> None:
                 by_mp = d["elements"][-1] / el
                 tiers = ", ".join(f"{t.split('(')[0]}={c}" for t, c in zip(d["tiers"], d["elements"]))
                 print(f"{vocab:>7,} {rows:>5} {name:9} {el / d['s']:12,.0f} {el / d['again']:11,.0f} "
+                      f"{el / d['median']:10,.0f} "
                       f"{el / wall_s:13,.0f} "
                       f"{peak / 2**20:8.0f} {by_mp:10.1e} {os.getloadavg()[0]:5.1f}  {tiers}")
 

@@ -180,6 +180,42 @@ def test_a_rows_range_proves_x_minus_max_exact_only_where_it_is():
     assert rows_exact(None, wide, wide.max(axis=-1), np.float64) is None
 
 
+def test_long_double_row_sums_split_at_small_terms_enclose_the_exact_sum():
+    # the long double tier sums a long row's small terms (exp(d) < 2^-20) in float64 and only the
+    # few large ones in long double (softmax._split_sum): on rows of logits its t must enclose the
+    # exact sum (mpmath, 200 bits) within et, about as tightly as the whole long double sum; a row
+    # whose sum lies mostly in small terms keeps the whole long double sum
+    from numstab.reference import softmax as S
+
+    if np.finfo(np.longdouble).nmant <= 52:
+        pytest.skip("long double is float64 here")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 3000)) * rng.uniform(1, 6, (6, 1))
+    for b in range(6):  # a few outliers, and terms near the split (2^-20 = exp(-13.86))
+        x[b, rng.integers(0, 3000, 4)] = 25 + rng.uniform(-2, 2, 4)
+        x[b, rng.integers(0, 3000, 50)] = 25 - 13.8629 + rng.uniform(-0.01, 0.01, 50)
+    x = F32.round(x)
+    m, k = x.max(axis=-1), x.argmax(axis=-1)
+    d = x.astype(np.longdouble) - m[:, None].astype(np.longdouble)
+    t, et = S._split_sum(F32, x, m, k, d, np.longdouble)
+    whole = S.fast_rows(None, x, {}, np.longdouble)  # no format: the whole long double sum
+    mpmath.mp.prec = 200
+    for b in range(6):
+        exact = mpmath.fsum(mpmath.exp(mpmath.mpf(float(v)) - mpmath.mpf(float(m[b])))
+                            for j, v in enumerate(x[b]) if j != k[b])
+        hi = mpmath.mpf(float(t[b])) + mpmath.mpf(float(t[b] - np.longdouble(float(t[b]))))
+        assert abs(hi - exact) <= mpmath.mpf(float(et[b])), b
+        assert float(et[b]) <= 1.3 * float(whole["et"][b])
+    many = np.full((2, 3000), 25.0 - 15)  # exp(-15) = 3.1e-7 < 2^-20, 3,000 of them: 9e-4 > 2^-12
+    many[:, 0] = 25.0
+    flat = F32.round(rng.standard_normal((2, 3000)))  # no small term
+    for z in (F32.round(many), flat):
+        mz, kz = z.max(axis=-1), z.argmax(axis=-1)
+        dz = z.astype(np.longdouble) - mz[:, None].astype(np.longdouble)
+        assert S._split_sum(F32, z, mz, kz, dz, np.longdouble) is None
+    assert S._split_sum(F32, x[:, :500], m, k, d[:, :500], np.longdouble) is None  # short rows
+
+
 def test_step_up_and_down_are_nextafter_bit_for_bit():
     # the reference's outward steps (core.step_up / step_down) replace np.nextafter: the same
     # double for every bit pattern -- zeros of both signs, subnormals, the binade edges, max,

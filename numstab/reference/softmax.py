@@ -31,6 +31,7 @@ import numpy as np
 from ..formats import Format
 from ..results import RefData
 from .core import (
+    TINY,
     Affine,
     _mp,
     at,
@@ -115,14 +116,14 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False, m=
             # of et covers it, and its error is left out of the relative one, which it would ruin
             live = (d + err_d) > log_tiny(wt)
             rel_e = np.max(np.where(live, err_d.astype(np.float64), 0.0), axis=-1) * 1.01 + c_lib
-        e = np.exp(d)  # relative error <= c_lib (+ the error of d, + tiny absolute)
-        if np.all(k >= 0):
-            np.put_along_axis(e, k[..., None], 0, axis=-1)
-        else:  # a piece without its vector's argmax leaves none of its terms out
-            b = np.nonzero(k >= 0)[0]
-            e[b, k[b]] = 0
-        t, depth = pairwise_sum(e)
-        et = t * ((rel_e + depth * u) * 1.01) + n * tny
+        split = _split_sum(fmt, x, m, k, d, wt) if plain else None
+        if split is not None:
+            t, et = split
+        else:
+            e = np.exp(d)  # relative error <= c_lib (+ the error of d, + tiny absolute)
+            _drop_argmax(e, k)
+            t, depth = pairwise_sum(e)
+            et = t * ((rel_e + depth * u) * 1.01) + n * tny
         lp = np.log1p(t)
         elp = et / (1.0 + np.maximum(t - et, 0)) + c_lib * lp + tny
     out = {"m": m, "lp": lp, "elp": elp, "t": t, "et": et}
@@ -131,6 +132,64 @@ def fast_rows(fmt: Format, x: np.ndarray, args: dict, wt, keep: bool = False, m=
     if keep and plain and is_quad(wt):
         out.update(d=d, e=e, k=k)
     return out
+
+
+def _drop_argmax(e, k) -> None:
+    """The term of each row's argmax k set to 0, in place (k = -1: a piece without its vector's
+    argmax leaves none of its terms out)."""
+    if np.all(k >= 0):
+        np.put_along_axis(e, k[..., None], 0, axis=-1)
+    else:
+        b = np.nonzero(k >= 0)[0]
+        e[b, k[b]] = 0
+
+
+#: Rows at least this long have their long double sum split (:func:`_split_sum`)
+SPLIT_MIN = 1024
+#: ... at this term (exp(d) below it: summed in float64), where the small terms add up to at most
+#: SPLIT_SHARE (of a sum 1 + t >= 1)
+SPLIT_TERM, SPLIT_SHARE = 2.0**-20, 2.0**-12
+
+
+def _split_sum(fmt, x, m, k, d, wt):
+    """(t, et) of :func:`fast_rows` in long double (wt; every d = x - m exact) with the terms below
+    SPLIT_TERM summed in float64: long double's exp costs about 50 ns an element, float64's 1, and
+    a row of real logits holds a few large terms and thousands of small ones. Where the small ones
+    add up to at most SPLIT_SHARE, their float64 error (c_lib + depth u of float64: 2^-48 of them)
+    is within 2^-60 of the sum 1 + t, long double's own order.
+
+    The bound, each part as fast_rows bounds a sum of exps of exact arguments: the large terms'
+    long double sum tb within tb (c_lib + depth u) 1.01 (long double's constants) + n tny; the small
+    ones' float64 sum ts within ts (c_lib + depth u) 1.01 (float64's) + n TINY (a flushed exp);
+    their long double sum t = tb + ts within u t 1.01 more. Which part a term goes to is read off
+    its float64 exp, any split being as rigorous. None where it does not apply: a format-less or
+    short row, not long double, x - m not exact in float64, no small term, or too much of the sum
+    in small terms (a bound that would widen)."""
+    if fmt is None or np.dtype(wt) != np.dtype(np.longdouble) or x.shape[-1] < SPLIT_MIN:
+        return None
+    if np.finfo(np.longdouble).nmant <= 52:  # (a long double that is float64: nothing to save)
+        return None
+    dx64 = rows_exact(fmt, x, m, np.float64)
+    if dx64 is None or not dx64.all():
+        return None
+    e64 = np.exp(x - m[..., None])  # exact arguments
+    _drop_argmax(e64, k)
+    small = e64 < SPLIT_TERM
+    if not (small & (e64 > 0)).any():  # (every term large, but the argmax's 0: the whole long double sum)
+        return None
+    ts, depth_s = pairwise_sum(np.where(small, e64, 0.0))
+    if not np.all(ts <= SPLIT_SHARE):
+        return None
+    big = np.nonzero(~small)
+    eb = np.zeros(x.shape, dtype=wt)
+    eb[big] = np.exp(d[big])  # (the argmax's 0 is small: left out)
+    tb, depth_b = pairwise_sum(eb)
+    u, c, u64, c64 = unit_roundoff(wt), lib_error(wt), unit_roundoff(np.float64), lib_error(np.float64)
+    n = x.shape[-1]
+    t = tb + ts.astype(wt)
+    es = (ts * ((c64 + depth_s * u64) * 1.01) + n * TINY).astype(wt)
+    et = tb * ((c + depth_b * u) * 1.01) + es + t * (u * 1.01) + n * tiny(wt)
+    return t, et
 
 
 def piece_max(pieces) -> tuple:

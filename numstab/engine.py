@@ -320,6 +320,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
     if flags_only:
         return outs, None, None
     stage(0.25)
+    xr = x if piece is None else piece.seen(x)  # the vector the reference sees (+inf as a limit: Piece.seen)
     if ref is None:
         needed = {o.impl.function for o in outs}
         if any(not o.impl.builtin for o in outs) and "logsumexp" in FUNCTIONS:
@@ -327,7 +328,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
             fam = FUNCTIONS["logsumexp"].reference
             if any(FUNCTIONS[f].reference == fam for f in needed):
                 needed.add("logsumexp")
-        ref, esc = compute_reference(fmt, x, target, mode, functions=[f for f in FUNCTIONS if f in needed],
+        ref, esc = compute_reference(fmt, xr, target, mode, functions=[f for f in FUNCTIONS if f in needed],
                                      specials=specials, piece=piece)
     else:
         ref, esc = ref
@@ -355,7 +356,7 @@ def evaluate(fmt: Format, x: np.ndarray, target: np.ndarray, impls, acc: str = "
                     fmt, f, o.y[moved], sub, tolerance)
     open_ = [(o, ~settled[id(o)]) for o in live]
     if any(m.any() for _, m in open_):
-        _settle_exactly(fmt, x, target, ref, open_, specials, piece)
+        _settle_exactly(fmt, xr, target, ref, open_, specials, piece)
         for o, _ in open_:
             o.ulp, o.rel, o.status, _s = element_metrics(fmt, o.impl.function, o.y, ref[o.impl.function],
                                                          tolerance, exact=o.exact)

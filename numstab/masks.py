@@ -300,32 +300,56 @@ class VectorFacts:
             finite += int(fin.size)
         return cls(nan, pinf, finite, single, value) if finite == 1 else cls(nan, pinf, finite)
 
-    def pieceable(self, specials: Specials | None, scaled: bool) -> bool:
-        """Whether :func:`vector_limits` knows every value of the vector that its finite entries
-        do not decide: two or more finite entries, nothing else but -inf (their sums, a masked
-        entry's limit); or a NaN, or +inf read as IEEE does (every value fixed); or one finite
-        entry, without a temperature (x / T is no number of the format); or none, under the
-        ``nan`` or ``zeros`` policy (``uniform``: the reference of equal entries)."""
+    def seen(self, specials: Specials | None) -> str | None:
+        """How the reference sees the vector where the mask layer (:func:`plan`) replaces it:
+        ``limit`` -- +inf entries read as a limit: the k of them as k zeros, every other entry
+        dropped (a -inf); ``uniform`` -- every entry -inf under the ``uniform`` policy: n zeros
+        (:func:`seen_values`); None: the vector as it is."""
         specials = specials or DEFAULT
-        if self.nan or (self.pinf and specials.nonfinite == "ieee"):
-            return True
+        if self.nan:
+            return None
         if self.pinf:
-            return False
-        if self.finite == 1:
-            return not scaled
-        return self.finite >= 2 or specials.masked_rows != "uniform"
+            return "limit" if specials.nonfinite == "limit" else None
+        return "uniform" if self.finite == 0 and specials.masked_rows == "uniform" else None
+
+    def seen_facts(self, blocks=None) -> VectorFacts:
+        """The facts of the vector the reference sees (:meth:`seen`; ``blocks``: its values, read
+        only for a single +inf entry's column)."""
+        if self.pinf == 1:
+            return VectorFacts.of(blocks)
+        return VectorFacts(finite=self.pinf or 2)
+
+    def fixed_scalar(self, kind: str | None, function: str) -> float | None:
+        """A per-vector value that :meth:`seen`'s ``kind`` fixes whatever the entries (logsumexp:
+        +inf with +inf entries, -inf for an empty sum), else None."""
+        rule = RULES[function]
+        if kind == "limit":
+            return rule.pinf
+        return rule.empty_scalar if kind == "uniform" else None
+
+
+def seen_values(kind: str | None, x: np.ndarray) -> np.ndarray:
+    """The values the reference sees of a piece of a vector (:meth:`VectorFacts.seen`): under
+    ``limit`` 0 at +inf, -inf elsewhere; under ``uniform`` 0 everywhere; else x."""
+    if kind == "limit":
+        return np.where(x == np.inf, 0.0, -np.inf)
+    if kind == "uniform":
+        return np.zeros_like(x, dtype=np.float64)
+    return x
 
 
 def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials: Specials | None = None,
-                  target=None, xt=None) -> tuple:
+                  target=None, xt=None, scaled: bool = False) -> tuple:
     """(values, fixed) of the outputs that the limits fix on a piece of columns ``x_piece`` (first
-    column c0) of one long vector (``facts``, :meth:`VectorFacts.pieceable`), the values its
+    column c0) of one long vector (``facts``; where the reference sees another vector,
+    :meth:`VectorFacts.seen`, x_piece, ``facts`` and ``xt`` are that vector's), the values its
     pieces' reference then leaves alone: NaN everywhere for a NaN in the vector; IEEE's values for
     +inf; a fully masked vector's policy; a single finite entry's exact values (softmax 1,
-    log_softmax 0, logsumexp the entry -- ``facts.value``, rounded to the format --, cross-entropy 0
-    at it, +inf elsewhere); else a per-element function's dropped value at each -inf entry and a
-    per-vector one's value when its ``target`` (input ``xt``) is masked. Per-element: one per column
-    of the piece; per-vector: one."""
+    log_softmax 0, logsumexp the entry -- ``facts.value``, rounded to the format; under a
+    temperature, ``scaled``, x / T is left to the vector's rows --, cross-entropy 0 at it, +inf
+    elsewhere); else a per-element function's dropped value at each -inf entry and a per-vector
+    one's value when its ``target`` (input ``xt``) is masked. Per-element: one per column of the
+    piece; per-vector: one."""
     rule = RULES[function]
     x = np.asarray(x_piece, dtype=np.float64).reshape(-1)
     specials = specials or DEFAULT
@@ -354,8 +378,8 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
             if c0 <= k < c0 + x.size:
                 vals[k - c0] = {"softmax": 1.0, "log_softmax": 0.0}[function]
             return vals, np.ones(shape, dtype=bool)
-        if function == "logsumexp":
-            return every(facts.value)
+        if function == "logsumexp":  # x / T: no number of the format (the vector's rows)
+            return (np.full(1, np.nan), np.zeros(1, dtype=bool)) if scaled else every(facts.value)
         return every(0.0 if t == k else rule.target_dropped)
     if rule.per_element:
         fixed = x == -np.inf

@@ -569,7 +569,8 @@ def run_chunk(chunk: Chunk, stage=None) -> Partial:
 
         head = x if chunk.c0 == 0 else round_inputs(fmt, arr.read_cols(chunk.r0, 0,
                                                                          min(chunk.n, VECTOR_SHOWN)))
-    parts = [_part(fmt, job, chunk, o, x, x, args_e, ref, names, specials, head) for o in outs]
+    xe = x if piece is None else piece.seen(x)  # (the exact strings' inputs: the vector the reference sees)
+    parts = [_part(fmt, job, chunk, o, x, xe, args_e, ref, names, specials, head) for o in outs]
     # a long vector's pieces: counted as one vector, by its first piece
     return Partial(parts, int(x.size), 0 if chunk.split and chunk.c0 else int(x.shape[0]))
 
@@ -831,9 +832,8 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
     """The chunks of long vectors with reductions (:func:`in_pieces`): each row in the pieces of
     columns vector.LongVector cuts it in, with the context its pieces share (its non-finite
     entries' facts, masks.VectorFacts, read first, a block at a time); a row whose limits need it
-    whole (+inf read as a limit, the ``uniform`` policy, one finite entry under a temperature; any
-    non-finite entry of label smoothing's) as one chunk, if it fits (else refused here, before any
-    work)."""
+    whole (any non-finite entry of label smoothing's or a gradient's, vector.FINITE_ONLY) as one
+    chunk, if it fits (else refused here, before any work)."""
     import copy
 
     from .functions import get as get_function
@@ -860,8 +860,7 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
             read = ColumnReader(job.source, s, r)
             row_args = slice_args(args, row0, row0 + 1)
             facts = _row_facts(read, n, block)
-            if (facts.finite < n if finite_only else
-                    not facts.pieceable(job.specials, job.temperature not in (None, 1, 1.0))):
+            if finite_only and facts.finite < n:
                 require(f"row {row0} ({n:,} values, with non-finite entries the limits of "
                         f"{job.function} need whole: evaluated whole)", stream_bytes(n, len(job.impls), 1),
                         "such a vector is evaluated whole: use shorter vectors")

@@ -21,13 +21,14 @@ per process (:class:`Piece` reads it):
 whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every built-in's
 kernel piecewise (its steps meet the vector only through the reductions pieces knows, the online
 scan included; else pieces.NotPiecewise), black boxes given the whole vector once
-(:meth:`Piece.black_box`; label smoothing's keep the whole vector's path), and inputs whose limits masks knows
-without the whole vector (masks.VectorFacts.pieceable, read in one pass by stream). A -inf entry
+(:meth:`Piece.black_box`; label smoothing's keep the whole vector's path), and inputs finite
+where :data:`FINITE_ONLY` asks it (masks.VectorFacts, read in one pass by stream). A -inf entry
 (a mask) adds no term to the sums, and the outputs the non-finite entries fix
 (masks.vector_limits: a mask's limit, NaN, IEEE's +inf, a single finite entry's values, a fully
-masked vector's policy) are exact in every piece (reference.escalation.PieceEscalation); +inf
-read as a limit and the ``uniform`` policy take the mask layer's row-by-row path of the whole
-vector.
+masked vector's policy) are exact in every piece (reference.escalation.PieceEscalation). Where
+the mask layer gives the reference another vector (+inf read as a limit: its k +inf entries as k
+zeros, the rest dropped; a fully masked vector under the ``uniform`` policy: n zeros), the
+pieces' reference reads that vector (:meth:`Piece.seen`) and the kernels the inputs.
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ class _Learned:
     events: dict = field(default_factory=dict)  # impl key -> the kinds of events of the attributed run
     cot: object = None  # reference.backward.WholeCotangent (the gradients' cotangent, for mpmath)
     boxes: dict = field(default_factory=dict)  # impl key -> a black box's run on the whole vector
+    seen: object = None  # masks.VectorFacts of the vector the reference sees (Piece.seen)
 
 
 _LEARNED: dict = {}
@@ -184,6 +186,8 @@ class Piece:
     def __init__(self, vec: LongVector, j: int, fmt):
         self.vec, self.j, self.fmt = vec, j, fmt
         self.c0, self.c1 = vec.bounds[j]
+        #: how the reference sees the vector (masks.VectorFacts.seen): None, "limit" or "uniform"
+        self.kind = None if vec.facts is None else vec.facts.seen(vec.specials)
 
     def _state(self, args) -> _Learned:
         sc = as_args(args).get("scale")
@@ -228,6 +232,17 @@ class Piece:
         from .inputs import round_inputs
 
         return round_inputs(self.fmt, self.vec.read(c0, c1))
+
+    def seen(self, x: np.ndarray) -> np.ndarray:
+        """The values the reference sees of inputs x of this vector (masks.seen_values): x, or where
+        the mask layer replaces the vector (+inf read as a limit: 0 at +inf, -inf elsewhere; the
+        ``uniform`` policy of a fully masked vector: zeros) that vector's."""
+        from .masks import seen_values
+
+        return seen_values(self.kind, x)
+
+    def _seen_read(self, c0, c1):
+        return self.seen(self._read(c0, c1))
 
     def plan(self, impl, arg, args, attribute: bool = False) -> Plan:
         st = self._state(args)
@@ -284,8 +299,9 @@ class Piece:
 
     # ------------------------------------------------------------ reference
     def _pieces(self):
+        """The vector's values as the reference sees them (:meth:`seen`), a piece at a time."""
         for c0, c1 in self.vec.bounds:
-            yield c0, self._read(c0, c1)
+            yield c0, self._seen_read(c0, c1)
 
     def rows(self, tier: int, args) -> dict:
         """The reference's row quantities of the whole vector at ``tier`` (reference.tiers)."""
@@ -309,7 +325,7 @@ class Piece:
 
     def _pieces_v(self):
         for c0, c1 in self.vec.bounds:
-            yield c0, self._read(c0, c1), self.cotangent(c0, c1)
+            yield c0, self._seen_read(c0, c1), self.cotangent(c0, c1)
 
     def _top(self, args) -> tuple:
         from .reference.softmax import piece_max
@@ -327,19 +343,30 @@ class Piece:
             return None
         t, st = int(np.ravel(tg)[0]), self._state(args)
         if t not in st.xt:
-            st.xt[t] = float(self._read(t, t + 1)[0, 0])
+            st.xt[t] = float(self._seen_read(t, t + 1)[0, 0])
         return st.xt[t]
 
     def limits(self, function: str, x_piece, args, c0: int | None = None) -> tuple:
         """(values, fixed) of the outputs of ``function`` at the columns x_piece (from c0, default
-        the piece's first) that the vector's non-finite entries fix (masks.vector_limits)."""
+        the piece's first; the values the reference sees, :meth:`seen`) that the vector's non-finite
+        entries fix (masks.vector_limits)."""
         from .masks import VectorFacts, vector_limits
 
         facts = self.vec.facts or VectorFacts()  # (None: two or more finite entries, nothing else)
+        per = 1 if get_function(function).per_vector else np.asarray(x_piece).size
+        v = facts.fixed_scalar(self.kind, function) if self.kind else None
+        if v is not None:  # (logsumexp: +inf beside +inf entries, -inf for an empty sum)
+            return np.full(per, v), np.ones(per, dtype=bool)
+        if self.kind:
+            st = self._state(args)
+            if st.seen is None:
+                st.seen = facts.seen_facts(self._pieces())
+            facts = st.seen
         if facts.finite == 1:  # the only finite entry, as the reference sees it (rounded)
-            facts = dataclasses.replace(facts, value=float(self._read(facts.single, facts.single + 1)[0, 0]))
+            k = facts.single
+            facts = dataclasses.replace(facts, value=float(self._seen_read(k, k + 1)[0, 0]))
         return vector_limits(function, x_piece, self.c0 if c0 is None else c0, facts, self.vec.specials,
-                             _target(args), self._xt(args))
+                             _target(args), self._xt(args), "scale" in as_args(args))
 
     def whole(self, args, cols: tuple | None = None):
         """reference.softmax.Whole of this piece (or of its columns ``cols`` = (c0, c1)): the
@@ -445,7 +472,7 @@ def element_reference(vec: LongVector, fmt, function: str, row_arg, col: int):
                                               names="target,epsilon")
     j = next(i for i, (c0, c1) in enumerate(vec.bounds) if c0 <= col < c1)
     piece = Piece(vec, j, fmt)
-    vals, fixed = piece.limits(function, piece._read(col, col + 1), args, col)
+    vals, fixed = piece.limits(function, piece._seen_read(col, col + 1), args, col)
     if fixed[0]:
         return float(vals[0]), None
     return None, piece.whole(args, (col, col + 1))

@@ -202,34 +202,34 @@ def _special_vector(case: str) -> np.ndarray:
 
 @pytest.mark.parametrize("case", ["nan", "pinf", "single", "empty"])
 def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch, tmp_path, case):
-    """A NaN, +inf read as IEEE does, one finite entry, none (under the nan and zeros policies):
-    the limits fix the outputs the finite entries do not decide (masks.vector_limits), so the
-    vector goes in pieces, with the figures, causes and --top entries of the mask layer's
-    whole-row evaluation; +inf read as a limit, the uniform policy and one finite entry under a
-    temperature go whole."""
+    """A NaN, +inf read as IEEE does or as a limit, one finite entry (under a temperature too),
+    none (under every policy): the limits fix the outputs the finite entries do not decide
+    (masks.vector_limits), or the reference sees the mask layer's vector (+inf as a limit: k zeros;
+    ``uniform``: n zeros), so the vector goes in pieces, with the figures, causes and --top entries
+    (their exact strings) of the mask layer's whole-row evaluation."""
     np.save(tmp_path / "s.npy", _special_vector(case))
-    policies = {"pinf": [[], ["--masked-rows", "zeros"]],
-                "empty": [["--masked-rows", "nan"], ["--masked-rows", "zeros"]]}
-    for fn, impls in (("softmax", ["naive", "stable", "online"]),
-                      ("cross_entropy", ["stable", "log1p", "clipped"])):
+    policies = {"pinf": [[], ["--masked-rows", "zeros"], ["--nonfinite", "limit"]],
+                "empty": [["--masked-rows", "nan"], ["--masked-rows", "zeros"], ["--masked-rows", "uniform"]],
+                "single": [[], ["--temperature", "0.7"]]}
+    for fn, impls in (("softmax", ["naive", "stable", "online"]), ("log_softmax", ["naive", "stable"]),
+                      ("logsumexp", ["naive", "stable"]), ("cross_entropy", ["stable", "log1p", "clipped"])):
         for pol in policies.get(case, [[]]):
             argv = ["inspect", fn, "--input", tmp_path / "s.npy", "--dtype", "float16", "--dtype", "float32",
                     "--format", "json", "--top", "3", "--jobs", "1", *pol,
                     *[a for i in impls for a in ("--impl", i)]]
-            if fn == "cross_entropy":
-                argv += ["--target", "700"]
-            code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
-            assert code in (0, 1) and len(set(used)) > 4, err
-            code2, out2, err, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
-            assert code2 == code and not used2, err
-            _same_results(json.loads(out), json.loads(out2))
-    whole = {"pinf": ["--nonfinite", "limit"], "empty": ["--masked-rows", "uniform"],
-             "single": ["--temperature", "0.7"]}
-    if case in whole:
-        argv = ["inspect", "softmax", "--input", tmp_path / "s.npy", "--dtype", "float16", "--format", "json",
-                *whole[case]]
-        code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
-        assert code in (0, 1) and not used, err
+            for target in (["--target", "700"], ["--target", "1200"]) if fn == "cross_entropy" else ([],):
+                code, out, err, used = run(capsys, monkeypatch, *argv, *target, block=256)
+                assert code in (0, 1) and len(set(used)) > 4, err
+                code2, out2, err, used2 = run(capsys, monkeypatch, *argv, *target, block=256, pieces=False)
+                assert code2 == code and not used2, err
+                a, b = json.loads(out), json.loads(out2)
+                assert a["results"] == b["results"], (case, fn, pol, target)
+                if pol == ["--nonfinite", "limit"] and fn != "logsumexp":  # 1/2, -ln 2, ln 2 at +inf
+                    ln2 = "0.6931471805599453094172321"
+                    exact = {"softmax": "0.5", "log_softmax": "-" + ln2,
+                             "cross_entropy": ln2 if target[-1:] == ["1200"] else "inf"}
+                    at = [e for e in a["results"][0]["worst"] if e.get("element", 1200) in (300, 1200)]
+                    assert at and all(e["exact"] == exact[fn] for e in at), a["results"][0]["worst"]
 
 
 def test_label_smoothing_of_a_masked_vector_goes_whole(capsys, monkeypatch, masked):
@@ -355,7 +355,8 @@ def test_random_long_vectors_in_pieces_give_the_whole_vectors_figures(capsys, mo
                                                                       seed):
     """A random vector (masked runs, a NaN, +inf, fully masked or one finite entry, ties at the
     maximum, outliers; 2 to 7 blocks and a few columns), function, implementations, format, models,
-    policy and block: inspect's whole results in pieces are those of the whole-row evaluation."""
+    policy, +inf's semantics, temperature and block: inspect's whole results in pieces are those of
+    the whole-row evaluation."""
     rng = np.random.default_rng(seed)
     block = int(rng.choice([128, 200, 256, 300]))
     n = block * int(rng.integers(2, 8)) + int(rng.choice([0, 1, 2, 77]))
@@ -391,6 +392,10 @@ def test_random_long_vectors_in_pieces_give_the_whole_vectors_figures(capsys, mo
         argv += ["--label-smoothing", str(float(rng.choice([0.0, 0.1, 0.5])))]
     if rng.random() < 0.3:
         argv += ["--masked-rows", str(rng.choice(["nan", "zeros", "uniform"]))]
+    if rng.random() < 0.3:  # +inf as a limit (the reference sees k zeros); a temperature
+        argv += ["--nonfinite", "limit"]
+    if rng.random() < 0.2 and fmt != "float64":
+        argv += ["--temperature", str(float(rng.choice([0.7, 3.0])))]
     if fn in _COTANGENT:
         argv += ["--cotangent", str(rng.choice(["normal", "onehot"]))]
     code, out, err, used = run(capsys, monkeypatch, *argv, block=block)

@@ -66,6 +66,14 @@ def test_inspect_and_audit_take_temperature(capsys, tmp_path):
     argv = ["inspect", "binary_cross_entropy", "--target", "0.3", "--temperature", "0.5", "--", "1"]
     assert main(argv) == 2
     assert capsys.readouterr().err.rstrip().endswith("cross_entropy, not binary_cross_entropy")
+    # refused before any work, whatever the inputs: a row that a NaN fixes never asks the reference
+    np.save(f, np.array([[np.nan, 0.0, 1.0]], dtype=np.float32))
+    for argv in (["inspect", "softmax_backward", "--input", str(f)],
+                 ["audit", "--function", "softmax_backward", "--impl", "naive", "--input", str(f)]):
+        assert main([*argv, "--dtype", "float16", "--temperature", "0.7"]) == 2
+        assert capsys.readouterr().err.rstrip().endswith("cross_entropy, not softmax_backward")
+    assert main(["inspect", "softmax_backward", "--input", str(f), "--dtype", "float16", "--temperature", "1",
+                 "--format", "json"]) == 0  # (T = 1: no division)
 
 
 def _ulp64(r) -> mpmath.mpf:

@@ -119,6 +119,10 @@ def run_audit(specs, argv=None, jobs: int | None = 1, progress=None, scheduler=N
         from ..dask_run import check_available
 
         check_available()
+    from ..reference import check_temperature
+
+    for spec in specs:  # refused before any work
+        check_temperature(spec.function, spec.temperatures)
     results, notes, skipped, libs = [], [], [], {}
     for spec in specs:
         all_impls = _impls_of(spec)

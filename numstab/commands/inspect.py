@@ -65,8 +65,10 @@ def run_inspect(function: str, values=None, input_file=None, target=None, target
     specials = specials or masks.DEFAULT
     if top < 0:
         raise UsageError("--top must be >= 0")
-    if temperature is not None:
-        validate.temperatures(temperature)  # refused before any input is read
+    if temperature is not None:  # refused before any input is read
+        from ..reference import check_temperature
+
+        check_temperature(function, validate.temperatures(temperature))
     src = None
     if input_file is not None:
         from .. import stream

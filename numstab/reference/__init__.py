@@ -80,6 +80,17 @@ def _check_scaled(fams, functions=None) -> None:
         raise UsageError(f"--temperature applies to {', '.join(temperature_functions())}, not {bad[0]}")
 
 
+def check_temperature(function: str, temperatures) -> None:
+    """Refuse, before any work, a temperature other than 1 for a function whose exact value at
+    x / T the reference does not compute (whatever the inputs: a row that a NaN fixes never asks)."""
+    hot = [t for t in temperatures or () if t is not None and t != 1]
+    if hot and _functions.get(function).name not in temperature_functions():
+        from ..errors import UsageError
+
+        raise UsageError(f"--temperature {hot[0]:g} applies to {', '.join(temperature_functions())}, "
+                         f"not {function}")
+
+
 def temperature_functions() -> list:
     """The functions whose exact value at x / T (a temperature) the reference computes."""
     return [f for f, rec in _functions.FUNCTIONS.items() if getattr(family(rec.reference), "SCALED", False)]

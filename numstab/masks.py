@@ -312,12 +312,12 @@ class VectorFacts:
             return "limit" if specials.nonfinite == "limit" else None
         return "uniform" if self.finite == 0 and specials.masked_rows == "uniform" else None
 
-    def seen_facts(self, blocks=None) -> VectorFacts:
-        """The facts of the vector the reference sees (:meth:`seen`; ``blocks``: its values, read
-        only for a single +inf entry's column)."""
+    def seen_facts(self, n: int, blocks=None) -> VectorFacts:
+        """The facts of the vector of n the reference sees (:meth:`seen`: k zeros, or n; ``blocks``:
+        its values, read only for a single +inf entry's column)."""
         if self.pinf == 1:
             return VectorFacts.of(blocks)
-        return VectorFacts(finite=self.pinf or 2)
+        return VectorFacts(finite=self.pinf or n)
 
     def fixed_scalar(self, kind: str | None, function: str) -> float | None:
         """A per-vector value that :meth:`seen`'s ``kind`` fixes whatever the entries (logsumexp:
@@ -339,7 +339,8 @@ def seen_values(kind: str | None, x: np.ndarray) -> np.ndarray:
 
 
 def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials: Specials | None = None,
-                  target=None, xt=None, scaled: bool = False) -> tuple:
+                  target=None, xt=None, scaled: bool = False, n: int | None = None,
+                  eps: float | None = None) -> tuple:
     """(values, fixed) of the outputs that the limits fix on a piece of columns ``x_piece`` (first
     column c0) of one long vector (``facts``; where the reference sees another vector,
     :meth:`VectorFacts.seen`, x_piece, ``facts`` and ``xt`` are that vector's), the values its
@@ -347,9 +348,9 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     +inf; a fully masked vector's policy; a single finite entry's exact values (softmax 1,
     log_softmax 0, logsumexp the entry -- ``facts.value``, rounded to the format; under a
     temperature, ``scaled``, x / T is left to the vector's rows --, cross-entropy 0 at it, +inf
-    elsewhere); else a per-element function's dropped value at each -inf entry and a per-vector
-    one's value when its ``target`` (input ``xt``) is masked. Per-element: one per column of the
-    piece; per-vector: one."""
+    elsewhere); label smoothing's +inf where an entry of the n dropped and ``eps`` > 0; else a
+    per-element function's dropped value at each -inf entry and a per-vector one's value when its
+    ``target`` (input ``xt``) is masked. Per-element: one per column of the piece; per-vector: one."""
     rule = RULES[function]
     x = np.asarray(x_piece, dtype=np.float64).reshape(-1)
     specials = specials or DEFAULT
@@ -370,6 +371,8 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     if facts.finite == 0:  # fully masked: the policy (``nan`` or ``zeros``)
         pol = rule.empty_scalar if rule.empty_scalar is not None else dict(rule.empty)[specials.masked_rows]
         return every(pol)
+    if rule.smoothing_dropped is not None and eps is not None and eps > 0 and facts.finite < n:
+        return every(rule.smoothing_dropped)  # (masks._compute_rows: eps / n times log 0)
     t = None if target is None else int(np.ravel(target)[0])
     if facts.finite == 1:  # the one finite entry k: a vector of one
         k = facts.single

@@ -832,17 +832,17 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
     """The chunks of long vectors with reductions (:func:`in_pieces`): each row in the pieces of
     columns vector.LongVector cuts it in, with the context its pieces share (its non-finite
     entries' facts, masks.VectorFacts, read first, a block at a time); a row whose limits need it
-    whole (any non-finite entry of label smoothing's or a gradient's, vector.FINITE_ONLY) as one
+    whole (vector.in_pieces: a gradient's with masks, label smoothing's without smoothing) as one
     chunk, if it fits (else refused here, before any work)."""
     import copy
 
     from .functions import get as get_function
     from .grids import DEFAULT_EXTRAS
     from .limits import box_bytes, require, stream_bytes
-    from .vector import FINITE_ONLY, Cotangent, LongVector, partition
+    from .vector import Cotangent, LongVector, partition
+    from .vector import in_pieces as in_pieces_of
 
     n, block, chunks, row0 = arrays[0].n, block_elements(), [], 0
-    finite_only = job.function in FINITE_ONLY
     boxes = sum(r[0] != "builtin" for r in job.impls)
     if boxes:  # each black box is given the whole vector, beside the pieces in flight
         require(f"{boxes} black box(es) on vectors of {n:,} values",
@@ -860,7 +860,8 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
             read = ColumnReader(job.source, s, r)
             row_args = slice_args(args, row0, row0 + 1)
             facts = _row_facts(read, n, block)
-            if finite_only and facts.finite < n:
+            eps = row_args.get("epsilon")  # (label smoothing's, prepare_args)
+            if not in_pieces_of(job.function, facts, job.specials, n, None if eps is None else float(eps)):
                 require(f"row {row0} ({n:,} values, with non-finite entries the limits of "
                         f"{job.function} need whole: evaluated whole)", stream_bytes(n, len(job.impls), 1),
                         "such a vector is evaluated whole: use shorter vectors")

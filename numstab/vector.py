@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import masks
 from .functions import as_args
 from .functions import get as get_function
 from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
@@ -50,9 +51,10 @@ FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_c
 #: of these, the functions whose black boxes (user callables, libraries) take the whole vector's path:
 #: their inferred causes read label smoothing's sums over the whole vector
 WHOLE_WITH_BLACK_BOXES = ("smoothed_cross_entropy",)
-#: of these, the functions evaluated in pieces only where every input is finite (a masked entry's
-#: weight eps / n multiplies log 0; a masked target's gradient, a masked entry's cotangent: the mask
-#: layer's row-by-row path)
+#: of these, the functions whose vectors with dropped entries go whole (:func:`in_pieces`): a
+#: gradient's (a masked target's gradient, a masked entry's cotangent: the mask layer's row-by-row
+#: path), and label smoothing's without smoothing (eps = 0: the loss of the entries left, whose
+#: sums the pieces' reference does not keep)
 FINITE_ONLY = ("smoothed_cross_entropy", "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
 
 
@@ -352,7 +354,7 @@ class Piece:
         entries fix (masks.vector_limits)."""
         from .masks import VectorFacts, vector_limits
 
-        facts = self.vec.facts or VectorFacts()  # (None: two or more finite entries, nothing else)
+        facts = self.vec.facts or VectorFacts(finite=self.vec.n)  # (None: every entry finite)
         per = 1 if get_function(function).per_vector else np.asarray(x_piece).size
         v = facts.fixed_scalar(self.kind, function) if self.kind else None
         if v is not None:  # (logsumexp: +inf beside +inf entries, -inf for an empty sum)
@@ -360,13 +362,15 @@ class Piece:
         if self.kind:
             st = self._state(args)
             if st.seen is None:
-                st.seen = facts.seen_facts(self._pieces())
+                st.seen = facts.seen_facts(self.vec.n, ((c0, v[0]) for c0, v in self._pieces()))
             facts = st.seen
         if facts.finite == 1:  # the only finite entry, as the reference sees it (rounded)
             k = facts.single
             facts = dataclasses.replace(facts, value=float(self._seen_read(k, k + 1)[0, 0]))
+        a = as_args(args)
+        eps = None if a.get("smoothing") is None else float(np.ravel(a["smoothing"]["epsilon"])[0])
         return vector_limits(function, x_piece, self.c0 if c0 is None else c0, facts, self.vec.specials,
-                             _target(args), self._xt(args), "scale" in as_args(args))
+                             _target(args), self._xt(args), "scale" in a, self.vec.n, eps)
 
     def whole(self, args, cols: tuple | None = None):
         """reference.softmax.Whole of this piece (or of its columns ``cols`` = (c0, c1)): the
@@ -476,6 +480,23 @@ def element_reference(vec: LongVector, fmt, function: str, row_arg, col: int):
     if fixed[0]:
         return float(vals[0]), None
     return None, piece.whole(args, (col, col + 1))
+
+
+def in_pieces(function: str, facts, specials, n: int, eps: float | None = None) -> bool:
+    """Whether the values of a long vector of ``function`` whose non-finite entries are ``facts``
+    (masks.VectorFacts; None: every entry finite) are known in pieces: always but for
+    :data:`FINITE_ONLY` with entries dropped from the vector the reference sees (masks.Specials
+    ``specials``) -- there, still, where a NaN or +inf read as IEEE does fixes every value, and for
+    label smoothing's loss with eps > 0 (``eps``; a dropped entry's weight eps / n multiplies log 0:
+    +inf), a vector of at most one entry left or none dropped (masks.vector_limits)."""
+    if facts is None or function not in FINITE_ONLY or facts.finite == n:
+        return True
+    if facts.nan or (facts.pinf and (specials or masks.DEFAULT).nonfinite == "ieee"):
+        return True
+    if function != "smoothed_cross_entropy":
+        return False
+    kept = {"limit": facts.pinf, "uniform": n}.get(facts.seen(specials), facts.finite)
+    return kept in (0, 1, n) or (eps is not None and eps > 0)
 
 
 def is_long(function: str, n: int, block: int) -> bool:

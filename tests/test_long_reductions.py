@@ -193,6 +193,9 @@ def _special_vector(case: str) -> np.ndarray:
         x[0, 1100] = np.nan
     elif case == "pinf":
         x[0, [300, 1200]] = np.inf
+    elif case == "pinf1":  # one +inf (as a limit: softmax 1 there), beside masked entries
+        x[0, 1200] = np.inf
+        x[0, 100:200] = -np.inf
     elif case in ("single", "empty"):
         x[0] = -np.inf
         if case == "single":
@@ -200,7 +203,7 @@ def _special_vector(case: str) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("case", ["nan", "pinf", "single", "empty"])
+@pytest.mark.parametrize("case", ["nan", "pinf", "pinf1", "single", "empty"])
 def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch, tmp_path, case):
     """A NaN, +inf read as IEEE does or as a limit, one finite entry (under a temperature too),
     none (under every policy): the limits fix the outputs the finite entries do not decide
@@ -209,6 +212,7 @@ def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch,
     (their exact strings) of the mask layer's whole-row evaluation."""
     np.save(tmp_path / "s.npy", _special_vector(case))
     policies = {"pinf": [[], ["--masked-rows", "zeros"], ["--nonfinite", "limit"]],
+                "pinf1": [[], ["--nonfinite", "limit"], ["--nonfinite", "limit", "--temperature", "0.7"]],
                 "empty": [["--masked-rows", "nan"], ["--masked-rows", "zeros"], ["--masked-rows", "uniform"]],
                 "single": [[], ["--temperature", "0.7"]]}
     for fn, impls in (("softmax", ["naive", "stable", "online"]), ("log_softmax", ["naive", "stable"]),
@@ -224,21 +228,51 @@ def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch,
                 assert code2 == code and not used2, err
                 a, b = json.loads(out), json.loads(out2)
                 assert a["results"] == b["results"], (case, fn, pol, target)
-                if pol == ["--nonfinite", "limit"] and fn != "logsumexp":  # 1/2, -ln 2, ln 2 at +inf
+                if (case, pol) == ("pinf", ["--nonfinite", "limit"]) and fn != "logsumexp":  # 1/2, -ln 2
                     ln2 = "0.6931471805599453094172321"
                     exact = {"softmax": "0.5", "log_softmax": "-" + ln2,
                              "cross_entropy": ln2 if target[-1:] == ["1200"] else "inf"}
                     at = [e for e in a["results"][0]["worst"] if e.get("element", 1200) in (300, 1200)]
                     assert at and all(e["exact"] == exact[fn] for e in at), a["results"][0]["worst"]
+    for fn, extra in (("cross_entropy_backward", ["--target", "700"]), ("softmax_backward", [])):
+        # a gradient: in pieces where a NaN or +inf (IEEE) makes every value NaN; with masks or +inf as
+        # a limit, whole (the mask layer's rows)
+        for pol in (([], ["--nonfinite", "limit"]) if case.startswith("pinf") else ([],)):
+            argv = ["inspect", fn, "--input", tmp_path / "s.npy", "--dtype", "float16", "--format", "json",
+                    "--top", "3", "--jobs", "1", "--impl", "naive", "--impl", "stable", *extra, *pol]
+            code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+            code2, out2, err, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
+            pieces = case == "nan" or (case.startswith("pinf") and pol == [])
+            assert code2 == code and not used2 and bool(used) == pieces, err
+            assert json.loads(out)["results"] == json.loads(out2)["results"], (case, fn, pol)
 
 
-def test_label_smoothing_of_a_masked_vector_goes_whole(capsys, monkeypatch, masked):
-    """A masked entry's weight eps / n multiplies log 0 (the loss is +inf): the mask layer's rows."""
-    argv = ["inspect", "smoothed_cross_entropy", "--input", masked[0], "--dtype", "float16",
-            "--target", "901", "--format", "json"]
-    code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
-    assert code == 0 and not used, err
-    assert json.loads(out)["results"][0]["counts"]["ok"] == 2  # +inf, exactly
+@pytest.mark.parametrize("case", ["masked", "nan", "pinf", "single", "empty"])
+def test_label_smoothing_of_vectors_with_dropped_entries_goes_in_pieces_with_smoothing(capsys, monkeypatch,
+                                                                                      tmp_path, masked, case):
+    """A dropped entry's weight eps / n multiplies log 0: with eps > 0 the loss is +inf, fixed in
+    every piece (masks.vector_limits); a NaN, +inf (IEEE: NaN; as a limit: +inf, or the loss of the
+    +inf entries as zeros) and a fully masked vector's policies likewise. With eps = 0 the loss is
+    that of the entries left, whose sums the pieces do not keep: a masked vector goes whole -- either
+    way the figures of the mask layer's whole-row evaluation."""
+    path = masked[0]
+    if case != "masked":
+        path = tmp_path / "s.npy"
+        np.save(path, _special_vector(case))
+    for eps, pol in (("0.1", []), ("0.1", ["--nonfinite", "limit"]), ("0.1", ["--masked-rows", "uniform"]),
+                     ("0.1", ["--masked-rows", "zeros"]), ("0", [])):
+        argv = ["inspect", "smoothed_cross_entropy", "--input", path, "--dtype", "float16", "--dtype",
+                "float32", "--target", "901", "--label-smoothing", eps, "--format", "json", "--top", "2",
+                "--jobs", "1", "--impl", "naive", "--impl", "stable", *pol]
+        code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+        code2, out2, err2, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
+        assert code == code2 == 0 and not used2, err
+        a, b = json.loads(out), json.loads(out2)
+        assert a["results"] == b["results"], (case, eps, pol)
+        whole = eps == "0" and case == "masked"  # (two or more entries left, some dropped)
+        assert bool(used) != whole, (case, eps, pol, len(used))
+        if case == "masked" and eps == "0.1":  # +inf, exactly: every implementation right there
+            assert all(r["counts"]["ok"] == 2 for r in a["results"]), a["results"]
 
 
 def test_online_scans_go_in_pieces(capsys, monkeypatch, tmp_path):
@@ -369,7 +403,7 @@ def test_random_long_vectors_in_pieces_give_the_whole_vectors_figures(capsys, mo
     elif r < 0.4:
         x[0, rng.integers(0, n)] = np.nan
     elif r < 0.5:
-        x[0, rng.integers(0, n, 2)] = np.inf
+        x[0, rng.integers(0, n, int(rng.integers(1, 3)))] = np.inf  # one or two
     elif r < 0.55:
         x[0] = -np.inf
         if rng.random() < 0.5:
@@ -394,7 +428,8 @@ def test_random_long_vectors_in_pieces_give_the_whole_vectors_figures(capsys, mo
         argv += ["--masked-rows", str(rng.choice(["nan", "zeros", "uniform"]))]
     if rng.random() < 0.3:  # +inf as a limit (the reference sees k zeros); a temperature
         argv += ["--nonfinite", "limit"]
-    if rng.random() < 0.2 and fmt != "float64":
+    if rng.random() < 0.2 and fmt != "float64" and fn in ("softmax", "log_softmax", "logsumexp",
+                                                           "cross_entropy"):
         argv += ["--temperature", str(float(rng.choice([0.7, 3.0])))]
     if fn in _COTANGENT:
         argv += ["--cotangent", str(rng.choice(["normal", "onehot"]))]

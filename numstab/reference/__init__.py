@@ -438,6 +438,8 @@ def _int_decimal_cell(raw, digits: int) -> tuple[int, int]:
     """:func:`_decimal_cell` of the raw mpf ``raw`` > 0 in plain integers (no Fractions: several
     times faster, the same cell: both are exact). v = man * 2^exp = A / B."""
     _, man, exp, bc = raw
+    if not man:  # 0, an infinity or NaN: no decade to find (the search below would not end)
+        raise ValueError(f"no decimal cell of the special value {raw!r}")
     A = int(man) << max(exp, 0)
     B = 1 << max(-exp, 0)
 

@@ -623,3 +623,15 @@ def test_the_binary_family_encloses_only_the_open_elements():
     assert set(part) == set(wanted)
     for fn, js in wanted.items():
         assert part[fn] == [full[fn][j] for j in js]
+
+
+def test_the_decimal_cell_of_an_exact_string_refuses_special_values_instead_of_looping():
+    """25 correct digits of 0.1 (its binary value), and 0, +inf and NaN refused: their mantissa is 0,
+    and the search for the decade would never end (it hung on an infinite input)."""
+    from numstab.reference import _int_decimal_cell
+
+    k, e = _int_decimal_cell(mpmath.mpf(0.1)._mpf_, 25)
+    assert (k, e) == (1000000000000000055511151, -1)
+    for v in ("0", "inf", "nan"):
+        with pytest.raises(ValueError):
+            _int_decimal_cell(mpmath.mpf(v)._mpf_, 25)

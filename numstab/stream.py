@@ -735,7 +735,8 @@ def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int, piece=Non
     as (merge key, the audit record's ``first_failure`` with the whole input vector). ``piece``:
     (c0, n, head): the chunk is the piece c0.. of a long vector of n whose first values are
     ``head``; the element is named by its place in the vector, and the vector, too long to list,
-    is shown by its first values and its element's input, as --top entries show it."""
+    is shown by its first values and its element's input, as --top entries show it -- as is a
+    vector longer than a block evaluated whole (one whose limits need it so)."""
     from .causes import cause_name
     from .functions import get as get_function
     from .results import jnum
@@ -759,6 +760,8 @@ def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int, piece=Non
     j = idx[1] if len(idx) > 1 else 0
     rec = get_function(job.function)
     tg = args.get("target") if isinstance(args, dict) else args
+    if piece is None and x.shape[-1] > block_elements():  # a long vector evaluated whole: shown as in pieces
+        piece = (0, int(x.shape[-1]), x[rr:rr + 1])
     if piece is None:
         n, vector = int(x.shape[-1]), [jnum(v) for v in x[rr]]
     else:  # the vector's first values, written as the whole vector's are (NaN as null)

@@ -115,11 +115,10 @@ def test_audit_first_failure_and_temperature_are_the_whole_vectors(capsys, monke
     assert code2 == 1
     a, b = json.loads(out), json.loads(out2)
     fa, fb = a["results"][0]["first_failure"], b["results"][0]["first_failure"]
-    # a vector too long to list is shown by its first values and the element's input
-    shown = fa["vector"][:-1]
-    assert fa["vector"][-1] == "..." and shown == fb["vector"][:len(shown)] and fa.pop("input") == 24.75
-    assert {k: v for k, v in fa.items() if k != "vector"} == {k: v for k, v in fb.items() if k != "vector"}
-    assert fa["element"] == 37 and fa["status"] == "nan"
+    # a vector too long to list (longer than a block, in pieces or whole) is shown by its first values
+    # and the element's input
+    assert fa == fb and fa["vector"] == [float(np.float16(v)) for v in x[0, :8]] + ["..."]
+    assert fa["input"] == 24.75 and fa["element"] == 37 and fa["status"] == "nan"
     for fn, extra in (("logsumexp", []), ("cross_entropy", ["--target", "901"]),
                       ("cross_entropy_backward", ["--target", "901"])):  # one output per vector, or not
         argv = ["audit", "--function", fn, "--impl", "naive", "--dtype", "float16", "--input", path,
@@ -128,9 +127,8 @@ def test_audit_first_failure_and_temperature_are_the_whole_vectors(capsys, monke
         code2, out2, err2, _ = run(capsys, monkeypatch, *argv, block=200, pieces=False)
         assert used and code == code2 == 1, (err, err2)
         fa, fb = (json.loads(o)["results"][0]["first_failure"] for o in (out, out2))
-        assert fa.pop("vector")[-1] == "..." and fb.pop("vector")
+        assert fa == fb and fa.pop("vector")[-1] == "...", (fa, fb)
         inp = fa.pop("input", None)  # a per-element output's input (the vector is shown cut)
-        assert fa == fb, (fa, fb)
         assert inp == (None if fa["element"] is None else float(np.float16(x[0, fa["element"]])))
 
 
@@ -273,6 +271,21 @@ def test_label_smoothing_of_vectors_with_dropped_entries_goes_in_pieces_with_smo
         assert bool(used) != whole, (case, eps, pol, len(used))
         if case == "masked" and eps == "0.1":  # +inf, exactly: every implementation right there
             assert all(r["counts"]["ok"] == 2 for r in a["results"]), a["results"]
+
+
+def test_audit_shows_a_long_vector_evaluated_whole_by_its_first_values(capsys, monkeypatch, masked):
+    """A gradient of a masked vector longer than a block is evaluated whole (the mask layer's rows);
+    audit's first_failure shows it as it shows a vector in pieces -- its first 8 values, then "...",
+    and the element's input -- not its 1,500 values."""
+    path, x = masked
+    argv = ["audit", "--function", "cross_entropy_backward", "--impl", "naive", "--input", path, "--target",
+            "901", "--dtype", "float16", "--compute", "format", "--format", "json"]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+    assert code == 1 and not used, err
+    ff = json.loads(out)["results"][0]["first_failure"]
+    r, j = ff["row"], ff["element"]
+    assert ff["n"] == 1500 and ff["vector"] == [float(np.float16(v)) for v in x[r, :8]] + ["..."]
+    assert ff["input"] == float(np.float16(x[r, j])) and ff["status"] in ("overflow", "nan")
 
 
 def test_online_scans_go_in_pieces(capsys, monkeypatch, tmp_path):
@@ -513,10 +526,8 @@ def test_black_boxes_run_once_on_the_whole_vector_beside_pieces(capsys, monkeypa
     for ra, rb in zip(a["results"], b["results"]):
         for key in ("counts", "causes", "max_ulp", "max_rel", "flags", "status", "passed", "reasons"):
             assert ra.get(key) == rb.get(key), (ra["impl"], ra["dtype"], key, ra.get(key), rb.get(key))
-        fa, fb = ra.get("first_failure") or {}, rb.get("first_failure") or {}
-        # (a piece's record shows the vector's first values, and its element's input)
-        va, vb = fa.pop("vector", []), fb.pop("vector", [])
-        assert va[:-1] == vb[:len(va) - 1] and {k: v for k, v in fa.items() if k != "input"} == fb
+        # (the vector, longer than a block, shown by its first values and the element's input)
+        assert ra.get("first_failure") == rb.get("first_failure"), (ra["impl"], ra["dtype"])
     if function == "softmax":  # the callable's exps overflow: in every piece the zeros are named by it
         naive = [r for r in a["results"] if r["impl"] == "boxes:softmax" and r["dtype"] == "float16"][0]
         assert naive["causes"].get("exp_overflow", 0) > 1300 and naive["cause_inferred"], naive

@@ -635,3 +635,33 @@ def test_the_decimal_cell_of_an_exact_string_refuses_special_values_instead_of_l
     for v in ("0", "inf", "nan"):
         with pytest.raises(ValueError):
             _int_decimal_cell(mpmath.mpf(v)._mpf_, 25)
+
+
+def test_quad_values_beyond_float64s_range_convert_to_mpf_exactly():
+    """The quad tier's bounds hold quad's tiny (2^-16382, far below float64's range): converted
+    exactly (they were refused, which sent a long vector's cotangent sum P to the exact pass --
+    one mpmath exp per distinct value, 35 s for 4 M float32 values). Each value is built by exact
+    operations (a float64 with a second part 2^-60 below it, times powers of two) and compared with
+    the same value made in mpmath's integers."""
+    from numstab.reference.core import quad
+    from numstab.reference.softmax import _exact_mpf
+
+    q = quad()
+    if q is None:
+        pytest.skip("numpy-quaddtype not installed")
+    one = np.ones(1).astype(q)[0]
+    rng = np.random.default_rng(7)
+    for k in (-16300, -5000, -1100, -1000, -60, 0, 700, 1100, 9000, 16000):
+        a, b = float(rng.uniform(1, 2)), float(rng.uniform(1, 2))
+        v = one * a + one * b * 2.0**-60  # 113 bits at most: exact
+        step = 2.0**900 if k > 0 else 2.0**-900
+        for _ in range(abs(k) // 900):
+            v = v * step
+        v = v * 2.0 ** (k - (abs(k) // 900) * 900 * (1 if k > 0 else -1))
+        got = _exact_mpf(v)
+        with mpmath.workprec(400):  # (exact: 2 x 53 bits, powers of two)
+            expected = (mpmath.mpf(a) + mpmath.mpf(b) * mpmath.mpf(2) ** -60) * mpmath.mpf(2) ** k
+            assert got is not None and mpmath.mpf(got) == expected, k
+            assert mpmath.mpf(got) != mpmath.mpf(a) * mpmath.mpf(2) ** k  # (the second part is there)
+    assert _exact_mpf(one * 0.0) == mpmath.mpf(0)._mpf_
+    assert _exact_mpf(one * np.inf) is None and _exact_mpf(one * np.nan) is None

@@ -296,22 +296,29 @@ def row_sum(x_row, args_row: dict, prec: int):
 
 
 def _quad_mpf(v):
-    """A finite quad value as a raw mpf, exactly (three float64 parts, checked), else None."""
-    from mpmath.libmp import from_float, mpf_add
+    """A finite quad value as a raw mpf, exactly (three float64 parts, checked), else None. A value
+    beyond float64's range (a bound holding quad's tiny, 2^-16382) is first scaled by powers of
+    two into it (exact), and the mpf scaled back."""
+    from mpmath.libmp import from_float, mpf_add, mpf_shift
 
-    parts, rest = [], v
+    if not np.isfinite(v):
+        return None
+    q, shift, rest = type(v), 0, v
+    while rest != 0 and abs(rest) < q(2.0**-900):
+        rest, shift = rest * q(2.0**900), shift - 900
+    while abs(rest) > q(2.0**900):
+        rest, shift = rest * q(2.0**-900), shift + 900
+    parts = []
     for _ in range(3):
         h = float(np.float64(rest))
-        if not np.isfinite(h):
-            return None
         parts.append(h)
-        rest = rest - type(v)(h)
+        rest = rest - q(h)
     if rest != 0:
         return None
     out = from_float(parts[0])
     for h in parts[1:]:
         out = mpf_add(out, from_float(h), 0)  # precision 0: exact
-    return out
+    return mpf_shift(out, shift)
 
 
 def fast_elements(fmt: Format, rows: dict, x: np.ndarray, args: dict, wt, function: str, bi, ji=None):

@@ -164,7 +164,7 @@ def _unpropagated(events, y, rows: int) -> np.ndarray:
     return code
 
 
-def _smoothing_sums(x) -> tuple:
+def smoothing_sums(x) -> tuple:
     """Per row, in float64: sum_j -log softmax(x)_j = n logsumexp(x) - sum(x), and the largest
     -log softmax(x)_j = logsumexp(x) - min(x) (a black box's inferred cause: their accuracy only
     matters next to the format's limits, far inside float64). NaN for a row holding a non-finite
@@ -180,8 +180,8 @@ def _smoothing_sums(x) -> tuple:
 
 def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=None, vector=None):
     """Statuses and causes of a black box's elements, inferred from inputs, outputs and exact values.
-    ``vector`` (vector.BoxRun): x and y are a piece of one long vector, whose largest input and
-    whether any output is finite and nonzero are the whole vector's."""
+    ``vector`` (vector.BoxRun): x and y are a piece of one long vector, whose largest input, label
+    smoothing's sums and whether any output is finite and nonzero are the whole vector's."""
     status = status.copy()
     rec = _record(function)
     is_log = rec.log_of_zero is not None
@@ -210,7 +210,7 @@ def infer(fmt, function, x, y, ref_all, status, ulp, tolerance, exact_special=No
         elif function == "smoothed_cross_entropy" and x.ndim == 2:
             # label smoothing's sum of -log p_j = n logsumexp(x) - sum(x) beyond the format: a sum
             # of the log-probabilities in the format overflows (torch's float16 label_smoothing)
-            total, widest = _smoothing_sums(x)
+            total, widest = smoothing_sums(x) if vector is None else vector.smooth
             smooth_ovf = ~(total <= fmt.max)
             sum_ovf = sum_ovf | (~exp_ovf & smooth_ovf)
             p_flush = widest > -ln_unf

@@ -800,15 +800,14 @@ def split_rows(function: str, n: int) -> bool:
     return get_function(function).output == "elementwise" and n > block_elements()
 
 
-def in_pieces(function: str, impls, n: int, acc: str, compute: str, black_boxes: bool | None = None) -> bool:
+def in_pieces(function: str, impls, n: int, acc: str, compute: str) -> bool:
     """Whether vectors of n of a function with reductions are evaluated in pieces of columns
-    (numstab.vector): longer than a block, every built-in's kernel piecewise, black boxes run
-    once on the whole vector (vector.pieceable; ``black_boxes``: whether there are any besides
-    ``impls``), and each vector's non-finite entries such that its limits are known without it
-    whole (:func:`_vector_chunks`)."""
+    (numstab.vector): longer than a block, every built-in's kernel piecewise (black boxes are run
+    once on the whole vector: vector.pieceable), and each vector's non-finite entries such that its
+    limits are known without it whole (:func:`_vector_chunks`)."""
     from .vector import is_long, pieceable
 
-    return is_long(function, n, block_elements()) and pieceable(function, impls, acc, compute, black_boxes)
+    return is_long(function, n, block_elements()) and pieceable(function, impls, acc, compute)
 
 
 @dataclass(frozen=True)
@@ -908,9 +907,7 @@ def plan_chunks(job: Job, arrays, args: dict, rows_per_chunk: int) -> list:
     # (black boxes are not built here to learn whether the vector goes in pieces: none is cut, each is
     # given the whole vector)
     builtins = [REGISTRY[r[1]][r[2]] for r in job.impls if r[0] == "builtin"]
-    boxes = len(builtins) < len(job.impls)
-    if job.source is not None and in_pieces(job.function, builtins, arrays[0].n, job.accumulate, job.compute,
-                                            boxes):
+    if job.source is not None and in_pieces(job.function, builtins, arrays[0].n, job.accumulate, job.compute):
         return _vector_chunks(job, arrays, args)
     normal = rec.takes == "cotangent" and (job.extras is None or job.extras.cotangent == "normal")
     n = arrays[0].n

@@ -21,7 +21,7 @@ per process (:class:`Piece` reads it):
 whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every built-in's
 kernel piecewise (its steps meet the vector only through the reductions pieces knows, the online
 scan included; else pieces.NotPiecewise), black boxes given the whole vector once
-(:meth:`Piece.black_box`; label smoothing's keep the whole vector's path), and inputs finite
+(:meth:`Piece.black_box`, with what their inferred causes read of it), and inputs finite
 where :data:`FINITE_ONLY` asks it (masks.VectorFacts, read in one pass by stream). A -inf entry
 (a mask) adds no term to the sums, and the outputs the non-finite entries fix
 (masks.vector_limits: a mask's limit, NaN, IEEE's +inf, a single finite entry's values, a fully
@@ -48,9 +48,6 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: piece's run ends on the whole vector's reductions), and stream counts it once, by the first piece
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
              "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
-#: of these, the functions whose black boxes (user callables, libraries) take the whole vector's path:
-#: their inferred causes read label smoothing's sums over the whole vector
-WHOLE_WITH_BLACK_BOXES = ("smoothed_cross_entropy",)
 #: of these, the functions whose vectors with dropped entries go whole (:func:`in_pieces`): a
 #: gradient's (a masked target's gradient, a masked entry's cotangent: the mask layer's row-by-row
 #: path), and label smoothing's without smoothing (eps = 0: the loss of the entries left, whose
@@ -94,16 +91,14 @@ class LongVector:
         return partition(self.n, self.acc, self.block)[0]
 
 
-def pieceable(function: str, impls, acc: str, compute: str, black_boxes: bool | None = None) -> bool:
+def pieceable(function: str, impls, acc: str, compute: str) -> bool:
     """Whether every implementation can be evaluated in pieces: a function of :data:`FUNCTIONS`,
     built-ins whose kernels meet only piecewise reductions (tried on a small vector; a kernel's
     steps do not depend on the format) and black boxes (run once on the whole vector,
-    :meth:`Piece.black_box`) but for :data:`WHOLE_WITH_BLACK_BOXES`. ``black_boxes``: whether there
-    are any besides ``impls`` (default: those of ``impls``)."""
+    :meth:`Piece.black_box`: they never keep a vector whole)."""
     from .formats import get_format
 
-    boxes = any(not i.builtin for i in impls) if black_boxes is None else black_boxes
-    if function not in FUNCTIONS or (boxes and function in WHOLE_WITH_BLACK_BOXES):
+    if function not in FUNCTIONS:
         return False
     impls = [i for i in impls if i.builtin]
     fmt = get_format("float16")
@@ -165,7 +160,8 @@ def _learned(vec: LongVector, fmt, scale) -> _Learned:
 class BoxRun:
     """A black box's run on a whole long vector (:meth:`Piece.black_box`): its outputs (float64, None
     where it raised ``error``), the flags it raised, and what causes.infer reads of the whole vector:
-    ``xmax``, the largest input (x / T), and ``live``, whether any output is finite and nonzero."""
+    ``xmax``, the largest input (x / T), ``live``, whether any output is finite and nonzero, and
+    for label smoothing ``smooth``, causes.smoothing_sums of the vector."""
 
     y: np.ndarray | None
     flags: tuple
@@ -173,6 +169,7 @@ class BoxRun:
     xmax: np.ndarray
     live: np.ndarray | None
     per_vector: bool
+    smooth: tuple | None = None
 
     def at(self, c0: int, c1: int):
         """The outputs of the columns c0..c1-1 (a per-vector function's one output)."""
@@ -295,8 +292,13 @@ class Piece:
                 xq = x if "scale" not in a else x / np.ravel(a["scale"])[0]  # engine.scaled's quotients
                 xmax = np.max(xq, axis=-1)
                 live = None if y is None else (np.isfinite(y) & (y != 0)).reshape(1, -1).any(axis=-1)
+            smooth = None
+            if impl.record.takes == "smoothing":  # (its sums of -log p over the whole vector)
+                from .causes import smoothing_sums
+
+                smooth = smoothing_sums(xq)
             del x, xq
-            st.boxes[impl.key] = BoxRun(y, flags, error, xmax, live, impl.record.per_vector)
+            st.boxes[impl.key] = BoxRun(y, flags, error, xmax, live, impl.record.per_vector, smooth)
         return st.boxes[impl.key]
 
     # ------------------------------------------------------------ reference

@@ -340,7 +340,7 @@ def seen_values(kind: str | None, x: np.ndarray) -> np.ndarray:
 
 def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials: Specials | None = None,
                   target=None, xt=None, scaled: bool = False, n: int | None = None,
-                  eps: float | None = None) -> tuple:
+                  eps: float | None = None, rest=None) -> tuple:
     """(values, fixed) of the outputs that the limits fix on a piece of columns ``x_piece`` (first
     column c0) of one long vector (``facts``; where the reference sees another vector,
     :meth:`VectorFacts.seen`, x_piece, ``facts`` and ``xt`` are that vector's), the values its
@@ -350,7 +350,9 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     temperature, ``scaled``, x / T is left to the vector's rows --, cross-entropy 0 at it, +inf
     elsewhere); label smoothing's +inf where an entry of the n dropped and ``eps`` > 0; else a
     per-element function's dropped value at each -inf entry and a per-vector one's value when its
-    ``target`` (input ``xt``) is masked. Per-element: one per column of the piece; per-vector: one."""
+    ``target`` (input ``xt``) is masked -- a gradient's: 0, or the piece's cotangent ``rest`` where
+    :data:`RULES` names it, and the target's -1 at a masked target. Per-element: one per column of
+    the piece; per-vector: one."""
     rule = RULES[function]
     x = np.asarray(x_piece, dtype=np.float64).reshape(-1)
     specials = specials or DEFAULT
@@ -386,7 +388,15 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
         return every(0.0 if t == k else rule.target_dropped)
     if rule.per_element:
         fixed = x == -np.inf
-        return np.full(shape, dropped() if fixed.any() else np.nan), fixed
+        if not fixed.any():
+            return np.full(shape, np.nan), fixed
+        if isinstance(rule.dropped, str):  # (log_softmax_backward: the cotangent there)
+            vals = np.asarray(rest, dtype=np.float64).reshape(-1).copy()
+        else:
+            vals = np.full(shape, float(rule.dropped))
+        if rule.target_element is not None and t is not None and c0 <= t < c0 + x.size:
+            vals[t - c0] = rule.target_element
+        return np.where(fixed, vals, np.nan), fixed
     hit = rule.target_dropped is not None and xt is not None and float(xt) == -np.inf
     return np.full(1, np.nan if rule.target_dropped is None else float(rule.target_dropped)), np.array([hit])
 

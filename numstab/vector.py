@@ -48,10 +48,10 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: piece's run ends on the whole vector's reductions), and stream counts it once, by the first piece
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
              "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
-#: of these, the functions whose vectors with dropped entries go whole (:func:`in_pieces`): a
-#: gradient's (a masked target's gradient, a masked entry's cotangent: the mask layer's row-by-row
-#: path), and label smoothing's without smoothing (eps = 0: the loss of the entries left, whose
-#: sums the pieces' reference does not keep)
+#: of these, the functions whose vectors with dropped entries may go whole (:func:`in_pieces`): a
+#: gradient's with one entry left or none (its values there: the mask layer's row-by-row path), and
+#: label smoothing's without smoothing (eps = 0: the loss of the entries left, whose sums the pieces'
+#: reference does not keep)
 FINITE_ONLY = ("smoothed_cross_entropy", "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
 
 
@@ -371,8 +371,12 @@ class Piece:
             facts = dataclasses.replace(facts, value=float(self._seen_read(k, k + 1)[0, 0]))
         a = as_args(args)
         eps = None if a.get("smoothing") is None else float(np.ravel(a["smoothing"]["epsilon"])[0])
-        return vector_limits(function, x_piece, self.c0 if c0 is None else c0, facts, self.vec.specials,
-                             _target(args), self._xt(args), "scale" in a, self.vec.n, eps)
+        c0 = self.c0 if c0 is None else c0
+        rest = None  # (log_softmax_backward's value at a masked entry: the cotangent there)
+        if self.vec.cotangent is not None and facts.finite < self.vec.n:
+            rest = self.cotangent(c0, c0 + np.asarray(x_piece).size)
+        return vector_limits(function, x_piece, c0, facts, self.vec.specials, _target(args), self._xt(args),
+                             "scale" in a, self.vec.n, eps, rest)
 
     def whole(self, args, cols: tuple | None = None):
         """reference.softmax.Whole of this piece (or of its columns ``cols`` = (c0, c1)): the
@@ -488,16 +492,18 @@ def in_pieces(function: str, facts, specials, n: int, eps: float | None = None) 
     """Whether the values of a long vector of ``function`` whose non-finite entries are ``facts``
     (masks.VectorFacts; None: every entry finite) are known in pieces: always but for
     :data:`FINITE_ONLY` with entries dropped from the vector the reference sees (masks.Specials
-    ``specials``) -- there, still, where a NaN or +inf read as IEEE does fixes every value, and for
-    label smoothing's loss with eps > 0 (``eps``; a dropped entry's weight eps / n multiplies log 0:
-    +inf), a vector of at most one entry left or none dropped (masks.vector_limits)."""
+    ``specials``) -- there, still, where a NaN or +inf read as IEEE does fixes every value; for a
+    gradient, where two or more entries are left (a dropped entry's value: 0, its cotangent, or the
+    target's -1, masks.vector_limits); for label smoothing's loss with eps > 0 (``eps``; a dropped
+    entry's weight eps / n multiplies log 0: +inf), a vector of at most one entry left or none
+    dropped."""
     if facts is None or function not in FINITE_ONLY or facts.finite == n:
         return True
     if facts.nan or (facts.pinf and (specials or masks.DEFAULT).nonfinite == "ieee"):
         return True
-    if function != "smoothed_cross_entropy":
-        return False
     kept = {"limit": facts.pinf, "uniform": n}.get(facts.seen(specials), facts.finite)
+    if function != "smoothed_cross_entropy":  # a gradient: its masked entries' values, two or more left
+        return kept >= 2
     return kept in (0, 1, n) or (eps is not None and eps > 0)
 
 

@@ -124,6 +124,8 @@ def enclose_cross_entropy_backward(x_row, target, prec: int, fmt_p: int = 64, js
     if whole is not None:
         js = list(range(len(x_row)) if js is None else js)
         tl = target - whole.c0
+        if 0 <= tl < len(x_row) and x_row[tl] == -np.inf:  # a masked target: its -1 fixed (masks.py)
+            tl = -1
         e, (tlo, thi) = _whole_exps(x_row, whole, js + ([tl] if 0 <= tl < len(x_row) else []), wp)
         elo = {j: a for j, (a, _b) in e.items()}
         ehi = {j: b for j, (_a, b) in e.items()}
@@ -594,7 +596,7 @@ def piece_rows(fmt: Format, pieces, wt, m: float, k: int) -> dict:
         eP = np.array([eP]).astype(wt) + tny * (small * (1 + 4 * dep2 * u) * 1.01)
     return {"P": P, "A": np.array([A]), "eP": eP, "V": V, "eV": np.array([eV]), "R": R,
             "eR": np.array([eR]), "vk": np.array([vk]), "k": k, "vconst": vmin == vmax,
-            "vzero": vmin == vmax == 0, "xequal": xmin == m}
+            "vzero": vmin == vmax == 0, "xequal": xmin == m, "xmin": xmin}
 
 
 def _cot_elements(fmt: Format, rows: dict, x, args: dict, wt, f: str, bi, ji) -> RefData:
@@ -745,11 +747,12 @@ class WholeCotangent:
     def __init__(self, pieces, m: float, k: int, n: int, fast, distinct, t_exact: dict, rows: dict):
         self.pieces, self.m, self.k, self.n, self.fast = pieces, float(m), int(k), int(n), fast
         self.distinct, self.t_exact = distinct, t_exact
-        self._V = None
+        self._V = self._kept = None
         self._p: dict = {}
         self._zero: dict = {}
         self.vk = float(np.asarray(rows["vk"])[0])
         self.const, self.x_equal = bool(rows["vconst"]), bool(rows["xequal"])
+        self.all_finite = bool(np.isfinite(np.asarray(rows.get("xmin", 0.0))).all())
 
     @property
     def V(self):
@@ -760,6 +763,25 @@ class WholeCotangent:
             man, ex = exact_total(vp for _c0, _xp, vp in self.pieces())
             self._V = Fraction(man) * Fraction(2) ** ex
         return self._V
+
+    @property
+    def kept(self) -> tuple:
+        """(the number of finite entries, the sum of v over them exactly, a Fraction): a masked
+        entry (-inf, s = 0 there) is no term of M_i."""
+        from fractions import Fraction
+
+        if self._kept is None:
+            count = [0]
+
+            def vs():
+                for _c0, xp, vp in self.pieces():
+                    fin = np.isfinite(xp)
+                    count[0] += int(np.count_nonzero(fin))
+                    yield vp[fin]
+
+            man, ex = exact_total(vs())
+            self._kept = (count[0], Fraction(man) * Fraction(2) ** ex)
+        return self._kept
 
     def _batches(self):
         vals = np.asarray(self.distinct())
@@ -773,7 +795,8 @@ class WholeCotangent:
         if self.const:
             return True
         q = Fraction(vi)
-        if q * self.n != self.V:
+        n, V = (self.n, self.V) if self.all_finite else self.kept
+        if q * n != V:
             return False
         if q not in self._zero:
             L = _lib()

@@ -88,13 +88,17 @@ class Escalation(_Climb):
         self._rows: dict = {}  # (family, tier) -> (rows computed (B,) bool, {name: array over the batch})
         self.mp_rows = 0  # rows whose sum mpmath computed
         if self.mp == 0:
-            self._mpmath({f: np.ones(lv.shape, dtype=bool) for f, lv in self.level.items()})
+            self._all_mpmath()
         else:
             self._first()
         self.decide()
 
     #: a piece of a long vector: its context (:class:`PieceEscalation`)
     piece = None
+
+    def _all_mpmath(self) -> None:
+        """Every element by mpmath (no fast tier: ``mode="mpmath"``)."""
+        self._mpmath({f: np.ones(lv.shape, dtype=bool) for f, lv in self.level.items()})
 
     def _first(self) -> None:
         """Every element at the first tier."""
@@ -241,6 +245,17 @@ class PieceEscalation(Escalation):
         """Every element at the first tier, but those the vector's non-finite entries fix
         (numstab.vector.Piece.limits: a masked entry's limit, a masked target's loss, NaN, ...),
         which are exact and never go up a tier."""
+        self._fast(0, self._put_fixed())
+
+    def _all_mpmath(self) -> None:
+        """Every element by mpmath but those the limits fix (as :meth:`_first`)."""
+        sel = self._put_fixed()
+        if sel:
+            self._mpmath(sel)
+
+    def _put_fixed(self) -> dict:
+        """The values the vector's non-finite entries fix, put in place; returns, per function, the
+        elements left to compute."""
         from ..masks import exact_ref
 
         sel = {}
@@ -253,7 +268,7 @@ class PieceEscalation(Escalation):
                 self.ref[f].put(idx, exact_ref(self.fmt, vals.reshape(lv.shape)[idx]))
             if not fixed.all():
                 sel[f] = ~fixed
-        self._fast(0, sel)
+        return sel
 
     def bump(self, masks: dict) -> bool:
         masks = {f: np.asarray(m) & ~self._fixed[f] if f in self._fixed else m for f, m in masks.items()}

@@ -665,3 +665,28 @@ def test_quad_values_beyond_float64s_range_convert_to_mpf_exactly():
             assert mpmath.mpf(got) != mpmath.mpf(a) * mpmath.mpf(2) ** k  # (the second part is there)
     assert _exact_mpf(one * 0.0) == mpmath.mpf(0)._mpf_
     assert _exact_mpf(one * np.inf) is None and _exact_mpf(one * np.nan) is None
+
+
+def test_the_exact_sum_over_a_long_vectors_distinct_values_keeps_no_exps():
+    """softmax.exp_sum over distinct values (a long vector's t for mpmath: float64's exact strings)
+    kept every value's exps in a memo, about 900 bytes each (3.5 GB for 4 M values); without a cache
+    it keeps none -- the same bounds as with one, which enclose mpmath's sum at 200 bits."""
+    import tracemalloc
+
+    from numstab.reference.softmax import exp_sum
+
+    vals = np.unique(np.random.default_rng(3).normal(0, 3, 100_000))
+    counts = np.ones(vals.size, dtype=np.int64)
+    m = float(vals[-1])
+    counts[-1] = 0  # (the maximum's own term is outside t)
+    tracemalloc.start()
+    lo, hi = exp_sum(vals, counts, m, 100)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20e6, peak  # (the values themselves: 0.8 MB as a list; the memo took ~90 MB)
+    assert (lo, hi) == exp_sum(vals, counts, m, 100, cache={})
+    with mpmath.workprec(200):
+        exact = mpmath.fsum(mpmath.exp(mpmath.mpf(float(v)) - mpmath.mpf(m)) for v in vals[:-1])
+        # (each of 10^5 terms and sums rounded outward at 110 bits: within 10^5 2^-110 < 2^-90)
+        lo, hi = mpmath.mpf(lo), mpmath.mpf(hi)
+        assert lo <= exact <= hi and hi - lo < exact * 2.0**-90

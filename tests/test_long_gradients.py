@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numstab import vector
+from numstab import masks, vector
 from numstab.formats import get_format
 from numstab.reference import backward
 from tests.test_long_reductions import run  # the CLI at a block size, in pieces or whole
@@ -50,9 +50,15 @@ def _whole(fmt, raw, v, block=256):
     return vector.Piece(vec, 0, fmt).whole({})
 
 
-def test_the_exact_sums_of_the_vector_hold_the_mpmath_ones():
+@pytest.mark.parametrize("batch", [None, 500])
+def test_the_exact_sums_of_the_vector_hold_the_mpmath_ones(monkeypatch, batch):
     """P = sum_{j != k} v_j exp(x_j - m) and t from the groups of equal x (precisions beyond the quad
-    tier), V exactly: against 1000-bit mpmath sums over every element."""
+    tier), V exactly: against 1000-bit mpmath sums over every element -- in one batch of groups, or
+    in 6 (``batch``: backward.GROUP_BATCH distinct values a pass)."""
+    from numstab.reference import backward
+
+    if batch is not None:
+        monkeypatch.setattr(backward, "GROUP_BATCH", batch)
     fmt = get_format("float32")
     raw, x = _vector(fmt, 3000, 3)
     x[0, 200:230] = x[0, 5]  # ties: groups of more than one entry
@@ -93,6 +99,25 @@ def test_exact_zeros_of_the_gradient_from_the_vectors_groups():
     j = int(np.nonzero(v2[0] != 0.25)[0][0])
     v2[0, j] = 0.25  # that group's mean moves off 0.25 (and the vector's mean with it)
     assert not _whole(fmt, raw, v2).cot.m_is_zero(0.25)
+
+
+def test_exact_zeros_of_a_masked_vectors_gradient_read_the_entries_left():
+    """With masked entries (s = 0 there) M_i sums over the entries left only: their count and
+    cotangent sum decide the test n v_i = V, whatever the masked entries' cotangents (V over every
+    entry would say no)."""
+    fmt = get_format("float16")
+    raw, x = _vector(fmt, 1200, 5, groups=True)
+    raw[0, 300:500] = -np.inf
+    v = np.full((1, 1200), 0.25)
+    v[0, 300:500] = 3.0  # the masked entries' cotangents: not in M_i
+    cot = vector.Cotangent("values", tuple(v[0]))
+    facts = masks.VectorFacts.of([(0, raw[0])])
+    vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("masked-gradients", 1200), 1200, "sequential",
+                            "format", 256, facts, None, cot)
+    vector.forget()
+    whole = vector.Piece(vec, 0, fmt).whole({})
+    assert whole.cot.kept == (1000, 250) and whole.cot.V == 850
+    assert whole.cot.m_is_zero(0.25) and not whole.cot.m_is_zero(3.0)
 
 
 @pytest.fixture(scope="module")

@@ -532,7 +532,9 @@ def _exact_rows(fmt: Format, out: dict, args: dict, x) -> None:
 
 #: Distinct values of x per pass of the exact groups of one long vector's cotangent
 #: (:class:`WholeCotangent`): the memory of their exact sums (a raw mpf each) whatever the length.
-GROUP_BATCH = 1 << 20
+#: (2^18: about 150 MB of exact sums a batch; 2^20 took a 4 M float32 vector's exact pass to 1.0 GB
+#: peak, 2^18 to 583 MB, in the same time -- a pass over the vector is cheap beside the exps)
+GROUP_BATCH = 1 << 18
 
 
 def piece_rows(fmt: Format, pieces, wt, m: float, k: int) -> dict:

@@ -358,11 +358,6 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     specials = specials or DEFAULT
     shape = x.shape if rule.per_element else (1,)
 
-    def dropped():
-        if isinstance(rule.dropped, str) or rule.target_element is not None:
-            raise ValueError(f"{function}: its dropped values depend on other arguments")
-        return float(rule.dropped)
-
     def every(v):
         return np.full(shape, float(v)), np.ones(shape, dtype=bool)
 
@@ -370,26 +365,11 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
         return every(NAN)
     if facts.pinf:
         return every(rule.ieee_inf)
-    if facts.finite == 0:  # fully masked: the policy (``nan`` or ``zeros``)
-        pol = rule.empty_scalar if rule.empty_scalar is not None else dict(rule.empty)[specials.masked_rows]
-        return every(pol)
-    if rule.smoothing_dropped is not None and eps is not None and eps > 0 and facts.finite < n:
-        return every(rule.smoothing_dropped)  # (masks._compute_rows: eps / n times log 0)
     t = None if target is None else int(np.ravel(target)[0])
-    if facts.finite == 1:  # the one finite entry k: a vector of one
-        k = facts.single
-        if rule.per_element:
-            vals = np.full(shape, dropped())
-            if c0 <= k < c0 + x.size:
-                vals[k - c0] = {"softmax": 1.0, "log_softmax": 0.0}[function]
-            return vals, np.ones(shape, dtype=bool)
-        if function == "logsumexp":  # x / T: no number of the format (the vector's rows)
-            return (np.full(1, np.nan), np.zeros(1, dtype=bool)) if scaled else every(facts.value)
-        return every(0.0 if t == k else rule.target_dropped)
-    if rule.per_element:
-        fixed = x == -np.inf
-        if not fixed.any():
-            return np.full(shape, np.nan), fixed
+
+    def dropped_here(fixed):
+        """A per-element function's values at the dropped entries ``fixed``: its dropped value (the
+        cotangent ``rest`` where :data:`RULES` names it), the target's own at the target."""
         if isinstance(rule.dropped, str):  # (log_softmax_backward: the cotangent there)
             vals = np.asarray(rest, dtype=np.float64).reshape(-1).copy()
         else:
@@ -397,6 +377,28 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
         if rule.target_element is not None and t is not None and c0 <= t < c0 + x.size:
             vals[t - c0] = rule.target_element
         return np.where(fixed, vals, np.nan), fixed
+
+    if facts.finite == 0:  # fully masked: the policy (``nan`` or ``zeros``)
+        pol = rule.empty_scalar if rule.empty_scalar is not None else dict(rule.empty)[specials.masked_rows]
+        if pol == DROPPED:  # (a gradient's safe softmax: s = 0, every entry its dropped value)
+            return dropped_here(np.ones(shape, dtype=bool))
+        return every(pol)
+    if rule.smoothing_dropped is not None and eps is not None and eps > 0 and facts.finite < n:
+        return every(rule.smoothing_dropped)  # (masks._compute_rows: eps / n times log 0)
+    if facts.finite == 1:  # the one finite entry k: a vector of one
+        k = facts.single
+        if rule.per_element:  # s_k = 1: softmax 1, log_softmax 0, softmax_backward 0, s_k - [k = t]
+            vals, fixed = dropped_here(np.ones(shape, dtype=bool))
+            if c0 <= k < c0 + x.size:
+                vals[k - c0] = {"softmax": 1.0, "log_softmax": 0.0, "softmax_backward": 0.0,
+                                "cross_entropy_backward": 0.0 if t == k else 1.0}[function]
+            return vals, fixed
+        if function == "logsumexp":  # x / T: no number of the format (the vector's rows)
+            return (np.full(1, np.nan), np.zeros(1, dtype=bool)) if scaled else every(facts.value)
+        return every(0.0 if t == k else rule.target_dropped)
+    if rule.per_element:
+        fixed = x == -np.inf
+        return dropped_here(fixed) if fixed.any() else (np.full(shape, np.nan), fixed)
     hit = rule.target_dropped is not None and xt is not None and float(xt) == -np.inf
     return np.full(1, np.nan if rule.target_dropped is None else float(rule.target_dropped)), np.array([hit])
 

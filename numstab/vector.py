@@ -48,10 +48,9 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: piece's run ends on the whole vector's reductions), and stream counts it once, by the first piece
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
              "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
-#: of these, the functions whose vectors with dropped entries may go whole (:func:`in_pieces`): a
-#: gradient's with one entry left or none (its values there: the mask layer's row-by-row path), and
-#: label smoothing's without smoothing (eps = 0: the loss of the entries left, whose sums the pieces'
-#: reference does not keep)
+#: of these, the functions whose vectors with dropped entries need their own limits (:func:`in_pieces`,
+#: masks.vector_limits): the gradients' (a masked entry's value, a single entry's), label smoothing's
+#: (+inf where eps > 0, the loss of the entries left where eps = 0)
 FINITE_ONLY = ("smoothed_cross_entropy", "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
 
 
@@ -491,20 +490,19 @@ def element_reference(vec: LongVector, fmt, function: str, row_arg, col: int):
 def in_pieces(function: str, facts, specials, n: int, eps: float | None = None) -> bool:
     """Whether the values of a long vector of ``function`` whose non-finite entries are ``facts``
     (masks.VectorFacts; None: every entry finite) are known in pieces: always but for
-    :data:`FINITE_ONLY` with entries dropped from the vector the reference sees (masks.Specials
-    ``specials``) -- there, still, where a NaN or +inf read as IEEE does fixes every value; for a
-    gradient, where two or more entries are left (a dropped entry's value: 0, its cotangent, or the
-    target's -1, masks.vector_limits); for label smoothing's loss with eps > 0 (``eps``; a dropped
-    entry's weight eps / n multiplies log 0: +inf), a vector of at most one entry left or none
-    dropped."""
+    log_softmax_backward of a vector with one entry left (masks.Specials ``specials``: the vector the
+    reference sees), whose value there, v_k - sum v, is a rational the mask layer's rows compute. A
+    gradient's dropped entry is 0, its cotangent or the target's -1 (masks.vector_limits), label
+    smoothing's loss +inf where eps > 0 (``eps``: a dropped entry's weight eps / n multiplies log 0),
+    else the loss of the entries left."""
     if facts is None or function not in FINITE_ONLY or facts.finite == n:
         return True
     if facts.nan or (facts.pinf and (specials or masks.DEFAULT).nonfinite == "ieee"):
         return True
     kept = {"limit": facts.pinf, "uniform": n}.get(facts.seen(specials), facts.finite)
-    if function != "smoothed_cross_entropy":  # a gradient: its masked entries' values, two or more left
-        return kept >= 2
-    return kept in (0, 1, n) or (eps is not None and eps > 0)
+    if function == "log_softmax_backward":  # (one entry left: v_k - sum v, a rational: whole)
+        return kept != 1
+    return True
 
 
 def is_long(function: str, n: int, block: int) -> bool:

@@ -234,26 +234,30 @@ def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch,
                     assert at and all(e["exact"] == exact[fn] for e in at), a["results"][0]["worst"]
     for fn, extra in (("cross_entropy_backward", ["--target", "700"]), ("softmax_backward", []),
                       ("log_softmax_backward", ["--cotangent", "normal"])):
-        # a gradient: in pieces where a NaN or +inf (IEEE) makes every value NaN, or two or more
-        # entries are left (+inf as a limit: two zeros); one or none left, whole (the mask layer's rows)
-        for pol in (([], ["--nonfinite", "limit"]) if case.startswith("pinf") else ([],)):
+        # a gradient in pieces: a NaN or +inf (IEEE) makes every value NaN; a dropped entry's value is
+        # fixed (0, its cotangent, the target's -1; every entry's under the zeros policy); a single
+        # entry's too, but log_softmax_backward's (v_k - sum v: the mask layer's rows)
+        pols = {"pinf": ([], ["--nonfinite", "limit"]), "pinf1": ([], ["--nonfinite", "limit"]),
+                "empty": ([], ["--masked-rows", "zeros"], ["--masked-rows", "uniform"])}
+        for pol in pols.get(case, ([],)):
             argv = ["inspect", fn, "--input", tmp_path / "s.npy", "--dtype", "float16", "--format", "json",
                     "--top", "3", "--jobs", "1", "--impl", "naive", "--impl", "stable", *extra, *pol]
             code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
             code2, out2, err, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
-            pieces = case == "nan" or (case.startswith("pinf") and (pol == [] or case == "pinf"))
+            one = case == "single" or (case == "pinf1" and pol != [])
+            pieces = not (one and fn == "log_softmax_backward")
             assert code2 == code and not used2 and bool(used) == pieces, err
             assert json.loads(out)["results"] == json.loads(out2)["results"], (case, fn, pol)
 
 
 @pytest.mark.parametrize("case", ["masked", "nan", "pinf", "single", "empty"])
-def test_label_smoothing_of_vectors_with_dropped_entries_goes_in_pieces_with_smoothing(capsys, monkeypatch,
+def test_label_smoothing_of_vectors_with_dropped_entries_goes_in_pieces(capsys, monkeypatch,
                                                                                       tmp_path, masked, case):
     """A dropped entry's weight eps / n multiplies log 0: with eps > 0 the loss is +inf, fixed in
     every piece (masks.vector_limits); a NaN, +inf (IEEE: NaN; as a limit: +inf, or the loss of the
     +inf entries as zeros) and a fully masked vector's policies likewise. With eps = 0 the loss is
-    that of the entries left, whose sums the pieces do not keep: a masked vector goes whole -- either
-    way the figures of the mask layer's whole-row evaluation."""
+    that of the entries left (no smoothing term: the pieces' sum of d is -inf there) -- every way
+    the figures of the mask layer's whole-row evaluation."""
     path = masked[0]
     if case != "masked":
         path = tmp_path / "s.npy"
@@ -268,25 +272,25 @@ def test_label_smoothing_of_vectors_with_dropped_entries_goes_in_pieces_with_smo
         assert code == code2 == 0 and not used2, err
         a, b = json.loads(out), json.loads(out2)
         assert a["results"] == b["results"], (case, eps, pol)
-        whole = eps == "0" and case == "masked"  # (two or more entries left, some dropped)
-        assert bool(used) != whole, (case, eps, pol, len(used))
+        assert used, (case, eps, pol)
         if case == "masked" and eps == "0.1":  # +inf, exactly: every implementation right there
             assert all(r["counts"]["ok"] == 2 for r in a["results"]), a["results"]
 
 
-def test_audit_shows_a_long_vector_evaluated_whole_by_its_first_values(capsys, monkeypatch, masked):
-    """Label smoothing without smoothing of a masked vector longer than a block is evaluated whole
-    (the mask layer's rows); audit's first_failure shows it as it shows a vector in pieces -- its
-    first 8 values, then "..." -- not its 1,500 values."""
-    path, x = masked
-    argv = ["audit", "--function", "smoothed_cross_entropy", "--impl", "naive", "--input", path, "--target",
-            "37", "--label-smoothing", "0", "--dtype", "float16", "--compute", "format", "--format", "json"]
+def test_audit_shows_a_long_vector_evaluated_whole_by_its_first_values(capsys, monkeypatch, tmp_path):
+    """log_softmax_backward of a vector with one entry left, longer than a block, is evaluated whole
+    (the mask layer's rows: v_k - sum v there); audit's first_failure shows it as it shows a vector in
+    pieces -- its first 8 values, then "...", and the element's input -- not its 1,500 values."""
+    x = np.full((1, 1500), -np.inf, dtype=np.float32)
+    x[0, 700] = 3.25
+    np.save(tmp_path / "one.npy", x)
+    argv = ["audit", "--function", "log_softmax_backward", "--impl", "naive", "--input", tmp_path / "one.npy",
+            "--dtype", "float16", "--cotangent", "normal", "--format", "json"]
     code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
     assert code == 1 and not used, err
     ff = json.loads(out)["results"][0]["first_failure"]
-    r = ff["row"]
-    assert ff["n"] == 1500 and ff["vector"] == [float(np.float16(v)) for v in x[r, :8]] + ["..."]
-    assert ff["element"] is None and "input" not in ff and ff["status"] in ("overflow", "nan"), ff
+    assert ff["n"] == 1500 and ff["vector"] == ["-inf"] * 8 + ["..."], ff
+    assert ff["input"] == float(x[0, ff["element"]]) or ff["input"] == "-inf", ff
 
 
 def test_online_scans_go_in_pieces(capsys, monkeypatch, tmp_path):
@@ -364,15 +368,13 @@ def test_engine_pieces_at_every_tier(fmt_name, mode, acc, masked):
     v = fmt.round(rng.normal(0, 1, (1, n)))  # the gradients' cotangent, given as values
     for fn in ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
                "cross_entropy_backward", "softmax_backward", "log_softmax_backward"):
-        if fn == "smoothed_cross_entropy" and masked:  # (+inf, fixed: the mask layer's rows for eps = 0)
-            continue
         impls = [i for i in select_impls([fn]) if vector.pieceable(fn, [i], acc, "format")]
         assert {"naive", "stable"} <= {i.name for i in impls}
         args = {"target": np.array([250 if not masked or fmt_name == "float32" else 210])} \
             if fn in ("cross_entropy", "cross_entropy_backward") else {}
-        if fn == "smoothed_cross_entropy":
-            args = {"smoothing": np.rec.fromarrays([np.array([250]), fmt.round(np.array([0.1]))],
-                                                   names="target,epsilon")}
+        if fn == "smoothed_cross_entropy":  # (masked: eps = 0, the loss of the entries left; else +inf)
+            eps = np.array([0.0]) if masked else fmt.round(np.array([0.1]))
+            args = {"smoothing": np.rec.fromarrays([np.array([250]), eps], names="target,epsilon")}
         cot = None
         if fn.endswith("softmax_backward"):
             args, cot = {"cotangent": v}, vector.Cotangent("values", tuple(v[0]))

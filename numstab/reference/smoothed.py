@@ -114,8 +114,9 @@ def _loss(lp, elp, D, eD, dt, eps, n: int, u):
     w = 1 - eps
     c1 = -(w * dt)
     e1 = np.abs(c1) * 4 * u
-    c2 = -(eps / n) * D
-    e2 = (eps / n) * (eD + 3 * u * np.abs(D))
+    none = eps == 0  # no smoothing term (a long vector's D is -inf where an entry is masked)
+    c2 = np.where(none, 0.0, -(eps / n) * D).astype(lp.dtype)
+    e2 = np.where(none, 0.0, (eps / n) * (eD + 3 * u * np.abs(D)))
     r = lp + (c1 + c2)
     return r, (elp + e1 + e2 + 2 * u * (lp + np.abs(c1) + np.abs(c2))) * 1.05
 

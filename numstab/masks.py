@@ -390,8 +390,11 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
         if rule.per_element:  # s_k = 1: softmax 1, log_softmax 0, softmax_backward 0, s_k - [k = t]
             vals, fixed = dropped_here(np.ones(shape, dtype=bool))
             if c0 <= k < c0 + x.size:
-                vals[k - c0] = {"softmax": 1.0, "log_softmax": 0.0, "softmax_backward": 0.0,
-                                "cross_entropy_backward": 0.0 if t == k else 1.0}[function]
+                if function == "log_softmax_backward":  # v_k - sum v: the vector's rows compute it
+                    vals[k - c0], fixed[k - c0] = np.nan, False
+                else:
+                    vals[k - c0] = {"softmax": 1.0, "log_softmax": 0.0, "softmax_backward": 0.0,
+                                    "cross_entropy_backward": 0.0 if t == k else 1.0}[function]
             return vals, fixed
         if function == "logsumexp":  # x / T: no number of the format (the vector's rows)
             return (np.full(1, np.nan), np.zeros(1, dtype=bool)) if scaled else every(facts.value)

@@ -833,16 +833,14 @@ def _row_facts(read, n: int, block: int):
 def _vector_chunks(job: Job, arrays, args: dict) -> list:
     """The chunks of long vectors with reductions (:func:`in_pieces`): each row in the pieces of
     columns vector.LongVector cuts it in, with the context its pieces share (its non-finite
-    entries' facts, masks.VectorFacts, read first, a block at a time); a row whose limits need it
-    whole (vector.in_pieces: a gradient's with masks, label smoothing's without smoothing) as one
-    chunk, if it fits (else refused here, before any work)."""
+    entries' facts, masks.VectorFacts, read first, a block at a time: the limits of every such
+    vector are known in pieces, masks.vector_limits)."""
     import copy
 
     from .functions import get as get_function
     from .grids import DEFAULT_EXTRAS
     from .limits import box_bytes, require, stream_bytes
     from .vector import Cotangent, LongVector, partition
-    from .vector import in_pieces as in_pieces_of
 
     n, block, chunks, row0 = arrays[0].n, block_elements(), [], 0
     boxes = sum(r[0] != "builtin" for r in job.impls)
@@ -862,29 +860,17 @@ def _vector_chunks(job: Job, arrays, args: dict) -> list:
             read = ColumnReader(job.source, s, r)
             row_args = slice_args(args, row0, row0 + 1)
             facts = _row_facts(read, n, block)
-            eps = row_args.get("epsilon")  # (label smoothing's, prepare_args)
-            if not in_pieces_of(job.function, facts, job.specials, n, None if eps is None else float(eps)):
-                require(f"row {row0} ({n:,} values, with non-finite entries the limits of "
-                        f"{job.function} need whole: evaluated whole)", stream_bytes(n, len(job.impls), 1),
-                        "such a vector is evaluated whole: use shorter vectors")
-                state = None
-                if rng is not None:  # the row's normal draws, from the batch's stream as one pass draws it
-                    state = copy.deepcopy(rng.bit_generator.state)
-                    _skip_normals(rng, n)
-                chunks.append(Chunk(job, row0, s, r, r + 1, args=row_args, n=n, rng=state))
-            else:
-                row_cot = cot
-                if rng is not None:  # each piece's first draw's state
-                    states = []
-                    for c0, c1 in partition(n, job.accumulate, block)[0]:
-                        states.append(copy.deepcopy(rng.bit_generator.state))
-                        _skip_normals(rng, c1 - c0)
-                    row_cot = Cotangent("normal", states=tuple(states))
-                vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.accumulate,
-                                 job.compute, block, None if facts.finite == n else facts, job.specials,
-                                 row_cot)
-                chunks += [Chunk(job, row0, s, r, r + 1, args=row_args, n=n, c0=c0, c1=c1, vector=vec,
-                                 piece=j) for j, (c0, c1) in enumerate(vec.bounds)]
+            row_cot = cot
+            if rng is not None:  # each piece's first draw's state
+                states = []
+                for c0, c1 in partition(n, job.accumulate, block)[0]:
+                    states.append(copy.deepcopy(rng.bit_generator.state))
+                    _skip_normals(rng, c1 - c0)
+                row_cot = Cotangent("normal", states=tuple(states))
+            vec = LongVector(read, (str(path), st.st_size, st.st_mtime_ns, s, r), n, job.accumulate,
+                             job.compute, block, None if facts.finite == n else facts, job.specials, row_cot)
+            chunks += [Chunk(job, row0, s, r, r + 1, args=row_args, n=n, c0=c0, c1=c1, vector=vec,
+                             piece=j) for j, (c0, c1) in enumerate(vec.bounds)]
             row0 += 1
     return chunks
 

@@ -21,8 +21,8 @@ per process (:class:`Piece` reads it):
 whether a vector can be so evaluated: the function one of :data:`FUNCTIONS`, every built-in's
 kernel piecewise (its steps meet the vector only through the reductions pieces knows, the online
 scan included; else pieces.NotPiecewise), black boxes given the whole vector once
-(:meth:`Piece.black_box`, with what their inferred causes read of it), and inputs finite
-where :data:`FINITE_ONLY` asks it (masks.VectorFacts, read in one pass by stream). A -inf entry
+(:meth:`Piece.black_box`, with what their inferred causes read of it), whatever the vector's
+non-finite entries (masks.VectorFacts, read in one pass by stream). A -inf entry
 (a mask) adds no term to the sums, and the outputs the non-finite entries fix
 (masks.vector_limits: a mask's limit, NaN, IEEE's +inf, a single finite entry's values, a fully
 masked vector's policy) are exact in every piece (reference.escalation.PieceEscalation). Where
@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import masks
 from .functions import as_args
 from .functions import get as get_function
 from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
@@ -48,10 +47,6 @@ from .pieces import NotPiecewise, PieceTracer, Plan, learn, partition
 #: piece's run ends on the whole vector's reductions), and stream counts it once, by the first piece
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "smoothed_cross_entropy",
              "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
-#: of these, the functions whose vectors with dropped entries need their own limits (:func:`in_pieces`,
-#: masks.vector_limits): the gradients' (a masked entry's value, a single entry's), label smoothing's
-#: (+inf where eps > 0, the loss of the entries left where eps = 0)
-FINITE_ONLY = ("smoothed_cross_entropy", "cross_entropy_backward", "softmax_backward", "log_softmax_backward")
 
 
 @dataclass(frozen=True)
@@ -485,24 +480,6 @@ def element_reference(vec: LongVector, fmt, function: str, row_arg, col: int):
     if fixed[0]:
         return float(vals[0]), None
     return None, piece.whole(args, (col, col + 1))
-
-
-def in_pieces(function: str, facts, specials, n: int, eps: float | None = None) -> bool:
-    """Whether the values of a long vector of ``function`` whose non-finite entries are ``facts``
-    (masks.VectorFacts; None: every entry finite) are known in pieces: always but for
-    log_softmax_backward of a vector with one entry left (masks.Specials ``specials``: the vector the
-    reference sees), whose value there, v_k - sum v, is a rational the mask layer's rows compute. A
-    gradient's dropped entry is 0, its cotangent or the target's -1 (masks.vector_limits), label
-    smoothing's loss +inf where eps > 0 (``eps``: a dropped entry's weight eps / n multiplies log 0),
-    else the loss of the entries left."""
-    if facts is None or function not in FINITE_ONLY or facts.finite == n:
-        return True
-    if facts.nan or (facts.pinf and (specials or masks.DEFAULT).nonfinite == "ieee"):
-        return True
-    kept = {"limit": facts.pinf, "uniform": n}.get(facts.seen(specials), facts.finite)
-    if function == "log_softmax_backward":  # (one entry left: v_k - sum v, a rational: whole)
-        return kept != 1
-    return True
 
 
 def is_long(function: str, n: int, block: int) -> bool:

@@ -182,3 +182,38 @@ def test_exact_strings_of_gradient_pieces_are_mpmath_digits(capsys, monkeypatch,
                     val = vs[j] - s[j] * mpmath.fsum(vs)
                 half = mpmath.mpf(10) ** (int(mpmath.floor(mpmath.log10(abs(val)))) - 24) / 2
                 assert abs(mpmath.mpf(w["exact"]) - val) <= half * (1 + mpmath.mpf(2) ** -200), (w, val)
+
+
+@pytest.mark.parametrize("mode", ["auto", "mpmath"])
+def test_a_single_entry_lefts_log_softmax_gradient_is_the_rational_v_k_minus_the_sum(mode):
+    """One entry left of a long masked vector: s_k = 1 there, so log_softmax_backward = v_k - sum v
+    (every cotangent counts, the masked ones too) -- a rational, here exactly -74.75 in float16:
+    the pieces' reference gives that point (an output equal to it has 0 ULP), as the whole vector's
+    mask layer does; every masked entry's value is its own cotangent."""
+    from numstab.engine import evaluate, select_impls
+    from numstab.reference.escalation import compute_reference
+
+    fmt = get_format("float16")
+    n = 300
+    raw = np.full((1, n), -np.inf)
+    raw[0, 123] = 2.5
+    v = np.full((1, n), 0.25)
+    v[0, 123] = 0.5  # v_k - V = 0.5 - (0.5 + 299 / 4) = -74.75
+    cot = vector.Cotangent("values", tuple(v[0]))
+    vec = vector.LongVector(lambda c0, c1: raw[:, c0:c1], ("single-entry", n, mode), n, "sequential",
+                            "format", 64, masks.VectorFacts.of([(0, raw[0])]), None, cot)
+    vector.forget()
+    impls = [i for i in select_impls(["log_softmax_backward"]) if i.name == "stable"]
+    whole, _, _ = evaluate(fmt, raw, {"cotangent": v}, impls, "sequential", compute="format", mode=mode)
+    for j, (c0, c1) in enumerate(vec.bounds):
+        piece = vector.Piece(vec, j, fmt)
+        ref, _ = compute_reference(fmt, raw[:, c0:c1], {"cotangent": v[:, c0:c1]}, mode,
+                                   functions=["log_softmax_backward"], piece=piece)
+        r = ref["log_softmax_backward"]
+        expected = np.where(np.arange(c0, c1) == 123, -74.75, 0.25)
+        point = (r.dlo[0] == 0) & (r.dhi[0] == 0)  # (mpmath: the rational itself; a fast tier: a bound)
+        assert np.array_equal(r.rounded[0], expected) and (point.all() if mode == "mpmath" else point.any())
+        o = evaluate(fmt, raw[:, c0:c1], {"cotangent": v[:, c0:c1]}, impls, "sequential", compute="format",
+                     mode=mode, piece=piece)[0][0]
+        assert np.array_equal(o.ulp, whole[0].ulp[:, c0:c1])
+        assert np.array_equal(o.status, whole[0].status[:, c0:c1])

@@ -236,7 +236,7 @@ def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch,
                       ("log_softmax_backward", ["--cotangent", "normal"])):
         # a gradient in pieces: a NaN or +inf (IEEE) makes every value NaN; a dropped entry's value is
         # fixed (0, its cotangent, the target's -1; every entry's under the zeros policy); a single
-        # entry's too, but log_softmax_backward's (v_k - sum v: the mask layer's rows)
+        # entry's too, but log_softmax_backward's (v_k - sum v, from the vector's exact sum)
         pols = {"pinf": ([], ["--nonfinite", "limit"]), "pinf1": ([], ["--nonfinite", "limit"]),
                 "empty": ([], ["--masked-rows", "zeros"], ["--masked-rows", "uniform"])}
         for pol in pols.get(case, ([],)):
@@ -244,9 +244,7 @@ def test_vectors_whose_limits_fix_their_values_go_in_pieces(capsys, monkeypatch,
                     "--top", "3", "--jobs", "1", "--impl", "naive", "--impl", "stable", *extra, *pol]
             code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
             code2, out2, err, used2 = run(capsys, monkeypatch, *argv, block=256, pieces=False)
-            one = case == "single" or (case == "pinf1" and pol != [])
-            pieces = not (one and fn == "log_softmax_backward")
-            assert code2 == code and not used2 and bool(used) == pieces, err
+            assert code2 == code and not used2 and used, err
             assert json.loads(out)["results"] == json.loads(out2)["results"], (case, fn, pol)
 
 
@@ -277,20 +275,21 @@ def test_label_smoothing_of_vectors_with_dropped_entries_goes_in_pieces(capsys, 
             assert all(r["counts"]["ok"] == 2 for r in a["results"]), a["results"]
 
 
-def test_audit_shows_a_long_vector_evaluated_whole_by_its_first_values(capsys, monkeypatch, tmp_path):
-    """log_softmax_backward of a vector with one entry left, longer than a block, is evaluated whole
-    (the mask layer's rows: v_k - sum v there); audit's first_failure shows it as it shows a vector in
-    pieces -- its first 8 values, then "...", and the element's input -- not its 1,500 values."""
-    x = np.full((1, 1500), -np.inf, dtype=np.float32)
-    x[0, 700] = 3.25
-    np.save(tmp_path / "one.npy", x)
-    argv = ["audit", "--function", "log_softmax_backward", "--impl", "naive", "--input", tmp_path / "one.npy",
-            "--dtype", "float16", "--cotangent", "normal", "--format", "json"]
-    code, out, err, used = run(capsys, monkeypatch, *argv, block=256)
+def test_audit_shows_a_long_vector_evaluated_whole_by_its_first_values(capsys, monkeypatch, masked):
+    """A vector longer than a block evaluated whole (every built-in goes in pieces; a kernel that
+    could not would not) is shown in audit's first_failure as a vector in pieces is -- its first 8
+    values, then "...", and the element's input -- not by its 1,500 values."""
+    path, x = masked
+    argv = ["audit", "--function", "cross_entropy_backward", "--impl", "naive", "--input", path, "--target",
+            "901", "--dtype", "float16", "--compute", "format", "--format", "json"]
+    code, out, err, used = run(capsys, monkeypatch, *argv, block=256, pieces=False)
     assert code == 1 and not used, err
     ff = json.loads(out)["results"][0]["first_failure"]
-    assert ff["n"] == 1500 and ff["vector"] == ["-inf"] * 8 + ["..."], ff
-    assert ff["input"] == float(x[0, ff["element"]]) or ff["input"] == "-inf", ff
+    r, j = ff["row"], ff["element"]
+    assert ff["n"] == 1500 and ff["vector"] == [float(np.float16(v)) for v in x[r, :8]] + ["..."]
+    assert ff["input"] == float(np.float16(x[r, j])) and ff["status"] in ("overflow", "nan")
+    code2, out2, err, used = run(capsys, monkeypatch, *argv, block=256)  # the same in pieces
+    assert code2 == 1 and used and json.loads(out2)["results"][0]["first_failure"] == ff
 
 
 def test_online_scans_go_in_pieces(capsys, monkeypatch, tmp_path):

@@ -863,6 +863,10 @@ def _enclose_piece(f: str, x_row, v_row, prec: int, fmt_p: int, js: list, whole)
     cot, n = whole.cot, whole.n
     vf = np.ravel(np.asarray(v_row, dtype=np.float64))
     out = []
+    if f == "log_softmax_backward" and not cot.all_finite and cot.kept[0] == 1:
+        # one entry left (the others masked): s_k = 1 there, the value v_k - V exactly (V over every
+        # entry); the masked entries' values are fixed (masks.vector_limits)
+        return [_rational_iv(Fraction(float(vf[i])) - cot.V, wp) for i in js]
     if cot.x_equal or (f == "log_softmax_backward" and cot.V == 0):
         V = cot.V
         for i in js:

@@ -319,14 +319,6 @@ class VectorFacts:
             return VectorFacts.of(blocks)
         return VectorFacts(finite=self.pinf or n)
 
-    def fixed_scalar(self, kind: str | None, function: str) -> float | None:
-        """A per-vector value that :meth:`seen`'s ``kind`` fixes whatever the entries (logsumexp:
-        +inf with +inf entries, -inf for an empty sum), else None."""
-        rule = RULES[function]
-        if kind == "limit":
-            return rule.pinf
-        return rule.empty_scalar if kind == "uniform" else None
-
 
 def seen_values(kind: str | None, x: np.ndarray) -> np.ndarray:
     """The values the reference sees of a piece of a vector (:meth:`VectorFacts.seen`): under
@@ -340,7 +332,7 @@ def seen_values(kind: str | None, x: np.ndarray) -> np.ndarray:
 
 def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials: Specials | None = None,
                   target=None, xt=None, scaled: bool = False, n: int | None = None,
-                  eps: float | None = None, rest=None) -> tuple:
+                  eps: float | None = None, rest=None, kind: str | None = None) -> tuple:
     """(values, fixed) of the outputs that the limits fix on a piece of columns ``x_piece`` (first
     column c0) of one long vector (``facts``; where the reference sees another vector,
     :meth:`VectorFacts.seen`, x_piece, ``facts`` and ``xt`` are that vector's), the values its
@@ -351,8 +343,10 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     elsewhere); label smoothing's +inf where an entry of the n dropped and ``eps`` > 0; else a
     per-element function's dropped value at each -inf entry and a per-vector one's value when its
     ``target`` (input ``xt``) is masked -- a gradient's: 0, or the piece's cotangent ``rest`` where
-    :data:`RULES` names it, and the target's -1 at a masked target. Per-element: one per column of
-    the piece; per-vector: one."""
+    :data:`RULES` names it, and the target's -1 at a masked target. ``kind``: how the reference sees
+    the vector (:meth:`VectorFacts.seen`), whose per-vector values a function may fix whatever its
+    entries (logsumexp: +inf beside +inf entries, -inf for an empty sum). Per-element: one per column
+    of the piece; per-vector: one."""
     rule = RULES[function]
     x = np.asarray(x_piece, dtype=np.float64).reshape(-1)
     specials = specials or DEFAULT
@@ -361,6 +355,9 @@ def vector_limits(function: str, x_piece, c0: int, facts: VectorFacts, specials:
     def every(v):
         return np.full(shape, float(v)), np.ones(shape, dtype=bool)
 
+    fixed_by_kind = {"limit": rule.pinf, "uniform": rule.empty_scalar}.get(kind)
+    if fixed_by_kind is not None:
+        return every(fixed_by_kind)
     if facts.nan:
         return every(NAN)
     if facts.pinf:

@@ -736,7 +736,7 @@ def _first_failure(job: Job, fail_on, limit, o, x, args, r, row0: int, piece=Non
     (c0, n, head): the chunk is the piece c0.. of a long vector of n whose first values are
     ``head``; the element is named by its place in the vector, and the vector, too long to list,
     is shown by its first values and its element's input, as --top entries show it -- as is a
-    vector longer than a block evaluated whole (one whose limits need it so)."""
+    vector longer than a block evaluated whole (a kernel that is not piecewise, :func:`in_pieces`)."""
     from .causes import cause_name
     from .functions import get as get_function
     from .results import jnum
@@ -802,9 +802,9 @@ def split_rows(function: str, n: int) -> bool:
 
 def in_pieces(function: str, impls, n: int, acc: str, compute: str) -> bool:
     """Whether vectors of n of a function with reductions are evaluated in pieces of columns
-    (numstab.vector): longer than a block, every built-in's kernel piecewise (black boxes are run
-    once on the whole vector: vector.pieceable), and each vector's non-finite entries such that its
-    limits are known without it whole (:func:`_vector_chunks`)."""
+    (numstab.vector): longer than a block and every built-in's kernel piecewise (black boxes are run
+    once on the whole vector: vector.pieceable), whatever the vectors' non-finite entries
+    (:func:`_vector_chunks`)."""
     from .vector import is_long, pieceable
 
     return is_long(function, n, block_elements()) and pieceable(function, impls, acc, compute)

@@ -351,10 +351,6 @@ class Piece:
         from .masks import VectorFacts, vector_limits
 
         facts = self.vec.facts or VectorFacts(finite=self.vec.n)  # (None: every entry finite)
-        per = 1 if get_function(function).per_vector else np.asarray(x_piece).size
-        v = facts.fixed_scalar(self.kind, function) if self.kind else None
-        if v is not None:  # (logsumexp: +inf beside +inf entries, -inf for an empty sum)
-            return np.full(per, v), np.ones(per, dtype=bool)
         if self.kind:
             st = self._state(args)
             if st.seen is None:
@@ -370,7 +366,7 @@ class Piece:
         if self.vec.cotangent is not None and facts.finite < self.vec.n:
             rest = self.cotangent(c0, c0 + np.asarray(x_piece).size)
         return vector_limits(function, x_piece, c0, facts, self.vec.specials, _target(args), self._xt(args),
-                             "scale" in a, self.vec.n, eps, rest)
+                             "scale" in a, self.vec.n, eps, rest, self.kind)
 
     def whole(self, args, cols: tuple | None = None):
         """reference.softmax.Whole of this piece (or of its columns ``cols`` = (c0, c1)): the
